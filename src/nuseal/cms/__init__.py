@@ -1,0 +1,1 @@
+"""cms layer (see docs/architecture.md)."""

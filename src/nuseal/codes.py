@@ -1,0 +1,202 @@
+"""NuGet's NU3xxx log codes, each defined exactly once.
+
+Every finding nuseal reports carries one of these codes. The default message is NuGet's own wording
+(NuGet.Client ``Strings.resx``, spec §6.6) so that scripts matching on messages keep working. Severity is
+*not* stored here: it comes from the verification policy (spec §6.2), never from the check.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class NuCode(str, Enum):
+    """A NuGet log code. The enum value is the code string itself (``"NU3008"``)."""
+
+    NU3000 = "NU3000"
+    NU3001 = "NU3001"
+    NU3002 = "NU3002"
+    NU3003 = "NU3003"
+    NU3004 = "NU3004"
+    NU3005 = "NU3005"
+    NU3006 = "NU3006"
+    NU3007 = "NU3007"
+    NU3008 = "NU3008"
+    NU3009 = "NU3009"
+    NU3010 = "NU3010"
+    NU3011 = "NU3011"
+    NU3012 = "NU3012"
+    NU3013 = "NU3013"
+    NU3014 = "NU3014"
+    NU3015 = "NU3015"
+    NU3016 = "NU3016"
+    NU3017 = "NU3017"
+    NU3018 = "NU3018"
+    NU3019 = "NU3019"
+    NU3020 = "NU3020"
+    NU3021 = "NU3021"
+    NU3022 = "NU3022"
+    NU3023 = "NU3023"
+    NU3024 = "NU3024"
+    NU3025 = "NU3025"
+    NU3026 = "NU3026"
+    NU3027 = "NU3027"
+    NU3028 = "NU3028"
+    NU3029 = "NU3029"
+    NU3030 = "NU3030"
+    NU3031 = "NU3031"
+    NU3032 = "NU3032"
+    NU3033 = "NU3033"
+    NU3034 = "NU3034"
+    NU3035 = "NU3035"
+    NU3036 = "NU3036"
+    NU3037 = "NU3037"
+    NU3038 = "NU3038"
+    NU3039 = "NU3039"
+    NU3040 = "NU3040"
+    NU3041 = "NU3041"
+    NU3042 = "NU3042"
+    NU3043 = "NU3043"
+
+    @property
+    def summary(self) -> str:
+        """One line saying what the code means (for docs and ``--help``)."""
+        return _SUMMARIES[self]
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# What each code means, in NuGet's terms (spec §6.6). Messages for specific findings are built at the
+# emission site, usually from the templates in ``Messages`` below.
+_SUMMARIES: dict[NuCode, str] = {
+    NuCode.NU3000: "Generic signing error (invalid signature content, invalid attribute, multiple timestamps).",
+    NuCode.NU3001: "Invalid input to sign: already signed, unreadable certificate or key, wrong password.",
+    NuCode.NU3002: "No timestamper was given: the signed package will not be timestamped.",
+    NuCode.NU3003: "The package signature is invalid or cannot be verified on this platform.",
+    NuCode.NU3004: "The package is not signed.",
+    NuCode.NU3005: "The package signature file entry is invalid.",
+    NuCode.NU3006: "Signed Zip64 packages are not supported.",
+    NuCode.NU3007: "The package signature format version is not supported.",
+    NuCode.NU3008: "The package integrity check failed.",
+    NuCode.NU3009: "The package signature file does not contain exactly one primary signature.",
+    NuCode.NU3010: "The primary signature does not have a signing certificate.",
+    NuCode.NU3011: "The primary signature is invalid.",
+    NuCode.NU3012: "Signature validation failed, or the signing certificate chain has a building issue.",
+    NuCode.NU3013: "The signing certificate has an unsupported signature algorithm.",
+    NuCode.NU3014: "The signing certificate does not meet a minimum public key length requirement.",
+    NuCode.NU3015: "Certificates with lifetime signer EKU are not supported.",
+    NuCode.NU3016: "The package hash uses an unsupported hash algorithm.",
+    NuCode.NU3017: "The signing certificate is not yet valid.",
+    NuCode.NU3018: "Chain building failed for the signing certificate (untrusted root or unknown revocation).",
+    NuCode.NU3019: "The timestamp integrity check failed.",
+    NuCode.NU3020: "The timestamp's signing certificate is missing.",
+    NuCode.NU3021: "Timestamp signature validation failed.",
+    NuCode.NU3022: "The timestamp certificate has an unsupported signature algorithm.",
+    NuCode.NU3023: "The timestamp's certificate does not meet a minimum public key length requirement.",
+    NuCode.NU3024: "The timestamp signature has an unsupported digest algorithm.",
+    NuCode.NU3025: "The timestamp signing certificate is not yet valid.",
+    NuCode.NU3026: "The timestamp response is invalid: nonces did not match.",
+    NuCode.NU3027: "The signature should be timestamped to enable long-term signature validity.",
+    NuCode.NU3028: "Chain building failed for the timestamp certificate.",
+    NuCode.NU3029: "The timestamp signature is invalid.",
+    NuCode.NU3030: "The timestamp's message imprint uses an unsupported hash algorithm.",
+    NuCode.NU3031: "The repository countersignature is invalid.",
+    NuCode.NU3032: "The package signature contains multiple repository countersignatures.",
+    NuCode.NU3033: "A repository primary signature must not have a repository countersignature.",
+    NuCode.NU3034: "The signing certificate is not in an allow list.",
+    NuCode.NU3035: "Chain building failed for the repository countersignature.",
+    NuCode.NU3036: "The timestamp's generalized time is outside the timestamping certificate's validity.",
+    NuCode.NU3037: "The signature validity period has expired.",
+    NuCode.NU3038: "The repository countersignature is required but missing.",
+    NuCode.NU3039: "The package cannot be signed as it would require the Zip64 format.",
+    NuCode.NU3040: "Conflicting allowUntrustedRoot values for the same certificate in trusted signers.",
+    NuCode.NU3041: "Unsigned packages are not allowed for this operation.",
+    NuCode.NU3042: "The root certificate is not in the certificate bundle.",
+    NuCode.NU3043: "Invalid or SHA-1 certificate fingerprint.",
+}
+
+
+class Messages:
+    """NuGet's message texts that more than one module emits. ``{0}``-style slots are ``str.format`` fields."""
+
+    NOT_SIGNED = "The package is not signed."
+    SIGNATURE_INVALID = "The package signature is invalid or cannot be verified on this platform."
+    INTEGRITY_FAILED = (
+        "The package integrity check failed. The package has changed since it was signed. "
+        "Try clearing the local http-cache and run nuget operation again."
+    )
+    NO_VALID_SIGNATURE_FILE = "The package does not contain a valid package signature file."
+    MULTIPLE_SIGNATURE_FILES = "The package contains multiple package signature files."
+    INVALID_ENTRY_FIELD = (
+        "The package signature file entry is invalid. The {header} header field '{field}' has an invalid value ({value})."
+    )
+    ZIP64_NOT_SUPPORTED = "Signed Zip64 packages are not supported."
+    WOULD_REQUIRE_ZIP64 = "The package cannot be signed as it would require the Zip64 format."
+    CONTENT_INVALID = "The package signature content is invalid."
+    VERSION_UNSUPPORTED = (
+        "The package signature format version is not supported. Updating your client may solve this problem."
+    )
+    HASH_NOT_FOUND = "Package hash information could not be read from the package signature."
+    NOT_ONE_PRIMARY = "The package signature file does not contain exactly one primary signature."
+    NO_SIGNING_CERT = "The primary signature does not have a signing certificate."
+    PRIMARY_INVALID = "The primary signature is invalid."
+    COUNTERSIGNATURE_INVALID = "The repository countersignature is invalid."
+    MULTIPLE_COUNTERSIGNATURES = "The package signature contains multiple repository countersignatures."
+    REPO_PRIMARY_WITH_COUNTER = "A repository primary signature must not have a repository countersignature."
+    VALIDATION_FAILED = "The {0} validation failed."
+    CHAIN_ISSUE = "The {0} found a chain building issue: {1}"
+    UNTRUSTED_ROOT = "The {0}'s signing certificate is not trusted by the trust provider."
+    REVOCATION_OFFLINE = (
+        "The {0} found a chain building issue: The revocation function was unable to check revocation "
+        "because the revocation server could not be reached. For more information, visit "
+        "https://aka.ms/certificateRevocationMode."
+    )
+    REVOCATION_UNKNOWN = (
+        "The {0} found a chain building issue: The revocation function was unable to check revocation "
+        "for the certificate."
+    )
+    UNSUPPORTED_CERT_SIGNATURE_ALGORITHM = (
+        "The {0} has an unsupported signature algorithm. The signing certificate is not supported."
+    )
+    KEY_TOO_SHORT = "The {0}'s certificate does not meet a minimum public key length requirement."
+    LIFETIME_EKU = "The {0}'s certificate has lifetime signer EKU. Certificates with lifetime signer EKU are not supported."
+    CERT_NOT_YET_VALID = "The {0}'s certificate is not yet valid."
+    CERT_EXPIRED = "The {0} validity period has expired."
+    NO_TIMESTAMP = (
+        "The {0} should be timestamped to enable long-term signature validity after the certificate has expired."
+    )
+    MULTIPLE_TIMESTAMPS = "Multiple timestamps are not accepted."
+    TIMESTAMP_INVALID = "The {0} contains an invalid timestamp."
+    TIMESTAMP_NO_CERT = "The {0}'s timestamp's signing certificate is missing."
+    TIMESTAMP_SIGNATURE_INVALID = "The {0}'s timestamp's signature is invalid."
+    TIMESTAMP_INTEGRITY = "The {0}'s timestamp integrity check failed."
+    TIMESTAMP_CERT_ALGORITHM = "The {0}'s timestamp's certificate has an unsupported signature algorithm."
+    TIMESTAMP_KEY_TOO_SHORT = "The {0}'s timestamp's certificate does not meet a minimum public key length requirement."
+    TIMESTAMP_DIGEST_ALGORITHM = "The {0}'s timestamp's signature has an unsupported digest algorithm."
+    TIMESTAMP_NOT_YET_VALID = "The {0}'s timestamp's signing certificate is not yet valid."
+    TIMESTAMP_IMPRINT_ALGORITHM = "The {0}'s timestamp's message imprint uses an unsupported hash algorithm."
+    TIMESTAMP_GENTIME_OUTSIDE = (
+        "The {0}'s timestamp's generalized time is outside the timestamping certificate's validity period."
+    )
+    TIMESTAMP_UNTRUSTED_ROOT = "The {0}'s timestamping certificate is not trusted by the trust provider."
+    TIMESTAMP_CHAIN_ISSUE = "The {0}'s timestamp found a chain building issue: {1}"
+    NOT_IN_FINGERPRINT_LIST = "The package signature did not match any of the allowed certificate fingerprints."
+    NOT_TRUSTED_SIGNER = "This package is signed but not by a trusted signer."
+    NO_TRUSTED_SIGNERS = (
+        "signatureValidationMode is set to require, so packages are allowed only if signed by trusted signers; "
+        "however, no trusted signers were specified."
+    )
+    REQUIRE_MODE_UNSIGNED = (
+        "signatureValidationMode is set to require, so packages are allowed only if signed by trusted signers; "
+        "however, this package is unsigned."
+    )
+    REPO_ALL_SIGNED_UNSIGNED = (
+        "This repository indicated that all its packages are repository signed; however, this package is unsigned."
+    )
+    REPO_NO_CERTIFICATES = (
+        "This repository indicated that all its packages are repository signed; however, it listed no signing "
+        "certificates."
+    )
+    REPO_CERT_NOT_LISTED = "This package was not repository signed with a certificate listed by this repository."
+    COUNTERSIGNATURE_REQUIRED = "The package is required to have a repository countersignature, but it has none."

@@ -1,0 +1,1 @@
+"""feed layer (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""package layer (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""sign layer (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""timestamp layer (see docs/architecture.md)."""

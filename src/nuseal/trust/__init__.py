@@ -1,0 +1,1 @@
+"""trust layer (see docs/architecture.md)."""

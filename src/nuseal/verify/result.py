@@ -1,0 +1,142 @@
+"""Structured verdicts: facts plus findings, judgements derived (spec §6.3; STYLE §7.4).
+
+Nothing here prints. ``render/`` turns a ``PackageVerdict`` into NuGet-like text or the ``--json`` document.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum, IntEnum
+from typing import Any
+
+from nuseal.codes import NuCode
+from nuseal.verify.policy import SignatureKind
+
+
+class Severity(str, Enum):
+    """Level of a finding, as NuGet's ``LogLevel`` names it in output."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+class Status(IntEnum):
+    """NuGet ``SignatureVerificationStatus``; a lower value is worse, so ``min`` combines statuses."""
+
+    UNKNOWN = 0
+    SUSPECT = 1
+    DISALLOWED = 2
+    VALID = 3
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One NU-coded observation. ``target`` says what it is about: package, primary, countersignature, timestamp."""
+
+    code: NuCode
+    severity: Severity
+    message: str
+    target: str = "package"
+    subject: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code.value, "level": self.severity.value, "message": self.message,
+                "target": self.target, "subject": self.subject}
+
+
+@dataclass(frozen=True)
+class CertificateSummary:
+    """What ``dotnet nuget verify`` prints about a certificate."""
+
+    subject: str
+    issuer: str
+    sha1: str  # uppercase hex, as NuGet prints it
+    sha256: str  # uppercase hex, as NuGet prints it
+    not_before: datetime
+    not_after: datetime
+    serial_number: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sha256": self.sha256.lower(), "sha1": self.sha1.lower(), "subject": self.subject,
+                "issuer": self.issuer, "not_before": self.not_before.isoformat(),
+                "not_after": self.not_after.isoformat(), "serial_number": self.serial_number}
+
+
+@dataclass(frozen=True)
+class TimestampSummary:
+    """A timestamp as verified: its time, accuracy window and TSA certificate."""
+
+    time: datetime
+    lower_limit: datetime
+    upper_limit: datetime
+    certificate: CertificateSummary | None
+    hash_algorithm: str
+    valid: bool
+    chain: tuple[CertificateSummary, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"time": self.time.isoformat(), "lower_limit": self.lower_limit.isoformat(),
+                "upper_limit": self.upper_limit.isoformat(), "hash_algorithm": self.hash_algorithm,
+                "valid": self.valid,
+                "certificate": self.certificate.to_dict() if self.certificate else None,
+                "chain": [c.to_dict() for c in self.chain]}
+
+
+@dataclass(frozen=True)
+class SignatureVerdict:
+    """One signature (primary or repository countersignature) with what was checked about it."""
+
+    kind: SignatureKind
+    placement: str  # "primary" | "countersignature"
+    certificate: CertificateSummary | None
+    hash_algorithm: str
+    timestamps: tuple[TimestampSummary, ...]
+    service_index_url: str | None
+    owners: tuple[str, ...]
+    status: Status
+    chain: tuple[CertificateSummary, ...] = ()
+    findings: tuple[Finding, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind.value, "placement": self.placement,
+                "certificate": self.certificate.to_dict() if self.certificate else None,
+                "hash_algorithm": self.hash_algorithm,
+                "timestamps": [t.to_dict() for t in self.timestamps],
+                "service_index_url": self.service_index_url, "owners": list(self.owners),
+                "status": self.status.name.lower(), "chain": [c.to_dict() for c in self.chain]}
+
+
+@dataclass(frozen=True)
+class PackageVerdict:
+    """The verdict on one package: valid iff at least one check ran and every status is Valid (spec §6.3)."""
+
+    path: str
+    package_id: str | None
+    version: str | None
+    signed: bool
+    statuses: tuple[Status, ...]
+    signatures: tuple[SignatureVerdict, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    content_hash: str | None = None  # SHA-512 base64 of the unsigned package view (NuGet .nupkg.metadata)
+    error: str | None = None  # set when the file could not be read at all (not a zip, unreadable)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def valid(self) -> bool:
+        return self.error is None and bool(self.statuses) and all(s is Status.VALID for s in self.statuses)
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity is Severity.ERROR)
+
+    @property
+    def warnings(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity is Severity.WARNING)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "id": self.package_id, "version": self.version, "valid": self.valid,
+                "signed": self.signed, "content_hash": self.content_hash, "error": self.error,
+                "signatures": [s.to_dict() for s in self.signatures],
+                "issues": [f.to_dict() for f in self.findings]}

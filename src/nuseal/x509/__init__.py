@@ -1,0 +1,1 @@
+"""x509 layer (see docs/architecture.md)."""
