@@ -133,6 +133,10 @@ class Messages:
     )
     ZIP64_NOT_SUPPORTED = "Signed Zip64 packages are not supported."
     WOULD_REQUIRE_ZIP64 = "The package cannot be signed as it would require the Zip64 format."
+    ALREADY_SIGNED = (
+        "The package already contains a signature. Please remove the existing signature before adding a new "
+        "signature."
+    )
     CONTENT_INVALID = "The package signature content is invalid."
     VERSION_UNSUPPORTED = (
         "The package signature format version is not supported. Updating your client may solve this problem."

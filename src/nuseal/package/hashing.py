@@ -122,8 +122,10 @@ def feed_plan(f: BinaryIO, plan: list[Segment], sink: Callable[[memoryview], obj
         if isinstance(segment, bytes):
             sink(memoryview(segment))
             continue
-        f.seek(segment.start)
         remaining = segment.end - segment.start
+        if remaining <= 0:
+            continue
+        f.seek(segment.start)
         while remaining >= CHUNK_SIZE:
             got = f.readinto(buffer)  # type: ignore[attr-defined]
             if got != CHUNK_SIZE:
