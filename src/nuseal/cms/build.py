@@ -1,0 +1,527 @@
+"""Build NuGet primary signatures and repository countersignatures as DER (spec §4.2, §4.4-4.6, §5.1).
+
+Hand-written on asn1crypto + cryptography on purpose: no Python library builds NuGet's exact signed-attribute
+set (ESSCertIDv2 with an explicit SHA-256 ``hashAlgorithm``, commitment-type-indication, the two NuGet
+attributes) or adds a CMS countersignature to an existing SignerInfo.
+
+Signing is split so that any key backend can sit in the middle and nothing here touches a private key:
+
+1. ``builder.signed_attributes()`` -> the DER ``SET OF Attribute`` the key signs;
+2. the caller raw-signs it (RSA PKCS#1 v1.5 over HASH(signed attributes));
+3. optionally the caller timestamps the signature value (imprint = HASH_ts(signature value), spec §5.1);
+4. ``builder.build(signature_value, timestamp=token)`` assembles the ContentInfo (primary) or the
+   SignerInfo (countersignature); ``add_countersignature`` grafts the latter onto a primary signature.
+
+Hash algorithms are named as hashlib names (``"sha256"``, ``"sha384"``, ``"sha512"``), like
+``SignatureContent.hash_name`` and ``package.hashing``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from asn1crypto import algos, cms, core
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from nuseal.cms import oids
+from nuseal.codes import NuCode
+from nuseal.errors import SignatureFormatError
+
+#: hashlib name -> digest OID, for the three hash algorithms NuGet allows.
+HASH_OIDS: dict[str, str] = {name: oid for oid, name in oids.SHA2_HASHES.items()}
+
+# CommitmentTypeIndication ::= SEQUENCE { commitmentTypeId OID } (no qualifiers), spec §4.2 item 3.
+_PROOF_OF_ORIGIN_VALUE = bytes.fromhex("300d060b2a864886f70d0109100601")
+_PROOF_OF_RECEIPT_VALUE = bytes.fromhex("300d060b2a864886f70d0109100602")
+
+
+# --- minimal DER helpers -------------------------------------------------------------------------------
+
+
+def _dump(value: Any) -> bytes:
+    """``value.dump()`` typed: asn1crypto is untyped."""
+    encoded = value.dump()
+    assert isinstance(encoded, bytes)
+    return encoded
+
+
+def _der_length(length: int) -> bytes:
+    if length < 0x80:
+        return bytes([length])
+    body = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(body)]) + body
+
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    return bytes([tag]) + _der_length(len(content)) + content
+
+
+def _sequence(*parts: bytes) -> bytes:
+    return _tlv(0x30, b"".join(parts))
+
+
+def _der_set(elements: Iterable[bytes]) -> bytes:
+    """DER ``SET OF``: elements sorted by their encodings (X.690 §11.6)."""
+    return _tlv(0x31, b"".join(sorted(elements)))
+
+
+def _oid(dotted: str) -> bytes:
+    return _dump(core.ObjectIdentifier(dotted))
+
+
+def _attribute(oid: str, value_der: bytes) -> bytes:
+    """``Attribute ::= SEQUENCE { attrType OID, attrValues SET OF value }`` with one value."""
+    return _sequence(_oid(oid), _der_set([value_der]))
+
+
+# --- attribute values ----------------------------------------------------------------------------------
+
+
+def _check_hash(hash_algorithm: str) -> str:
+    if hash_algorithm not in HASH_OIDS:
+        raise ValueError(f"unsupported hash algorithm {hash_algorithm!r}: use sha256, sha384 or sha512")
+    return hash_algorithm
+
+
+def _signing_time_value(when: datetime) -> bytes:
+    if when.tzinfo is None:
+        raise ValueError("signing time must be timezone-aware")
+    when = when.astimezone(UTC).replace(microsecond=0)
+    # RFC 5652 §11.3: UTCTime for 1950-2049 (what .NET writes, spec §4.2), GeneralizedTime otherwise.
+    if 1950 <= when.year < 2050:
+        return _dump(core.UTCTime(when))
+    return _dump(core.GeneralizedTime(when))
+
+
+def signing_certificate_v2_value(certificate: x509.Certificate, hash_algorithm: str) -> bytes:
+    """``SigningCertificateV2`` DER exactly as NuGet writes it (spec §4.4).
+
+    NuGet quirk: ``hashAlgorithm`` is always written, even for SHA-256 where it equals the DEFAULT, and
+    without NULL parameters. asn1crypto would drop a DEFAULT value, so the sequence is encoded here by hand.
+    """
+    _check_hash(hash_algorithm)
+    der = certificate.public_bytes(Encoding.DER)
+    parsed = asn1_x509.Certificate.load(der)
+    tbs = parsed["tbs_certificate"]
+    algorithm = _sequence(_oid(HASH_OIDS[hash_algorithm]))
+    cert_hash = core.OctetString(hashlib.new(hash_algorithm, der).digest()).dump()
+    # GeneralNames ::= SEQUENCE { [4] directoryName } ; [4] is EXPLICIT (a Name is a CHOICE), so constructed.
+    general_names = _sequence(_tlv(0xA4, tbs["issuer"].dump()))
+    # The serial exactly as the certificate encodes it, so byte comparison in the verifier matches.
+    serial = tbs["serial_number"].dump()
+    issuer_serial = _sequence(general_names, serial)
+    ess_cert_id_v2 = _sequence(algorithm, cert_hash, issuer_serial)
+    return _sequence(_sequence(ess_cert_id_v2))
+
+
+def service_index_url_value(url: str) -> bytes:
+    """``nuget-v3-service-index-url ::= IA5String`` (spec §4.5); ``ValueError`` unless absolute https."""
+    check_service_index_url(url)
+    return _dump(core.IA5String(url))
+
+
+def package_owners_value(owners: Sequence[str]) -> bytes:
+    """``nuget-package-owners ::= SEQUENCE SIZE(1..MAX) OF UTF8String`` (spec §4.5)."""
+    check_owners(owners)
+    return _sequence(*(core.UTF8String(owner).dump() for owner in owners))
+
+
+def check_service_index_url(url: str) -> None:
+    """NuGet's rule: an absolute URI whose scheme is exactly ``https`` (case-sensitive, spec §4.5)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ValueError(f"invalid service index URL {url!r}: {exc}") from exc
+    if parts.scheme != "https" or not parts.netloc:
+        raise ValueError(f"the service index URL must be an absolute https URL (got {url!r})")
+    try:
+        url.encode("ascii")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"the service index URL must be ASCII (IA5String), got {url!r}") from exc
+
+
+def check_owners(owners: Sequence[str]) -> None:
+    """Every owner must be non-blank; an empty list is the caller's job to drop (no attribute)."""
+    if not owners:
+        raise ValueError("nuget-package-owners needs at least one owner")
+    for index, owner in enumerate(owners):
+        if not owner.strip():
+            raise ValueError(f"package owner #{index + 1} is blank: owners must be non-whitespace")
+
+
+# --- certificate helpers -------------------------------------------------------------------------------
+
+
+def _asn1_certificate(certificate: x509.Certificate) -> asn1_x509.Certificate:
+    return asn1_x509.Certificate.load(certificate.public_bytes(Encoding.DER))
+
+
+def _signer_identifier(certificate: x509.Certificate) -> tuple[cms.SignerIdentifier, str]:
+    """SKI sid (SignerInfo v3) when the certificate has an SKI extension, else issuer+serial (v1); §4.2."""
+    parsed = _asn1_certificate(certificate)
+    ski = parsed.key_identifier
+    if ski is not None:
+        return cms.SignerIdentifier({"subject_key_identifier": ski}), "v3"
+    issuer_and_serial = cms.IssuerAndSerialNumber(
+        {"issuer": parsed.issuer, "serial_number": parsed.serial_number}
+    )
+    return cms.SignerIdentifier({"issuer_and_serial_number": issuer_and_serial}), "v1"
+
+
+def _digest_algorithm(hash_algorithm: str) -> algos.DigestAlgorithm:
+    # The real vectors carry NULL parameters on digest algorithms; we write the same.
+    return algos.DigestAlgorithm({"algorithm": HASH_OIDS[hash_algorithm], "parameters": core.Null()})
+
+
+def _rsa_signature_algorithm() -> algos.SignedDigestAlgorithm:
+    # spec §4.2: rsaEncryption. Every nuget.org vector writes it with NULL parameters (05 00); so do we.
+    return algos.SignedDigestAlgorithm({"algorithm": oids.RSA_ENCRYPTION, "parameters": core.Null()})
+
+
+def _timestamp_attribute(token: bytes) -> cms.CMSAttribute:
+    return cms.CMSAttribute.load(_attribute(oids.SIGNATURE_TIMESTAMP_TOKEN, token))
+
+
+def _unsigned_attributes(extra: Sequence[cms.CMSAttribute]) -> cms.CMSAttributes | None:
+    return cms.CMSAttributes(list(extra)) if extra else None
+
+
+# --- builders ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _SignerFields:
+    """What every NuGet signer needs: its certificate, the chain to embed, hash algorithm, signing time."""
+
+    certificate: x509.Certificate | None = None
+    chain: tuple[x509.Certificate, ...] = ()
+    hash_algorithm: str = "sha256"
+    signing_time: datetime | None = None
+
+    def _require_signer(self) -> x509.Certificate:
+        if self.certificate is None:
+            raise ValueError("no signing certificate was given")
+        if self.signing_time is None:
+            raise ValueError("no signing time was given")
+        _check_hash(self.hash_algorithm)
+        return self.certificate
+
+    def _common_attributes(
+        self, certificate: x509.Certificate, commitment: bytes, digest: bytes
+    ) -> list[bytes]:
+        assert self.signing_time is not None
+        signing_certificate = signing_certificate_v2_value(certificate, self.hash_algorithm)
+        return [
+            _attribute(oids.CONTENT_TYPE, _oid(oids.DATA)),
+            _attribute(oids.SIGNING_TIME, _signing_time_value(self.signing_time)),
+            _attribute(oids.COMMITMENT_TYPE_INDICATION, commitment),
+            _attribute(oids.MESSAGE_DIGEST, core.OctetString(digest).dump()),
+            _attribute(oids.SIGNING_CERTIFICATE_V2, signing_certificate),
+        ]
+
+    def _signer_info(
+        self, signed_attributes: bytes, signature_value: bytes, unsigned: Sequence[cms.CMSAttribute]
+    ) -> cms.SignerInfo:
+        certificate = self._require_signer()
+        sid, version = _signer_identifier(certificate)
+        info = cms.SignerInfo(
+            {
+                "version": version,
+                "sid": sid,
+                "digest_algorithm": _digest_algorithm(self.hash_algorithm),
+                # Loaded from our own bytes so asn1crypto keeps them verbatim (explicit ESSCertIDv2 default).
+                "signed_attrs": cms.CMSAttributes.load(signed_attributes),
+                "signature_algorithm": _rsa_signature_algorithm(),
+                "signature": signature_value,
+            }
+        )
+        unsigned_attrs = _unsigned_attributes(unsigned)
+        if unsigned_attrs is not None:
+            info["unsigned_attrs"] = unsigned_attrs
+        return info
+
+    def _embedded_chain(self, certificate: x509.Certificate) -> list[x509.Certificate]:
+        return _dedupe([certificate, *self.chain])
+
+
+def _dedupe(certificates: Iterable[x509.Certificate]) -> list[x509.Certificate]:
+    seen: set[bytes] = set()
+    unique: list[x509.Certificate] = []
+    for cert in certificates:
+        der = cert.public_bytes(Encoding.DER)
+        if der not in seen:
+            seen.add(der)
+            unique.append(cert)
+    return unique
+
+
+@dataclass(frozen=True)
+class PrimarySignatureBuilder(_SignerFields):
+    """Immutable builder for an author or repository primary signature (spec §4.2).
+
+    Start from ``PrimarySignatureBuilder.author()`` or ``.repository(service_index_url)``, set fields with the
+    ``with_*`` methods (each returns a new builder), then call ``signed_attributes()`` and ``build()``.
+    Everything is checked in those two calls, not when fields are set.
+    """
+
+    content: bytes | None = None
+    repository: bool = False
+    service_index_url: str | None = None
+    owners: tuple[str, ...] = ()
+
+    @classmethod
+    def author(cls) -> PrimarySignatureBuilder:
+        """A builder for an author signature (commitment proof-of-origin)."""
+        return cls()
+
+    @classmethod
+    def repository_signature(
+        cls, service_index_url: str, owners: Sequence[str] = ()
+    ) -> PrimarySignatureBuilder:
+        """A builder for a repository primary signature (commitment proof-of-receipt + NuGet attributes)."""
+        return cls(repository=True, service_index_url=service_index_url, owners=tuple(owners))
+
+    def with_signer(
+        self, certificate: x509.Certificate, chain: Sequence[x509.Certificate] = ()
+    ) -> PrimarySignatureBuilder:
+        """The signing certificate and the chain to embed (leaf may be repeated; duplicates are dropped)."""
+        return replace(self, certificate=certificate, chain=tuple(chain))
+
+    def with_hash_algorithm(self, hash_algorithm: str) -> PrimarySignatureBuilder:
+        return replace(self, hash_algorithm=hash_algorithm)
+
+    def with_signing_time(self, when: datetime) -> PrimarySignatureBuilder:
+        return replace(self, signing_time=when)
+
+    def with_content(self, content: bytes) -> PrimarySignatureBuilder:
+        """The signed content (``SignatureContent.to_bytes()``), embedded as ``eContent``."""
+        return replace(self, content=content)
+
+    def signed_attributes(self) -> bytes:
+        """The DER ``SET OF Attribute`` to raw-sign. ``ValueError`` names what is missing or invalid."""
+        certificate = self._require_signer()
+        if self.content is None:
+            raise ValueError("no signed content was given")
+        digest = hashlib.new(self.hash_algorithm, self.content).digest()
+        commitment = _PROOF_OF_RECEIPT_VALUE if self.repository else _PROOF_OF_ORIGIN_VALUE
+        attributes = self._common_attributes(certificate, commitment, digest)
+        attributes += _repository_attributes(self.repository, self.service_index_url, self.owners)
+        return _der_set(attributes)
+
+    def build(self, signature_value: bytes, *, timestamp: bytes | None = None) -> bytes:
+        """The ``.signature.p7s`` bytes: ContentInfo{signedData}. ``timestamp`` is a token ContentInfo DER."""
+        signed_attributes = self.signed_attributes()
+        certificate = self._require_signer()
+        assert self.content is not None
+        unsigned = [_timestamp_attribute(timestamp)] if timestamp is not None else []
+        signer_info = self._signer_info(signed_attributes, signature_value, unsigned)
+        signed_data = cms.SignedData(
+            {
+                # RFC 5652 §5.1: v3 iff a SignerInfo is v3 (SKI sid); spec §4.2 observes exactly that.
+                "version": signer_info["version"].native,
+                "digest_algorithms": [_digest_algorithm(self.hash_algorithm)],
+                "encap_content_info": {"content_type": "data", "content": self.content},
+                "certificates": [_asn1_certificate(c) for c in self._embedded_chain(certificate)],
+                "signer_infos": [signer_info],
+            }
+        )
+        return _dump(cms.ContentInfo({"content_type": "signed_data", "content": signed_data}))
+
+
+def _repository_attributes(repository: bool, url: str | None, owners: Sequence[str]) -> list[bytes]:
+    if not repository:
+        return []
+    if url is None:
+        raise ValueError("a repository signature needs a service index URL")
+    attributes = [_attribute(oids.NUGET_V3_SERVICE_INDEX_URL, service_index_url_value(url))]
+    # spec §4.5: an empty owners list means "no attribute"; a blank owner is an error (package_owners_value).
+    if owners:
+        attributes.append(_attribute(oids.NUGET_PACKAGE_OWNERS, package_owners_value(owners)))
+    return attributes
+
+
+@dataclass(frozen=True)
+class CountersignatureBuilder(_SignerFields):
+    """Immutable builder for a repository countersignature over a primary signature value (spec §4.6).
+
+    ``signed_attributes(primary_signature_value)`` -> raw-sign -> ``build(...)`` gives the countersigner
+    SignerInfo DER; ``add_countersignature`` puts it on the primary signature.
+    """
+
+    service_index_url: str | None = None
+    owners: tuple[str, ...] = ()
+
+    @classmethod
+    def repository(cls, service_index_url: str, owners: Sequence[str] = ()) -> CountersignatureBuilder:
+        return cls(service_index_url=service_index_url, owners=tuple(owners))
+
+    def with_signer(
+        self, certificate: x509.Certificate, chain: Sequence[x509.Certificate] = ()
+    ) -> CountersignatureBuilder:
+        return replace(self, certificate=certificate, chain=tuple(chain))
+
+    def with_hash_algorithm(self, hash_algorithm: str) -> CountersignatureBuilder:
+        return replace(self, hash_algorithm=hash_algorithm)
+
+    def with_signing_time(self, when: datetime) -> CountersignatureBuilder:
+        return replace(self, signing_time=when)
+
+    def signed_attributes(self, primary_signature_value: bytes) -> bytes:
+        """DER signed attributes; message-digest = HASH(primary SignerInfo signature octets)."""
+        certificate = self._require_signer()
+        digest = hashlib.new(self.hash_algorithm, primary_signature_value).digest()
+        # NuGet quirk: nuget.org countersignatures carry content-type although RFC 5652 §11.1 forbids it in
+        # countersignatures; we write it too, for structural equivalence with the real vectors.
+        attributes = self._common_attributes(certificate, _PROOF_OF_RECEIPT_VALUE, digest)
+        attributes += _repository_attributes(True, self.service_index_url, self.owners)
+        return _der_set(attributes)
+
+    def build(
+        self, primary_signature_value: bytes, signature_value: bytes, *, timestamp: bytes | None = None
+    ) -> bytes:
+        """The countersigner SignerInfo DER; its own timestamp sits inside it (spec §4.6)."""
+        signed_attributes = self.signed_attributes(primary_signature_value)
+        unsigned = [_timestamp_attribute(timestamp)] if timestamp is not None else []
+        return _dump(self._signer_info(signed_attributes, signature_value, unsigned))
+
+    def embedded_chain(self) -> list[x509.Certificate]:
+        """Certificates to append to the outer SignedData (the countersigner's chain)."""
+        return self._embedded_chain(self._require_signer())
+
+
+# --- editing an encoded primary signature --------------------------------------------------------------
+
+
+def _load(signature: bytes) -> tuple[cms.ContentInfo, cms.SignedData, cms.SignerInfo]:
+    try:
+        info = cms.ContentInfo.load(signature)
+        if info["content_type"].dotted != oids.SIGNED_DATA:
+            raise ValueError("not a SignedData")
+        signed_data = info["content"]
+        signers = signed_data["signer_infos"]
+        if len(signers) != 1:
+            raise SignatureFormatError(
+                "The package signature file does not contain exactly one primary signature.", NuCode.NU3009
+            )
+        return info, signed_data, signers[0]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise SignatureFormatError(
+            f"The package signature is invalid or cannot be verified on this platform ({exc}).", NuCode.NU3003
+        ) from exc
+
+
+def primary_signature_value(signature: bytes) -> bytes:
+    """The primary SignerInfo's ``signature`` octets (what timestamps and countersignatures cover)."""
+    _, _, signer = _load(signature)
+    value: bytes = signer["signature"].native
+    return value
+
+
+def _with_unsigned(signer: cms.SignerInfo, attributes: list[cms.CMSAttribute]) -> None:
+    if attributes:
+        signer["unsigned_attrs"] = cms.CMSAttributes(attributes)
+    else:
+        signer["unsigned_attrs"] = core.Void()
+
+
+def _existing_unsigned(signer: cms.SignerInfo) -> list[cms.CMSAttribute]:
+    unsigned = signer["unsigned_attrs"]
+    if isinstance(unsigned, core.Void) or unsigned.native is None:
+        return []
+    return [cms.CMSAttribute.load(attribute.dump()) for attribute in unsigned]
+
+
+def add_timestamp(signature: bytes, token: bytes) -> bytes:
+    """Add a signature-time-stamp-token unsigned attribute to the primary SignerInfo (spec §5.1).
+
+    ``token`` must be a timestamp over HASH_ts(``primary_signature_value(signature)``); the caller obtains it.
+    """
+    info, _, signer = _load(signature)
+    _with_unsigned(signer, [*_existing_unsigned(signer), _timestamp_attribute(token)])
+    return _dump(info)
+
+
+def add_countersignature(
+    signature: bytes, countersigner_info: bytes, certificates: Sequence[x509.Certificate]
+) -> bytes:
+    """Attach a countersigner SignerInfo (unsigned attr 1.2.840.113549.1.9.6), append its chain (§4.6)."""
+    info, signed_data, signer = _load(signature)
+    counter = _attribute(oids.COUNTERSIGNATURE, countersigner_info)
+    _with_unsigned(signer, [*_existing_unsigned(signer), cms.CMSAttribute.load(counter)])
+    _append_certificates(signed_data, certificates)
+    return _dump(info)
+
+
+def _append_certificates(signed_data: cms.SignedData, certificates: Sequence[x509.Certificate]) -> None:
+    existing = signed_data["certificates"]
+    empty = isinstance(existing, core.Void) or existing.native is None
+    present = [] if empty else [_dump(c) for c in existing]
+    added = [c.public_bytes(Encoding.DER) for c in certificates]
+    merged: list[bytes] = []
+    for der in [*present, *added]:
+        # We drop exact duplicates (a root shared by both chains); .NET sometimes keeps them (harmless).
+        if der not in merged:
+            merged.append(der)
+    signed_data["certificates"] = cms.CertificateSet(
+        [cms.CertificateChoices({"certificate": asn1_x509.Certificate.load(der)}) for der in merged]
+    )
+
+
+def countersigner_commitments(signer_info: cms.SignerInfo) -> list[str]:
+    """The commitment-type OIDs of a (counter)signer's signed attributes (empty when absent)."""
+    found: list[str] = []
+    for attribute in signer_info["signed_attrs"]:
+        if attribute["type"].dotted != oids.COMMITMENT_TYPE_INDICATION:
+            continue
+        for value in attribute["values"]:
+            sequence = core.Sequence.load(value.dump())
+            found.append(core.ObjectIdentifier.load(sequence[0].dump()).dotted)
+    return found
+
+
+def strip_repository_countersignatures(signature: bytes) -> bytes:
+    """Remove every countersigner with proof-of-receipt and re-encode (NuGet ``RemoveRepositorySignatures``).
+
+    Other countersigners and the timestamp stay. The countersigners' certificates stay in ``certificates``:
+    NuGet re-encodes without pruning them and a verifier only resolves what it needs.
+    """
+    info, _, signer = _load(signature)
+    kept: list[cms.CMSAttribute] = []
+    for attribute in _existing_unsigned(signer):
+        if attribute["type"].dotted != oids.COUNTERSIGNATURE:
+            kept.append(attribute)
+            continue
+        values = [
+            value.dump()
+            for value in attribute["values"]
+            if oids.PROOF_OF_RECEIPT not in countersigner_commitments(cms.SignerInfo.load(value.dump()))
+        ]
+        if values:
+            kept.append(cms.CMSAttribute.load(_sequence(_oid(oids.COUNTERSIGNATURE), _der_set(values))))
+    _with_unsigned(signer, kept)
+    return _dump(info)
+
+
+def repository_countersigner_count(signature: bytes) -> int:
+    """How many countersigners with proof-of-receipt the primary signature carries."""
+    _, _, signer = _load(signature)
+    count = 0
+    for attribute in _existing_unsigned(signer):
+        if attribute["type"].dotted == oids.COUNTERSIGNATURE:
+            for value in attribute["values"]:
+                if oids.PROOF_OF_RECEIPT in countersigner_commitments(cms.SignerInfo.load(value.dump())):
+                    count += 1
+    return count
+
+
+def primary_commitments(signature: bytes) -> list[str]:
+    """Commitment-type OIDs on the primary SignerInfo (proof-of-origin: author, -receipt: repository)."""
+    _, _, signer = _load(signature)
+    return countersigner_commitments(signer)
