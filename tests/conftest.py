@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.support.fixtures"]
+
 REPO = Path(__file__).resolve().parent.parent
 VECTORS = (REPO.parent / "shared" / "vectors").resolve()
 
