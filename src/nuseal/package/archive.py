@@ -35,6 +35,7 @@ _VERSION_20 = 20
 _MAX_SIGNABLE_ENTRIES = 0xFFFE  # total entries >= this would need zip64 once the signature is added
 _U32_MAX = 0xFFFFFFFF
 
+
 @contextlib.contextmanager
 def atomic_output(dst: Path, *, mode_from: Path | None = None) -> Iterator[BinaryIO]:
     """Yield a binary file that becomes ``dst`` only if the block completes; otherwise it is deleted.
@@ -152,9 +153,7 @@ def insert_signature(src: Path, dst: Path, signature: bytes, *, when: datetime |
     ``when`` is the entry's local wall-clock time (NuGet uses ``DateTime.Now``); it defaults to now.
     """
     moment = when if when is not None else datetime.now()
-    dos_time = dos_datetime(
-        moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second
-    )
+    dos_time = dos_datetime(moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
     with open(src, "rb") as f, atomic_output(Path(dst), mode_from=Path(src)) as out:
         write_signed(f, out, signature, dos_time)
 

@@ -103,9 +103,7 @@ def unsigned_view_plan(f: BinaryIO, layout: ArchiveLayout, entry: SignatureEntry
     on_disk, total, cd_size, cd_offset = read_eocd_counts(f, eocd_start)
     add_range(eocd_start, eocd_start + 8)
     plan.append(
-        pack_eocd_counts(
-            on_disk - 1, total - 1, cd_size - entry.central.header_size, cd_offset - sizes[sig]
-        )
+        pack_eocd_counts(on_disk - 1, total - 1, cd_size - entry.central.header_size, cd_offset - sizes[sig])
     )
     add_range(eocd_start + 20, layout.file_size)
     return plan

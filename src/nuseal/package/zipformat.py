@@ -453,8 +453,10 @@ def is_zip64(f: BinaryIO, layout: ArchiveLayout | None = None) -> bool:
         f.seek(eocd.position - ZIP64_LOCATOR_SIZE)
         if f.read(4) == ZIP64_LOCATOR_MAGIC:
             return True
-    headers = layout.headers if layout is not None else tuple(
-        _iter_central_directory(f, eocd.cd_offset, _file_size(f))
+    headers = (
+        layout.headers
+        if layout is not None
+        else tuple(_iter_central_directory(f, eocd.cd_offset, _file_size(f)))
     )
     for header in headers:
         if _has_zip64_extra_field(header.extra):
