@@ -1,4 +1,8 @@
-"""Session fixtures for the test PKI and the loopback servers (loaded through ``pytest_plugins``)."""
+"""Session fixtures for the test PKI and the loopback servers (loaded through ``pytest_plugins``).
+
+Server fixtures are session-scoped and already started; a test that takes one down uses
+``with server.stopped():`` (or ``answering(status)``) so the next test finds it running again.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.pki import TestPki
+from tests.support.servers import LoopbackServer, crl_responder, ocsp_responder
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +27,25 @@ def pki() -> Iterator[TestPki]:
 def pki_dir(pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every PKI certificate as ``<name>.pem`` plus ``<name>.key.pem`` in one folder (for openssl)."""
     return pki.write_pems(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def crl_server(pki: TestPki) -> Iterator[LoopbackServer]:
+    """Serves ``/<ca>.crl`` (fresh DER CRLs) and ``/<ca>.cer`` at the URLs in the PKI's certificates."""
+    server = LoopbackServer("crl", crl_responder(pki), pki.ports.take("crl")).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def ocsp_server(pki: TestPki) -> Iterator[LoopbackServer]:
+    """The RFC 6960 responder at the AIA-OCSP URL of the PKI's certificates."""
+    server = LoopbackServer("ocsp", ocsp_responder(pki), pki.ports.take("ocsp")).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def running_servers(crl_server: LoopbackServer, ocsp_server: LoopbackServer) -> None:
+    """Both revocation servers up (function-scoped convenience for tests that need revocation online)."""
+    assert crl_server.running and ocsp_server.running
