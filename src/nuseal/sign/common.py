@@ -1,0 +1,162 @@
+"""What author and repository signing share: options, the result type, and the primary-signature flow.
+
+The flow (spec §1.3, §2.1, §4.2, §5): refuse zip64 (NU3006) / too many entries (NU3039) / already signed
+without overwrite (NU3001); hash the unsigned file in one streaming pass; build the signed attributes;
+raw-sign; check the signature against the certificate; timestamp the signature value; assemble; insert
+the ``.signature.p7s`` entry through a temporary file that is renamed into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from nuseal.cms.build import PrimarySignatureBuilder
+from nuseal.cms.content import SignatureContent
+from nuseal.codes import Messages, NuCode
+from nuseal.errors import SigningError
+from nuseal.package import archive, hashing, zipformat
+from nuseal.sign.checks import Finding, check_signing_certificate, check_timestamp_token
+from nuseal.sign.signers import Signer, check_signature
+from nuseal.verify.policy import HashAlgorithmName
+
+# EOCD total entries at or above this would need zip64 once the signature entry is added (spec §1.3).
+_MAX_SIGNABLE_ENTRIES = 0xFFFE
+
+
+class Timestamper(Protocol):
+    """Structural twin of ``nuseal.timestamp.client.Timestamper``: token DER over HASH(data)."""
+
+    def timestamp(self, data: bytes, hash_algorithm: HashAlgorithmName) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class SignOptions:
+    """Hash algorithms and overwrite behaviour shared by author and repository signing."""
+
+    hash_algorithm: HashAlgorithmName = HashAlgorithmName.SHA256
+    timestamp_hash_algorithm: HashAlgorithmName = HashAlgorithmName.SHA256
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class SignResult:
+    """What was written: the output path, which signature was added, its bytes, warnings to log."""
+
+    path: Path
+    kind: str  # "author", "repository" or "repository-countersignature"
+    signature: bytes
+    timestamped: bool
+    warnings: tuple[Finding, ...]
+
+
+NO_TIMESTAMPER_WARNING: Finding = (
+    NuCode.NU3002,
+    "The '-Timestamper' option was not provided. The signed package will not be timestamped. To learn more "
+    "about this option, please visit https://docs.nuget.org/docs/reference/command-line-reference",
+)
+
+
+def signer_warnings(signer: Signer, now: datetime, timestamper: Timestamper | None) -> list[Finding]:
+    """Certificate checks (errors raise) plus the signer's own warnings and NU3002 when not timestamping."""
+    warnings = list(getattr(signer, "warnings", ()))
+    warnings += check_signing_certificate(signer.chain, now)
+    if timestamper is None:
+        warnings.append(NO_TIMESTAMPER_WARNING)
+    return warnings
+
+
+def sign_raw_checked(signer: Signer, data: bytes, hash_algorithm: HashAlgorithmName) -> bytes:
+    """Raw-sign and verify the result against the certificate (a mismatched key is NU3001, not a bad file)."""
+    value = signer.sign_raw(data, hash_algorithm)
+    check_signature(signer.certificate, data, value, hash_algorithm)
+    return value
+
+
+def timestamp_value(
+    timestamper: Timestamper | None, value: bytes, hash_algorithm: HashAlgorithmName, now: datetime
+) -> bytes | None:
+    """Timestamp a signature value (imprint = HASH_ts(value), spec §5.1); check the token (errors raise)."""
+    if timestamper is None:
+        return None
+    token = timestamper.timestamp(value, hash_algorithm)
+    check_timestamp_token(token, value, now)
+    return token
+
+
+def check_signable(path: Path, *, overwrite: bool) -> bool:
+    """Refuse what NuGet refuses before signing; return whether an old signature must be removed first."""
+    with open(path, "rb") as f:
+        # NuGet checks zip64 first (SigningUtility.SignAsync), so a signed zip64 package still gets NU3006.
+        if zipformat.is_zip64(f):
+            raise SigningError(f"{Messages.ZIP64_NOT_SUPPORTED} ({path})", NuCode.NU3006)
+        layout = zipformat.read_layout(f)
+        signed = zipformat.has_signature_entry(layout)
+        if signed and not overwrite:
+            raise SigningError(f"{Messages.ALREADY_SIGNED} ({path})", NuCode.NU3001)
+        entries = layout.eocd.total_entries - (1 if signed else 0)
+        if entries >= _MAX_SIGNABLE_ENTRIES:
+            raise SigningError(
+                f"{Messages.WOULD_REQUIRE_ZIP64} ({path} has {entries} entries)", NuCode.NU3039
+            )
+    return signed
+
+
+@contextlib.contextmanager
+def scratch_file(near: Path, label: str) -> Iterator[Path]:
+    """A temporary path in ``near``'s directory, deleted afterwards (the unsigned intermediate copy)."""
+    fd, name = tempfile.mkstemp(dir=near.parent, prefix=f".{near.name}.", suffix=f".{label}.tmp")
+    os.close(fd)
+    path = Path(name)
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def unsigned_source(src: Path, dst: Path, *, overwrite: bool) -> Iterator[Path]:
+    """``src`` itself when unsigned; with overwrite, a temporary copy with the old signature removed."""
+    if not check_signable(src, overwrite=overwrite):
+        yield src
+        return
+    with scratch_file(dst, "unsigned") as tmp:
+        archive.remove_signature(src, tmp)
+        yield tmp
+
+
+def sign_primary(
+    src: Path,
+    dst: Path,
+    builder: PrimarySignatureBuilder,
+    signer: Signer,
+    options: SignOptions,
+    *,
+    timestamper: Timestamper | None,
+    now: datetime,
+    kind: str,
+) -> SignResult:
+    """The primary-signature flow for ``builder`` (author or repository). ``dst`` may equal ``src``."""
+    warnings = signer_warnings(signer, now, timestamper)
+    algorithm = options.hash_algorithm.hashlib_name
+    with unsigned_source(Path(src), Path(dst), overwrite=options.overwrite) as unsigned:
+        with open(unsigned, "rb") as f:
+            package_hash = hashing.file_hash(f, algorithm)
+        content = SignatureContent(options.hash_algorithm.oid, package_hash).to_bytes()
+        ready = (
+            builder.with_signer(signer.certificate, signer.chain)
+            .with_hash_algorithm(algorithm)
+            .with_signing_time(now)
+            .with_content(content)
+        )
+        value = sign_raw_checked(signer, ready.signed_attributes(), options.hash_algorithm)
+        token = timestamp_value(timestamper, value, options.timestamp_hash_algorithm, now)
+        signature = ready.build(value, timestamp=token)
+        archive.insert_signature(unsigned, Path(dst), signature, when=now)
+    return SignResult(Path(dst), kind, signature, token is not None, tuple(warnings))

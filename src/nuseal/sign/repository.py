@@ -1,0 +1,134 @@
+"""Repository signing (spec §4.6, §7.1 ``reposign``): a repository primary signature on an unsigned package,
+or a repository countersignature on an author-signed one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from nuseal.cms import build, oids
+from nuseal.codes import Messages, NuCode
+from nuseal.errors import SigningError
+from nuseal.package import archive, zipformat
+from nuseal.sign.common import (
+    SignOptions,
+    SignResult,
+    Timestamper,
+    check_signable,
+    scratch_file,
+    sign_primary,
+    sign_raw_checked,
+    signer_warnings,
+    timestamp_value,
+)
+from nuseal.sign.signers import Signer
+
+
+@dataclass(frozen=True)
+class RepositorySignRequest:
+    """A repository signer, its v3 service index URL (absolute https) and optional package owners."""
+
+    signer: Signer
+    service_index_url: str
+    owners: tuple[str, ...] = ()
+    options: SignOptions = field(default_factory=SignOptions)
+
+    def checked(self) -> RepositorySignRequest:
+        """Validate URL and owners (NU3001 naming the bad value); an empty owners list means none."""
+        try:
+            build.check_service_index_url(self.service_index_url)
+            if self.owners:
+                build.check_owners(self.owners)
+        except ValueError as exc:
+            raise SigningError(str(exc), NuCode.NU3001) from exc
+        return self
+
+
+def read_signature(path: Path) -> bytes | None:
+    """The ``.signature.p7s`` bytes, or None when the package is unsigned (NU3005 errors propagate)."""
+    with open(path, "rb") as f:
+        layout = zipformat.read_layout(f)
+        if not zipformat.has_signature_entry(layout):
+            return None
+        entry = zipformat.find_signature_entry(f, layout)
+        return zipformat.read_signature_bytes(f, entry)
+
+
+def replace_signature(src: Path, dst: Path, signature: bytes, when: datetime) -> None:
+    """Swap the signature entry of ``src`` for ``signature`` into ``dst`` (package hash is unchanged)."""
+    with scratch_file(Path(dst), "unsigned") as unsigned:
+        archive.remove_signature(src, unsigned)
+        archive.insert_signature(unsigned, Path(dst), signature, when=when)
+
+
+def repo_sign_package(
+    src: Path, dst: Path, request: RepositorySignRequest, *, timestamper: Timestamper | None, now: datetime
+) -> SignResult:
+    """Repository-sign ``src`` into ``dst``: primary signature if unsigned, countersignature if author-signed.
+
+    Refuses a package whose primary signature is already a repository signature (NU3033) or that already has a
+    repository countersignature (NU3032), unless ``options.overwrite``: then the repository primary signature
+    is replaced, or the old countersignature is stripped first. Other errors as in ``sign_package``.
+    """
+    request = request.checked()
+    src, dst = Path(src), Path(dst)
+    check_signable(src, overwrite=True)  # NU3006 / NU3039 before anything else
+    existing = read_signature(src)
+    overwrite = request.options.overwrite
+    if existing is not None:
+        commitments = build.primary_commitments(existing)
+        if oids.PROOF_OF_RECEIPT in commitments and not overwrite:
+            raise SigningError(
+                f"{Messages.REPO_PRIMARY_WITH_COUNTER} ({src} is repository signed)", NuCode.NU3033
+            )
+        if oids.PROOF_OF_ORIGIN in commitments and oids.PROOF_OF_RECEIPT not in commitments:
+            return _countersign(src, dst, existing, request, timestamper=timestamper, now=now)
+        if not overwrite:
+            raise SigningError(f"{Messages.ALREADY_SIGNED} ({src})", NuCode.NU3001)
+    primary = build.PrimarySignatureBuilder.repository_signature(request.service_index_url, request.owners)
+    return sign_primary(
+        src, dst, primary, request.signer, _overwriting(request.options), timestamper=timestamper, now=now,
+        kind="repository",
+    )  # fmt: skip
+
+
+def _overwriting(options: SignOptions) -> SignOptions:
+    return SignOptions(options.hash_algorithm, options.timestamp_hash_algorithm, overwrite=True)
+
+
+def _countersign(
+    src: Path,
+    dst: Path,
+    primary: bytes,
+    request: RepositorySignRequest,
+    *,
+    timestamper: Timestamper | None,
+    now: datetime,
+) -> SignResult:
+    if build.repository_countersigner_count(primary) > 0:
+        if not request.options.overwrite:
+            raise SigningError(
+                "The package already contains a repository countersignature. Please remove the existing "
+                f"signature before adding a new signature ({src}).",
+                NuCode.NU3032,
+            )
+        primary = build.strip_repository_countersignatures(primary)
+    signer = request.signer
+    warnings = signer_warnings(signer, now, timestamper)
+    options = request.options
+    builder = (
+        build.CountersignatureBuilder.repository(request.service_index_url, request.owners)
+        .with_signer(signer.certificate, signer.chain)
+        .with_hash_algorithm(options.hash_algorithm.hashlib_name)
+        .with_signing_time(now)
+    )
+    primary_value = build.primary_signature_value(primary)
+    value = sign_raw_checked(signer, builder.signed_attributes(primary_value), options.hash_algorithm)
+    # The countersignature's own timestamp covers the countersignature value and sits inside it (spec §4.6).
+    token = timestamp_value(timestamper, value, options.timestamp_hash_algorithm, now)
+    countersigner = builder.build(primary_value, value, timestamp=token)
+    signature = build.add_countersignature(primary, countersigner, builder.embedded_chain())
+    replace_signature(src, dst, signature, now)
+    return SignResult(dst, "repository-countersignature", signature, token is not None, tuple(warnings))
