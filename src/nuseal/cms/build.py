@@ -81,6 +81,11 @@ def _attribute(oid: str, value_der: bytes) -> bytes:
     return _sequence(_oid(oid), _der_set([value_der]))
 
 
+def encode_attribute(oid: str, value_der: bytes) -> bytes:
+    """One DER ``Attribute`` with a single value (public for tests and other builders)."""
+    return _attribute(oid, value_der)
+
+
 # --- attribute values ----------------------------------------------------------------------------------
 
 
@@ -139,7 +144,9 @@ def check_service_index_url(url: str) -> None:
         parts = urlsplit(url)
     except ValueError as exc:
         raise ValueError(f"invalid service index URL {url!r}: {exc}") from exc
-    if parts.scheme != "https" or not parts.netloc:
+    # urlsplit lowercases the scheme, so the case-sensitive part is checked on the raw string; this matches
+    # ``nuseal.cms.parse.is_valid_service_index_url`` so that we never write what we would refuse to read.
+    if not url.startswith("https://") or parts.scheme != "https" or not parts.netloc:
         raise ValueError(f"the service index URL must be an absolute https URL (got {url!r})")
     try:
         url.encode("ascii")
@@ -428,7 +435,7 @@ def _with_unsigned(signer: cms.SignerInfo, attributes: list[cms.CMSAttribute]) -
     if attributes:
         signer["unsigned_attrs"] = cms.CMSAttributes(attributes)
     else:
-        signer["unsigned_attrs"] = core.Void()
+        signer["unsigned_attrs"] = None  # asn1crypto: None drops an OPTIONAL field
 
 
 def _existing_unsigned(signer: cms.SignerInfo) -> list[cms.CMSAttribute]:

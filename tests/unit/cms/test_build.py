@@ -1,0 +1,281 @@
+"""cms.build: exact NuGet structure of primary signatures and repository countersignatures."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from asn1crypto import cms
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.x509.oid import NameOID
+from tests.support.pki import IssuedCert, TestPki, new_rsa_key
+
+from nuseal.cms import build, oids
+from nuseal.cms.content import SignatureContent
+from nuseal.cms.parse import load_primary_signature
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+CONTENT = SignatureContent(oids.SHA256, bytes(range(32))).to_bytes()
+URL = "https://nuget.example/v3/index.json"
+
+
+def sign(builder: build.PrimarySignatureBuilder, issued: IssuedCert, timestamp: bytes | None = None) -> bytes:
+    value = issued.key.sign(builder.signed_attributes(), padding.PKCS1v15(), hashes.SHA256())
+    return builder.build(value, timestamp=timestamp)
+
+
+def author_builder(issued: IssuedCert) -> build.PrimarySignatureBuilder:
+    return (
+        build.PrimarySignatureBuilder.author()
+        .with_signer(issued.cert, issued.chain)
+        .with_signing_time(NOW)
+        .with_content(CONTENT)
+    )
+
+
+def signer_info(signature: bytes) -> cms.SignerInfo:
+    return cms.ContentInfo.load(signature)["content"]["signer_infos"][0]
+
+
+def attribute_oids(info: cms.SignerInfo, which: str = "signed_attrs") -> list[str]:
+    return [a["type"].dotted for a in info[which]]
+
+
+def test_author_signature_has_nugets_exact_structure(pki: TestPki) -> None:
+    signature = sign(author_builder(pki.leaf), pki.leaf)
+    signed_data = cms.ContentInfo.load(signature)["content"]
+    info = signed_data["signer_infos"][0]
+    assert signed_data["version"].native == "v3"
+    assert info["version"].native == "v3"
+    assert info["sid"].name == "subject_key_identifier"
+    assert [d["algorithm"].dotted for d in signed_data["digest_algorithms"]] == [oids.SHA256]
+    assert signed_data["encap_content_info"]["content"].native == CONTENT
+    assert info["signature_algorithm"]["algorithm"].dotted == oids.RSA_ENCRYPTION
+    assert signed_data["crls"].native is None
+    assert attribute_oids(info) == [
+        oids.CONTENT_TYPE, oids.SIGNING_TIME, oids.COMMITMENT_TYPE_INDICATION, oids.MESSAGE_DIGEST,
+        oids.SIGNING_CERTIFICATE_V2,
+    ]  # fmt: skip
+    raw = {a["type"].dotted: a["values"][0].dump() for a in info["signed_attrs"]}
+    assert raw[oids.COMMITMENT_TYPE_INDICATION] == bytes.fromhex("300d060b2a864886f70d0109100601")
+    assert raw[oids.SIGNING_TIME] == bytes.fromhex("170d3236303130323033303430355a")
+    assert raw[oids.MESSAGE_DIGEST][2:] == hashlib.sha256(CONTENT).digest()
+    certs = [c.chosen.dump() for c in signed_data["certificates"]]
+    assert sorted(certs) == certs and len(certs) == 3  # leaf, intermediate, root; DER-sorted SET OF
+    assert info["unsigned_attrs"].native is None
+
+
+def test_ess_cert_id_v2_writes_sha256_explicitly_without_null(pki: TestPki) -> None:
+    value = build.signing_certificate_v2_value(pki.leaf.cert, "sha256")
+    ess = value[value.index(bytes.fromhex("300b0609608648016503040201")) :]
+    assert ess.startswith(
+        bytes.fromhex("300b06096086480165030402010420") + hashlib.sha256(pki.leaf.der).digest()
+    )
+    # issuerSerial: GeneralNames { [4] (constructed) issuer Name }, then the serial INTEGER.
+    issuer = pki.leaf.cert.issuer.public_bytes()
+    assert (
+        bytes([0xA4]) + bytes([0x81, len(issuer)]) + issuer in value
+        or b"\xa4" + bytes([len(issuer)]) + issuer in value
+    )
+    sha512 = build.signing_certificate_v2_value(pki.leaf.cert, "sha512")
+    assert bytes.fromhex("300b0609608648016503040203") + bytes.fromhex("0440") in sha512
+
+
+def test_signed_signature_verifies_with_openssl_and_loads_in_parser(
+    pki: TestPki, pki_dir: Path, tmp_path: Path
+) -> None:
+    signature = sign(author_builder(pki.leaf), pki.leaf)
+    path = tmp_path / "sig.p7s"
+    path.write_bytes(signature)
+    done = subprocess.run(
+        ["openssl", "cms", "-verify", "-inform", "DER", "-in", str(path),
+         "-CAfile", str(pki_dir / "root.pem"), "-purpose", "any", "-out", str(tmp_path / "content")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "content").read_bytes() == CONTENT
+    loaded = load_primary_signature(signature)
+    assert loaded.kind.value == "author"
+    assert loaded.signer_certificate == pki.leaf.cert
+
+
+def _certificate_without_ski(pki: TestPki) -> IssuedCert:
+    key = new_rsa_key()
+    issuer = pki.intermediate
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "no-ski")]))
+        .issuer_name(issuer.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(0x80 << 64)  # high bit set: DER needs a leading 00
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=30))
+        .sign(issuer.key, hashes.SHA256())
+    )
+    return IssuedCert("no-ski", cert, key, issuer)
+
+
+def test_certificate_without_ski_uses_issuer_and_serial_and_version_1(pki: TestPki) -> None:
+    issued = _certificate_without_ski(pki)
+    signature = sign(author_builder(issued), issued)
+    signed_data = cms.ContentInfo.load(signature)["content"]
+    info = signed_data["signer_infos"][0]
+    assert signed_data["version"].native == "v1"
+    assert info["version"].native == "v1"
+    assert info["sid"].name == "issuer_and_serial_number"
+    assert info["sid"].chosen["serial_number"].native == 0x80 << 64
+    assert load_primary_signature(signature).signer_certificate == issued.cert
+
+
+def test_repository_signature_attributes(pki: TestPki) -> None:
+    builder = (
+        build.PrimarySignatureBuilder.repository_signature(URL, ["alice", "bob"])
+        .with_signer(pki.leaf.cert, pki.leaf.chain)
+        .with_signing_time(NOW)
+        .with_content(CONTENT)
+    )
+    info = signer_info(sign(builder, pki.leaf))
+    raw = {a["type"].dotted: a["values"][0].dump() for a in info["signed_attrs"]}
+    assert raw[oids.COMMITMENT_TYPE_INDICATION] == bytes.fromhex("300d060b2a864886f70d0109100602")
+    assert raw[oids.NUGET_V3_SERVICE_INDEX_URL] == b"\x16" + bytes([len(URL)]) + URL.encode()
+    assert raw[oids.NUGET_PACKAGE_OWNERS] == bytes.fromhex("300c") + b"\x0c\x05alice" + b"\x0c\x03bob"
+    loaded = load_primary_signature(sign(builder, pki.leaf))
+    assert (loaded.kind.value, loaded.service_index_url, tuple(loaded.owners)) == (
+        "repository",
+        URL,
+        ("alice", "bob"),
+    )
+
+
+def test_empty_owners_means_no_attribute(pki: TestPki) -> None:
+    builder = build.PrimarySignatureBuilder.repository_signature(URL, []).with_signer(pki.leaf.cert)
+    info = signer_info(sign(builder.with_signing_time(NOW).with_content(CONTENT), pki.leaf))
+    assert oids.NUGET_PACKAGE_OWNERS not in attribute_oids(info)
+
+
+@pytest.mark.parametrize(
+    ("url", "owners", "fragment"),
+    [
+        ("http://nuget.example/v3/index.json", [], "absolute https"),
+        (
+            "HTTPS://nuget.example/v3/index.json",
+            [],
+            "absolute https",
+        ),  # NuGet's scheme check is case-sensitive
+        ("/v3/index.json", [], "absolute https"),
+        (URL, ["ok", "  "], "owner #2 is blank"),
+    ],
+)
+def test_repository_signature_rejects_bad_url_or_owner(
+    pki: TestPki, url: str, owners: list[str], fragment: str
+) -> None:
+    builder = build.PrimarySignatureBuilder.repository_signature(url, owners).with_signer(pki.leaf.cert)
+    with pytest.raises(ValueError, match=fragment):
+        builder.with_signing_time(NOW).with_content(CONTENT).signed_attributes()
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (
+            lambda b: build.PrimarySignatureBuilder.author().with_signing_time(NOW).with_content(CONTENT),
+            "certificate",
+        ),
+        (
+            lambda b: build.PrimarySignatureBuilder.author().with_signer(b.certificate).with_content(CONTENT),
+            "time",
+        ),
+        (
+            lambda b: (
+                build.PrimarySignatureBuilder.author().with_signer(b.certificate).with_signing_time(NOW)
+            ),
+            "content",
+        ),
+        (lambda b: b.with_hash_algorithm("sha1"), "unsupported hash"),
+    ],
+)
+def test_builder_checks_required_fields_at_build_time(pki: TestPki, change: object, fragment: str) -> None:
+    builder = change(author_builder(pki.leaf))  # type: ignore[operator]
+    with pytest.raises(ValueError, match=fragment):
+        builder.signed_attributes()
+
+
+def test_builders_are_immutable(pki: TestPki) -> None:
+    base = build.PrimarySignatureBuilder.author()
+    changed = base.with_signer(pki.leaf.cert)
+    assert base.certificate is None and changed.certificate is pki.leaf.cert
+
+
+def test_add_timestamp_places_token_as_unsigned_attribute(pki: TestPki) -> None:
+    signature = sign(author_builder(pki.leaf), pki.leaf)
+    token = sign(author_builder(pki.tsa), pki.tsa)  # any ContentInfo stands in for the token here
+    stamped = build.add_timestamp(signature, token)
+    info = signer_info(stamped)
+    assert attribute_oids(info, "unsigned_attrs") == [oids.SIGNATURE_TIMESTAMP_TOKEN]
+    assert info["unsigned_attrs"][0]["values"][0].dump() == token
+    # Signed attributes are untouched byte for byte, so the signature still verifies.
+    assert info["signed_attrs"].dump() == signer_info(signature)["signed_attrs"].dump()
+    assert load_primary_signature(stamped).timestamp_tokens == [token] or list(
+        load_primary_signature(stamped).timestamp_tokens
+    ) == [token]
+
+
+def countersign(
+    signature: bytes, issued: IssuedCert, owners: list[str]
+) -> tuple[bytes, build.CountersignatureBuilder]:
+    builder = (
+        build.CountersignatureBuilder.repository(URL, owners)
+        .with_signer(issued.cert, issued.chain)
+        .with_signing_time(NOW)
+    )
+    primary_value = build.primary_signature_value(signature)
+    value = issued.key.sign(builder.signed_attributes(primary_value), padding.PKCS1v15(), hashes.SHA256())
+    counter = builder.build(primary_value, value)
+    return build.add_countersignature(signature, counter, builder.embedded_chain()), builder
+
+
+def test_countersignature_signs_the_primary_signature_value(pki: TestPki) -> None:
+    repo = pki.issue_leaf("repo-counter")
+    signature = sign(author_builder(pki.leaf), pki.leaf)
+    countersigned, _ = countersign(signature, repo, ["nuget"])
+    info = signer_info(countersigned)
+    assert attribute_oids(info, "unsigned_attrs") == [oids.COUNTERSIGNATURE]
+    counter = cms.SignerInfo.load(info["unsigned_attrs"][0]["values"][0].dump())
+    attrs = {a["type"].dotted: a["values"][0] for a in counter["signed_attrs"]}
+    assert (
+        attrs[oids.MESSAGE_DIGEST].native == hashlib.sha256(build.primary_signature_value(signature)).digest()
+    )
+    assert attrs[oids.COMMITMENT_TYPE_INDICATION].dump() == bytes.fromhex("300d060b2a864886f70d0109100602")
+    assert set(attrs) >= {
+        oids.NUGET_V3_SERVICE_INDEX_URL,
+        oids.NUGET_PACKAGE_OWNERS,
+        oids.SIGNING_CERTIFICATE_V2,
+    }
+    # The countersignature verifies over the DER SET of its signed attributes.
+    repo.cert.public_key().verify(  # type: ignore[union-attr]
+        counter["signature"].native,
+        counter["signed_attrs"].untag().dump(),
+        padding.PKCS1v15(),
+        hashes.SHA256(),
+    )
+    certs = [c.chosen.dump() for c in cms.ContentInfo.load(countersigned)["content"]["certificates"]]
+    assert repo.der in certs and len(certs) == len(set(certs)) == 4  # shared intermediate/root not repeated
+    assert build.repository_countersigner_count(countersigned) == 1
+    loaded = load_primary_signature(countersigned).countersignature()
+    assert loaded is not None
+
+
+def test_strip_repository_countersignatures_keeps_primary_intact(pki: TestPki) -> None:
+    repo = pki.issue_leaf("repo-strip")
+    signature = sign(author_builder(pki.leaf), pki.leaf)
+    countersigned, _ = countersign(signature, repo, [])
+    stripped = build.strip_repository_countersignatures(countersigned)
+    assert build.repository_countersigner_count(stripped) == 0
+    assert signer_info(stripped)["unsigned_attrs"].native is None
+    assert signer_info(stripped)["signed_attrs"].dump() == signer_info(signature)["signed_attrs"].dump()
+    assert build.primary_signature_value(stripped) == build.primary_signature_value(signature)
