@@ -104,10 +104,15 @@ def write_signed(f: BinaryIO, out: BinaryIO, signature: bytes, dos_time: int) ->
     Refuses zip64 (NU3006), an existing signature entry (NU3001) and archives whose entry count or offsets
     would need zip64 after adding the entry (NU3039).
     """
-    # NuGet checks zip64 before anything else, so even an empty zip64 archive gets NU3006.
-    if is_zip64(f):
+    try:
+        layout = read_layout(f)
+    except PackageFormatError:
+        # NuGet checks zip64 before anything else, so even an empty zip64 archive (no CD headers) gets NU3006.
+        if is_zip64(f):
+            raise SigningError(Messages.ZIP64_NOT_SUPPORTED, NuCode.NU3006) from None
+        raise
+    if is_zip64(f, layout):
         raise SigningError(Messages.ZIP64_NOT_SUPPORTED, NuCode.NU3006)
-    layout = read_layout(f)
     if has_signature_entry(layout):
         raise SigningError(Messages.ALREADY_SIGNED, NuCode.NU3001)
     eocd = layout.eocd

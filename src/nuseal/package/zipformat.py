@@ -461,9 +461,22 @@ def is_zip64(f: BinaryIO, layout: ArchiveLayout | None = None) -> bool:
     for header in headers:
         if _has_zip64_extra_field(header.extra):
             return True
-        if _has_zip64_extra_field(read_local_header(f, header.local_header_offset).extra):
+        if _has_zip64_extra_field(_local_extra(f, header.local_header_offset)):
             return True
     return False
+
+
+def _local_extra(f: BinaryIO, offset: int) -> bytes:
+    """Just the extra field of the LFH at ``offset`` (cheap: runs once per entry)."""
+    f.seek(offset)
+    fixed = f.read(_LFH.size)
+    if len(fixed) != _LFH.size or fixed[:4] != LFH_MAGIC:
+        raise PackageFormatError(f"Invalid package archive: no local file header at offset {offset}.")
+    name_len, extra_len = struct.unpack_from("<HH", fixed, 26)
+    if not extra_len:
+        return b""
+    f.seek(offset + _LFH.size + name_len)
+    return f.read(extra_len)
 
 
 # --- DOS time --------------------------------------------------------------------------------------
