@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (XML and JSON test data reads better unwrapped)
 """nuget.config: lossless round trips, NuGet's validation errors, the file chain and its merge (spec §7.4)."""
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def test_invalid_trusted_signers_name_file_element_and_line(tmp_path: Path, case
 @pytest.mark.parametrize("text", ["<configuration>", "<notconfiguration/>",
                                   '<!DOCTYPE configuration [<!ENTITY x "y">]><configuration/>'])
 def test_malformed_files_are_refused(tmp_path: Path, text: str) -> None:
-    with pytest.raises(TrustConfigError, match="NuGet.Config"):
+    with pytest.raises(TrustConfigError, match=r"NuGet\.Config"):
         ConfigFile.load(_write(tmp_path / "nuget.config", text))
 
 
