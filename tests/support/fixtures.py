@@ -7,12 +7,14 @@ Server fixtures are session-scoped and already started; a test that takes one do
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from nuseal.timestamp.tsa import TimestampAuthority
 from tests.support.pki import TestPki
-from tests.support.servers import LoopbackServer, crl_responder, ocsp_responder
+from tests.support.servers import LoopbackServer, crl_responder, ocsp_responder, tsa_responder
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +51,21 @@ def ocsp_server(pki: TestPki) -> Iterator[LoopbackServer]:
 def running_servers(crl_server: LoopbackServer, ocsp_server: LoopbackServer) -> None:
     """Both revocation servers up (function-scoped convenience for tests that need revocation online)."""
     assert crl_server.running and ocsp_server.running
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@pytest.fixture(scope="session")
+def tsa_authority(pki: TestPki) -> TimestampAuthority:
+    """nuseal's RFC 3161 TSA with the PKI's ``tsa`` certificate, on the real clock."""
+    return TimestampAuthority(pki.tsa.cert, pki.tsa.key, pki.tsa.chain[1:], clock=_utc_now)
+
+
+@pytest.fixture(scope="session")
+def tsa_server(pki: TestPki, tsa_authority: TimestampAuthority) -> Iterator[LoopbackServer]:
+    """``tsa_authority`` over HTTP at ``pki.tsa_url`` (POST application/timestamp-query)."""
+    server = LoopbackServer("tsa", tsa_responder(tsa_authority.respond), pki.ports.take("tsa")).start()
+    yield server
+    server.close()

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from asn1crypto import keys as asn1_keys
+from asn1crypto import tsp
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
@@ -280,3 +281,28 @@ def tsa_responder(respond_der: Callable[[bytes], bytes]) -> Responder:
         return Reply(200, "application/timestamp-reply", respond_der(body))
 
     return respond
+
+
+def timestamp_request(
+    data: bytes = b"signature value",
+    *,
+    algorithm: str = "sha256",
+    nonce: int | None = 0x1234567890ABCDEF,
+    cert_req: bool = True,
+    policy: str | None = None,
+    digest: bytes | None = None,
+) -> bytes:
+    """A DER ``TimeStampReq`` over HASH(data) (or the given ``digest``), as NuGet sends it by default."""
+    fields: dict[str, object] = {
+        "version": "v1",
+        "message_imprint": {
+            "hash_algorithm": {"algorithm": algorithm},
+            "hashed_message": digest if digest is not None else hashlib.new(algorithm, data).digest(),
+        },
+        "cert_req": cert_req,
+    }
+    if nonce is not None:
+        fields["nonce"] = nonce
+    if policy is not None:
+        fields["req_policy"] = policy
+    return bytes(tsp.TimeStampReq(fields).dump())

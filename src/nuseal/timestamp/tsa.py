@@ -1,0 +1,301 @@
+"""A real RFC 3161 Time-Stamp Authority: ``TimeStampReq`` DER in, ``TimeStampResp`` DER out, plus HTTP.
+
+The token is a CMS SignedData over a TSTInfo v1, signed with RSA PKCS#1 v1.5 / SHA-256, whose signed
+attributes are content-type (id-ct-TSTInfo), signing-time, message-digest and signing-certificate-v2 with
+issuerSerial (what NuGet's timestamp loader requires, spec §5.3). Bad requests get a ``rejection`` status
+with a failInfo; ``respond`` never raises for anything a client can send.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from asn1crypto import algos, cms, core, tsp
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from nuseal.errors import CertificateError
+
+#: Imprint hash algorithms the TSA accepts: the ones NuGet accepts (spec §5.2-5.3); anything else is badAlg.
+ACCEPTED_IMPRINT_ALGORITHMS: dict[str, int] = {"sha256": 32, "sha384": 48, "sha512": 64}
+DEFAULT_POLICY_OID = "1.2.3.4.1"
+#: A TimeStampReq is ~100 bytes; anything far bigger is not one.
+MAX_REQUEST_BYTES = 16 * 1024
+QUERY_CONTENT_TYPE = "application/timestamp-query"
+REPLY_CONTENT_TYPE = "application/timestamp-reply"
+
+
+class TimeStampResponse(core.Sequence):  # type: ignore[misc]
+    """RFC 3161 ``TimeStampResp`` with the token OPTIONAL, as the RFC says (asn1crypto makes it mandatory)."""
+
+    _fields = [  # noqa: RUF012 (asn1crypto class protocol)
+        ("status", tsp.PKIStatusInfo),
+        ("time_stamp_token", cms.ContentInfo, {"optional": True}),
+    ]
+
+
+class _Rejection(Exception):
+    def __init__(self, fail_info: str, text: str) -> None:
+        super().__init__(text)
+        self.fail_info = fail_info
+        self.text = text
+
+
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def _require_timestamping_certificate(cert: x509.Certificate, key: rsa.RSAPrivateKey) -> None:
+    subject = cert.subject.rfc4514_string()
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    except x509.ExtensionNotFound:
+        eku = None
+    # RFC 3161 §2.3 (and OpenSSL's TSA): the EKU must be critical and contain timeStamping.
+    if eku is None or not eku.critical or ExtendedKeyUsageOID.TIME_STAMPING not in eku.value:
+        raise CertificateError(
+            f"The certificate '{subject}' cannot be used by a timestamp authority: it needs a critical "
+            "extended key usage extension containing id-kp-timeStamping (1.3.6.1.5.5.7.3.8)."
+        )
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise CertificateError(f"The timestamp authority key for '{subject}' must be an RSA key.")
+    if key.public_key().public_numbers() != cert.public_key().public_numbers():  # type: ignore[union-attr]
+        raise CertificateError(f"The private key does not belong to the certificate '{subject}'.")
+
+
+class TimestampAuthority:
+    """Issues RFC 3161 tokens with the given certificate and key. ``clock`` gives genTime (tz-aware UTC)."""
+
+    def __init__(
+        self,
+        certificate: x509.Certificate,
+        private_key: rsa.RSAPrivateKey,
+        chain: Sequence[x509.Certificate] = (),
+        *,
+        clock: Callable[[], datetime],
+        policy_oid: str = DEFAULT_POLICY_OID,
+        accuracy_seconds: int = 1,
+    ) -> None:
+        _require_timestamping_certificate(certificate, private_key)
+        self.certificate = certificate
+        self.private_key = private_key
+        # The chain above the TSA certificate (intermediates, maybe the root); the leaf is never repeated.
+        self.chain = [c for c in chain if c != certificate]
+        self.clock = clock
+        self.policy_oid = policy_oid
+        self.accuracy_seconds = accuracy_seconds
+        self._asn1_cert = asn1_x509.Certificate.load(_der(certificate))
+        self._lock = threading.Lock()
+        self._last_serial = 0
+
+    # --- public ---------------------------------------------------------------------------------------------
+
+    def respond(self, request_der: bytes) -> bytes:
+        """Answer one ``TimeStampReq`` (DER) with a ``TimeStampResp`` (DER): granted or rejection."""
+        try:
+            request = self._parse_request(request_der)
+        except _Rejection as rejection:
+            return self._rejection(rejection.fail_info, rejection.text)
+        try:
+            token = self._issue_token(request)
+        except Exception as exc:  # a signing failure is the TSA's fault: report it, never crash the server
+            return self._rejection("system_failure", f"The timestamp could not be signed: {exc}")
+        response = TimeStampResponse({"status": {"status": "granted"}, "time_stamp_token": token})
+        return bytes(response.dump())
+
+    # --- request --------------------------------------------------------------------------------------------
+
+    def _parse_request(self, request_der: bytes) -> tsp.TimeStampReq:
+        if len(request_der) > MAX_REQUEST_BYTES:
+            raise _Rejection("bad_data_format", f"The request is larger than {MAX_REQUEST_BYTES} bytes.")
+        try:
+            request = tsp.TimeStampReq.load(request_der, strict=True)
+            _ = request.native  # forces a full parse: asn1crypto decodes lazily
+        except (ValueError, TypeError, KeyError) as exc:
+            raise _Rejection("bad_data_format", f"The request is not a DER TimeStampReq: {exc}") from None
+        if request["version"].native != "v1":
+            raise _Rejection("bad_request", "Only TimeStampReq version 1 is supported.")
+        imprint = request["message_imprint"]
+        algorithm = imprint["hash_algorithm"]["algorithm"].native
+        if algorithm not in ACCEPTED_IMPRINT_ALGORITHMS:
+            raise _Rejection("bad_alg", f"The message imprint hash algorithm '{algorithm}' is not accepted.")
+        if len(imprint["hashed_message"].native) != ACCEPTED_IMPRINT_ALGORITHMS[algorithm]:
+            raise _Rejection("bad_data_format", f"The message imprint length does not match {algorithm}.")
+        policy = request["req_policy"].dotted if request["req_policy"].native is not None else None
+        if policy is not None and policy != self.policy_oid:
+            raise _Rejection("unaccepted_policy", f"The policy '{policy}' is not offered by this authority.")
+        if request["extensions"].native:
+            raise _Rejection("unaccepted_extensions", "Request extensions are not supported.")
+        return request
+
+    def _rejection(self, fail_info: str, text: str) -> bytes:
+        status = tsp.PKIStatusInfo(
+            {"status": "rejection", "status_string": [text], "fail_info": tsp.PKIFailureInfo({fail_info})}
+        )
+        return bytes(TimeStampResponse({"status": status}).dump())
+
+    # --- token ----------------------------------------------------------------------------------------------
+
+    def _next_serial(self, gen_time: datetime) -> int:
+        # Unique and increasing within this authority, and (being time-based) across restarts.
+        with self._lock:
+            self._last_serial = max(self._last_serial + 1, int(gen_time.timestamp() * 1_000_000))
+            return self._last_serial
+
+    def _issue_token(self, request: tsp.TimeStampReq) -> cms.ContentInfo:
+        # Whole seconds: the accuracy is whole seconds anyway, and it keeps GeneralizedTime free of fractions.
+        gen_time = self.clock().replace(microsecond=0)
+        if gen_time.tzinfo is None:
+            raise ValueError("the TSA clock must return timezone-aware datetimes")
+        tst_fields: dict[str, object] = {
+            "version": "v1",
+            "policy": self.policy_oid,
+            "message_imprint": request["message_imprint"].copy(),
+            "serial_number": self._next_serial(gen_time),
+            "gen_time": gen_time,
+            "accuracy": {"seconds": self.accuracy_seconds},
+            "tsa": asn1_x509.GeneralName({"directory_name": self._asn1_cert.subject}),
+        }
+        if request["nonce"].native is not None:
+            tst_fields["nonce"] = request["nonce"].native
+        tst_info = tsp.TSTInfo(tst_fields)
+        tst_der = tst_info.dump()
+
+        signed_attrs = self._signed_attributes(tst_der, gen_time)
+        signature = self.private_key.sign(signed_attrs.dump(), padding.PKCS1v15(), hashes.SHA256())
+        sha256 = algos.DigestAlgorithm({"algorithm": "sha256"})
+        signer_info = cms.SignerInfo(
+            {
+                "version": "v1",
+                "sid": cms.SignerIdentifier(
+                    {
+                        "issuer_and_serial_number": {
+                            "issuer": self._asn1_cert.issuer,
+                            "serial_number": self._asn1_cert.serial_number,
+                        }
+                    }
+                ),
+                "digest_algorithm": sha256,
+                "signed_attrs": signed_attrs,
+                "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": "rsassa_pkcs1v15"}),
+                "signature": signature,
+            }
+        )
+        signed_data: dict[str, object] = {
+            "version": "v3",  # RFC 5652 §5.1: eContentType other than id-data
+            "digest_algorithms": [sha256],
+            "encap_content_info": {"content_type": "tst_info", "content": cms.ParsableOctetString(tst_der)},
+            "signer_infos": [signer_info],
+        }
+        if request["cert_req"].native:
+            signed_data["certificates"] = self._certificate_set()
+        return cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData(signed_data)})
+
+    def _signed_attributes(self, tst_der: bytes, gen_time: datetime) -> cms.CMSAttributes:
+        cert_der = _der(self.certificate)
+        ess_cert_id = {
+            # hashAlgorithm left out: SHA-256 is its DEFAULT, so DER omits it.
+            "cert_hash": hashlib.sha256(cert_der).digest(),
+            "issuer_serial": {
+                "issuer": [asn1_x509.GeneralName({"directory_name": self._asn1_cert.issuer})],
+                "serial_number": self._asn1_cert.serial_number,
+            },
+        }
+
+        def attribute(kind: str, value: object) -> cms.CMSAttribute:
+            return cms.CMSAttribute({"type": kind, "values": [value]})
+
+        attributes = cms.CMSAttributes(
+            [
+                attribute("content_type", "tst_info"),
+                attribute("signing_time", cms.Time({"utc_time": gen_time})),
+                attribute("message_digest", hashlib.sha256(tst_der).digest()),
+                attribute("signing_certificate_v2", tsp.SigningCertificateV2({"certs": [ess_cert_id]})),
+            ]
+        )
+        # Re-load the DER-sorted encoding so the bytes we sign are exactly the bytes we embed.
+        return cms.CMSAttributes.load(attributes.dump(force=True))
+
+    def _certificate_set(self) -> cms.CertificateSet:
+        # DER orders a SET OF by encoding; strict parsers reject other orders (stack.md §1.6).
+        ders = sorted(_der(c) for c in [self.certificate, *self.chain])
+        return cms.CertificateSet(
+            [cms.CertificateChoices({"certificate": asn1_x509.Certificate.load(d)}) for d in ders]
+        )
+
+
+# --- HTTP ---------------------------------------------------------------------------------------------------
+
+
+def _handler_class(
+    tsa: TimestampAuthority, log: Callable[[str], None] | None
+) -> type[BaseHTTPRequestHandler]:
+    class TimestampHandler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "nuseal-tsa"
+
+        def do_POST(self) -> None:
+            content_type = (self.headers.get("Content-Type") or QUERY_CONTENT_TYPE).split(";")[0].strip()
+            if content_type.lower() != QUERY_CONTENT_TYPE:
+                self._reply(415, "text/plain", f"Expected Content-Type {QUERY_CONTENT_TYPE}.".encode())
+                return
+            length_header = self.headers.get("Content-Length")
+            if length_header is None or not length_header.isdigit():
+                self._reply(411, "text/plain", b"Content-Length is required.")
+                return
+            if int(length_header) > MAX_REQUEST_BYTES:
+                self._reply(413, "text/plain", f"Requests are limited to {MAX_REQUEST_BYTES} bytes.".encode())
+                self.close_connection = True
+                return
+            self._reply(200, REPLY_CONTENT_TYPE, tsa.respond(self.rfile.read(int(length_header))))
+
+        def do_GET(self) -> None:
+            self._reply(405, "text/plain", b"POST an application/timestamp-query body.")
+
+        def _reply(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            if log is not None:
+                log(f"{self.address_string()} {format % args}")
+
+    return TimestampHandler
+
+
+def make_server(
+    tsa: TimestampAuthority,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    log: Callable[[str], None] | None = None,
+) -> ThreadingHTTPServer:
+    """Bind (not yet serve) the TSA's HTTP server; ``port=0`` lets the OS choose (see ``server_address``)."""
+    server = ThreadingHTTPServer((host, port), _handler_class(tsa, log))
+    server.daemon_threads = True
+    return server
+
+
+def serve(
+    tsa: TimestampAuthority,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    log: Callable[[str], None] | None = None,
+    ready: Callable[[ThreadingHTTPServer], None] | None = None,
+) -> None:
+    """Serve POST ``application/timestamp-query`` until interrupted. ``ready`` is told the bound server."""
+    with make_server(tsa, host, port, log=log) as server:
+        if ready is not None:
+            ready(server)
+        server.serve_forever()

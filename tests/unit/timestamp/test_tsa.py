@@ -1,0 +1,200 @@
+"""nuseal's RFC 3161 TSA: token shape, request handling and rejections (asn1crypto and OpenSSL)."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from asn1crypto import cms, core, tsp
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from tests.support.pki import TestPki
+from tests.support.servers import timestamp_request as make_request
+
+from nuseal.errors import CertificateError
+from nuseal.timestamp.tsa import TimestampAuthority, TimeStampResponse
+
+FIXED = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def fixed_tsa(pki: TestPki) -> TimestampAuthority:
+    return TimestampAuthority(pki.tsa.cert, pki.tsa.key, pki.tsa.chain[1:], clock=lambda: FIXED)
+
+
+def granted_token(tsa: TimestampAuthority, request: bytes) -> tuple[cms.SignedData, tsp.TSTInfo]:
+    response = TimeStampResponse.load(tsa.respond(request))
+    assert response["status"]["status"].native == "granted"
+    signed_data = response["time_stamp_token"]["content"]
+    return signed_data, signed_data["encap_content_info"]["content"].parsed
+
+
+def test_tst_info_fields(fixed_tsa: TimestampAuthority) -> None:
+    request = make_request(b"abc", nonce=42)
+    _, tst = granted_token(fixed_tsa, request)
+    assert tst["version"].native == "v1"
+    assert tst["policy"].dotted == "1.2.3.4.1"
+    assert tst["message_imprint"].dump() == tsp.TimeStampReq.load(request)["message_imprint"].dump()
+    assert tst["nonce"].native == 42
+    assert tst["gen_time"].native == FIXED.replace(microsecond=0)
+    assert tst["accuracy"]["seconds"].native == 1
+    assert tst["tsa"].chosen.native == fixed_tsa._asn1_cert.subject.native
+
+
+def test_no_nonce_means_no_nonce(fixed_tsa: TimestampAuthority) -> None:
+    _, tst = granted_token(fixed_tsa, make_request(nonce=None))
+    assert tst["nonce"].native is None
+
+
+def test_serials_are_unique_and_increasing(fixed_tsa: TimestampAuthority) -> None:
+    serials = [granted_token(fixed_tsa, make_request())[1]["serial_number"].native for _ in range(5)]
+    assert serials == sorted(serials) and len(set(serials)) == 5
+
+
+def test_signer_info_and_signed_attributes(fixed_tsa: TimestampAuthority, pki: TestPki) -> None:
+    signed_data, _ = granted_token(fixed_tsa, make_request())
+    assert signed_data["version"].native == "v3"
+    assert signed_data["encap_content_info"]["content_type"].native == "tst_info"
+    (signer,) = signed_data["signer_infos"]
+    sid = signer["sid"].chosen
+    assert sid["serial_number"].native == pki.tsa.serial
+    assert signer["digest_algorithm"]["algorithm"].native == "sha256"
+    attrs = {a["type"].native: a["values"][0] for a in signer["signed_attrs"]}
+    assert attrs["content_type"].native == "tst_info"
+    assert attrs["signing_time"].native == FIXED.replace(microsecond=0)
+    tst_der = signed_data["encap_content_info"]["content"].contents
+    assert attrs["message_digest"].native == hashlib.sha256(tst_der).digest()
+    (ess,) = attrs["signing_certificate_v2"]["certs"]
+    assert ess["cert_hash"].native == hashlib.sha256(pki.tsa.der).digest()
+    assert ess["issuer_serial"]["serial_number"].native == pki.tsa.serial
+    assert ess["issuer_serial"]["issuer"][0].chosen.native == fixed_tsa._asn1_cert.issuer.native
+    # The embedded attribute SET is the DER (sorted) one, and it is what was signed.
+    signed_attrs_der = signer["signed_attrs"].untag().dump()
+    assert signed_attrs_der == cms.CMSAttributes.load(signed_attrs_der).dump(force=True)
+    pki.tsa.key.public_key().verify(
+        signer["signature"].native, signed_attrs_der, padding.PKCS1v15(), hashes.SHA256()
+    )
+
+
+def test_cert_req_controls_embedded_certificates(fixed_tsa: TimestampAuthority, pki: TestPki) -> None:
+    with_certs, _ = granted_token(fixed_tsa, make_request(cert_req=True))
+    ders = [c.chosen.dump() for c in with_certs["certificates"]]
+    assert set(ders) == {pki.tsa.der, pki.intermediate.der, pki.root.der}
+    assert ders == sorted(ders)
+    without, _ = granted_token(fixed_tsa, make_request(cert_req=False))
+    assert not without["certificates"]
+
+
+def test_sha384_and_sha512_imprints(fixed_tsa: TimestampAuthority) -> None:
+    for algorithm in ("sha384", "sha512"):
+        _, tst = granted_token(fixed_tsa, make_request(b"x", algorithm=algorithm))
+        assert tst["message_imprint"]["hashed_message"].native == hashlib.new(algorithm, b"x").digest()
+
+
+def _rejection(tsa: TimestampAuthority, request: bytes) -> tuple[str, set[str], str]:
+    status = TimeStampResponse.load(tsa.respond(request))["status"]
+    return status["status"].native, set(status["fail_info"].native), " ".join(status["status_string"].native)
+
+
+@pytest.mark.parametrize(
+    ("request_der", "fail_info"),
+    [
+        (b"", "bad_data_format"),
+        (b"\x30\x03\x02\x01", "bad_data_format"),
+        (b"not asn.1 at all", "bad_data_format"),
+        (make_request(algorithm="sha1"), "bad_alg"),
+        (make_request(algorithm="md5"), "bad_alg"),
+        (make_request(digest=b"\x00" * 20), "bad_data_format"),
+        (make_request(policy="1.2.3.4.99"), "unaccepted_policy"),
+        (b"\x30" + b"\x84\x00\x01\x00\x00" + b"\x00" * 65536, "bad_data_format"),
+    ],
+    ids=["empty", "truncated", "garbage", "sha1", "md5", "short-digest", "other-policy", "oversized"],
+)
+def test_bad_requests_are_rejected_not_crashed(
+    fixed_tsa: TimestampAuthority, request_der: bytes, fail_info: str
+) -> None:
+    status, infos, text = _rejection(fixed_tsa, request_der)
+    assert status == "rejection"
+    assert infos == {fail_info}
+    assert text
+
+
+def test_request_extensions_are_rejected(fixed_tsa: TimestampAuthority) -> None:
+    request = tsp.TimeStampReq.load(make_request())
+    fields = {name: request[name] for name in ("version", "message_imprint", "nonce", "cert_req")}
+    fields["extensions"] = [{"extn_id": "1.2.3.4.5", "critical": False, "extn_value": core.OctetString(b"x")}]
+    assert _rejection(fixed_tsa, tsp.TimeStampReq(fields).dump())[1] == {"unaccepted_extensions"}
+
+
+def test_matching_policy_is_granted(fixed_tsa: TimestampAuthority) -> None:
+    _, tst = granted_token(fixed_tsa, make_request(policy="1.2.3.4.1"))
+    assert tst["policy"].dotted == "1.2.3.4.1"
+
+
+def test_refuses_certificate_without_critical_timestamping_eku(pki: TestPki) -> None:
+    non_critical = pki.by_name.get("tsa-noncritical-eku") or pki.issue_tsa(
+        "tsa-noncritical-eku", eku_critical=False
+    )
+    with pytest.raises(CertificateError, match="critical"):
+        TimestampAuthority(non_critical.cert, non_critical.key, clock=lambda: FIXED)
+    with pytest.raises(CertificateError, match="id-kp-timeStamping"):
+        TimestampAuthority(pki.leaf.cert, pki.leaf.key, clock=lambda: FIXED)
+
+
+def test_refuses_a_key_of_another_certificate(pki: TestPki) -> None:
+    with pytest.raises(CertificateError, match="does not belong"):
+        TimestampAuthority(pki.tsa.cert, pki.leaf.key, clock=lambda: FIXED)
+
+
+def test_gen_time_follows_the_clock(pki: TestPki) -> None:
+    moments = iter([FIXED, FIXED + timedelta(days=3)])
+    tsa = TimestampAuthority(pki.tsa.cert, pki.tsa.key, clock=lambda: next(moments))
+    times = [granted_token(tsa, make_request())[1]["gen_time"].native for _ in range(2)]
+    assert times[1] - times[0] == timedelta(days=3)
+
+
+def test_openssl_verifies_the_token(tsa_authority: TimestampAuthority, pki_dir: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"the signature value to be timestamped")
+    query = tmp_path / "req.tsq"
+    subprocess.run(
+        ["openssl", "ts", "-query", "-data", str(data), "-sha256", "-cert", "-out", str(query)], check=True,
+        capture_output=True,
+    )  # fmt: skip
+    reply = tmp_path / "resp.tsr"
+    reply.write_bytes(tsa_authority.respond(query.read_bytes()))
+    text = subprocess.run(
+        ["openssl", "ts", "-reply", "-in", str(reply), "-text"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "Status: Granted." in text and "Policy OID: 1.2.3.4.1" in text.replace("tsa_policy1", "1.2.3.4.1")
+    token = tmp_path / "tok.der"
+    token.write_bytes(TimeStampResponse.load(reply.read_bytes())["time_stamp_token"].dump())
+    for args in (
+        ["-queryfile", str(query), "-in", str(reply)],
+        ["-data", str(data), "-in", str(token), "-token_in"],
+    ):
+        result = subprocess.run(
+            ["openssl", "ts", "-verify", *args, "-CAfile", str(pki_dir / "root.pem"),
+             "-untrusted", str(pki_dir / "intermediate.pem")],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert "Verification: OK" in result.stdout, result.stderr
+
+
+def test_openssl_rejects_a_token_for_other_data(
+    tsa_authority: TimestampAuthority, pki_dir: Path, tmp_path: Path
+) -> None:
+    token = tmp_path / "tok.der"
+    response = TimeStampResponse.load(tsa_authority.respond(make_request(b"one thing")))
+    token.write_bytes(response["time_stamp_token"].dump())
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"another thing")
+    result = subprocess.run(
+        ["openssl", "ts", "-verify", "-data", str(other), "-in", str(token), "-token_in",
+         "-CAfile", str(pki_dir / "root.pem"), "-untrusted", str(pki_dir / "intermediate.pem")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert "Verification: OK" not in result.stdout
