@@ -1,0 +1,90 @@
+"""Signer backends: PFX / PEM loading, certificate selection by fingerprint, clear NU3001/NU3043 errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from tests.support.pki import TEST_PASSWORD, TestPki
+
+from nuseal.codes import NuCode
+from nuseal.errors import SigningError
+from nuseal.sign.signers import PemSigner, PfxSigner, check_signature
+from nuseal.verify.policy import HashAlgorithmName
+
+
+def test_pfx_signer_loads_key_certificate_and_ordered_chain(pki: TestPki, tmp_path: Path) -> None:
+    signer = PfxSigner.load(pki.leaf.write_pfx(tmp_path / "leaf.pfx"), TEST_PASSWORD)
+    assert signer.certificate == pki.leaf.cert
+    assert list(signer.chain) == pki.leaf.chain
+    value = signer.sign_raw(b"data", HashAlgorithmName.SHA384)
+    pki.leaf.cert.public_key().verify(value, b"data", padding.PKCS1v15(), hashes.SHA384())  # type: ignore[union-attr]
+
+
+def test_pfx_wrong_password_is_nu3001_naming_the_file(pki: TestPki, tmp_path: Path) -> None:
+    path = pki.leaf.write_pfx(tmp_path / "leaf.pfx")
+    with pytest.raises(SigningError, match="password is incorrect") as caught:
+        PfxSigner.load(path, "wrong")
+    assert caught.value.code is NuCode.NU3001 and str(path) in caught.value.message
+
+
+def test_missing_certificate_file_is_nu3001(tmp_path: Path) -> None:
+    with pytest.raises(SigningError, match="not found") as caught:
+        PfxSigner.load(tmp_path / "absent.pfx", "x")
+    assert caught.value.code is NuCode.NU3001
+
+
+def test_fingerprint_selects_sha256_and_warns_for_sha1(pki: TestPki, tmp_path: Path) -> None:
+    path = pki.leaf.write_pfx(tmp_path / "leaf.pfx")
+    chosen = PfxSigner.load(path, TEST_PASSWORD, fingerprint=pki.leaf.sha256_fingerprint.lower())
+    assert chosen.certificate == pki.leaf.cert and chosen.warnings == ()
+    legacy = PfxSigner.load(path, TEST_PASSWORD, fingerprint=pki.leaf.sha1_fingerprint)
+    assert [code for code, _ in legacy.warnings] == [NuCode.NU3043]
+
+
+@pytest.mark.parametrize("fingerprint", ["ABC", "Z" * 64, "0" * 63])
+def test_malformed_fingerprint_is_nu3043(pki: TestPki, tmp_path: Path, fingerprint: str) -> None:
+    path = pki.leaf.write_pfx(tmp_path / "leaf.pfx")
+    with pytest.raises(SigningError) as caught:
+        PfxSigner.load(path, TEST_PASSWORD, fingerprint=fingerprint)
+    assert caught.value.code is NuCode.NU3043
+
+
+def test_unknown_fingerprint_is_nu3001(pki: TestPki, tmp_path: Path) -> None:
+    path = pki.leaf.write_pfx(tmp_path / "leaf.pfx")
+    with pytest.raises(SigningError, match="No certificate with fingerprint") as caught:
+        PfxSigner.load(path, TEST_PASSWORD, fingerprint="AB" * 32)
+    assert caught.value.code is NuCode.NU3001
+
+
+def test_fingerprint_of_a_chain_certificate_does_not_match_the_key(pki: TestPki, tmp_path: Path) -> None:
+    path = pki.leaf.write_pfx(tmp_path / "leaf.pfx")
+    with pytest.raises(SigningError, match="does not match its private key"):
+        PfxSigner.load(path, TEST_PASSWORD, fingerprint=pki.intermediate.sha256_fingerprint)
+
+
+def test_pem_signer_separate_and_combined_files(pki: TestPki, tmp_path: Path) -> None:
+    files = pki.leaf.write_pem_key_and_chain(tmp_path)
+    separate = PemSigner.load([files.key, files.chain])
+    combined_path = tmp_path / "combined.pem"
+    combined_path.write_bytes(pki.leaf.key_pem + pki.leaf.chain_pem)
+    combined = PemSigner.load([combined_path])
+    for signer in (separate, combined):
+        assert signer.certificate == pki.leaf.cert
+        assert list(signer.chain) == pki.leaf.chain
+
+
+def test_pem_without_key_is_nu3001(pki: TestPki, tmp_path: Path) -> None:
+    files = pki.leaf.write_pem_key_and_chain(tmp_path)
+    with pytest.raises(SigningError, match="exactly one private key") as caught:
+        PemSigner.load([files.chain])
+    assert caught.value.code is NuCode.NU3001
+
+
+def test_check_signature_catches_a_key_that_does_not_match(pki: TestPki) -> None:
+    value = pki.tsa.key.sign(b"data", padding.PKCS1v15(), hashes.SHA256())
+    with pytest.raises(SigningError, match="does not match") as caught:
+        check_signature(pki.leaf.cert, b"data", value, HashAlgorithmName.SHA256)
+    assert caught.value.code is NuCode.NU3001
