@@ -246,13 +246,16 @@ def uppercase_signature_name(src: Path, dst: Path) -> None:
 
 
 def randomize_signature(src: Path, dst: Path, *, seed: int = 0) -> None:
-    """Replace the signature bytes with random bytes of the same length (CRC left as it was)."""
+    """Replace the signature bytes with random bytes of the same length (CRC updated to match)."""
     model = _load(src)
     entry = model.entries[_signature(model)]
     local = entry.local
     size = entry.central.uncompressed_size
     noise = random.Random(seed).randbytes(size)
-    entry.block = entry.block[: local.header_size] + noise + entry.block[local.header_size + size :]
+    crc = zlib.crc32(noise)
+    head = entry.block[:14] + struct.pack("<I", crc) + entry.block[18 : local.header_size]
+    entry.block = head + noise + entry.block[local.header_size + size :]
+    entry.central = dataclasses.replace(entry.central, crc32=crc)
     _save(model, dst)
 
 
