@@ -160,7 +160,8 @@ def test_cd_walk_ignores_eocd_entry_count() -> None:
     eocd = data.rindex(b"PK\x05\x06")
     struct.pack_into("<HH", data, eocd + 8, 1, 1)
     layout = read_layout(_open(bytes(data)))
-    assert len(layout.headers) == 7 != 1
+    assert layout.eocd.total_entries == 1
+    assert len(layout.headers) == 7
 
 
 # --- level 1 / level 2 detection and NU3005 (spec §1.1, §1.2, §9.2) -----------------------------------
