@@ -17,6 +17,7 @@ def _register() -> None:
     # Imported here so that each module can attach its commands to ``app`` without import cycles.
     from nuseal.cli import verify  # noqa: F401
     from nuseal.cli import trust  # noqa: F401
+    from nuseal.cli import sign  # noqa: F401
 
 
 _register()
