@@ -33,7 +33,6 @@ _CD = struct.Struct("<4sHHHHHHIIIHHHHHII")  # 46 bytes
 _LFH = struct.Struct("<4sHHHHHIIIHH")  # 30 bytes
 _EOCD_COUNTS = struct.Struct("<HHII")  # entries on disk, total entries, CD size, CD offset
 _EXTRA_FIELD_HEADER = struct.Struct("<HH")
-_U32 = struct.Struct("<I")
 
 _SCAN_CHUNK = 4096
 
@@ -502,7 +501,3 @@ def dos_datetime(year: int, month: int, day: int, hour: int, minute: int, second
         | minute << 5
         | second // 2
     )
-
-
-def pack_u32(value: int) -> bytes:
-    return _U32.pack(value & 0xFFFFFFFF)
