@@ -149,11 +149,14 @@ def _handler_class(owner: LoopbackServer) -> type[BaseHTTPRequestHandler]:
             self._send(reply)
 
         def _send(self, reply: Reply) -> None:
-            self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
-            self.end_headers()
-            self.wfile.write(reply.body)
+            try:
+                self.send_response(reply.status)
+                self.send_header("Content-Type", reply.content_type)
+                self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                self.wfile.write(reply.body)
+            except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
+                self.close_connection = True
 
         def log_message(self, format: str, *args: object) -> None:  # keep pytest output clean
             return

@@ -1,0 +1,237 @@
+"""RFC 3161 timestamp clients: :class:`HttpTimestamper` (HTTP) and :class:`InProcessTimestamper`.
+
+Both timestamp the SignerInfo *signature value*: the message imprint is HASH(signature value) (spec §5.1).
+The request is NuGet's (spec §5.2): imprint, certReq TRUE, no policy, no extensions, a 32-byte nonce with the
+top bit cleared. The response checks run in NuGet's order: status, nonce (NU3026), imprint (NU3019), then
+the token checks of ``nuseal.timestamp.token`` (NU3020-NU3025, NU3036) via :func:`_check_token`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import httpx
+from asn1crypto import cms, tsp
+
+from nuseal.codes import Messages, NuCode
+from nuseal.errors import FetchError, TimestampError
+from nuseal.timestamp.tsa import TimestampAuthority, TimeStampResponse
+
+QUERY_CONTENT_TYPE = "application/timestamp-query"
+#: Imprint algorithms NuGet offers for ``--timestamp-hash-algorithm`` (spec §5.1).
+_DIGEST_SIZES = {"sha256": 32, "sha384": 48, "sha512": 64}
+_NONCE_LENGTH = 32
+_MAX_RESPONSE_BYTES = 1024 * 1024
+NONCE_MISMATCH = "The timestamp response is invalid. Nonces did not match."
+
+
+class Timestamper(Protocol):
+    """Gets a TimeStampToken (ContentInfo DER) over HASH(``data``), ``data`` being a SignerInfo signature."""
+
+    def timestamp(self, data: bytes, hash_algorithm: str) -> bytes: ...
+
+
+def _algorithm_name(hash_algorithm: str) -> str:
+    # Accepts HashAlgorithmName members ("SHA256", a str enum) and hashlib spellings ("sha256").
+    name = str(getattr(hash_algorithm, "value", hash_algorithm)).lower().replace("-", "")
+    if name not in _DIGEST_SIZES:
+        raise ValueError(f"unsupported timestamp hash algorithm {hash_algorithm!r}: use SHA256, SHA384 or SHA512")
+    return name
+
+
+def new_nonce() -> bytes:
+    """32 random bytes, most significant bit cleared so the INTEGER stays positive (NuGet on .NET Core)."""
+    nonce = bytearray(os.urandom(_NONCE_LENGTH))
+    nonce[0] &= 0x7F
+    return bytes(nonce)
+
+
+@dataclass(frozen=True)
+class TimestampRequest:
+    """One request as sent, with what the response must echo."""
+
+    algorithm: str
+    digest: bytes
+    nonce: bytes
+
+    @classmethod
+    def over(cls, data: bytes, hash_algorithm: str, nonce: bytes | None = None) -> TimestampRequest:
+        algorithm = _algorithm_name(hash_algorithm)
+        return cls(algorithm, hashlib.new(algorithm, data).digest(), nonce if nonce is not None else new_nonce())
+
+    def to_der(self) -> bytes:
+        request = tsp.TimeStampReq(
+            {
+                "version": "v1",
+                "message_imprint": {
+                    "hash_algorithm": {"algorithm": self.algorithm},
+                    "hashed_message": self.digest,
+                },
+                "nonce": int.from_bytes(self.nonce, "big"),
+                "cert_req": True,
+            }
+        )
+        return bytes(request.dump())
+
+
+def read_response(response_der: bytes, request: TimestampRequest, source: str) -> bytes:
+    """Check a ``TimeStampResp`` against its request; return the token (ContentInfo DER).
+
+    ``TimestampError`` for a refusal, an undecodable answer, a nonce mismatch (NU3026) or an imprint that
+    is not HASH(data) (NU3019).
+    """
+    try:
+        response = TimeStampResponse.load(response_der)
+        status = response["status"]
+        status_name = status["status"].native
+    except (ValueError, TypeError, KeyError) as exc:
+        raise TimestampError(f"The timestamp response from {source} could not be decoded: {exc}.") from None
+    if status_name not in ("granted", "granted_with_mods"):
+        text = "; ".join(status["status_string"].native or [])
+        fail_info = ", ".join(sorted(status["fail_info"].native or []))
+        details = ", ".join(part for part in (text and f"'{text}'", fail_info and f"failInfo {fail_info}") if part)
+        raise TimestampError(
+            f"The timestamp service {source} did not grant the request: status '{status_name}'"
+            + (f" ({details})." if details else ".")
+        )
+    token = response["time_stamp_token"]
+    try:
+        if token.native is None:
+            raise ValueError("the response has no timeStampToken")
+        signed_data = token["content"]
+        if token["content_type"].native != "signed_data":
+            raise ValueError(f"the token content type is {token['content_type'].native}, not signedData")
+        encap = signed_data["encap_content_info"]
+        if encap["content_type"].native != "tst_info":
+            raise ValueError("the token does not carry a TSTInfo")
+        tst_info = encap["content"].parsed
+        nonce = tst_info["nonce"].native
+        imprint = tst_info["message_imprint"]
+        imprint_algorithm = imprint["hash_algorithm"]["algorithm"].native
+        imprint_digest = imprint["hashed_message"].native
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise TimestampError(Messages.TIMESTAMP_INVALID.format("signature") + f" {exc}.", NuCode.NU3021) from None
+    if nonce != int.from_bytes(request.nonce, "big"):
+        raise TimestampError(NONCE_MISMATCH, NuCode.NU3026)
+    if imprint_algorithm != request.algorithm or imprint_digest != request.digest:
+        raise TimestampError(
+            "The timestamp integrity check failed: the message imprint is not the hash of the signature value.",
+            NuCode.NU3019,
+        )
+    return bytes(token.dump())
+
+
+def _check_token(token_der: bytes, signature_value: bytes, now: datetime | None) -> None:
+    """Run ``nuseal.timestamp.token``'s checks (NU3020-NU3025, NU3036) when that module is present.
+
+    ``now`` defaults to the token's own genTime: the client never reads the clock itself.
+    """
+    try:
+        token_module: Any = importlib.import_module("nuseal.timestamp.token")
+    except ModuleNotFoundError:
+        return
+    timestamp = token_module.load_timestamp(token_der)
+    reference = now if now is not None else _gen_time(token_der)
+    for code, message in token_module.check_timestamp(timestamp, signature_value, reference):
+        raise TimestampError(message, code)
+
+
+def _gen_time(token_der: bytes) -> datetime:
+    token = cms.ContentInfo.load(token_der)
+    gen_time: datetime = token["content"]["encap_content_info"]["content"].parsed["gen_time"].native
+    return gen_time
+
+
+class _TimestamperBase:
+    def __init__(self, clock: Callable[[], datetime] | None) -> None:
+        self.clock = clock
+
+    def _exchange(self, request_der: bytes) -> bytes:
+        raise NotImplementedError
+
+    @property
+    def source(self) -> str:
+        raise NotImplementedError
+
+    def timestamp(self, data: bytes, hash_algorithm: str) -> bytes:
+        request = TimestampRequest.over(data, hash_algorithm)
+        token = read_response(self._exchange(request.to_der()), request, self.source)
+        _check_token(token, data, self.clock() if self.clock is not None else None)
+        return token
+
+
+class HttpTimestamper(_TimestamperBase):
+    """POSTs NuGet's TimeStampReq to an RFC 3161 service. ``client`` is injected or made per call."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 10.0,
+        client: httpx.Client | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__(clock)
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise TimestampError(f"The timestamp service URL '{url}' is not an absolute http or https URL.")
+        self.url = url
+        self.timeout = timeout
+        self.client = client
+
+    @property
+    def source(self) -> str:
+        return f"'{self.url}'"
+
+    def _exchange(self, request_der: bytes) -> bytes:
+        try:
+            if self.client is not None:
+                response = self._post(self.client, request_der)
+            else:
+                with httpx.Client() as client:
+                    response = self._post(client, request_der)
+        except httpx.TimeoutException:
+            raise FetchError(
+                f"The timestamp service '{self.url}' did not answer within {self.timeout:g} seconds."
+            ) from None
+        except httpx.HTTPError as exc:
+            raise FetchError(f"The timestamp service '{self.url}' could not be reached: {exc}.") from None
+        if not response.is_success:
+            raise TimestampError(
+                f"The timestamp service responded with HTTP status code '{response.status_code}' "
+                f"('{response.reason_phrase}')."
+            )
+        if len(response.content) > _MAX_RESPONSE_BYTES:
+            raise TimestampError(f"The timestamp response from '{self.url}' is larger than 1 MiB.")
+        return response.content
+
+    def _post(self, client: httpx.Client, request_der: bytes) -> httpx.Response:
+        return client.post(
+            self.url,
+            content=request_der,
+            headers={"Content-Type": QUERY_CONTENT_TYPE},
+            timeout=self.timeout,
+            follow_redirects=False,
+        )
+
+
+class InProcessTimestamper(_TimestamperBase):
+    """Timestamps through a :class:`TimestampAuthority` in this process (same DER bytes path as HTTP)."""
+
+    def __init__(self, tsa: TimestampAuthority, *, clock: Callable[[], datetime] | None = None) -> None:
+        super().__init__(clock)
+        self.tsa = tsa
+
+    @property
+    def source(self) -> str:
+        return "(in-process authority)"
+
+    def _exchange(self, request_der: bytes) -> bytes:
+        return self.tsa.respond(request_der)

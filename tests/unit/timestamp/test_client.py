@@ -1,0 +1,127 @@
+"""Timestamp clients: request shape, response checks (NU3026, NU3019, refusals) and the in-process path."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+from asn1crypto import cms, tsp
+from tests.support.pki import TestPki
+
+from nuseal.codes import NuCode
+from nuseal.errors import TimestampError
+from nuseal.timestamp.client import (
+    HttpTimestamper,
+    InProcessTimestamper,
+    TimestampRequest,
+    new_nonce,
+    read_response,
+)
+from nuseal.timestamp.tsa import TimestampAuthority
+
+SIGNATURE_VALUE = b"\x42" * 256
+
+
+class RewritingAuthority(TimestampAuthority):
+    """A TSA that answers a request other than the one sent (to provoke nonce / imprint mismatches)."""
+
+    def __init__(self, real: TimestampAuthority, rewrite: Callable[[tsp.TimeStampReq], tsp.TimeStampReq]) -> None:
+        self.__dict__.update(real.__dict__)
+        self._rewrite = rewrite
+
+    def respond(self, request_der: bytes) -> bytes:
+        return super().respond(self._rewrite(tsp.TimeStampReq.load(request_der)).dump(force=True))
+
+
+def _with(request: tsp.TimeStampReq, **changes: object) -> tsp.TimeStampReq:
+    fields = {name: request[name] for name in ("version", "message_imprint", "nonce", "cert_req")}
+    fields.update(changes)
+    return tsp.TimeStampReq(fields)
+
+
+def _tst_info(token_der: bytes) -> tsp.TSTInfo:
+    return cms.ContentInfo.load(token_der)["content"]["encap_content_info"]["content"].parsed
+
+
+def test_nonce_is_32_bytes_with_top_bit_clear() -> None:
+    nonces = [new_nonce() for _ in range(64)]
+    assert all(len(n) == 32 and n[0] < 0x80 for n in nonces)
+    assert len(set(nonces)) == 64
+
+
+def test_request_is_nugets() -> None:
+    request = TimestampRequest.over(SIGNATURE_VALUE, "SHA384")
+    parsed = tsp.TimeStampReq.load(request.to_der())
+    assert parsed["version"].native == "v1"
+    assert parsed["message_imprint"]["hash_algorithm"]["algorithm"].native == "sha384"
+    assert parsed["message_imprint"]["hashed_message"].native == hashlib.sha384(SIGNATURE_VALUE).digest()
+    assert parsed["cert_req"].native is True
+    assert parsed["req_policy"].native is None and parsed["extensions"].native is None
+    assert parsed["nonce"].native == int.from_bytes(request.nonce, "big")
+
+
+def test_unsupported_hash_algorithm_is_refused() -> None:
+    with pytest.raises(ValueError, match="SHA256, SHA384 or SHA512"):
+        TimestampRequest.over(b"x", "SHA1")
+
+
+@pytest.mark.parametrize("algorithm", ["SHA256", "sha384", "SHA512"])
+def test_in_process_round_trip(tsa_authority: TimestampAuthority, algorithm: str) -> None:
+    token = InProcessTimestamper(tsa_authority).timestamp(SIGNATURE_VALUE, algorithm)
+    tst = _tst_info(token)
+    name = algorithm.lower()
+    assert tst["message_imprint"]["hashed_message"].native == hashlib.new(name, SIGNATURE_VALUE).digest()
+    assert cms.ContentInfo.load(token)["content_type"].native == "signed_data"
+
+
+def test_nonce_mismatch_is_nu3026(tsa_authority: TimestampAuthority) -> None:
+    liar = RewritingAuthority(tsa_authority, lambda r: _with(r, nonce=r["nonce"].native + 1))
+    with pytest.raises(TimestampError) as caught:
+        InProcessTimestamper(liar).timestamp(SIGNATURE_VALUE, "SHA256")
+    assert caught.value.code is NuCode.NU3026
+    assert "Nonces did not match" in caught.value.message
+
+
+def test_missing_nonce_is_nu3026(tsa_authority: TimestampAuthority) -> None:
+    def drop_nonce(r: tsp.TimeStampReq) -> tsp.TimeStampReq:
+        return tsp.TimeStampReq({n: r[n] for n in ("version", "message_imprint", "cert_req")})
+
+    with pytest.raises(TimestampError) as caught:
+        InProcessTimestamper(RewritingAuthority(tsa_authority, drop_nonce)).timestamp(SIGNATURE_VALUE, "SHA256")
+    assert caught.value.code is NuCode.NU3026
+
+
+def test_imprint_mismatch_is_nu3019(tsa_authority: TimestampAuthority) -> None:
+    other = {"hash_algorithm": {"algorithm": "sha256"}, "hashed_message": hashlib.sha256(b"other").digest()}
+    liar = RewritingAuthority(tsa_authority, lambda r: _with(r, message_imprint=other))
+    with pytest.raises(TimestampError) as caught:
+        InProcessTimestamper(liar).timestamp(SIGNATURE_VALUE, "SHA256")
+    assert caught.value.code is NuCode.NU3019
+
+
+def test_refusal_carries_status_text(tsa_authority: TimestampAuthority) -> None:
+    request = TimestampRequest.over(SIGNATURE_VALUE, "SHA256")
+    refusal = tsa_authority.respond(b"junk")
+    with pytest.raises(TimestampError, match=r"status 'rejection'.*bad_data_format"):
+        read_response(refusal, request, "'test'")
+
+
+def test_undecodable_response(tsa_authority: TimestampAuthority) -> None:
+    request = TimestampRequest.over(SIGNATURE_VALUE, "SHA256")
+    with pytest.raises(TimestampError, match="could not be decoded"):
+        read_response(b"\x04\x02hi", request, "'http://tsa.example/'")
+
+
+def test_gen_time_from_the_authority_clock(pki: TestPki) -> None:
+    moment = datetime(2026, 10, 1, 12, 0, 0, tzinfo=UTC)
+    tsa = TimestampAuthority(pki.tsa.cert, pki.tsa.key, pki.tsa.chain[1:], clock=lambda: moment)
+    token = InProcessTimestamper(tsa, clock=lambda: moment).timestamp(SIGNATURE_VALUE, "SHA256")
+    assert _tst_info(token)["gen_time"].native == moment
+
+
+def test_http_timestamper_refuses_relative_urls() -> None:
+    for url in ("tsa.example/", "ftp://tsa.example/", "/relative"):
+        with pytest.raises(TimestampError, match="absolute http or https"):
+            HttpTimestamper(url)
