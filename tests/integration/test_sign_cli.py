@@ -1,0 +1,88 @@
+"""Signing against nuseal's TSA on loopback, through the library and through the ``nuseal`` commands."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tests.support.pki import TEST_PASSWORD, TestPki
+from tests.support.servers import LoopbackServer
+from tests.unit.sign.helpers import (
+    make_package,
+    package_bytes_without_signature,
+    signature_value,
+    signed_part,
+    signer_for,
+)
+from typer.testing import CliRunner
+
+from nuseal.cms.parse import load_primary_signature
+from nuseal.sign.author import AuthorSignRequest, sign_package
+from nuseal.timestamp.client import HttpTimestamper
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    from nuseal.cli.app import app
+
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_http_timestamper_round_trip(pki: TestPki, tsa_server: LoopbackServer, tmp_path: Path) -> None:
+    src = make_package(tmp_path / "a.nupkg")
+    stamper = HttpTimestamper(pki.tsa_url)
+    result = sign_package(src, src, AuthorSignRequest(signer_for(pki.leaf)), timestamper=stamper, now=datetime.now(UTC))
+    assert result.timestamped
+    signature = signed_part(src)
+    token = load_primary_signature(signature).timestamp_tokens[0]
+    assert hashlib.sha256(signature_value(signature)).digest() in token
+
+
+def test_sign_command_signs_with_timestamp(pki: TestPki, tsa_server: LoopbackServer, tmp_path: Path) -> None:
+    src = make_package(tmp_path / "a.nupkg")
+    original = src.read_bytes()
+    pfx = pki.leaf.write_pfx(tmp_path / "leaf.pfx")
+    out = tmp_path / "signed"
+    code, stdout, stderr = run(
+        "sign", str(src), "--certificate-path", str(pfx), "--certificate-password", TEST_PASSWORD,
+        "--timestamper", pki.tsa_url, "-o", str(out),
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert "Signing package(s) with certificate:" in stdout
+    assert pki.leaf.sha256_fingerprint in stdout
+    assert "Package(s) signed successfully." in stdout
+    assert src.read_bytes() == original
+    assert package_bytes_without_signature(out / "a.nupkg") == original
+    assert len(load_primary_signature(signed_part(out / "a.nupkg")).timestamp_tokens) == 1
+
+
+def test_sign_command_reports_nu_codes_and_exit_1(pki: TestPki, tmp_path: Path) -> None:
+    src = make_package(tmp_path / "a.nupkg")
+    pfx = pki.leaf.write_pfx(tmp_path / "leaf.pfx")
+    code, _, stderr = run("sign", str(src), "--certificate-path", str(pfx), "--certificate-password", "bad")
+    assert code == 1 and "NU3001:" in stderr and "password is incorrect" in stderr
+    code, _, stderr = run("sign", str(src), "--certificate-path", str(pfx), "--certificate-password", TEST_PASSWORD)
+    assert code == 0 and "NU3002" in stderr
+    code, _, stderr = run("sign", str(src), "--certificate-path", str(pfx), "--certificate-password", TEST_PASSWORD)
+    assert code == 1 and "NU3001:" in stderr and "already contains a signature" in stderr
+
+
+def test_repo_sign_and_remove_commands_with_pem_and_json(pki: TestPki, tmp_path: Path) -> None:
+    src = make_package(tmp_path / "a.nupkg")
+    original = src.read_bytes()
+    files = pki.leaf.write_pem_key_and_chain(tmp_path / "pem")
+    code, stdout, stderr = run(
+        "repo-sign", str(src), "--service-index-url", "https://feed.example/v3/index.json", "--owners", "a;b",
+        "--certificate-path", str(files.chain), "--key-path", str(files.key), "--json",
+    )  # fmt: skip
+    assert code == 0, stderr
+    report = json.loads(stdout)
+    assert report["ok"] and report["packages"][0]["kind"] == "repository"
+    assert tuple(load_primary_signature(signed_part(src)).owners) == ("a", "b")
+    code, stdout, _ = run("remove-signature", str(src), "--repository-only")
+    assert code == 0 and "removed" in stdout
+    assert src.read_bytes() == original
+    code, _, stderr = run("remove-signature", str(src))
+    assert code == 1 and "NU3004" in stderr
