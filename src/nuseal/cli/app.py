@@ -18,6 +18,8 @@ def _register() -> None:
     from nuseal.cli import verify  # noqa: F401
     from nuseal.cli import trust  # noqa: F401
     from nuseal.cli import sign  # noqa: F401
+    from nuseal.cli import cert  # noqa: F401
+    from nuseal.cli import tsa  # noqa: F401
 
 
 _register()
