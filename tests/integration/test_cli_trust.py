@@ -12,11 +12,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from tests.unit.trust.nuget_org_document import NUGET_ORG_CERTIFICATES, repository_signatures_document
 from typer.testing import CliRunner
 
 from nuseal.cli.app import app
 from nuseal.trust.nuget_config import USER_CONFIG_RELATIVE
-from tests.unit.trust.nuget_org_document import NUGET_ORG_CERTIFICATES, repository_signatures_document
 
 runner = CliRunner()
 
@@ -111,7 +111,7 @@ def _expected(vectors: Path, name: str) -> dict[str, str]:
 
 
 def test_trust_source_writes_the_repository_nuget_writes(feed: StaticFeed, config: Path) -> None:
-    code, out, err = trust("source", "nuget.org", "--source-url", feed.index_url, "--owners", "microsoft;nuget",
+    code, _, err = trust("source", "nuget.org", "--source-url", feed.index_url, "--owners", "microsoft;nuget",
                            "--allow-insecure-loopback", "--configfile", str(config))
     assert (code, err) == (0, "")
     # Fingerprints are written as the feed lists them (lowercase here), one <certificate> per listed
