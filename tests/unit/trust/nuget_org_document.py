@@ -1,4 +1,4 @@
-# ruff: noqa: E501  (XML and JSON test data reads better unwrapped)
+
 """A realistic RepositorySignatures document: nuget.org's three repository certificates (vectors/EXPECTED.md,
 validity and issuers from vectors/real/MANIFEST.tsv), fingerprints in lowercase hex as nuget.org lists them."""
 

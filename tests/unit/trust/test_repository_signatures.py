@@ -1,4 +1,4 @@
-# ruff: noqa: E501  (XML and JSON test data reads better unwrapped)
+
 """RepositorySignatures resource: parsing, https rules, discovery, fetching, policy effects (spec §8)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-# ruff: noqa: E501  (XML and JSON test data reads better unwrapped)
+
 """trustedSigners → allow list and restore policy (spec §6.2, §6.3, §6.5)."""
 
 from __future__ import annotations
