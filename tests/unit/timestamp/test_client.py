@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import sys
+import types
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -125,3 +127,23 @@ def test_http_timestamper_refuses_relative_urls() -> None:
     for url in ("tsa.example/", "ftp://tsa.example/", "/relative"):
         with pytest.raises(TimestampError, match="absolute http or https"):
             HttpTimestamper(url)
+
+
+def test_token_checks_are_wired_when_token_module_exists(
+    tsa_authority: TimestampAuthority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[bytes, datetime]] = []
+    fake = types.ModuleType("nuseal.timestamp.token")
+
+    def check_timestamp(ts: object, signature_value: bytes, now: datetime) -> list[tuple[NuCode, str]]:
+        seen.append((signature_value, now))
+        return [(NuCode.NU3036, "outside the validity")]
+
+    fake.load_timestamp = lambda der: der  # type: ignore[attr-defined]
+    fake.check_timestamp = check_timestamp  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "nuseal.timestamp.token", fake)
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    with pytest.raises(TimestampError) as caught:
+        InProcessTimestamper(tsa_authority, clock=lambda: moment).timestamp(SIGNATURE_VALUE, "SHA256")
+    assert caught.value.code is NuCode.NU3036
+    assert seen == [(SIGNATURE_VALUE, moment)]
