@@ -3,7 +3,7 @@
 ``create_certificate`` mirrors PowerShell's ``New-SelfSignedCertificate -Type CodeSigningCert`` (RSA, SHA-256,
 EKU codeSigning, KU digitalSignature, SKI); with ``timestamping=True`` it makes a TSA certificate instead
 (critical EKU timeStamping, as RFC 3161 and OpenSSL's TSA require). ``describe`` reports what NuGet would say
-about a certificate used to sign (spec §4.8). The NuGet rules live here only until ``nuseal.x509.certs`` lands.
+about a certificate used to sign (spec §4.8), applying ``nuseal.x509.certs``' rules.
 """
 
 from __future__ import annotations
@@ -21,17 +21,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from nuseal.cms import oids
 from nuseal.codes import NuCode
 from nuseal.errors import CertificateError
+from nuseal.x509 import certs
 
 Finding = tuple[NuCode, str]
 
 ALLOWED_KEY_SIZES = (2048, 3072, 4096)
-MIN_RSA_BITS = 2048
-LIFETIME_SIGNING = ObjectIdentifier(oids.LIFETIME_SIGNING_EKU)
 # Backdating keeps a certificate made "now" from being NU3017 "not yet valid" on a machine whose clock is a
 # little behind (PowerShell's New-SelfSignedCertificate backdates too).
 _BACKDATE = timedelta(minutes=10)
@@ -243,45 +242,12 @@ def _ekus(certificate: x509.Certificate) -> list[str] | None:
 
 
 def check_signing_certificate(certificate: x509.Certificate, now: datetime) -> list[Finding]:
-    """Every NuGet sign-time rule this certificate breaks (spec §4.8), in NuGet's order; [] when it can sign.
+    """Every NuGet sign-time rule this certificate breaks (spec §4.8); [] when NuGet would sign with it.
 
-    NU3013 certificate signature not sha256/384/512WithRSA, NU3014 not RSA >= 2048, NU3015 lifetime-signing
-    EKU, NU3017 not yet valid, NU3018 an EKU extension without codeSigning (no EKU extension is fine).
+    NU3013 signature algorithm, NU3014 RSA < 2048, NU3015 lifetime EKU, NU3017 not yet valid, NU3018 no
+    code-signing usage. The rules themselves live in ``nuseal.x509.certs`` (one definition for sign/verify).
     """
-    findings: list[Finding] = []
-    algorithm = certificate.signature_algorithm_oid.dotted_string
-    if algorithm not in oids.SHA2_RSA_SIGNATURES:
-        name = getattr(certificate.signature_algorithm_oid, "_name", algorithm)
-        findings.append((NuCode.NU3013, f"The signing certificate has an unsupported signature algorithm ({name})."))
-    public = certificate.public_key()
-    if not isinstance(public, rsa.RSAPublicKey) or public.key_size < MIN_RSA_BITS:
-        findings.append(
-            (
-                NuCode.NU3014,
-                "The signing certificate does not meet a minimum public key length requirement "
-                f"({_key_text(public)}; RSA 2048 bits or more is required).",
-            )
-        )
-    ekus = _ekus(certificate)
-    if ekus is not None and oids.LIFETIME_SIGNING_EKU in ekus:
-        findings.append((NuCode.NU3015, "Certificates with lifetime signer EKU are not supported."))
-    if certificate.not_valid_before_utc > now:
-        findings.append(
-            (
-                NuCode.NU3017,
-                "The signing certificate is not yet valid "
-                f"(valid from {certificate.not_valid_before_utc.isoformat()}).",
-            )
-        )
-    if ekus is not None and not {oids.CODE_SIGNING_EKU, oids.ANY_EXTENDED_KEY_USAGE} & set(ekus):
-        findings.append(
-            (
-                NuCode.NU3018,
-                "The certificate is not valid for the requested usage: its extended key usage lacks code "
-                f"signing ({oids.CODE_SIGNING_EKU}).",
-            )
-        )
-    return findings
+    return certs.check_signing_certificate(certificate, now)
 
 
 def _key_text(public: object) -> str:

@@ -147,3 +147,13 @@ def test_token_checks_are_wired_when_token_module_exists(
         InProcessTimestamper(tsa_authority, clock=lambda: moment).timestamp(SIGNATURE_VALUE, "SHA256")
     assert caught.value.code is NuCode.NU3036
     assert seen == [(SIGNATURE_VALUE, moment)]
+
+
+def test_expired_tsa_certificate_is_refused_by_the_token_checks(pki: TestPki) -> None:
+    # Real nuseal.timestamp.token: genTime (now) after the TSA certificate's NotAfter is NU3036.
+    tsa = TimestampAuthority(
+        pki.expired_tsa.cert, pki.expired_tsa.key, pki.expired_tsa.chain[1:], clock=lambda: pki.now
+    )
+    with pytest.raises(TimestampError) as caught:
+        InProcessTimestamper(tsa, clock=lambda: pki.now).timestamp(SIGNATURE_VALUE, "SHA256")
+    assert caught.value.code is NuCode.NU3036
