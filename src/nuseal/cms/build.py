@@ -440,7 +440,7 @@ def _with_unsigned(signer: cms.SignerInfo, attributes: list[cms.CMSAttribute]) -
 
 def _existing_unsigned(signer: cms.SignerInfo) -> list[cms.CMSAttribute]:
     unsigned = signer["unsigned_attrs"]
-    if isinstance(unsigned, core.Void) or unsigned.native is None:
+    if isinstance(unsigned, core.Void):  # never touch .native here: it decodes every nested token
         return []
     return [cms.CMSAttribute.load(attribute.dump()) for attribute in unsigned]
 
@@ -468,7 +468,7 @@ def add_countersignature(
 
 def _append_certificates(signed_data: cms.SignedData, certificates: Sequence[x509.Certificate]) -> None:
     existing = signed_data["certificates"]
-    empty = isinstance(existing, core.Void) or existing.native is None
+    empty = isinstance(existing, core.Void)
     present = [] if empty else [_dump(c) for c in existing]
     added = [c.public_bytes(Encoding.DER) for c in certificates]
     merged: list[bytes] = []
