@@ -27,7 +27,7 @@ from nuseal.cms import oids
 from nuseal.cms.content import SignatureContent
 from nuseal.codes import Messages, NuCode
 from nuseal.errors import SignatureFormatError
-from nuseal.verify.policy import SignatureKind
+from nuseal.model import SignatureKind
 
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512,
@@ -438,8 +438,6 @@ def load_primary_signature(der: bytes) -> PrimarySignature:
         certificates = _certificate_list(signed_data)
         encap = signed_data["encap_content_info"]
         content_bytes = encap["content"].native if encap["content"] else None
-        # Touch lazily parsed parts so that malformed DER fails here, as SignedCms.Decode would.
-        signed_data.native  # noqa: B018
     except SignatureFormatError:
         raise
     except Exception as exc:  # asn1crypto raises ValueError/TypeError/KeyError on malformed DER

@@ -11,7 +11,10 @@ from enum import Enum, IntEnum
 from typing import Any
 
 from nuseal.codes import NuCode
-from nuseal.verify.policy import SignatureKind
+from nuseal.model import CertificateSummary, SignatureKind
+
+__all__ = ["CertificateSummary", "Finding", "PackageVerdict", "Severity", "SignatureVerdict", "Status",
+           "TimestampSummary"]
 
 
 class Severity(str, Enum):
@@ -44,24 +47,6 @@ class Finding:
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code.value, "level": self.severity.value, "message": self.message,
                 "target": self.target, "subject": self.subject}
-
-
-@dataclass(frozen=True)
-class CertificateSummary:
-    """What ``dotnet nuget verify`` prints about a certificate."""
-
-    subject: str
-    issuer: str
-    sha1: str  # uppercase hex, as NuGet prints it
-    sha256: str  # uppercase hex, as NuGet prints it
-    not_before: datetime
-    not_after: datetime
-    serial_number: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"sha256": self.sha256.lower(), "sha1": self.sha1.lower(), "subject": self.subject,
-                "issuer": self.issuer, "not_before": self.not_before.isoformat(),
-                "not_after": self.not_after.isoformat(), "serial_number": self.serial_number}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,141 @@
+"""Certificate facts and NuGet's certificate requirements (spec §4.8).
+
+The same checks run when signing (errors) and when verifying (severity from policy): NU3013 certificate signature
+algorithm, NU3014 RSA key length, NU3015 lifetime-signing EKU, NU3017 not yet valid. The code-signing /
+time-stamping usage check is part of chain building (``nuseal.x509.chain``), as in NuGet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from nuseal.cms import oids
+from nuseal.codes import Messages, NuCode
+from nuseal.model import CertificateSummary
+
+#: NuGet ``SigningSpecificationsV1.RSAPublicKeyMinLength``.
+RSA_MIN_KEY_BITS = 2048
+
+
+def der(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(Encoding.DER)
+
+
+def fingerprint(certificate: x509.Certificate, algorithm: str = "sha256") -> str:
+    """Uppercase hex fingerprint, as NuGet prints and stores it."""
+    return hashlib.new(algorithm, der(certificate)).hexdigest().upper()
+
+
+def not_before(certificate: x509.Certificate) -> datetime:
+    return certificate.not_valid_before_utc
+
+
+def not_after(certificate: x509.Certificate) -> datetime:
+    return certificate.not_valid_after_utc
+
+
+def name_string(name: x509.Name) -> str:
+    """A distinguished name the way .NET prints ``X509Certificate2.Subject``: most specific first, ``, ``-joined."""
+    parts = []
+    for rdn in reversed(list(name.rdns)):
+        for attribute in rdn:
+            label = _LABELS.get(attribute.oid.dotted_string, "OID." + attribute.oid.dotted_string)
+            value = attribute.value if isinstance(attribute.value, str) else attribute.value.hex()
+            if any(c in value for c in ',+="\n<>#;') or value != value.strip():
+                value = '"' + value.replace('"', '""') + '"'
+            parts.append(f"{label}={value}")
+    return ", ".join(parts)
+
+
+_LABELS = {
+    "2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "S", "2.5.4.10": "O", "2.5.4.11": "OU",
+    "2.5.4.9": "STREET", "1.2.840.113549.1.9.1": "E", "2.5.4.5": "SERIALNUMBER", "0.9.2342.19200300.100.1.25": "DC",
+    "2.5.4.4": "SN", "2.5.4.42": "G", "2.5.4.12": "T", "2.5.4.17": "PostalCode",
+    "1.3.6.1.4.1.311.60.2.1.3": "OID.1.3.6.1.4.1.311.60.2.1.3", "2.5.4.15": "OID.2.5.4.15",
+}
+
+
+def summarize(certificate: x509.Certificate) -> CertificateSummary:
+    """What ``dotnet nuget verify`` shows about a certificate."""
+    return CertificateSummary(
+        subject=name_string(certificate.subject),
+        issuer=name_string(certificate.issuer),
+        sha1=fingerprint(certificate, "sha1"),
+        sha256=fingerprint(certificate, "sha256"),
+        not_before=not_before(certificate),
+        not_after=not_after(certificate),
+        serial_number=format(certificate.serial_number, "X"),
+    )
+
+
+def extended_key_usages(certificate: x509.Certificate) -> frozenset[str] | None:
+    """Dotted EKU OIDs, or None when the certificate has no EKU extension (valid for every usage)."""
+    try:
+        extension = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    except x509.ExtensionNotFound:
+        return None
+    return frozenset(oid.dotted_string for oid in extension.value)
+
+
+def is_valid_for_usage(certificate: x509.Certificate, eku: str) -> bool:
+    usages = extended_key_usages(certificate)
+    return usages is None or eku in usages or oids.ANY_EXTENDED_KEY_USAGE in usages
+
+
+def is_self_issued(certificate: x509.Certificate) -> bool:
+    return certificate.subject == certificate.issuer
+
+
+def signature_algorithm_oid(certificate: x509.Certificate) -> str:
+    return certificate.signature_algorithm_oid.dotted_string
+
+
+def rsa_key_bits(certificate: x509.Certificate) -> int | None:
+    key = certificate.public_key()
+    return key.key_size if isinstance(key, rsa.RSAPublicKey) else None
+
+
+def check_certificate(
+    certificate: x509.Certificate, now: datetime, friendly_name: str, *, timestamp: bool = False
+) -> list[tuple[NuCode, str]]:
+    """NuGet's certificate checks in NuGet's order; empty when the certificate is acceptable.
+
+    ``friendly_name`` fills NuGet's ``{0}`` ("author primary signature", ...). For a TSA certificate pass
+    ``timestamp=True``: the codes become NU3022/NU3023/NU3025 and the lifetime-EKU rule does not apply.
+    """
+    problems: list[tuple[NuCode, str]] = []
+    if signature_algorithm_oid(certificate) not in oids.SHA2_RSA_SIGNATURES:
+        if timestamp:
+            problems.append((NuCode.NU3022, Messages.TIMESTAMP_CERT_ALGORITHM.format(friendly_name)))
+        else:
+            problems.append((NuCode.NU3013, Messages.UNSUPPORTED_CERT_SIGNATURE_ALGORITHM.format(friendly_name)))
+    bits = rsa_key_bits(certificate)
+    if bits is None or bits < RSA_MIN_KEY_BITS:
+        if timestamp:
+            problems.append((NuCode.NU3023, Messages.TIMESTAMP_KEY_TOO_SHORT.format(friendly_name)))
+        else:
+            problems.append((NuCode.NU3014, Messages.KEY_TOO_SHORT.format(friendly_name)))
+    if not timestamp:
+        usages = extended_key_usages(certificate) or frozenset()
+        if oids.LIFETIME_SIGNING_EKU in usages:
+            problems.append((NuCode.NU3015, Messages.LIFETIME_EKU.format(friendly_name)))
+    if not_before(certificate) > now.astimezone(UTC):
+        if timestamp:
+            problems.append((NuCode.NU3025, Messages.TIMESTAMP_NOT_YET_VALID.format(friendly_name)))
+        else:
+            problems.append((NuCode.NU3017, Messages.CERT_NOT_YET_VALID.format(friendly_name)))
+    return problems
+
+
+def check_signing_certificate(certificate: x509.Certificate, now: datetime) -> list[tuple[NuCode, str]]:
+    """Sign-time form of ``check_certificate`` plus the code-signing usage rule (NU3018 at sign time)."""
+    problems = check_certificate(certificate, now, "signing certificate")
+    if not is_valid_for_usage(certificate, oids.CODE_SIGNING_EKU):
+        problems.append((NuCode.NU3018, "Certificate chain validation failed. The certificate is not valid for "
+                                        "the requested usage (code signing)."))
+    return problems
