@@ -8,6 +8,7 @@ time-stamping usage check is part of chain building (``nuseal.x509.chain``), as 
 from __future__ import annotations
 
 import hashlib
+import warnings
 from datetime import UTC, datetime
 
 from cryptography import x509
@@ -62,6 +63,13 @@ _LABELS = {
 
 def summarize(certificate: x509.Certificate) -> CertificateSummary:
     """What ``dotnet nuget verify`` shows about a certificate."""
+    with warnings.catch_warnings():
+        # cryptography warns about over-long name attributes that real CAs issue; .NET shows them as they are.
+        warnings.simplefilter("ignore", UserWarning)
+        return _summarize(certificate)
+
+
+def _summarize(certificate: x509.Certificate) -> CertificateSummary:
     return CertificateSummary(
         subject=name_string(certificate.subject),
         issuer=name_string(certificate.issuer),

@@ -1,0 +1,5 @@
+"""``python -m nuseal`` runs the CLI."""
+
+from nuseal.cli.app import main
+
+main()

@@ -1,0 +1,532 @@
+"""The verification pipeline of NuGet's ``PackageSignatureVerifier`` (spec §6.3-6.5).
+
+Order: is it signed (level 1) → load the primary signature (NU3005, NU3003, NU3009-NU3011, NU3000, NU3007) →
+providers: integrity (NU3008), each allow list (NU3034), then trust and validity per signature (timestamps,
+certificate checks, chain, expiry, repository countersignature fallback). The package is valid iff at least one
+provider ran and every provider's status is Valid. Severity of every finding comes from the policy here; the
+checks below it only say what they saw. Nothing here prints, reads the clock or the environment.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import Flag, auto
+from pathlib import Path
+from typing import BinaryIO
+
+from cryptography import x509
+
+from nuseal.cms import oids
+from nuseal.cms.parse import PrimarySignature, RepositoryCountersignature, SignerView, load_primary_signature
+from nuseal.cms.parse import verify_signer_signature as check_cms_signature
+from nuseal.codes import Messages, NuCode
+from nuseal.errors import NusealError, PackageFormatError, SignatureEntryError, SignatureFormatError, TimestampError
+from nuseal.model import SignatureKind
+from nuseal.package import hashing, nuspec, zipformat
+from nuseal.timestamp.token import Timestamp, check_timestamp, load_timestamp
+from nuseal.verify.policy import (
+    AllowList,
+    AllowListEntry,
+    CountersignatureBehavior,
+    Placement,
+    RevocationMode,
+    VerificationPolicy,
+)
+from nuseal.verify.result import (
+    Finding,
+    PackageVerdict,
+    Severity,
+    SignatureVerdict,
+    Status,
+    TimestampSummary,
+)
+from nuseal.x509 import certs
+from nuseal.x509.chain import ChainResult, ChainStatus, build_chain
+from nuseal.x509.revocation import RevocationChecker
+from nuseal.x509.roots import TrustStore
+
+
+class _Flags(Flag):
+    """NuGet ``SignatureVerificationStatusFlags`` that decide a signature's status (spec §6.3)."""
+
+    NONE = 0
+    NO_CERTIFICATE = auto()
+    SIGNATURE_CHECK_FAILED = auto()
+    SIGNATURE_ALGORITHM_UNSUPPORTED = auto()
+    CERTIFICATE_PUBLIC_KEY_INVALID = auto()
+    HAS_LIFETIME_SIGNING_EKU = auto()
+    CERTIFICATE_VALIDITY_IN_THE_FUTURE = auto()
+    CERTIFICATE_EXPIRED = auto()
+    CHAIN_BUILDING_FAILURE = auto()
+    UNKNOWN_REVOCATION = auto()
+    UNTRUSTED_ROOT = auto()
+    CERTIFICATE_REVOKED = auto()
+    NO_VALID_TIMESTAMP = auto()
+    MULTIPLE_TIMESTAMPS = auto()
+
+
+_SUSPECT = _Flags.CERTIFICATE_REVOKED
+_ILLEGAL = (_Flags.NO_CERTIFICATE | _Flags.SIGNATURE_CHECK_FAILED | _Flags.SIGNATURE_ALGORITHM_UNSUPPORTED
+            | _Flags.CERTIFICATE_PUBLIC_KEY_INVALID | _Flags.HAS_LIFETIME_SIGNING_EKU
+            | _Flags.CERTIFICATE_VALIDITY_IN_THE_FUTURE)
+_UNTRUSTED = (_Flags.CERTIFICATE_EXPIRED | _Flags.CHAIN_BUILDING_FAILURE | _Flags.UNKNOWN_REVOCATION
+              | _Flags.UNTRUSTED_ROOT)
+_CERT_CHECK_FLAGS = {
+    NuCode.NU3013: _Flags.SIGNATURE_ALGORITHM_UNSUPPORTED,
+    NuCode.NU3014: _Flags.CERTIFICATE_PUBLIC_KEY_INVALID,
+    NuCode.NU3015: _Flags.HAS_LIFETIME_SIGNING_EKU,
+    NuCode.NU3017: _Flags.CERTIFICATE_VALIDITY_IN_THE_FUTURE,
+}
+#: Chain statuses NuGet handles itself; anything else is a "chain building issue" (NU3012 / NU3028).
+_HANDLED_CHAIN_STATUS = (ChainStatus.NOT_TIME_VALID | ChainStatus.NOT_TIME_NESTED | ChainStatus.REVOKED
+                         | ChainStatus.REVOCATION_STATUS_UNKNOWN | ChainStatus.OFFLINE_REVOCATION
+                         | ChainStatus.UNTRUSTED_ROOT)
+_UNKNOWN_REVOCATION = ChainStatus.REVOCATION_STATUS_UNKNOWN | ChainStatus.OFFLINE_REVOCATION
+
+
+def _status_from_flags(flags: _Flags) -> Status:
+    """NuGet ``VerificationUtility.GetSignatureVerificationStatus``."""
+    if flags == _Flags.NONE:
+        return Status.VALID
+    if flags & _SUSPECT:
+        return Status.SUSPECT
+    if not flags & ~(_ILLEGAL | _UNTRUSTED | _Flags.NO_VALID_TIMESTAMP | _Flags.MULTIPLE_TIMESTAMPS):
+        return Status.DISALLOWED
+    return Status.UNKNOWN
+
+
+@dataclass(frozen=True)
+class TrustContext:
+    """Where trust comes from: root bundles and a revocation checker (online or offline)."""
+
+    trust_store: TrustStore
+    revocation: RevocationChecker
+
+
+@dataclass
+class _Log:
+    """Findings in the order NuGet would log them."""
+
+    findings: list[Finding] = field(default_factory=list)
+
+    def add(self, code: NuCode, as_error: bool, message: str, target: str, subject: str | None = None) -> None:
+        severity = Severity.ERROR if as_error else Severity.WARNING
+        self.findings.append(Finding(code, severity, message, target, subject))
+
+    def info(self, code: NuCode, message: str, target: str, subject: str | None = None) -> None:
+        self.findings.append(Finding(code, Severity.INFO, message, target, subject))
+
+
+def _friendly(kind: SignatureKind, placement: str) -> str:
+    if placement == "countersignature":
+        return "repository countersignature"
+    return {SignatureKind.AUTHOR: "author primary signature",
+            SignatureKind.REPOSITORY: "repository primary signature"}.get(kind, "primary signature")
+
+
+def verify_package(path: Path, *, policy: VerificationPolicy, trust: TrustContext, now: datetime,
+                   compute_content_hash: bool = False) -> PackageVerdict:
+    """Verify one package file under ``policy`` as of ``now``. Never raises for a bad package: a file that is
+    not a readable zip gives a verdict with ``error`` set (invalid); everything else is findings."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            layout = zipformat.read_layout(f)
+            return _verify_open(f, layout, path, policy, trust, now, compute_content_hash)
+    except PackageFormatError as exc:
+        return PackageVerdict(str(path), None, None, False, (), error=f"'{path}' is not a valid package file: "
+                                                                     f"{exc.message}")
+    except OSError as exc:
+        return PackageVerdict(str(path), None, None, False, (), error=f"'{path}' cannot be read: {exc.strerror}")
+
+
+def _identity(path: Path) -> tuple[str | None, str | None]:
+    try:
+        identity = nuspec.read_identity(path)
+    except NusealError:
+        return None, None
+    return identity.id, identity.version
+
+
+def _verify_open(f: BinaryIO, layout: zipformat.ArchiveLayout, path: Path, policy: VerificationPolicy,
+                 trust: TrustContext, now: datetime, compute_content_hash: bool) -> PackageVerdict:
+    package_id, version = _identity(path)
+    log = _Log()
+    base = PackageVerdict(str(path), package_id, version, False, ())
+    if not zipformat.has_signature_entry(layout):
+        content_hash = hashing.content_hash(path) if compute_content_hash else None
+        if policy.allow_unsigned:
+            return replace(base, statuses=(Status.VALID,), content_hash=content_hash)
+        log.add(NuCode.NU3004, True, policy.unsigned_message, "package")
+        return replace(base, statuses=(Status.DISALLOWED,), findings=tuple(log.findings), content_hash=content_hash)
+
+    base = replace(base, signed=True)
+    try:
+        entry = zipformat.find_signature_entry(f, layout)
+        signature = load_primary_signature(zipformat.read_signature_bytes(f, entry))
+    except (SignatureEntryError, SignatureFormatError) as exc:
+        code = exc.code or NuCode.NU3003
+        log.add(code, not policy.allow_illegal, exc.message, "primary")
+        status = Status.VALID if policy.allow_illegal else Status.DISALLOWED
+        return replace(base, statuses=(status,), findings=tuple(log.findings))
+
+    statuses: list[Status] = []
+    # 1. Integrity: the package hash over the package without its signature entry (spec §2.2).
+    digest_name = signature.content.hash_name
+    if compute_content_hash:
+        # One pass for both: the signed hash and NuGet's SHA-512 content hash (.nupkg.metadata).
+        package_hasher, content_hasher = hashlib.new(digest_name), hashlib.sha512()
+        for chunk in hashing.iter_unsigned_view(f, layout, entry):
+            package_hasher.update(chunk)
+            content_hasher.update(chunk)
+        actual, content_hash = package_hasher.digest(), base64.b64encode(content_hasher.digest()).decode("ascii")
+    else:
+        actual, content_hash = hashing.package_hash(f, layout, entry, digest_name), None
+    if actual != signature.content.hash_value:
+        log.add(NuCode.NU3008, True, Messages.INTEGRITY_FAILED, "package")
+        statuses.append(Status.SUSPECT)
+    else:
+        statuses.append(Status.VALID)
+
+    countersignature, counter_error = _countersignature(signature)
+    # 2. Allow lists, in the order the policy lists them.
+    for allow_list in policy.allow_lists:
+        statuses.append(_check_allow_list(allow_list, signature, countersignature, policy, log))
+    # 3. Trust and validity of the signatures.
+    verdicts, trust_status = _trust_and_validity(signature, countersignature, counter_error, policy, trust, now, log)
+    statuses.append(trust_status)
+    return replace(base, statuses=tuple(statuses), signatures=tuple(verdicts), findings=tuple(log.findings),
+                   content_hash=content_hash)
+
+
+def _countersignature(
+    signature: PrimarySignature,
+) -> tuple[RepositoryCountersignature | None, SignatureFormatError | None]:
+    try:
+        return signature.countersignature(), None
+    except SignatureFormatError as exc:
+        return None, exc
+
+
+# --- allow lists (spec §6.5) ------------------------------------------------------------------------------------
+
+def _fingerprint(certificate: x509.Certificate | None, entry: AllowListEntry) -> str | None:
+    if certificate is None:
+        return None
+    return certs.fingerprint(certificate, entry.algorithm.hashlib_name)
+
+
+def _owners_match(entry: AllowListEntry, owners: Sequence[str]) -> bool:
+    # NuGet: a repository entry with owners requires the signature's owners to intersect (ordinal).
+    return not entry.owners or bool(set(entry.owners) & set(owners))
+
+
+def _entry_matches(entry: AllowListEntry, signature: PrimarySignature,
+                   countersignature: RepositoryCountersignature | None) -> bool:
+    if entry.placement & Placement.PRIMARY and signature.kind in entry.targets:
+        fp = _fingerprint(signature.signer_certificate, entry)
+        if fp is not None and fp == entry.fingerprint.upper() and (
+                signature.kind is not SignatureKind.REPOSITORY or _owners_match(entry, signature.owners)):
+            return True
+    if (entry.placement & Placement.COUNTERSIGNATURE and countersignature is not None
+            and SignatureKind.REPOSITORY in entry.targets):
+        fp = _fingerprint(countersignature.signer_certificate, entry)
+        if fp is not None and fp == entry.fingerprint.upper() and _owners_match(entry, countersignature.owners):
+            return True
+    return False
+
+
+def _check_allow_list(allow_list: AllowList, signature: PrimarySignature,
+                      countersignature: RepositoryCountersignature | None, policy: VerificationPolicy,
+                      log: _Log) -> Status:
+    if not allow_list.entries:
+        if allow_list.require_non_empty:
+            log.add(NuCode.NU3034, True, allow_list.empty_message, "package")
+            return Status.DISALLOWED
+        return Status.VALID
+    if any(_entry_matches(entry, signature, countersignature) for entry in allow_list.entries):
+        return Status.VALID
+    log.add(NuCode.NU3034, not policy.allow_untrusted, allow_list.no_match_message, "primary")
+    return Status.VALID if policy.allow_untrusted else Status.DISALLOWED
+
+
+# --- trust and validity (spec §5.4, §6.4) ------------------------------------------------------------------------
+
+@dataclass
+class _SignatureOutcome:
+    verdict: SignatureVerdict
+    flags: _Flags
+    status: Status
+    timestamp: Timestamp | None
+    findings: list[Finding]
+
+
+def _trust_and_validity(signature: PrimarySignature, countersignature: RepositoryCountersignature | None,
+                        counter_error: SignatureFormatError | None, policy: VerificationPolicy, trust: TrustContext,
+                        now: datetime, log: _Log) -> tuple[list[SignatureVerdict], Status]:
+    primary = _verify_signer(signature.signer, signature.content_bytes, "primary", signature, policy, trust, now,
+                             service_index=signature.service_index_url, owners=signature.owners)
+    status = primary.status
+    primary_findings = primary.findings
+    verdicts = [primary.verdict]
+    counter_findings: list[Finding] = []
+    if counter_error is not None:
+        counter_findings.append(Finding(counter_error.code or NuCode.NU3031,
+                                        Severity.ERROR if not policy.allow_illegal else Severity.WARNING,
+                                        counter_error.message, "countersignature"))
+        if not policy.allow_illegal:
+            status = min(status, Status.DISALLOWED)
+    behavior = policy.repository_countersignature
+    if countersignature is None:
+        if behavior is CountersignatureBehavior.ALWAYS and counter_error is None:
+            counter_findings.append(Finding(NuCode.NU3038, Severity.ERROR, Messages.COUNTERSIGNATURE_REQUIRED,
+                                            "countersignature"))
+            status = min(status, Status.DISALLOWED)
+    elif signature.kind is not SignatureKind.REPOSITORY and _should_check_countersignature(behavior, primary):
+        counter = _verify_signer(countersignature.signer, countersignature.primary_signature_value,
+                                 "countersignature", signature, policy, trust, now,
+                                 service_index=countersignature.service_index_url, owners=countersignature.owners)
+        verdicts.append(counter.verdict)
+        counter_findings.extend(counter.findings)
+        if counter.status is Status.VALID:
+            primary_findings, status = _fallback(primary, counter, signature, status)
+        status = min(status, counter.status)
+    elif countersignature is not None:
+        verdicts.append(_describe_only(countersignature))
+    log.findings.extend(primary_findings)
+    log.findings.extend(counter_findings)
+    return verdicts, status
+
+
+def _should_check_countersignature(behavior: CountersignatureBehavior, primary: _SignatureOutcome) -> bool:
+    if behavior in (CountersignatureBehavior.IF_EXISTS, CountersignatureBehavior.ALWAYS):
+        return True
+    if behavior is CountersignatureBehavior.NEVER:
+        return False
+    untrusted = bool(primary.flags & _Flags.UNTRUSTED_ROOT) and primary.status is not Status.VALID
+    return untrusted or bool(primary.flags & _Flags.CERTIFICATE_EXPIRED)
+
+
+def _fallback(primary: _SignatureOutcome, counter: _SignatureOutcome, signature: PrimarySignature,
+              status: Status) -> tuple[list[Finding], Status]:
+    """A valid repository countersignature stands in for an untrusted or expired author signature (§6.4 step 3)."""
+    findings = primary.findings
+    untrusted = bool(primary.flags & _Flags.UNTRUSTED_ROOT)
+    expired = bool(primary.flags & _Flags.CERTIFICATE_EXPIRED)
+    if not untrusted and not expired:
+        return findings, status
+    remaining = primary.flags
+    if untrusted:
+        findings = [f for f in findings if f.code is not NuCode.NU3018]
+        remaining &= ~_Flags.UNTRUSTED_ROOT
+    counter_ts = counter.timestamp
+    if (expired and counter_ts is not None and signature.signer_certificate is not None
+            and _valid_at(signature.signer_certificate, counter_ts.lower_limit, counter_ts.upper_limit)):
+        findings = [f for f in findings if f.code is not NuCode.NU3037]
+        remaining &= ~_Flags.CERTIFICATE_EXPIRED
+    return findings, _status_from_flags(remaining)
+
+
+def _valid_at(certificate: x509.Certificate, lower: datetime, upper: datetime) -> bool:
+    """NuGet's strict inequalities (spec §5.4): ``lower > NotBefore and upper < NotAfter``."""
+    return lower > certs.not_before(certificate) and upper < certs.not_after(certificate)
+
+
+def _describe_only(countersignature: RepositoryCountersignature) -> SignatureVerdict:
+    certificate = countersignature.signer_certificate
+    return SignatureVerdict(
+        kind=SignatureKind.REPOSITORY, placement="countersignature",
+        certificate=certs.summarize(certificate) if certificate is not None else None,
+        hash_algorithm=_hash_label(countersignature.signer), timestamps=(),
+        service_index_url=countersignature.service_index_url, owners=countersignature.owners,
+        status=Status.UNKNOWN,
+    )
+
+
+def _hash_label(signer: SignerView) -> str:
+    return oids.SHA2_HASHES.get(signer.digest_algorithm_oid, signer.digest_algorithm_oid).upper()
+
+
+def _verify_signer(signer: SignerView, signed_content: bytes, placement: str, signature: PrimarySignature,
+                   policy: VerificationPolicy, trust: TrustContext, now: datetime, *, service_index: str | None,
+                   owners: tuple[str, ...]) -> _SignatureOutcome:
+    """NuGet ``VerifyValidityAndTrust`` for one signer (primary or countersigner)."""
+    kind = signer.kind if placement == "primary" else SignatureKind.REPOSITORY
+    name = _friendly(kind, placement)
+    findings = _Log()
+    certificate = signer.certificate
+    summary = certs.summarize(certificate) if certificate is not None else None
+    bag = signature.certificates
+
+    def outcome(flags: _Flags, timestamps: tuple[TimestampSummary, ...], timestamp: Timestamp | None,
+                chain: ChainResult | None = None, status: Status | None = None) -> _SignatureOutcome:
+        final = status if status is not None else _status_from_flags(flags)
+        verdict = SignatureVerdict(
+            kind=kind, placement=placement, certificate=summary, hash_algorithm=_hash_label(signer),
+            timestamps=timestamps, service_index_url=service_index, owners=owners, status=final,
+            chain=tuple(certs.summarize(c) for c in chain.certificates) if chain else (),
+            findings=tuple(findings.findings))
+        return _SignatureOutcome(verdict, flags, final, timestamp, findings.findings)
+
+    # Step 1: timestamp (spec §5.4). Its findings are logged after the signature's, as NuGet concatenates them.
+    timestamp_log = _Log()
+    timestamp, timestamp_summaries, ts_ok = _valid_timestamp(signer, name, placement, policy, trust, now, bag,
+                                                            timestamp_log)
+    result = _verify_signature(signer, signed_content, placement, name, timestamp, policy, trust, now, bag,
+                               findings)
+    flags, chain = result
+    findings.findings.extend(timestamp_log.findings)
+    if not ts_ok and not policy.allow_ignore_timestamp:
+        # NuGet: the signature is still verified (as of now) so its issues are reported, but the verdict is
+        # Disallowed with NoValidTimestamp only (so no countersignature fallback applies).
+        return outcome(_Flags.NO_VALID_TIMESTAMP, timestamp_summaries, None, chain, status=Status.DISALLOWED)
+    return outcome(flags, timestamp_summaries, timestamp, chain)
+
+
+def _verify_signature(signer: SignerView, signed_content: bytes, placement: str, name: str,
+                      timestamp: Timestamp | None, policy: VerificationPolicy, trust: TrustContext, now: datetime,
+                      bag: Sequence[x509.Certificate], findings: _Log) -> tuple[_Flags, ChainResult | None]:
+    """NuGet ``Signature.Verify``: CMS check, certificate checks, chain, revocation, expiry (spec §6.4 step 2)."""
+    certificate = signer.certificate
+    # Step 2: the signature itself.
+    if certificate is None:
+        findings.add(NuCode.NU3010, not policy.allow_illegal, Messages.NO_SIGNING_CERT, placement)
+        return _Flags.NO_CERTIFICATE, None
+    fingerprint = certs.fingerprint(certificate)
+    if check_cms_signature(signer, signed_content) is not None:
+        findings.add(NuCode.NU3012, not policy.allow_illegal, Messages.VALIDATION_FAILED.format(name), placement,
+                     fingerprint)
+        return _Flags.SIGNATURE_CHECK_FAILED, None
+    flags = _Flags.NONE
+    for code, message in certs.check_certificate(certificate, now, name):
+        findings.add(code, not policy.allow_illegal, message, placement, fingerprint)
+        flags |= _CERT_CHECK_FLAGS[code]
+    if flags:
+        return flags, None
+
+    verification_time = timestamp.upper_limit if timestamp else now
+    chain = build_chain(certificate, extra_certificates=bag, trust_anchors=trust.trust_store.code_signing,
+                        usage_eku=oids.CODE_SIGNING_EKU, verification_time=verification_time,
+                        revocation=trust.revocation)
+    other = chain.status & ~_HANDLED_CHAIN_STATUS
+    if other:
+        for message in _messages_for(chain, other):
+            findings.add(NuCode.NU3012, not policy.allow_illegal, Messages.CHAIN_ISSUE.format(name, message),
+                         placement, fingerprint)
+        flags |= _Flags.CHAIN_BUILDING_FAILURE
+    if chain.status & ChainStatus.REVOKED:
+        for message in _messages_for(chain, ChainStatus.REVOKED):
+            findings.add(NuCode.NU3012, True, Messages.CHAIN_ISSUE.format(name, message), placement, fingerprint)
+        return flags | _Flags.CERTIFICATE_REVOKED, chain
+    if chain.status & ChainStatus.UNTRUSTED_ROOT:
+        # NuGet quirk: the allowUntrustedRoot lookup is ordinal against uppercase hex; we compare uppercase on both
+        # sides so that a lowercase fingerprint in nuget.config still works (documented in docs/decisions).
+        allowed_root = fingerprint in {fp.upper() for fp in policy.allow_untrusted_root_fingerprints}
+        if not allowed_root:
+            findings.add(NuCode.NU3018, not policy.allow_untrusted, Messages.UNTRUSTED_ROOT.format(name),
+                         placement, fingerprint)
+            root = chain.root
+            findings.add(NuCode.NU3042, False, _root_not_in_bundle_message(root), placement, certs.fingerprint(root))
+            if not policy.allow_untrusted:
+                flags |= _Flags.UNTRUSTED_ROOT
+    if chain.status & _UNKNOWN_REVOCATION and policy.report_unknown_revocation:
+        message = _revocation_message(chain, name)
+        if policy.revocation_mode is RevocationMode.ONLINE:
+            findings.add(NuCode.NU3018, not policy.allow_unknown_revocation, message, placement, fingerprint)
+        else:
+            findings.info(NuCode.NU3018, message, placement, fingerprint)
+        if not policy.allow_unknown_revocation:
+            flags |= _Flags.UNKNOWN_REVOCATION
+    lower = timestamp.lower_limit if timestamp else now
+    upper = timestamp.upper_limit if timestamp else now
+    if not _valid_at(certificate, lower, upper):
+        findings.add(NuCode.NU3037, not policy.allow_untrusted, Messages.CERT_EXPIRED.format(name), placement,
+                     fingerprint)
+        flags |= _Flags.CERTIFICATE_EXPIRED
+    return flags, chain
+
+
+def _messages_for(chain: ChainResult, statuses: ChainStatus) -> list[str]:
+    messages = [m for m in chain.status_messages() if any(m.startswith(s.dotnet_name) for s in statuses.flags())]
+    return messages or [", ".join(s.dotnet_name for s in statuses.flags())]
+
+
+def _revocation_message(chain: ChainResult, name: str) -> str:
+    if chain.status & ChainStatus.OFFLINE_REVOCATION:
+        return Messages.REVOCATION_OFFLINE.format(name)
+    return Messages.REVOCATION_UNKNOWN.format(name)
+
+
+def _root_not_in_bundle_message(root: x509.Certificate) -> str:
+    # NuGet also prints the root's PEM; we keep the message to one line (the PEM is in ``nuseal inspect``).
+    return (f"The root certificate is not in the certificate bundle: subject '{certs.name_string(root.subject)}', "
+            f"SHA-256 fingerprint {certs.fingerprint(root)}.")
+
+
+def _valid_timestamp(signer: SignerView, name: str, placement: str, policy: VerificationPolicy,
+                     trust: TrustContext, now: datetime, bag: Sequence[x509.Certificate], log: _Log
+                     ) -> tuple[Timestamp | None, tuple[TimestampSummary, ...], bool]:
+    """NuGet ``Signature.TryGetValidTimestamp``: returns (timestamp to use, summaries, usable-or-absent)."""
+    tokens = signer.timestamp_tokens
+    if not tokens:
+        log.add(NuCode.NU3027, not policy.allow_no_timestamp, Messages.NO_TIMESTAMP.format(name), placement)
+        return None, (), policy.allow_no_timestamp
+    if len(tokens) > 1 and not policy.allow_multiple_timestamps:
+        log.add(NuCode.NU3000, True, Messages.MULTIPLE_TIMESTAMPS, placement)
+        return None, (), False
+    treat_as_error = not policy.allow_ignore_timestamp
+    target = f"{placement}-timestamp"
+    try:
+        timestamp = load_timestamp(tokens[0], name)
+    except TimestampError as exc:
+        log.add(exc.code or NuCode.NU3021, treat_as_error, exc.message, target)
+        return None, (), False
+    problems = check_timestamp(timestamp, signer.signature_value, now, name)
+    for code, message in problems:
+        log.add(code, treat_as_error, message, target)
+    usable = not problems
+    chain: ChainResult | None = None
+    if usable:
+        chain = build_chain(timestamp.signer_certificate,
+                            extra_certificates=(*timestamp.certificates, *bag),
+                            trust_anchors=trust.trust_store.timestamping, usage_eku=oids.TIME_STAMPING_EKU,
+                            verification_time=timestamp.upper_limit, revocation=trust.revocation)
+        usable = _timestamp_chain_ok(chain, name, target, policy, log)
+    summary = TimestampSummary(
+        time=timestamp.gen_time, lower_limit=timestamp.lower_limit, upper_limit=timestamp.upper_limit,
+        certificate=certs.summarize(timestamp.signer_certificate),
+        hash_algorithm=timestamp.imprint_algorithm_name.upper(), valid=usable,
+        chain=tuple(certs.summarize(c) for c in chain.certificates) if chain else ())
+    return (timestamp if usable else None), (summary,), usable
+
+
+def _timestamp_chain_ok(chain: ChainResult, name: str, target: str, policy: VerificationPolicy, log: _Log) -> bool:
+    """The TSA chain rules of spec §5.3: untrusted root and revocation are always errors."""
+    ok = True
+    subject = certs.fingerprint(chain.certificates[0])
+    if chain.status & ChainStatus.UNTRUSTED_ROOT:
+        log.add(NuCode.NU3028, True, Messages.TIMESTAMP_UNTRUSTED_ROOT.format(name), target, subject)
+        ok = False
+    if chain.status & ChainStatus.REVOKED:
+        for message in _messages_for(chain, ChainStatus.REVOKED):
+            log.add(NuCode.NU3028, True, Messages.TIMESTAMP_CHAIN_ISSUE.format(name, message), target, subject)
+        ok = False
+    other = chain.status & ~_HANDLED_CHAIN_STATUS
+    if other:
+        for message in _messages_for(chain, other):
+            log.add(NuCode.NU3028, not policy.allow_ignore_timestamp,
+                    Messages.TIMESTAMP_CHAIN_ISSUE.format(name, message), target, subject)
+        ok = False
+    if chain.status & _UNKNOWN_REVOCATION and not policy.allow_ignore_timestamp:
+        reason = _messages_for(chain, chain.status & _UNKNOWN_REVOCATION)[0]
+        message = Messages.TIMESTAMP_CHAIN_ISSUE.format(name, reason)
+        if policy.revocation_mode is RevocationMode.ONLINE:
+            log.add(NuCode.NU3028, not policy.allow_unknown_revocation, message, target, subject)
+        else:
+            log.info(NuCode.NU3028, message, target, subject)
+    return ok
+
