@@ -418,7 +418,7 @@ class _Builder:
         return None
 
     def _issuers(self, certificate: x509.Certificate) -> Iterator[x509.Certificate]:
-        """Candidate issuers by name and key identifier, best first: anchors, then time-valid ones."""
+        """Candidate issuers by name and key identifier, best first."""
         aki = _authority_key_id(certificate)
         own = _der(certificate)
         candidates: list[x509.Certificate] = []
@@ -429,7 +429,11 @@ class _Builder:
             if aki is not None and ski is not None and aki != ski:
                 continue
             candidates.append(candidate)
-        candidates.sort(key=lambda c: (not self.anchors.trusts(c), not _time_valid(c, self.at)))
+        # The anchor itself first (so a chain ends at the store's copy of a root, not at a cross-signed twin from
+        # the bag), then certificates trusted through an anchor's subject and key, then time-valid ones.
+        candidates.sort(key=lambda c: (
+            _der(c) not in self.anchors.ders, not self.anchors.trusts(c), not _time_valid(c, self.at)
+        ))
         yield from candidates
 
     def _record(self, path: list[x509.Certificate], ending: _Ending) -> None:

@@ -188,7 +188,12 @@ def test_reissued_root_with_same_subject_and_key_is_trusted(pki: TestPki) -> Non
     )
     result = chain(pki, pki.leaf.cert, pki.leaf.chain, anchors=[reissued])
     assert result.status == S.NO_ERROR
-    assert result.root == pki.root.cert
+    assert result.root == reissued  # the store's copy is preferred over the bag's twin
+    # A certificate that is itself a twin of an anchor is trusted as is.
+    twin = chain(pki, pki.root.cert, anchors=[reissued])
+    assert twin.certificates == (pki.root.cert,)
+    assert twin.status == S.NO_ERROR
+    assert chain(pki, pki.untrusted_root.cert, anchors=[reissued]).status == S.UNTRUSTED_ROOT
 
 
 def test_bad_signature_is_not_signature_valid(pki: TestPki) -> None:
