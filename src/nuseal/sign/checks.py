@@ -1,210 +1,124 @@
 """Sign-time checks on the signing certificate and on a fresh timestamp token (spec §4.8, §5.2).
 
-At sign time NuGet's certificate checks are errors (``CertificateError``); a few chain findings are
+The rules themselves live below the signer: ``nuseal.x509.certs`` (NU3013-NU3017 and the code-signing usage)
+and ``nuseal.timestamp.token`` (NU3019-NU3036). This module only decides what is fatal at sign time: every
+certificate or token problem raises (``CertificateError`` / ``TimestampError``); a few chain findings are
 warnings, returned as ``(NuCode, message)`` pairs for the caller to log.
 
-Local stand-ins: the lead owns the shared versions (``nuseal.x509.certs`` for NU3013-NU3017 and
-``nuseal.timestamp.token`` for NU3019-NU3036). These functions implement only what signing needs and should
-be replaced by calls to those once they land.
+Chain building (``nuseal.x509.chain``) runs only when the caller passes a ``TrustStore``: nuseal has no machine
+trust store to fall back on. Revocation is never checked at sign time (no network from the signer; the verifier
+checks it).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
-from asn1crypto import cms, tsp
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
 from nuseal.cms import oids
 from nuseal.codes import NuCode
 from nuseal.errors import CertificateError, TimestampError
+from nuseal.timestamp.token import Timestamp, check_timestamp, load_timestamp
+from nuseal.x509 import certs
+from nuseal.x509.chain import ChainResult, ChainStatus, build_chain
+from nuseal.x509.roots import TrustStore
 
 Finding = tuple[NuCode, str]
 
-_LIFETIME_SIGNING = ObjectIdentifier(oids.LIFETIME_SIGNING_EKU)
-_MIN_RSA_BITS = 2048
+#: Chain statuses that never fail signing: time validity is checked explicitly (NU3018 "expired" below) and
+#: revocation is not looked up at sign time.
+_IGNORED_CHAIN_STATUS = (ChainStatus.NOT_TIME_VALID | ChainStatus.NOT_TIME_NESTED
+                         | ChainStatus.REVOCATION_STATUS_UNKNOWN | ChainStatus.OFFLINE_REVOCATION)
+_UNTRUSTED = ChainStatus.UNTRUSTED_ROOT | ChainStatus.PARTIAL_CHAIN
 
 
-def _fp(certificate: x509.Certificate) -> str:
-    from cryptography.hazmat.primitives import hashes
-
-    return certificate.fingerprint(hashes.SHA256()).hex().upper()
-
-
-def _certificate_problem(certificate: x509.Certificate, now: datetime, what: str) -> Finding | None:
-    """NU3013/NU3014/NU3015/NU3017 in NuGet's order (``SigningUtility.Verify``), first failure only."""
-    fp = _fp(certificate)
-    if certificate.signature_algorithm_oid.dotted_string not in oids.SHA2_RSA_SIGNATURES:
-        return NuCode.NU3013, (
-            f"The {what} has an unsupported signature algorithm. The signing certificate is not supported "
-            f"(certificate {fp}, algorithm {certificate.signature_algorithm_oid.dotted_string})."
-        )
-    key = certificate.public_key()
-    if not isinstance(key, rsa.RSAPublicKey) or key.key_size < _MIN_RSA_BITS:
-        size = f"{key.key_size}-bit RSA" if isinstance(key, rsa.RSAPublicKey) else type(key).__name__
-        return NuCode.NU3014, (
-            f"The {what}'s certificate does not meet a minimum public key length requirement "
-            f"(certificate {fp} has a {size} key; RSA 2048 bits or more is required)."
-        )
-    if _lifetime_signer(certificate):
-        return NuCode.NU3015, (
-            f"The {what}'s certificate has lifetime signer EKU. Certificates with lifetime signer EKU are "
-            f"not supported (certificate {fp})."
-        )
-    if certificate.not_valid_before_utc > now:
-        return NuCode.NU3017, (
-            f"The {what}'s certificate is not yet valid (certificate {fp} is valid from "
-            f"{certificate.not_valid_before_utc.isoformat()})."
-        )
-    return None
-
-
-def _lifetime_signer(certificate: x509.Certificate) -> bool:
-    try:
-        eku = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound:
-        return False
-    return _LIFETIME_SIGNING in eku
-
-
-def _valid_for(certificate: x509.Certificate, usage: ObjectIdentifier) -> bool:
-    """NuGet's ApplicationPolicy: no EKU extension means every usage; anyEKU counts too."""
-    try:
-        eku = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound:
-        return True
-    return usage in eku or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in eku
-
-
-def check_signing_certificate(chain: Sequence[x509.Certificate], now: datetime) -> list[Finding]:
+def check_signing_certificate(
+    chain: Sequence[x509.Certificate], now: datetime, trust_store: TrustStore | None = None
+) -> list[Finding]:
     """Sign-time checks (spec §4.8): errors raise ``CertificateError``; warnings are returned.
 
-    ``chain`` is leaf first, as the signer assembled it from the certificates it was given. Differences from
-    NuGet, deliberately: we have no machine trust store and do not go online at sign time, so an incomplete
-    chain or a self-issued certificate is a NU3018 *warning* (NuGet: warning for self-issued, error for an
-    untrusted root), and revocation is not checked here (the verifier does that).
+    ``chain`` is leaf first, as the signer assembled it. Without ``trust_store`` the chain is judged from the
+    certificates given: an incomplete chain or a self-issued certificate is a NU3018 *warning*. With one, the
+    chain is built as NuGet does: an untrusted root is a NU3018 warning for a self-issued certificate and an
+    error otherwise; a certificate not valid for code signing anywhere in the chain is a NU3018 error.
     """
     leaf = chain[0]
-    problem = _certificate_problem(leaf, now, "signing certificate")
-    if problem is not None:
-        raise CertificateError(problem[1], problem[0])
-    fp = _fp(leaf)
-    if not _valid_for(leaf, ExtendedKeyUsageOID.CODE_SIGNING):
-        raise CertificateError(
-            "Certificate chain validation failed. The certificate is not valid for the requested usage "
-            f"(certificate {fp} lacks the code signing EKU 1.3.6.1.5.5.7.3.3).",
-            NuCode.NU3018,
-        )
+    fp = certs.fingerprint(leaf)
+    for code, message in certs.check_signing_certificate(leaf, now):
+        raise CertificateError(f"{message} (certificate {fp})", code)
     for cert in chain:
-        if cert.not_valid_after_utc < now:
+        if certs.not_after(cert) < now.astimezone(UTC):
             raise CertificateError(
                 "Certificate chain validation failed. A certificate in the chain has expired "
-                f"(certificate {_fp(cert)} expired {cert.not_valid_after_utc.isoformat()}).",
+                f"(certificate {certs.fingerprint(cert)} expired {certs.not_after(cert).isoformat()}).",
                 NuCode.NU3018,
             )
-    warnings: list[Finding] = []
+    if trust_store is None:
+        return _unbuilt_chain_warnings(chain)
+    built = build_chain(leaf, extra_certificates=chain, trust_anchors=trust_store.code_signing,
+                        usage_eku=oids.CODE_SIGNING_EKU, verification_time=now, revocation=None)
+    return _chain_findings(built, fp, NuCode.NU3018, self_issued_ok=certs.is_self_issued(leaf))
+
+
+def _unbuilt_chain_warnings(chain: Sequence[x509.Certificate]) -> list[Finding]:
     last = chain[-1]
-    if last.issuer != last.subject:
-        warnings.append(
-            (
-                NuCode.NU3018,
-                "The certificate chain could not be built to a root certificate from the certificates given "
-                f"(last certificate {_fp(last)}, issued by {last.issuer.rfc4514_string()}). "
-                "The package will be signed with a partial chain.",
-            )
-        )
-    elif len(chain) == 1:
-        warnings.append(
-            (
-                NuCode.NU3018,
-                "A certificate chain processed, but terminated in a root certificate which is not trusted by "
-                f"the trust provider (self-issued certificate {fp}).",
-            )
-        )
-    return warnings
-
-
-def check_timestamp_token(token: bytes, signature_value: bytes, now: datetime) -> list[Finding]:
-    """Checks NuGet runs on a fresh timestamp response (spec §5.2 steps 3, 5-10); errors raise.
-
-    NU3026 (nonce) belongs to the timestamp client, which sees the request. The CMS signature of the token
-    (NU3021) and the TSA chain (NU3028) are left to the verifier.
-    """
-    try:
-        info = cms.ContentInfo.load(token)
-        signed_data = info["content"]
-        tst_info = signed_data["encap_content_info"]["content"].parsed
-        if not isinstance(tst_info, tsp.TSTInfo):
-            raise ValueError("eContent is not a TSTInfo")
-        signer = signed_data["signer_infos"][0]
-        imprint = tst_info["message_imprint"]
-        imprint_oid = imprint["hash_algorithm"]["algorithm"].dotted
-        gen_time = tst_info["gen_time"].native
-        digest_oid = signer["digest_algorithm"]["algorithm"].dotted
-        certs = [c.chosen for c in signed_data["certificates"]] if signed_data["certificates"] else []
-        tsa_certs = [x509.load_der_x509_certificate(c.dump()) for c in certs]
-        sid = signer["sid"]
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
-        raise TimestampError(f"The timestamp response is invalid: {exc}.", NuCode.NU3021) from exc
-    if imprint_oid not in oids.SHA2_HASHES:
-        raise TimestampError(
-            f"The timestamp's message imprint uses an unsupported hash algorithm ({imprint_oid}).",
-            NuCode.NU3030,
-        )
-    expected = hashlib.new(oids.SHA2_HASHES[imprint_oid], signature_value).digest()
-    if imprint["hashed_message"].native != expected:
-        raise TimestampError(
-            "The timestamp integrity check failed: the message imprint does not match the signature value.",
-            NuCode.NU3019,
-        )
-    tsa = _find_signer(sid, tsa_certs)
-    if tsa is None:
-        raise TimestampError("The timestamp's signing certificate is missing.", NuCode.NU3020)
-    problem = _certificate_problem(tsa, now, "timestamp")
-    if problem is not None:
-        code = {NuCode.NU3013: NuCode.NU3022, NuCode.NU3014: NuCode.NU3023, NuCode.NU3017: NuCode.NU3025}.get(
-            problem[0], NuCode.NU3028
-        )
-        raise TimestampError(problem[1], code)
-    if digest_oid not in oids.SHA2_HASHES:
-        raise TimestampError(
-            f"The timestamp signature has an unsupported digest algorithm ({digest_oid}).", NuCode.NU3024
-        )
-    if not tsa.not_valid_before_utc <= gen_time < tsa.not_valid_after_utc:
-        raise TimestampError(
-            "The timestamp's generalized time is outside the timestamping certificate's validity period "
-            f"(genTime {gen_time.isoformat()}, certificate {_fp(tsa)}).",
-            NuCode.NU3036,
-        )
-    if not _valid_for(tsa, ExtendedKeyUsageOID.TIME_STAMPING):
-        raise TimestampError(
-            f"Certificate chain validation failed for the timestamp certificate {_fp(tsa)}: it is not valid "
-            "for timestamping.",
-            NuCode.NU3028,
-        )
+    if not certs.is_self_issued(last):
+        return [(NuCode.NU3018,
+                 "The certificate chain could not be built to a root certificate from the certificates given "
+                 f"(last certificate {certs.fingerprint(last)}, issued by {certs.name_string(last.issuer)}). "
+                 "The package will be signed with a partial chain.")]
+    if len(chain) == 1:
+        return [(NuCode.NU3018,
+                 "A certificate chain processed, but terminated in a root certificate which is not trusted by "
+                 f"the trust provider (self-issued certificate {certs.fingerprint(last)}).")]
     return []
 
 
-def _find_signer(
-    sid: cms.SignerIdentifier, certificates: Sequence[x509.Certificate]
-) -> x509.Certificate | None:
-    for cert in certificates:
-        if sid.name == "subject_key_identifier":
-            try:
-                ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-            except x509.ExtensionNotFound:
-                continue
-            if ski == sid.chosen.native:
-                return cert
-        else:
-            issuer_serial = sid.chosen
-            if (
-                cert.serial_number == issuer_serial["serial_number"].native
-                and cert.issuer.public_bytes() == issuer_serial["issuer"].dump()
-            ):
-                return cert
-    return None
+def _chain_findings(built: ChainResult, fp: str, code: NuCode, *, self_issued_ok: bool) -> list[Finding]:
+    """Raise for a chain problem (``CertificateError`` / ``TimestampError`` by ``code``); return warnings."""
+    status = built.status & ~_IGNORED_CHAIN_STATUS
+    error_class = TimestampError if code is NuCode.NU3028 else CertificateError
+    fatal = status & ~ChainStatus.UNTRUSTED_ROOT if self_issued_ok else status
+    if fatal:
+        names = tuple(flag.dotnet_name for flag in fatal.flags())
+        details = "; ".join(m for m in built.status_messages() if m.startswith(names))
+        raise error_class(f"Certificate chain validation failed for certificate {fp}: {details}", code)
+    if status & _UNTRUSTED:
+        # NuGet quirk: a self-issued signing certificate only warns at sign time (SigningUtility); we do the same.
+        return [(code, "A certificate chain processed, but terminated in a root certificate which is not trusted "
+                       f"by the trust provider (self-issued certificate {fp}).")]
+    return []
+
+
+def check_timestamp_token(
+    token: bytes,
+    signature_value: bytes,
+    now: datetime,
+    *,
+    already_checked: bool = False,
+    trust_store: TrustStore | None = None,
+) -> list[Finding]:
+    """Checks NuGet runs on a fresh timestamp token (spec §5.2); every problem raises ``TimestampError``.
+
+    ``already_checked``: the timestamper ran ``nuseal.timestamp.token``'s checks itself (``HttpTimestamper``,
+    ``InProcessTimestamper``), so they are not repeated; the token is then only loaded when a ``trust_store``
+    asks for the TSA chain (NU3028). NU3026 (nonce) belongs to the client, which sees the request.
+    """
+    if already_checked and trust_store is None:
+        return []
+    timestamp = load_timestamp(token)
+    if not already_checked:
+        for code, message in check_timestamp(timestamp, signature_value, now):
+            raise TimestampError(message, code)
+    if trust_store is not None:
+        _check_tsa_chain(timestamp, trust_store)
+    return []
+
+
+def _check_tsa_chain(timestamp: Timestamp, trust_store: TrustStore) -> None:
+    built = build_chain(timestamp.signer_certificate, extra_certificates=timestamp.certificates,
+                        trust_anchors=trust_store.timestamping, usage_eku=oids.TIME_STAMPING_EKU,
+                        verification_time=timestamp.upper_limit, revocation=None)
+    _chain_findings(built, certs.fingerprint(timestamp.signer_certificate), NuCode.NU3028, self_issued_ok=False)

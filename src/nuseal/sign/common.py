@@ -24,7 +24,9 @@ from nuseal.errors import SigningError
 from nuseal.package import archive, hashing, zipformat
 from nuseal.sign.checks import Finding, check_signing_certificate, check_timestamp_token
 from nuseal.sign.signers import Signer, check_signature
+from nuseal.timestamp.client import HttpTimestamper, InProcessTimestamper
 from nuseal.verify.policy import HashAlgorithmName
+from nuseal.x509.roots import TrustStore
 
 # EOCD total entries at or above this would need zip64 once the signature entry is added (spec §1.3).
 _MAX_SIGNABLE_ENTRIES = 0xFFFE
@@ -38,11 +40,12 @@ class Timestamper(Protocol):
 
 @dataclass(frozen=True)
 class SignOptions:
-    """Hash algorithms and overwrite behaviour shared by author and repository signing."""
+    """Hash algorithms, overwrite behaviour and (optionally) the roots to build chains against at sign time."""
 
     hash_algorithm: HashAlgorithmName = HashAlgorithmName.SHA256
     timestamp_hash_algorithm: HashAlgorithmName = HashAlgorithmName.SHA256
     overwrite: bool = False
+    trust_store: TrustStore | None = None
 
 
 @dataclass(frozen=True)
@@ -63,10 +66,12 @@ NO_TIMESTAMPER_WARNING: Finding = (
 )
 
 
-def signer_warnings(signer: Signer, now: datetime, timestamper: Timestamper | None) -> list[Finding]:
+def signer_warnings(
+    signer: Signer, now: datetime, timestamper: Timestamper | None, trust_store: TrustStore | None = None
+) -> list[Finding]:
     """Certificate checks (errors raise) plus the signer's own warnings and NU3002 when not timestamping."""
     warnings = list(getattr(signer, "warnings", ()))
-    warnings += check_signing_certificate(signer.chain, now)
+    warnings += check_signing_certificate(signer.chain, now, trust_store)
     if timestamper is None:
         warnings.append(NO_TIMESTAMPER_WARNING)
     return warnings
@@ -80,13 +85,19 @@ def sign_raw_checked(signer: Signer, data: bytes, hash_algorithm: HashAlgorithmN
 
 
 def timestamp_value(
-    timestamper: Timestamper | None, value: bytes, hash_algorithm: HashAlgorithmName, now: datetime
+    timestamper: Timestamper | None,
+    value: bytes,
+    hash_algorithm: HashAlgorithmName,
+    now: datetime,
+    trust_store: TrustStore | None = None,
 ) -> bytes | None:
     """Timestamp a signature value (imprint = HASH_ts(value), spec §5.1); check the token (errors raise)."""
     if timestamper is None:
         return None
     token = timestamper.timestamp(value, hash_algorithm)
-    check_timestamp_token(token, value, now)
+    # nuseal's own clients already ran the token checks on the response: do not run them twice.
+    self_checking = isinstance(timestamper, HttpTimestamper | InProcessTimestamper)
+    check_timestamp_token(token, value, now, already_checked=self_checking, trust_store=trust_store)
     return token
 
 
@@ -143,7 +154,7 @@ def sign_primary(
     kind: str,
 ) -> SignResult:
     """The primary-signature flow for ``builder`` (author or repository). ``dst`` may equal ``src``."""
-    warnings = signer_warnings(signer, now, timestamper)
+    warnings = signer_warnings(signer, now, timestamper, options.trust_store)
     algorithm = options.hash_algorithm.hashlib_name
     with unsigned_source(Path(src), Path(dst), overwrite=options.overwrite) as unsigned:
         with open(unsigned, "rb") as f:
@@ -156,7 +167,7 @@ def sign_primary(
             .with_content(content)
         )
         value = sign_raw_checked(signer, ready.signed_attributes(), options.hash_algorithm)
-        token = timestamp_value(timestamper, value, options.timestamp_hash_algorithm, now)
+        token = timestamp_value(timestamper, value, options.timestamp_hash_algorithm, now, options.trust_store)
         signature = ready.build(value, timestamp=token)
         archive.insert_signature(unsigned, Path(dst), signature, when=now)
     return SignResult(Path(dst), kind, signature, token is not None, tuple(warnings))

@@ -4,7 +4,7 @@ or a repository countersignature on an author-signed one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -95,7 +95,7 @@ def repo_sign_package(
 
 
 def _overwriting(options: SignOptions) -> SignOptions:
-    return SignOptions(options.hash_algorithm, options.timestamp_hash_algorithm, overwrite=True)
+    return replace(options, overwrite=True)
 
 
 def _countersign(
@@ -116,8 +116,8 @@ def _countersign(
             )
         primary = build.strip_repository_countersignatures(primary)
     signer = request.signer
-    warnings = signer_warnings(signer, now, timestamper)
     options = request.options
+    warnings = signer_warnings(signer, now, timestamper, options.trust_store)
     builder = (
         build.CountersignatureBuilder.repository(request.service_index_url, request.owners)
         .with_signer(signer.certificate, signer.chain)
@@ -127,7 +127,7 @@ def _countersign(
     primary_value = build.primary_signature_value(primary)
     value = sign_raw_checked(signer, builder.signed_attributes(primary_value), options.hash_algorithm)
     # The countersignature's own timestamp covers the countersignature value and sits inside it (spec §4.6).
-    token = timestamp_value(timestamper, value, options.timestamp_hash_algorithm, now)
+    token = timestamp_value(timestamper, value, options.timestamp_hash_algorithm, now, options.trust_store)
     countersigner = builder.build(primary_value, value, timestamp=token)
     signature = build.add_countersignature(primary, countersigner, builder.embedded_chain())
     replace_signature(src, dst, signature, now)
