@@ -20,6 +20,7 @@ def _register() -> None:
     from nuseal.cli import sign  # noqa: F401
     from nuseal.cli import cert  # noqa: F401
     from nuseal.cli import tsa  # noqa: F401
+    from nuseal.cli import install  # noqa: F401
 
 
 _register()

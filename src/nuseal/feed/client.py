@@ -42,12 +42,12 @@ class FeedSource:
     client: httpx.Client
     url: str
     allow_insecure_loopback: bool = False
-    timeout: httpx.Timeout = DEFAULT_TIMEOUT
+    timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
     max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES
-    _index: dict[str, Any] | None = None
-    _signatures: RepositorySignatureInfo | None = None
-    _signatures_loaded: bool = False
-    _registration_urls: dict[tuple[str, str], str] = field(default_factory=dict)
+    _index: dict[str, Any] | None = field(default=None, init=False, repr=False)
+    _signatures: RepositorySignatureInfo | None = field(default=None, init=False, repr=False)
+    _signatures_loaded: bool = field(default=False, init=False, repr=False)
+    _registration_urls: dict[tuple[str, str], str] = field(default_factory=dict, init=False, repr=False)
 
     def _check(self, url: str, what: str) -> None:
         check_https(url, what, allow_insecure_loopback=self.allow_insecure_loopback)

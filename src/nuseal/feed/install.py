@@ -177,8 +177,10 @@ def install(request: InstallRequest, *, sources: Sequence[FeedSource], output: P
     package fails verification or extraction; ``FetchError`` / ``ResolveError`` for feed problems."""
     if not sources:
         raise FetchError("No package sources: pass --source or add packageSources to nuget.config.")
+    created_output = not output.exists()
     output.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=output))
+    succeeded = False
     try:
         catalog = _Catalog(sources, staging, progress_for, request.ignore_dependencies, request.package_id.lower())
         root = _root_version(request, catalog)
@@ -187,9 +189,12 @@ def install(request: InstallRequest, *, sources: Sequence[FeedSource], output: P
         results = _verify_all(packages, output, policy, trust, now)
         staged = [_stage(d, verdict, staging, limits) for d, verdict in results if verdict is not None]
         _commit(staged, output)
-        return [_outcome(d, verdict, output, policy, trust) for d, verdict in results]
+        succeeded = True
+        return [_outcome(d, verdict, output) for d, verdict in results]
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if created_output and not succeeded:
+            shutil.rmtree(output, ignore_errors=True)  # it held nothing but our staging folder
 
 
 def _final_dir(output: Path, nuspec: Nuspec) -> Path:
@@ -284,8 +289,7 @@ def _commit(staged: list[_Staged], output: Path) -> None:
                                                  f"{exc}")]) from exc
 
 
-def _outcome(downloaded: _Downloaded, verdict: PackageVerdict | None, output: Path, policy: VerificationPolicy,
-             trust: TrustContext) -> InstalledPackage:
+def _outcome(downloaded: _Downloaded, verdict: PackageVerdict | None, output: Path) -> InstalledPackage:
     ident = downloaded.nuspec.identity
     warnings = tuple(finding_issue(f, ident.id, ident.version, downloaded.source.url)
                      for f in (verdict.warnings if verdict else ()))

@@ -1,0 +1,120 @@
+"""``nuseal install``: download from NuGet V3 feeds, verify as restore does, then extract (spec §6.1-6.3, §8)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+from nuseal.errors import NusealError
+from nuseal.feed.client import FeedSource, ProgressCallback
+from nuseal.feed.install import InstalledPackage, InstallError, InstallRequest, ProgressFactory, install
+from nuseal.trust.nuget_config import NuGetSettings
+from nuseal.trust.trusted_signers import TrustWarning, policy_from_config
+from nuseal.verify.engine import TrustContext
+from nuseal.x509.revocation import RevocationChecker
+from nuseal.x509.roots import trust_store_from_files
+
+from .app import app
+from .verify import REVOCATION_ENV, revocation_mode
+
+
+def _progress_factory(progress: Progress) -> ProgressFactory:
+    def progress_for(label: str) -> ProgressCallback:
+        task = progress.add_task(label, total=None)
+
+        def update(done: int, total: int | None) -> None:
+            progress.update(task, completed=done, total=total)
+
+        return update
+
+    return progress_for
+
+
+@app.command("install")
+def install_command(
+    package_id: str = typer.Argument(..., metavar="ID", help="The package id."),
+    version: str | None = typer.Option(None, "--version", help="Exact version (default: highest)."),
+    source: list[str] = typer.Option([], "--source", "-s",
+                                     help="V3 service index URL (repeatable; default: nuget.config sources)."),
+    output: Path = typer.Option(Path("packages"), "-o", "--output", help="Output folder (global-packages layout)."),
+    configfile: Path | None = typer.Option(None, "--configfile", help="Use only this nuget.config."),
+    prerelease: bool = typer.Option(False, "--prerelease", help="Allow prerelease versions for the package."),
+    ignore_dependencies: bool = typer.Option(False, "--ignore-dependencies", help="Install the package only."),
+    allow_insecure_loopback: bool = typer.Option(
+        False, "--allow-insecure-loopback", help="Allow plain http to 127.0.0.1/localhost (tests)."),
+    trust_roots: Path | None = typer.Option(None, "--trust-roots", help="PEM bundle of trusted code-signing roots."),
+    timestamp_roots: Path | None = typer.Option(None, "--timestamp-roots",
+                                                help="PEM bundle of trusted timestamping roots."),
+    revocation: str | None = typer.Option(None, "--revocation-mode",
+                                          help=f"online or offline (default: ${REVOCATION_ENV} or online)."),
+    revocation_timeout: float = typer.Option(10.0, "--revocation-timeout", help="Seconds per OCSP/CRL request."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds per feed request."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document for the whole run."),
+) -> None:
+    """Install a package and its dependencies from NuGet V3 feeds, verifying signatures before extracting."""
+    mode = revocation_mode(revocation)
+    err = Console(stderr=True)
+    config_warnings: list[TrustWarning] = []
+    try:
+        settings = NuGetSettings.load(configfile=configfile, cwd=Path.cwd(), home=Path.home())
+        policy = policy_from_config(settings, warnings=config_warnings)
+        store = trust_store_from_files(trust_roots, timestamp_roots)
+    except NusealError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    urls = source or [s.url for s in settings.package_sources()]
+    for warning in config_warnings:
+        typer.echo(f"warning: {warning.code.value}: {warning.message}", err=True)
+    request = InstallRequest(package_id, version, prerelease, ignore_dependencies)
+    installed: list[InstalledPackage] = []
+    failure: NusealError | None = None
+    with httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0))) as client, \
+            RevocationChecker(mode, timeout=revocation_timeout) as checker:
+        sources = [FeedSource(client, url, allow_insecure_loopback=allow_insecure_loopback,
+                              timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0))) for url in urls]
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                            console=err, disable=as_json or not err.is_terminal, transient=True)
+        try:
+            with progress:
+                installed = install(request, sources=sources, output=output, policy=policy,
+                                    trust=TrustContext(store, checker), now=datetime.now(UTC),
+                                    progress_for=_progress_factory(progress))
+        except NusealError as exc:
+            failure = exc
+    if as_json:
+        _write_json(installed, failure)
+    else:
+        _write_text(installed, failure)
+    raise typer.Exit(1 if failure else 0)
+
+
+def _write_text(installed: list[InstalledPackage], failure: NusealError | None) -> None:
+    if isinstance(failure, InstallError):
+        for issue in failure.issues:
+            typer.echo(f"{issue.level}: {issue.text}", err=True)
+        return
+    if failure is not None:
+        typer.echo(f"error: {failure}", err=True)
+        return
+    for package in installed:
+        for warning in package.warnings:
+            typer.echo(f"warning: {warning.text}", err=True)
+        state = "already installed" if package.already_installed else "installed"
+        typer.echo(f"{package.id} {package.version} {state} in {package.path}")
+
+
+def _write_json(installed: list[InstalledPackage], failure: NusealError | None) -> None:
+    errors: list[dict[str, object]] = []
+    if isinstance(failure, InstallError):
+        errors = [{"level": i.level, "code": i.code, "message": i.text} for i in failure.issues]
+    elif failure is not None:
+        errors = [{"level": "error", "code": failure.code.value if failure.code else None, "message": str(failure)}]
+    document = {"success": failure is None, "installed": [p.to_dict() for p in installed], "errors": errors}
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
