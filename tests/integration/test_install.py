@@ -13,13 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.static_feed import NUGET_ORG_REPOSITORY_FINGERPRINTS, StaticFeed, serve_feed
+from tests.support.tamper import append_to_entry
 from typer.testing import CliRunner
 
 from nuseal.cli.app import app
 from nuseal.codes import Messages
 from nuseal.package.archive import remove_signature
-from tests.support.static_feed import NUGET_ORG_REPOSITORY_FINGERPRINTS, StaticFeed, serve_feed
-from tests.support.tamper import append_to_entry
 
 runner = CliRunner()
 
@@ -113,7 +113,7 @@ def test_require_mode_installs_nuget_org_package(vectors: Path, workdir: Path, f
     feed.add(source)
     out = workdir / "packages"
     # The real dependencies (Microsoft.CSharp, System.Threading.Tasks.Extensions, ...) are not on this feed.
-    code, stdout, stderr = install(feed, write_config(workdir, _require_config()), out, package_id,
+    code, _stdout, stderr = install(feed, write_config(workdir, _require_config()), out, package_id,
                                    "--version", version, "--ignore-dependencies")
     assert code == 0, stderr
     # Offline revocation in require mode (reportUnknownRevocation) gives NU3018 warnings, nothing else.
@@ -147,7 +147,7 @@ def test_tampered_package_is_refused_and_leaves_nothing(vectors: Path, workdir: 
     append_to_entry(vectors / "real/Newtonsoft.Json.13.0.1.nupkg", tampered, name="LICENSE.md")
     feed.add(tampered)
     out = workdir / "packages"
-    code, stdout, stderr = install(feed, write_config(workdir, _require_config()), out, "Newtonsoft.Json",
+    code, _stdout, stderr = install(feed, write_config(workdir, _require_config()), out, "Newtonsoft.Json",
                                    "--ignore-dependencies")
     assert code == 1
     assert (f"Package 'Newtonsoft.Json 13.0.1' from source '{feed.index_url}': NU3008: "
@@ -175,7 +175,7 @@ def test_unsigned_installs_in_accept_mode_and_is_refused_in_require_mode(vectors
     source = vectors / "real/NUnit.2.6.4__unsigned.nupkg"
     feed.add(source)
     out = workdir / "packages"
-    code, stdout, stderr = install(feed, write_config(workdir, ACCEPT), out, "NUnit")
+    code, _stdout, stderr = install(feed, write_config(workdir, ACCEPT), out, "NUnit")
     assert (code, stderr) == (0, "")
     metadata = json.loads((out / "nunit/2.6.4/.nupkg.metadata").read_text())
     assert metadata["contentHash"] == _sha512_b64(source)  # unsigned: SHA-512 of the whole file
@@ -209,7 +209,7 @@ def test_accept_mode_untrusted_signature_installs_with_warning(vectors: Path, wo
     feed.set_repository_signatures(["ab" * 32], all_signed=False)
     feed.add(vectors / "real/Microsoft.Bcl.AsyncInterfaces.8.0.0.nupkg")
     out = workdir / "packages"
-    code, stdout, stderr = install(feed, write_config(workdir, ACCEPT), out, "Microsoft.Bcl.AsyncInterfaces",
+    code, _stdout, stderr = install(feed, write_config(workdir, ACCEPT), out, "Microsoft.Bcl.AsyncInterfaces",
                                    "--ignore-dependencies")
     assert code == 0, stderr
     assert (f"warning: Package 'Microsoft.Bcl.AsyncInterfaces 8.0.0' from source '{feed.index_url}': NU3034: "
@@ -263,7 +263,7 @@ def test_registration_fallback_and_highest_stable(workdir: Path, tmp_path: Path)
         for version in ("1.0.0", "1.2.0", "2.0.0-rc.1"):
             feed.add(make_package(tmp_path, "Reg", version))
         out = workdir / "packages"
-        code, stdout, stderr = install(feed, write_config(workdir, ACCEPT), out, "Reg")
+        code, _stdout, stderr = install(feed, write_config(workdir, ACCEPT), out, "Reg")
         assert (code, stderr) == (0, "")
         assert (out / "reg/1.2.0/reg.1.2.0.nupkg").is_file()
         code, _, stderr = install(feed, write_config(workdir, ACCEPT), out, "Reg", "--prerelease")
