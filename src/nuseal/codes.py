@@ -129,7 +129,8 @@ class Messages:
     NO_VALID_SIGNATURE_FILE = "The package does not contain a valid package signature file."
     MULTIPLE_SIGNATURE_FILES = "The package contains multiple package signature files."
     INVALID_ENTRY_FIELD = (
-        "The package signature file entry is invalid. The {header} header field '{field}' has an invalid value ({value})."
+        "The package signature file entry is invalid. "
+        "The {header} header field '{field}' has an invalid value ({value})."
     )
     ZIP64_NOT_SUPPORTED = "Signed Zip64 packages are not supported."
     WOULD_REQUIRE_ZIP64 = "The package cannot be signed as it would require the Zip64 format."
@@ -164,7 +165,9 @@ class Messages:
         "The {0} has an unsupported signature algorithm. The signing certificate is not supported."
     )
     KEY_TOO_SHORT = "The {0}'s certificate does not meet a minimum public key length requirement."
-    LIFETIME_EKU = "The {0}'s certificate has lifetime signer EKU. Certificates with lifetime signer EKU are not supported."
+    LIFETIME_EKU = (
+        "The {0}'s certificate has lifetime signer EKU. Certificates with lifetime signer EKU are not supported."
+    )
     CERT_NOT_YET_VALID = "The {0}'s certificate is not yet valid."
     CERT_EXPIRED = "The {0} validity period has expired."
     NO_TIMESTAMP = (

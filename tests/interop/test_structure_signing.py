@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 from asn1crypto import cms, core
-from tests.support.pki import IssuedCert, TestPki
-from tests.support.servers import LoopbackServer
-from tests.unit.sign.helpers import make_package, signature_value, signed_part, signer_for
 
 from nuseal.sign.author import AuthorSignRequest, sign_package
 from nuseal.sign.repository import RepositorySignRequest, repo_sign_package
 from nuseal.timestamp.client import HttpTimestamper
+from tests.support.pki import IssuedCert, TestPki
+from tests.support.servers import LoopbackServer
+from tests.unit.sign.helpers import make_package, signature_value, signed_part, signer_for
 
 REAL = "real/Microsoft.Bcl.AsyncInterfaces.8.0.0.nupkg"
 COUNTERSIGNATURE = "1.2.840.113549.1.9.6"

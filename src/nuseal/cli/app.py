@@ -15,12 +15,14 @@ app = typer.Typer(
 
 def _register() -> None:
     # Imported here so that each module can attach its commands to ``app`` without import cycles.
-    from nuseal.cli import verify  # noqa: F401
-    from nuseal.cli import trust  # noqa: F401
-    from nuseal.cli import sign  # noqa: F401
-    from nuseal.cli import cert  # noqa: F401
-    from nuseal.cli import tsa  # noqa: F401
-    from nuseal.cli import install  # noqa: F401
+    from nuseal.cli import (
+        cert,  # noqa: F401
+        install,  # noqa: F401
+        sign,  # noqa: F401
+        trust,  # noqa: F401
+        tsa,  # noqa: F401
+        verify,  # noqa: F401
+    )
 
 
 _register()

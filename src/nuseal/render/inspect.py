@@ -18,7 +18,8 @@ from nuseal.x509 import certs
 _ATTRIBUTE_NAMES = {
     oids.CONTENT_TYPE: "content-type", oids.SIGNING_TIME: "signing-time", oids.MESSAGE_DIGEST: "message-digest",
     oids.COMMITMENT_TYPE_INDICATION: "commitment-type-indication", oids.SIGNING_CERTIFICATE: "signing-certificate",
-    oids.SIGNING_CERTIFICATE_V2: "signing-certificate-v2", oids.NUGET_V3_SERVICE_INDEX_URL: "nuget-v3-service-index-url",
+    oids.SIGNING_CERTIFICATE_V2: "signing-certificate-v2",
+    oids.NUGET_V3_SERVICE_INDEX_URL: "nuget-v3-service-index-url",
     oids.NUGET_PACKAGE_OWNERS: "nuget-package-owners", oids.SIGNATURE_TIMESTAMP_TOKEN: "signature-time-stamp-token",
     oids.COUNTERSIGNATURE: "countersignature",
 }

@@ -120,5 +120,6 @@ def package_lines(verdict: PackageVerdict, verbosity: Verbosity = Verbosity.NORM
             lines.append(f"Finished with {errors} errors and {warnings} warnings.")
     lines.extend(finding_lines(verdict, verbosity))
     lines.append("")
-    lines.append(f"Successfully verified package '{name}'." if verdict.valid else "Package signature validation failed.")
+    lines.append(f"Successfully verified package '{name}'." if verdict.valid
+                 else "Package signature validation failed.")
     return lines
