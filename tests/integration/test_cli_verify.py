@@ -1,0 +1,123 @@
+"""The ``nuseal verify`` contract (spec §6.8, §7.2): exit codes, dotnet-style text, the ``--json`` document,
+globs, missing files, ``NUGET_CERT_REVOCATION_MODE`` and verbosity."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from tests.conftest import VECTORS
+from tests.support import tamper
+from tests.support.pki import TestPki
+from tests.unit.sign.helpers import make_package, signer_for
+from typer.testing import CliRunner
+
+from nuseal.sign.author import AuthorSignRequest, sign_package
+
+REAL = VECTORS / "real" / "Newtonsoft.Json.13.0.1.nupkg"
+OFFLINE = ("--revocation-mode", "offline")
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    from nuseal.cli.app import app
+
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def tampered(tmp_path: Path) -> Path:
+    out = tmp_path / "Newtonsoft.Json.13.0.1.nupkg"
+    tamper.append_to_entry(REAL, out)
+    return out
+
+
+def test_valid_package_exits_0(tmp_path: Path) -> None:
+    code, stdout, _ = run("verify", *OFFLINE, str(REAL))
+    assert code == 0
+    assert "Verifying Newtonsoft.Json.13.0.1" in stdout
+    assert "Successfully verified package 'Newtonsoft.Json.13.0.1'." in stdout
+    assert "error:" not in stdout
+
+
+def test_tampered_package_exits_1_with_nu3008_line(tampered: Path) -> None:
+    code, stdout, _ = run("verify", *OFFLINE, str(tampered))
+    assert code == 1
+    assert "Finished with 1 errors and 0 warnings." in stdout
+    nu3008 = [line for line in stdout.splitlines() if "NU3008:" in line]
+    assert nu3008 == [
+        "error: NU3008: The package integrity check failed. The package has changed since it was signed. "
+        "Try clearing the local http-cache and run nuget operation again."
+    ]
+    assert stdout.rstrip().endswith("Package signature validation failed.")
+
+
+def test_json_document_shape(tampered: Path) -> None:
+    code, stdout, _ = run("verify", *OFFLINE, "--json", str(REAL), str(tampered))
+    assert code == 1
+    document = json.loads(stdout)
+    good, bad = document["packages"]
+    assert (good["path"], good["valid"]) == (str(REAL), True)
+    assert (bad["path"], bad["valid"]) == (str(tampered), False)
+    primary, counter = good["signatures"]
+    assert (primary["kind"], primary["placement"]) == ("author", "primary")
+    assert (counter["kind"], counter["placement"]) == ("repository", "countersignature")
+    assert primary["certificate"]["sha256"] == "a3af7af11ebb8ef729d2d91548509717e7e0ff55a129abc3aeaa8a6940267641"
+    assert datetime.fromisoformat(primary["timestamps"][0]["time"]) == datetime(2021, 3, 17, 20, 3, 36, tzinfo=UTC)
+    assert counter["service_index_url"] == "https://api.nuget.org/v3/index.json"
+    assert counter["owners"] == ["dotnetfoundation", "jamesnk", "newtonsoft"]
+    errors = [i for i in bad["issues"] if i["level"] == "error"]
+    assert [(i["code"], i["message"].split(".")[0]) for i in errors] == [
+        ("NU3008", "The package integrity check failed")]
+    for issue in good["issues"] + bad["issues"]:
+        assert set(issue) >= {"code", "level", "message"}
+
+
+def test_glob_argument_expands_sorted(tampered: Path, tmp_path: Path) -> None:
+    shutil.copy(REAL, tmp_path / "A.nupkg")
+    code, stdout, _ = run("verify", *OFFLINE, "--json", str(tmp_path / "*.nupkg"))
+    assert code == 1
+    paths = [p["path"] for p in json.loads(stdout)["packages"]]
+    assert paths == [str(tmp_path / "A.nupkg"), str(tampered)]
+    assert run("verify", *OFFLINE, str(tmp_path / "A*.nupkg"))[0] == 0
+
+
+def test_missing_file_exits_1_and_names_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.nupkg"
+    code, stdout, stderr = run("verify", *OFFLINE, str(REAL), str(missing))
+    assert code == 1
+    assert str(missing) in stderr
+    assert "Successfully verified package 'Newtonsoft.Json.13.0.1'." in stdout
+
+
+def test_quiet_verbosity_hides_details(tampered: Path) -> None:
+    _, normal, _ = run("verify", *OFFLINE, str(tampered))
+    code, quiet, _ = run("verify", *OFFLINE, "-v", "q", str(tampered))
+    assert code == 1
+    assert "SHA256 hash:" in normal and "SHA256 hash:" not in quiet
+    assert "Finished with" not in quiet and str(tampered) not in quiet
+    assert "error: NU3008:" in quiet and "Package signature validation failed." in quiet
+
+
+def test_revocation_mode_environment_variable(
+    pki: TestPki, running_servers: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pkg = make_package(tmp_path / "a.nupkg")
+    sign_package(pkg, pkg, AuthorSignRequest(signer_for(pki.leaf)), timestamper=None, now=datetime.now(UTC))
+    root = pki.root.write_cert(tmp_path / "root.pem")
+    args = ("verify", "--trust-roots", str(root), "--timestamp-roots", str(root), "--json", str(pkg))
+
+    def revocation_issues() -> list[tuple[str, str]]:
+        code, stdout, _ = run(*args)
+        assert code == 0, stdout
+        issues = json.loads(stdout)["packages"][0]["issues"]
+        return [(i["code"], i["level"]) for i in issues if "revocation" in i["message"].lower()]
+
+    monkeypatch.setenv("NUGET_CERT_REVOCATION_MODE", "offline")
+    assert revocation_issues() == [("NU3018", "info")]
+    # Online (the default), with the PKI's OCSP responder and CRL server up: revocation is known.
+    monkeypatch.delenv("NUGET_CERT_REVOCATION_MODE")
+    assert revocation_issues() == []
