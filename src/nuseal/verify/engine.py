@@ -435,7 +435,8 @@ def _verify_signature(signer: SignerView, signed_content: bytes, placement: str,
                 flags |= _Flags.UNTRUSTED_ROOT
     if chain.status & _UNKNOWN_REVOCATION and policy.report_unknown_revocation:
         message = _revocation_message(chain, name)
-        if policy.revocation_mode is RevocationMode.ONLINE:
+        # The checker's mode is authoritative: it is what actually decided whether the network was asked.
+        if trust.revocation.mode is RevocationMode.ONLINE:
             findings.add(NuCode.NU3018, not policy.allow_unknown_revocation, message, placement, fingerprint)
         else:
             findings.info(NuCode.NU3018, message, placement, fingerprint)
@@ -495,7 +496,7 @@ def _valid_timestamp(signer: SignerView, name: str, placement: str, policy: Veri
                             extra_certificates=(*timestamp.certificates, *bag),
                             trust_anchors=trust.trust_store.timestamping, usage_eku=oids.TIME_STAMPING_EKU,
                             verification_time=timestamp.upper_limit, revocation=trust.revocation)
-        usable = _timestamp_chain_ok(chain, name, target, policy, log)
+        usable = _timestamp_chain_ok(chain, name, target, policy, trust.revocation.mode, log)
     summary = TimestampSummary(
         time=timestamp.gen_time, lower_limit=timestamp.lower_limit, upper_limit=timestamp.upper_limit,
         certificate=certs.summarize(timestamp.signer_certificate),
@@ -504,7 +505,8 @@ def _valid_timestamp(signer: SignerView, name: str, placement: str, policy: Veri
     return (timestamp if usable else None), (summary,), usable
 
 
-def _timestamp_chain_ok(chain: ChainResult, name: str, target: str, policy: VerificationPolicy, log: _Log) -> bool:
+def _timestamp_chain_ok(chain: ChainResult, name: str, target: str, policy: VerificationPolicy,
+                        mode: RevocationMode, log: _Log) -> bool:
     """The TSA chain rules of spec §5.3: untrusted root and revocation are always errors."""
     ok = True
     subject = certs.fingerprint(chain.certificates[0])
@@ -524,7 +526,7 @@ def _timestamp_chain_ok(chain: ChainResult, name: str, target: str, policy: Veri
     if chain.status & _UNKNOWN_REVOCATION and not policy.allow_ignore_timestamp:
         reason = _messages_for(chain, chain.status & _UNKNOWN_REVOCATION)[0]
         message = Messages.TIMESTAMP_CHAIN_ISSUE.format(name, reason)
-        if policy.revocation_mode is RevocationMode.ONLINE:
+        if mode is RevocationMode.ONLINE:
             log.add(NuCode.NU3028, not policy.allow_unknown_revocation, message, target, subject)
         else:
             log.info(NuCode.NU3028, message, target, subject)
