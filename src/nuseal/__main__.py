@@ -1,5 +1,5 @@
 """``python -m nuseal`` runs the CLI."""
 
-from nuseal.cli.app import main
+from nuseal.cli.entry import main
 
 main()

@@ -9,7 +9,7 @@ from typing import NoReturn
 
 import typer
 
-from nuseal.cli.app import app
+from nuseal.cli.base import app
 from nuseal.errors import NusealError
 from nuseal.x509 import tools
 

@@ -21,7 +21,7 @@ from nuseal.verify.engine import TrustContext
 from nuseal.x509.revocation import RevocationChecker
 from nuseal.x509.roots import trust_store_from_files
 
-from .app import app
+from nuseal.cli.base import app
 from .verify import REVOCATION_ENV, revocation_mode
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import typer
 from cryptography import x509
 
-from nuseal.cli.app import app
+from nuseal.cli.base import app
 from nuseal.errors import NusealError
 from nuseal.sign.author import AuthorSignRequest, sign_package
 from nuseal.sign.checks import Finding

@@ -18,7 +18,7 @@ import typer
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from nuseal.cli.app import app
+from nuseal.cli.base import app
 from nuseal.cms.parse import PrimarySignature, RepositoryCountersignature, load_primary_signature
 from nuseal.errors import NusealError
 from nuseal.package import zipformat

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from nuseal.cli.app import app
+from nuseal.cli.base import app
 from nuseal.errors import NusealError
 from nuseal.timestamp.tsa import TimestampAuthority, serve
 from nuseal.x509.tools import load_certificate_file

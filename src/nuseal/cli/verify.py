@@ -32,7 +32,7 @@ from nuseal.verify.result import PackageVerdict
 from nuseal.x509.revocation import RevocationChecker
 from nuseal.x509.roots import trust_store_from_files
 
-from .app import app
+from nuseal.cli.base import app
 
 #: NuGet's environment variable for the revocation mode (spec §6.2).
 REVOCATION_ENV = "NUGET_CERT_REVOCATION_MODE"

@@ -8,6 +8,11 @@ the token checks of ``nuseal.timestamp.token`` (NU3020-NU3025, NU3036) via :func
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx
+
 import hashlib
 import importlib
 import os
@@ -17,7 +22,6 @@ from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import httpx
 from asn1crypto import cms, tsp
 
 from nuseal.codes import Messages, NuCode
@@ -191,6 +195,7 @@ class HttpTimestamper(_TimestamperBase):
         return f"'{self.url}'"
 
     def _exchange(self, request_der: bytes) -> bytes:
+        import httpx  # lazily: importing httpx costs ~150 ms of CLI start-up
         try:
             if self.client is not None:
                 response = self._post(self.client, request_der)

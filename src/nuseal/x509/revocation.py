@@ -28,6 +28,11 @@ A stale answer that says *revoked* still counts: revocation is permanent.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx
+
 import hashlib
 import threading
 import time
@@ -37,7 +42,6 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Literal
 
-import httpx
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
@@ -299,6 +303,7 @@ class RevocationChecker:
         return self._fetch(url, "POST", request.public_bytes(Encoding.DER), deadline, now)
 
     def _fetch(self, url: str, method: str, body: bytes | None, deadline: float, now: datetime | None) -> bytes:
+        import httpx  # lazily: importing httpx costs ~150 ms of CLI start-up
         known = self.cache.unreachable(url, now)
         if known is not None:
             raise _Unreachable(f"skipped, unreachable earlier ({known})")
@@ -332,6 +337,7 @@ class RevocationChecker:
             raise _Unreachable(reason) from exc
 
     def _http(self) -> httpx.Client:
+        import httpx  # lazily: importing httpx costs ~150 ms of CLI start-up
         if self._client is None:
             self._client = httpx.Client(timeout=self.timeout, follow_redirects=True)
             self._owns_client = True

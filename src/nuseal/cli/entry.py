@@ -1,0 +1,15 @@
+"""Console-script entry point: import only the module of the invoked command (all of them for help)."""
+
+from __future__ import annotations
+
+import sys
+
+from nuseal.cli.base import COMMAND_MODULES, app, register
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run ``nuseal`` with ``argv`` (default: the process arguments)."""
+    args = sys.argv[1:] if argv is None else argv
+    first = next((a for a in args if not a.startswith("-")), None)
+    register({COMMAND_MODULES[first]} if first in COMMAND_MODULES else None)
+    app(args=args, prog_name="nuseal")
