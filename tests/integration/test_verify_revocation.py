@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from tests.support.pki import IssuedCert, TestPki
+from tests.support.servers import LoopbackServer
 
 from nuseal.codes import NuCode
 from nuseal.sign.author import AuthorSignRequest, sign_package
@@ -26,8 +28,6 @@ from nuseal.verify.policy import RevocationMode, VerificationPolicy
 from nuseal.verify.result import PackageVerdict, Severity, Status
 from nuseal.x509.revocation import RevocationChecker
 from nuseal.x509.roots import TrustStore
-from tests.support.pki import IssuedCert, TestPki
-from tests.support.servers import LoopbackServer
 
 TIMEOUT = 1.5
 

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
+from nuseal.cli.base import app
 from nuseal.errors import NusealError
 from nuseal.feed.client import FeedSource, ProgressCallback
 from nuseal.feed.install import InstalledPackage, InstallError, InstallRequest, ProgressFactory, install
@@ -21,7 +22,6 @@ from nuseal.verify.engine import TrustContext
 from nuseal.x509.revocation import RevocationChecker
 from nuseal.x509.roots import trust_store_from_files
 
-from nuseal.cli.base import app
 from .verify import REVOCATION_ENV, revocation_mode
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from nuseal.cli.base import app
 from nuseal.codes import Messages
 from nuseal.errors import NusealError
 from nuseal.render import json as render_json
@@ -31,8 +32,6 @@ from nuseal.verify.policy import (
 from nuseal.verify.result import PackageVerdict
 from nuseal.x509.revocation import RevocationChecker
 from nuseal.x509.roots import trust_store_from_files
-
-from nuseal.cli.base import app
 
 #: NuGet's environment variable for the revocation mode (spec §6.2).
 REVOCATION_ENV = "NUGET_CERT_REVOCATION_MODE"
