@@ -8,24 +8,25 @@ the token checks of ``nuseal.timestamp.token`` (NU3020-NU3025, NU3036) via :func
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import httpx
 
 import hashlib
-import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from asn1crypto import cms, tsp
 
 from nuseal.codes import Messages, NuCode
 from nuseal.errors import FetchError, TimestampError
+from nuseal.timestamp import token as token_rules
 from nuseal.timestamp.tsa import TimestampAuthority, TimeStampResponse
 
 QUERY_CONTENT_TYPE = "application/timestamp-query"
@@ -133,17 +134,13 @@ def read_response(response_der: bytes, request: TimestampRequest, source: str) -
 
 
 def _check_token(token_der: bytes, signature_value: bytes, now: datetime | None) -> None:
-    """Run ``nuseal.timestamp.token``'s checks (NU3020-NU3025, NU3036) when that module is present.
+    """Run ``nuseal.timestamp.token``'s load and check rules (NU3020-NU3025, NU3029, NU3030, NU3036).
 
     ``now`` defaults to the token's own genTime: the client never reads the clock itself.
     """
-    try:
-        token_module: Any = importlib.import_module("nuseal.timestamp.token")
-    except ModuleNotFoundError:
-        return
-    timestamp = token_module.load_timestamp(token_der)
-    reference = now if now is not None else _gen_time(token_der)
-    for code, message in token_module.check_timestamp(timestamp, signature_value, reference):
+    timestamp = token_rules.load_timestamp(token_der)
+    reference = now if now is not None else timestamp.gen_time
+    for code, message in token_rules.check_timestamp(timestamp, signature_value, reference):
         raise TimestampError(message, code)
 
 
@@ -153,16 +150,20 @@ def _gen_time(token_der: bytes) -> datetime:
     return gen_time
 
 
-class _TimestamperBase:
+class _TimestamperBase(ABC):
+    """Request building, response reading and token checks; subclasses only move the bytes."""
+
     def __init__(self, clock: Callable[[], datetime] | None) -> None:
         self.clock = clock
 
+    @abstractmethod
     def _exchange(self, request_der: bytes) -> bytes:
-        raise NotImplementedError
+        """Send a DER TimeStampReq, return the DER TimeStampResp."""
 
     @property
+    @abstractmethod
     def source(self) -> str:
-        raise NotImplementedError
+        """Where tokens come from, for error messages."""
 
     def timestamp(self, data: bytes, hash_algorithm: str) -> bytes:
         request = TimestampRequest.over(data, hash_algorithm)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import sys
-import types
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -129,19 +127,18 @@ def test_http_timestamper_refuses_relative_urls() -> None:
             HttpTimestamper(url)
 
 
-def test_token_checks_are_wired_when_token_module_exists(
+def test_token_checks_are_wired_into_the_client(
     tsa_authority: TimestampAuthority, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from nuseal.timestamp import token as token_rules
+
     seen: list[tuple[bytes, datetime]] = []
-    fake = types.ModuleType("nuseal.timestamp.token")
 
     def check_timestamp(ts: object, signature_value: bytes, now: datetime) -> list[tuple[NuCode, str]]:
         seen.append((signature_value, now))
         return [(NuCode.NU3036, "outside the validity")]
 
-    fake.load_timestamp = lambda der: der  # type: ignore[attr-defined]
-    fake.check_timestamp = check_timestamp  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "nuseal.timestamp.token", fake)
+    monkeypatch.setattr(token_rules, "check_timestamp", check_timestamp)
     moment = datetime(2026, 1, 1, tzinfo=UTC)
     with pytest.raises(TimestampError) as caught:
         InProcessTimestamper(tsa_authority, clock=lambda: moment).timestamp(SIGNATURE_VALUE, "SHA256")
