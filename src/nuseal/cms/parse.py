@@ -417,11 +417,20 @@ def build_signer_view(
     )
 
 
-def _certificate_list(signed_data: cms.SignedData) -> list[asn1_x509.Certificate]:
+def certificate_bag(signed_data: cms.SignedData) -> list[asn1_x509.Certificate]:
+    """The X.509 certificates of a SignedData (other certificate choices are skipped)."""
     certs = signed_data["certificates"]
     if not certs:
         return []
     return [c.chosen for c in certs if c.name == "certificate"]
+
+
+def load_signed_data(der: bytes) -> cms.SignedData:
+    """Decode a ContentInfo that must hold SignedData; asn1crypto errors or ``ValueError`` when it does not."""
+    content_info = cms.ContentInfo.load(der, strict=True)
+    if content_info["content_type"].dotted != oids.SIGNED_DATA:
+        raise ValueError("not SignedData")
+    return content_info["content"]
 
 
 def load_primary_signature(der: bytes) -> PrimarySignature:
@@ -430,12 +439,9 @@ def load_primary_signature(der: bytes) -> PrimarySignature:
     Raises ``SignatureFormatError`` with NU3003 (not CMS), NU3009, NU3010, NU3011, NU3000, NU3007.
     """
     try:
-        content_info = cms.ContentInfo.load(der, strict=True)
-        if content_info["content_type"].dotted != oids.SIGNED_DATA:
-            raise ValueError("not SignedData")
-        signed_data = content_info["content"]
+        signed_data = load_signed_data(der)
         signer_infos = list(signed_data["signer_infos"])
-        certificates = _certificate_list(signed_data)
+        certificates = certificate_bag(signed_data)
         encap = signed_data["encap_content_info"]
         content_bytes = encap["content"].native if encap["content"] else None
     except SignatureFormatError:

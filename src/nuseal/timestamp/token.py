@@ -12,11 +12,17 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from asn1crypto import cms, tsp
+from asn1crypto import tsp
 from cryptography import x509
 
 from nuseal.cms import oids
-from nuseal.cms.parse import SignerView, build_signer_view, verify_signer_signature
+from nuseal.cms.parse import (
+    SignerView,
+    build_signer_view,
+    certificate_bag,
+    load_signed_data,
+    verify_signer_signature,
+)
 from nuseal.codes import Messages, NuCode
 from nuseal.errors import TimestampError
 from nuseal.x509 import certs
@@ -78,12 +84,9 @@ def load_timestamp(der: bytes, owner: str = "signature") -> Timestamp:
     """
     invalid = Messages.TIMESTAMP_INVALID.format(owner)
     try:
-        content_info = cms.ContentInfo.load(der, strict=True)
-        if content_info["content_type"].dotted != oids.SIGNED_DATA:
-            raise ValueError("not SignedData")
-        signed_data = content_info["content"]
+        signed_data = load_signed_data(der)
         signer_infos = list(signed_data["signer_infos"])
-        bag = [c.chosen for c in (signed_data["certificates"] or []) if c.name == "certificate"]
+        bag = certificate_bag(signed_data)
         encap = signed_data["encap_content_info"]
         content_type = encap["content_type"].dotted
         tst_der = bytes(encap["content"].contents) if encap["content"] else b""
