@@ -1,26 +1,27 @@
 """Adding and removing the ``.signature.p7s`` entry, byte-exactly as NuGet does (spec §1.3, §1.4).
 
 Both operations stream from the input to a temporary file next to the destination and rename it into place,
-so the destination is never half-written and the source may be the destination.
+so the destination is never half-written and the source may be the destination. The long unchanged run of
+local entries is copied by ``fileio.copy_prefix`` (in the background while signing hashes the input).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 import zlib
-from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from nuseal.codes import Messages, NuCode
 from nuseal.errors import PackageFormatError, SigningError
-from nuseal.package.hashing import FileRange, feed_plan, unsigned_view_plan
+from nuseal.package.fileio import BackgroundPrefixCopy, atomic_output_path, copy_prefix
+from nuseal.package.hashing import FileRange, Segment, feed_plan, unsigned_view_plan
 from nuseal.package.zipformat import (
     SIGNATURE_FILE_NAME,
     CentralDirectoryHeader,
+    EndOfCentralDirectory,
     LocalFileHeader,
     dos_datetime,
     find_signature_entry,
@@ -34,29 +35,6 @@ from nuseal.package.zipformat import (
 _VERSION_20 = 20
 _MAX_SIGNABLE_ENTRIES = 0xFFFE  # total entries >= this would need zip64 once the signature is added
 _U32_MAX = 0xFFFFFFFF
-
-
-@contextlib.contextmanager
-def atomic_output(dst: Path, *, mode_from: Path | None = None) -> Iterator[BinaryIO]:
-    """Yield a binary file that becomes ``dst`` only if the block completes; otherwise it is deleted.
-
-    The temporary file lives in ``dst``'s directory so the final ``os.replace`` is a rename on one file
-    system. ``mode_from`` copies that file's permission bits (temp files are created 0600).
-    """
-    dst = Path(dst)
-    fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-        if mode_from is not None:
-            os.chmod(tmp, Path(mode_from).stat().st_mode & 0o7777)
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _signature_records(signature: bytes, dos_time: int, local_offset: int) -> tuple[bytes, bytes]:
@@ -98,11 +76,22 @@ def _signature_records(signature: bytes, dos_time: int, local_offset: int) -> tu
     return local.to_bytes(), central.to_bytes()
 
 
-def write_signed(f: BinaryIO, out: BinaryIO, signature: bytes, dos_time: int) -> None:
-    """Stream ``f`` plus the signature entry to ``out`` (spec §1.3). ``dos_time`` is the packed u32.
+@dataclass(frozen=True)
+class _Insertion:
+    """Where the signature entry goes in an unsigned archive, and the EOCD fields that change with it."""
 
-    Refuses zip64 (NU3006), an existing signature entry (NU3001) and archives whose entry count or offsets
-    would need zip64 after adding the entry (NU3039).
+    start_of_cd: int
+    end_of_cd: int
+    eocd: EndOfCentralDirectory
+    file_size: int
+
+
+def _insertion_point(f: BinaryIO) -> _Insertion:
+    """Check that ``f`` can take a signature entry (spec §1.3) and say where it goes.
+
+    Refuses zip64 (NU3006), an existing signature entry (NU3001) and archives whose entry count would need
+    zip64 after adding the entry (NU3039); the offset checks that depend on the signature's size are in
+    ``_signed_plan``.
     """
     try:
         layout = read_layout(f)
@@ -120,36 +109,97 @@ def write_signed(f: BinaryIO, out: BinaryIO, signature: bytes, dos_time: int) ->
         raise SigningError(
             f"{Messages.WOULD_REQUIRE_ZIP64} (it has {eocd.total_entries} entries)", NuCode.NU3039
         )
-    start_of_cd = layout.start_of_central_directory
-    end_of_cd = layout.end_of_central_directory
-    if end_of_cd > eocd.position:
+    if layout.end_of_central_directory > eocd.position:
         raise PackageFormatError(
-            f"Invalid package archive: the central directory ends at offset {end_of_cd}, after the end of "
-            f"central directory record at {eocd.position}."
+            f"Invalid package archive: the central directory ends at offset {layout.end_of_central_directory}, "
+            f"after the end of central directory record at {eocd.position}."
         )
-    local, central = _signature_records(signature, dos_time, start_of_cd)
-    added_data = len(local) + len(signature)
-    new_cd_offset = eocd.cd_offset + added_data
+    return _Insertion(layout.start_of_central_directory, layout.end_of_central_directory, eocd, layout.file_size)
+
+
+def _signed_plan(at: _Insertion, signature: bytes, dos_time: int) -> list[Segment]:
+    """The signed archive as segments: entries, the signature entry, the CD plus its header, the EOCD."""
+    local, central = _signature_records(signature, dos_time, at.start_of_cd)
+    eocd = at.eocd
+    new_cd_offset = eocd.cd_offset + len(local) + len(signature)
     new_cd_size = eocd.cd_size + len(central)
-    if start_of_cd > _U32_MAX or new_cd_offset > _U32_MAX or new_cd_size > _U32_MAX:
+    if at.start_of_cd > _U32_MAX or new_cd_offset > _U32_MAX or new_cd_size > _U32_MAX:
         raise SigningError(
             f"{Messages.WOULD_REQUIRE_ZIP64} (the central directory would start beyond 4 GiB)", NuCode.NU3039
         )
     eocd_counts = pack_eocd_counts(
         eocd.entries_on_disk + 1, eocd.total_entries + 1, new_cd_size, new_cd_offset
     )
-    plan: list[FileRange | bytes] = [
-        FileRange(0, start_of_cd),
+    return [
+        FileRange(0, at.start_of_cd),
         local,
         signature,
-        FileRange(start_of_cd, end_of_cd),
+        FileRange(at.start_of_cd, at.end_of_cd),
         central,
         # Whatever sits between the last CD header and the EOCD is copied, as NuGet does.
-        FileRange(end_of_cd, eocd.position + 8),
+        FileRange(at.end_of_cd, eocd.position + 8),
         eocd_counts,
-        FileRange(eocd.position + 20, layout.file_size),
+        FileRange(eocd.position + 20, at.file_size),
     ]
-    feed_plan(f, plan, out.write)
+
+
+def write_signed(f: BinaryIO, out: BinaryIO, signature: bytes, dos_time: int) -> None:
+    """Stream ``f`` plus the signature entry to ``out`` (spec §1.3). ``dos_time`` is the packed u32."""
+    feed_plan(f, _signed_plan(_insertion_point(f), signature, dos_time), out.write)
+
+
+def _dos_time(moment: datetime | None) -> int:
+    """NuGet stamps the entry with the local wall-clock time (``DateTime.Now``); default now."""
+    moment = moment if moment is not None else datetime.now()
+    return dos_datetime(moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
+
+
+class SignedPackageWriter:
+    """Writes ``src`` with a signature entry added to ``dst`` (may equal ``src``), all or nothing.
+
+    Entering checks that ``src`` can be signed and starts copying its local entries, which the signature
+    does not change, to a temporary file in a background thread; the caller meanwhile hashes ``src``,
+    signs and timestamps. ``finish(signature)`` waits for that copy, appends the signature entry, the
+    central directory and the EOCD, fsyncs and renames into place. Leaving the block without ``finish``
+    (or with an exception) deletes the temporary file and leaves ``dst`` untouched.
+    """
+
+    def __init__(self, src: Path, dst: Path) -> None:
+        self._src = Path(src)
+        self._dst = Path(dst)
+        self._stack = contextlib.ExitStack()
+        self._done = False
+
+    def __enter__(self) -> SignedPackageWriter:
+        try:
+            self._source = self._stack.enter_context(open(self._src, "rb"))
+            self._at = _insertion_point(self._source)
+            tmp, self._out = self._stack.enter_context(atomic_output_path(self._dst, mode_from=self._src))
+            self._copy = BackgroundPrefixCopy(self._source.fileno(), tmp, self._at.start_of_cd)
+            # Unwinding runs this first, so the copy stops before its file is deleted.
+            self._stack.callback(self._copy.cancel)
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def finish(self, signature: bytes, *, when: datetime | None = None) -> None:
+        """Complete the output with ``signature`` as ``.signature.p7s`` stamped ``when`` (local time)."""
+        if self._done:
+            raise RuntimeError("SignedPackageWriter.finish() called twice")
+        plan = _signed_plan(self._at, signature, _dos_time(when))
+        self._copy.wait()
+        self._out.seek(self._at.start_of_cd)
+        feed_plan(self._source, plan[1:], self._out.write)
+        self._done = True
+        self._stack.close()  # fsync and rename
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if self._done:
+            return
+        if exc is None:
+            exc = RuntimeError(f"signing {self._src} was abandoned before its signature was added")
+        self._stack.__exit__(type(exc), exc, exc.__traceback__)  # deletes the temporary file
 
 
 def insert_signature(src: Path, dst: Path, signature: bytes, *, when: datetime | None = None) -> None:
@@ -157,10 +207,8 @@ def insert_signature(src: Path, dst: Path, signature: bytes, *, when: datetime |
 
     ``when`` is the entry's local wall-clock time (NuGet uses ``DateTime.Now``); it defaults to now.
     """
-    moment = when if when is not None else datetime.now()
-    dos_time = dos_datetime(moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
-    with open(src, "rb") as f, atomic_output(Path(dst), mode_from=Path(src)) as out:
-        write_signed(f, out, signature, dos_time)
+    with SignedPackageWriter(src, dst) as writer:
+        writer.finish(signature, when=when)
 
 
 def write_unsigned(f: BinaryIO, out: BinaryIO, *, check_fields: bool = True) -> None:
@@ -181,5 +229,14 @@ def remove_signature(src: Path, dst: Path, *, check_fields: bool = True) -> None
 
     ``check_fields=False`` also removes a signature entry that fails NuGet's NU3005 field checks.
     """
-    with open(src, "rb") as f, atomic_output(Path(dst), mode_from=Path(src)) as out:
-        write_unsigned(f, out, check_fields=check_fields)
+    with open(src, "rb") as f, atomic_output_path(Path(dst), mode_from=Path(src)) as (tmp, out):
+        layout = read_layout(f)
+        entry = find_signature_entry(f, layout, check_fields=check_fields)
+        plan = unsigned_view_plan(f, layout, entry)
+        first = plan[0]
+        if isinstance(first, FileRange) and first.start == 0:
+            # The entries before the signature come first, unchanged: the fast large-range copy.
+            copy_prefix(f.fileno(), tmp, first.end)
+            out.seek(first.end)
+            plan = plan[1:]
+        feed_plan(f, plan, out.write)

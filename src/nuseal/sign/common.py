@@ -3,7 +3,8 @@
 The flow (spec §1.3, §2.1, §4.2, §5): refuse zip64 (NU3006) / too many entries (NU3039) / already signed
 without overwrite (NU3001); hash the unsigned file in one streaming pass; build the signed attributes;
 raw-sign; check the signature against the certificate; timestamp the signature value; assemble; insert
-the ``.signature.p7s`` entry through a temporary file that is renamed into place.
+the ``.signature.p7s`` entry through a temporary file that is renamed into place. The unchanged entries are
+copied to that file while the hash is computed (``archive.SignedPackageWriter``).
 """
 
 from __future__ import annotations
@@ -156,7 +157,11 @@ def sign_primary(
     """The primary-signature flow for ``builder`` (author or repository). ``dst`` may equal ``src``."""
     warnings = signer_warnings(signer, now, timestamper, options.trust_store)
     algorithm = options.hash_algorithm.hashlib_name
-    with unsigned_source(Path(src), Path(dst), overwrite=options.overwrite) as unsigned:
+    with (
+        unsigned_source(Path(src), Path(dst), overwrite=options.overwrite) as unsigned,
+        # Starts writing the unchanged entries to the output while the hash is computed.
+        archive.SignedPackageWriter(unsigned, Path(dst)) as writer,
+    ):
         with open(unsigned, "rb") as f:
             package_hash = hashing.file_hash(f, algorithm)
         content = SignatureContent(options.hash_algorithm.oid, package_hash).to_bytes()
@@ -169,5 +174,5 @@ def sign_primary(
         value = sign_raw_checked(signer, ready.signed_attributes(), options.hash_algorithm)
         token = timestamp_value(timestamper, value, options.timestamp_hash_algorithm, now, options.trust_store)
         signature = ready.build(value, timestamp=token)
-        archive.insert_signature(unsigned, Path(dst), signature, when=now)
+        writer.finish(signature, when=now)
     return SignResult(Path(dst), kind, signature, token is not None, tuple(warnings))

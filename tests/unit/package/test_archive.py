@@ -20,7 +20,8 @@ from tests.unit.package.helpers import ManifestRow, ids, signed_packages, signed
 
 from nuseal.codes import Messages, NuCode
 from nuseal.errors import PackageFormatError, SignatureEntryError, SigningError
-from nuseal.package.archive import atomic_output, insert_signature, remove_signature, write_signed
+from nuseal.package.archive import insert_signature, remove_signature, write_signed
+from nuseal.package.fileio import atomic_output
 from nuseal.package.hashing import package_hash
 from nuseal.package.zipformat import (
     find_signature_entry,
