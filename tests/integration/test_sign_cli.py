@@ -86,3 +86,22 @@ def test_repo_sign_and_remove_commands_with_pem_and_json(pki: TestPki, tmp_path:
     assert src.read_bytes() == original
     code, _, stderr = run("remove-signature", str(src))
     assert code == 1 and "NU3004" in stderr
+
+
+def test_sign_command_reports_unreadable_packages_and_signs_the_rest(pki: TestPki, tmp_path: Path) -> None:
+    good = make_package(tmp_path / "good.nupkg")
+    missing = tmp_path / "missing.nupkg"
+    pfx = pki.leaf.write_pfx(tmp_path / "leaf.pfx")
+    out = tmp_path / "signed"
+    code, stdout, stderr = run(
+        "sign", str(missing), str(good), "--certificate-path", str(pfx), "--certificate-password", TEST_PASSWORD,
+        "-o", str(out), "--json",
+    )  # fmt: skip
+    assert code == 1, stderr
+    report = json.loads(stdout)
+    assert report["ok"] is False
+    first, second = report["packages"]
+    assert first["error"]["code"] is None
+    assert str(missing) in first["error"]["message"] and "No such file" in first["error"]["message"]
+    assert "error" not in second and second["kind"] == "author"
+    assert sorted(p.name for p in out.iterdir()) == ["good.nupkg"]

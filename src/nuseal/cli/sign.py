@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from cryptography import x509
@@ -25,6 +25,9 @@ from nuseal.sign.removal import Removal, remove_signature
 from nuseal.sign.repository import RepositorySignRequest, repo_sign_package
 from nuseal.sign.signers import PemSigner, PfxSigner, Pkcs11Config, Pkcs11Signer, Signer, fingerprint
 from nuseal.verify.policy import HashAlgorithmName
+
+if TYPE_CHECKING:
+    from nuseal.timestamp.client import HttpTimestamper
 
 CERT_PATH = typer.Option(None, "--certificate-path", help="PFX/P12 file, or PEM with key and certificates.")
 KEY_PATH = typer.Option(None, "--key-path", help="PEM private key when --certificate-path has only certificates.")
@@ -111,11 +114,29 @@ def _run_signing(
     verbose: bool,
     sign_one: Callable[[Path, Path, Timestamper | None, datetime], SignResult],
 ) -> None:
-    timestamper: Timestamper | None = None
+    timestamper: HttpTimestamper | None = None
     if timestamper_url is not None:
         from nuseal.timestamp.client import HttpTimestamper
 
-        timestamper = HttpTimestamper(timestamper_url)
+        # The clock makes NU3025 (TSA certificate not yet / no longer valid) a judgement about now.
+        timestamper = HttpTimestamper(timestamper_url, clock=lambda: datetime.now(UTC))
+    try:
+        _sign_all(packages, signer, output, timestamper, as_json, verbose, sign_one)
+    finally:
+        if timestamper is not None:
+            timestamper.close()
+
+
+def _sign_all(
+    packages: list[Path],
+    signer: Signer,
+    output: Path | None,
+    timestamper: HttpTimestamper | None,
+    as_json: bool,
+    verbose: bool,
+    sign_one: Callable[[Path, Path, Timestamper | None, datetime], SignResult],
+) -> None:
+    timestamper_url = timestamper.url if timestamper is not None else None
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
@@ -147,6 +168,13 @@ def _run_signing(
             entry["error"] = {"code": exc.code.value if exc.code else None, "message": exc.message}
             if not as_json:
                 typer.echo(f"{exc} ({package})" if str(package) not in exc.message else str(exc), err=True)
+        except OSError as exc:
+            # Unreadable input, unwritable output folder, disk full: nothing was written (temp + rename).
+            failed = True
+            message = f"Could not sign '{package}' to '{dst}': {exc.strerror or exc}."
+            entry["error"] = {"code": None, "message": message}
+            if not as_json:
+                typer.echo(message, err=True)
         else:
             entry.update(kind=result.kind, timestamped=result.timestamped, warnings=_warnings(result.warnings))
             if not as_json:

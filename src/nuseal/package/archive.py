@@ -197,9 +197,12 @@ class SignedPackageWriter:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if self._done:
             return
-        if exc is None:
-            exc = RuntimeError(f"signing {self._src} was abandoned before its signature was added")
-        self._stack.__exit__(type(exc), exc, exc.__traceback__)  # deletes the temporary file
+        if exc is not None:
+            self._stack.__exit__(type(exc), exc, exc.__traceback__)  # deletes the temporary file
+            return
+        abandoned = RuntimeError(f"signing {self._src} ended without finish(): nothing was written")
+        self._stack.__exit__(RuntimeError, abandoned, None)
+        raise abandoned
 
 
 def insert_signature(src: Path, dst: Path, signature: bytes, *, when: datetime | None = None) -> None:

@@ -91,31 +91,34 @@ def _copy_direct(src_fd: int, dst_path: Path, length: int, cancel: threading.Eve
             return 0
         raise
     # An anonymous mmap is page-aligned, as O_DIRECT requires of the buffer address.
-    with mmap.mmap(-1, _COPY_BUFFER_SIZE) as buffer:
-        view = memoryview(buffer)
-        try:
-            position = 0
-            while position < length:
-                if cancel is not None and cancel.is_set():
-                    raise CopyCancelled
-                want = min(_COPY_BUFFER_SIZE, length - position)
-                got = os.preadv(src_fd, [view[:want]], position)
-                if got != want:
-                    raise OSError(errno.EIO, f"source ended at offset {position + got}, expected {length} bytes")
-                try:
-                    written = os.pwrite(dst_fd, view[:want], position)
-                except OSError as exc:
-                    # Some file systems accept the O_DIRECT open and refuse the first write.
-                    if position == 0 and exc.errno in _NO_DIRECT_IO:
-                        return 0
-                    raise
-                if written != want:
-                    raise OSError(errno.EIO, f"short direct write at offset {position}: {written} of {want}")
-                position += want
-            return position
-        finally:
+    buffer = mmap.mmap(-1, _COPY_BUFFER_SIZE)
+    view = memoryview(buffer)
+    try:
+        position = 0
+        while position < length:
+            if cancel is not None and cancel.is_set():
+                raise CopyCancelled
+            want = min(_COPY_BUFFER_SIZE, length - position)
+            got = os.preadv(src_fd, [view[:want]], position)
+            if got != want:
+                raise OSError(errno.EIO, f"source ended at offset {position + got}, expected {length} bytes")
+            try:
+                written = os.pwrite(dst_fd, view[:want], position)
+            except OSError as exc:
+                # Some file systems accept the O_DIRECT open and refuse the first write.
+                if position == 0 and exc.errno in _NO_DIRECT_IO:
+                    return 0
+                raise
+            if written != want:
+                raise OSError(errno.EIO, f"short direct write at offset {position}: {written} of {want}")
+            position += want
+        return position
+    finally:
+        os.close(dst_fd)
+        # A propagating traceback can still hold a slice of the buffer; then the GC unmaps it later.
+        with contextlib.suppress(BufferError):
             view.release()
-            os.close(dst_fd)
+            buffer.close()
 
 
 def _copy_buffered(src_fd: int, dst_path: Path, start: int, end: int, cancel: threading.Event | None) -> None:

@@ -154,3 +154,31 @@ def test_expired_tsa_certificate_is_refused_by_the_token_checks(pki: TestPki) ->
     with pytest.raises(TimestampError) as caught:
         InProcessTimestamper(tsa, clock=lambda: pki.now).timestamp(SIGNATURE_VALUE, "SHA256")
     assert caught.value.code is NuCode.NU3036
+
+
+def test_token_bytes_are_returned_exactly_as_received(tsa_authority: TimestampAuthority) -> None:
+    request = TimestampRequest.over(SIGNATURE_VALUE, "SHA256")
+    response = tsa_authority.respond(request.to_der())
+    token = read_response(response, request, "'test'")
+    # TimeStampResp = SEQUENCE { status, token }: the token is the response's tail, byte for byte.
+    assert response.endswith(token)
+    assert len(token) > 1000
+
+
+def test_granted_response_without_token_is_nu3021(tsa_authority: TimestampAuthority) -> None:
+    from nuseal.timestamp.tsa import TimeStampResponse
+
+    request = TimestampRequest.over(SIGNATURE_VALUE, "SHA256")
+    empty = TimeStampResponse({"status": {"status": "granted"}}).dump()
+    with pytest.raises(TimestampError, match="no timeStampToken") as caught:
+        read_response(empty, request, "'test'")
+    assert caught.value.code is NuCode.NU3021
+
+
+def test_http_timestamper_reuses_its_client_until_closed(tsa_server: object, pki: TestPki) -> None:
+    with HttpTimestamper(pki.tsa_url) as stamper:
+        stamper.timestamp(SIGNATURE_VALUE, "SHA256")
+        first = stamper._owned
+        stamper.timestamp(SIGNATURE_VALUE, "SHA256")
+        assert first is not None and stamper._owned is first
+    assert stamper._owned is None and first.is_closed
