@@ -105,3 +105,38 @@ def test_sign_command_reports_unreadable_packages_and_signs_the_rest(pki: TestPk
     assert str(missing) in first["error"]["message"] and "No such file" in first["error"]["message"]
     assert "error" not in second and second["kind"] == "author"
     assert sorted(p.name for p in out.iterdir()) == ["good.nupkg"]
+
+
+def test_sign_command_builds_chains_against_given_roots(
+    pki: TestPki, tsa_server: LoopbackServer, tmp_path: Path
+) -> None:
+    pfx = pki.leaf.write_pfx(tmp_path / "leaf.pfx")
+    root = pki.root.write_cert(tmp_path / "root.pem")
+    other = pki.untrusted_root.write_cert(tmp_path / "other.pem")
+    common = ("--certificate-path", str(pfx), "--certificate-password", TEST_PASSWORD, "--timestamper", pki.tsa_url)
+
+    trusted = make_package(tmp_path / "trusted.nupkg")
+    code, _, stderr = run("sign", str(trusted), *common, "--trust-roots", str(root), "--timestamp-roots", str(root))
+    assert code == 0, stderr
+    assert "NU3018" not in stderr
+
+    untrusted = make_package(tmp_path / "untrusted.nupkg")
+    before = untrusted.read_bytes()
+    code, _, stderr = run("sign", str(untrusted), *common, "--trust-roots", str(other))
+    assert code == 1 and "NU3018:" in stderr and pki.leaf.sha256_fingerprint in stderr
+    assert untrusted.read_bytes() == before
+
+    code, _, stderr = run("sign", str(untrusted), *common, "--trust-roots", str(root), "--timestamp-roots", str(other))
+    assert code == 1 and "NU3028:" in stderr
+    assert untrusted.read_bytes() == before
+
+
+def test_sign_command_rejects_an_unreadable_root_bundle(pki: TestPki, tmp_path: Path) -> None:
+    pfx = pki.leaf.write_pfx(tmp_path / "leaf.pfx")
+    bogus = tmp_path / "roots.pem"
+    bogus.write_text("not a certificate")
+    code, _, stderr = run(
+        "sign", str(make_package(tmp_path / "a.nupkg")), "--certificate-path", str(pfx),
+        "--certificate-password", TEST_PASSWORD, "--trust-roots", str(bogus),
+    )  # fmt: skip
+    assert code == 1 and str(bogus) in stderr

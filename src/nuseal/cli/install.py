@@ -13,6 +13,14 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from nuseal.cli.base import app
+from nuseal.cli.options import (
+    REVOCATION_MODE,
+    REVOCATION_TIMEOUT,
+    TIMESTAMP_ROOTS,
+    TRUST_ROOTS,
+    revocation_mode,
+    trust_store_or_exit,
+)
 from nuseal.errors import NusealError
 from nuseal.feed.client import FeedSource, ProgressCallback
 from nuseal.feed.install import InstalledPackage, InstallError, InstallRequest, ProgressFactory, install
@@ -20,9 +28,6 @@ from nuseal.trust.nuget_config import NuGetSettings
 from nuseal.trust.trusted_signers import TrustWarning, policy_from_config
 from nuseal.verify.engine import TrustContext
 from nuseal.x509.revocation import RevocationChecker
-from nuseal.x509.roots import trust_store_from_files
-
-from .verify import REVOCATION_ENV, revocation_mode
 
 
 def _progress_factory(progress: Progress) -> ProgressFactory:
@@ -49,12 +54,10 @@ def install_command(
     ignore_dependencies: bool = typer.Option(False, "--ignore-dependencies", help="Install the package only."),
     allow_insecure_loopback: bool = typer.Option(
         False, "--allow-insecure-loopback", help="Allow plain http to 127.0.0.1/localhost (tests)."),
-    trust_roots: Path | None = typer.Option(None, "--trust-roots", help="PEM bundle of trusted code-signing roots."),
-    timestamp_roots: Path | None = typer.Option(None, "--timestamp-roots",
-                                                help="PEM bundle of trusted timestamping roots."),
-    revocation: str | None = typer.Option(None, "--revocation-mode",
-                                          help=f"online or offline (default: ${REVOCATION_ENV} or online)."),
-    revocation_timeout: float = typer.Option(10.0, "--revocation-timeout", help="Seconds per OCSP/CRL request."),
+    trust_roots: Path | None = TRUST_ROOTS,
+    timestamp_roots: Path | None = TIMESTAMP_ROOTS,
+    revocation: str | None = REVOCATION_MODE,
+    revocation_timeout: float = REVOCATION_TIMEOUT,
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds per feed request."),
     as_json: bool = typer.Option(False, "--json", help="One JSON document for the whole run."),
 ) -> None:
@@ -65,10 +68,10 @@ def install_command(
     try:
         settings = NuGetSettings.load(configfile=configfile, cwd=Path.cwd(), home=Path.home())
         policy = policy_from_config(settings, warnings=config_warnings)
-        store = trust_store_from_files(trust_roots, timestamp_roots)
     except NusealError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    store = trust_store_or_exit(trust_roots, timestamp_roots)
     urls = source or [s.url for s in settings.package_sources()]
     for warning in config_warnings:
         typer.echo(f"warning: {warning.code.value}: {warning.message}", err=True)

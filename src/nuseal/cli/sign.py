@@ -17,6 +17,7 @@ import typer
 from cryptography import x509
 
 from nuseal.cli.base import app
+from nuseal.cli.options import JSON, trust_store_or_exit
 from nuseal.errors import NusealError
 from nuseal.sign.author import AuthorSignRequest, sign_package
 from nuseal.sign.checks import Finding
@@ -43,7 +44,14 @@ P11_TOKEN = typer.Option(None, "--pkcs11-token", help="PKCS#11 token label.")
 P11_KEY = typer.Option(None, "--pkcs11-key", help="Key label, or id:<hex> for a key id.")
 P11_PIN = typer.Option(None, "--pkcs11-pin", help="User PIN of the token.")
 VERBOSE = typer.Option(False, "-v", "--verbose", help="Print more details.")
-JSON = typer.Option(False, "--json", help="Print a JSON report instead of text.")
+SIGN_TRUST_ROOTS = typer.Option(
+    None, "--trust-roots",
+    help="PEM bundle of trusted code-signing roots: build the signing chain against them (NU3018) before signing.",
+)  # fmt: skip
+SIGN_TIMESTAMP_ROOTS = typer.Option(
+    None, "--timestamp-roots",
+    help="PEM bundle of trusted timestamping roots: build the TSA chain against them (NU3028) after timestamping.",
+)  # fmt: skip
 
 
 def _local_now() -> datetime:
@@ -82,6 +90,25 @@ def _looks_like_pem(path: Path) -> bool:
             return b"-----BEGIN" in f.read(4096)
     except OSError:
         return False  # PfxSigner reports the missing/unreadable file with NU3001
+
+
+def _sign_options(
+    hash_algorithm: str,
+    timestamp_hash_algorithm: str,
+    overwrite: bool,
+    trust_roots: Path | None,
+    timestamp_roots: Path | None,
+) -> SignOptions:
+    """Chains are built at sign time (as NuGet does) only when roots are given: nuseal has no machine store."""
+    store = None
+    if trust_roots is not None or timestamp_roots is not None:
+        store = trust_store_or_exit(trust_roots, timestamp_roots)
+    return SignOptions(
+        _hash(hash_algorithm, "--hash-algorithm"),
+        _hash(timestamp_hash_algorithm, "--timestamp-hash-algorithm"),
+        overwrite,
+        trust_store=store,
+    )
 
 
 def _hash(text: str, option: str) -> HashAlgorithmName:
@@ -204,6 +231,8 @@ def sign_command(
     timestamp_hash_algorithm: str = TS_HASH,
     output: Path | None = OUTPUT,
     overwrite: bool = OVERWRITE,
+    trust_roots: Path | None = SIGN_TRUST_ROOTS,
+    timestamp_roots: Path | None = SIGN_TIMESTAMP_ROOTS,
     pkcs11_module: Path | None = P11_MODULE,
     pkcs11_token: str | None = P11_TOKEN,
     pkcs11_key: str | None = P11_KEY,
@@ -212,10 +241,7 @@ def sign_command(
     as_json: bool = JSON,
 ) -> None:
     """Author-sign NuGet packages (like 'dotnet nuget sign')."""
-    options = SignOptions(
-        _hash(hash_algorithm, "--hash-algorithm"), _hash(timestamp_hash_algorithm, "--timestamp-hash-algorithm"),
-        overwrite,
-    )  # fmt: skip
+    options = _sign_options(hash_algorithm, timestamp_hash_algorithm, overwrite, trust_roots, timestamp_roots)
     signer = _signer_or_exit(
         certificate_path, key_path, certificate_password, certificate_fingerprint,
         (pkcs11_module, pkcs11_token, pkcs11_key, pkcs11_pin),
@@ -245,6 +271,8 @@ def repo_sign_command(
     timestamp_hash_algorithm: str = TS_HASH,
     output: Path | None = OUTPUT,
     overwrite: bool = OVERWRITE,
+    trust_roots: Path | None = SIGN_TRUST_ROOTS,
+    timestamp_roots: Path | None = SIGN_TIMESTAMP_ROOTS,
     pkcs11_module: Path | None = P11_MODULE,
     pkcs11_token: str | None = P11_TOKEN,
     pkcs11_key: str | None = P11_KEY,
@@ -253,10 +281,7 @@ def repo_sign_command(
     as_json: bool = JSON,
 ) -> None:
     """Repository-sign packages: primary signature if unsigned, countersignature if author-signed."""
-    options = SignOptions(
-        _hash(hash_algorithm, "--hash-algorithm"), _hash(timestamp_hash_algorithm, "--timestamp-hash-algorithm"),
-        overwrite,
-    )  # fmt: skip
+    options = _sign_options(hash_algorithm, timestamp_hash_algorithm, overwrite, trust_roots, timestamp_roots)
     # nuget.exe reposign splits -PackageOwners on ';'; empty items are dropped, blank ones are an error later.
     owner_list = tuple(o for o in (owners or "").split(";") if o != "")
     signer = _signer_or_exit(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import os
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -12,6 +11,14 @@ from pathlib import Path
 import typer
 
 from nuseal.cli.base import app
+from nuseal.cli.options import (
+    REVOCATION_MODE,
+    REVOCATION_TIMEOUT,
+    TIMESTAMP_ROOTS,
+    TRUST_ROOTS,
+    revocation_mode,
+    trust_store_or_exit,
+)
 from nuseal.codes import Messages
 from nuseal.errors import NusealError
 from nuseal.render import json as render_json
@@ -31,10 +38,6 @@ from nuseal.verify.policy import (
 )
 from nuseal.verify.result import PackageVerdict
 from nuseal.x509.revocation import RevocationChecker
-from nuseal.x509.roots import trust_store_from_files
-
-#: NuGet's environment variable for the revocation mode (spec §6.2).
-REVOCATION_ENV = "NUGET_CERT_REVOCATION_MODE"
 
 
 def resolve_packages(patterns: list[str]) -> tuple[list[Path], list[str]]:
@@ -50,14 +53,6 @@ def resolve_packages(patterns: list[str]) -> tuple[list[Path], list[str]]:
             missing.append(pattern)
         found.extend(matches)
     return found, missing
-
-
-def revocation_mode(option: str | None) -> RevocationMode:
-    value = option if option is not None else os.environ.get(REVOCATION_ENV, "online")
-    try:
-        return RevocationMode(value.strip().lower())
-    except ValueError:
-        raise typer.BadParameter(f"revocation mode must be online or offline, got {value!r}") from None
 
 
 def build_policy(configfile: Path | None, fingerprints: list[str], mode: RevocationMode) -> VerificationPolicy:
@@ -85,12 +80,10 @@ def verify_command(
     certificate_fingerprint: list[str] = typer.Option(
         [], "--certificate-fingerprint", help="SHA-256 fingerprint the primary signer must match (repeatable)."),
     configfile: Path | None = typer.Option(None, "--configfile", help="Use only this nuget.config."),
-    trust_roots: Path | None = typer.Option(None, "--trust-roots", help="PEM bundle of trusted code-signing roots."),
-    timestamp_roots: Path | None = typer.Option(None, "--timestamp-roots",
-                                                help="PEM bundle of trusted timestamping roots."),
-    revocation: str | None = typer.Option(None, "--revocation-mode",
-                                          help=f"online or offline (default: ${REVOCATION_ENV} or online)."),
-    revocation_timeout: float = typer.Option(10.0, "--revocation-timeout", help="Seconds per OCSP/CRL request."),
+    trust_roots: Path | None = TRUST_ROOTS,
+    timestamp_roots: Path | None = TIMESTAMP_ROOTS,
+    revocation: str | None = REVOCATION_MODE,
+    revocation_timeout: float = REVOCATION_TIMEOUT,
     verbosity: str = typer.Option("n", "-v", "--verbosity", help="q, n or d."),
     as_json: bool = typer.Option(False, "--json", help="One JSON document for the whole run."),
     _all: bool = typer.Option(False, "--all", help="Verify everything (same as signatures)."),
@@ -101,10 +94,10 @@ def verify_command(
     mode = revocation_mode(revocation)
     try:
         policy = build_policy(configfile, certificate_fingerprint, mode)
-        store = trust_store_from_files(trust_roots, timestamp_roots)
     except NusealError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    store = trust_store_or_exit(trust_roots, timestamp_roots)
     paths, missing = resolve_packages(packages)
     verdicts: list[PackageVerdict] = []
     now = datetime.now(UTC)
