@@ -18,6 +18,7 @@ from cryptography import x509
 
 from nuseal.cli.base import app
 from nuseal.cli.options import JSON, trust_store_or_exit
+from nuseal.cli.progress import batch_progress
 from nuseal.errors import NusealError
 from nuseal.sign.author import AuthorSignRequest, sign_package
 from nuseal.sign.checks import Finding
@@ -185,31 +186,33 @@ def _sign_all(
             typer.echo(f"\nSigned package(s) output path:\n{output}")
         typer.echo("")
     failed = False
-    for package in packages:
-        dst = output / package.name if output is not None else package
-        entry: dict[str, Any] = {"path": str(package), "output": str(dst)}
-        try:
-            result = sign_one(package, dst, timestamper, _local_now())
-        except NusealError as exc:
-            failed = True
-            entry["error"] = {"code": exc.code.value if exc.code else None, "message": exc.message}
-            if not as_json:
-                typer.echo(f"{exc} ({package})" if str(package) not in exc.message else str(exc), err=True)
-        except OSError as exc:
-            # Unreadable input, unwritable output folder, disk full: nothing was written (temp + rename).
-            failed = True
-            message = f"Could not sign '{package}' to '{dst}': {exc.strerror or exc}."
-            entry["error"] = {"code": None, "message": message}
-            if not as_json:
-                typer.echo(message, err=True)
-        else:
-            entry.update(kind=result.kind, timestamped=result.timestamped, warnings=_warnings(result.warnings))
-            if not as_json:
-                for code, message in result.warnings:
-                    typer.echo(f"warn : {code.value}: {message}", err=True)
-                if verbose:
-                    typer.echo(f"Signed {package} -> {dst} ({result.kind}, {len(result.signature)} bytes)")
-        report["packages"].append(entry)
+    with batch_progress(len(packages), "Signing") as advance:
+        for package in packages:
+            dst = output / package.name if output is not None else package
+            entry: dict[str, Any] = {"path": str(package), "output": str(dst)}
+            try:
+                result = sign_one(package, dst, timestamper, _local_now())
+            except NusealError as exc:
+                failed = True
+                entry["error"] = {"code": exc.code.value if exc.code else None, "message": exc.message}
+                if not as_json:
+                    typer.echo(f"{exc} ({package})" if str(package) not in exc.message else str(exc), err=True)
+            except OSError as exc:
+                # Unreadable input, unwritable output folder, disk full: nothing was written (temp + rename).
+                failed = True
+                message = f"Could not sign '{package}' to '{dst}': {exc.strerror or exc}."
+                entry["error"] = {"code": None, "message": message}
+                if not as_json:
+                    typer.echo(message, err=True)
+            else:
+                entry.update(kind=result.kind, timestamped=result.timestamped, warnings=_warnings(result.warnings))
+                if not as_json:
+                    for code, message in result.warnings:
+                        typer.echo(f"warn : {code.value}: {message}", err=True)
+                    if verbose:
+                        typer.echo(f"Signed {package} -> {dst} ({result.kind}, {len(result.signature)} bytes)")
+            report["packages"].append(entry)
+            advance(package.name)
     report["ok"] = not failed
     if as_json:
         typer.echo(json.dumps(report, indent=2))

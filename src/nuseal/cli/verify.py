@@ -19,6 +19,7 @@ from nuseal.cli.options import (
     revocation_mode,
     trust_store_or_exit,
 )
+from nuseal.cli.progress import batch_progress
 from nuseal.codes import Messages
 from nuseal.errors import NusealError
 from nuseal.render import json as render_json
@@ -103,12 +104,14 @@ def verify_command(
     now = datetime.now(UTC)
     with RevocationChecker(mode, timeout=revocation_timeout) as checker:
         trust = TrustContext(store, checker)
-        for path in paths:
-            verdict = verify_package(path, policy=policy, trust=trust, now=now)
-            verdicts.append(verdict)
-            if not as_json:
-                for line in render_text.package_lines(verdict, level):
-                    typer.echo(line)
+        with batch_progress(len(paths), "Verifying") as advance:
+            for path in paths:
+                verdict = verify_package(path, policy=policy, trust=trust, now=now)
+                verdicts.append(verdict)
+                if not as_json:
+                    for line in render_text.package_lines(verdict, level):
+                        typer.echo(line)
+                advance(path.name)
     for pattern in missing:
         verdicts.append(PackageVerdict(pattern, None, None, False, (), error=f"File does not exist ({pattern})."))
         if not as_json:
