@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import zlib
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -17,11 +16,18 @@ from typing import BinaryIO
 from nuseal.codes import Messages, NuCode
 from nuseal.errors import PackageFormatError, SigningError
 from nuseal.package.fileio import BackgroundPrefixCopy, atomic_output_path, copy_prefix
-from nuseal.package.hashing import FileRange, Segment, feed_plan, unsigned_view_plan
+from nuseal.package.hashing import (
+    ArchiveParts,
+    FileRange,
+    Segment,
+    feed_plan,
+    plan_hash,
+    unsigned_view,
+    unsigned_view_plan,
+)
 from nuseal.package.zipformat import (
     SIGNATURE_FILE_NAME,
     CentralDirectoryHeader,
-    EndOfCentralDirectory,
     LocalFileHeader,
     dos_datetime,
     find_signature_entry,
@@ -76,22 +82,13 @@ def _signature_records(signature: bytes, dos_time: int, local_offset: int) -> tu
     return local.to_bytes(), central.to_bytes()
 
 
-@dataclass(frozen=True)
-class _Insertion:
-    """Where the signature entry goes in an unsigned archive, and the EOCD fields that change with it."""
+def _signable_parts(f: BinaryIO, *, replace_signature: bool = False) -> ArchiveParts:
+    """Check that ``f`` can take a signature entry (spec §1.3) and cut it where the entry goes.
 
-    start_of_cd: int
-    end_of_cd: int
-    eocd: EndOfCentralDirectory
-    file_size: int
-
-
-def _insertion_point(f: BinaryIO) -> _Insertion:
-    """Check that ``f`` can take a signature entry (spec §1.3) and say where it goes.
-
-    Refuses zip64 (NU3006), an existing signature entry (NU3001) and archives whose entry count would need
-    zip64 after adding the entry (NU3039); the offset checks that depend on the signature's size are in
-    ``_signed_plan``.
+    Refuses zip64 (NU3006), an existing signature entry unless ``replace_signature`` (NU3001) and archives whose
+    entry count would need zip64 after adding the entry (NU3039); the offset checks that depend on the
+    signature's size are in ``_signed_plan``. With ``replace_signature`` a signed archive is cut as its §2.2
+    view, so the old signature is dropped in the same pass that adds the new one (what NuGet does in two).
     """
     try:
         layout = read_layout(f)
@@ -102,50 +99,57 @@ def _insertion_point(f: BinaryIO) -> _Insertion:
         raise
     if is_zip64(f, layout):
         raise SigningError(Messages.ZIP64_NOT_SUPPORTED, NuCode.NU3006)
-    if has_signature_entry(layout):
+    signed = has_signature_entry(layout)
+    if signed and not replace_signature:
         raise SigningError(Messages.ALREADY_SIGNED, NuCode.NU3001)
     eocd = layout.eocd
-    if eocd.total_entries >= _MAX_SIGNABLE_ENTRIES:
-        raise SigningError(
-            f"{Messages.WOULD_REQUIRE_ZIP64} (it has {eocd.total_entries} entries)", NuCode.NU3039
-        )
+    entries = eocd.total_entries - (1 if signed else 0)
+    if entries >= _MAX_SIGNABLE_ENTRIES:
+        raise SigningError(f"{Messages.WOULD_REQUIRE_ZIP64} (it has {entries} entries)", NuCode.NU3039)
     if layout.end_of_central_directory > eocd.position:
         raise PackageFormatError(
             f"Invalid package archive: the central directory ends at offset {layout.end_of_central_directory}, "
             f"after the end of central directory record at {eocd.position}."
         )
-    return _Insertion(layout.start_of_central_directory, layout.end_of_central_directory, eocd, layout.file_size)
+    if signed:
+        return unsigned_view(f, layout, find_signature_entry(f, layout))
+    start_of_cd, end_of_cd = layout.start_of_central_directory, layout.end_of_central_directory
+    return ArchiveParts(
+        entries=(FileRange(0, start_of_cd),),
+        central_directory=FileRange(start_of_cd, end_of_cd),
+        # Whatever sits between the last CD header and the EOCD is copied, as NuGet does.
+        eocd_head=FileRange(end_of_cd, eocd.position + 8),
+        counts=(eocd.entries_on_disk, eocd.total_entries, eocd.cd_size, eocd.cd_offset),
+        tail=FileRange(eocd.position + 20, layout.file_size),
+    )
 
 
-def _signed_plan(at: _Insertion, signature: bytes, dos_time: int) -> list[Segment]:
+def _signed_plan(parts: ArchiveParts, signature: bytes, dos_time: int) -> list[Segment]:
     """The signed archive as segments: entries, the signature entry, the CD plus its header, the EOCD."""
-    local, central = _signature_records(signature, dos_time, at.start_of_cd)
-    eocd = at.eocd
-    new_cd_offset = eocd.cd_offset + len(local) + len(signature)
-    new_cd_size = eocd.cd_size + len(central)
-    if at.start_of_cd > _U32_MAX or new_cd_offset > _U32_MAX or new_cd_size > _U32_MAX:
+    start_of_cd = parts.entries_size
+    local, central = _signature_records(signature, dos_time, start_of_cd)
+    on_disk, total, cd_size, cd_offset = parts.counts
+    new_cd_offset = cd_offset + len(local) + len(signature)
+    new_cd_size = cd_size + len(central)
+    if start_of_cd > _U32_MAX or new_cd_offset > _U32_MAX or new_cd_size > _U32_MAX:
         raise SigningError(
             f"{Messages.WOULD_REQUIRE_ZIP64} (the central directory would start beyond 4 GiB)", NuCode.NU3039
         )
-    eocd_counts = pack_eocd_counts(
-        eocd.entries_on_disk + 1, eocd.total_entries + 1, new_cd_size, new_cd_offset
-    )
     return [
-        FileRange(0, at.start_of_cd),
+        *parts.entries,
         local,
         signature,
-        FileRange(at.start_of_cd, at.end_of_cd),
+        parts.central_directory,
         central,
-        # Whatever sits between the last CD header and the EOCD is copied, as NuGet does.
-        FileRange(at.end_of_cd, eocd.position + 8),
-        eocd_counts,
-        FileRange(eocd.position + 20, at.file_size),
+        parts.eocd_head,
+        pack_eocd_counts(on_disk + 1, total + 1, new_cd_size, new_cd_offset),
+        parts.tail,
     ]
 
 
 def write_signed(f: BinaryIO, out: BinaryIO, signature: bytes, dos_time: int) -> None:
     """Stream ``f`` plus the signature entry to ``out`` (spec §1.3). ``dos_time`` is the packed u32."""
-    feed_plan(f, _signed_plan(_insertion_point(f), signature, dos_time), out.write)
+    feed_plan(f, _signed_plan(_signable_parts(f), signature, dos_time), out.write)
 
 
 def _dos_time(moment: datetime | None) -> int:
@@ -158,39 +162,54 @@ class SignedPackageWriter:
     """Writes ``src`` with a signature entry added to ``dst`` (may equal ``src``), all or nothing.
 
     Entering checks that ``src`` can be signed and starts copying its local entries, which the signature
-    does not change, to a temporary file in a background thread; the caller meanwhile hashes ``src``,
+    does not change, to a temporary file in a background thread; the caller meanwhile hashes (``package_hash``),
     signs and timestamps. ``finish(signature)`` waits for that copy, appends the signature entry, the
     central directory and the EOCD, fsyncs and renames into place. Leaving the block without ``finish``
     (or with an exception) deletes the temporary file and leaves ``dst`` untouched.
+
+    ``replace_signature=True`` accepts a signed ``src`` and writes it without its old signature entry
+    (``--overwrite``): the same bytes as removing the signature and then signing, in one pass.
     """
 
-    def __init__(self, src: Path, dst: Path) -> None:
+    def __init__(self, src: Path, dst: Path, *, replace_signature: bool = False) -> None:
         self._src = Path(src)
         self._dst = Path(dst)
+        self._replace = replace_signature
         self._stack = contextlib.ExitStack()
         self._done = False
 
     def __enter__(self) -> SignedPackageWriter:
         try:
             self._source = self._stack.enter_context(open(self._src, "rb"))
-            self._at = _insertion_point(self._source)
+            self._parts = _signable_parts(self._source, replace_signature=self._replace)
             tmp, self._out = self._stack.enter_context(atomic_output_path(self._dst, mode_from=self._src))
-            self._copy = BackgroundPrefixCopy(self._source.fileno(), tmp, self._at.start_of_cd)
-            # Unwinding runs this first, so the copy stops before its file is deleted.
-            self._stack.callback(self._copy.cancel)
+            first = self._parts.entries[0] if self._parts.entries else None
+            # The usual case: the entries start the file, so they are one range copied to offset 0.
+            self._copied = first if first is not None and first.start == 0 else None
+            if self._copied is not None:
+                self._copy = BackgroundPrefixCopy(self._source.fileno(), tmp, self._copied.end)
+                # Unwinding runs this first, so the copy stops before its file is deleted.
+                self._stack.callback(self._copy.cancel)
         except BaseException:
             self._stack.close()
             raise
         return self
 
+    def package_hash(self, algorithm: str) -> bytes:
+        """The package hash to sign (spec §2.1): of ``src`` without any signature entry, in one streaming pass."""
+        with open(self._src, "rb") as f:
+            return plan_hash(f, self._parts.plan(), algorithm)
+
     def finish(self, signature: bytes, *, when: datetime | None = None) -> None:
         """Complete the output with ``signature`` as ``.signature.p7s`` stamped ``when`` (local time)."""
         if self._done:
             raise RuntimeError("SignedPackageWriter.finish() called twice")
-        plan = _signed_plan(self._at, signature, _dos_time(when))
-        self._copy.wait()
-        self._out.seek(self._at.start_of_cd)
-        feed_plan(self._source, plan[1:], self._out.write)
+        plan = _signed_plan(self._parts, signature, _dos_time(when))
+        if self._copied is not None:
+            self._copy.wait()
+            self._out.seek(self._copied.end)
+            plan = plan[1:]
+        feed_plan(self._source, plan, self._out.write)
         self._done = True
         self._stack.close()  # fsync and rename
 

@@ -63,8 +63,49 @@ def _entry_sizes(layout: ArchiveLayout) -> dict[int, int]:
     return sizes
 
 
-def unsigned_view_plan(f: BinaryIO, layout: ArchiveLayout, entry: SignatureEntry) -> list[Segment]:
-    """The §2.2 stream as segments, following the spec step by step."""
+@dataclass(frozen=True, slots=True)
+class ArchiveParts:
+    """An archive cut where a signature entry goes: entries, central directory, EOCD head, counts, tail.
+
+    ``entries`` are the bytes before the central directory in output order (prefix bytes included);
+    ``eocd_head`` is the EOCD signature and disk numbers (bytes 0..8, plus anything NuGet copies before them);
+    ``counts`` are EOCD bytes 8..20 as numbers; ``tail`` is the rest of the file from EOCD byte 20.
+    """
+
+    entries: tuple[FileRange, ...]
+    central_directory: Segment
+    eocd_head: FileRange
+    counts: tuple[int, int, int, int]
+    tail: FileRange
+
+    @property
+    def entries_size(self) -> int:
+        return sum(r.end - r.start for r in self.entries)
+
+    def plan(self) -> list[Segment]:
+        plan: list[Segment] = []
+        for segment in (*self.entries, self.central_directory, self.eocd_head, pack_eocd_counts(*self.counts),
+                        self.tail):  # fmt: skip
+            _append(plan, segment)
+        return plan
+
+
+def _append(plan: list[Segment], segment: Segment) -> None:
+    """Add ``segment``, dropping empty ranges and merging a range that continues the previous one."""
+    if isinstance(segment, bytes):
+        plan.append(segment)
+        return
+    if segment.end <= segment.start:
+        return
+    last = plan[-1] if plan else None
+    if isinstance(last, FileRange) and last.end == segment.start:
+        plan[-1] = FileRange(last.start, segment.end)
+    else:
+        plan.append(segment)
+
+
+def unsigned_view(f: BinaryIO, layout: ArchiveLayout, entry: SignatureEntry) -> ArchiveParts:
+    """The §2.2 stream (the package without its signature entry) as parts, following the spec step by step."""
     headers = layout.headers
     sizes = _entry_sizes(layout)
     sig = entry.index
@@ -72,19 +113,9 @@ def unsigned_view_plan(f: BinaryIO, layout: ArchiveLayout, entry: SignatureEntry
         (i for i in range(len(headers)) if i != sig), key=lambda i: headers[i].local_header_offset
     )
 
-    plan: list[Segment] = []
-
-    def add_range(start: int, end: int) -> None:
-        if end <= start:
-            return
-        last = plan[-1] if plan else None
-        if isinstance(last, FileRange) and last.end == start:
-            plan[-1] = FileRange(last.start, end)
-        else:
-            plan.append(FileRange(start, end))
-
+    entries: list[Segment] = []
     # 5.1: bytes before the first local header (normally none).
-    add_range(0, layout.start_of_local_headers)
+    _append(entries, FileRange(0, layout.start_of_local_headers))
 
     # Step 4 + 5.2: entries in LFH-offset order, each rebased to the running total from 0.
     new_offsets: dict[int, int] = {}
@@ -93,20 +124,26 @@ def unsigned_view_plan(f: BinaryIO, layout: ArchiveLayout, entry: SignatureEntry
         offset = headers[index].local_header_offset
         new_offsets[index] = running
         running += sizes[index]
-        add_range(offset, offset + sizes[index])
+        _append(entries, FileRange(offset, offset + sizes[index]))
 
     # 5.3: CD headers in CD order with the LFH offset replaced (mod 2^32 in to_bytes).
-    plan.append(b"".join(headers[i].to_bytes(new_offsets[i]) for i in range(len(headers)) if i != sig))
+    central_directory = b"".join(headers[i].to_bytes(new_offsets[i]) for i in range(len(headers)) if i != sig)
 
     # 5.4: the EOCD, *assumed* to start right after the last CD header (NuGet does not look at the real one).
     eocd_start = layout.end_of_central_directory
     on_disk, total, cd_size, cd_offset = read_eocd_counts(f, eocd_start)
-    add_range(eocd_start, eocd_start + 8)
-    plan.append(
-        pack_eocd_counts(on_disk - 1, total - 1, cd_size - entry.central.header_size, cd_offset - sizes[sig])
+    return ArchiveParts(
+        entries=tuple(r for r in entries if isinstance(r, FileRange)),
+        central_directory=central_directory,
+        eocd_head=FileRange(eocd_start, eocd_start + 8),
+        counts=(on_disk - 1, total - 1, cd_size - entry.central.header_size, cd_offset - sizes[sig]),
+        tail=FileRange(eocd_start + 20, layout.file_size),
     )
-    add_range(eocd_start + 20, layout.file_size)
-    return plan
+
+
+def unsigned_view_plan(f: BinaryIO, layout: ArchiveLayout, entry: SignatureEntry) -> list[Segment]:
+    """The §2.2 stream as segments."""
+    return unsigned_view(f, layout, entry).plan()
 
 
 def feed_plan(f: BinaryIO, plan: list[Segment], sink: Callable[[memoryview], object]) -> None:
@@ -169,19 +206,21 @@ def _new_hash(algorithm: str) -> hashlib._Hash:
     return hashlib.new(algorithm)
 
 
+def plan_hash(f: BinaryIO, plan: list[Segment], algorithm: str) -> bytes:
+    """Digest of the bytes ``plan`` describes, with ``algorithm`` ("sha256", "sha384" or "sha512")."""
+    digest = _new_hash(algorithm)
+    feed_plan(f, plan, digest.update)
+    return digest.digest()
+
+
 def package_hash(f: BinaryIO, layout: ArchiveLayout, entry: SignatureEntry, algorithm: str) -> bytes:
     """Digest of the §2.2 stream with ``algorithm`` ("sha256", "sha384" or "sha512")."""
-    digest = _new_hash(algorithm)
-    feed_plan(f, unsigned_view_plan(f, layout, entry), digest.update)
-    return digest.digest()
+    return plan_hash(f, unsigned_view_plan(f, layout, entry), algorithm)
 
 
 def file_hash(f: BinaryIO, algorithm: str) -> bytes:
     """Digest of the whole file (what the signer hashes, spec §2.1)."""
-    size = f.seek(0, 2)
-    digest = _new_hash(algorithm)
-    feed_plan(f, [FileRange(0, size)], digest.update)
-    return digest.digest()
+    return plan_hash(f, [FileRange(0, f.seek(0, 2))], algorithm)
 
 
 def content_hash(path: Path) -> str:

@@ -22,7 +22,7 @@ from nuseal.cms.build import PrimarySignatureBuilder
 from nuseal.cms.content import SignatureContent
 from nuseal.codes import Messages, NuCode
 from nuseal.errors import SigningError
-from nuseal.package import archive, hashing, zipformat
+from nuseal.package import archive, zipformat
 from nuseal.sign.checks import Finding, check_signing_certificate, check_timestamp_token
 from nuseal.sign.signers import Signer, check_signature
 from nuseal.timestamp.client import HttpTimestamper, InProcessTimestamper
@@ -132,17 +132,6 @@ def scratch_file(near: Path, label: str) -> Iterator[Path]:
         path.unlink(missing_ok=True)
 
 
-@contextlib.contextmanager
-def unsigned_source(src: Path, dst: Path, *, overwrite: bool) -> Iterator[Path]:
-    """``src`` itself when unsigned; with overwrite, a temporary copy with the old signature removed."""
-    if not check_signable(src, overwrite=overwrite):
-        yield src
-        return
-    with scratch_file(dst, "unsigned") as tmp:
-        archive.remove_signature(src, tmp)
-        yield tmp
-
-
 def sign_primary(
     src: Path,
     dst: Path,
@@ -157,13 +146,10 @@ def sign_primary(
     """The primary-signature flow for ``builder`` (author or repository). ``dst`` may equal ``src``."""
     warnings = signer_warnings(signer, now, timestamper, options.trust_store)
     algorithm = options.hash_algorithm.hashlib_name
-    with (
-        unsigned_source(Path(src), Path(dst), overwrite=options.overwrite) as unsigned,
-        # Starts writing the unchanged entries to the output while the hash is computed.
-        archive.SignedPackageWriter(unsigned, Path(dst)) as writer,
-    ):
-        with open(unsigned, "rb") as f:
-            package_hash = hashing.file_hash(f, algorithm)
+    # Starts writing the unchanged entries to the output while the hash is computed. With overwrite, the
+    # old signature is left out in the same pass (NuGet removes it first, then signs: same bytes).
+    with archive.SignedPackageWriter(Path(src), Path(dst), replace_signature=options.overwrite) as writer:
+        package_hash = writer.package_hash(algorithm)
         content = SignatureContent(options.hash_algorithm.oid, package_hash).to_bytes()
         ready = (
             builder.with_signer(signer.certificate, signer.chain)

@@ -302,3 +302,36 @@ def test_insert_then_remove_is_identity(
         assert package_hash(f, layout, entry, "sha512") == hashlib.sha512(original).digest()
     remove_signature(signed, tmp_path / "prop-back.zip")
     assert (tmp_path / "prop-back.zip").read_bytes() == original
+
+
+# --- replacing a signature in one pass ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("package", signed_packages(), ids=ids(signed_packages()))
+def test_one_pass_replacement_equals_remove_then_insert(tmp_path: Path, package: Path) -> None:
+    """``--overwrite`` drops the old entry while adding the new one; NuGet removes, then signs."""
+    from nuseal.package.archive import SignedPackageWriter
+
+    signature = b"\x30\x03\x02\x01\x07" * 300
+    two_pass = tmp_path / "two-pass.nupkg"
+    remove_signature(package, tmp_path / "unsigned.nupkg")
+    insert_signature(tmp_path / "unsigned.nupkg", two_pass, signature, when=WHEN)
+
+    one_pass = tmp_path / "one-pass.nupkg"
+    with SignedPackageWriter(package, one_pass, replace_signature=True) as writer:
+        with open(package, "rb") as f:
+            layout = read_layout(f)
+            expected_hash = package_hash(f, layout, find_signature_entry(f, layout), "sha512")
+        assert writer.package_hash("sha512") == expected_hash
+        writer.finish(signature, when=WHEN)
+    assert one_pass.read_bytes() == two_pass.read_bytes()
+
+
+def test_signed_source_without_replacement_is_nu3001(tmp_path: Path) -> None:
+    from nuseal.package.archive import SignedPackageWriter
+
+    signed = signed_packages()[0]
+    with pytest.raises(SigningError) as caught, SignedPackageWriter(signed, tmp_path / "x.nupkg"):
+        pass
+    assert caught.value.code is NuCode.NU3001
+    assert list(tmp_path.iterdir()) == []

@@ -225,3 +225,18 @@ def test_writer_left_without_finish_is_an_error_and_writes_nothing(tmp_path: Pat
     with pytest.raises(RuntimeError, match="without finish"), SignedPackageWriter(src, dst):
         pass
     assert list(dst.parent.iterdir()) == []
+
+
+def test_writer_replaces_a_signature_of_a_large_package_in_one_pass(tmp_path: Path) -> None:
+    src = _large_package(tmp_path / "Large.1.0.0.nupkg")
+    signed = tmp_path / "signed.nupkg"
+    with SignedPackageWriter(src, signed) as writer:
+        writer.finish(os.urandom(2000), when=WHEN)
+    new_signature = os.urandom(2500)
+    resigned = tmp_path / "resigned.nupkg"
+    with SignedPackageWriter(signed, resigned, replace_signature=True) as writer:
+        writer.finish(new_signature, when=WHEN)
+    expected = io.BytesIO()
+    with open(src, "rb") as f:
+        write_signed(f, expected, new_signature, dos_datetime(2024, 5, 6, 7, 8, 10))
+    assert resigned.read_bytes() == expected.getvalue()
