@@ -140,3 +140,15 @@ def test_sign_command_rejects_an_unreadable_root_bundle(pki: TestPki, tmp_path: 
         "--certificate-password", TEST_PASSWORD, "--trust-roots", str(bogus),
     )  # fmt: skip
     assert code == 1 and str(bogus) in stderr
+
+
+def test_sign_command_rejects_a_relative_timestamper_url(pki: TestPki, tmp_path: Path) -> None:
+    src = make_package(tmp_path / "a.nupkg")
+    before = src.read_bytes()
+    pfx = pki.leaf.write_pfx(tmp_path / "leaf.pfx")
+    code, _, stderr = run(
+        "sign", str(src), "--certificate-path", str(pfx), "--certificate-password", TEST_PASSWORD,
+        "--timestamper", "notaurl",
+    )  # fmt: skip
+    assert code == 1 and "'notaurl' is not an absolute http or https URL" in stderr
+    assert src.read_bytes() == before

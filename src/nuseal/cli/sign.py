@@ -143,14 +143,19 @@ def _run_signing(
     sign_one: Callable[[Path, Path, Timestamper | None, datetime], SignResult],
 ) -> None:
     timestamper: HttpTimestamper | None = None
-    if timestamper_url is not None:
-        from nuseal.timestamp.client import HttpTimestamper
-
-        # The clock makes NU3025 (TSA certificate not yet / no longer valid) a judgement about now.
-        timestamper = HttpTimestamper(timestamper_url, clock=lambda: datetime.now(UTC))
     try:
+        if timestamper_url is not None:
+            from nuseal.timestamp.client import HttpTimestamper
+
+            try:
+                # The clock makes NU3025 (TSA certificate not yet / no longer valid) a judgement about now.
+                timestamper = HttpTimestamper(timestamper_url, clock=lambda: datetime.now(UTC))
+            except NusealError as exc:
+                typer.echo(str(exc), err=True)
+                raise typer.Exit(1) from None
         _sign_all(packages, signer, output, timestamper, as_json, verbose, sign_one)
     finally:
+        _close(signer)
         if timestamper is not None:
             timestamper.close()
 
@@ -254,10 +259,7 @@ def sign_command(
     def sign_one(src: Path, dst: Path, stamper: Timestamper | None, now: datetime) -> SignResult:
         return sign_package(src, dst, request, timestamper=stamper, now=now)
 
-    try:
-        _run_signing(packages, signer, output, timestamper, as_json, verbose, sign_one)
-    finally:
-        _close(signer)
+    _run_signing(packages, signer, output, timestamper, as_json, verbose, sign_one)
 
 
 @app.command("repo-sign")
@@ -296,10 +298,7 @@ def repo_sign_command(
     def sign_one(src: Path, dst: Path, stamper: Timestamper | None, now: datetime) -> SignResult:
         return repo_sign_package(src, dst, request, timestamper=stamper, now=now)
 
-    try:
-        _run_signing(packages, signer, output, timestamper, as_json, verbose, sign_one)
-    finally:
-        _close(signer)
+    _run_signing(packages, signer, output, timestamper, as_json, verbose, sign_one)
 
 
 @app.command("remove-signature")

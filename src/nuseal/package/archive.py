@@ -82,30 +82,32 @@ def _signature_records(signature: bytes, dos_time: int, local_offset: int) -> tu
     return local.to_bytes(), central.to_bytes()
 
 
-def _signable_parts(f: BinaryIO, *, replace_signature: bool = False) -> ArchiveParts:
+def _signable_parts(f: BinaryIO, *, replace_signature: bool = False, where: str = "") -> ArchiveParts:
     """Check that ``f`` can take a signature entry (spec §1.3) and cut it where the entry goes.
 
     Refuses zip64 (NU3006), an existing signature entry unless ``replace_signature`` (NU3001) and archives whose
     entry count would need zip64 after adding the entry (NU3039); the offset checks that depend on the
     signature's size are in ``_signed_plan``. With ``replace_signature`` a signed archive is cut as its §2.2
     view, so the old signature is dropped in the same pass that adds the new one (what NuGet does in two).
+    ``where`` (the file's path) is named in the refusals.
     """
+    at = f" ({where})" if where else ""
     try:
         layout = read_layout(f)
     except PackageFormatError:
         # NuGet checks zip64 before anything else, so even an empty zip64 archive (no CD headers) gets NU3006.
         if is_zip64(f):
-            raise SigningError(Messages.ZIP64_NOT_SUPPORTED, NuCode.NU3006) from None
+            raise SigningError(Messages.ZIP64_NOT_SUPPORTED + at, NuCode.NU3006) from None
         raise
     if is_zip64(f, layout):
-        raise SigningError(Messages.ZIP64_NOT_SUPPORTED, NuCode.NU3006)
+        raise SigningError(Messages.ZIP64_NOT_SUPPORTED + at, NuCode.NU3006)
     signed = has_signature_entry(layout)
     if signed and not replace_signature:
-        raise SigningError(Messages.ALREADY_SIGNED, NuCode.NU3001)
+        raise SigningError(Messages.ALREADY_SIGNED + at, NuCode.NU3001)
     eocd = layout.eocd
     entries = eocd.total_entries - (1 if signed else 0)
     if entries >= _MAX_SIGNABLE_ENTRIES:
-        raise SigningError(f"{Messages.WOULD_REQUIRE_ZIP64} (it has {entries} entries)", NuCode.NU3039)
+        raise SigningError(f"{Messages.WOULD_REQUIRE_ZIP64} ({where or 'it'} has {entries} entries)", NuCode.NU3039)
     if layout.end_of_central_directory > eocd.position:
         raise PackageFormatError(
             f"Invalid package archive: the central directory ends at offset {layout.end_of_central_directory}, "
@@ -169,19 +171,21 @@ class SignedPackageWriter:
 
     ``replace_signature=True`` accepts a signed ``src`` and writes it without its old signature entry
     (``--overwrite``): the same bytes as removing the signature and then signing, in one pass.
+    ``name_source=True`` puts ``src``'s path in the refusals (NU3006/NU3001/NU3039).
     """
 
-    def __init__(self, src: Path, dst: Path, *, replace_signature: bool = False) -> None:
+    def __init__(self, src: Path, dst: Path, *, replace_signature: bool = False, name_source: bool = False) -> None:
         self._src = Path(src)
         self._dst = Path(dst)
         self._replace = replace_signature
+        self._where = str(self._src) if name_source else ""
         self._stack = contextlib.ExitStack()
         self._done = False
 
     def __enter__(self) -> SignedPackageWriter:
         try:
             self._source = self._stack.enter_context(open(self._src, "rb"))
-            self._parts = _signable_parts(self._source, replace_signature=self._replace)
+            self._parts = _signable_parts(self._source, replace_signature=self._replace, where=self._where)
             tmp, self._out = self._stack.enter_context(atomic_output_path(self._dst, mode_from=self._src))
             first = self._parts.entries[0] if self._parts.entries else None
             # The usual case: the entries start the file, so they are one range copied to offset 0.
@@ -224,12 +228,21 @@ class SignedPackageWriter:
         raise abandoned
 
 
-def insert_signature(src: Path, dst: Path, signature: bytes, *, when: datetime | None = None) -> None:
+def check_signable(path: Path, *, replace_signature: bool = False) -> None:
+    """Raise what signing ``path`` would be refused with (NU3006, NU3001, NU3039), without writing anything."""
+    with open(path, "rb") as f:
+        _signable_parts(f, replace_signature=replace_signature, where=str(path))
+
+
+def insert_signature(
+    src: Path, dst: Path, signature: bytes, *, when: datetime | None = None, replace_signature: bool = False
+) -> None:
     """Write ``src`` with ``signature`` added as ``.signature.p7s`` to ``dst`` (may equal ``src``).
 
     ``when`` is the entry's local wall-clock time (NuGet uses ``DateTime.Now``); it defaults to now.
+    ``replace_signature`` swaps out the signature entry of a signed ``src`` instead of refusing it.
     """
-    with SignedPackageWriter(src, dst) as writer:
+    with SignedPackageWriter(src, dst, replace_signature=replace_signature) as writer:
         writer.finish(signature, when=when)
 
 

@@ -83,7 +83,7 @@ def copy_prefix(src_fd: int, dst_path: Path, length: int, cancel: threading.Even
 
 
 def _copy_direct(src_fd: int, dst_path: Path, length: int, cancel: threading.Event | None) -> int:
-    """Copy ``[0, length)`` (aligned) with O_DIRECT; return how far it got before O_DIRECT was refused."""
+    """Copy ``[0, length)`` (aligned) with O_DIRECT; 0 if the file system refused O_DIRECT before any byte."""
     try:
         dst_fd = os.open(dst_path, os.O_WRONLY | os.O_DIRECT)
     except OSError as exc:
@@ -94,25 +94,13 @@ def _copy_direct(src_fd: int, dst_path: Path, length: int, cancel: threading.Eve
     buffer = mmap.mmap(-1, _COPY_BUFFER_SIZE)
     view = memoryview(buffer)
     try:
-        position = 0
-        while position < length:
-            if cancel is not None and cancel.is_set():
-                raise CopyCancelled
-            want = min(_COPY_BUFFER_SIZE, length - position)
-            got = os.preadv(src_fd, [view[:want]], position)
-            if got != want:
-                raise OSError(errno.EIO, f"source ended at offset {position + got}, expected {length} bytes")
-            try:
-                written = os.pwrite(dst_fd, view[:want], position)
-            except OSError as exc:
-                # Some file systems accept the O_DIRECT open and refuse the first write.
-                if position == 0 and exc.errno in _NO_DIRECT_IO:
-                    return 0
-                raise
-            if written != want:
-                raise OSError(errno.EIO, f"short direct write at offset {position}: {written} of {want}")
-            position += want
-        return position
+        _copy_range(src_fd, dst_fd, 0, length, view, cancel)
+        return length
+    except OSError as exc:
+        # Some file systems accept the O_DIRECT open and refuse the first write.
+        if exc.errno in _NO_DIRECT_IO and os.fstat(dst_fd).st_size == 0:
+            return 0
+        raise
     finally:
         os.close(dst_fd)
         # A propagating traceback can still hold a slice of the buffer; then the GC unmaps it later.
@@ -124,22 +112,27 @@ def _copy_direct(src_fd: int, dst_path: Path, length: int, cancel: threading.Eve
 def _copy_buffered(src_fd: int, dst_path: Path, start: int, end: int, cancel: threading.Event | None) -> None:
     dst_fd = os.open(dst_path, os.O_WRONLY)
     try:
-        buffer = bytearray(min(_COPY_BUFFER_SIZE, max(end - start, 1)))
-        view = memoryview(buffer)
-        position = start
-        while position < end:
-            if cancel is not None and cancel.is_set():
-                raise CopyCancelled
-            want = min(len(buffer), end - position)
-            got = os.preadv(src_fd, [view[:want]], position)
-            if got != want:
-                raise OSError(errno.EIO, f"source ended at offset {position + got}, expected {end} bytes")
-            done = 0
-            while done < want:
-                done += os.pwrite(dst_fd, view[done:want], position + done)
-            position += want
+        _copy_range(src_fd, dst_fd, start, end, memoryview(bytearray(min(_COPY_BUFFER_SIZE, end - start))), cancel)
     finally:
         os.close(dst_fd)
+
+
+def _copy_range(
+    src_fd: int, dst_fd: int, start: int, end: int, view: memoryview, cancel: threading.Event | None
+) -> None:
+    """Copy ``[start, end)`` to the same offsets through ``view``, checking ``cancel`` between chunks."""
+    position = start
+    while position < end:
+        if cancel is not None and cancel.is_set():
+            raise CopyCancelled
+        want = min(len(view), end - position)
+        got = os.preadv(src_fd, [view[:want]], position)
+        if got != want:
+            raise OSError(errno.EIO, f"source ended at offset {position + got}, expected {end} bytes")
+        done = 0
+        while done < want:
+            done += os.pwrite(dst_fd, view[done:want], position + done)
+        position += want
 
 
 class BackgroundPrefixCopy:

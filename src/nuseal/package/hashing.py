@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -182,22 +182,6 @@ def _truncated(segment: FileRange, wanted: int, got: int | None) -> PackageForma
     )
 
 
-def iter_unsigned_view(f: BinaryIO, layout: ArchiveLayout, entry: SignatureEntry) -> Iterator[bytes]:
-    """Yield the bytes of the package without its signature entry (spec §2.2), in chunks of up to 1 MiB."""
-    for segment in unsigned_view_plan(f, layout, entry):
-        if isinstance(segment, bytes):
-            yield segment
-            continue
-        position = segment.start
-        while position < segment.end:
-            f.seek(position)
-            chunk = f.read(min(CHUNK_SIZE, segment.end - position))
-            if not chunk:
-                raise _truncated(segment, segment.end - position, 0)
-            position += len(chunk)
-            yield chunk
-
-
 def _new_hash(algorithm: str) -> hashlib._Hash:
     if algorithm not in SUPPORTED_ALGORITHMS:
         raise ValueError(
@@ -206,11 +190,21 @@ def _new_hash(algorithm: str) -> hashlib._Hash:
     return hashlib.new(algorithm)
 
 
+def plan_digests(f: BinaryIO, plan: list[Segment], algorithms: tuple[str, ...]) -> tuple[bytes, ...]:
+    """Digests of the bytes ``plan`` describes, one per algorithm, all from one read of the file."""
+    digests = [_new_hash(name) for name in algorithms]
+
+    def update(chunk: memoryview) -> None:
+        for digest in digests:
+            digest.update(chunk)
+
+    feed_plan(f, plan, digests[0].update if len(digests) == 1 else update)
+    return tuple(digest.digest() for digest in digests)
+
+
 def plan_hash(f: BinaryIO, plan: list[Segment], algorithm: str) -> bytes:
     """Digest of the bytes ``plan`` describes, with ``algorithm`` ("sha256", "sha384" or "sha512")."""
-    digest = _new_hash(algorithm)
-    feed_plan(f, plan, digest.update)
-    return digest.digest()
+    return plan_digests(f, plan, (algorithm,))[0]
 
 
 def package_hash(f: BinaryIO, layout: ArchiveLayout, entry: SignatureEntry, algorithm: str) -> bytes:

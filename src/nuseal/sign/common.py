@@ -9,10 +9,6 @@ copied to that file while the hash is computed (``archive.SignedPackageWriter``)
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,17 +16,13 @@ from typing import Protocol
 
 from nuseal.cms.build import PrimarySignatureBuilder
 from nuseal.cms.content import SignatureContent
-from nuseal.codes import Messages, NuCode
-from nuseal.errors import SigningError
-from nuseal.package import archive, zipformat
+from nuseal.codes import NuCode
+from nuseal.package import archive
 from nuseal.sign.checks import Finding, check_signing_certificate, check_timestamp_token
 from nuseal.sign.signers import Signer, check_signature
 from nuseal.timestamp.client import HttpTimestamper, InProcessTimestamper
 from nuseal.verify.policy import HashAlgorithmName
 from nuseal.x509.roots import TrustStore
-
-# EOCD total entries at or above this would need zip64 once the signature entry is added (spec §1.3).
-_MAX_SIGNABLE_ENTRIES = 0xFFFE
 
 
 class Timestamper(Protocol):
@@ -102,36 +94,6 @@ def timestamp_value(
     return token
 
 
-def check_signable(path: Path, *, overwrite: bool) -> bool:
-    """Refuse what NuGet refuses before signing; return whether an old signature must be removed first."""
-    with open(path, "rb") as f:
-        # NuGet checks zip64 first (SigningUtility.SignAsync), so a signed zip64 package still gets NU3006.
-        if zipformat.is_zip64(f):
-            raise SigningError(f"{Messages.ZIP64_NOT_SUPPORTED} ({path})", NuCode.NU3006)
-        layout = zipformat.read_layout(f)
-        signed = zipformat.has_signature_entry(layout)
-        if signed and not overwrite:
-            raise SigningError(f"{Messages.ALREADY_SIGNED} ({path})", NuCode.NU3001)
-        entries = layout.eocd.total_entries - (1 if signed else 0)
-        if entries >= _MAX_SIGNABLE_ENTRIES:
-            raise SigningError(
-                f"{Messages.WOULD_REQUIRE_ZIP64} ({path} has {entries} entries)", NuCode.NU3039
-            )
-    return signed
-
-
-@contextlib.contextmanager
-def scratch_file(near: Path, label: str) -> Iterator[Path]:
-    """A temporary path in ``near``'s directory, deleted afterwards (the unsigned intermediate copy)."""
-    fd, name = tempfile.mkstemp(dir=near.parent, prefix=f".{near.name}.", suffix=f".{label}.tmp")
-    os.close(fd)
-    path = Path(name)
-    try:
-        yield path
-    finally:
-        path.unlink(missing_ok=True)
-
-
 def sign_primary(
     src: Path,
     dst: Path,
@@ -148,7 +110,9 @@ def sign_primary(
     algorithm = options.hash_algorithm.hashlib_name
     # Starts writing the unchanged entries to the output while the hash is computed. With overwrite, the
     # old signature is left out in the same pass (NuGet removes it first, then signs: same bytes).
-    with archive.SignedPackageWriter(Path(src), Path(dst), replace_signature=options.overwrite) as writer:
+    with archive.SignedPackageWriter(
+        Path(src), Path(dst), replace_signature=options.overwrite, name_source=True
+    ) as writer:
         package_hash = writer.package_hash(algorithm)
         content = SignatureContent(options.hash_algorithm.oid, package_hash).to_bytes()
         ready = (

@@ -10,7 +10,7 @@ from nuseal.cms import build, oids
 from nuseal.codes import Messages, NuCode
 from nuseal.errors import SigningError
 from nuseal.package import archive
-from nuseal.sign.repository import read_signature, replace_signature
+from nuseal.sign.repository import read_signature
 
 
 class Removal(StrEnum):
@@ -45,5 +45,6 @@ def remove_signature(
         return Removal.NOTHING_TO_REMOVE
     if now is None:
         raise ValueError("now is required to re-insert the re-encoded signature")
-    replace_signature(path, target, build.strip_repository_countersignatures(signature), now)
+    signature = build.strip_repository_countersignatures(signature)
+    archive.insert_signature(path, target, signature, when=now, replace_signature=True)
     return Removal.COUNTERSIGNATURES_REMOVED

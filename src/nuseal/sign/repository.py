@@ -16,8 +16,6 @@ from nuseal.sign.common import (
     SignOptions,
     SignResult,
     Timestamper,
-    check_signable,
-    scratch_file,
     sign_primary,
     sign_raw_checked,
     signer_warnings,
@@ -56,13 +54,6 @@ def read_signature(path: Path) -> bytes | None:
         return zipformat.read_signature_bytes(f, entry)
 
 
-def replace_signature(src: Path, dst: Path, signature: bytes, when: datetime) -> None:
-    """Swap the signature entry of ``src`` for ``signature`` into ``dst`` (package hash is unchanged)."""
-    with scratch_file(Path(dst), "unsigned") as unsigned:
-        archive.remove_signature(src, unsigned)
-        archive.insert_signature(unsigned, Path(dst), signature, when=when)
-
-
 def repo_sign_package(
     src: Path, dst: Path, request: RepositorySignRequest, *, timestamper: Timestamper | None, now: datetime
 ) -> SignResult:
@@ -74,7 +65,7 @@ def repo_sign_package(
     """
     request = request.checked()
     src, dst = Path(src), Path(dst)
-    check_signable(src, overwrite=True)  # NU3006 / NU3039 before anything else
+    archive.check_signable(src, replace_signature=True)  # NU3006 / NU3039 before anything else
     existing = read_signature(src)
     overwrite = request.options.overwrite
     if existing is not None:
@@ -130,5 +121,6 @@ def _countersign(
     token = timestamp_value(timestamper, value, options.timestamp_hash_algorithm, now, options.trust_store)
     countersigner = builder.build(primary_value, value, timestamp=token)
     signature = build.add_countersignature(primary, countersigner, builder.embedded_chain())
-    replace_signature(src, dst, signature, now)
+    # The package hash is unchanged: only the signature entry is swapped.
+    archive.insert_signature(src, dst, signature, when=now, replace_signature=True)
     return SignResult(dst, "repository-countersignature", signature, token is not None, tuple(warnings))

@@ -150,12 +150,6 @@ def _check_token(token_der: bytes, signature_value: bytes, now: datetime | None)
         raise TimestampError(message, code)
 
 
-def _gen_time(token_der: bytes) -> datetime:
-    token = cms.ContentInfo.load(token_der)
-    gen_time: datetime = token["content"]["encap_content_info"]["content"].parsed["gen_time"].native
-    return gen_time
-
-
 class _TimestamperBase(ABC):
     """Request building, response reading and token checks; subclasses only move the bytes."""
 

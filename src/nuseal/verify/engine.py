@@ -10,7 +10,6 @@ checks below it only say what they saw. Nothing here prints, reads the clock or 
 from __future__ import annotations
 
 import base64
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -179,11 +178,9 @@ def _verify_open(f: BinaryIO, layout: zipformat.ArchiveLayout, path: Path, polic
     digest_name = signature.content.hash_name
     if compute_content_hash:
         # One pass for both: the signed hash and NuGet's SHA-512 content hash (.nupkg.metadata).
-        package_hasher, content_hasher = hashlib.new(digest_name), hashlib.sha512()
-        for chunk in hashing.iter_unsigned_view(f, layout, entry):
-            package_hasher.update(chunk)
-            content_hasher.update(chunk)
-        actual, content_hash = package_hasher.digest(), base64.b64encode(content_hasher.digest()).decode("ascii")
+        plan = hashing.unsigned_view_plan(f, layout, entry)
+        actual, content_digest = hashing.plan_digests(f, plan, (digest_name, "sha512"))
+        content_hash = base64.b64encode(content_digest).decode("ascii")
     else:
         actual, content_hash = hashing.package_hash(f, layout, entry, digest_name), None
     if actual != signature.content.hash_value:

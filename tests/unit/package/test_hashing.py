@@ -7,6 +7,7 @@ import hashlib
 import io
 import struct
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 from tests.conftest import VECTORS
@@ -22,8 +23,8 @@ from tests.unit.package.helpers import (
 
 from nuseal.errors import PackageFormatError
 from nuseal.package import hashing
-from nuseal.package.hashing import content_hash, iter_unsigned_view, package_hash
-from nuseal.package.zipformat import find_signature_entry, read_layout
+from nuseal.package.hashing import content_hash, feed_plan, package_hash, unsigned_view_plan
+from nuseal.package.zipformat import ArchiveLayout, SignatureEntry, find_signature_entry, read_layout
 
 SIGNED = VECTORS / "fixtures" / "TestPackage.AuthorSigned.1.0.0.nupkg"
 MODIFIED = "Newtonsoft.Json.12.0.2__MODIFIED-psmdcp-removed.nupkg"
@@ -38,7 +39,13 @@ def _hash(path: Path, algorithm: str) -> bytes:
 def _view(path: Path) -> bytes:
     with open(path, "rb") as f:
         layout = read_layout(f)
-        return b"".join(iter_unsigned_view(f, layout, find_signature_entry(f, layout)))
+        return _unsigned_view(f, layout, find_signature_entry(f, layout))
+
+
+def _unsigned_view(f: BinaryIO, layout: ArchiveLayout, entry: SignatureEntry) -> bytes:
+    out = io.BytesIO()
+    feed_plan(f, unsigned_view_plan(f, layout, entry), out.write)
+    return out.getvalue()
 
 
 @pytest.mark.parametrize("row", signed_rows(), ids=[r.path.name for r in signed_rows()])
@@ -146,7 +153,7 @@ def test_content_hash_skips_entry_field_checks(tmp_path: Path) -> None:
     with open(dst, "rb") as f:
         layout = read_layout(f)
         entry = find_signature_entry(f, layout, check_fields=False)
-        view = b"".join(iter_unsigned_view(f, layout, entry))
+        view = _unsigned_view(f, layout, entry)
     assert view == _view(SIGNED)
     assert content_hash(dst) == content_hash(SIGNED)
 
@@ -156,7 +163,7 @@ def test_view_with_prefix_bytes_hashes_them_and_rebases_to_zero() -> None:
     with open(SIGNED, "rb") as f:
         layout = read_layout(f)
         entry = find_signature_entry(f, layout)
-        plain = b"".join(iter_unsigned_view(f, layout, entry))
+        plain = _unsigned_view(f, layout, entry)
     # Put 5 bytes in front and shift every stored offset, so the archive stays consistent.
     shifted = bytearray(b"JUNK!" + data)
     for header in layout.headers:
@@ -165,7 +172,7 @@ def test_view_with_prefix_bytes_hashes_them_and_rebases_to_zero() -> None:
     struct.pack_into("<I", shifted, eocd + 16, layout.eocd.cd_offset + 5)
     f2 = io.BytesIO(bytes(shifted))
     layout2 = read_layout(f2)
-    view = b"".join(iter_unsigned_view(f2, layout2, find_signature_entry(f2, layout2)))
+    view = _unsigned_view(f2, layout2, find_signature_entry(f2, layout2))
     assert view[:5] == b"JUNK!"
     # The stored offsets are rebased from 0 (spec §2.2 step 4 note), so the rest equals the plain view
     # except the EOCD CD offset, which is the stored value minus the signature entry size.
