@@ -108,12 +108,10 @@ class SignerView:
         return bytes(values[0][0].native)
 
 
-@dataclass(frozen=True)
-class RepositoryCountersignature:
-    """The repository countersignature on an author primary signature (spec §4.6)."""
+class _SignerFacts:
+    """What a signature says through its signer: certificate, repository service index and owners."""
 
     signer: SignerView
-    primary_signature_value: bytes
 
     @property
     def signer_certificate(self) -> x509.Certificate | None:
@@ -129,7 +127,15 @@ class RepositoryCountersignature:
 
 
 @dataclass(frozen=True)
-class PrimarySignature:
+class RepositoryCountersignature(_SignerFacts):
+    """The repository countersignature on an author primary signature (spec §4.6)."""
+
+    signer: SignerView
+    primary_signature_value: bytes
+
+
+@dataclass(frozen=True)
+class PrimarySignature(_SignerFacts):
     """A loaded ``.signature.p7s``: the one primary signer, its certificates and content."""
 
     raw: bytes
@@ -143,18 +149,6 @@ class PrimarySignature:
     @property
     def kind(self) -> SignatureKind:
         return self.signer.kind
-
-    @property
-    def signer_certificate(self) -> x509.Certificate | None:
-        return self.signer.certificate
-
-    @property
-    def service_index_url(self) -> str | None:
-        return self.signer.service_index_url
-
-    @property
-    def owners(self) -> tuple[str, ...]:
-        return self.signer.owners
 
     @property
     def timestamp_tokens(self) -> tuple[bytes, ...]:
