@@ -21,9 +21,9 @@ from nuseal.cli.options import (
     revocation_mode,
     trust_store_or_exit,
 )
+from nuseal.client.install import InstalledPackage, InstallError, InstallRequest, ProgressFactory, install
+from nuseal.client.source import FeedSource, ProgressCallback
 from nuseal.errors import NusealError
-from nuseal.feed.client import FeedSource, ProgressCallback
-from nuseal.feed.install import InstalledPackage, InstallError, InstallRequest, ProgressFactory, install
 from nuseal.trust.nuget_config import NuGetSettings
 from nuseal.trust.trusted_signers import TrustWarning, policy_from_config
 from nuseal.verify.engine import TrustContext

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from nuseal.client.extract import ExtractionLimits, extract_content
+from nuseal.client.resolve import Dependency, Nuspec, ResolveError, read_nuspec, resolve
+from nuseal.client.source import FeedSource, ProgressCallback
 from nuseal.errors import FetchError, NusealError
-from nuseal.feed.client import FeedSource, ProgressCallback
-from nuseal.feed.extract import ExtractionLimits, extract_content
-from nuseal.feed.resolve import Dependency, Nuspec, ResolveError, read_nuspec, resolve
 from nuseal.feed.versioning import NuGetVersion, highest
 from nuseal.trust.repository_signatures import apply_repository_info
 from nuseal.verify.engine import TrustContext, verify_package
