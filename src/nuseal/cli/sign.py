@@ -19,6 +19,7 @@ from cryptography import x509
 from nuseal.cli.base import app
 from nuseal.cli.options import JSON, trust_store_or_exit
 from nuseal.cli.progress import batch_progress
+from nuseal.enums import HashAlgorithmName
 from nuseal.errors import NusealError
 from nuseal.sign.author import AuthorSignRequest, sign_package
 from nuseal.sign.checks import Finding
@@ -26,7 +27,6 @@ from nuseal.sign.common import SignOptions, SignResult, Timestamper
 from nuseal.sign.removal import Removal, remove_signature
 from nuseal.sign.repository import RepositorySignRequest, repo_sign_package
 from nuseal.sign.signers import PemSigner, PfxSigner, Pkcs11Config, Pkcs11Signer, Signer, fingerprint
-from nuseal.verify.policy import HashAlgorithmName
 
 if TYPE_CHECKING:
     from nuseal.timestamp.client import HttpTimestamper

@@ -17,11 +17,11 @@ from typing import Protocol
 from nuseal.cms.build import PrimarySignatureBuilder
 from nuseal.cms.content import SignatureContent
 from nuseal.codes import NuCode
+from nuseal.enums import HashAlgorithmName
 from nuseal.package import archive
 from nuseal.sign.checks import Finding, check_signing_certificate, check_timestamp_token
 from nuseal.sign.signers import Signer, check_signature
 from nuseal.timestamp.client import HttpTimestamper, InProcessTimestamper
-from nuseal.verify.policy import HashAlgorithmName
 from nuseal.x509.roots import TrustStore
 
 

@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from nuseal.codes import NuCode
+from nuseal.enums import HashAlgorithmName
 from nuseal.errors import CertificateError, SigningError
-from nuseal.verify.policy import HashAlgorithmName
 
 Warning_ = tuple[NuCode, str]
 

@@ -20,13 +20,12 @@ from urllib.parse import urlsplit
 import httpx
 
 from nuseal.codes import Messages
+from nuseal.enums import HashAlgorithmName, SignatureKind
 from nuseal.errors import FetchError
 from nuseal.verify.policy import (
     AllowList,
     AllowListEntry,
-    HashAlgorithmName,
     Placement,
-    SignatureKind,
     VerificationPolicy,
 )
 

@@ -14,12 +14,11 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from nuseal.codes import Messages, NuCode
+from nuseal.enums import HashAlgorithmName, SignatureKind
 from nuseal.verify.policy import (
     AllowList,
     AllowListEntry,
-    HashAlgorithmName,
     Placement,
-    SignatureKind,
     VerificationPolicy,
 )
 

@@ -23,8 +23,8 @@ from nuseal.cms import oids
 from nuseal.cms.parse import PrimarySignature, RepositoryCountersignature, SignerView, load_primary_signature
 from nuseal.cms.parse import verify_signer_signature as check_cms_signature
 from nuseal.codes import Messages, NuCode
+from nuseal.enums import SignatureKind
 from nuseal.errors import NusealError, PackageFormatError, SignatureEntryError, SignatureFormatError, TimestampError
-from nuseal.model import SignatureKind
 from nuseal.package import hashing, nuspec, zipformat
 from nuseal.timestamp.token import Timestamp, check_timestamp, load_timestamp
 from nuseal.verify.policy import (

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum, Flag, auto
 
-from nuseal.model import HashAlgorithmName, RevocationMode, SignatureKind
+from nuseal.enums import HashAlgorithmName, RevocationMode, SignatureKind
 
 __all__ = [
     "AllowList", "AllowListEntry", "CountersignatureBehavior", "HashAlgorithmName", "Placement", "RevocationMode",

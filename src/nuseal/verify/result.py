@@ -11,7 +11,8 @@ from enum import Enum, IntEnum
 from typing import Any
 
 from nuseal.codes import NuCode
-from nuseal.model import CertificateSummary, SignatureKind
+from nuseal.enums import SignatureKind
+from nuseal.x509.certs import CertificateSummary
 
 __all__ = ["CertificateSummary", "Finding", "PackageVerdict", "Severity", "SignatureVerdict", "Status",
            "TimestampSummary"]
