@@ -189,7 +189,7 @@ def test_overwrite_resigns_with_new_certificate(
 def test_sign_time_chain_trusted_root_has_no_warning(pki: TestPki, trust: TrustContext, tmp_path: Path) -> None:
     pkg = make_package(tmp_path / "a.nupkg")
     result = author_sign(pkg, pki.leaf, None, options=SignOptions(trust_store=trust.trust_store))
-    assert [code for code, _ in result.warnings] == [NuCode.NU3002]
+    assert [w.code for w in result.warnings] == [NuCode.NU3002]
 
 
 def test_sign_time_chain_untrusted_root_is_nu3018_error(pki: TestPki, trust: TrustContext, tmp_path: Path) -> None:
@@ -206,7 +206,7 @@ def test_sign_time_chain_untrusted_root_is_nu3018_error(pki: TestPki, trust: Tru
 def test_sign_time_chain_self_issued_is_nu3018_warning(pki: TestPki, trust: TrustContext, tmp_path: Path) -> None:
     pkg = make_package(tmp_path / "a.nupkg")
     result = author_sign(pkg, pki.self_issued, None, options=SignOptions(trust_store=trust.trust_store))
-    assert NuCode.NU3018 in [code for code, _ in result.warnings]
+    assert NuCode.NU3018 in [w.code for w in result.warnings]
 
 
 def test_sign_time_tsa_chain_untrusted_is_nu3028(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from nuseal.codes import Messages, NuCode
 from nuseal.enums import HashAlgorithmName, SignatureKind
+from nuseal.findings import Finding, Severity, Target
 from nuseal.verify.policy import (
     AllowList,
     AllowListEntry,
@@ -78,14 +79,6 @@ class TrustedSigner:
         return ("author", self.name)
 
 
-@dataclass(frozen=True)
-class TrustWarning:
-    """A warning found while turning trusted signers into an allow list (NU3040)."""
-
-    code: NuCode
-    message: str
-
-
 CONFLICTING_ALLOW_UNTRUSTED_ROOT = (
     "There are two certificates with conflicting allowUntrustedRoot attributes in the computed settings. "
     "The allowUntrustedRoot attribute is going to be set to false. Certificate: {0}-{1}"
@@ -105,7 +98,7 @@ def to_allow_list(
     signers: list[TrustedSigner] | tuple[TrustedSigner, ...],
     *,
     require_non_empty: bool = False,
-) -> tuple[AllowList, list[TrustWarning]]:
+) -> tuple[AllowList, list[Finding]]:
     """Build the trustedSigners allow list (spec §6.5) and the NU3040 warnings met on the way.
 
     Entries are de-duplicated by ``"{ALG}-{fingerprint}"`` compared ordinally (so ``ab..`` and ``AB..`` stay
@@ -113,7 +106,7 @@ def to_allow_list(
     ``allowUntrustedRoot`` values give NU3040 and the value ``False``.
     """
     merged: dict[str, _Merged] = {}
-    warnings: list[TrustWarning] = []
+    warnings: list[Finding] = []
     for signer in signers:
         is_repo = signer.kind is SignerKind.REPOSITORY
         target = SignatureKind.REPOSITORY if is_repo else SignatureKind.AUTHOR
@@ -126,9 +119,12 @@ def to_allow_list(
                 merged[key] = _Merged({target}, placement, cert, cert.allow_untrusted_root, owners)
                 continue
             if existing.allow_untrusted_root != cert.allow_untrusted_root:
-                warnings.append(TrustWarning(
+                warnings.append(Finding(
                     NuCode.NU3040,
+                    Severity.WARNING,
                     CONFLICTING_ALLOW_UNTRUSTED_ROOT.format(cert.algorithm.value, cert.fingerprint),
+                    Target.CONFIG,
+                    f"{cert.algorithm.value}-{cert.fingerprint}",
                 ))
                 existing.allow_untrusted_root = False
             existing.targets.add(target)
@@ -176,7 +172,7 @@ def policy_from_config(
     settings: NuGetSettings,
     base: VerificationPolicy | None = None,
     *,
-    warnings: list[TrustWarning] | None = None,
+    warnings: list[Finding] | None = None,
 ) -> VerificationPolicy:
     """The restore-time policy for merged settings (spec §6.1-§6.3, §6.5).
 
