@@ -74,6 +74,8 @@ class IssueCode(str, Enum):
 
     #: The file is not a readable package (not a zip, unreadable): nothing could be verified.
     INVALID_PACKAGE_FILE = "InvalidPackageFile"
+    #: A path or glob given to verify names no file.
+    PACKAGE_NOT_FOUND = "PackageNotFound"
     #: The verifier itself failed on this package (a bug): the package is not accepted.
     VERIFICATION_FAILED = "VerificationFailed"
     #: The policy's verification targets / placement exclude every signature the package has.
@@ -96,6 +98,7 @@ class IssueCode(str, Enum):
 
 _ISSUE_SUMMARIES: dict[IssueCode, str] = {
     IssueCode.INVALID_PACKAGE_FILE: "The file is not a readable NuGet package.",
+    IssueCode.PACKAGE_NOT_FOUND: "No file matches the path or pattern given.",
     IssueCode.VERIFICATION_FAILED: "nuseal failed while verifying the package; it is not accepted.",
     IssueCode.NO_VERIFIABLE_SIGNATURE: "No signature of the package is one the verification policy verifies.",
     IssueCode.UNSAFE_PACKAGE_CONTENT: "A package entry is unsafe to extract (path traversal, link, zip bomb).",

@@ -26,7 +26,7 @@ from nuseal.errors import NusealError
 from nuseal.findings import Finding
 from nuseal.render import json as render_json
 from nuseal.trust.nuget_config import NuGetSettings
-from nuseal.trust.trusted_signers import policy_from_config
+from nuseal.trust.policy_builder import policy_from_config
 from nuseal.verify.engine import TrustContext
 from nuseal.x509.revocation import RevocationChecker
 

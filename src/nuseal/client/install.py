@@ -30,8 +30,9 @@ from nuseal.codes import IssueCode
 from nuseal.errors import FetchError, NusealError
 from nuseal.feed.versioning import NuGetVersion, highest
 from nuseal.findings import Finding, Severity
-from nuseal.trust.repository_signatures import apply_repository_info
-from nuseal.verify.engine import TrustContext, verify_package
+from nuseal.trust.policy_builder import apply_repository_info
+from nuseal.verify.batch import accepted, verify_guarded
+from nuseal.verify.engine import TrustContext
 from nuseal.verify.policy import VerificationPolicy
 from nuseal.verify.result import PackageVerdict
 
@@ -218,10 +219,10 @@ def _verify_all(packages: list[_Downloaded], output: Path, policy: VerificationP
         if _is_installed(output, downloaded.nuspec):
             results.append((downloaded, None))
             continue
-        verdict = verify_package(downloaded.path, policy=_policy_for(downloaded.source, policy), trust=trust,
+        verdict = verify_guarded(downloaded.path, policy=_policy_for(downloaded.source, policy), trust=trust,
                                  now=now, compute_content_hash=True)
         results.append((downloaded, verdict))
-        if not verdict.valid:
+        if not accepted(verdict):
             failed.append(verdict)
             ident = downloaded.nuspec.identity
             issues.extend(restore_finding(f, ident.id, ident.version, downloaded.source.url)

@@ -3,15 +3,13 @@
 The model here is plain data; ``nuseal.trust.nuget_config`` reads and writes it. ``to_allow_list`` follows
 NuGet's ``TrustedSignersProvider.GetAllowListEntries``: author items give author/primary entries, repository
 items give repository/any-placement entries with owners, and certificates are merged by
-``"{ALG}-{fingerprint}"``. ``policy_from_config`` builds the restore-time policy from merged settings.
+``"{ALG}-{fingerprint}"``. ``nuseal.trust.policy_builder`` turns the allow list into policies.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from nuseal.codes import Messages, NuCode
 from nuseal.enums import HashAlgorithmName, SignatureKind
@@ -20,11 +18,7 @@ from nuseal.verify.policy import (
     AllowList,
     AllowListEntry,
     Placement,
-    VerificationPolicy,
 )
-
-if TYPE_CHECKING:
-    from nuseal.trust.nuget_config import NuGetSettings
 
 
 class SignerKind(StrEnum):
@@ -166,35 +160,3 @@ def untrusted_root_fingerprints(allow_list: AllowList) -> frozenset[str]:
         e.fingerprint for e in allow_list.entries
         if e.allow_untrusted_root and e.algorithm is HashAlgorithmName.SHA256
     )
-
-
-def policy_from_config(
-    settings: NuGetSettings,
-    base: VerificationPolicy | None = None,
-    *,
-    warnings: list[Finding] | None = None,
-) -> VerificationPolicy:
-    """The restore-time policy for merged settings (spec §6.1-§6.3, §6.5).
-
-    ``base`` defaults to the accept or require preset picked by ``signatureValidationMode``. The
-    trustedSigners allow list comes first in ``allow_lists``, with ``require_non_empty`` in require mode, and
-    require mode rewords the NU3004 message for unsigned packages. NU3040 warnings are appended to
-    ``warnings`` when a list is given.
-    """
-    mode = settings.signature_validation_mode()
-    if base is None:
-        base = (VerificationPolicy.require_mode() if mode is SignatureValidationMode.REQUIRE
-                else VerificationPolicy.accept_mode())
-    allow_list, found = to_allow_list(
-        settings.trusted_signers(), require_non_empty=mode is SignatureValidationMode.REQUIRE,
-    )
-    changes: dict[str, object] = {
-        "allow_lists": (allow_list, *base.allow_lists),
-        "allow_untrusted_root_fingerprints": base.allow_untrusted_root_fingerprints
-        | untrusted_root_fingerprints(allow_list),
-    }
-    if mode is SignatureValidationMode.REQUIRE:
-        changes["unsigned_message"] = Messages.REQUIRE_MODE_UNSIGNED
-    if warnings is not None:
-        warnings.extend(found)
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]

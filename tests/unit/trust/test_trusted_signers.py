@@ -8,11 +8,11 @@ from pathlib import Path
 from nuseal.codes import Messages, NuCode
 from nuseal.findings import Finding, Severity, Target
 from nuseal.trust.nuget_config import NuGetSettings
+from nuseal.trust.policy_builder import policy_from_config
 from nuseal.trust.trusted_signers import (
     SignerKind,
     TrustedCertificate,
     TrustedSigner,
-    policy_from_config,
     to_allow_list,
 )
 from nuseal.verify.policy import HashAlgorithmName, Placement, SignatureKind, VerificationPolicy
