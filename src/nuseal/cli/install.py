@@ -27,8 +27,7 @@ from nuseal.findings import Finding
 from nuseal.render import json as render_json
 from nuseal.trust.nuget_config import NuGetSettings
 from nuseal.trust.policy_builder import policy_from_config
-from nuseal.verify.engine import TrustContext
-from nuseal.x509.revocation import RevocationChecker
+from nuseal.verify.setup import VerificationSetup
 
 
 def _progress_factory(progress: Progress) -> ProgressFactory:
@@ -72,24 +71,22 @@ def install_command(
     except NusealError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    store = trust_store_or_exit(trust_roots, timestamp_roots)
+    setup = VerificationSetup(policy, trust_store_or_exit(trust_roots, timestamp_roots), mode, revocation_timeout)
     urls = source or [s.url for s in settings.package_sources()]
     for warning in config_warnings:
         typer.echo(f"warning: {warning.code.value}: {warning.message}", err=True)
     request = InstallRequest(package_id, version, prerelease, ignore_dependencies)
     installed: list[InstalledPackage] = []
     failure: NusealError | None = None
-    with httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0))) as client, \
-            RevocationChecker(mode, timeout=revocation_timeout) as checker:
+    with httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0))) as client, setup.open() as trust:
         sources = [FeedSource(client, url, allow_insecure_loopback=allow_insecure_loopback,
                               timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0))) for url in urls]
         progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                             console=err, disable=as_json or not err.is_terminal, transient=True)
         try:
             with progress:
-                installed = install(request, sources=sources, output=output, policy=policy,
-                                    trust=TrustContext(store, checker), now=datetime.now(UTC),
-                                    progress_for=_progress_factory(progress))
+                installed = install(request, sources=sources, output=output, policy=setup.policy, trust=trust,
+                                    now=datetime.now(UTC), progress_for=_progress_factory(progress))
         except NusealError as exc:
             failure = exc
     if as_json:
