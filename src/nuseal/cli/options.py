@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
+from nuseal.enums import RevocationMode
 from nuseal.errors import NusealError
-from nuseal.model import RevocationMode
 from nuseal.x509.roots import TrustStore, trust_store_from_files
 
 #: NuGet's environment variable for the revocation mode (spec §6.2).

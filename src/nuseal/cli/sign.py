@@ -19,14 +19,14 @@ from cryptography import x509
 from nuseal.cli.base import app
 from nuseal.cli.options import JSON, trust_store_or_exit
 from nuseal.cli.progress import batch_progress
+from nuseal.enums import HashAlgorithmName
 from nuseal.errors import NusealError
+from nuseal.findings import Finding
 from nuseal.sign.author import AuthorSignRequest, sign_package
-from nuseal.sign.checks import Finding
 from nuseal.sign.common import SignOptions, SignResult, Timestamper
 from nuseal.sign.removal import Removal, remove_signature
 from nuseal.sign.repository import RepositorySignRequest, repo_sign_package
 from nuseal.sign.signers import PemSigner, PfxSigner, Pkcs11Config, Pkcs11Signer, Signer, fingerprint
-from nuseal.verify.policy import HashAlgorithmName
 
 if TYPE_CHECKING:
     from nuseal.timestamp.client import HttpTimestamper
@@ -130,7 +130,7 @@ def _describe(cert: x509.Certificate) -> list[str]:
 
 
 def _warnings(findings: Sequence[Finding]) -> list[dict[str, str]]:
-    return [{"code": code.value, "message": message} for code, message in findings]
+    return [{"code": f.code.value, "message": f.message} for f in findings]
 
 
 def _run_signing(
@@ -212,8 +212,8 @@ def _sign_all(
             else:
                 entry.update(kind=result.kind, timestamped=result.timestamped, warnings=_warnings(result.warnings))
                 if not as_json:
-                    for code, message in result.warnings:
-                        typer.echo(f"warn : {code.value}: {message}", err=True)
+                    for warning in result.warnings:
+                        typer.echo(f"warn : {warning.code.value}: {warning.message}", err=True)
                     if verbose:
                         typer.echo(f"Signed {package} -> {dst} ({result.kind}, {len(result.signature)} bytes)")
             report["packages"].append(entry)

@@ -20,12 +20,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from nuseal.cli.base import app
 from nuseal.cms.parse import PrimarySignature, RepositoryCountersignature, load_primary_signature
+from nuseal.enums import HashAlgorithmName, SignatureKind
 from nuseal.errors import NusealError
 from nuseal.package import zipformat
 from nuseal.trust.nuget_config import NuGetSettings
 from nuseal.trust.repository_signatures import check_https, fetch_repository_signatures
 from nuseal.trust.trusted_signers import SignerKind, TrustedCertificate, TrustedSigner
-from nuseal.verify.policy import HashAlgorithmName, SignatureKind
 
 trust_app = typer.Typer(
     name="trust",

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import glob
 import sys
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,59 +18,15 @@ from nuseal.cli.options import (
     trust_store_or_exit,
 )
 from nuseal.cli.progress import batch_progress
-from nuseal.codes import Messages
 from nuseal.errors import NusealError
 from nuseal.render import json as render_json
 from nuseal.render import text as render_text
 from nuseal.render.inspect import inspect_lines
 from nuseal.trust.nuget_config import NuGetSettings
-from nuseal.trust.trusted_signers import policy_from_config
-from nuseal.verify.engine import TrustContext, verify_package
-from nuseal.verify.policy import (
-    AllowList,
-    AllowListEntry,
-    HashAlgorithmName,
-    Placement,
-    RevocationMode,
-    SignatureKind,
-    VerificationPolicy,
-)
+from nuseal.trust.policy_builder import verify_command_policy
+from nuseal.verify.batch import exit_code, expand_paths, missing_verdict, verify_batch
 from nuseal.verify.result import PackageVerdict
-from nuseal.x509.revocation import RevocationChecker
-
-
-def resolve_packages(patterns: list[str]) -> tuple[list[Path], list[str]]:
-    """Paths and globs → existing files (sorted per pattern) and the patterns that matched nothing."""
-    found: list[Path] = []
-    missing: list[str] = []
-    for pattern in patterns:
-        if glob.has_magic(pattern):
-            matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
-        else:
-            matches = [Path(pattern)] if Path(pattern).is_file() else []
-        if not matches:
-            missing.append(pattern)
-        found.extend(matches)
-    return found, missing
-
-
-def build_policy(configfile: Path | None, fingerprints: list[str], mode: RevocationMode) -> VerificationPolicy:
-    """The verify-command preset, trustedSigners from nuget.config, then the ``--certificate-fingerprint`` list."""
-    settings = NuGetSettings.load(configfile=configfile, cwd=Path.cwd(), home=Path.home())
-    policy = policy_from_config(settings, VerificationPolicy.verify_command())
-    lists = list(policy.allow_lists)
-    if fingerprints:
-        entries = tuple(
-            AllowListEntry(fp.strip(), HashAlgorithmName.SHA256,
-                           frozenset({SignatureKind.AUTHOR, SignatureKind.REPOSITORY}), Placement.PRIMARY)
-            for fp in fingerprints)
-        lists.append(AllowList(entries, False, "", Messages.NOT_IN_FINGERPRINT_LIST, "--certificate-fingerprint"))
-    return replace(policy, allow_lists=tuple(lists), revocation_mode=mode)
-
-
-def exit_code(verdicts: list[PackageVerdict]) -> int:
-    """0 only when every package is valid and no error was reported (NuGet's exit-0-on-bad-zip quirk not copied)."""
-    return 0 if verdicts and all(v.valid and not v.errors for v in verdicts) else 1
+from nuseal.verify.setup import VerificationSetup
 
 
 @app.command("verify")
@@ -94,26 +48,24 @@ def verify_command(
     level = render_text.Verbosity.parse(verbosity)
     mode = revocation_mode(revocation)
     try:
-        policy = build_policy(configfile, certificate_fingerprint, mode)
+        settings = NuGetSettings.load(configfile=configfile, cwd=Path.cwd(), home=Path.home())
+        policy = verify_command_policy(settings, certificate_fingerprint)
     except NusealError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    store = trust_store_or_exit(trust_roots, timestamp_roots)
-    paths, missing = resolve_packages(packages)
-    verdicts: list[PackageVerdict] = []
-    now = datetime.now(UTC)
-    with RevocationChecker(mode, timeout=revocation_timeout) as checker:
-        trust = TrustContext(store, checker)
-        with batch_progress(len(paths), "Verifying") as advance:
-            for path in paths:
-                verdict = verify_package(path, policy=policy, trust=trust, now=now)
-                verdicts.append(verdict)
-                if not as_json:
-                    for line in render_text.package_lines(verdict, level):
-                        typer.echo(line)
-                advance(path.name)
+    setup = VerificationSetup(policy, trust_store_or_exit(trust_roots, timestamp_roots), mode, revocation_timeout)
+    paths, missing = expand_paths(packages)
+    with batch_progress(len(paths), "Verifying") as advance:
+
+        def show(verdict: PackageVerdict) -> None:
+            if not as_json:
+                for line in render_text.package_lines(verdict, level):
+                    typer.echo(line)
+            advance(Path(verdict.path).name)
+
+        verdicts = verify_batch(paths, setup, now=datetime.now(UTC), on_verdict=show)
     for pattern in missing:
-        verdicts.append(PackageVerdict(pattern, None, None, False, (), error=f"File does not exist ({pattern})."))
+        verdicts.append(missing_verdict(pattern))
         if not as_json:
             typer.echo(f"error: File does not exist ({pattern}).", err=True)
     if as_json:

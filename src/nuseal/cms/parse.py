@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from nuseal.cms import oids
 from nuseal.cms.content import SignatureContent
 from nuseal.codes import Messages, NuCode
+from nuseal.enums import SignatureKind
 from nuseal.errors import SignatureFormatError
-from nuseal.model import SignatureKind
 
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512,

@@ -1,1 +1,1 @@
-"""feed layer (see docs/architecture.md)."""
+"""Holds only ``versioning`` until it moves to ``nuseal.versioning``; the V3 client is ``nuseal.client``."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import IntEnum
 
-from nuseal.model import CertificateSummary, SignatureKind
+from nuseal.enums import SignatureKind
 from nuseal.verify.result import PackageVerdict, Severity, SignatureVerdict, TimestampSummary
+from nuseal.x509.certs import CertificateSummary
 
 
 class Verbosity(IntEnum):

@@ -17,11 +17,12 @@ from typing import Protocol
 from nuseal.cms.build import PrimarySignatureBuilder
 from nuseal.cms.content import SignatureContent
 from nuseal.codes import NuCode
+from nuseal.enums import HashAlgorithmName
+from nuseal.findings import Finding, Severity
 from nuseal.package import archive
-from nuseal.sign.checks import Finding, check_signing_certificate, check_timestamp_token
+from nuseal.sign.checks import check_signing_certificate, check_timestamp_token
 from nuseal.sign.signers import Signer, check_signature
 from nuseal.timestamp.client import HttpTimestamper, InProcessTimestamper
-from nuseal.verify.policy import HashAlgorithmName
 from nuseal.x509.roots import TrustStore
 
 
@@ -52,8 +53,9 @@ class SignResult:
     warnings: tuple[Finding, ...]
 
 
-NO_TIMESTAMPER_WARNING: Finding = (
+NO_TIMESTAMPER_WARNING = Finding(
     NuCode.NU3002,
+    Severity.WARNING,
     "The '-Timestamper' option was not provided. The signed package will not be timestamped. To learn more "
     "about this option, please visit https://docs.nuget.org/docs/reference/command-line-reference",
 )

@@ -22,6 +22,7 @@ from typing import TypeVar
 
 from lxml import etree
 
+from nuseal.enums import HashAlgorithmName
 from nuseal.errors import TrustConfigError
 from nuseal.trust.trusted_signers import (
     SignatureValidationMode,
@@ -29,7 +30,6 @@ from nuseal.trust.trusted_signers import (
     TrustedCertificate,
     TrustedSigner,
 )
-from nuseal.verify.policy import HashAlgorithmName
 
 #: File names NuGet looks for in each directory, in precedence order (case-sensitive file systems).
 CONFIG_FILE_NAMES = ("nuget.config", "NuGet.config", "NuGet.Config")

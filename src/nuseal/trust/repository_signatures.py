@@ -2,8 +2,8 @@
 
 ``parse_repository_signatures`` validates the JSON document, ``find_repository_signatures_url`` picks the
 resource from a service index (``/5.0.0``, then ``/4.9.0``, then ``/4.7.0``), ``fetch_repository_signatures``
-does both over an injected ``httpx.Client``, and ``repository_allow_list`` / ``apply_repository_info`` turn
-the result into verification policy the way NuGet's restore does.
+does both over an injected ``httpx.Client``; ``nuseal.trust.policy_builder`` turns the result into verification
+policy the way NuGet's restore does.
 
 URLs must be https (compared case-insensitively, as NuGet does). ``allow_insecure_loopback=True`` lets
 plain http through for 127.0.0.1, localhost and [::1] only: it exists for tests against local servers.
@@ -11,7 +11,6 @@ plain http through for 127.0.0.1, localhost and [::1] only: it exists for tests 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -19,16 +18,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from nuseal.codes import Messages
+from nuseal.enums import HashAlgorithmName
 from nuseal.errors import FetchError
-from nuseal.verify.policy import (
-    AllowList,
-    AllowListEntry,
-    HashAlgorithmName,
-    Placement,
-    SignatureKind,
-    VerificationPolicy,
-)
 
 #: Service index ``@type`` values, in NuGet's order of preference.
 RESOURCE_TYPES = ("RepositorySignatures/5.0.0", "RepositorySignatures/4.9.0", "RepositorySignatures/4.7.0")
@@ -182,42 +173,3 @@ def fetch_repository_signatures(
                 allow_insecure_loopback=allow_insecure_loopback)
     body = _get_json(client, resource_url, "RepositorySignatures resource")
     return parse_repository_signatures(body, resource_url, allow_insecure_loopback=allow_insecure_loopback)
-
-
-def repository_allow_list(info: RepositorySignatureInfo) -> AllowList:
-    """The feed's allow list (spec §8): per certificate and per SHA256/384/512 fingerprint listed, an entry
-    targeting repository signatures in any placement. Required non-empty when ``allRepositorySigned``."""
-    entries = tuple(
-        AllowListEntry(
-            fingerprint=fp,
-            algorithm=alg,
-            targets=frozenset({SignatureKind.REPOSITORY}),
-            placement=Placement.ANY,
-        )
-        for cert in info.certificates
-        for alg in HashAlgorithmName
-        if (fp := cert.fingerprint(alg))
-    )
-    return AllowList(
-        entries=entries,
-        require_non_empty=info.all_repository_signed,
-        empty_message=Messages.REPO_NO_CERTIFICATES,
-        no_match_message=Messages.REPO_CERT_NOT_LISTED,
-        name="repositorySignatures",
-    )
-
-
-def apply_repository_info(policy: VerificationPolicy, info: RepositorySignatureInfo) -> VerificationPolicy:
-    """Restore's adjustment for a feed that publishes RepositorySignatures (spec §6.2, §8).
-
-    ``allRepositorySigned`` forces ``allow_unsigned`` and ``allow_untrusted`` off and, unless require mode
-    already reworded it, makes NU3004 say the repository promised signed packages. The repository allow list
-    is appended after the existing ones (NuGet's provider order).
-    """
-    changes: dict[str, Any] = {"allow_lists": (*policy.allow_lists, repository_allow_list(info))}
-    if info.all_repository_signed:
-        changes["allow_unsigned"] = False
-        changes["allow_untrusted"] = False
-        if policy.unsigned_message == Messages.NOT_SIGNED:
-            changes["unsigned_message"] = Messages.REPO_ALL_SIGNED_UNSIGNED
-    return dataclasses.replace(policy, **changes)

@@ -22,9 +22,9 @@ from cryptography import x509
 from nuseal.cms import oids
 from nuseal.cms.parse import PrimarySignature, RepositoryCountersignature, SignerView, load_primary_signature
 from nuseal.cms.parse import verify_signer_signature as check_cms_signature
-from nuseal.codes import Messages, NuCode
+from nuseal.codes import IssueCode, Messages, NuCode
+from nuseal.enums import RevocationMode, SignatureKind
 from nuseal.errors import NusealError, PackageFormatError, SignatureEntryError, SignatureFormatError, TimestampError
-from nuseal.model import SignatureKind
 from nuseal.package import hashing, nuspec, zipformat
 from nuseal.timestamp.token import Timestamp, check_timestamp, load_timestamp
 from nuseal.verify.policy import (
@@ -32,7 +32,6 @@ from nuseal.verify.policy import (
     AllowListEntry,
     CountersignatureBehavior,
     Placement,
-    RevocationMode,
     VerificationPolicy,
 )
 from nuseal.verify.result import (
@@ -265,11 +264,21 @@ class _SignatureOutcome:
 def _trust_and_validity(signature: PrimarySignature, countersignature: RepositoryCountersignature | None,
                         counter_error: SignatureFormatError | None, policy: VerificationPolicy, trust: TrustContext,
                         now: datetime, log: _Log) -> tuple[list[SignatureVerdict], Status]:
-    primary = _verify_signer(signature.signer, signature.content_bytes, "primary", signature, policy, trust, now,
-                             service_index=signature.service_index_url, owners=signature.owners)
-    status = primary.status
-    primary_findings = primary.findings
-    verdicts = [primary.verdict]
+    """NuGet ``SignatureTrustAndValidityVerificationProvider``: the policy's verification targets and placement
+    pick the signatures to verify; the countersignature behaviour decides when the countersignature counts."""
+    primary: _SignatureOutcome | None = None
+    if policy.signature_placement & Placement.PRIMARY and signature.kind in policy.verification_targets:
+        primary = _verify_signer(signature.signer, signature.content_bytes, "primary", signature, policy, trust, now,
+                                 service_index=signature.service_index_url, owners=signature.owners)
+    # NuGet's settings refuse a countersignature placement without the repository target, and the "never" behaviour
+    # with it; nuseal derives instead: the countersignature is verified only when all three allow it.
+    counter_requested = (SignatureKind.REPOSITORY in policy.verification_targets
+                         and bool(policy.signature_placement & Placement.COUNTERSIGNATURE)
+                         and policy.repository_countersignature is not CountersignatureBehavior.NEVER)
+    status = primary.status if primary is not None else Status.UNKNOWN
+    primary_findings = primary.findings if primary is not None else []
+    verdicts = [primary.verdict if primary is not None
+                else _describe_only(signature.signer, "primary", signature.kind)]
     counter_findings: list[Finding] = []
     if counter_error is not None:
         counter_findings.append(Finding(counter_error.code or NuCode.NU3031,
@@ -278,32 +287,53 @@ def _trust_and_validity(signature: PrimarySignature, countersignature: Repositor
         if not policy.allow_illegal:
             status = min(status, Status.DISALLOWED)
     behavior = policy.repository_countersignature
+    counter_verified = False
     if countersignature is None:
-        if behavior is CountersignatureBehavior.ALWAYS and counter_error is None:
+        if behavior is CountersignatureBehavior.ALWAYS and counter_requested and counter_error is None:
             counter_findings.append(Finding(NuCode.NU3038, Severity.ERROR, Messages.COUNTERSIGNATURE_REQUIRED,
                                             "countersignature"))
-            status = min(status, Status.DISALLOWED)
-    elif signature.kind is not SignatureKind.REPOSITORY and _should_check_countersignature(behavior, primary):
+            status = min(status, Status.DISALLOWED) if primary is not None else Status.DISALLOWED
+    elif (signature.kind is not SignatureKind.REPOSITORY and counter_requested
+          and _should_check_countersignature(behavior, primary)):
         counter = _verify_signer(countersignature.signer, countersignature.primary_signature_value,
                                  "countersignature", signature, policy, trust, now,
                                  service_index=countersignature.service_index_url, owners=countersignature.owners)
+        counter_verified = True
         verdicts.append(counter.verdict)
         counter_findings.extend(counter.findings)
-        if counter.status is Status.VALID:
-            primary_findings, status = _fallback(primary, counter, signature, status)
-        status = min(status, counter.status)
-    elif countersignature is not None:
-        verdicts.append(_describe_only(countersignature))
+        if primary is None:
+            status = counter.status
+        else:
+            if counter.status is Status.VALID:
+                primary_findings, status = _fallback(primary, counter, signature, status)
+            status = min(status, counter.status)
+    else:
+        verdicts.append(_describe_only(countersignature.signer, "countersignature", SignatureKind.REPOSITORY))
+    if primary is None and not counter_verified and status is Status.UNKNOWN:
+        # NuGet returns Unknown without a word; nuseal says why the package cannot be valid.
+        log.findings.append(Finding(IssueCode.NO_VERIFIABLE_SIGNATURE, Severity.ERROR,
+                                    _not_a_target_message(signature, policy), "primary"))
     log.findings.extend(primary_findings)
     log.findings.extend(counter_findings)
     return verdicts, status
 
 
-def _should_check_countersignature(behavior: CountersignatureBehavior, primary: _SignatureOutcome) -> bool:
+def _not_a_target_message(signature: PrimarySignature, policy: VerificationPolicy) -> str:
+    targets = ", ".join(sorted(kind.value for kind in policy.verification_targets)) or "none"
+    placements = ", ".join(name for flag, name in ((Placement.PRIMARY, "primary"),
+                                                   (Placement.COUNTERSIGNATURE, "countersignature"))
+                           if flag & policy.signature_placement) or "none"
+    return (f"The package has a {signature.kind.value} primary signature, and the verification policy verifies none "
+            f"of its signatures (signature kinds: {targets}; placements: {placements}).")
+
+
+def _should_check_countersignature(behavior: CountersignatureBehavior, primary: _SignatureOutcome | None) -> bool:
     if behavior in (CountersignatureBehavior.IF_EXISTS, CountersignatureBehavior.ALWAYS):
         return True
     if behavior is CountersignatureBehavior.NEVER:
         return False
+    if primary is None:  # only the countersignature can give a verdict
+        return True
     untrusted = bool(primary.flags & _Flags.UNTRUSTED_ROOT) and primary.status is not Status.VALID
     return untrusted or bool(primary.flags & _Flags.CERTIFICATE_EXPIRED)
 
@@ -333,13 +363,14 @@ def _valid_at(certificate: x509.Certificate, lower: datetime, upper: datetime) -
     return lower > certs.not_before(certificate) and upper < certs.not_after(certificate)
 
 
-def _describe_only(countersignature: RepositoryCountersignature) -> SignatureVerdict:
-    certificate = countersignature.signer_certificate
+def _describe_only(signer: SignerView, placement: str, kind: SignatureKind) -> SignatureVerdict:
+    """A signature the policy did not verify: its facts, status Unknown."""
+    certificate = signer.certificate
     return SignatureVerdict(
-        kind=SignatureKind.REPOSITORY, placement="countersignature",
+        kind=kind, placement=placement,
         certificate=certs.summarize(certificate) if certificate is not None else None,
-        hash_algorithm=_hash_label(countersignature.signer), timestamps=(),
-        service_index_url=countersignature.service_index_url, owners=countersignature.owners,
+        hash_algorithm=_hash_label(signer), timestamps=(),
+        service_index_url=signer.service_index_url, owners=signer.owners,
         status=Status.UNKNOWN,
     )
 

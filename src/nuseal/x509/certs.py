@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -17,10 +19,27 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from nuseal.cms import oids
 from nuseal.codes import Messages, NuCode
-from nuseal.model import CertificateSummary
 
 #: NuGet ``SigningSpecificationsV1.RSAPublicKeyMinLength``.
 RSA_MIN_KEY_BITS = 2048
+
+
+@dataclass(frozen=True)
+class CertificateSummary:
+    """What ``dotnet nuget verify`` prints about a certificate."""
+
+    subject: str
+    issuer: str
+    sha1: str  # uppercase hex, as NuGet prints it
+    sha256: str  # uppercase hex, as NuGet prints it
+    not_before: datetime
+    not_after: datetime
+    serial_number: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sha256": self.sha256.lower(), "sha1": self.sha1.lower(), "subject": self.subject,
+                "issuer": self.issuer, "not_before": self.not_before.isoformat(),
+                "not_after": self.not_after.isoformat(), "serial_number": self.serial_number}
 
 
 def der(certificate: x509.Certificate) -> bytes:

@@ -14,13 +14,12 @@ from tests.unit.trust.nuget_org_document import repository_signatures_document a
 
 from nuseal.codes import Messages
 from nuseal.errors import FetchError
+from nuseal.trust.policy_builder import apply_repository_info, repository_allow_list
 from nuseal.trust.repository_signatures import (
     RepositorySignatureInfo,
-    apply_repository_info,
     fetch_repository_signatures,
     find_repository_signatures_url,
     parse_repository_signatures,
-    repository_allow_list,
 )
 from nuseal.verify.policy import HashAlgorithmName, Placement, SignatureKind, VerificationPolicy
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nuseal.feed.extract import ExtractionLimits, UnsafePackageError, extract_content, safe_relative_path
-from nuseal.feed.resolve import Dependency, ResolveError, parse_dependencies, resolve
+from nuseal.client.extract import ExtractionLimits, UnsafePackageError, extract_content, safe_relative_path
+from nuseal.client.resolve import Dependency, ResolveError, parse_dependencies, resolve
 from nuseal.feed.versioning import NuGetVersion, VersionRange
 
 V = NuGetVersion.parse
