@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from nuseal.feed.versioning import NuGetVersion, VersionRange, highest, lowest_applicable
+from nuseal.versioning import NuGetVersion, VersionRange, highest, lowest_applicable
 
 V = NuGetVersion.parse
 
