@@ -27,11 +27,11 @@ from nuseal.errors import FetchError, NusealError
 from nuseal.feed.client import FeedSource, ProgressCallback
 from nuseal.feed.extract import ExtractionLimits, extract_content
 from nuseal.feed.resolve import Dependency, Nuspec, ResolveError, read_nuspec, resolve
-from nuseal.feed.versioning import NuGetVersion, highest
 from nuseal.trust.repository_signatures import apply_repository_info
 from nuseal.verify.engine import TrustContext, verify_package
 from nuseal.verify.policy import VerificationPolicy
 from nuseal.verify.result import Finding, PackageVerdict
+from nuseal.versioning import NuGetVersion, highest
 
 METADATA_FILE = ".nupkg.metadata"
 DEFAULT_LIMITS = ExtractionLimits()
