@@ -37,6 +37,8 @@ _VERSION = re.compile(
     rf"(?:\+(?P<meta>{_LABEL}(?:\.{_LABEL})*))?"
 )
 _NUMERIC_LABEL = re.compile(r"-?[0-9]+")
+_LABEL_RE = re.compile(_LABEL)
+_METADATA_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 
 #: How a prerelease label sorts: (0, value, text) for numeric labels, (1, 0, TEXT) for the others.
 _LabelKey = tuple[int, int, str]
@@ -55,6 +57,20 @@ def _invalid(text: str, reason: str = "") -> ValueError:
     return ValueError(f"'{text}' is not a valid NuGet version{f' ({reason})' if reason else ''}")
 
 
+def _problem(numbers: Iterable[int], labels: Iterable[str], metadata: str | None) -> str:
+    """Why these parts do not make a NuGet version ("" when they do)."""
+    if any(not 0 <= n <= _INT32_MAX for n in numbers):
+        return f"a numeric part is outside 0..{_INT32_MAX}"
+    for label in labels:
+        if not _LABEL_RE.fullmatch(label):
+            return f"the prerelease label '{label}' is not made of [0-9A-Za-z-]"
+        if len(label) > 1 and label[0] == "0" and label.isdigit():
+            return f"the numeric prerelease label '{label}' has a leading zero"
+    if metadata is not None and not _METADATA_RE.fullmatch(metadata):
+        return f"the build metadata '{metadata}' is not dot-separated [0-9A-Za-z-] labels"
+    return ""
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class NuGetVersion:
     """A parsed NuGet version. ``str(v)`` is the normalized form; ordering and equality are NuGet's."""
@@ -68,6 +84,9 @@ class NuGetVersion:
     _key: _VersionKey = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if problem := _problem((self.major, self.minor, self.patch, self.revision), self.release_labels,
+                               self.metadata):
+            raise ValueError(f"not a valid NuGet version: {problem}")
         object.__setattr__(self, "_key", (self.major, self.minor, self.patch, self.revision,
                                           0 if self.release_labels else 1,
                                           tuple(_label_key(label) for label in self.release_labels)))
@@ -83,12 +102,9 @@ class NuGetVersion:
         if strict and (len(parts) != 3 or any(len(p) > 1 and p[0] == "0" for p in parts)):
             raise _invalid(text, "SemVer 2.0 needs exactly three numeric parts without leading zeros")
         numbers = [int(p) for p in parts]
-        if any(n > _INT32_MAX for n in numbers):
-            raise _invalid(text, f"a part is larger than {_INT32_MAX}")
         labels = tuple(match["release"].split(".")) if match["release"] else ()
-        for label in labels:
-            if len(label) > 1 and label[0] == "0" and label.isdigit():
-                raise _invalid(text, f"the numeric prerelease label '{label}' has a leading zero")
+        if problem := _problem(numbers, labels, match["meta"]):
+            raise _invalid(text, problem)
         numbers += [0] * (4 - len(numbers))
         return cls(numbers[0], numbers[1], numbers[2], numbers[3], labels, match["meta"])
 

@@ -42,7 +42,7 @@ def test_normalize_version(raw: str, normalized: str) -> None:
         ("", ""), ("a.b", ""), ("1.2.3.4.5", ""), ("1.0.0-", ""), ("1.0.0-beta..1", ""), ("1.0.0+", ""),
         ("1..0", ""), ("-1.0", ""), ("1.0.0-beta_1", ""), ("1.0.0+a+b", ""), ("v1.0", ""), ("1.0 .0", ""),
         ("\u0661.0", ""),  # an Arabic-Indic digit: NuGet's parts are ASCII digits only
-        ("99999999999.0", "larger than 2147483647"),
+        ("99999999999.0", "outside 0..2147483647"),
         ("1.0.0-01", "leading zero"),
         ("1.0.0-beta.00", "leading zero"),
     ],
@@ -61,6 +61,20 @@ def test_parts_labels_and_metadata_are_kept() -> None:
     assert v.full == "1.2.3.4-Beta.11+Build.5" and v.lower == "1.2.3.4-beta.11"
     assert V("1.0").full == "1.0.0" and V("1.0+m").full == "1.0.0+m"
     assert repr(V("1.0+m")) == "NuGetVersion('1.0.0+m')"
+
+
+@pytest.mark.parametrize(("parts", "reason"), [
+    ({"major": -1, "minor": 0, "patch": 0}, "outside 0..2147483647"),
+    ({"major": 1, "minor": 0, "patch": 0, "revision": 2**31}, "outside 0..2147483647"),
+    ({"major": 1, "minor": 0, "patch": 0, "release_labels": ("beta.1",)}, "label 'beta.1'"),
+    ({"major": 1, "minor": 0, "patch": 0, "release_labels": ("",)}, "label ''"),
+    ({"major": 1, "minor": 0, "patch": 0, "release_labels": ("007",)}, "leading zero"),
+    ({"major": 1, "minor": 0, "patch": 0, "metadata": "a..b"}, "build metadata 'a..b'"),
+])
+def test_built_versions_are_checked_like_parsed_ones(parts: dict[str, object], reason: str) -> None:
+    with pytest.raises(ValueError, match="not a valid NuGet version") as err:
+        NuGetVersion(**parts)  # type: ignore[arg-type]
+    assert reason in str(err.value)
 
 
 def test_strict_semver_is_what_the_service_index_version_must_be() -> None:
