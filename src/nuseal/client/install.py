@@ -28,13 +28,13 @@ from nuseal.client.resolve import Dependency, Nuspec, ResolveError, read_nuspec,
 from nuseal.client.source import FeedSource, ProgressCallback
 from nuseal.codes import IssueCode
 from nuseal.errors import FetchError, NusealError
-from nuseal.feed.versioning import NuGetVersion, highest
 from nuseal.findings import Finding, Severity
 from nuseal.trust.policy_builder import apply_repository_info
 from nuseal.verify.batch import accepted, verify_guarded
 from nuseal.verify.engine import TrustContext
 from nuseal.verify.policy import VerificationPolicy
 from nuseal.verify.result import PackageVerdict
+from nuseal.versioning import NuGetVersion, highest
 
 METADATA_FILE = ".nupkg.metadata"
 DEFAULT_LIMITS = ExtractionLimits()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,15 +9,10 @@ from pathlib import Path
 from lxml import etree
 
 from nuseal.errors import PackageFormatError
+from nuseal.versioning import normalize_version
 
 # A nuspec is a few KiB; refuse anything absurd before parsing it (zip bombs, hostile packages).
 MAX_NUSPEC_BYTES = 4 * 1024 * 1024
-
-_INT32_MAX = 2**31 - 1
-_LABEL = r"[0-9A-Za-z-]+"
-_VERSION = re.compile(
-    rf"^(?P<parts>\d+(?:\.\d+){{0,3}})(?:-(?P<release>{_LABEL}(?:\.{_LABEL})*))?(?:\+(?P<meta>{_LABEL}(?:\.{_LABEL})*))?$"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,27 +21,6 @@ class PackageIdentity:
 
     id: str
     version: str
-
-
-def normalize_version(text: str) -> str:
-    """NuGet's ``NuGetVersion.Parse(text).ToNormalizedString()``.
-
-    One to four numeric parts (missing ones are 0, leading zeros dropped), the fourth kept only when
-    non-zero, the prerelease label kept as written, build metadata (``+...``) dropped.
-    """
-    match = _VERSION.match(text.strip())
-    if match is None:
-        raise ValueError(f"'{text}' is not a valid version string")
-    numbers = [int(part) for part in match["parts"].split(".")]
-    if any(n > _INT32_MAX for n in numbers):
-        raise ValueError(f"'{text}' is not a valid version string (a part is larger than {_INT32_MAX})")
-    numbers += [0] * (4 - len(numbers))
-    normalized = f"{numbers[0]}.{numbers[1]}.{numbers[2]}"
-    if numbers[3] > 0:
-        normalized += f".{numbers[3]}"
-    if match["release"]:
-        normalized += f"-{match['release']}"
-    return normalized
 
 
 def _nuspec_entry(archive: zipfile.ZipFile, path: Path) -> zipfile.ZipInfo:

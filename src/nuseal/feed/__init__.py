@@ -1,1 +1,0 @@
-"""Holds only ``versioning`` until it moves to ``nuseal.versioning``; the V3 client is ``nuseal.client``."""
