@@ -38,10 +38,7 @@ class Node:
     encapsulated: bool = False
 
     def encode(self) -> bytes:
-        if self.children is None:
-            body = self.content
-        else:
-            body = b"".join(child.encode() for child in self.children)
+        body = self.content if self.children is None else b"".join(c.encode() for c in self.children)
         return self.tag + _der_length(len(body)) + body
 
     def walk(self) -> list[Node]:

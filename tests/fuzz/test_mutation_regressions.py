@@ -15,15 +15,20 @@ from nuseal.verify.result import Severity
 from tests.conftest import VECTORS
 from tests.fuzz.conftest import NOW, assert_clean_verdict, verify_policy
 
-# (cause, package, offset, xor, the error code NuGet reports)
+# (cause, package, offset, xor, the error code NuGet reports, or "valid")
 EXAMPLES = [
-    # 1. asn1crypto's lazy parsing: a signer's attribute and a countersigner's attribute set.
+    # 1. asn1crypto's lazy parsing: an attribute value's tag, and the length of an attribute type OID in the
+    #    primary signer's signed attributes (.NET fails to decode both: CryptographicException, NU3003).
     ("lazy-asn1-attribute", "Antlr.3.5.0.2.nupkg", 150154, 0xCA, "NU3003"),
-    ("lazy-asn1-countersigner", "Microsoft.Bcl.AsyncInterfaces.8.0.0.nupkg", 82883, 0x44, "NU3031"),
+    ("lazy-asn1-signed-attributes", "Microsoft.Bcl.AsyncInterfaces.8.0.0.nupkg", 82883, 0x44, "NU3003"),
     # 2. cryptography's InvalidVersion (not a ValueError): a bag certificate's version 3 becomes 4.
     ("certificate-version", "System.Data.SQLite.Core.1.0.116.0.nupkg", 2030, 0x01, "NU3003"),
-    # 3. Chain building over a bag certificate whose key algorithm is unknown: no path to a trusted root.
-    ("chain-unknown-key", "System.Data.SQLite.Core.1.0.116.0.nupkg", 2314, 0x01, "NU3012"),
+    # 3. Chain building over a bag certificate whose key algorithm is unknown. The recorded example damages the
+    #    bag's copy of a root the trust store has: not needed, the chain ends at the store's copy, and the signature
+    #    entry is not hashed, so the package stays valid (as for NuGet). Damaging the author's intermediate CA
+    #    instead leaves the leaf's signature unverifiable: NotSignatureValid.
+    ("chain-unknown-key-bag-root", "System.Data.SQLite.Core.1.0.116.0.nupkg", 2314, 0x01, "valid"),
+    ("chain-unknown-key-intermediate", "System.Data.SQLite.Core.1.0.116.0.nupkg", 7393, 0x01, "NU3012"),
     # 4. The timestamp signer certificate's public key cannot be loaded: the token's signature cannot be checked.
     ("timestamp-public-key", "Microsoft.AspNetCore.Http.Features.2.2.0.nupkg", 41923, 0xDD, "NU3021"),
     # 5. The nuspec cannot be inflated (the flip is in hashed bytes, so integrity fails).
@@ -44,6 +49,9 @@ def test_recorded_mutant_gives_a_verdict(cause: str, package: str, offset: int, 
                                          trust: TrustContext, tmp_path: Path) -> None:
     verdict = verify_package(_mutant(tmp_path, package, offset, xor), policy=verify_policy(), trust=trust, now=NOW)
     assert_clean_verdict(verdict)
+    if code == "valid":
+        assert verdict.valid and not verdict.errors, verdict.findings
+        return
     assert not verdict.valid
     errors = {f.code.value for f in verdict.findings if f.severity is Severity.ERROR}
     assert code in errors, (cause, verdict.findings)
