@@ -264,3 +264,76 @@ def replace_signature(package: Package, signature: bytes) -> bytes:
     if layout.eocd.cd_offset >= start + old_size:
         struct.pack_into("<I", out, eocd + 16, layout.eocd.cd_offset + delta)
     return bytes(out)
+
+
+# --- targeted CMS edits (strictness tests) -------------------------------------------------------------------------
+
+
+def signed_data(tree: Node) -> Node:
+    """ContentInfo → [0] → SignedData."""
+    assert tree.children is not None and tree.children[1].children is not None
+    return tree.children[1].children[0]
+
+
+def signer_infos(data: Node) -> Node:
+    assert data.children is not None
+    return data.children[-1]
+
+
+def first_signer(data: Node) -> Node:
+    infos = signer_infos(data)
+    assert infos.children is not None
+    return infos.children[0]
+
+
+def unsigned_attribute_value(signer: Node, oid_der: bytes) -> Node:
+    """The first value of the signer's unsigned attribute whose type encodes as ``oid_der`` (tag and length too)."""
+    assert signer.children is not None
+    unsigned = next(c for c in signer.children if c.tag == b"\xa1")
+    for attribute in unsigned.children or ():
+        assert attribute.children is not None
+        if attribute.children[0].encode() == oid_der:
+            values = attribute.children[1].children
+            assert values
+            return values[0]
+    raise KeyError(oid_der.hex())
+
+
+def oid_der(dotted: str) -> bytes:
+    from asn1crypto import core
+
+    return bytes(core.ObjectIdentifier(dotted).dump())
+
+
+def insert_signature_extra(package: Package, extra: bytes, *, local: bool, central: bool,
+                           sizes: int | None = None) -> bytes:
+    """The package with ``extra`` appended to the signature entry's local and/or central extra field (later
+    offsets and the EOCD fixed), and optionally both size fields of both headers set to ``sizes``."""
+    data = package.data
+    f = io.BytesIO(data)
+    layout = read_layout(f)
+    entry = next(h for h in layout.headers if h.name == SIGNATURE_FILE_NAME)
+    lfh = read_local_header(f, entry.local_header_offset)
+    out = bytearray(data)
+    grow_local = len(extra) if local else 0
+    # Central header first (it lies after the local one), so the local insertion does not move its position.
+    if central:
+        insert_at = entry.position + 46 + len(entry.name) + len(entry.extra)
+        out[insert_at:insert_at] = extra
+        struct.pack_into("<H", out, entry.position + 30, len(entry.extra) + len(extra))
+    if local:
+        insert_at = lfh.position + 30 + len(lfh.name) + len(lfh.extra)
+        out[insert_at:insert_at] = extra
+        struct.pack_into("<H", out, lfh.position + 28, len(lfh.extra) + len(extra))
+    grow_central = len(extra) if central else 0
+    for header in layout.headers:
+        position = header.position + grow_local + (grow_central if header.position > entry.position else 0)
+        if header.local_header_offset > lfh.position:
+            struct.pack_into("<I", out, position + 42, header.local_header_offset + grow_local)
+        if header is entry and sizes is not None:
+            struct.pack_into("<II", out, position + 20, sizes, sizes)
+    if sizes is not None:
+        struct.pack_into("<II", out, lfh.position + 18, sizes, sizes)
+    eocd = layout.eocd.position + grow_local + grow_central
+    struct.pack_into("<II", out, eocd + 12, layout.eocd.cd_size + grow_central, layout.eocd.cd_offset + grow_local)
+    return bytes(out)

@@ -13,7 +13,7 @@ from nuseal.verify import engine
 from nuseal.verify.engine import TrustContext, verify_package
 from nuseal.verify.result import Severity
 from tests.conftest import VECTORS
-from tests.fuzz.conftest import NOW, verify_policy
+from tests.fuzz.common import NOW, verify_policy
 
 BROKEN = VECTORS / "real" / "Antlr.3.5.0.2.nupkg"
 GOOD = VECTORS / "real" / "Dapper.2.0.78.nupkg"

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from nuseal.verify.engine import TrustContext, verify_package
 from tests.fuzz import mutants
-from tests.fuzz.conftest import NOW, assert_clean_verdict, signed_vectors, verify_policy
+from tests.fuzz.common import NOW, assert_clean_verdict, signed_vectors, verify_policy
 
 #: Examples per signed vector (26 vectors: about 2,000 mutants in all).
 EXAMPLES_PER_VECTOR = 80

@@ -13,7 +13,7 @@ import pytest
 from nuseal.verify.engine import TrustContext, verify_package
 from nuseal.verify.result import Severity
 from tests.conftest import VECTORS
-from tests.fuzz.conftest import NOW, assert_clean_verdict, verify_policy
+from tests.fuzz.common import NOW, assert_clean_verdict, verify_policy
 
 # (cause, package, offset, xor, the error code NuGet reports, or "valid")
 EXAMPLES = [
