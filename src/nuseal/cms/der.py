@@ -14,6 +14,8 @@ tiny values quadratic).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from asn1crypto import cms, core
@@ -24,6 +26,22 @@ from nuseal.cms import oids
 ASN1_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, KeyError, IndexError, OverflowError)
 
 _SEQUENCE, _SET, _OCTET_STRING, _OID, _INTEGER = 0x30, 0x31, 0x04, 0x06, 0x02
+
+
+def reason(exc: BaseException) -> str:
+    """A one-line account of a parse error for a finding's message (asn1crypto's messages span lines)."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0].strip() if lines else type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+@contextmanager
+def where(name: str) -> Iterator[None]:
+    """Prefix a parse error raised inside with the field it happened in (``SignerInfo signedAttrs: ...``)."""
+    try:
+        yield
+    except ASN1_ERRORS as exc:
+        raise ValueError(f"{name}: {reason(exc)}") from exc
 
 
 #: Deeper nesting than any real signature has; bounds the recursion over indefinite-length values.
@@ -133,10 +151,11 @@ def attributes(value: core.Asn1Value) -> tuple[Attribute, ...] | None:
     found: list[Attribute] = []
     for attribute in value:
         oid = attribute["type"].dotted  # parses the OID; the values stay raw below
-        parts = tlvs(bytes(attribute.contents))
-        if len(parts) != 2 or parts[1][0] != _SET:
-            raise ValueError(f"malformed attribute {oid}")
-        found.append(Attribute(oid, tuple(tlvs(contents_of(parts[1])))))
+        with where(f"attribute {oid}"):
+            parts = tlvs(bytes(attribute.contents))
+            if len(parts) != 2 or parts[1][0] != _SET:
+                raise ValueError("not a type and a SET of values")
+            found.append(Attribute(oid, tuple(tlvs(contents_of(parts[1])))))
     return tuple(found)
 
 
@@ -147,16 +166,20 @@ def values_of(attrs: tuple[Attribute, ...] | None, oid: str) -> list[tuple[bytes
 
 def walk_signed_data(signed_data: cms.SignedData) -> None:
     """Touch every SignedData field .NET decodes (the signer infos are walked by ``read_signer_info``)."""
-    _ = signed_data["version"].native
-    for digest_algorithm in signed_data["digest_algorithms"]:
-        algorithm(digest_algorithm)
-    encap = signed_data["encap_content_info"]
-    _ = encap["content_type"].dotted
-    certificates = signed_data["certificates"]
-    if not isinstance(certificates, core.Void):
-        for choice in certificates:
-            _ = choice.name
-    _ = signed_data["crls"]
+    with where("SignedData version"):
+        _ = signed_data["version"].native
+    with where("SignedData digestAlgorithms"):
+        for digest_algorithm in signed_data["digest_algorithms"]:
+            algorithm(digest_algorithm)
+    with where("SignedData encapContentInfo"):
+        _ = signed_data["encap_content_info"]["content_type"].dotted
+    with where("SignedData certificates"):
+        certificates = signed_data["certificates"]
+        if not isinstance(certificates, core.Void):
+            for choice in certificates:
+                _ = choice.name
+    with where("SignedData crls"):
+        _ = signed_data["crls"]
 
 
 def encapsulated_content(signed_data: cms.SignedData) -> bytes | None:
@@ -195,32 +218,43 @@ class SignerFields:
 
 
 def read_signer_info(signer_info: cms.SignerInfo) -> SignerFields:
-    version = signer_info["version"].native
-    sid = signer_info["sid"]
+    with where("SignerInfo version"):
+        version = signer_info["version"].native
     issuer: bytes | None = None
     serial: int | None = None
     key_id: bytes | None = None
-    if sid.name == "issuer_and_serial_number":
-        parts = tlvs(bytes(sid.chosen.contents))
-        if len(parts) != 2 or parts[0][0] != _SEQUENCE:
-            raise ValueError("malformed IssuerAndSerialNumber")
-        issuer, serial = parts[0], integer_of(parts[1])
-    else:
-        key_id = bytes(sid.chosen.native)
-    signed = signer_info["signed_attrs"]
-    signed_attributes = attributes(signed)
-    signed_der = None if signed_attributes is None else b"\x31" + bytes(signed.dump())[1:]
+    with where("SignerInfo sid"):
+        sid = signer_info["sid"]
+        if sid.name == "issuer_and_serial_number":
+            parts = tlvs(bytes(sid.chosen.contents))
+            if len(parts) != 2 or parts[0][0] != _SEQUENCE:
+                raise ValueError("malformed IssuerAndSerialNumber")
+            issuer, serial = parts[0], integer_of(parts[1])
+        else:
+            key_id = bytes(sid.chosen.native)
+    with where("SignerInfo digestAlgorithm"):
+        digest_algorithm = algorithm(signer_info["digest_algorithm"])
+    with where("SignerInfo signedAttrs"):
+        signed = signer_info["signed_attrs"]
+        signed_attributes = attributes(signed)
+        signed_der = None if signed_attributes is None else b"\x31" + bytes(signed.dump())[1:]
+    with where("SignerInfo signatureAlgorithm"):
+        signature_algorithm = algorithm(signer_info["signature_algorithm"])
+    with where("SignerInfo signature"):
+        signature = bytes(signer_info["signature"].native)
+    with where("SignerInfo unsignedAttrs"):
+        unsigned_attributes = attributes(signer_info["unsigned_attrs"])
     return SignerFields(
         version=int(version) if isinstance(version, int) else int(str(version).removeprefix("v")),
         issuer=issuer,
         serial_number=serial,
         subject_key_identifier=key_id,
-        digest_algorithm=algorithm(signer_info["digest_algorithm"]),
+        digest_algorithm=digest_algorithm,
         signed_attributes=signed_attributes,
         signed_attributes_der=signed_der,
-        signature_algorithm=algorithm(signer_info["signature_algorithm"]),
-        signature=bytes(signer_info["signature"].native),
-        unsigned_attributes=attributes(signer_info["unsigned_attrs"]),
+        signature_algorithm=signature_algorithm,
+        signature=signature,
+        unsigned_attributes=unsigned_attributes,
     )
 
 

@@ -398,7 +398,8 @@ def build_signer_view(
     rule violations raise ``SignatureFormatError``. ``loaded`` are ``certificates`` loaded by cryptography."""
     fields = der.read_signer_info(signer_info)
     signed = fields.signed_attributes
-    kind = _signature_kind(signed) if with_nuget_attributes else SignatureKind.UNKNOWN
+    with der.where("commitment-type-indication attribute"):
+        kind = _signature_kind(signed) if with_nuget_attributes else SignatureKind.UNKNOWN
     return SignerView(
         signer_info=signer_info,
         certificate=_resolve_signer_certificate(fields, certificates, loaded),
@@ -428,7 +429,11 @@ def certificate_bag(signed_data: cms.SignedData) -> list[asn1_x509.Certificate]:
 
 def load_certificates(bag: list[asn1_x509.Certificate]) -> tuple[x509.Certificate, ...]:
     """The bag loaded by cryptography, as .NET's ``SignedCms.Certificates`` loads it: ``ValueError`` if one fails."""
-    return tuple(certs.load_der(bytes(c.dump())) for c in bag)
+    loaded = []
+    for index, certificate in enumerate(bag, start=1):
+        with der.where(f"certificate #{index}"):
+            loaded.append(certs.load_der(bytes(certificate.dump())))
+    return tuple(loaded)
 
 
 def load_signed_data(der_bytes: bytes) -> cms.SignedData:
@@ -457,14 +462,15 @@ def load_primary_signature(der_bytes: bytes) -> PrimarySignature:
     except SignatureFormatError:
         raise
     except ASN1_ERRORS as exc:  # malformed DER, a certificate cryptography refuses (NuGet: CryptographicException)
-        raise SignatureFormatError(Messages.SIGNATURE_INVALID, NuCode.NU3003) from exc
+        raise SignatureFormatError(f"{Messages.SIGNATURE_INVALID} ({der.reason(exc)})", NuCode.NU3003) from exc
 
 
 def _load_primary_signature(der_bytes: bytes) -> PrimarySignature:
     signed_data = load_signed_data(der_bytes)
     signer_infos = list(signed_data["signer_infos"])
     certificates = certificate_bag(signed_data)
-    content_bytes = der.encapsulated_content(signed_data)
+    with der.where("SignedData encapContentInfo"):
+        content_bytes = der.encapsulated_content(signed_data)
     if len(signer_infos) != 1:
         raise SignatureFormatError(Messages.NOT_ONE_PRIMARY, NuCode.NU3009)
     cert_objects = load_certificates(certificates)
@@ -511,7 +517,8 @@ def _load_countersigners(signer: SignerView, certificates: list[asn1_x509.Certif
             except SignatureFormatError:
                 raise
             except ASN1_ERRORS as exc:
-                raise SignatureFormatError(Messages.COUNTERSIGNATURE_INVALID, NuCode.NU3031) from exc
+                raise SignatureFormatError(f"{Messages.COUNTERSIGNATURE_INVALID} ({der.reason(exc)})",
+                                           NuCode.NU3031) from exc
             views.append(view)
     return tuple(views)
 

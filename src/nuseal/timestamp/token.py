@@ -16,7 +16,7 @@ from asn1crypto import tsp
 from cryptography import x509
 
 from nuseal.cms import oids
-from nuseal.cms.der import ASN1_ERRORS, encapsulated_content
+from nuseal.cms.der import ASN1_ERRORS, encapsulated_content, reason
 from nuseal.cms.parse import (
     SignerView,
     build_signer_view,
@@ -92,7 +92,7 @@ def load_timestamp(der: bytes, owner: str = "signature") -> Timestamp:
     except TimestampError:
         raise
     except ASN1_ERRORS as exc:
-        raise TimestampError(invalid, NuCode.NU3021) from exc
+        raise TimestampError(f"{invalid} ({reason(exc)})", NuCode.NU3021) from exc
 
 
 def _load_timestamp(der: bytes, owner: str, invalid: str) -> Timestamp:

@@ -61,7 +61,7 @@ def load_der(data: bytes) -> x509.Certificate:
         try:
             return x509.load_der_x509_certificate(data)
         except x509.InvalidVersion as exc:
-            raise ValueError(f"unsupported certificate version {exc.parsed_version}") from exc
+            raise ValueError(f"unsupported certificate version v{exc.parsed_version + 1}") from exc
 
 
 def public_key(certificate: x509.Certificate) -> CertificatePublicKeyTypes | None:
