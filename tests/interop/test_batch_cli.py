@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import VECTORS
-from tests.fuzz.test_mutation_regressions import EXAMPLES
+from tests.fuzz.common import RECORDED_MUTANTS
 
 REAL = VECTORS / "real"
 GOOD = [REAL / "Newtonsoft.Json.13.0.1.nupkg", REAL / "Antlr.3.5.0.2.nupkg", REAL / "Dapper.2.0.78.nupkg"]
@@ -36,7 +36,7 @@ def damaged(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """The recorded crash examples of the mutation campaign (each used to abort the whole batch)."""
     folder = tmp_path_factory.mktemp("damaged")
     paths = []
-    for cause, package, offset, xor, _ in EXAMPLES:
+    for cause, package, offset, xor, _ in RECORDED_MUTANTS:
         data = bytearray((REAL / package).read_bytes())
         data[offset] ^= xor
         path = folder / f"{cause}.nupkg"
@@ -52,7 +52,7 @@ def test_damaged_packages_first_do_not_stop_the_batch(damaged: list[Path]) -> No
     document = json.loads(result.stdout)
     packages = {Path(p["path"]).name: p for p in document["packages"]}
     assert list(packages) == [p.name for p in [*damaged, *GOOD]]
-    for (cause, _, _, _, code), path in zip(EXAMPLES, damaged, strict=True):
+    for (cause, _, _, _, code), path in zip(RECORDED_MUTANTS, damaged, strict=True):
         verdict = packages[path.name]
         if code == "valid":
             assert verdict["valid"], (cause, verdict["issues"])

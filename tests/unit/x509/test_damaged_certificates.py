@@ -13,12 +13,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from tests.conftest import VECTORS
+from tests.fuzz import mutants
 
 from nuseal.cms import oids
 from nuseal.x509 import certs
 from nuseal.x509.chain import ChainStatus, build_chain
-from tests.conftest import VECTORS
-from tests.fuzz import mutants
 
 FIXTURES = VECTORS / "fixtures"
 ROOT, INTERMEDIATE, LEAF = (
