@@ -13,7 +13,7 @@ from pathlib import Path
 
 from asn1crypto import cms
 
-from nuseal.cms import oids
+from nuseal import oids
 from nuseal.enums import RevocationMode
 from nuseal.package import archive
 from nuseal.sign.author import AuthorSignRequest, sign_package

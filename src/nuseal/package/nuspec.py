@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import lzma
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,8 +105,17 @@ def read_identity(path: Path) -> PackageIdentity:
         with zipfile.ZipFile(path) as archive:
             info = _nuspec_entry(archive, path)
             data = _read_bounded(archive, info, path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+    except _ZIP_ERRORS as exc:
         if isinstance(exc, FileNotFoundError):
             raise
         raise PackageFormatError(f"{path}: cannot read the package as a zip archive: {exc}") from exc
     return parse_identity(data, f"{path}!{info.filename}")
+
+
+#: What ``zipfile`` lets through on a damaged archive besides ``BadZipFile``: corrupt deflate data (``zlib.error``),
+#: unsupported methods, versions or flags (``NotImplementedError``), encrypted entries (``RuntimeError``), names
+#: that are not valid UTF-8 (``UnicodeDecodeError``), truncated records (``EOFError``, ``struct.error``).
+_ZIP_ERRORS: tuple[type[Exception], ...] = (
+    zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error, lzma.LZMAError, NotImplementedError,
+    RuntimeError, ValueError, struct.error,
+)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from cryptography import x509
 
-from nuseal.cms import oids
+from nuseal import oids
 from nuseal.codes import NuCode
 from nuseal.errors import CertificateError, TimestampError
 from nuseal.findings import Finding, Severity, Target

@@ -10,6 +10,8 @@ checks below it only say what they saw. Nothing here prints, reads the clock or 
 from __future__ import annotations
 
 import base64
+import os
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -19,7 +21,7 @@ from typing import BinaryIO
 
 from cryptography import x509
 
-from nuseal.cms import oids
+from nuseal import oids
 from nuseal.cms.parse import PrimarySignature, RepositoryCountersignature, SignerView, load_primary_signature
 from nuseal.cms.parse import verify_signer_signature as check_cms_signature
 from nuseal.codes import IssueCode, Messages, NuCode
@@ -129,8 +131,24 @@ def _friendly(kind: SignatureKind, placement: str) -> str:
 def verify_package(path: Path, *, policy: VerificationPolicy, trust: TrustContext, now: datetime,
                    compute_content_hash: bool = False) -> PackageVerdict:
     """Verify one package file under ``policy`` as of ``now``. Never raises for a bad package: a file that is
-    not a readable zip gives a verdict with ``error`` set (invalid); everything else is findings."""
+    not a readable zip gives a verdict with ``error`` set (invalid); everything else is findings.
+
+    Every damaged input is judged by the checks themselves (the load boundaries turn parser errors into NU codes).
+    An exception that still escapes them is a bug in nuseal or in a library: it becomes this package's verdict
+    (invalid, ``error`` and an NU3003 finding naming the exception and where it was raised, and
+    ``extra["internal_error"]``) so that a batch goes on with the next package. Tests assert that the marker never
+    appears, so such bugs are found and fixed rather than hidden.
+    """
     path = Path(path)
+    try:
+        with certs.quiet():
+            return _verify_path(path, policy, trust, now, compute_content_hash)
+    except Exception as exc:  # last resort for one package, see the docstring
+        return _internal_error(path, exc)
+
+
+def _verify_path(path: Path, policy: VerificationPolicy, trust: TrustContext, now: datetime,
+                 compute_content_hash: bool) -> PackageVerdict:
     try:
         with path.open("rb") as f:
             layout = zipformat.read_layout(f)
@@ -140,6 +158,18 @@ def verify_package(path: Path, *, policy: VerificationPolicy, trust: TrustContex
                                                                      f"{exc.message}")
     except OSError as exc:
         return PackageVerdict(str(path), None, None, False, (), error=f"'{path}' cannot be read: {exc.strerror}")
+
+
+def _internal_error(path: Path, exc: Exception) -> PackageVerdict:
+    frames = traceback.extract_tb(exc.__traceback__)
+    site = next((f"{Path(frame.filename).name}:{frame.lineno} ({frame.name})" for frame in reversed(frames)
+                 if f"{os.sep}nuseal{os.sep}" in frame.filename), "?")
+    what = f"{type(exc).__name__}: {exc}"
+    message = (f"{Messages.SIGNATURE_INVALID} (internal error in nuseal while verifying '{path}': {what}, "
+               f"raised at {site}; please report it)")
+    finding = Finding(NuCode.NU3003, Severity.ERROR, message, "package")
+    return PackageVerdict(str(path), None, None, False, (Status.UNKNOWN,), findings=(finding,), error=message,
+                          extra={"internal_error": f"{what} at {site}"})
 
 
 def _identity(path: Path) -> tuple[str | None, str | None]:
@@ -156,11 +186,12 @@ def _verify_open(f: BinaryIO, layout: zipformat.ArchiveLayout, path: Path, polic
     log = _Log()
     base = PackageVerdict(str(path), package_id, version, False, ())
     if not zipformat.has_signature_entry(layout):
-        content_hash = hashing.content_hash(path) if compute_content_hash else None
+        whole_file_hash = hashing.content_hash(path) if compute_content_hash else None
         if policy.allow_unsigned:
-            return replace(base, statuses=(Status.VALID,), content_hash=content_hash)
+            return replace(base, statuses=(Status.VALID,), content_hash=whole_file_hash)
         log.add(NuCode.NU3004, True, policy.unsigned_message, "package")
-        return replace(base, statuses=(Status.DISALLOWED,), findings=tuple(log.findings), content_hash=content_hash)
+        return replace(base, statuses=(Status.DISALLOWED,), findings=tuple(log.findings),
+                       content_hash=whole_file_hash)
 
     base = replace(base, signed=True)
     try:
@@ -175,13 +206,18 @@ def _verify_open(f: BinaryIO, layout: zipformat.ArchiveLayout, path: Path, polic
     statuses: list[Status] = []
     # 1. Integrity: the package hash over the package without its signature entry (spec §2.2).
     digest_name = signature.content.hash_name
-    if compute_content_hash:
-        # One pass for both: the signed hash and NuGet's SHA-512 content hash (.nupkg.metadata).
-        plan = hashing.unsigned_view_plan(f, layout, entry)
-        actual, content_digest = hashing.plan_digests(f, plan, (digest_name, "sha512"))
-        content_hash = base64.b64encode(content_digest).decode("ascii")
-    else:
-        actual, content_hash = hashing.package_hash(f, layout, entry, digest_name), None
+    actual: bytes | None = None
+    content_hash: str | None = None
+    try:
+        if compute_content_hash:
+            # One pass for both: the signed hash and NuGet's SHA-512 content hash (.nupkg.metadata).
+            plan = hashing.unsigned_view_plan(f, layout, entry)
+            actual, content_digest = hashing.plan_digests(f, plan, (digest_name, "sha512"))
+            content_hash = base64.b64encode(content_digest).decode("ascii")
+        else:
+            actual = hashing.package_hash(f, layout, entry, digest_name)
+    except (PackageFormatError, OSError):
+        pass  # NuGet: any exception while hashing is an integrity failure (spec §2.2)
     if actual != signature.content.hash_value:
         log.add(NuCode.NU3008, True, Messages.INTEGRITY_FAILED, "package")
         statuses.append(Status.SUSPECT)
@@ -492,7 +528,7 @@ def _revocation_message(chain: ChainResult, name: str) -> str:
 
 def _root_not_in_bundle_message(root: x509.Certificate) -> str:
     # NuGet also prints the root's PEM; we keep the message to one line (the PEM is in ``nuseal inspect``).
-    return (f"The root certificate is not in the certificate bundle: subject '{certs.name_string(root.subject)}', "
+    return (f"The root certificate is not in the certificate bundle: subject '{certs.subject_string(root)}', "
             f"SHA-256 fingerprint {certs.fingerprint(root)}.")
 
 

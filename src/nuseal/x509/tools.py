@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from nuseal.cms import oids
+from nuseal import oids
 from nuseal.codes import NuCode
 from nuseal.errors import CertificateError
 from nuseal.findings import Finding, Severity, Target
