@@ -28,7 +28,7 @@ def _bin_dir() -> Path:
     found = shutil.which("initdb")
     if found:
         return Path(found).resolve().parent
-    pytest.fail("PostgreSQL is not installed (initdb not found): run scripts/install --test (apt-get install postgresql)")
+    pytest.fail("PostgreSQL is not installed (no initdb): run scripts/install --test (apt-get install postgresql)")
 
 
 def _free_port() -> int:

@@ -24,6 +24,7 @@ COMMAND_MODULES: dict[str, str] = {
     "verify": "verify", "inspect": "verify",
     "sign": "sign", "repo-sign": "sign", "remove-signature": "sign",
     "trust": "trust", "cert": "cert", "tsa": "tsa", "install": "install",
+    "serve": "serve", "admin": "admin",
 }
 
 _loaded: set[str] = set()

@@ -97,12 +97,9 @@ class Database:
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        """A session for reads only; whatever it changes is rolled back."""
+        """A session for reads only: never committed (closing it ends the transaction without expiring objects)."""
         with self._reads() as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+            yield session
 
     def dispose(self) -> None:
         self.engine.dispose()

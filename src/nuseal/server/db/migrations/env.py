@@ -7,7 +7,7 @@ batch mode so that later revisions that alter tables are generated in a form SQL
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from nuseal.server.db.models import Base, UtcDateTime
 
 
-def _render_item(kind: str, obj: Any, autogen_context: AutogenContext) -> str | bool:
+def _render_item(kind: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     # Revisions must not import the models (they change; revisions are frozen): render UtcDateTime as its column type.
     if kind == "type" and isinstance(obj, UtcDateTime):
         return "sa.DateTime(timezone=True)"
