@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.server_fixtures"]
 
 REPO = Path(__file__).resolve().parent.parent
 VECTORS = (REPO.parent / "shared" / "vectors").resolve()

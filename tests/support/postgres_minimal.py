@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 
 _USER = "nuseal"
@@ -49,8 +50,9 @@ class PostgresServer:
         return f"postgresql+psycopg://{_USER}@127.0.0.1:{self.port}/{database}"
 
     def psql(self, sql: str, database: str = "postgres") -> None:
-        _run([str(self.bin_dir / "psql"), "-v", "ON_ERROR_STOP=1", "-q", "-h", "127.0.0.1", "-p", str(self.port),
-              "-U", _USER, "-d", database, "-c", sql], as_postgres=False)
+        """Run one statement outside a transaction (CREATE/DROP DATABASE, TRUNCATE)."""
+        with psycopg.connect(host="127.0.0.1", port=self.port, user=_USER, dbname=database, autocommit=True) as conn:
+            conn.execute(sql.encode())
 
     def stop(self) -> None:
         _run([str(self.bin_dir / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "immediate", "stop"])
