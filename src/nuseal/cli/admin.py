@@ -111,7 +111,7 @@ def migrate(ctx: typer.Context) -> None:
 @user_app.command("add")
 def user_add(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="User name (letters, digits, '_', '.', '-')."),
+    name: str = typer.Argument(..., metavar="NAME", help="User name (letters, digits, '_', '.', '-')."),
     email: str | None = typer.Option(None, "--email", help="Contact address."),
     site_admin: bool = typer.Option(False, "--site-admin", help="May unlist and manage owners of any package."),
 ) -> None:
@@ -127,7 +127,7 @@ def user_add(
 @org_app.command("add")
 def org_add(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="Organization name."),
+    name: str = typer.Argument(..., metavar="ORG", help="Organization name."),
     admin: str = typer.Option(..., "--admin", help="Existing user who becomes the first admin."),
     email: str | None = typer.Option(None, "--email", help="Contact address."),
 ) -> None:
