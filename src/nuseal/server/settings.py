@@ -174,7 +174,7 @@ _PARSERS: Final[Mapping[str, Callable[[str, object, str], Any]]] = {
     "timestamp_roots": _existing_file,
     "revocation_mode": _revocation_mode,
     "queue_url": _url("sqlite", "redis", "rediss"),
-    "max_package_bytes": _integer(1, 2**40),
+    "max_package_bytes": _integer(1, 4 * 2**30),  # zip64 packages are refused anyway; S3 copies up to 5 GiB
     "allow_self_issued_certificates": _boolean,
     "dev_allow_http_repository_signatures": _boolean,
     "workers": _integer(1, 256),
