@@ -53,7 +53,6 @@ def serve(
         opt.fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}")
     bound_port = int(sock.getsockname()[1])
     url = settings.base_url(bound_port)
-    scheme = settings.scheme
-    typer.echo(f"nuseal feed listening on {scheme}://{settings.host}:{bound_port}/ "
+    typer.echo(f"nuseal feed listening on {settings.listen_url(bound_port)}/ "
                f"(service index {url}/v3/index.json, data {settings.data_dir})")  # fmt: skip
     server_app.run(ctx, sock, public_url=url)

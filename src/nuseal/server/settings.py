@@ -70,12 +70,14 @@ class ServerSettings:
     def scheme(self) -> str:
         return "https" if self.tls_cert is not None else "http"
 
-    def base_url(self, bound_port: int | None = None) -> str:
-        """``public_url``, or the URL derived from the host, the (bound) port and TLS; no trailing slash."""
-        if self.public_url is not None:
-            return self.public_url
+    def listen_url(self, bound_port: int | None = None) -> str:
+        """Where the server listens: scheme, host (IPv6 in brackets) and the (bound) port; no trailing slash."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{bound_port if bound_port is not None else self.port}"
+
+    def base_url(self, bound_port: int | None = None) -> str:
+        """The URL clients use: ``public_url``, else :meth:`listen_url`; no trailing slash."""
+        return self.public_url if self.public_url is not None else self.listen_url(bound_port)
 
 
 # ---------------------------------------------------------------------------------------------------------------

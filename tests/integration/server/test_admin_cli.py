@@ -181,3 +181,24 @@ def test_postgresql_is_migrated_by_admin_migrate_and_refused_before(database_fac
     assert ok("admin", "--database-url", url, "migrate") == "Migrated the database from empty to revision 0001.\n"
     added = runner.invoke(app, ["admin", "--database-url", url, "user", "add", "alice"])
     assert (added.exit_code, added.stdout) == (0, "Added user alice.\n")
+
+
+def test_without_the_server_extra_serve_and_admin_say_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, *args: object, **kwargs: object) -> object:
+        return None if name in ("fastapi", "sqlalchemy") else real(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    for args in (["serve", "--data", str(tmp_path)], ["admin", "--data", str(tmp_path), "migrate"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1
+        assert result.stderr == (
+            "error: the feed server needs the 'server' extra (fastapi, sqlalchemy missing): "
+            "pip install 'nuseal[server]'\n"
+        )
+    assert not (tmp_path / "nuseal.db").exists()

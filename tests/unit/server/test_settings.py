@@ -73,6 +73,7 @@ def test_config_accepts_a_server_table_and_dashed_keys(tmp_path: Path) -> None:
     loaded = load_settings({"data_dir": tmp_path}, config_file=config, environ={})
     assert loaded.public_url == "https://nuget.example.com"
     assert loaded.base_url(1) == "https://nuget.example.com"
+    assert loaded.listen_url(1) == "http://127.0.0.1:1"
 
 
 def test_relative_paths_in_a_config_file_are_relative_to_the_file(tmp_path: Path) -> None:
@@ -152,4 +153,5 @@ def test_environment_booleans_and_external_database(tmp_path: Path) -> None:
 
 
 def test_an_ipv6_host_is_bracketed_in_the_derived_url(tmp_path: Path) -> None:
-    assert load_settings({"data_dir": tmp_path, "host": "::1"}, environ={}).base_url(5) == "http://[::1]:5"
+    loaded = load_settings({"data_dir": tmp_path, "host": "::1"}, environ={})
+    assert loaded.base_url(5) == loaded.listen_url(5) == "http://[::1]:5"
