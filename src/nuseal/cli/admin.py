@@ -98,7 +98,7 @@ def migrate(ctx: typer.Context) -> None:
     from nuseal.server.bootstrap import migrate_database
 
     with opt.handled():
-        result = migrate_database(settings)
+        result = migrate_database(settings, actor=_operator())
     if result.changed:
         typer.echo(f"Migrated the database from {result.before or 'empty'} to revision {result.after}.")
     else:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from nuseal.server.db import migrate
 from nuseal.server.db.session import Database, DatabaseError
+from nuseal.server.services import audit
 from nuseal.server.services.context import Clock, ServiceContext, system_clock
+from nuseal.server.services.permissions import Operator
 from nuseal.server.settings import ServerSettings
 from nuseal.server.storage import open_blob_store
 
@@ -27,11 +29,22 @@ def open_database(settings: ServerSettings) -> Database:
     return Database(settings.database_url)
 
 
-def migrate_database(settings: ServerSettings) -> migrate.MigrationResult:
-    """``nuseal admin migrate``: bring the configured database to the head revision."""
+def _upgrade(db: Database, actor: Operator, clock: Clock) -> migrate.MigrationResult:
+    result = migrate.upgrade(db)
+    if result.changed:  # a schema change is an operator change like any other
+        with db.transaction() as session:
+            audit.record(session, actor, audit.SCHEMA_MIGRATE, "database", at=clock(),
+                         before={"revision": result.before}, after={"revision": result.after})  # fmt: skip
+    return result
+
+
+def migrate_database(
+    settings: ServerSettings, *, actor: Operator, clock: Clock = system_clock
+) -> migrate.MigrationResult:
+    """``nuseal admin migrate``: bring the configured database to the head revision (audited when it changes)."""
     db = open_database(settings)
     try:
-        return migrate.upgrade(db)
+        return _upgrade(db, actor, clock)
     finally:
         db.dispose()
 
@@ -41,7 +54,7 @@ def open_context(settings: ServerSettings, *, clock: Clock = system_clock) -> Se
     db = open_database(settings)
     try:
         if settings.uses_embedded_database:
-            migrate.upgrade(db)
+            _upgrade(db, Operator("system"), clock)
         else:
             migrate.require_head(db)
         blobs = open_blob_store(

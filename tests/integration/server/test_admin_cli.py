@@ -102,11 +102,14 @@ def test_every_admin_command_through_the_console_script(data: Path) -> None:
 
     events = json.loads(ok(*d, "audit", "--json"))["events"]
     assert [e["action"] for e in events] == [
-        "account:user:add", "account:user:add", "account:user:add", "account:organization:add",
-        "account:member:add", "account:apikey:create", "account:apikey:revoke", "package:owner:add",
-        "package:owner:remove", "package:version:delete", "account:member:remove",
+        "database:schema:migrate", "account:user:add", "account:user:add", "account:user:add",
+        "account:organization:add", "account:member:add", "account:apikey:create", "account:apikey:revoke",
+        "package:owner:add", "package:owner:remove", "package:version:delete", "account:member:remove",
     ]  # fmt: skip
     assert {e["actor"] for e in events} == {"admin-cli"}
+    assert (events[0]["subject"], events[0]["before"], events[0]["after"]) == (
+        "database", {"revision": None}, {"revision": "0001"}
+    )
     last_two = ok(*d, "audit", "--limit", "2").splitlines()
     assert len(last_two) == 2 and last_two[1].endswith("admin-cli  account:member:remove  contoso/bob")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -184,15 +184,14 @@ def remove_member(ctx: ServiceContext, actor: Operator, organization: str, user:
             raise ConflictError(f"{member.name} is the last admin of {org.name}: make another member admin first")
         role = "admin" if existing.is_admin else "collaborator"
         session.delete(existing)
-        revoked = session.execute(
-            update(ApiKey)
-            .where(ApiKey.owner_id == org.id, ApiKey.holder_id == member.id, ApiKey.revoked_at.is_(None))
-            .values(revoked_at=at)
-        )
-        count = int(getattr(revoked, "rowcount", 0) or 0)
+        keys = list(session.scalars(select(ApiKey).where(
+            ApiKey.owner_id == org.id, ApiKey.holder_id == member.id, ApiKey.revoked_at.is_(None)
+        ).order_by(ApiKey.id)))  # fmt: skip
+        for key in keys:
+            key.revoked_at = at
         audit.record(session, actor, audit.MEMBER_REMOVE, f"{org.name}/{member.name}", at=at,
-                     before={"role": role}, after={"revoked_api_keys": count})
-    return count
+                     before={"role": role}, after={"revoked_api_keys": [key.key_id for key in keys]})
+    return len(keys)
 
 
 def list_members(ctx: ServiceContext, organization: str) -> list[MemberInfo]:

@@ -17,6 +17,7 @@ from nuseal.server.db.models import AuditEvent
 from nuseal.server.services.context import ServiceContext
 from nuseal.server.services.permissions import Actor
 
+SCHEMA_MIGRATE: Final = "database:schema:migrate"
 USER_ADD: Final = "account:user:add"
 ORGANIZATION_ADD: Final = "account:organization:add"
 MEMBER_ADD: Final = "account:member:add"

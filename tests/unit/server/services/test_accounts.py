@@ -110,5 +110,5 @@ def test_removing_a_member_revokes_their_keys_for_that_organization_only(service
         accounts.remove_member(service_ctx, OPERATOR, "contoso", "bob")
     last = audit.list_events(service_ctx)[-1]
     assert (last.action, last.before, last.after) == (
-        "account:member:remove", {"role": "collaborator"}, {"revoked_api_keys": 1}
+        "account:member:remove", {"role": "collaborator"}, {"revoked_api_keys": [org_key.info.key_id]}
     )
