@@ -188,9 +188,9 @@ def apikey_create(
     scope: list[str] = typer.Option(
         [], "--scope", show_default=False,
         help="package:push, package:pushversion, package:unlist, account:certificates or package:signer "
-        "(repeatable) [default: package:push].",
+        "(repeatable; default: package:push).",
     ),
-    glob: list[str] = typer.Option([], "--glob", help="Package id pattern, '*' = any run (repeatable) [default: *]."),
+    glob: list[str] = typer.Option([], "--glob", help="Package id pattern, '*' = any run (repeatable; default: *)."),
     expires_days: int = typer.Option(365, "--expires-days", help="Days until the key expires (1-3650)."),
     description: str = typer.Option("", "--description", help="What the key is for."),
 ) -> None:

@@ -21,24 +21,24 @@ from nuseal.errors import NusealError
 if TYPE_CHECKING:
     from nuseal.server.settings import ServerSettings
 
-CONFIG = typer.Option(None, "--config", help="TOML settings file [env: NUSEAL_CONFIG].", show_default=False)
+CONFIG = typer.Option(None, "--config", help="TOML settings file (env: NUSEAL_CONFIG).", show_default=False)
 DATA = typer.Option(
-    None, "--data", help="Data folder: database, blobs, queue [default: ./nuseal-data; env: NUSEAL_DATA].",
+    None, "--data", help="Data folder: database, blobs, queue (default: ./nuseal-data; env: NUSEAL_DATA).",
     show_default=False,
 )  # fmt: skip
 DATABASE_URL = typer.Option(
     None, "--database-url", show_default=False,
-    help="sqlite:///FILE or postgresql://USER@HOST:PORT/DB [default: sqlite in the data folder].",
+    help="sqlite:///FILE or postgresql://USER@HOST:PORT/DB (default: sqlite in the data folder).",
 )  # fmt: skip
 STORAGE = typer.Option(
     None, "--storage", show_default=False,
-    help="file:///FOLDER or s3://BUCKET?endpoint=URL&region=R [default: file://DATA/blobs].",
+    help="file:///FOLDER or s3://BUCKET?endpoint=URL&region=R (default: file://DATA/blobs).",
 )  # fmt: skip
-HOST = typer.Option(None, "--host", help="Address to listen on [default: 127.0.0.1].", show_default=False)
-PORT = typer.Option(None, "--port", help="Port to listen on; 0 picks a free one [default: 5555].", show_default=False)
+HOST = typer.Option(None, "--host", help="Address to listen on (default: 127.0.0.1).", show_default=False)
+PORT = typer.Option(None, "--port", help="Port to listen on; 0 picks a free one (default: 5555).", show_default=False)
 PUBLIC_URL = typer.Option(
     None, "--public-url", show_default=False,
-    help="URL clients use to reach the feed, e.g. https://nuget.example.com [default: from host and port].",
+    help="URL clients use to reach the feed, e.g. https://nuget.example.com (default: from host and port).",
 )  # fmt: skip
 TLS_CERT = typer.Option(None, "--tls-cert", help="PEM certificate chain for HTTPS.", show_default=False)
 TLS_KEY = typer.Option(None, "--tls-key", help="PEM private key for HTTPS.", show_default=False)
@@ -49,7 +49,7 @@ TIMESTAMP_ROOTS = typer.Option(
     None, "--timestamp-roots", help="PEM bundle of trusted timestamping roots.", show_default=False
 )
 REVOCATION_MODE = typer.Option(
-    None, "--revocation-mode", help="online or offline [default: online].", show_default=False
+    None, "--revocation-mode", help="online or offline (default: online).", show_default=False
 )
 
 #: The Python modules the ``server`` extra installs (their absence gets a one-line install hint).
