@@ -207,7 +207,8 @@ def _read_config_file(path: Path) -> dict[str, tuple[object, str]]:
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"config file '{path}' is not valid TOML: {exc}") from None
     # A [server] table is accepted as well as top-level keys, so the file can later hold other sections.
-    table = document.get("server", document) if isinstance(document.get("server"), dict) else document
+    server_table = document.get("server")
+    table = server_table if isinstance(server_table, dict) else document
     values: dict[str, tuple[object, str]] = {}
     for key, value in table.items():
         name = key.replace("-", "_")
