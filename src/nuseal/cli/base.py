@@ -19,11 +19,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+@app.callback()
+def _root() -> None:
+    """Sign, verify and trust NuGet packages, byte-compatible with the NuGet client."""
+    # A root callback keeps ``app`` a command group when only one single-command module is loaded
+    # (``nuseal serve``); the cli branch's root callback (``--version``) replaces this one.
+
 #: Command (or group) name → the module that defines it.
 COMMAND_MODULES: dict[str, str] = {
     "verify": "verify", "inspect": "verify",
     "sign": "sign", "repo-sign": "sign", "remove-signature": "sign",
     "trust": "trust", "cert": "cert", "tsa": "tsa", "install": "install",
+    "serve": "serve", "admin": "admin",
 }
 
 _loaded: set[str] = set()
