@@ -93,7 +93,7 @@ def test_delete_removes_the_row_then_the_blobs_and_keeps_the_registration(feed: 
     assert event.before is not None and sorted(event.before["blobs"]) == sorted(k for k in before if "/1.0.0/" in k)
     with pytest.raises(NotFoundError, match=re.escape("no version '1.0.0' of package 'Contoso.Lib'")):
         packages.delete_version(feed, OPERATOR, "Contoso.Lib", "1.0.0")
-    with pytest.raises(InvalidInputError, match="'one' is not a valid version string"):
+    with pytest.raises(InvalidInputError, match="'one' is not a valid NuGet version"):
         packages.delete_version(feed, OPERATOR, "Contoso.Lib", "one")
 
 
