@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nuseal.errors import NusealError
-from nuseal.server.api import health
+from nuseal.server.api import certificates, health, signers
 from nuseal.server.services.context import ServiceContext
 from nuseal.server.services.errors import (
     AuthenticationError,
@@ -113,6 +113,8 @@ def create_app(ctx: ServiceContext, *, public_url: str) -> FastAPI:
     app.add_exception_handler(NusealError, _problem)
     app.add_middleware(AccessLog)
     app.include_router(health.router)
+    app.include_router(signers.router)  # before any /api/v1/packages/{id}/{version} route
+    app.include_router(certificates.router)
     return app
 
 
