@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -66,6 +67,16 @@ async def _problem(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type="application/problem+json")
 
 
+async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
+    """FastAPI's request validation errors as problem documents too (status 422, the first error in the detail)."""
+    assert isinstance(error, RequestValidationError)
+    first = error.errors()[0] if error.errors() else {}
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    detail = f"{where}: {first.get('msg', 'invalid request')}" if where else str(first.get("msg", "invalid request"))
+    body = {"title": "InvalidRequest", "status": 422, "detail": detail}
+    return JSONResponse(body, status_code=422, media_type="application/problem+json")
+
+
 class AccessLog:
     """Pure ASGI middleware (streaming-safe): logs method, path, status, bytes and duration of each request."""
 
@@ -111,6 +122,7 @@ def create_app(ctx: ServiceContext, *, public_url: str) -> FastAPI:
     app.state.ctx = ctx
     app.state.public_url = public_url
     app.add_exception_handler(NusealError, _problem)
+    app.add_exception_handler(RequestValidationError, _invalid_request)  # issue 10: problem JSON for bad bodies
     app.add_middleware(AccessLog)
     app.include_router(health.router)
     app.include_router(signers.router)  # before any /api/v1/packages/{id}/{version} route
