@@ -12,7 +12,6 @@ from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.types import Message
 
@@ -126,4 +125,4 @@ async def read_at_most(upload: UploadFile, limit: int) -> bytes:
 
 
 __all__ = ["API_KEY_HEADER", "BodyTooLarge", "FindingModel", "ProblemModel", "capped", "finding_models",
-           "principal", "problem", "problem_responses", "read_at_most", "run_in_threadpool", "single_file"]
+           "principal", "problem", "problem_responses", "read_at_most", "single_file"]

@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from nuseal.server.api.apikey_auth import (
     FindingModel,
@@ -22,7 +23,6 @@ from nuseal.server.api.apikey_auth import (
     problem,
     problem_responses,
     read_at_most,
-    run_in_threadpool,
     single_file,
 )
 from nuseal.server.api.deps import service_context
@@ -114,9 +114,12 @@ def get_certificate(account: AccountName, sha256: Fingerprint, ctx: Ctx, caller:
 async def register_certificate(account: AccountName, request: Request, ctx: Ctx, caller: Caller) -> Response:
     """Register a DER ``.cer`` certificate to the account (registering it again changes nothing)."""
     bounded = await capped(request, _BODY_LIMIT, certificates.FILE_TOO_LARGE.format(MAX_CERTIFICATE_BYTES))
-    upload = await single_file(bounded, "a certificate upload")
-    data = None if upload is None else await read_at_most(upload, MAX_CERTIFICATE_BYTES)
-    filename = None if upload is None else (upload.filename or None)
+    try:
+        upload = await single_file(bounded, "a certificate upload")
+        data = None if upload is None else await read_at_most(upload, MAX_CERTIFICATE_BYTES)
+        filename = None if upload is None else (upload.filename or None)
+    finally:
+        await bounded.close()  # the parsed form's spooled files
     try:
         registration = await run_in_threadpool(certificates.register, ctx, caller, account, data, filename)
     except CertificateRejected as exc:

@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Request
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from nuseal.server.api.apikey_auth import (
     FindingModel,
@@ -25,7 +26,6 @@ from nuseal.server.api.apikey_auth import (
     finding_models,
     principal,
     problem_responses,
-    run_in_threadpool,
     single_file,
 )
 from nuseal.server.api.deps import service_context
@@ -117,15 +117,18 @@ async def check_package(request: Request, ctx: Ctx, caller: Caller) -> CheckRepo
     warnings. Nothing is stored."""
     limit = ctx.settings.max_package_bytes
     bounded = await capped(request, limit + 64 * 1024, f"the package exceeds the size limit of {limit} bytes")
-    upload = await single_file(bounded, "a package check")
-    if upload is None:
-        raise InvalidInputError("a package check needs the .nupkg file in the multipart body")
-    name = PurePath(upload.filename or "package.nupkg").name or "package.nupkg"
-    with tempfile.TemporaryDirectory(prefix="nuseal-check-") as folder:
-        staged = FilePath(folder) / "package.nupkg"
-        with staged.open("wb") as out:
-            await run_in_threadpool(shutil.copyfileobj, upload.file, out, 1024 * 1024)
-        report = await run_in_threadpool(package_check.check_package, ctx, caller, staged, shown_as=name)
+    try:
+        upload = await single_file(bounded, "a package check")
+        if upload is None:
+            raise InvalidInputError("a package check needs the .nupkg file in the multipart body")
+        name = PurePath(upload.filename or "package.nupkg").name or "package.nupkg"
+        with tempfile.TemporaryDirectory(prefix="nuseal-check-") as folder:  # staged outside the feed's storage
+            staged = FilePath(folder) / "package.nupkg"
+            with staged.open("wb") as out:
+                await run_in_threadpool(shutil.copyfileobj, upload.file, out, 1024 * 1024)
+            report = await run_in_threadpool(package_check.check_package, ctx, caller, staged, shown_as=name)
+    finally:
+        await bounded.close()  # the parsed form's spooled files
     data = report.to_dict()
     data["findings"] = finding_models(report.findings)
     data["warnings"] = finding_models(report.warnings)

@@ -377,8 +377,12 @@ def _details(info: CertificateInfo) -> dict[str, Any]:
 def register(
     ctx: ServiceContext, actor: Actor, account_name: str, data: bytes | None, filename: str | None
 ) -> Registration:
-    """Check an upload and register its certificate to ``account_name`` (a no-op when it already is)."""
+    """Check an upload and register its certificate to ``account_name`` (a no-op when it already is).
+
+    Who may comes first (a stranger learns nothing about the upload), then the upload checks, then the change."""
     at = ctx.now()
+    with ctx.db.reading() as session:
+        authorize_on_account(session, actor, Action.MANAGE_CERTIFICATES, find_account(session, account_name))
     certificate = check_upload(data, filename, now=at, allow_self_issued=ctx.settings.allow_self_issued_certificates)
     with ctx.db.transaction() as session:
         account = find_account(session, account_name)

@@ -331,6 +331,8 @@ def test_the_denial_says_which_account_the_principal_acts_for(service_ctx: Servi
     build(service_ctx)
     with pytest.raises(AccessDenied, match="acts for olga, not for contoso: use one that acts for contoso"):
         certificates.register(service_ctx, principal(service_ctx, "olga"), "contoso", pki.leaf.der, "a.cer")
+    with pytest.raises(AccessDenied):  # who may comes before what was uploaded
+        certificates.register(service_ctx, principal(service_ctx, "carl", "contoso"), "contoso", pki.leaf.pem, "a")
 
 
 def test_listing_is_ordered_by_registration(service_ctx: ServiceContext, pki: TestPki, clock: FakeClock,
