@@ -86,6 +86,22 @@ class IssueCode(str, Enum):
     EXTRACTION_FAILED = "ExtractionFailed"
     #: Install: the extracted packages could not be moved into the output folder.
     INSTALL_COMMIT_FAILED = "InstallCommitFailed"
+    # --- feed server push judgement (governance branch, issue 10): nuget.org's ValidationIssueCode names, and
+    # its PackageValidationResultType / resource names where the check has no issue code.
+    #: A push must be signed with a registered certificate (signing is required for the package).
+    PACKAGE_IS_NOT_SIGNED = "PackageIsNotSigned"
+    #: The author signing certificate is not registered to an account the package's signer rules accept.
+    PACKAGE_IS_SIGNED_WITH_UNAUTHORIZED_CERTIFICATE = "PackageIsSignedWithUnauthorizedCertificate"
+    #: A signed push where no applicable account has a certificate (nuget.org's fast check).
+    PACKAGE_SHOULD_NOT_BE_SIGNED = "PackageShouldNotBeSigned"
+    #: The primary signature has an author countersignature.
+    AUTHOR_COUNTER_SIGNATURES_NOT_SUPPORTED = "AuthorCounterSignaturesNotSupported"
+    #: The primary signature is neither an author nor a repository signature.
+    ONLY_AUTHOR_SIGNATURES_SUPPORTED = "OnlyAuthorSignaturesSupported"
+    #: Warning: the previous version was author-signed, the pushed one is not.
+    SIGNED_TO_UNSIGNED_TRANSITION = "SignedToUnsignedTransition"
+    #: The version already exists (a push would get 409).
+    PACKAGE_ALREADY_EXISTS = "PackageAlreadyExists"
 
     @property
     def summary(self) -> str:
@@ -104,6 +120,15 @@ _ISSUE_SUMMARIES: dict[IssueCode, str] = {
     IssueCode.UNSAFE_PACKAGE_CONTENT: "A package entry is unsafe to extract (path traversal, link, zip bomb).",
     IssueCode.EXTRACTION_FAILED: "The package could not be extracted.",
     IssueCode.INSTALL_COMMIT_FAILED: "The installed packages could not be moved into the output folder.",
+    IssueCode.PACKAGE_IS_NOT_SIGNED: "The feed requires this package to be signed with a registered certificate.",
+    IssueCode.PACKAGE_IS_SIGNED_WITH_UNAUTHORIZED_CERTIFICATE:
+        "The signing certificate is not registered to an account the package's signer rules accept.",
+    IssueCode.PACKAGE_SHOULD_NOT_BE_SIGNED:
+        "The package is signed, but no account the package's signer rules name has a registered certificate.",
+    IssueCode.AUTHOR_COUNTER_SIGNATURES_NOT_SUPPORTED: "Author countersignatures are not supported.",
+    IssueCode.ONLY_AUTHOR_SIGNATURES_SUPPORTED: "The primary signature is neither an author nor a repository one.",
+    IssueCode.SIGNED_TO_UNSIGNED_TRANSITION: "The previous version was author-signed; the pushed one is unsigned.",
+    IssueCode.PACKAGE_ALREADY_EXISTS: "The package version already exists on the feed.",
 }
 
 

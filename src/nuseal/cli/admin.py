@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from nuseal.cli import server_options as opt
+from nuseal.cli.admin_governance import cert_app, signer_app
 from nuseal.cli.base import app
 from nuseal.errors import NusealError
 
@@ -33,7 +34,7 @@ apikey_app = typer.Typer(name="apikey", help="API keys.", no_args_is_help=True)
 owner_app = typer.Typer(name="owner", help="Package owners.", no_args_is_help=True)
 package_app = typer.Typer(name="package", help="Packages.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
-for sub in (user_app, org_app, apikey_app, owner_app, package_app):
+for sub in (user_app, org_app, apikey_app, owner_app, package_app, cert_app, signer_app):
     admin_app.add_typer(sub)
 org_app.add_typer(member_app)
 

@@ -161,6 +161,11 @@ class PrimarySignature(_SignerFacts):
     def countersigner_count(self) -> int:
         return len(self._countersigners)
 
+    @property
+    def countersignature_kinds(self) -> tuple[SignatureKind, ...]:
+        """The kind of each countersignature, in order (a feed refuses author ones, server.md §B.2)."""
+        return tuple(c.kind for c in self._countersigners)
+
 
 def _resolve_signer_certificate(
     fields: der.SignerFields, certificates: list[asn1_x509.Certificate], loaded: tuple[x509.Certificate, ...]

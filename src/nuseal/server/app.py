@@ -16,11 +16,12 @@ from typing import Any, Final
 
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nuseal.errors import NusealError
-from nuseal.server.api import health
+from nuseal.server.api import certificates, health, signers
 from nuseal.server.services.context import ServiceContext
 from nuseal.server.services.errors import (
     AuthenticationError,
@@ -64,6 +65,16 @@ async def _problem(request: Request, error: Exception) -> JSONResponse:
     if error.code is not None:
         body["code"] = error.code.value
     return JSONResponse(body, status_code=status, media_type="application/problem+json")
+
+
+async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
+    """FastAPI's request validation errors as problem documents too (status 422, the first error in the detail)."""
+    assert isinstance(error, RequestValidationError)
+    first = error.errors()[0] if error.errors() else {}
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    detail = f"{where}: {first.get('msg', 'invalid request')}" if where else str(first.get("msg", "invalid request"))
+    body = {"title": "InvalidRequest", "status": 422, "detail": detail}
+    return JSONResponse(body, status_code=422, media_type="application/problem+json")
 
 
 class AccessLog:
@@ -111,8 +122,11 @@ def create_app(ctx: ServiceContext, *, public_url: str) -> FastAPI:
     app.state.ctx = ctx
     app.state.public_url = public_url
     app.add_exception_handler(NusealError, _problem)
+    app.add_exception_handler(RequestValidationError, _invalid_request)  # issue 10: problem JSON for bad bodies
     app.add_middleware(AccessLog)
     app.include_router(health.router)
+    app.include_router(signers.router)  # before any /api/v1/packages/{id}/{version} route
+    app.include_router(certificates.router)
     return app
 
 

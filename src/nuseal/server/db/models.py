@@ -22,6 +22,7 @@ from sqlalchemy import (
     Dialect,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     TypeDecorator,
@@ -223,3 +224,55 @@ class AuditEvent(Base):
     subject: Mapped[str] = mapped_column(String(512))
     before: Mapped[dict[str, Any] | None]
     after: Mapped[dict[str, Any] | None]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Issue 10 (governance branch): author-signing certificates per account and the required signer per package
+# (spec server.md §A.1-A.5). Revision 0002_governance_certificates creates these tables.
+
+
+class Certificate(Base):
+    """An uploaded author-signing certificate, identified by the SHA-256 of its DER bytes (lower-case hex).
+
+    The DER itself is kept here (uploads are at most 10,000 bytes), so a registration is one transaction with no
+    blob to orphan; nuget.org keeps ``user-certificates/SHA-256/{sha256}.cer`` blobs instead. The details are
+    filled at registration (nuget.org only fills them after the first signed push). Rows are never deleted:
+    unregistering removes the account's link only.
+    """
+
+    __tablename__ = "certificates"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    subject: Mapped[str] = mapped_column(String(2048))
+    issuer: Mapped[str] = mapped_column(String(2048))
+    not_before: Mapped[datetime]
+    not_after: Mapped[datetime]
+    created_at: Mapped[datetime]
+
+
+class AccountCertificate(Base):
+    """A certificate registered to an account (user or organization); one certificate may be on many accounts."""
+
+    __tablename__ = "account_certificates"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    certificate_sha256: Mapped[str] = mapped_column(
+        ForeignKey("certificates.sha256", ondelete="RESTRICT"), primary_key=True, index=True
+    )
+    registered_at: Mapped[datetime]
+
+    certificate: Mapped[Certificate] = relationship()
+
+
+class PackageRequiredSigner(Base):
+    """The required signer of a package (0 or 1 row per registration; no row means "Any")."""
+
+    __tablename__ = "package_required_signers"
+
+    registration_id: Mapped[int] = mapped_column(
+        ForeignKey("package_registrations.id", ondelete="CASCADE"), primary_key=True
+    )
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+
+    account: Mapped[Account] = relationship()

@@ -25,8 +25,8 @@ from nuseal.server.services.permissions import Operator
 
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,62}[A-Za-z0-9])?$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-#: Names the audit log uses for non-account actors.
-RESERVED_NAMES: Final = frozenset({"admin-cli", "system"})
+#: Names the audit log uses for non-account actors, and "any" (the required signer "Any", issue 10).
+RESERVED_NAMES: Final = frozenset({"admin-cli", "system", "any"})
 
 
 @dataclass(frozen=True)

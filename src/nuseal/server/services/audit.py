@@ -30,6 +30,11 @@ OWNER_REMOVE: Final = "package:owner:remove"
 VERSION_UNLIST: Final = "package:version:unlist"
 VERSION_RELIST: Final = "package:version:relist"
 VERSION_DELETE: Final = "package:version:delete"
+# issue 10 (governance)
+CERTIFICATE_ADD: Final = "account:certificate:add"
+CERTIFICATE_REMOVE: Final = "account:certificate:remove"
+SIGNER_SET: Final = "package:signer:set"
+SIGNER_RESET: Final = "package:signer:reset"  # the required signer stopped being an owner
 
 
 @dataclass(frozen=True)

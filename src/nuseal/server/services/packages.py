@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from nuseal.server.db.models import Account, PackageOwner, PackageRegistration, PackageVersion
-from nuseal.server.services import audit
+from nuseal.server.services import audit, required_signers
 from nuseal.server.services.accounts import find_account
 from nuseal.server.services.context import ServiceContext
 from nuseal.server.services.errors import ConflictError, InvalidInputError, NotFoundError
@@ -177,6 +177,7 @@ def remove_owner(ctx: ServiceContext, actor: Actor, package_id: str, account_nam
         session.expire(registration, ["owners"])
         audit.record(session, actor, audit.OWNER_REMOVE, registration.package_id, at=at,
                      before={"owners": before}, after={"owners": [o.name for o in registration.owners]})
+        required_signers.reset_if_signer(session, actor, registration, account, at=at)  # issue 10: no stale signer
 
 
 def set_listed(ctx: ServiceContext, actor: Actor, package_id: str, version: str, *, listed: bool) -> bool:

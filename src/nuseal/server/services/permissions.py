@@ -35,6 +35,7 @@ class Action(enum.Enum):
     UNLIST = "unlist or relist a version"
     MANAGE_OWNERS = "add or remove package owners"
     MANAGE_SIGNER = "set the required signer"
+    VIEW_SIGNER = "view the required signer"
     MANAGE_CERTIFICATES = "register or remove account certificates"
     VIEW_ACCOUNT = "view the account"
 
@@ -85,7 +86,11 @@ MATRIX: Final[Mapping[Action, Rule]] = {
     Action.MANAGE_OWNERS: Rule(_O | _A, _O | _S, frozenset(), Target.PACKAGE),
     Action.MANAGE_SIGNER: Rule(_O | _A, _O | _A, frozenset({Scope.SIGNER}), Target.PACKAGE),
     Action.MANAGE_CERTIFICATES: Rule(_O | _A, _NONE, frozenset({Scope.CERTIFICATES}), Target.ACCOUNT),
-    Action.VIEW_ACCOUNT: Rule(_O | _A | _C | _S, _NONE, frozenset(), Target.ACCOUNT),
+    # ViewAccount includes listing certificates; through a key only with the certificates scope.
+    Action.VIEW_ACCOUNT: Rule(_O | _A | _C | _S, _NONE, frozenset({Scope.CERTIFICATES}), Target.ACCOUNT),
+    # nuseal's own row (nuget.org shows the signer on its Manage Packages page to the owners' members and to
+    # site admins): whoever may push to or administer the package may see who must sign it.
+    Action.VIEW_SIGNER: Rule(_O | _A | _C, _O | _A | _C | _S, frozenset({Scope.SIGNER}), Target.PACKAGE),
 }
 
 
@@ -261,3 +266,22 @@ def authorize(
     denial = decide(action, user=user, account=account, owners=owners, package_id=package_id, key=actor.key)
     if denial is not None:
         raise AccessDenied(_message(denial, action, user, account, package_id), denial)
+
+
+def authorize_on_account(session: Session, actor: Actor, action: Action, account: Account) -> None:
+    """:func:`authorize` for an account action on ``account`` (certificates): a principal acts for one account
+    (its API key's owner, or the account picked in the UI), so it may only act on that account, and then the
+    matrix decides. The operator may do everything."""
+    if MATRIX[action].target is not Target.ACCOUNT:
+        raise ValueError(f"{action.name} is not an account action")
+    if isinstance(actor, Operator):
+        return
+    if actor.account_id != account.id:
+        acting = session.get(Account, actor.account_id)
+        name = acting.name if acting is not None else "another account"
+        raise AccessDenied(
+            f"this {'API key' if actor.key is not None else 'session'} acts for {name}, not for {account.name}: "
+            f"use one that acts for {account.name} to {action.value}",
+            Denial.ACCOUNT,
+        )
+    authorize(session, actor, action)

@@ -53,6 +53,11 @@ EXPECTED: dict[tuple[Action, str | None], set[str]] = {
     (Action.MANAGE_OWNERS, C): {"org-admin-for-org", "site-admin"},
     (Action.MANAGE_SIGNER, A): {"owner-user"},
     (Action.MANAGE_SIGNER, C): {"org-admin-for-org", "org-admin-for-self"},
+    (Action.VIEW_SIGNER, A): {"owner-user", "site-admin"},
+    (Action.VIEW_SIGNER, C): {
+        "org-admin-for-org", "org-collaborator-for-org", "org-admin-for-self", "org-collaborator-for-self",
+        "site-admin",
+    },
     (Action.MANAGE_CERTIFICATES, ACCOUNT): {
         "owner-user", "org-admin-for-org", "org-admin-for-self", "org-collaborator-for-self", "site-admin",
         "stranger",
@@ -140,7 +145,7 @@ KEY_TARGETS: list[tuple[Action, str | None]] = [
     (Action.PUSH_NEW_ID, NEW), (Action.PUSH_NEW_ID, CNEW), (Action.PUSH_NEW_VERSION, A),
     (Action.PUSH_NEW_VERSION, C), (Action.UNLIST, A), (Action.UNLIST, C), (Action.MANAGE_OWNERS, A),
     (Action.MANAGE_OWNERS, C), (Action.MANAGE_SIGNER, C), (Action.MANAGE_CERTIFICATES, ACCOUNT),
-    (Action.VIEW_ACCOUNT, ACCOUNT),
+    (Action.VIEW_ACCOUNT, ACCOUNT), (Action.VIEW_SIGNER, A), (Action.VIEW_SIGNER, C),
 ]  # fmt: skip
 
 #: key name → the targets it is allowed on (everything else in KEY_TARGETS is denied).
@@ -150,20 +155,24 @@ KEY_EXPECTED: dict[str, set[tuple[Action, str | None]]] = {
     "collaborator-unlist": {(Action.UNLIST, C)},
     "collaborator-all-scopes": {
         (Action.PUSH_NEW_ID, NEW), (Action.PUSH_NEW_ID, CNEW), (Action.PUSH_NEW_VERSION, C), (Action.UNLIST, C),
+        (Action.VIEW_ACCOUNT, ACCOUNT), (Action.VIEW_SIGNER, C),
     },
     "collaborator-wrong-glob": set(),
     "collaborator-lowercase-glob": {(Action.PUSH_NEW_ID, CNEW), (Action.PUSH_NEW_VERSION, C), (Action.UNLIST, C)},
     "admin-all-scopes": {
         (Action.PUSH_NEW_ID, NEW), (Action.PUSH_NEW_ID, CNEW), (Action.PUSH_NEW_VERSION, C), (Action.UNLIST, C),
-        (Action.MANAGE_SIGNER, C), (Action.MANAGE_CERTIFICATES, ACCOUNT),
+        (Action.MANAGE_SIGNER, C), (Action.MANAGE_CERTIFICATES, ACCOUNT), (Action.VIEW_ACCOUNT, ACCOUNT),
+        (Action.VIEW_SIGNER, C),
     },
     "owner-user-push": {(Action.PUSH_NEW_ID, NEW), (Action.PUSH_NEW_ID, CNEW), (Action.PUSH_NEW_VERSION, A)},
     "stranger-all-scopes": {
         (Action.PUSH_NEW_ID, NEW), (Action.PUSH_NEW_ID, CNEW), (Action.MANAGE_CERTIFICATES, ACCOUNT),
+        (Action.VIEW_ACCOUNT, ACCOUNT),
     },
     "site-admin-all-scopes": {
         (Action.PUSH_NEW_ID, NEW), (Action.PUSH_NEW_ID, CNEW), (Action.UNLIST, A), (Action.UNLIST, C),
-        (Action.MANAGE_CERTIFICATES, ACCOUNT),
+        (Action.MANAGE_CERTIFICATES, ACCOUNT), (Action.VIEW_ACCOUNT, ACCOUNT), (Action.VIEW_SIGNER, A),
+        (Action.VIEW_SIGNER, C),
     },
     "expired-all-scopes": set(),
     "revoked-all-scopes": set(),
@@ -217,6 +226,8 @@ def test_denials_say_why(world: World, tokens: dict[str, str]) -> None:
     assert reason("collaborator-all-scopes", Action.MANAGE_SIGNER, C) is Denial.ACCOUNT
     assert reason("collaborator-push", Action.PUSH_NEW_VERSION, A) is Denial.PACKAGE
     assert reason("admin-all-scopes", Action.MANAGE_OWNERS, C) is Denial.SCOPE  # no key scope manages owners
+    assert reason("collaborator-push", Action.VIEW_ACCOUNT, None) is Denial.SCOPE  # certificates scope needed
+    assert reason("collaborator-all-scopes", Action.MANAGE_CERTIFICATES, None) is Denial.ACCOUNT
 
 
 def test_a_key_follows_its_holder_s_current_role(service_ctx: ServiceContext) -> None:

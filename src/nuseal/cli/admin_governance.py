@@ -1,0 +1,184 @@
+"""``nuseal admin cert ...`` and ``nuseal admin signer ...``: account certificates and required signers (issue 10).
+
+Part of the admin contract (names, output lines, ``--json`` documents and exit codes are used by scripts):
+
+- ``cert add ACCOUNT FILE.cer``: the SHA-256 fingerprint alone on stdout (details on stderr); a refused upload
+  is ``error: ...`` with exit 1.
+- ``cert remove ACCOUNT FINGERPRINT``, ``cert list ACCOUNT [--json]``.
+- ``signer set PACKAGE_ID ACCOUNT|Any``, ``signer show PACKAGE_ID [--json]`` (the signer and what it means now).
+
+The data options go before the group (``nuseal admin --data DIR cert ...``) like every admin command; these
+commands also accept them after the command (``nuseal admin cert list alice --data DIR``), which win.
+The groups are attached to ``nuseal admin`` by :mod:`nuseal.cli.admin`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from nuseal.cli import server_options as opt
+from nuseal.errors import NusealError
+
+if TYPE_CHECKING:
+    from nuseal.server.services.context import ServiceContext
+
+cert_app = typer.Typer(name="cert", help="Author-signing certificates registered to accounts.", no_args_is_help=True)
+signer_app = typer.Typer(name="signer", help="The required signer of packages.", no_args_is_help=True)
+
+JSON = typer.Option(False, "--json", help="Print one JSON document instead of text.")
+
+
+def _context(
+    ctx: typer.Context, config: Path | None, data: Path | None, database_url: str | None, storage: str | None
+) -> ServiceContext:
+    """The services, with data options given after the command winning over those given to ``nuseal admin``."""
+    before = ctx.obj  # set by the admin callback (duck-typed: this module does not import nuseal.cli.admin)
+
+    def pick(late: Any, name: str) -> Any:
+        return late if late is not None else getattr(before, name, None)
+
+    settings = opt.load_settings(pick(config, "config"), data_dir=pick(data, "data"),
+                                 database_url=pick(database_url, "database_url"), storage=pick(storage, "storage"))
+    from nuseal.server.bootstrap import open_context
+
+    try:
+        return open_context(settings)
+    except NusealError as exc:
+        opt.fail(str(exc))
+
+
+def _operator() -> Any:
+    from nuseal.server.services.permissions import Operator
+
+    return Operator()
+
+
+def _print_json(document: dict[str, Any]) -> None:
+    typer.echo(json.dumps({"schema": 1} | document, indent=2))
+
+
+# --- certificates ------------------------------------------------------------------------------------------------
+
+
+@cert_app.command("add")
+def cert_add(
+    ctx: typer.Context,
+    account: str = typer.Argument(..., metavar="ACCOUNT", help="User or organization."),
+    file: Path = typer.Argument(..., metavar="FILE.cer", help="The certificate, DER encoded (.cer)."),
+    config: Path | None = opt.CONFIG, data: Path | None = opt.DATA,
+    database_url: str | None = opt.DATABASE_URL, storage: str | None = opt.STORAGE,
+) -> None:
+    """Register a certificate to ACCOUNT and print its SHA-256 fingerprint."""
+    from nuseal.server.services import certificates
+
+    try:
+        with file.open("rb") as handle:
+            payload = handle.read(certificates.MAX_CERTIFICATE_BYTES + 1)
+    except OSError as exc:
+        opt.fail(f"cannot read '{file}': {exc.strerror or exc}")
+    context = _context(ctx, config, data, database_url, storage)
+    with opt.handled():
+        registration = certificates.register(context, _operator(), account, payload, file.name)
+    info = registration.certificate
+    typer.echo(info.sha256)
+    if registration.added:
+        typer.echo(f"Registered certificate {info.sha256} ({info.subject}, expires {info.not_after.date()}) "
+                   f"to {account}.", err=True)  # fmt: skip
+    else:
+        typer.echo(f"Certificate {info.sha256} already is registered to {account}.", err=True)
+
+
+@cert_app.command("remove")
+def cert_remove(
+    ctx: typer.Context,
+    account: str = typer.Argument(..., metavar="ACCOUNT"),
+    fingerprint: str = typer.Argument(..., metavar="FINGERPRINT", help="SHA-256 fingerprint (hex)."),
+    config: Path | None = opt.CONFIG, data: Path | None = opt.DATA,
+    database_url: str | None = opt.DATABASE_URL, storage: str | None = opt.STORAGE,
+) -> None:
+    """Unregister a certificate from ACCOUNT (other accounts keep it)."""
+    from nuseal.server.services import certificates
+
+    context = _context(ctx, config, data, database_url, storage)
+    with opt.handled():
+        sha256 = certificates.parse_fingerprint(fingerprint)
+        removed = certificates.unregister(context, _operator(), account, sha256)
+    typer.echo(f"Removed certificate {sha256} from {account}." if removed
+               else f"Certificate {sha256} is not registered to {account}.")  # fmt: skip
+
+
+@cert_app.command("list")
+def cert_list(
+    ctx: typer.Context,
+    account: str = typer.Argument(..., metavar="ACCOUNT"),
+    as_json: bool = JSON,
+    config: Path | None = opt.CONFIG, data: Path | None = opt.DATA,
+    database_url: str | None = opt.DATABASE_URL, storage: str | None = opt.STORAGE,
+) -> None:
+    """List the certificates registered to ACCOUNT."""
+    from nuseal.server.services import certificates
+
+    context = _context(ctx, config, data, database_url, storage)
+    with opt.handled():
+        found = certificates.list_for_account(context, _operator(), account)
+    now = context.now()
+    if as_json:
+        _print_json({"account": account, "certificates": [info.to_dict(now) for info in found]})
+        return
+    if not found:
+        typer.echo(f"No certificates for {account}.")
+    for info in found:
+        state = " (expired)" if info.is_expired(now) else ""
+        typer.echo(f"{info.sha256}  expires {info.not_after.date().isoformat()}{state}  {info.subject}  "
+                   f"issuer {info.issuer}")  # fmt: skip
+
+
+# --- required signer -------------------------------------------------------------------------------------------
+
+
+@signer_app.command("set")
+def signer_set(
+    ctx: typer.Context,
+    package_id: str = typer.Argument(..., metavar="PACKAGE_ID"),
+    signer: str = typer.Argument(..., metavar="ACCOUNT|Any", help="An owner of the package, or Any."),
+    config: Path | None = opt.CONFIG, data: Path | None = opt.DATA,
+    database_url: str | None = opt.DATABASE_URL, storage: str | None = opt.STORAGE,
+) -> None:
+    """Set the required signer of a package: one of its owners, or Any."""
+    from nuseal.server.services import signing_rules
+
+    context = _context(ctx, config, data, database_url, storage)
+    with opt.handled():
+        state, changed = signing_rules.set_signer(context, _operator(), package_id, signer)
+    shown = state.required_signer or signing_rules.ANY
+    typer.echo(f"The required signer of {state.package_id} is now {shown}." if changed
+               else f"The required signer of {state.package_id} already is {shown}.")  # fmt: skip
+
+
+@signer_app.command("show")
+def signer_show(
+    ctx: typer.Context,
+    package_id: str = typer.Argument(..., metavar="PACKAGE_ID"),
+    as_json: bool = JSON,
+    config: Path | None = opt.CONFIG, data: Path | None = opt.DATA,
+    database_url: str | None = opt.DATABASE_URL, storage: str | None = opt.STORAGE,
+) -> None:
+    """Show the required signer of a package and what it means for the next push."""
+    from nuseal.server.services import signing_rules
+
+    context = _context(ctx, config, data, database_url, storage)
+    with opt.handled():
+        state = signing_rules.show_signer(context, _operator(), package_id)
+    if as_json:
+        _print_json(state.to_dict())
+        return
+    owners = ", ".join(f"{o.name} ({o.certificates} certificate{'' if o.certificates == 1 else 's'})"
+                       for o in state.owners)  # fmt: skip
+    typer.echo(f"{state.package_id}  required signer: {state.required_signer or signing_rules.ANY}")
+    typer.echo(f"signing: {state.policy.value}")
+    typer.echo(state.message)
+    typer.echo(f"owners: {owners}")
