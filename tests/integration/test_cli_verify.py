@@ -13,7 +13,7 @@ from tests.conftest import VECTORS
 from tests.support import tamper
 from tests.support.pki import TestPki
 from tests.unit.sign.helpers import make_package, signer_for
-from typer.testing import CliRunner
+from tests.support.cli import run
 
 from nuseal.sign.author import AuthorSignRequest, sign_package
 
@@ -21,11 +21,6 @@ REAL = VECTORS / "real" / "Newtonsoft.Json.13.0.1.nupkg"
 OFFLINE = ("--revocation-mode", "offline")
 
 
-def run(*args: str) -> tuple[int, str, str]:
-    from nuseal.cli.app import app
-
-    result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture
@@ -97,9 +92,17 @@ def test_quiet_verbosity_hides_details(tampered: Path) -> None:
     _, normal, _ = run("verify", *OFFLINE, str(tampered))
     code, quiet, _ = run("verify", *OFFLINE, "-v", "q", str(tampered))
     assert code == 1
-    assert "SHA256 hash:" in normal and "SHA256 hash:" not in quiet
-    assert "Finished with" not in quiet and str(tampered) not in quiet
-    assert "error: NU3008:" in quiet and "Package signature validation failed." in quiet
+    _, minimal, _ = run("verify", *OFFLINE, "-v", "m", str(tampered))
+    assert "SHA256 hash:" in normal and "SHA256 hash:" not in quiet and "SHA256 hash:" not in minimal
+    assert "Finished with" not in quiet and "Finished with" not in minimal
+    # Quiet is errors and warnings only, and still names the file of the failed package.
+    assert quiet.splitlines() == [
+        "error: NU3008: The package integrity check failed. The package has changed since it was signed. "
+        "Try clearing the local http-cache and run nuget operation again.",
+        f"error: Package signature validation failed ({tampered}).",
+    ]
+    # Minimal adds NuGet's "Verifying" line and the result line.
+    assert "Verifying Newtonsoft.Json.13.0.1" in minimal and minimal.rstrip().endswith("validation failed.")
 
 
 def test_revocation_mode_environment_variable(

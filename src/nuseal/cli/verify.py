@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -10,21 +9,25 @@ from pathlib import Path
 
 import typer
 
-from nuseal.cli.base import app
+from nuseal.cli.base import app, command
 from nuseal.cli.options import (
+    CONFIGFILE,
+    JSON,
     REVOCATION_MODE,
     REVOCATION_TIMEOUT,
     TIMESTAMP_ROOTS,
     TRUST_ROOTS,
-    revocation_mode,
-    trust_store_or_exit,
+    VERBOSITY,
+    existing_file,
+    parse_sha256_fingerprint,
 )
+from nuseal.cli.paths import expand
 from nuseal.cli.progress import batch_progress
-from nuseal.codes import Messages
-from nuseal.errors import NusealError
+from nuseal.codes import Messages, NuCode
 from nuseal.render import json as render_json
 from nuseal.render import text as render_text
 from nuseal.render.inspect import inspect_lines
+from nuseal.render.text import Verbosity
 from nuseal.trust.nuget_config import NuGetSettings
 from nuseal.trust.trusted_signers import policy_from_config
 from nuseal.verify.engine import TrustContext, verify_package
@@ -39,31 +42,18 @@ from nuseal.verify.policy import (
 )
 from nuseal.verify.result import PackageVerdict
 from nuseal.x509.revocation import RevocationChecker
+from nuseal.x509.roots import trust_store_from_files
 
 
-def resolve_packages(patterns: list[str]) -> tuple[list[Path], list[str]]:
-    """Paths and globs → existing files (sorted per pattern) and the patterns that matched nothing."""
-    found: list[Path] = []
-    missing: list[str] = []
-    for pattern in patterns:
-        if glob.has_magic(pattern):
-            matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
-        else:
-            matches = [Path(pattern)] if Path(pattern).is_file() else []
-        if not matches:
-            missing.append(pattern)
-        found.extend(matches)
-    return found, missing
-
-
-def build_policy(configfile: Path | None, fingerprints: list[str], mode: RevocationMode) -> VerificationPolicy:
+# TODO(lead): core moves policy building to nuseal.trust.policy_builder and the accept/exit decision to
+# nuseal.verify.batch; swap build_policy/exit_code for those when merging (this module keeps today's logic).
+def build_policy(settings: NuGetSettings, fingerprints: list[str], mode: RevocationMode) -> VerificationPolicy:
     """The verify-command preset, trustedSigners from nuget.config, then the ``--certificate-fingerprint`` list."""
-    settings = NuGetSettings.load(configfile=configfile, cwd=Path.cwd(), home=Path.home())
     policy = policy_from_config(settings, VerificationPolicy.verify_command())
     lists = list(policy.allow_lists)
     if fingerprints:
         entries = tuple(
-            AllowListEntry(fp.strip(), HashAlgorithmName.SHA256,
+            AllowListEntry(fp, HashAlgorithmName.SHA256,
                            frozenset({SignatureKind.AUTHOR, SignatureKind.REPOSITORY}), Placement.PRIMARY)
             for fp in fingerprints)
         lists.append(AllowList(entries, False, "", Messages.NOT_IN_FINGERPRINT_LIST, "--certificate-fingerprint"))
@@ -75,66 +65,100 @@ def exit_code(verdicts: list[PackageVerdict]) -> int:
     return 0 if verdicts and all(v.valid and not v.errors for v in verdicts) else 1
 
 
-@app.command("verify")
+class ConfigTrust:
+    """Which nuget.config files the trusted signers come from, and whether they decided a verdict.
+
+    They decide it when the trustedSigners allow list refused the package (NU3034) or when a signer is trusted
+    only through its ``allowUntrustedRoot`` entry.
+    """
+
+    def __init__(self, settings: NuGetSettings, policy: VerificationPolicy) -> None:
+        origins = [str(origin.path) for _, origin in settings.trusted_signers_with_origin()]
+        self.files = list(dict.fromkeys(origins))
+        # policy_from_config puts the trustedSigners list first (see nuseal.trust.trusted_signers).
+        config_list = policy.allow_lists[0] if policy.allow_lists else None
+        self._messages = {m for m in (config_list.no_match_message, config_list.empty_message) if m} \
+            if config_list is not None else set()
+        self._untrusted_roots = {e.fingerprint.upper() for e in config_list.entries if e.allow_untrusted_root} \
+            if config_list is not None else set()
+
+    def note(self, verdict: PackageVerdict) -> str | None:
+        """A line naming the files when their trusted signers decided ``verdict``; None otherwise."""
+        if not self.files:
+            return None
+        refused = any(f.code is NuCode.NU3034 and f.message in self._messages for f in verdict.findings)
+        rooted = any(s.certificate is not None and s.certificate.sha256.upper() in self._untrusted_roots
+                     for s in verdict.signatures)
+        if not (refused or rooted):
+            return None
+        return "Trusted signers from: " + ", ".join(self.files)
+
+
+@command(app, "verify")
 def verify_command(
-    packages: list[str] = typer.Argument(..., metavar="PATH_OR_GLOB...", help="Packages to verify (paths or globs)."),
+    packages: list[str] = typer.Argument(..., metavar="PACKAGE...", help="Packages to verify: paths or globs."),
     certificate_fingerprint: list[str] = typer.Option(
-        [], "--certificate-fingerprint", help="SHA-256 fingerprint the primary signer must match (repeatable)."),
-    configfile: Path | None = typer.Option(None, "--configfile", help="Use only this nuget.config."),
+        [], "--certificate-fingerprint", metavar="SHA256", parser=parse_sha256_fingerprint,
+        help="SHA-256 fingerprint the primary signer must match (repeatable)."),
+    configfile: Path | None = CONFIGFILE,
     trust_roots: Path | None = TRUST_ROOTS,
     timestamp_roots: Path | None = TIMESTAMP_ROOTS,
-    revocation: str | None = REVOCATION_MODE,
+    revocation: RevocationMode = REVOCATION_MODE,
     revocation_timeout: float = REVOCATION_TIMEOUT,
-    verbosity: str = typer.Option("n", "-v", "--verbosity", help="q, n or d."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON document for the whole run."),
-    _all: bool = typer.Option(False, "--all", help="Verify everything (same as signatures)."),
-    _signatures: bool = typer.Option(False, "--signatures", help="Verify signatures."),
+    verbosity: Verbosity = VERBOSITY,
+    as_json: bool = JSON,
+    _all: bool = typer.Option(False, "--all", help="Verify everything (the same as --signatures)."),
+    _signatures: bool = typer.Option(False, "--signatures", help="Verify signatures (the only check there is)."),
 ) -> None:
-    """Verify package signatures exactly as `dotnet nuget verify` does."""
-    level = render_text.Verbosity.parse(verbosity)
-    mode = revocation_mode(revocation)
-    try:
-        policy = build_policy(configfile, certificate_fingerprint, mode)
-    except NusealError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    store = trust_store_or_exit(trust_roots, timestamp_roots)
-    paths, missing = resolve_packages(packages)
+    """Verify package signatures as `dotnet nuget verify` does.
+
+    The exit code is 0 only when every package is valid.
+    """
+    settings = NuGetSettings.load(configfile=configfile, cwd=Path.cwd(), home=Path.home())
+    policy = build_policy(settings, certificate_fingerprint, revocation)
+    config_trust = ConfigTrust(settings, policy)
+    store = trust_store_from_files(trust_roots, timestamp_roots)
+    paths, unresolved = expand(packages)
     verdicts: list[PackageVerdict] = []
     now = datetime.now(UTC)
-    with RevocationChecker(mode, timeout=revocation_timeout) as checker:
+    with RevocationChecker(revocation, timeout=revocation_timeout) as checker:
         trust = TrustContext(store, checker)
         with batch_progress(len(paths), "Verifying") as advance:
             for path in paths:
                 verdict = verify_package(path, policy=policy, trust=trust, now=now)
                 verdicts.append(verdict)
                 if not as_json:
-                    for line in render_text.package_lines(verdict, level):
-                        typer.echo(line)
+                    _print_verdict(verdict, verbosity, config_trust.note(verdict))
                 advance(path.name)
-    for pattern in missing:
-        verdicts.append(PackageVerdict(pattern, None, None, False, (), error=f"File does not exist ({pattern})."))
+    for missing in unresolved:
+        verdicts.append(PackageVerdict(missing.pattern, None, None, False, (), error=missing.message))
         if not as_json:
-            typer.echo(f"error: File does not exist ({pattern}).", err=True)
+            typer.echo(f"error: {missing.message}", err=True)
     if as_json:
         sys.stdout.write(render_json.dumps(render_json.verify_document(verdicts)) + "\n")
     raise typer.Exit(exit_code(verdicts))
 
 
-@app.command("inspect")
+def _print_verdict(verdict: PackageVerdict, verbosity: Verbosity, config_note: str | None) -> None:
+    lines = render_text.package_lines(verdict, verbosity)
+    if config_note is not None and verbosity is not Verbosity.QUIET:
+        lines.insert(len(lines) - 1, config_note)  # before the result line
+    elif config_note is not None and not verdict.valid:
+        lines.append(config_note)  # quiet: only when it explains a failure
+    for line in lines:
+        typer.echo(line)
+
+
+@command(app, "inspect")
 def inspect_command(
-    package: Path = typer.Argument(..., help="A .nupkg or a .signature.p7s file."),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    package: Path = typer.Argument(..., metavar="FILE", help="A .nupkg or a .signature.p7s file."),
+    as_json: bool = JSON,
 ) -> None:
-    """Show everything inside a package signature: certificates, attributes, timestamps, countersignature."""
-    try:
-        lines, document = inspect_lines(package)
-    except NusealError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    except OSError as exc:
-        typer.echo(f"error: cannot read '{package}': {exc.strerror}", err=True)
-        raise typer.Exit(1) from None
+    """Show everything inside a package signature.
+
+    Certificates, signed attributes, timestamps and the repository countersignature.
+    """
+    lines, document = inspect_lines(existing_file(package))
     if as_json:
         sys.stdout.write(render_json.dumps(document) + "\n")
     else:

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from nuseal.cms.build import PrimarySignatureBuilder
 from nuseal.cms.content import SignatureContent
-from nuseal.codes import NuCode
+from nuseal.codes import Messages, NuCode
 from nuseal.package import archive
 from nuseal.sign.checks import Finding, check_signing_certificate, check_timestamp_token
 from nuseal.sign.signers import Signer, check_signature
@@ -52,11 +52,7 @@ class SignResult:
     warnings: tuple[Finding, ...]
 
 
-NO_TIMESTAMPER_WARNING: Finding = (
-    NuCode.NU3002,
-    "The '-Timestamper' option was not provided. The signed package will not be timestamped. To learn more "
-    "about this option, please visit https://docs.nuget.org/docs/reference/command-line-reference",
-)
+NO_TIMESTAMPER_WARNING: Finding = (NuCode.NU3002, Messages.NO_TIMESTAMPER)
 
 
 def signer_warnings(

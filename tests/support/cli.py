@@ -1,0 +1,54 @@
+"""Running ``nuseal``: in process (through the root group, so the CLI's error handler runs) or through the
+installed console script in a subprocess (what a user runs, with the lazy loading of command modules)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+from typer.testing import CliRunner
+
+
+class Result(NamedTuple):
+    """Exit code and outputs; unpacks as ``code, out, err``."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run(*args: str, env: Mapping[str, str] | None = None) -> Result:
+    """``nuseal ARGS`` in process, every command module loaded (fast; the error handler included)."""
+    from nuseal.cli.app import app
+
+    result = CliRunner().invoke(app, list(args), env=dict(env) if env is not None else None)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Result(result.exit_code, result.stdout, result.stderr)
+
+
+def console_script() -> Path:
+    """The ``nuseal`` script that ``pip install`` put next to this interpreter; fails the test when missing."""
+    script = Path(sys.executable).parent / "nuseal"
+    if not script.is_file():
+        pytest.fail(f"the nuseal console script is not installed at {script}: run scripts/install --test")
+    return script
+
+
+def script(
+    *args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None, timeout: float = 120,
+    preexec_fn: object = None,
+) -> Result:
+    """``nuseal ARGS`` through the installed console script, in a subprocess with the real clock."""
+    environment = {**os.environ, **(env or {})}
+    environment.pop("NUSEAL_TRACEBACK", None)
+    done = subprocess.run(
+        [str(console_script()), *args], cwd=cwd, env=environment, capture_output=True, text=True,
+        timeout=timeout, stdin=subprocess.DEVNULL, preexec_fn=preexec_fn,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return Result(done.returncode, done.stdout, done.stderr)
