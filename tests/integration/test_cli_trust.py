@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from tests.unit.trust.nuget_org_document import NUGET_ORG_CERTIFICATES, repository_signatures_document
 from tests.support.cli import run
+from tests.unit.trust.nuget_org_document import NUGET_ORG_CERTIFICATES, repository_signatures_document
 
 from nuseal.trust.nuget_config import USER_CONFIG_RELATIVE
 

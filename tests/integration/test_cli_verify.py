@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from tests.conftest import VECTORS
 from tests.support import tamper
+from tests.support.cli import run
 from tests.support.pki import TestPki
 from tests.unit.sign.helpers import make_package, signer_for
-from tests.support.cli import run
 
 from nuseal.sign.author import AuthorSignRequest, sign_package
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from tests.support.cli import run
 from tests.support.pki import TEST_PASSWORD, IssuedCert, TestPki
 from tests.support.servers import LoopbackServer
 from tests.unit.sign.helpers import make_package, signer_for
-from tests.support.cli import run
 
 from nuseal.codes import NuCode
 from nuseal.errors import CertificateError, TimestampError

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tests.support.cli import run
 from tests.support.pki import TEST_PASSWORD, TestPki
 from tests.support.servers import LoopbackServer
 from tests.unit.sign.helpers import (
@@ -16,13 +17,10 @@ from tests.unit.sign.helpers import (
     signed_part,
     signer_for,
 )
-from tests.support.cli import run
 
 from nuseal.cms.parse import load_primary_signature
 from nuseal.sign.author import AuthorSignRequest, sign_package
 from nuseal.timestamp.client import HttpTimestamper
-
-
 
 
 def test_http_timestamper_round_trip(pki: TestPki, tsa_server: LoopbackServer, tmp_path: Path) -> None:

@@ -210,9 +210,10 @@ _ADDED = {
 }
 
 SignOne = Callable[[Path, Path, Timestamper | None, datetime], SignResult]
+MakeRequest = Callable[[Signer, SignOptions], SignOne]
 
 
-def _run_signing(patterns: list[str], args: SigningArgs, make_request: Callable[[Signer, SignOptions], SignOne]) -> None:
+def _run_signing(patterns: list[str], args: SigningArgs, make_request: MakeRequest) -> None:
     """Check every argument, load the key, then sign each package (a failed one does not stop the others)."""
     packages = expand_all(patterns)
     if args.output is not None and args.output.exists() and not args.output.is_dir():
