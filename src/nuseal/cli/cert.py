@@ -66,7 +66,7 @@ def create(
             subject, now=datetime.now(UTC), days=days, key_size=key_size, timestamping=timestamping
         )
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--subject") from None
+        raise typer.BadParameter(str(exc), param_hint=["--subject"]) from None
     tools.write_atomically(out, tools.pfx_bytes(certificate, key, password))
     if cer is not None:
         tools.write_atomically(cer, tools.der_bytes(certificate))

@@ -148,7 +148,7 @@ def _load_signer(args: SigningArgs) -> Signer:
     if args.pkcs11_module is not None:
         if args.pkcs11_token is None or args.pkcs11_key is None or args.pkcs11_pin is None:
             raise typer.BadParameter("needs --pkcs11-token, --pkcs11-key and --pkcs11-pin",
-                                     param_hint="--pkcs11-module")
+                                     param_hint=["--pkcs11-module"])
         certificates: list[x509.Certificate] = []
         if args.certificate_path is not None:
             try:
@@ -161,7 +161,8 @@ def _load_signer(args: SigningArgs) -> Signer:
                               key_id=key_id)
         return Pkcs11Signer(config, certificates=certificates, fingerprint=args.certificate_fingerprint)
     if args.certificate_path is None:
-        raise typer.BadParameter("give a certificate file (or the --pkcs11-* options)", param_hint="--certificate-path")
+        raise typer.BadParameter("give a certificate file (or the --pkcs11-* options)",
+                                 param_hint=["--certificate-path"])
     existing_file(args.certificate_path, "Certificate file")
     if args.key_path is not None:
         existing_file(args.key_path, "Key file")
@@ -175,7 +176,8 @@ def _key_id(text: str) -> bytes:
     try:
         return bytes.fromhex(text)
     except ValueError:
-        raise typer.BadParameter(f"'id:{text}' is not id: followed by hexadecimal", param_hint="--pkcs11-key") from None
+        raise typer.BadParameter(f"'id:{text}' is not id: followed by hexadecimal",
+                                 param_hint=["--pkcs11-key"]) from None
 
 
 def _looks_like_pem(path: Path) -> bool:

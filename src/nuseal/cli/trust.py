@@ -291,7 +291,7 @@ def certificate_command(
         # The same rule as sign --certificate-fingerprint: hex, as long as the algorithm's digest.
         check_fingerprint(fingerprint, (algorithm.value,))
     except typer.BadParameter as exc:
-        exc.param_hint = "FINGERPRINT"
+        exc.param_hint = ["FINGERPRINT"]
         raise
     settings = _settings(configfile)
     # NuGet quirk: the fingerprint is stored exactly as typed (no case change), see spec §6.4.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -22,6 +23,12 @@ def tsa_main(ctx: typer.Context) -> None:
     show_help_without_command(ctx)
 
 
+def _oid(text: str) -> str:
+    if not re.fullmatch(r"[0-2](\.(0|[1-9][0-9]*))+", text):
+        raise typer.BadParameter(f"{text!r} is not a dotted object identifier such as 1.2.3.4.1")
+    return text
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -36,16 +43,14 @@ def serve_command(
     ),
     host: str = typer.Option("127.0.0.1", "--host", metavar="HOST", help="Address to listen on."),
     port: int = typer.Option(0, "--port", metavar="PORT", min=0, max=65535, help="0 lets the system choose."),
-    policy: str = typer.Option("1.2.3.4.1", "--policy", metavar="OID", help="TSA policy OID written in every token."),
+    policy: str = typer.Option(
+        "1.2.3.4.1", "--policy", metavar="OID", parser=_oid, help="TSA policy OID written in every token."),
 ) -> None:
     """Serve POST application/timestamp-query until interrupted (Ctrl+C)."""
     loaded = load_certificate_file(existing_file(certificate_path, "Certificate file"), certificate_password)
     if loaded.key is None:
         fail(f"The file '{certificate_path}' has no private key for the TSA certificate.")
-    try:
-        authority = TimestampAuthority(loaded.certificate, loaded.key, loaded.others, clock=_utc_now, policy_oid=policy)
-    except ValueError as exc:  # a policy that is not a dotted OID
-        raise typer.BadParameter(str(exc), param_hint="--policy") from None
+    authority = TimestampAuthority(loaded.certificate, loaded.key, loaded.others, clock=_utc_now, policy_oid=policy)
 
     def ready(server: ThreadingHTTPServer) -> None:
         bound_host, bound_port = server.server_address[:2]
