@@ -8,7 +8,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 from typer.testing import CliRunner
@@ -52,3 +52,32 @@ def script(
         timeout=timeout, stdin=subprocess.DEVNULL, preexec_fn=preexec_fn,  # type: ignore[arg-type]
     )  # fmt: skip
     return Result(done.returncode, done.stdout, done.stderr)
+
+
+README_BEGIN = "<!-- commands: made from --help; tests/integration/test_cli_readme.py checks it -->"
+README_END = "<!-- end of commands -->"
+
+
+def command_table() -> str:
+    """The README's command table, made from the commands' own help: usage, summary and option names."""
+    import typer.main
+
+    from nuseal.cli.app import app
+
+    rows = ["| command | what | options |", "|---|---|---|"]
+
+    def walk(command: Any, ctx: Any) -> None:
+        children = getattr(command, "commands", {})
+        own_options = [p for p in command.get_params(ctx) if p.param_type_name == "option" and "--help" not in p.opts]
+        if not children or own_options:  # a command, or a group that does something itself (trust lists)
+            usage = " ".join([ctx.command_path, *command.collect_usage_pieces(ctx)])
+            options = " ".join(max(p.opts, key=len) for p in own_options)
+            summary = command.get_short_help_str(limit=200)
+            rows.append(f"| `{usage}` | {summary.replace('|', '/')} | {options.replace('|', '/')} |")
+        for name in command.list_commands(ctx) if children else ():
+            child = children[name]
+            walk(child, child.make_context(name, [], parent=ctx, resilient_parsing=True))
+
+    root = typer.main.get_command(app)
+    walk(root, root.make_context("nuseal", [], resilient_parsing=True))
+    return "\n".join(rows)
