@@ -32,7 +32,7 @@ def test_readme_command_table_matches_the_help() -> None:
     assert README_BEGIN in text and README_END in text, "README.md lost its command table markers"
     table = text.split(README_BEGIN, 1)[1].split(README_END, 1)[0].strip()
     expected = command_table()
-    assert table == expected, f"README.md's command table is stale; replace it with:\n{expected}"
+    assert table == expected, "README.md's command table is stale: run `python -m tests.support.cli`"
 
 
 def test_every_option_and_argument_has_a_description() -> None:

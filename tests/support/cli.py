@@ -81,3 +81,15 @@ def command_table() -> str:
     root = typer.main.get_command(app)
     walk(root, root.make_context("nuseal", [], resilient_parsing=True))
     return "\n".join(rows)
+
+
+def write_readme_table(readme: Path) -> None:
+    """Replace the README's command table with ``command_table()`` (``python -m tests.support.cli``)."""
+    text = readme.read_text(encoding="utf-8")
+    head, rest = text.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    readme.write_text(f"{head}{README_BEGIN}\n{command_table()}\n{README_END}{tail}", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    write_readme_table(Path(__file__).resolve().parents[2] / "README.md")

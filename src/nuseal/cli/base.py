@@ -16,12 +16,14 @@ CLI's only error handler (see :func:`run_guarded`).
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, NoReturn
+from typing import Any, NoReturn, get_type_hints
 
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
@@ -208,9 +210,55 @@ def group(name: str, help: str, **settings: Any) -> typer.Typer:
     return sub
 
 
-def command(owner: typer.Typer, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``@command(app, "verify")``: register a command with nuseal's help layout."""
-    return owner.command(name, cls=Command)
+@dataclass(frozen=True)
+class OptionGroup:
+    """Options several commands share, declared once: ``type`` is a frozen dataclass whose fields are the options,
+    ``options`` maps each field to its typer declaration, and a command receives the filled dataclass as its
+    keyword-only parameter ``parameter`` (see :func:`command`)."""
+
+    type: type[Any]
+    options: Mapping[str, Any]
+    parameter: str
+
+    def signature(self) -> list[inspect.Parameter]:
+        hints = get_type_hints(self.type)
+        return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=hints[name])
+                for name, option in self.options.items()]
+
+    def take(self, values: dict[str, Any]) -> Any:
+        """Remove the group's options from ``values`` and return them as one ``type`` instance."""
+        return self.type(**{name: values.pop(name) for name in self.options})
+
+
+Decorator = Callable[[Callable[..., None]], Callable[..., None]]
+
+
+def command(owner: typer.Typer, name: str, *groups: OptionGroup) -> Decorator:
+    """``@command(app, "verify", TRUST)``: register a command with nuseal's help layout.
+
+    Typer reads options from the function's signature; each group's options are appended to it here (and handed
+    to the function as one dataclass), so a set of options is declared once rather than in every command.
+    """
+
+    def decorate(func: Callable[..., None]) -> Callable[..., None]:
+        if not groups:
+            owner.command(name, cls=Command)(func)
+            return func
+        grouped = {g.parameter for g in groups}
+        own = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.name not in grouped]
+
+        def run(**values: Any) -> None:
+            taken = {g.parameter: g.take(values) for g in groups}
+            func(**values, **taken)
+
+        parameters = [*own, *(p for g in groups for p in g.signature())]
+        run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in parameters}
+        run.__name__, run.__doc__ = func.__name__, func.__doc__
+        owner.command(name, cls=Command)(run)
+        return func
+
+    return decorate
 
 
 _loaded: set[str] = set()

@@ -17,10 +17,8 @@ from nuseal.cli.options import (
     ALLOW_INSECURE_LOOPBACK,
     CONFIGFILE,
     JSON,
-    REVOCATION_MODE,
-    REVOCATION_TIMEOUT,
-    TIMESTAMP_ROOTS,
-    TRUST_ROOTS,
+    TRUST,
+    TrustArgs,
     parse_http_url,
     parse_timeout,
 )
@@ -30,9 +28,6 @@ from nuseal.feed.install import InstalledPackage, InstallError, InstallRequest, 
 from nuseal.trust.nuget_config import NuGetSettings
 from nuseal.trust.trusted_signers import TrustWarning, policy_from_config
 from nuseal.verify.engine import TrustContext
-from nuseal.verify.policy import RevocationMode
-from nuseal.x509.revocation import RevocationChecker
-from nuseal.x509.roots import trust_store_from_files
 
 
 def _progress_factory(progress: Progress) -> ProgressFactory:
@@ -47,7 +42,7 @@ def _progress_factory(progress: Progress) -> ProgressFactory:
     return progress_for
 
 
-@command(app, "install")
+@command(app, "install", TRUST)
 def install_command(
     package_id: str = typer.Argument(..., metavar="ID", help="The package id."),
     version: str | None = typer.Option(None, "--version", metavar="VERSION", help="Exact version (default: highest)."),
@@ -60,13 +55,11 @@ def install_command(
     prerelease: bool = typer.Option(False, "--prerelease", help="Allow prerelease versions for the package."),
     ignore_dependencies: bool = typer.Option(False, "--ignore-dependencies", help="Install the package only."),
     allow_insecure_loopback: bool = ALLOW_INSECURE_LOOPBACK,
-    trust_roots: Path | None = TRUST_ROOTS,
-    timestamp_roots: Path | None = TIMESTAMP_ROOTS,
-    revocation: RevocationMode = REVOCATION_MODE,
-    revocation_timeout: float = REVOCATION_TIMEOUT,
     timeout: float = typer.Option(
         "60", "--timeout", metavar="SECONDS", parser=parse_timeout, help="Time limit per feed request."),
     as_json: bool = JSON,
+    *,
+    trust: TrustArgs,
 ) -> None:
     """Install a package and its dependencies from NuGet V3 feeds.
 
@@ -76,7 +69,7 @@ def install_command(
     config_warnings: list[TrustWarning] = []
     settings = NuGetSettings.load(configfile=configfile, cwd=Path.cwd(), home=Path.home())
     policy = policy_from_config(settings, warnings=config_warnings)
-    store = trust_store_from_files(trust_roots, timestamp_roots)
+    store = trust.store()
     urls = source or [s.url for s in settings.package_sources()]
     for warning in config_warnings:
         typer.echo(f"warn : {warning.code.value}: {warning.message}", err=True)
@@ -84,7 +77,7 @@ def install_command(
     installed: list[InstalledPackage] = []
     failure: NusealError | None = None
     with httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0))) as client, \
-            RevocationChecker(revocation, timeout=revocation_timeout) as checker:
+            trust.checker() as checker:
         sources = [FeedSource(client, url, allow_insecure_loopback=allow_insecure_loopback,
                               timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0))) for url in urls]
         progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),

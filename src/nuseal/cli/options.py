@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import string
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import typer
 
-from nuseal.cli.base import fail
+from nuseal.cli.base import OptionGroup, fail
 from nuseal.model import HashAlgorithmName, RevocationMode
 from nuseal.render.text import Verbosity
+
+if TYPE_CHECKING:
+    from nuseal.x509.revocation import RevocationChecker
+    from nuseal.x509.roots import TrustStore
 
 #: NuGet's environment variable for the revocation mode (spec §6.2).
 REVOCATION_ENV = "NUGET_CERT_REVOCATION_MODE"
@@ -96,21 +102,43 @@ CONFIGFILE = typer.Option(
     None, "--configfile", metavar="FILE",
     help="Use only this nuget.config (default: the files from the working folder up, then the user's).",
 )  # fmt: skip
-TRUST_ROOTS = typer.Option(
-    None, "--trust-roots", metavar="FILE",
-    help="Trusted code-signing roots: a PEM bundle or a DER .cer (default: the .NET SDK's bundle).",
-)  # fmt: skip
-TIMESTAMP_ROOTS = typer.Option(
-    None, "--timestamp-roots", metavar="FILE",
-    help="Trusted timestamping roots: a PEM bundle or a DER .cer (default: the .NET SDK's bundle).",
-)  # fmt: skip
-REVOCATION_MODE = typer.Option(
-    "online", "--revocation-mode", metavar="online|offline", parser=parse_revocation_mode, envvar=REVOCATION_ENV,
-    help="Check revocation over the network (OCSP, then CRL) or not.",
-)  # fmt: skip
-REVOCATION_TIMEOUT = typer.Option(
-    "10", "--revocation-timeout", metavar="SECONDS", parser=parse_timeout, help="Time limit per OCSP/CRL request."
-)
+
+
+def roots_option(flag: str, kind: str, purpose: str = "default: the .NET SDK's bundle") -> Any:
+    """``--trust-roots`` / ``--timestamp-roots``: a PEM bundle or one DER certificate (``load_roots_file``)."""
+    return typer.Option(
+        None, flag, metavar="FILE", help=f"Trusted {kind} roots, a PEM bundle or a DER .cer ({purpose}).")
+
+
+@dataclass(frozen=True)
+class TrustArgs:
+    """What verify and install judge signatures with: the roots and the revocation settings."""
+
+    trust_roots: Path | None
+    timestamp_roots: Path | None
+    revocation: RevocationMode
+    revocation_timeout: float
+
+    def store(self) -> TrustStore:
+        from nuseal.x509.roots import trust_store_from_files
+
+        return trust_store_from_files(self.trust_roots, self.timestamp_roots)
+
+    def checker(self) -> RevocationChecker:
+        from nuseal.x509.revocation import RevocationChecker
+
+        return RevocationChecker(self.revocation, timeout=self.revocation_timeout)
+
+
+TRUST = OptionGroup(TrustArgs, {
+    "trust_roots": roots_option("--trust-roots", "code-signing"),
+    "timestamp_roots": roots_option("--timestamp-roots", "timestamping"),
+    "revocation": typer.Option(
+        "online", "--revocation-mode", metavar="online|offline", parser=parse_revocation_mode, envvar=REVOCATION_ENV,
+        help="Check revocation over the network (OCSP, then CRL) or not."),
+    "revocation_timeout": typer.Option(
+        "10", "--revocation-timeout", metavar="SECONDS", parser=parse_timeout, help="Time limit per OCSP/CRL request."),
+}, "trust")  # fmt: skip
 JSON = typer.Option(False, "--json", help="Print one JSON document instead of text.")
 ALLOW_INSECURE_LOOPBACK = typer.Option(
     False, "--allow-insecure-loopback", help="Allow plain http to 127.0.0.1, localhost and [::1] (for tests)."

@@ -8,18 +8,17 @@ This module is the only place in signing that reads the clock or prints.
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_type_hints
+from typing import TYPE_CHECKING, Any
 
 import typer
 from cryptography import x509
 
-from nuseal.cli.base import app, command, fail
+from nuseal.cli.base import OptionGroup, app, command, fail
 from nuseal.cli.options import (
     JSON,
     VERBOSITY,
@@ -27,6 +26,7 @@ from nuseal.cli.options import (
     existing_file,
     parse_hash_algorithm,
     parse_http_url,
+    roots_option,
     url_parser,
 )
 from nuseal.cli.paths import expand_all
@@ -95,12 +95,8 @@ _SIGNING_OPTIONS: dict[str, Any] = {
     "output": typer.Option(
         None, "-o", "--output", metavar="FOLDER", help="Write the signed packages here (default: sign in place)."),
     "overwrite": typer.Option(False, "--overwrite", help="Replace an existing signature."),
-    "trust_roots": typer.Option(
-        None, "--trust-roots", metavar="FILE",
-        help="Trusted code-signing roots (PEM bundle or DER .cer): build the signing chain before signing (NU3018)."),
-    "timestamp_roots": typer.Option(
-        None, "--timestamp-roots", metavar="FILE",
-        help="Trusted timestamping roots (PEM bundle or DER .cer): build the TSA chain after timestamping (NU3028)."),
+    "trust_roots": roots_option("--trust-roots", "code-signing", "to build the signing chain before signing"),
+    "timestamp_roots": roots_option("--timestamp-roots", "timestamping", "to build the TSA chain after timestamping"),
     "pkcs11_module": typer.Option(None, "--pkcs11-module", metavar="FILE", help="PKCS#11 module (.so)."),
     "pkcs11_token": typer.Option(None, "--pkcs11-token", metavar="LABEL", help="PKCS#11 token label."),
     "pkcs11_key": typer.Option(None, "--pkcs11-key", metavar="LABEL", help="Key label, or id:HEX for a key id."),
@@ -110,33 +106,7 @@ _SIGNING_OPTIONS: dict[str, Any] = {
 }  # fmt: skip
 
 
-def signing_command(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Register ``func(..., signing: SigningArgs)`` as a command whose options are its own plus the shared ones.
-
-    Typer reads options from a function's signature; the shared options are declared once (``_SIGNING_OPTIONS``)
-    and appended to each command's signature here, instead of repeating eighteen parameters per command.
-    """
-    hints = get_type_hints(SigningArgs)
-    shared = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=hints[name])
-        for name, option in _SIGNING_OPTIONS.items()
-    ]
-
-    def decorate(func: Callable[..., None]) -> Callable[..., None]:
-        own = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "signing"]
-
-        def run(**values: Any) -> None:
-            func(**{k: v for k, v in values.items() if k not in _SIGNING_OPTIONS},
-                 signing=SigningArgs(**{k: values[k] for k in _SIGNING_OPTIONS}))
-
-        parameters = [*own, *shared]
-        run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-        run.__annotations__ = {p.name: p.annotation for p in parameters}
-        run.__name__, run.__doc__ = func.__name__, func.__doc__
-        command(app, name)(run)
-        return func
-
-    return decorate
+SIGNING = OptionGroup(SigningArgs, _SIGNING_OPTIONS, "signing")
 
 
 def _local_now() -> datetime:
@@ -312,7 +282,7 @@ def _report_signed(package: Path, dst: Path, result: SignResult, level: Verbosit
         typer.echo(f"Added {_ADDED.get(result.kind, result.kind)} to {where}{stamped}{details}.")
 
 
-@signing_command("sign")
+@command(app, "sign", SIGNING)
 def sign_command(
     packages: list[str] = typer.Argument(..., metavar="PACKAGE...", help="Packages to author-sign: paths or globs."),
     *,
@@ -327,7 +297,7 @@ def sign_command(
     _run_signing(packages, signing, make_request)
 
 
-@signing_command("repo-sign")
+@command(app, "repo-sign", SIGNING)
 def repo_sign_command(
     packages: list[str] = typer.Argument(
         ..., metavar="PACKAGE...", help="Packages to repository-sign or countersign: paths or globs."),

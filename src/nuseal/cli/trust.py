@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -17,7 +18,7 @@ import typer
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from nuseal.cli.base import command, fail, group
+from nuseal.cli.base import OptionGroup, command, fail, group
 from nuseal.cli.options import ALLOW_INSECURE_LOOPBACK, CONFIGFILE, VERBOSITY, check_fingerprint, existing_file
 from nuseal.cli.options import parse_http_url as _parse_url
 from nuseal.cms.parse import PrimarySignature, RepositoryCountersignature, load_primary_signature
@@ -58,6 +59,17 @@ SYNCED = "Successfully synchronized the trusted repository '{0}'."
 AllowUntrustedRootOpt = typer.Option(False, "--allow-untrusted-root",
                                      help="Allow the certificate's chain to end in an untrusted root.")
 OwnersOpt = typer.Option(None, "--owners", metavar="OWNER;...", help="Trusted owners, separated by ';' (repeatable).")
+
+
+@dataclass(frozen=True)
+class ConfigArgs:
+    """The options every trust sub-command takes: which nuget.config, and how much to say."""
+
+    configfile: Path | None
+    verbosity: Verbosity
+
+
+CONFIG = OptionGroup(ConfigArgs, {"configfile": CONFIGFILE, "verbosity": VERBOSITY}, "config")
 
 
 def _name(text: str) -> str:
@@ -182,19 +194,19 @@ def trust_main(
     configfile: Path | None = CONFIGFILE,
     verbosity: Verbosity = VERBOSITY,
 ) -> None:
-    """Manage trusted signers. With no subcommand, lists them."""
+    """Manage trusted signers. With no sub-command, list them."""
     if ctx.invoked_subcommand is None:
         _list(configfile, verbosity)
 
 
-@command(trust_app, "list")
+@command(trust_app, "list", CONFIG)
 def list_command(
-    configfile: Path | None = CONFIGFILE,
-    verbosity: Verbosity = VERBOSITY,
     as_json: bool = typer.Option(False, "--json", help="Print the trusted signers as JSON."),
+    *,
+    config: ConfigArgs,
 ) -> None:
     """List the trusted signers of the configuration."""
-    _list(configfile, verbosity, as_json)
+    _list(config.configfile, config.verbosity, as_json)
 
 
 # -- from a package ---------------------------------------------------------------------------------------
@@ -217,16 +229,16 @@ def _add(settings: NuGetSettings, signer: TrustedSigner, sentence: str, verbosit
     _save(settings, settings.add_trusted_signer(signer), signer, sentence, verbosity)
 
 
-@command(trust_app, "author")
+@command(trust_app, "author", CONFIG)
 def author_command(
     name: str = typer.Argument(..., metavar="NAME", parser=_name, help="Name of the trusted signer to add."),
     package: Path = typer.Argument(..., metavar="PACKAGE", help="A local author-signed .nupkg."),
     allow_untrusted_root: bool = AllowUntrustedRootOpt,
-    configfile: Path | None = CONFIGFILE,
-    verbosity: Verbosity = VERBOSITY,
+    *,
+    config: ConfigArgs,
 ) -> None:
     """Trust the author signing certificate of PACKAGE."""
-    settings = _settings(configfile)
+    settings = _settings(config.configfile)
     signature = _load_signature(package)
     # NuGet checks the name before it checks the signature type.
     _check_no_existing(settings, name, None)
@@ -234,23 +246,23 @@ def author_command(
         fail(NOT_AUTHOR_SIGNED)
     cert = TrustedCertificate(_sha256_upper(signature.signer_certificate), HashAlgorithmName.SHA256,
                               allow_untrusted_root)
-    _add(settings, TrustedSigner(SignerKind.AUTHOR, name, (cert,)), ADDED_AUTHOR, verbosity)
+    _add(settings, TrustedSigner(SignerKind.AUTHOR, name, (cert,)), ADDED_AUTHOR, config.verbosity)
 
 
-@command(trust_app, "repository")
+@command(trust_app, "repository", CONFIG)
 def repository_command(
     name: str = typer.Argument(..., metavar="NAME", parser=_name, help="Name of the trusted signer to add."),
     package: Path = typer.Argument(..., metavar="PACKAGE", help="A local repository-(counter)signed .nupkg."),
     allow_untrusted_root: bool = AllowUntrustedRootOpt,
     owners: list[str] | None = OwnersOpt,
-    configfile: Path | None = CONFIGFILE,
-    verbosity: Verbosity = VERBOSITY,
+    *,
+    config: ConfigArgs,
 ) -> None:
     """Trust the repository certificate of PACKAGE.
 
     The repository primary signature's certificate, or the repository countersignature's.
     """
-    settings = _settings(configfile)
+    settings = _settings(config.configfile)
     signature = _load_signature(package)
     repo_sig: PrimarySignature | RepositoryCountersignature | None
     repo_sig = signature if signature.kind is SignatureKind.REPOSITORY else signature.countersignature()
@@ -261,7 +273,7 @@ def repository_command(
     cert = TrustedCertificate(_sha256_upper(repo_sig.signer_certificate), HashAlgorithmName.SHA256,
                               allow_untrusted_root)
     signer = TrustedSigner(SignerKind.REPOSITORY, name, (cert,), service_index, _owners(owners))
-    _add(settings, signer, ADDED_REPOSITORY, verbosity)
+    _add(settings, signer, ADDED_REPOSITORY, config.verbosity)
 
 
 # -- by fingerprint -----------------------------------------------------------------------------------
@@ -272,7 +284,7 @@ def _algorithm(text: str) -> HashAlgorithmName:
         raise typer.BadParameter(UNSUPPORTED_ALGORITHM.format(text)) from None
 
 
-@command(trust_app, "certificate")
+@command(trust_app, "certificate", CONFIG)
 def certificate_command(
     name: str = typer.Argument(..., metavar="NAME", parser=_name, help="Name of the trusted signer to add or extend."),
     fingerprint: str = typer.Argument(..., metavar="FINGERPRINT", help="Certificate fingerprint (hex)."),
@@ -280,8 +292,8 @@ def certificate_command(
         "SHA256", "--algorithm", metavar="SHA256|SHA384|SHA512", parser=_algorithm,
         help="Hash algorithm of the fingerprint."),
     allow_untrusted_root: bool = AllowUntrustedRootOpt,
-    configfile: Path | None = CONFIGFILE,
-    verbosity: Verbosity = VERBOSITY,
+    *,
+    config: ConfigArgs,
 ) -> None:
     """Trust a certificate by its fingerprint.
 
@@ -293,7 +305,7 @@ def certificate_command(
     except typer.BadParameter as exc:
         exc.param_hint = ["FINGERPRINT"]
         raise
-    settings = _settings(configfile)
+    settings = _settings(config.configfile)
     # NuGet quirk: the fingerprint is stored exactly as typed (no case change), see spec §6.4.
     cert = TrustedCertificate(fingerprint, algorithm, allow_untrusted_root)
     for signer in settings.trusted_signers():
@@ -303,9 +315,9 @@ def certificate_command(
                 fail(FINGERPRINT_EXISTS)
             updated = TrustedSigner(signer.kind, signer.name, (*signer.certificates, cert), signer.service_index,
                                     signer.owners)
-            _save(settings, settings.update_trusted_signer(updated), updated, UPDATED, verbosity)
+            _save(settings, settings.update_trusted_signer(updated), updated, UPDATED, config.verbosity)
             return
-    _add(settings, TrustedSigner(SignerKind.AUTHOR, name, (cert,)), ADDED_AUTHOR, verbosity)
+    _add(settings, TrustedSigner(SignerKind.AUTHOR, name, (cert,)), ADDED_AUTHOR, config.verbosity)
 
 
 # -- from a feed's RepositorySignatures resource -----------------------------------------------------
@@ -327,7 +339,7 @@ def _certificates_from_feed(service_index: str, allow_insecure_loopback: bool) -
     )
 
 
-@command(trust_app, "source")
+@command(trust_app, "source", CONFIG)
 def source_command(
     name: str = typer.Argument(
         ..., metavar="NAME", parser=_name, help="Trusted repository name (or the name of a configured source)."),
@@ -336,14 +348,14 @@ def source_command(
         help="The feed's V3 service index (https; default: the configured source NAME)."),
     owners: list[str] | None = OwnersOpt,
     allow_insecure_loopback: bool = ALLOW_INSECURE_LOOPBACK,
-    configfile: Path | None = CONFIGFILE,
-    verbosity: Verbosity = VERBOSITY,
+    *,
+    config: ConfigArgs,
 ) -> None:
     """Trust the repository certificates a feed publishes.
 
     They are read from the feed's RepositorySignatures resource.
     """
-    settings = _settings(configfile)
+    settings = _settings(config.configfile)
     if source_url is None:
         source = settings.package_source(name)
         if source is None or not source.url:
@@ -353,43 +365,43 @@ def source_command(
     _check_no_existing(settings, name, service_index)
     certificates = _certificates_from_feed(service_index, allow_insecure_loopback)
     signer = TrustedSigner(SignerKind.REPOSITORY, name, certificates, service_index, _owners(owners))
-    _add(settings, signer, ADDED_REPOSITORY, verbosity)
+    _add(settings, signer, ADDED_REPOSITORY, config.verbosity)
 
 
-@command(trust_app, "sync")
+@command(trust_app, "sync", CONFIG)
 def sync_command(
     name: str = typer.Argument(..., metavar="NAME", help="Name of the trusted repository to refresh."),
     allow_insecure_loopback: bool = ALLOW_INSECURE_LOOPBACK,
-    configfile: Path | None = CONFIGFILE,
-    verbosity: Verbosity = VERBOSITY,
+    *,
+    config: ConfigArgs,
 ) -> None:
     """Refresh a trusted repository's certificates from its feed."""
-    settings = _settings(configfile)
+    settings = _settings(config.configfile)
     for signer in settings.trusted_signers():
         if signer.kind is SignerKind.REPOSITORY and signer.name == name:
             service_index = _service_index(signer.service_index or "", allow_insecure_loopback)
             certificates = _certificates_from_feed(service_index, allow_insecure_loopback)
             updated = TrustedSigner(signer.kind, signer.name, certificates, signer.service_index, signer.owners)
-            _save(settings, settings.update_trusted_signer(updated), updated, SYNCED, verbosity)
+            _save(settings, settings.update_trusted_signer(updated), updated, SYNCED, config.verbosity)
             return
     fail(REPO_DOES_NOT_EXIST.format(name))
 
 
-@command(trust_app, "remove")
+@command(trust_app, "remove", CONFIG)
 def remove_command(
     name: str = typer.Argument(..., metavar="NAME", help="Name of the trusted signer(s) to remove."),
-    configfile: Path | None = CONFIGFILE,
-    verbosity: Verbosity = VERBOSITY,
+    *,
+    config: ConfigArgs,
 ) -> None:
     """Remove the trusted signers named NAME (case-insensitive)."""
-    settings = _settings(configfile)
+    settings = _settings(config.configfile)
     matches = [s for s in settings.trusted_signers() if s.name.lower() == name.lower()]
     if not matches:
-        if verbosity >= Verbosity.MINIMAL:
+        if config.verbosity >= Verbosity.MINIMAL:
             typer.echo(NONE_MATCHING.format(name))
         return
     for signer in matches:
         settings.remove_trusted_signer(signer)
     _write(settings)
-    if verbosity >= Verbosity.MINIMAL:
+    if config.verbosity >= Verbosity.MINIMAL:
         typer.echo(REMOVED.format(name))

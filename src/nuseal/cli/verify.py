@@ -10,17 +10,7 @@ from pathlib import Path
 import typer
 
 from nuseal.cli.base import app, command
-from nuseal.cli.options import (
-    CONFIGFILE,
-    JSON,
-    REVOCATION_MODE,
-    REVOCATION_TIMEOUT,
-    TIMESTAMP_ROOTS,
-    TRUST_ROOTS,
-    VERBOSITY,
-    existing_file,
-    parse_sha256_fingerprint,
-)
+from nuseal.cli.options import CONFIGFILE, JSON, TRUST, VERBOSITY, TrustArgs, existing_file, parse_sha256_fingerprint
 from nuseal.cli.paths import expand
 from nuseal.cli.progress import batch_progress
 from nuseal.codes import Messages, NuCode
@@ -41,8 +31,6 @@ from nuseal.verify.policy import (
     VerificationPolicy,
 )
 from nuseal.verify.result import PackageVerdict
-from nuseal.x509.revocation import RevocationChecker
-from nuseal.x509.roots import trust_store_from_files
 
 
 # TODO(lead): core moves policy building to nuseal.trust.policy_builder and the accept/exit decision to
@@ -94,38 +82,36 @@ class ConfigTrust:
         return "Trusted signers from: " + ", ".join(self.files)
 
 
-@command(app, "verify")
+@command(app, "verify", TRUST)
 def verify_command(
     packages: list[str] = typer.Argument(..., metavar="PACKAGE...", help="Packages to verify: paths or globs."),
     certificate_fingerprint: list[str] = typer.Option(
         [], "--certificate-fingerprint", metavar="SHA256", parser=parse_sha256_fingerprint,
         help="SHA-256 fingerprint the primary signer must match (repeatable)."),
     configfile: Path | None = CONFIGFILE,
-    trust_roots: Path | None = TRUST_ROOTS,
-    timestamp_roots: Path | None = TIMESTAMP_ROOTS,
-    revocation: RevocationMode = REVOCATION_MODE,
-    revocation_timeout: float = REVOCATION_TIMEOUT,
     verbosity: Verbosity = VERBOSITY,
     as_json: bool = JSON,
     _all: bool = typer.Option(False, "--all", help="Verify everything (the same as --signatures)."),
     _signatures: bool = typer.Option(False, "--signatures", help="Verify signatures (the only check there is)."),
+    *,
+    trust: TrustArgs,
 ) -> None:
     """Verify package signatures as `dotnet nuget verify` does.
 
     The exit code is 0 only when every package is valid.
     """
     settings = NuGetSettings.load(configfile=configfile, cwd=Path.cwd(), home=Path.home())
-    policy = build_policy(settings, certificate_fingerprint, revocation)
+    policy = build_policy(settings, certificate_fingerprint, trust.revocation)
     config_trust = ConfigTrust(settings, policy)
-    store = trust_store_from_files(trust_roots, timestamp_roots)
+    store = trust.store()
     paths, unresolved = expand(packages)
     verdicts: list[PackageVerdict] = []
     now = datetime.now(UTC)
-    with RevocationChecker(revocation, timeout=revocation_timeout) as checker:
-        trust = TrustContext(store, checker)
+    with trust.checker() as checker:
+        context = TrustContext(store, checker)
         with batch_progress(len(paths), "Verifying") as advance:
             for path in paths:
-                verdict = verify_package(path, policy=policy, trust=trust, now=now)
+                verdict = verify_package(path, policy=policy, trust=context, now=now)
                 verdicts.append(verdict)
                 if not as_json:
                     _print_verdict(verdict, verbosity, config_trust.note(verdict))
