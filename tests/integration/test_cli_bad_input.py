@@ -140,6 +140,7 @@ CASES: list[Case] = [
     case(1, "'{dir}/missing.config' does not exist", "trust", "list", "--configfile", "{dir}/missing.config"),
     case(1, "'{dir}/folder' does not exist", "trust", "--configfile", "{dir}/folder"),
     case(2, "'xyz' is not one of q[uiet]", "trust", "list", "-v", "xyz", *CFG),
+    case(2, "'--configfile': give it after the sub-command", "trust", *CFG, "author", "me", "{dir}/signed.nupkg"),
     case(2, "'nothex' is not a certificate fingerprint: expected 64 hexadecimal characters (SHA256)",
          "trust", "certificate", "me", "nothex", *CFG),
     case(2, "expected 96 hexadecimal characters (SHA384)", "trust", "certificate", "me", "AB" * 32, "--algorithm",

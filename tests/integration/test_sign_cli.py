@@ -58,6 +58,8 @@ def test_sign_command_reports_nu_codes_and_exit_1(pki: TestPki, tmp_path: Path) 
     assert code == 1 and "NU3001:" in stderr and "password is incorrect" in stderr
     code, _, stderr = run("sign", str(src), "--certificate-path", str(pfx), "--certificate-password", TEST_PASSWORD)
     assert code == 0 and "NU3002" in stderr
+    # nuseal's NU3002 names nuseal's own option, in the one warning style of every command.
+    assert "warn : NU3002: The '--timestamper' option was not provided." in stderr
     code, _, stderr = run("sign", str(src), "--certificate-path", str(pfx), "--certificate-password", TEST_PASSWORD)
     assert code == 1 and "NU3001:" in stderr and "already contains a signature" in stderr
 

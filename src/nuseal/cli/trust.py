@@ -197,6 +197,14 @@ def trust_main(
     """Manage trusted signers. With no sub-command, list them."""
     if ctx.invoked_subcommand is None:
         _list(configfile, verbosity)
+        return
+    # `trust --configfile F author ...` would silently write the user's config: the options belong after the
+    # sub-command, as in dotnet.
+    for name in ("configfile", "verbosity"):
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name == "COMMANDLINE":
+            raise typer.BadParameter(f"give it after the sub-command ('nuseal trust {ctx.invoked_subcommand} "
+                                     f"--{name} ...')", param_hint=[f"--{name}"])
 
 
 @command(trust_app, "list", CONFIG)
