@@ -22,7 +22,6 @@ import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any, NoReturn, get_type_hints
 
 import typer
@@ -158,6 +157,8 @@ def fail(message: str) -> NoReturn:
 
 
 def _version() -> str:
+    from importlib import metadata  # ~40 ms: only for --version
+
     try:
         return metadata.version("nuseal")
     except metadata.PackageNotFoundError:  # running from a source tree that was never installed

@@ -14,5 +14,8 @@ def main(argv: list[str] | None = None) -> None:
     """
     args = sys.argv[1:] if argv is None else argv
     first = next((a for a in args if not a.startswith("-")), None)
-    register({COMMAND_MODULES[first]} if first in COMMAND_MODULES else None)
+    if first in COMMAND_MODULES:
+        register({COMMAND_MODULES[first]})
+    elif not (first is None and "--version" in args):  # the version needs no command; help and typos need all
+        register()
     app(args=args, prog_name="nuseal")
