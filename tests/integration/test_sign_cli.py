@@ -161,3 +161,19 @@ def test_sign_command_rejects_a_relative_timestamper_url(pki: TestPki, tmp_path:
     )  # fmt: skip
     assert code == 2 and "'notaurl' is not an absolute http or https URL" in stderr
     assert src.read_bytes() == before
+
+
+def test_repo_sign_says_which_signature_it_added(pki: TestPki, tmp_path: Path) -> None:
+    unsigned = make_package(tmp_path / "u.nupkg")
+    authored = make_package(tmp_path / "a.nupkg")
+    pfx = pki.leaf.write_pfx(tmp_path / "leaf.pfx")
+    key = ("--certificate-path", str(pfx), "--certificate-password", TEST_PASSWORD)
+    assert run("sign", str(authored), *key).code == 0
+    code, out, _ = run("repo-sign", str(tmp_path / "*.nupkg"), *key, "--service-index-url",
+                       "https://feed.example/v3/index.json")
+    assert code == 0
+    assert f"Added a repository countersignature to '{authored}', not timestamped." in out
+    assert f"Added a repository primary signature to '{unsigned}', not timestamped." in out
+    code, quiet, err = run("repo-sign", str(unsigned), *key, "--service-index-url",
+                           "https://feed.example/v3/index.json", "--overwrite", "-v", "q")
+    assert code == 0 and quiet == "" and "warn : NU3002" in err
