@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = [
+    "tests.support.fixtures",
+    # Real parts (tests/support/README.md): each fixture starts its server only when a test asks for it.
+    "tests.support.postgres",
+    "tests.support.s3",
+    "tests.support.redis_server",
+    "tests.support.nugetexe",
+    "tests.support.nginx",
+]
 
 REPO = Path(__file__).resolve().parent.parent
 VECTORS = (REPO.parent / "shared" / "vectors").resolve()

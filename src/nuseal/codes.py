@@ -1,8 +1,9 @@
-"""NuGet's NU3xxx log codes, each defined exactly once.
+"""NuGet's NU3xxx log codes and nuseal's own issue codes, each defined exactly once.
 
-Every finding nuseal reports carries one of these codes. The default message is NuGet's own wording
-(NuGet.Client ``Strings.resx``, spec §6.6) so that scripts matching on messages keep working. Severity is
-*not* stored here: it comes from the verification policy (spec §6.2), never from the check.
+Every finding nuseal reports (``nuseal.findings.Finding``) carries one of these codes: a ``NuCode`` when NuGet has
+one, an ``IssueCode`` otherwise. The default message is NuGet's own wording (NuGet.Client ``Strings.resx``, spec
+§6.6) so that scripts matching on messages keep working. Severity is *not* stored here: it comes from the
+verification policy (spec §6.2), never from the check.
 """
 
 from __future__ import annotations
@@ -65,6 +66,45 @@ class NuCode(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+class IssueCode(str, Enum):
+    """A finding NuGet has no NU code for. Values are PascalCase names, as nuget.org's ``ValidationIssueCode``
+    spells its own (server.md §B.4), so a feed server can reuse that vocabulary (``PackageIsZip64``, ...)."""
+
+    #: The file is not a readable package (not a zip, unreadable): nothing could be verified.
+    INVALID_PACKAGE_FILE = "InvalidPackageFile"
+    #: A path or glob given to verify names no file.
+    PACKAGE_NOT_FOUND = "PackageNotFound"
+    #: The verifier itself failed on this package (a bug): the package is not accepted.
+    VERIFICATION_FAILED = "VerificationFailed"
+    #: The policy's verification targets / placement exclude every signature the package has.
+    NO_VERIFIABLE_SIGNATURE = "NoVerifiableSignature"
+    #: Install: an entry would escape the output folder, is a link, or inflates beyond the limits.
+    UNSAFE_PACKAGE_CONTENT = "UnsafePackageContent"
+    #: Install: a verified package could not be extracted (unreadable zip, I/O error).
+    EXTRACTION_FAILED = "ExtractionFailed"
+    #: Install: the extracted packages could not be moved into the output folder.
+    INSTALL_COMMIT_FAILED = "InstallCommitFailed"
+
+    @property
+    def summary(self) -> str:
+        """One line saying what the code means (for docs)."""
+        return _ISSUE_SUMMARIES[self]
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_ISSUE_SUMMARIES: dict[IssueCode, str] = {
+    IssueCode.INVALID_PACKAGE_FILE: "The file is not a readable NuGet package.",
+    IssueCode.PACKAGE_NOT_FOUND: "No file matches the path or pattern given.",
+    IssueCode.VERIFICATION_FAILED: "nuseal failed while verifying the package; it is not accepted.",
+    IssueCode.NO_VERIFIABLE_SIGNATURE: "No signature of the package is one the verification policy verifies.",
+    IssueCode.UNSAFE_PACKAGE_CONTENT: "A package entry is unsafe to extract (path traversal, link, zip bomb).",
+    IssueCode.EXTRACTION_FAILED: "The package could not be extracted.",
+    IssueCode.INSTALL_COMMIT_FAILED: "The installed packages could not be moved into the output folder.",
+}
 
 
 # What each code means, in NuGet's terms (spec §6.6). Messages for specific findings are built at the

@@ -53,3 +53,13 @@ class TrustConfigError(NusealError):
 
 class FetchError(NusealError):
     """Bad or missing data from the network (feed, TSA, OCSP, CRL): not the package's fault."""
+
+
+class ProtocolError(FetchError):
+    """A NuGet V3 JSON document is malformed: ``document`` names it (kind and URL), ``field`` the JSON path
+    of the first bad value (``items[0].catalogEntry.version``), empty when the whole document is wrong."""
+
+    def __init__(self, message: str, *, document: str, field: str = "") -> None:
+        super().__init__(message)
+        self.document = document
+        self.field = field

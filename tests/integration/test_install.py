@@ -257,8 +257,10 @@ def test_dependencies_resolve_to_lowest_applicable_version(workdir: Path, feed: 
     assert (out / "lib/1.1.0/lib/netstandard2.0/Lib.dll").is_file()
 
 
-def test_registration_fallback_and_highest_stable(workdir: Path, tmp_path: Path) -> None:
-    with serve_feed(tmp_path / "regfeed", flat_container=False, registrations=True) as feed:
+@pytest.mark.parametrize("page_size", [None, 2], ids=["inline-page", "linked-pages"])
+def test_registration_fallback_and_highest_stable(workdir: Path, tmp_path: Path, page_size: int | None) -> None:
+    with serve_feed(tmp_path / "regfeed", flat_container=False, registrations=True,
+                    registration_page_size=page_size) as feed:
         feed.write_index()
         for version in ("1.0.0", "1.2.0", "2.0.0-rc.1"):
             feed.add(make_package(tmp_path, "Reg", version))

@@ -19,8 +19,8 @@ from cryptography.x509 import ocsp
 from tests.support.pki import IssuedCert, TestPki
 from tests.support.servers import LoopbackServer, Reply, Responder, ocsp_response_der
 
-from nuseal.cms import oids
-from nuseal.model import RevocationMode
+from nuseal import oids
+from nuseal.enums import RevocationMode
 from nuseal.x509.chain import ChainStatus, build_chain
 from nuseal.x509.revocation import RevocationCache, RevocationChecker
 

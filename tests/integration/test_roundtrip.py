@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from tests.support.servers import LoopbackServer
 from tests.unit.sign.helpers import make_package, signer_for
 
 from nuseal.codes import NuCode
+from nuseal.enums import HashAlgorithmName, RevocationMode
 from nuseal.errors import CertificateError, TimestampError
 from nuseal.sign.author import AuthorSignRequest, sign_package
 from nuseal.sign.common import SignOptions, SignResult
@@ -21,7 +21,7 @@ from nuseal.sign.repository import RepositorySignRequest, repo_sign_package
 from nuseal.timestamp.client import HttpTimestamper, InProcessTimestamper
 from nuseal.timestamp.tsa import TimestampAuthority
 from nuseal.verify.engine import TrustContext, verify_package
-from nuseal.verify.policy import HashAlgorithmName, RevocationMode, VerificationPolicy
+from nuseal.verify.policy import VerificationPolicy
 from nuseal.verify.result import PackageVerdict, Severity
 from nuseal.x509.revocation import RevocationChecker
 from nuseal.x509.roots import TrustStore
@@ -40,11 +40,11 @@ def trust(pki: TestPki) -> TrustContext:
 
 
 def verify_policy() -> VerificationPolicy:
-    return replace(VerificationPolicy.verify_command(), revocation_mode=RevocationMode.OFFLINE)
+    return VerificationPolicy.verify_command()
 
 
 def accept_policy() -> VerificationPolicy:
-    return replace(VerificationPolicy.accept_mode(), revocation_mode=RevocationMode.OFFLINE)
+    return VerificationPolicy.accept_mode()
 
 
 def verify(path: Path, trust: TrustContext, policy: VerificationPolicy | None = None) -> PackageVerdict:
@@ -189,7 +189,7 @@ def test_overwrite_resigns_with_new_certificate(
 def test_sign_time_chain_trusted_root_has_no_warning(pki: TestPki, trust: TrustContext, tmp_path: Path) -> None:
     pkg = make_package(tmp_path / "a.nupkg")
     result = author_sign(pkg, pki.leaf, None, options=SignOptions(trust_store=trust.trust_store))
-    assert [code for code, _ in result.warnings] == [NuCode.NU3002]
+    assert [w.code for w in result.warnings] == [NuCode.NU3002]
 
 
 def test_sign_time_chain_untrusted_root_is_nu3018_error(pki: TestPki, trust: TrustContext, tmp_path: Path) -> None:
@@ -206,7 +206,7 @@ def test_sign_time_chain_untrusted_root_is_nu3018_error(pki: TestPki, trust: Tru
 def test_sign_time_chain_self_issued_is_nu3018_warning(pki: TestPki, trust: TrustContext, tmp_path: Path) -> None:
     pkg = make_package(tmp_path / "a.nupkg")
     result = author_sign(pkg, pki.self_issued, None, options=SignOptions(trust_store=trust.trust_store))
-    assert NuCode.NU3018 in [code for code, _ in result.warnings]
+    assert NuCode.NU3018 in [w.code for w in result.warnings]
 
 
 def test_sign_time_tsa_chain_untrusted_is_nu3028(

@@ -16,11 +16,11 @@ from tests.support.pki import TestPki
 from tests.support.servers import LoopbackServer
 from tests.unit.sign.helpers import make_package, signer_for
 
+from nuseal.enums import RevocationMode
 from nuseal.sign.author import AuthorSignRequest, sign_package
 from nuseal.sign.repository import RepositorySignRequest, repo_sign_package
 from nuseal.timestamp.client import HttpTimestamper
 from nuseal.verify.engine import TrustContext, verify_package
-from nuseal.verify.policy import RevocationMode
 from nuseal.x509.revocation import RevocationChecker
 from nuseal.x509.roots import TrustStore
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 import zipfile
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,12 +18,13 @@ from tests.support.pki import IssuedCert, TestPki
 from tests.support.servers import LoopbackServer
 
 from nuseal.codes import NuCode
+from nuseal.enums import RevocationMode
 from nuseal.sign.author import AuthorSignRequest, sign_package
 from nuseal.sign.signers import KeySigner
 from nuseal.timestamp.client import InProcessTimestamper
 from nuseal.timestamp.tsa import TimestampAuthority
 from nuseal.verify.engine import TrustContext, verify_package
-from nuseal.verify.policy import RevocationMode, VerificationPolicy
+from nuseal.verify.policy import VerificationPolicy
 from nuseal.verify.result import PackageVerdict, Severity, Status
 from nuseal.x509.revocation import RevocationChecker
 from nuseal.x509.roots import TrustStore
@@ -50,7 +50,7 @@ def _signed(tmp_path: Path, pki: TestPki, cert: IssuedCert, tsa: TimestampAuthor
 
 def _verify(package: Path, pki: TestPki, mode: RevocationMode = RevocationMode.ONLINE) -> PackageVerdict:
     store = TrustStore(code_signing=(pki.root.cert,), timestamping=(pki.root.cert,))
-    policy = replace(VerificationPolicy.verify_command(), revocation_mode=mode)
+    policy = VerificationPolicy.verify_command()
     with RevocationChecker(mode, timeout=TIMEOUT) as checker:
         return verify_package(package, policy=policy, trust=TrustContext(store, checker), now=datetime.now(UTC))
 

@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from nuseal.enums import RevocationMode
 from nuseal.verify.engine import TrustContext, verify_package
-from nuseal.verify.policy import RevocationMode, VerificationPolicy
+from nuseal.verify.policy import VerificationPolicy
 from nuseal.x509.revocation import RevocationChecker
 from nuseal.x509.roots import default_trust_store, trust_store_from_files
 from tests.conftest import VECTORS
@@ -29,9 +30,7 @@ ROWS = _rows() if (VECTORS / "EXPECTED.tsv").is_file() else []
 
 
 def _policy() -> VerificationPolicy:
-    from dataclasses import replace
-
-    return replace(VerificationPolicy.verify_command(), revocation_mode=RevocationMode.OFFLINE)
+    return VerificationPolicy.verify_command()
 
 
 @pytest.fixture(scope="module")

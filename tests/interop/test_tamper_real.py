@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from nuseal.enums import RevocationMode
 from nuseal.verify.engine import TrustContext, verify_package
-from nuseal.verify.policy import RevocationMode, VerificationPolicy
+from nuseal.verify.policy import VerificationPolicy
 from nuseal.verify.result import PackageVerdict, Severity
 from nuseal.x509.revocation import RevocationChecker
 from nuseal.x509.roots import default_trust_store
@@ -71,11 +72,11 @@ REAL_PACKAGES = ["Newtonsoft.Json.13.0.1", "Microsoft.Bcl.AsyncInterfaces.8.0.0"
 
 
 def verify_policy() -> VerificationPolicy:
-    return replace(VerificationPolicy.verify_command(), revocation_mode=RevocationMode.OFFLINE)
+    return VerificationPolicy.verify_command()
 
 
 def accept_policy() -> VerificationPolicy:
-    return replace(VerificationPolicy.accept_mode(), revocation_mode=RevocationMode.OFFLINE)
+    return VerificationPolicy.accept_mode()
 
 
 def error_codes(verdict: PackageVerdict) -> set[str]:

@@ -15,6 +15,7 @@ import pytest
 from nuseal.timestamp.tsa import TimestampAuthority
 from tests.support.pki import TestPki
 from tests.support.servers import LoopbackServer, crl_responder, ocsp_responder, tsa_responder
+from tests.support.signed_packages import Packages, build_packages
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +70,9 @@ def tsa_server(pki: TestPki, tsa_authority: TimestampAuthority) -> Iterator[Loop
     server = LoopbackServer("tsa", tsa_responder(tsa_authority.respond), pki.ports.take("tsa")).start()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def signed_packages(pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> Packages:
+    """Packages signed with the PKI (and an in-process TSA at ``pki.now``), one per policy-relevant situation."""
+    return build_packages(pki, tmp_path_factory.mktemp("signed-packages"))

@@ -125,5 +125,5 @@ def show(
         lines.append("NuGet signing: accepted")
     else:
         lines.append("NuGet signing: refused")
-        lines.extend(f"  {code.value}: {message}" for code, message in description.problems)
+        lines.extend(f"  {p.code.value}: {p.message}" for p in description.problems)
     typer.echo("\n".join(lines))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,12 +21,13 @@ from nuseal.cli.options import (
     parse_http_url,
     parse_timeout,
 )
+from nuseal.client.install import InstalledPackage, InstallError, InstallRequest, ProgressFactory, install
+from nuseal.client.source import FeedSource, ProgressCallback
 from nuseal.errors import NusealError
-from nuseal.feed.client import FeedSource, ProgressCallback
-from nuseal.feed.install import InstalledPackage, InstallError, InstallRequest, ProgressFactory, install
+from nuseal.findings import Finding, Severity
+from nuseal.render import json as render_json
 from nuseal.trust.nuget_config import NuGetSettings
-from nuseal.trust.trusted_signers import TrustWarning, policy_from_config
-from nuseal.verify.engine import TrustContext
+from nuseal.trust.policy_builder import policy_from_config
 
 
 def _progress_factory(progress: Progress) -> ProgressFactory:
@@ -66,10 +66,10 @@ def install_command(
     Signatures are verified as restore does, before anything is extracted.
     """
     err = Console(stderr=True)
-    config_warnings: list[TrustWarning] = []
+    config_warnings: list[Finding] = []
     settings = NuGetSettings.load(configfile=configfile, cwd=Path.cwd(), home=Path.home())
     policy = policy_from_config(settings, warnings=config_warnings)
-    store = trust.store()
+    setup = trust.setup(policy)
     urls = source or [s.url for s in settings.package_sources()]
     for warning in config_warnings:
         typer.echo(f"warn : {warning.code.value}: {warning.message}", err=True)
@@ -77,15 +77,15 @@ def install_command(
     installed: list[InstalledPackage] = []
     failure: NusealError | None = None
     with httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0))) as client, \
-            trust.checker() as checker:
+            setup.open() as context:
         sources = [FeedSource(client, url, allow_insecure_loopback=allow_insecure_loopback,
                               timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0))) for url in urls]
         progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                             console=err, disable=as_json or not err.is_terminal, transient=True)
         try:
             with progress:
-                installed = install(request, sources=sources, output=output, policy=policy,
-                                    trust=TrustContext(store, checker), now=datetime.now(UTC),
+                installed = install(request, sources=sources, output=output, policy=setup.policy,
+                                    trust=context, now=datetime.now(UTC),
                                     progress_for=_progress_factory(progress))
         except NusealError as exc:
             failure = exc
@@ -97,29 +97,23 @@ def install_command(
 
 
 #: nuseal's one prefix style for errors and warnings (dotnet's logger prefixes), on every command.
-_PREFIX = {"error": "error: ", "warning": "warn : "}
+_PREFIX = {Severity.ERROR: "error: ", Severity.WARNING: "warn : "}
 
 
 def _write_text(installed: list[InstalledPackage], failure: NusealError | None) -> None:
     if isinstance(failure, InstallError):
-        for issue in failure.issues:
-            typer.echo(f"{_PREFIX.get(issue.level, 'error: ')}{issue.text}", err=True)
+        for finding in failure.findings:
+            typer.echo(f"{_PREFIX.get(finding.severity, '')}{finding.message}", err=True)
         return
     if failure is not None:
         typer.echo(f"error: {failure}", err=True)
         return
     for package in installed:
         for warning in package.warnings:
-            typer.echo(f"warn : {warning.text}", err=True)
+            typer.echo(f"warn : {warning.message}", err=True)
         state = "already installed" if package.already_installed else "installed"
         typer.echo(f"{package.id} {package.version} {state} in {package.path}")
 
 
 def _write_json(installed: list[InstalledPackage], failure: NusealError | None) -> None:
-    errors: list[dict[str, object]] = []
-    if isinstance(failure, InstallError):
-        errors = [{"level": i.level, "code": i.code, "message": i.text} for i in failure.issues]
-    elif failure is not None:
-        errors = [{"level": "error", "code": failure.code.value if failure.code else None, "message": str(failure)}]
-    document = {"success": failure is None, "installed": [p.to_dict() for p in installed], "errors": errors}
-    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    sys.stdout.write(render_json.dumps(render_json.install_document(installed, failure)) + "\n")

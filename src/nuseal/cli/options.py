@@ -16,12 +16,12 @@ from urllib.parse import urlsplit
 import typer
 
 from nuseal.cli.base import OptionGroup, fail
-from nuseal.model import HashAlgorithmName, RevocationMode
+from nuseal.enums import HashAlgorithmName, RevocationMode
 from nuseal.render.text import Verbosity
 
 if TYPE_CHECKING:
-    from nuseal.x509.revocation import RevocationChecker
-    from nuseal.x509.roots import TrustStore
+    from nuseal.verify.policy import VerificationPolicy
+    from nuseal.verify.setup import VerificationSetup
 
 #: NuGet's environment variable for the revocation mode (spec §6.2).
 REVOCATION_ENV = "NUGET_CERT_REVOCATION_MODE"
@@ -119,15 +119,13 @@ class TrustArgs:
     revocation: RevocationMode
     revocation_timeout: float
 
-    def store(self) -> TrustStore:
+    def setup(self, policy: VerificationPolicy) -> VerificationSetup:
+        """The library's ``VerificationSetup`` for ``policy`` with these roots and revocation settings."""
+        from nuseal.verify.setup import VerificationSetup
         from nuseal.x509.roots import trust_store_from_files
 
-        return trust_store_from_files(self.trust_roots, self.timestamp_roots)
-
-    def checker(self) -> RevocationChecker:
-        from nuseal.x509.revocation import RevocationChecker
-
-        return RevocationChecker(self.revocation, timeout=self.revocation_timeout)
+        store = trust_store_from_files(self.trust_roots, self.timestamp_roots)
+        return VerificationSetup(policy, store, self.revocation, self.revocation_timeout)
 
 
 TRUST = OptionGroup(TrustArgs, {

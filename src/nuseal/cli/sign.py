@@ -31,6 +31,7 @@ from nuseal.cli.options import (
 )
 from nuseal.cli.paths import expand_all
 from nuseal.cli.progress import batch_progress
+from nuseal.enums import HashAlgorithmName
 from nuseal.errors import NusealError
 from nuseal.render.text import Verbosity, format_time
 from nuseal.sign.author import AuthorSignRequest, sign_package
@@ -38,7 +39,6 @@ from nuseal.sign.common import SignOptions, SignResult, Timestamper
 from nuseal.sign.removal import Removal, remove_signature
 from nuseal.sign.repository import RepositorySignRequest, repo_sign_package
 from nuseal.sign.signers import PemSigner, PfxSigner, Pkcs11Config, Pkcs11Signer, Signer, fingerprint
-from nuseal.verify.policy import HashAlgorithmName
 from nuseal.x509.roots import trust_store_from_files
 
 if TYPE_CHECKING:
@@ -258,7 +258,7 @@ def _sign_all(
                     typer.echo(f"error: {message}", err=True)
             else:
                 entry.update(kind=result.kind, timestamped=result.timestamped,
-                             warnings=[{"code": code.value, "message": message} for code, message in result.warnings])
+                             warnings=[{"code": w.code.value, "message": w.message} for w in result.warnings])
                 if text:
                     _report_signed(package, dst, result, level)
             report["packages"].append(entry)
@@ -273,8 +273,8 @@ def _sign_all(
 
 
 def _report_signed(package: Path, dst: Path, result: SignResult, level: Verbosity) -> None:
-    for code, message in result.warnings:
-        typer.echo(f"warn : {code.value}: {message}", err=True)
+    for warning in result.warnings:
+        typer.echo(f"warn : {warning.code.value}: {warning.message}", err=True)
     if level >= Verbosity.NORMAL:
         where = f"'{dst}'" if dst == package else f"'{dst}' (from '{package}')"
         stamped = ", timestamped" if result.timestamped else ", not timestamped"

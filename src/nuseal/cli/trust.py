@@ -22,13 +22,13 @@ from nuseal.cli.base import OptionGroup, command, fail, group
 from nuseal.cli.options import ALLOW_INSECURE_LOOPBACK, CONFIGFILE, VERBOSITY, check_fingerprint, existing_file
 from nuseal.cli.options import parse_http_url as _parse_url
 from nuseal.cms.parse import PrimarySignature, RepositoryCountersignature, load_primary_signature
+from nuseal.enums import HashAlgorithmName, SignatureKind
 from nuseal.errors import NusealError
 from nuseal.package import zipformat
 from nuseal.render.text import Verbosity
 from nuseal.trust.nuget_config import ConfigFile, NuGetSettings
 from nuseal.trust.repository_signatures import check_https, fetch_repository_signatures
 from nuseal.trust.trusted_signers import SignerKind, TrustedCertificate, TrustedSigner
-from nuseal.verify.policy import HashAlgorithmName, SignatureKind
 
 trust_app = group("trust", "Manage the trusted signers of nuget.config (like 'dotnet nuget trust').")
 

@@ -13,44 +13,16 @@ from nuseal.cli.base import app, command
 from nuseal.cli.options import CONFIGFILE, JSON, TRUST, VERBOSITY, TrustArgs, existing_file, parse_sha256_fingerprint
 from nuseal.cli.paths import expand
 from nuseal.cli.progress import batch_progress
-from nuseal.codes import Messages, NuCode
+from nuseal.codes import NuCode
 from nuseal.render import json as render_json
 from nuseal.render import text as render_text
 from nuseal.render.inspect import inspect_lines
 from nuseal.render.text import Verbosity
 from nuseal.trust.nuget_config import NuGetSettings
-from nuseal.trust.trusted_signers import policy_from_config
-from nuseal.verify.engine import TrustContext, verify_package
-from nuseal.verify.policy import (
-    AllowList,
-    AllowListEntry,
-    HashAlgorithmName,
-    Placement,
-    RevocationMode,
-    SignatureKind,
-    VerificationPolicy,
-)
+from nuseal.trust.policy_builder import verify_command_policy
+from nuseal.verify.batch import exit_code, missing_verdict, verify_batch
+from nuseal.verify.policy import VerificationPolicy
 from nuseal.verify.result import PackageVerdict
-
-
-# TODO(lead): core moves policy building to nuseal.trust.policy_builder and the accept/exit decision to
-# nuseal.verify.batch; swap build_policy/exit_code for those when merging (this module keeps today's logic).
-def build_policy(settings: NuGetSettings, fingerprints: list[str], mode: RevocationMode) -> VerificationPolicy:
-    """The verify-command preset, trustedSigners from nuget.config, then the ``--certificate-fingerprint`` list."""
-    policy = policy_from_config(settings, VerificationPolicy.verify_command())
-    lists = list(policy.allow_lists)
-    if fingerprints:
-        entries = tuple(
-            AllowListEntry(fp, HashAlgorithmName.SHA256,
-                           frozenset({SignatureKind.AUTHOR, SignatureKind.REPOSITORY}), Placement.PRIMARY)
-            for fp in fingerprints)
-        lists.append(AllowList(entries, False, "", Messages.NOT_IN_FINGERPRINT_LIST, "--certificate-fingerprint"))
-    return replace(policy, allow_lists=tuple(lists), revocation_mode=mode)
-
-
-def exit_code(verdicts: list[PackageVerdict]) -> int:
-    """0 only when every package is valid and no error was reported (NuGet's exit-0-on-bad-zip quirk not copied)."""
-    return 0 if verdicts and all(v.valid and not v.errors for v in verdicts) else 1
 
 
 class ConfigTrust:
@@ -63,7 +35,7 @@ class ConfigTrust:
     def __init__(self, settings: NuGetSettings, policy: VerificationPolicy) -> None:
         origins = [str(origin.path) for _, origin in settings.trusted_signers_with_origin()]
         self.files = list(dict.fromkeys(origins))
-        # policy_from_config puts the trustedSigners list first (see nuseal.trust.trusted_signers).
+        # The trustedSigners list comes first (nuseal.trust.policy_builder.policy_from_config).
         config_list = policy.allow_lists[0] if policy.allow_lists else None
         self._messages = {m for m in (config_list.no_match_message, config_list.empty_message) if m} \
             if config_list is not None else set()
@@ -101,23 +73,20 @@ def verify_command(
     The exit code is 0 only when every package is valid.
     """
     settings = NuGetSettings.load(configfile=configfile, cwd=Path.cwd(), home=Path.home())
-    policy = build_policy(settings, certificate_fingerprint, trust.revocation)
+    policy = verify_command_policy(settings, certificate_fingerprint)
     config_trust = ConfigTrust(settings, policy)
-    store = trust.store()
+    setup = trust.setup(policy)
     paths, unresolved = expand(packages)
-    verdicts: list[PackageVerdict] = []
-    now = datetime.now(UTC)
-    with trust.checker() as checker:
-        context = TrustContext(store, checker)
-        with batch_progress(len(paths), "Verifying") as advance:
-            for path in paths:
-                verdict = verify_package(path, policy=policy, trust=context, now=now)
-                verdicts.append(verdict)
-                if not as_json:
-                    _print_verdict(verdict, verbosity, config_trust.note(verdict))
-                advance(path.name)
+    with batch_progress(len(paths), "Verifying") as advance:
+
+        def show(verdict: PackageVerdict) -> None:
+            if not as_json:
+                _print_verdict(verdict, verbosity, config_trust.note(verdict))
+            advance(Path(verdict.path).name)
+
+        verdicts = verify_batch(paths, setup, now=datetime.now(UTC), on_verdict=show)
     for missing in unresolved:
-        verdicts.append(PackageVerdict(missing.pattern, None, None, False, (), error=missing.message))
+        verdicts.append(replace(missing_verdict(missing.pattern), error=missing.message))
         if not as_json:
             typer.echo(f"error: {missing.message}", err=True)
     if as_json:

@@ -30,7 +30,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from nuseal.cms import oids
+from nuseal import oids
 from nuseal.codes import NuCode
 from nuseal.errors import SignatureFormatError
 

@@ -11,7 +11,7 @@ import binascii
 import re
 from dataclasses import dataclass
 
-from nuseal.cms import oids
+from nuseal import oids
 from nuseal.codes import Messages, NuCode
 from nuseal.errors import SignatureFormatError
 

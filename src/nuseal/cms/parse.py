@@ -1,9 +1,12 @@
 """Loading NuGet primary signatures and repository countersignatures with NuGet's load-time rules (spec §4.3-4.7).
 
-Parsing uses asn1crypto's CMS structures; the NuGet-specific rules (exactly one signer, signing-certificate-v2
-matching, commitment types, service index URL, owners, countersignature placement) are written here because no
-library knows them. Signature *checks* (digest + RSA) are in ``verify_signer_signature`` so that the verifier
-can report them with NuGet's codes at the right point of its pipeline.
+Parsing uses asn1crypto's CMS structures, walked eagerly at the load boundary by ``nuseal.cms.der`` the way .NET's
+``SignedCms.Decode`` reads them, so that malformed DER is judged when the signature is loaded (NU3003, or NU3031
+inside a countersignature) and never surfaces later as a stray exception. The NuGet-specific rules (exactly one
+signer, signing-certificate-v2 matching, commitment types, service index URL, owners, countersignature placement)
+are written here because no library knows them. Signature *checks* (digest + signature) are in
+``verify_signer_signature`` so that the verifier can report them with NuGet's codes at the right point of its
+pipeline.
 """
 
 from __future__ import annotations
@@ -11,47 +14,32 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
-from asn1crypto import cms, core, tsp
+from asn1crypto import cms, core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from nuseal.cms import oids
+from nuseal import oids
+from nuseal.cms import der
+from nuseal.cms.algorithms import verify_raw_signature
 from nuseal.cms.content import SignatureContent
+from nuseal.cms.der import ASN1_ERRORS, Algorithm, Attribute
 from nuseal.codes import Messages, NuCode
+from nuseal.enums import SignatureKind
 from nuseal.errors import SignatureFormatError
-from nuseal.model import SignatureKind
+from nuseal.x509 import certs
 
-_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512,
-}
-
-
-def _attribute_values(attrs: cms.CMSAttributes | None, oid: str) -> list[list[Any]]:
-    """All attributes with ``oid``: one list of values per attribute occurrence."""
-    if attrs is None or not attrs:
-        return []
-    found = []
-    for attr in attrs:
-        if attr["type"].dotted == oid:
-            found.append(list(attr["values"]))
-    return found
+__all__ = ["EssCertId", "PrimarySignature", "RepositoryCountersignature", "SignerView", "build_signer_view",
+           "certificate_bag", "hash_name", "is_valid_service_index_url", "load_certificates", "load_primary_signature",
+           "load_signed_data", "verify_raw_signature", "verify_signer_signature"]
 
 
-def _raw_value(value: Any) -> bytes:
-    """The DER of an attribute value however asn1crypto typed it."""
-    return bytes(value.dump())
-
-
-def _load_certificate(cert: asn1_x509.Certificate) -> x509.Certificate:
-    return x509.load_der_x509_certificate(cert.dump())
+def _attribute_values(attrs: tuple[Attribute, ...] | None, oid: str) -> list[tuple[bytes, ...]]:
+    """All attributes with ``oid``: the DER of each value, one tuple per attribute occurrence."""
+    return der.values_of(attrs, oid)
 
 
 def hash_name(oid: str) -> str:
@@ -68,13 +56,13 @@ class EssCertId:
 
     hash_algorithm_oid: str
     cert_hash: bytes
-    issuer_name: asn1_x509.Name | None
+    issuer_name: bytes | None  # DER of the directoryName
     serial_number: int | None
 
 
 @dataclass(frozen=True)
 class SignerView:
-    """Facts about one SignerInfo (primary, countersigner, or timestamp token signer)."""
+    """Facts about one SignerInfo (primary, countersigner, or timestamp token signer), all read at load time."""
 
     signer_info: cms.SignerInfo
     certificate: x509.Certificate | None
@@ -86,26 +74,26 @@ class SignerView:
     service_index_url: str | None
     owners: tuple[str, ...]
     timestamp_tokens: tuple[bytes, ...]
+    signature_parameters: bytes | None = None
+    signed_attributes: tuple[Attribute, ...] | None = None
+    unsigned_attributes: tuple[Attribute, ...] | None = None
+    #: DER of the signed attributes as signed: the original bytes re-tagged as SET OF (RFC 5652 §5.4).
+    signed_attributes_der: bytes | None = None
+    #: The messageDigest value, None when there is not exactly one (readable) value.
+    message_digest: bytes | None = None
 
     @property
     def digest_name(self) -> str:
         return hash_name(self.digest_algorithm_oid)
 
-    @cached_property
-    def signed_attributes_der(self) -> bytes | None:
-        """DER of the signed attributes as signed: the original bytes re-tagged as SET OF (RFC 5652 §5.4)."""
-        attrs = self.signer_info["signed_attrs"]
-        if not attrs:
-            return None
-        encoded = bytes(attrs.dump())
-        return b"\x31" + encoded[1:]
+    @property
+    def signature_algorithm(self) -> Algorithm:
+        return Algorithm(self.signature_algorithm_oid, self.signature_parameters)
 
-    @cached_property
-    def message_digest(self) -> bytes | None:
-        values = _attribute_values(self.signer_info["signed_attrs"], oids.MESSAGE_DIGEST)
-        if len(values) != 1 or len(values[0]) != 1:
-            return None
-        return bytes(values[0][0].native)
+    @property
+    def has_signing_time(self) -> bool:
+        """A signing-time attribute is present (NuGet checks presence only, never the value)."""
+        return bool(_attribute_values(self.signed_attributes, oids.SIGNING_TIME))
 
 
 class _SignerFacts:
@@ -175,31 +163,55 @@ class PrimarySignature(_SignerFacts):
 
 
 def _resolve_signer_certificate(
-    signer_info: cms.SignerInfo, certificates: list[asn1_x509.Certificate]
+    fields: der.SignerFields, certificates: list[asn1_x509.Certificate], loaded: tuple[x509.Certificate, ...]
 ) -> x509.Certificate | None:
-    sid = signer_info["sid"]
-    if sid.name == "issuer_and_serial_number":
-        issuer = sid.chosen["issuer"]
-        serial = sid.chosen["serial_number"].native
-        for cert in certificates:
-            if cert.serial_number == serial and cert.issuer == issuer:
-                return _load_certificate(cert)
+    """.NET's ``SignerInfo.Certificate``: the bag certificate with the SID's serial number whose issuer name reads
+    the same (ordinal string comparison, so case matters and the string encoding does not), or the one whose subject
+    key identifier (its extension, else the SHA-1 of its key) equals the SID's."""
+    if fields.issuer is not None:
+        wanted = der.name_text(fields.issuer)
+        for asn1_cert, cert in zip(certificates, loaded, strict=True):
+            tbs = asn1_cert["tbs_certificate"]
+            if tbs["serial_number"].native == fields.serial_number and _issuer_text(tbs) == wanted:
+                return cert
         return None
-    key_id = bytes(sid.chosen.native)
-    for cert in certificates:
-        if cert.key_identifier == key_id:
-            return _load_certificate(cert)
+    for cert in loaded:
+        if _key_identifier(cert) == fields.subject_key_identifier:
+            return cert
     return None
 
 
-def _signature_kind(attrs: cms.CMSAttributes | None) -> SignatureKind:
+def _issuer_text(tbs: asn1_x509.TbsCertificate) -> tuple[tuple[tuple[str, str], ...], ...] | None:
+    try:
+        return der.name_text(bytes(tbs["issuer"].dump()))
+    except ASN1_ERRORS:
+        return None  # a bag certificate whose issuer cannot be read is nobody's match
+
+
+def _key_identifier(certificate: x509.Certificate) -> bytes | None:
+    extensions = certs.extensions(certificate)
+    if extensions is not None:
+        try:
+            return extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+        except x509.ExtensionNotFound:
+            pass
+    key = certs.public_key(certificate)
+    if key is None:
+        return None
+    try:
+        return x509.SubjectKeyIdentifier.from_public_key(key).digest
+    except (ValueError, TypeError):
+        return None
+
+
+def _signature_kind(attrs: tuple[Attribute, ...] | None) -> SignatureKind:
     """Commitment-type-indication → kind (spec §4.3); both origin and receipt → NU3000."""
     kinds: set[SignatureKind] = set()
     for values in _attribute_values(attrs, oids.COMMITMENT_TYPE_INDICATION):
         for value in values:
-            parts = _split_tlvs(core.Sequence.load(_raw_value(value)).contents)
-            oid = core.ObjectIdentifier.load(parts[0]).dotted
-            if len(parts) > 1 and not core.Sequence.load(parts[1]).contents:
+            parts = der.tlvs(der.contents_of(value, 0x30))
+            oid = der.oid_of(parts[0])
+            if len(parts) > 1 and not der.contents_of(parts[1], 0x30):
                 # NuGet: a CommitmentTypeIndication with an empty qualifier SEQUENCE is invalid.
                 raise SignatureFormatError(Messages.CONTENT_INVALID, NuCode.NU3000)
             if oid == oids.PROOF_OF_ORIGIN:
@@ -213,64 +225,44 @@ def _signature_kind(attrs: cms.CMSAttributes | None) -> SignatureKind:
     return kinds.pop() if kinds else SignatureKind.UNKNOWN
 
 
-def _first_tlv_length(data: bytes) -> int:
-    """Length of the first DER TLV in ``data`` (tag + length + contents)."""
-    if len(data) < 2:
-        raise ValueError("truncated DER")
-    length = data[1]
-    if length < 0x80:
-        return 2 + length
-    count = length & 0x7F
-    return 2 + count + int.from_bytes(data[2 : 2 + count], "big")
-
-
-def _split_tlvs(data: bytes) -> list[bytes]:
-    """Split concatenated DER TLVs (the contents of a SEQUENCE) into their encodings."""
-    parts: list[bytes] = []
-    pos = 0
-    while pos < len(data):
-        size = _first_tlv_length(data[pos:])
-        parts.append(data[pos : pos + size])
-        pos += size
-    return parts
-
-
-def _parse_ess_cert_ids(value: Any, v2: bool) -> list[EssCertId]:
+def _parse_ess_cert_ids(value: bytes, v2: bool) -> list[EssCertId]:
     """Decode SigningCertificate(V2) tolerantly, as NuGet reads it (spec §4.4).
 
     Decoded by hand over the DER because asn1crypto's ESSCertIDv2 model fills in the DEFAULT algorithm and
     would hide whether it was encoded; we accept both forms, with or without NULL parameters.
     """
-    outer = _split_tlvs(core.Sequence.load(_raw_value(value)).contents)
+    outer = der.tlvs(der.contents_of(value, 0x30))
     if not outer or outer[0][0] != 0x30:
         raise ValueError("signing-certificate attribute without certs")
     entries: list[EssCertId] = []
-    for item in _split_tlvs(core.Sequence.load(outer[0]).contents):
-        parts = _split_tlvs(core.Sequence.load(item).contents)
+    for item in der.tlvs(der.contents_of(outer[0])):
+        parts = der.tlvs(der.contents_of(item, 0x30))
         algorithm = oids.SHA256 if v2 else oids.SHA1
         index = 0
         if v2 and parts and parts[0][0] == 0x30:
-            algorithm_parts = _split_tlvs(core.Sequence.load(parts[0]).contents)
-            algorithm = core.ObjectIdentifier.load(algorithm_parts[0]).dotted
+            algorithm = der.oid_of(der.tlvs(der.contents_of(parts[0]))[0])
             index = 1
         if index >= len(parts) or parts[index][0] != 0x04:
             raise ValueError("ESSCertID without certHash")
-        cert_hash = bytes(core.OctetString.load(parts[index]).native)
-        issuer_name: asn1_x509.Name | None = None
+        cert_hash = der.contents_of(parts[index])
+        issuer_name: bytes | None = None
         serial: int | None = None
         if index + 1 < len(parts):
-            issuer_serial = tsp.IssuerSerial.load(parts[index + 1])
-            general_names = issuer_serial["issuer"]
-            if len(general_names) != 1 or general_names[0].name != "directory_name":
+            issuer_serial = der.tlvs(der.contents_of(parts[index + 1], 0x30))
+            if len(issuer_serial) < 2:
+                raise ValueError("IssuerSerial without serialNumber")
+            general_names = der.tlvs(der.contents_of(issuer_serial[0], 0x30))
+            if len(general_names) != 1 or general_names[0][0] != 0xA4:  # [4] directoryName
                 raise ValueError("The ASN.1 data is unsupported.")
-            issuer_name = general_names[0].chosen
-            serial = int(issuer_serial["serial_number"].native)
+            issuer_name = der.contents_of(general_names[0])
+            der.name_text(issuer_name)  # the name must be readable, as .NET decodes it
+            serial = der.integer_of(issuer_serial[1])
         entries.append(EssCertId(algorithm, cert_hash, issuer_name, serial))
     return entries
 
 
 def _check_signing_certificate_attributes(
-    attrs: cms.CMSAttributes | None, certificate: x509.Certificate, kind: SignatureKind, code: NuCode
+    attrs: tuple[Attribute, ...] | None, certificate: x509.Certificate, kind: SignatureKind, code: NuCode
 ) -> None:
     """signing-certificate(-v2) rules of spec §4.3/§4.4 for a primary signature or countersignature."""
     v1 = _attribute_values(attrs, oids.SIGNING_CERTIFICATE)
@@ -288,7 +280,7 @@ def _check_signing_certificate_attributes(
         for value in values:
             try:
                 entries = _parse_ess_cert_ids(value, v2=True)
-            except (ValueError, TypeError) as exc:
+            except ASN1_ERRORS as exc:
                 raise SignatureFormatError("The signing-certificate-v2 attribute is invalid.", code) from exc
             if not entries:
                 raise SignatureFormatError("The signing-certificate-v2 attribute is invalid.", code)
@@ -306,7 +298,7 @@ def _check_signing_certificate_attributes(
         for value in values:
             try:
                 entries = _parse_ess_cert_ids(value, v2=False)
-            except (ValueError, TypeError) as exc:
+            except ASN1_ERRORS as exc:
                 raise SignatureFormatError("The signing-certificate attribute is invalid.", code) from exc
             # NuGet quirk: the SHA-1 certHash of ESSCertID v1 is never compared, only its length (spec §4.4).
             # We keep that: refusing here would reject signatures NuGet accepts.
@@ -317,12 +309,13 @@ def _check_signing_certificate_attributes(
 
 
 def _issuer_serial_matches(entry: EssCertId, certificate: x509.Certificate) -> bool:
+    """NuGet ``AreSerialNumbersEqual`` and ``AreGeneralNamesEqual``: the serial number, and the directoryName's
+    ``X500DistinguishedName.Name`` string equal to the certificate's issuer's, ordinally (``der.name_text``)."""
     if entry.serial_number is None or entry.issuer_name is None:
         return True
-    # NuGet compares X500DistinguishedName.Name strings ordinally; asn1crypto compares Names after RFC 5280
-    # string preparation, which likewise ignores the string encoding (PrintableString vs UTF8String).
-    issuer = asn1_x509.Certificate.load(certificate.public_bytes(Encoding.DER)).issuer
-    return entry.serial_number == certificate.serial_number and entry.issuer_name == issuer
+    if entry.serial_number != certificate.serial_number:
+        return False
+    return der.name_text(entry.issuer_name) == der.name_text(certs.raw_name(certificate, "issuer"))
 
 
 def _ess_matches(entry: EssCertId, certificate: x509.Certificate) -> bool:
@@ -333,17 +326,17 @@ def _ess_matches(entry: EssCertId, certificate: x509.Certificate) -> bool:
     return digest == entry.cert_hash
 
 
-def _service_index_url(attrs: cms.CMSAttributes | None, code: NuCode) -> str | None:
+def _service_index_url(attrs: tuple[Attribute, ...] | None, code: NuCode) -> str | None:
     values = _attribute_values(attrs, oids.NUGET_V3_SERVICE_INDEX_URL)
     if not values:
         return None
     if len(values) != 1 or len(values[0]) != 1:
         raise SignatureFormatError(
             "Exactly one nuget-v3-service-index-url attribute value is required.", NuCode.NU3000)
-    raw = _raw_value(values[0][0])
+    raw = values[0][0]
     try:
-        url = core.IA5String.load(raw).native
-    except (ValueError, TypeError) as exc:
+        url = core.IA5String.load(raw, strict=True).native
+    except ASN1_ERRORS as exc:
         raise SignatureFormatError("The nuget-v3-service-index-url attribute is invalid.", NuCode.NU3000) from exc
     if not is_valid_service_index_url(url):
         raise SignatureFormatError("The nuget-v3-service-index-url attribute value is invalid.", NuCode.NU3000)
@@ -357,107 +350,142 @@ def is_valid_service_index_url(url: str) -> bool:
     return url.startswith("https://") and parts.scheme == "https" and bool(parts.netloc)
 
 
-def _owners(attrs: cms.CMSAttributes | None) -> tuple[str, ...]:
+def _owners(attrs: tuple[Attribute, ...] | None) -> tuple[str, ...]:
     values = _attribute_values(attrs, oids.NUGET_PACKAGE_OWNERS)
     if not values:
         return ()
     if len(values) != 1 or len(values[0]) != 1:
         raise SignatureFormatError("Exactly one nuget-package-owners attribute value is required.", NuCode.NU3000)
     try:
-        seq = core.SequenceOf.load(_raw_value(values[0][0]), spec=core.UTF8String)
+        seq = core.SequenceOf.load(values[0][0], spec=core.UTF8String, strict=True)
         owners = tuple(str(item.native) for item in seq)
-    except (ValueError, TypeError) as exc:
+    except ASN1_ERRORS as exc:
         raise SignatureFormatError("The nuget-package-owners attribute is invalid.", NuCode.NU3000) from exc
     if not owners or any(not owner.strip() for owner in owners):
         raise SignatureFormatError("The nuget-package-owners attribute is invalid.", NuCode.NU3000)
     return owners
 
 
-def _signing_time(attrs: cms.CMSAttributes | None) -> datetime | None:
+def _signing_time(attrs: tuple[Attribute, ...] | None) -> datetime | None:
     values = _attribute_values(attrs, oids.SIGNING_TIME)
     if not values or not values[0]:
         return None
     try:
-        parsed = cms.Time.load(_raw_value(values[0][0])).native
-    except (ValueError, TypeError):
+        parsed = cms.Time.load(values[0][0], strict=True).native
+    except ASN1_ERRORS:
         return None
     return parsed if isinstance(parsed, datetime) else None
 
 
-def _timestamp_tokens(signer_info: cms.SignerInfo) -> tuple[bytes, ...]:
-    tokens: list[bytes] = []
-    for values in _attribute_values(signer_info["unsigned_attrs"], oids.SIGNATURE_TIMESTAMP_TOKEN):
-        tokens.extend(_raw_value(v) for v in values)
-    return tuple(tokens)
+def _message_digest(attrs: tuple[Attribute, ...] | None) -> bytes | None:
+    values = _attribute_values(attrs, oids.MESSAGE_DIGEST)
+    if len(values) != 1 or len(values[0]) != 1:
+        return None
+    try:
+        return bytes(core.OctetString.load(values[0][0], strict=True).native)
+    except ASN1_ERRORS:
+        return None  # .NET: the check fails (NU3012 / NU3021), the signature still loads
+
+
+def _timestamp_tokens(attrs: tuple[Attribute, ...] | None) -> tuple[bytes, ...]:
+    return tuple(token for values in _attribute_values(attrs, oids.SIGNATURE_TIMESTAMP_TOKEN) for token in values)
 
 
 def build_signer_view(
-    signer_info: cms.SignerInfo, certificates: list[asn1_x509.Certificate], *, with_nuget_attributes: bool = True
+    signer_info: cms.SignerInfo, certificates: list[asn1_x509.Certificate], loaded: tuple[x509.Certificate, ...],
+    *, with_nuget_attributes: bool = True,
 ) -> SignerView:
-    """Extract the facts of a SignerInfo; attribute parse errors raise ``SignatureFormatError``."""
-    attrs = signer_info["signed_attrs"]
-    kind = _signature_kind(attrs) if with_nuget_attributes else SignatureKind.UNKNOWN
+    """Read every field of a SignerInfo now (``ValueError`` & co. from asn1crypto when malformed); NuGet attribute
+    rule violations raise ``SignatureFormatError``. ``loaded`` are ``certificates`` loaded by cryptography."""
+    fields = der.read_signer_info(signer_info)
+    signed = fields.signed_attributes
+    with der.where("commitment-type-indication attribute"):
+        kind = _signature_kind(signed) if with_nuget_attributes else SignatureKind.UNKNOWN
     return SignerView(
         signer_info=signer_info,
-        certificate=_resolve_signer_certificate(signer_info, certificates),
+        certificate=_resolve_signer_certificate(fields, certificates, loaded),
         kind=kind,
-        digest_algorithm_oid=signer_info["digest_algorithm"]["algorithm"].dotted,
-        signature_algorithm_oid=signer_info["signature_algorithm"]["algorithm"].dotted,
-        signature_value=bytes(signer_info["signature"].native),
-        signing_time=_signing_time(attrs),
+        digest_algorithm_oid=fields.digest_algorithm.oid,
+        signature_algorithm_oid=fields.signature_algorithm.oid,
+        signature_value=fields.signature,
+        signing_time=_signing_time(signed),
         service_index_url=None,
         owners=(),
-        timestamp_tokens=_timestamp_tokens(signer_info),
+        timestamp_tokens=_timestamp_tokens(fields.unsigned_attributes),
+        signature_parameters=fields.signature_algorithm.parameters,
+        signed_attributes=signed,
+        unsigned_attributes=fields.unsigned_attributes,
+        signed_attributes_der=fields.signed_attributes_der,
+        message_digest=_message_digest(signed),
     )
 
 
 def certificate_bag(signed_data: cms.SignedData) -> list[asn1_x509.Certificate]:
     """The X.509 certificates of a SignedData (other certificate choices are skipped)."""
-    certs = signed_data["certificates"]
-    if not certs:
+    certs_field = signed_data["certificates"]
+    if not certs_field:
         return []
-    return [c.chosen for c in certs if c.name == "certificate"]
+    return [c.chosen for c in certs_field if c.name == "certificate"]
 
 
-def load_signed_data(der: bytes) -> cms.SignedData:
-    """Decode a ContentInfo that must hold SignedData; asn1crypto errors or ``ValueError`` when it does not."""
-    content_info = cms.ContentInfo.load(der, strict=True)
+def load_certificates(bag: list[asn1_x509.Certificate]) -> tuple[x509.Certificate, ...]:
+    """The bag loaded by cryptography, as .NET's ``SignedCms.Certificates`` loads it: ``ValueError`` if one fails."""
+    loaded = []
+    for index, certificate in enumerate(bag, start=1):
+        with der.where(f"certificate #{index}"):
+            loaded.append(certs.load_der(bytes(certificate.dump())))
+    return tuple(loaded)
+
+
+def load_signed_data(der_bytes: bytes) -> cms.SignedData:
+    """Decode a ContentInfo that must hold SignedData, walking every field .NET's decoder reads; asn1crypto errors
+    or ``ValueError`` when it does not."""
+    content_info = cms.ContentInfo.load(der_bytes, strict=True)
     if content_info["content_type"].dotted != oids.SIGNED_DATA:
         raise ValueError("not SignedData")
-    return content_info["content"]
+    signed_data = content_info["content"]
+    der.walk_signed_data(signed_data)
+    for signer_info in signed_data["signer_infos"]:
+        der.read_signer_info(signer_info)
+    return signed_data
 
 
-def load_primary_signature(der: bytes) -> PrimarySignature:
+def load_primary_signature(der_bytes: bytes) -> PrimarySignature:
     """Load ``.signature.p7s`` bytes with every load-time rule of spec §4.7.
 
-    Raises ``SignatureFormatError`` with NU3003 (not CMS), NU3009, NU3010, NU3011, NU3000, NU3007.
+    Raises ``SignatureFormatError`` with NU3003 (not CMS, or malformed anywhere .NET would notice while decoding),
+    NU3009, NU3010, NU3011, NU3000, NU3007, NU3031 (a malformed countersignature). Nothing else escapes: this is
+    the boundary where asn1crypto's and cryptography's errors become NU codes.
     """
     try:
-        signed_data = load_signed_data(der)
-        signer_infos = list(signed_data["signer_infos"])
-        certificates = certificate_bag(signed_data)
-        encap = signed_data["encap_content_info"]
-        content_bytes = encap["content"].native if encap["content"] else None
+        with certs.quiet():
+            return _load_primary_signature(der_bytes)
     except SignatureFormatError:
         raise
-    except Exception as exc:  # asn1crypto raises ValueError/TypeError/KeyError on malformed DER
-        raise SignatureFormatError(Messages.SIGNATURE_INVALID, NuCode.NU3003) from exc
+    except ASN1_ERRORS as exc:  # malformed DER, a certificate cryptography refuses (NuGet: CryptographicException)
+        raise SignatureFormatError(f"{Messages.SIGNATURE_INVALID} ({der.reason(exc)})", NuCode.NU3003) from exc
+
+
+def _load_primary_signature(der_bytes: bytes) -> PrimarySignature:
+    signed_data = load_signed_data(der_bytes)
+    signer_infos = list(signed_data["signer_infos"])
+    certificates = certificate_bag(signed_data)
+    with der.where("SignedData encapContentInfo"):
+        content_bytes = der.encapsulated_content(signed_data)
     if len(signer_infos) != 1:
         raise SignatureFormatError(Messages.NOT_ONE_PRIMARY, NuCode.NU3009)
-    try:
-        cert_objects = tuple(_load_certificate(c) for c in certificates)
-    except ValueError as exc:
-        raise SignatureFormatError(Messages.SIGNATURE_INVALID, NuCode.NU3003) from exc
+    cert_objects = load_certificates(certificates)
     signer_info = signer_infos[0]
-    signer = build_signer_view(signer_info, certificates)
+    signer = build_signer_view(signer_info, certificates, cert_objects)
     if signer.certificate is None:
         raise SignatureFormatError(Messages.NO_SIGNING_CERT, NuCode.NU3010)
-    attrs = signer_info["signed_attrs"]
+    attrs = signer.signed_attributes
     _check_signing_certificate_attributes(attrs, signer.certificate, signer.kind, NuCode.NU3011)
     if content_bytes is None:
         raise SignatureFormatError(Messages.CONTENT_INVALID, NuCode.NU3000)
-    content = SignatureContent.parse(bytes(content_bytes))
-    if signer.kind is not SignatureKind.UNKNOWN and signer.signing_time is None:
+    content = SignatureContent.parse(content_bytes)
+    if signer.kind is not SignatureKind.UNKNOWN and not signer.has_signing_time:
+        # NuGet checks that a signing-time attribute is present; its value is never read.
         raise SignatureFormatError(Messages.PRIMARY_INVALID, NuCode.NU3011)
     service_index = None
     owners: tuple[str, ...] = ()
@@ -468,40 +496,41 @@ def load_primary_signature(der: bytes) -> PrimarySignature:
                 "Exactly one nuget-v3-service-index-url attribute value is required.", NuCode.NU3000)
         owners = _owners(attrs)
     signer = _replace(signer, service_index_url=service_index, owners=owners)
-    countersigners = _load_countersigners(signer_info, certificates)
-    return PrimarySignature(der, signed_data, cert_objects, bytes(content_bytes), content, signer, countersigners)
+    countersigners = _load_countersigners(signer, certificates, cert_objects)
+    return PrimarySignature(der_bytes, signed_data, cert_objects, content_bytes, content, signer, countersigners)
 
 
 def _replace(view: SignerView, **changes: Any) -> SignerView:
     return replace(view, **changes)
 
 
-def _load_countersigners(signer_info: cms.SignerInfo, certificates: list[asn1_x509.Certificate]
-                         ) -> tuple[SignerView, ...]:
-    """Countersigner SignerInfos; repository ones get the NU3031 attribute rules (spec §4.3)."""
+def _load_countersigners(signer: SignerView, certificates: list[asn1_x509.Certificate],
+                         loaded: tuple[x509.Certificate, ...]) -> tuple[SignerView, ...]:
+    """Countersigner SignerInfos, each read whole; repository ones get the NU3031 attribute rules (spec §4.3).
+    Anything malformed inside a countersignature is NU3031."""
     views: list[SignerView] = []
-    for values in _attribute_values(signer_info["unsigned_attrs"], oids.COUNTERSIGNATURE):
+    for values in _attribute_values(signer.unsigned_attributes, oids.COUNTERSIGNATURE):
         for value in values:
             try:
-                counter_info = cms.SignerInfo.load(_raw_value(value))
-                view = build_signer_view(counter_info, certificates)
+                view = build_signer_view(cms.SignerInfo.load(value, strict=True), certificates, loaded)
+                if view.kind is SignatureKind.REPOSITORY:
+                    view = _load_repository_countersigner(view)
             except SignatureFormatError:
                 raise
-            except Exception as exc:
-                raise SignatureFormatError(Messages.COUNTERSIGNATURE_INVALID, NuCode.NU3031) from exc
-            if view.kind is SignatureKind.REPOSITORY:
-                view = _load_repository_countersigner(view)
+            except ASN1_ERRORS as exc:
+                raise SignatureFormatError(f"{Messages.COUNTERSIGNATURE_INVALID} ({der.reason(exc)})",
+                                           NuCode.NU3031) from exc
             views.append(view)
     return tuple(views)
 
 
 def _load_repository_countersigner(view: SignerView) -> SignerView:
-    attrs = view.signer_info["signed_attrs"]
+    attrs = view.signed_attributes
     if view.certificate is None:
         # NuGet reports a countersignature without certificate as NU3034 at verify time (spec §6.6); keep the view.
         return view
     _check_signing_certificate_attributes(attrs, view.certificate, SignatureKind.REPOSITORY, NuCode.NU3031)
-    if view.signing_time is None:
+    if not view.has_signing_time:
         raise SignatureFormatError(Messages.COUNTERSIGNATURE_INVALID, NuCode.NU3031)
     service_index = _service_index_url(attrs, NuCode.NU3031)
     if service_index is None:
@@ -526,28 +555,5 @@ def verify_signer_signature(view: SignerView, signed_content: bytes) -> str | No
         to_verify = view.signed_attributes_der
     else:
         to_verify = signed_content
-    return verify_raw_signature(view.certificate, view.signature_algorithm_oid, digest_name,
+    return verify_raw_signature(view.certificate, view.signature_algorithm, view.digest_algorithm_oid, digest_name,
                                 view.signature_value, to_verify)
-
-
-def verify_raw_signature(certificate: x509.Certificate, signature_algorithm_oid: str, digest_name: str,
-                         signature: bytes, data: bytes) -> str | None:
-    """Check ``signature`` over ``data`` with the certificate's key. Tolerates ``sha256WithRSAEncryption`` as the
-    SignerInfo algorithm (seen in real Json.NET signatures) by using the SignerInfo digest algorithm."""
-    key = certificate.public_key()
-    algorithm = _HASHES.get(digest_name)
-    if algorithm is None:
-        return f"unsupported digest {digest_name}"
-    try:
-        if isinstance(key, rsa.RSAPublicKey):
-            if signature_algorithm_oid == "1.2.840.113549.1.1.10":
-                key.verify(signature, data, padding.PSS(padding.MGF1(algorithm()), padding.PSS.AUTO), algorithm())
-            else:
-                key.verify(signature, data, padding.PKCS1v15(), algorithm())
-        elif isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, data, ec.ECDSA(algorithm()))
-        else:
-            return "unsupported public key type"
-    except InvalidSignature:
-        return "signature does not match"
-    return None

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import re
+import lzma
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from lxml import etree
 
 from nuseal.errors import PackageFormatError
+from nuseal.versioning import normalize_version
 
 # A nuspec is a few KiB; refuse anything absurd before parsing it (zip bombs, hostile packages).
 MAX_NUSPEC_BYTES = 4 * 1024 * 1024
-
-_INT32_MAX = 2**31 - 1
-_LABEL = r"[0-9A-Za-z-]+"
-_VERSION = re.compile(
-    rf"^(?P<parts>\d+(?:\.\d+){{0,3}})(?:-(?P<release>{_LABEL}(?:\.{_LABEL})*))?(?:\+(?P<meta>{_LABEL}(?:\.{_LABEL})*))?$"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,27 +24,6 @@ class PackageIdentity:
 
     id: str
     version: str
-
-
-def normalize_version(text: str) -> str:
-    """NuGet's ``NuGetVersion.Parse(text).ToNormalizedString()``.
-
-    One to four numeric parts (missing ones are 0, leading zeros dropped), the fourth kept only when
-    non-zero, the prerelease label kept as written, build metadata (``+...``) dropped.
-    """
-    match = _VERSION.match(text.strip())
-    if match is None:
-        raise ValueError(f"'{text}' is not a valid version string")
-    numbers = [int(part) for part in match["parts"].split(".")]
-    if any(n > _INT32_MAX for n in numbers):
-        raise ValueError(f"'{text}' is not a valid version string (a part is larger than {_INT32_MAX})")
-    numbers += [0] * (4 - len(numbers))
-    normalized = f"{numbers[0]}.{numbers[1]}.{numbers[2]}"
-    if numbers[3] > 0:
-        normalized += f".{numbers[3]}"
-    if match["release"]:
-        normalized += f"-{match['release']}"
-    return normalized
 
 
 def _nuspec_entry(archive: zipfile.ZipFile, path: Path) -> zipfile.ZipInfo:
@@ -129,8 +105,17 @@ def read_identity(path: Path) -> PackageIdentity:
         with zipfile.ZipFile(path) as archive:
             info = _nuspec_entry(archive, path)
             data = _read_bounded(archive, info, path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+    except _ZIP_ERRORS as exc:
         if isinstance(exc, FileNotFoundError):
             raise
         raise PackageFormatError(f"{path}: cannot read the package as a zip archive: {exc}") from exc
     return parse_identity(data, f"{path}!{info.filename}")
+
+
+#: What ``zipfile`` lets through on a damaged archive besides ``BadZipFile``: corrupt deflate data (``zlib.error``),
+#: unsupported methods, versions or flags (``NotImplementedError``), encrypted entries (``RuntimeError``), names
+#: that are not valid UTF-8 (``UnicodeDecodeError``), truncated records (``EOFError``, ``struct.error``).
+_ZIP_ERRORS: tuple[type[Exception], ...] = (
+    zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error, lzma.LZMAError, NotImplementedError,
+    RuntimeError, ValueError, struct.error,
+)

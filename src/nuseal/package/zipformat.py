@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, ClassVar
 
 from nuseal.codes import Messages, NuCode
-from nuseal.errors import PackageFormatError, SignatureEntryError
+from nuseal.errors import PackageFormatError, SignatureEntryError, SignatureFormatError
 
 SIGNATURE_FILE_NAME = b".signature.p7s"
 UTF8_FLAG = 0x0800
@@ -35,6 +35,11 @@ _EOCD_COUNTS = struct.Struct("<HHII")  # entries on disk, total entries, CD size
 _EXTRA_FIELD_HEADER = struct.Struct("<HH")
 
 _SCAN_CHUNK = 4096
+
+#: Largest ``.signature.p7s`` nuseal reads. NuGet has no bound (it allocates whatever the local header says); real
+#: signatures are a few KiB (the largest vector: 26 KiB) and parsing costs several times the size in memory, so
+#: this keeps one hostile package from costing a batch hundreds of megabytes (docs/decisions.md).
+MAX_SIGNATURE_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,8 +428,23 @@ def find_signature_entry(f: BinaryIO, layout: ArchiveLayout, *, check_fields: bo
 
 
 def read_signature_bytes(f: BinaryIO, entry: SignatureEntry) -> bytes:
-    """The signature file: LFH uncompressed-size bytes from the LFH data offset (NuGet reads them raw)."""
-    return _read_exact(f, entry.data_offset, entry.size, "signature file data")
+    """The signature file: LFH uncompressed-size bytes from the LFH data offset (NuGet reads them raw).
+
+    ``SignatureFormatError`` NU3003 when it is larger than ``MAX_SIGNATURE_BYTES`` (nuseal's bound, see
+    docs/decisions.md) or runs past the end of the file (NuGet then decodes a zero-padded buffer, which fails the
+    same way).
+    """
+    if entry.size > MAX_SIGNATURE_BYTES:
+        raise SignatureFormatError(
+            f"{Messages.SIGNATURE_INVALID} (the signature file is {entry.size} bytes; nuseal reads signatures of "
+            f"at most {MAX_SIGNATURE_BYTES} bytes)", NuCode.NU3003)
+    f.seek(entry.data_offset)
+    data = f.read(entry.size)
+    if len(data) != entry.size:
+        raise SignatureFormatError(
+            f"{Messages.SIGNATURE_INVALID} (the signature file at offset {entry.data_offset} needs {entry.size} "
+            f"bytes, only {len(data)} are available)", NuCode.NU3003)
+    return data
 
 
 # --- zip64 detection (spec §1.3) -------------------------------------------------------------------

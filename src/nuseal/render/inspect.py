@@ -8,7 +8,7 @@ from typing import Any
 
 from cryptography import x509
 
-from nuseal.cms import oids
+from nuseal import oids
 from nuseal.cms.parse import PrimarySignature, SignerView, load_primary_signature
 from nuseal.errors import PackageFormatError, TimestampError
 from nuseal.package import zipformat

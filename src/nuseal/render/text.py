@@ -6,8 +6,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import IntEnum
 
-from nuseal.model import CertificateSummary, SignatureKind
+from nuseal.enums import SignatureKind
 from nuseal.verify.result import PackageVerdict, Severity, SignatureVerdict, TimestampSummary
+from nuseal.x509.certs import CertificateSummary
 
 
 class Verbosity(IntEnum):

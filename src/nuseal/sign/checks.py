@@ -3,7 +3,7 @@
 The rules themselves live below the signer: ``nuseal.x509.certs`` (NU3013-NU3017 and the code-signing usage)
 and ``nuseal.timestamp.token`` (NU3019-NU3036). This module only decides what is fatal at sign time: every
 certificate or token problem raises (``CertificateError`` / ``TimestampError``); a few chain findings are
-warnings, returned as ``(NuCode, message)`` pairs for the caller to log.
+warnings, returned as warning-level ``Finding`` objects for the caller to log.
 
 Chain building (``nuseal.x509.chain``) runs only when the caller passes a ``TrustStore``: nuseal has no machine
 trust store to fall back on. Revocation is never checked at sign time (no network from the signer; the verifier
@@ -17,15 +17,14 @@ from datetime import UTC, datetime
 
 from cryptography import x509
 
-from nuseal.cms import oids
+from nuseal import oids
 from nuseal.codes import NuCode
 from nuseal.errors import CertificateError, TimestampError
+from nuseal.findings import Finding, Severity, Target
 from nuseal.timestamp.token import Timestamp, check_timestamp, load_timestamp
 from nuseal.x509 import certs
 from nuseal.x509.chain import ChainResult, ChainStatus, build_chain
 from nuseal.x509.roots import TrustStore
-
-Finding = tuple[NuCode, str]
 
 #: Chain statuses that never fail signing: time validity is checked explicitly (NU3018 "expired" below) and
 #: revocation is not looked up at sign time.
@@ -62,17 +61,24 @@ def check_signing_certificate(
     return _chain_findings(built, fp, NuCode.NU3018, self_issued_ok=certs.is_self_issued(leaf))
 
 
+def _warning(code: NuCode, message: str, fingerprint: str) -> Finding:
+    """A sign-time warning about the signing certificate (its chain), pinned to the certificate's fingerprint."""
+    return Finding(code, Severity.WARNING, message, Target.PRIMARY, fingerprint)
+
+
 def _unbuilt_chain_warnings(chain: Sequence[x509.Certificate]) -> list[Finding]:
     last = chain[-1]
     if not certs.is_self_issued(last):
-        return [(NuCode.NU3018,
-                 "The certificate chain could not be built to a root certificate from the certificates given "
-                 f"(last certificate {certs.fingerprint(last)}, issued by {certs.name_string(last.issuer)}). "
-                 "The package will be signed with a partial chain.")]
+        return [_warning(NuCode.NU3018,
+                         "The certificate chain could not be built to a root certificate from the certificates "
+                         f"given (last certificate {certs.fingerprint(last)}, issued by "
+                         f"{certs.name_string(last.issuer)}). The package will be signed with a partial chain.",
+                         certs.fingerprint(chain[0]))]
     if len(chain) == 1:
-        return [(NuCode.NU3018,
-                 "A certificate chain processed, but terminated in a root certificate which is not trusted by "
-                 f"the trust provider (self-issued certificate {certs.fingerprint(last)}).")]
+        return [_warning(NuCode.NU3018,
+                         "A certificate chain processed, but terminated in a root certificate which is not trusted "
+                         f"by the trust provider (self-issued certificate {certs.fingerprint(last)}).",
+                         certs.fingerprint(last))]
     return []
 
 
@@ -87,8 +93,8 @@ def _chain_findings(built: ChainResult, fp: str, code: NuCode, *, self_issued_ok
         raise error_class(f"Certificate chain validation failed for certificate {fp}: {details}", code)
     if status & _UNTRUSTED:
         # NuGet quirk: a self-issued signing certificate only warns at sign time (SigningUtility); we do the same.
-        return [(code, "A certificate chain processed, but terminated in a root certificate which is not trusted "
-                       f"by the trust provider (self-issued certificate {fp}).")]
+        return [_warning(code, "A certificate chain processed, but terminated in a root certificate which is not "
+                               f"trusted by the trust provider (self-issued certificate {fp}).", fp)]
     return []
 
 

@@ -17,11 +17,12 @@ from typing import Protocol
 from nuseal.cms.build import PrimarySignatureBuilder
 from nuseal.cms.content import SignatureContent
 from nuseal.codes import Messages, NuCode
+from nuseal.enums import HashAlgorithmName
+from nuseal.findings import Finding, Severity
 from nuseal.package import archive
-from nuseal.sign.checks import Finding, check_signing_certificate, check_timestamp_token
+from nuseal.sign.checks import check_signing_certificate, check_timestamp_token
 from nuseal.sign.signers import Signer, check_signature
 from nuseal.timestamp.client import HttpTimestamper, InProcessTimestamper
-from nuseal.verify.policy import HashAlgorithmName
 from nuseal.x509.roots import TrustStore
 
 
@@ -52,7 +53,7 @@ class SignResult:
     warnings: tuple[Finding, ...]
 
 
-NO_TIMESTAMPER_WARNING: Finding = (NuCode.NU3002, Messages.NO_TIMESTAMPER)
+NO_TIMESTAMPER_WARNING = Finding(NuCode.NU3002, Severity.WARNING, Messages.NO_TIMESTAMPER)
 
 
 def signer_warnings(

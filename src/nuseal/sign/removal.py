@@ -6,7 +6,8 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
-from nuseal.cms import build, oids
+from nuseal import oids
+from nuseal.cms import build
 from nuseal.codes import Messages, NuCode
 from nuseal.errors import SigningError
 from nuseal.package import archive

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from nuseal.cms import build, oids
+from nuseal import oids
+from nuseal.cms import build
 from nuseal.codes import Messages, NuCode
 from nuseal.errors import SigningError
 from nuseal.package import archive, zipformat

@@ -23,10 +23,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from nuseal.codes import NuCode
+from nuseal.enums import HashAlgorithmName
 from nuseal.errors import CertificateError, SigningError
-from nuseal.verify.policy import HashAlgorithmName
-
-Warning_ = tuple[NuCode, str]
+from nuseal.findings import Finding, Severity
 
 _HASHES: dict[HashAlgorithmName, type[hashes.HashAlgorithm]] = {
     HashAlgorithmName.SHA256: hashes.SHA256,
@@ -84,7 +83,7 @@ class Selection:
     """The chosen certificate plus any warnings that choosing it produced (NU3043 for SHA-1)."""
 
     certificate: x509.Certificate
-    warnings: tuple[Warning_, ...] = ()
+    warnings: tuple[Finding, ...] = ()
 
 
 def fingerprint_algorithm(text: str) -> str:
@@ -112,14 +111,15 @@ def select_certificate(
     Without a fingerprint: the certificate whose public key matches the private key. With one: the first
     certificate with that fingerprint (case-insensitive). Raises ``SigningError`` NU3001 naming the source.
     """
-    warnings: list[Warning_] = []
+    warnings: list[Finding] = []
     if wanted_fingerprint is not None:
         algorithm = fingerprint_algorithm(wanted_fingerprint)
         if algorithm == "sha1":
             # NuGet 6.12 deprecates SHA-1 fingerprints with a warning (6.13+ makes it an error); we warn.
             warnings.append(
-                (
+                Finding(
                     NuCode.NU3043,
+                    Severity.WARNING,
                     "The SHA-1 certificate fingerprint option is deprecated and will be removed in a "
                     "future version: use a SHA-256, SHA-384 or SHA-512 fingerprint.",
                 )
@@ -184,7 +184,7 @@ class KeySigner:
     key: rsa.RSAPrivateKey
     certificate: x509.Certificate
     chain: tuple[x509.Certificate, ...]
-    warnings: tuple[Warning_, ...] = field(default=())
+    warnings: tuple[Finding, ...] = field(default=())
 
     def sign_raw(self, data: bytes, hash_algorithm: HashAlgorithmName) -> bytes:
         return self.key.sign(data, padding.PKCS1v15(), _HASHES[hash_algorithm]())

@@ -15,11 +15,13 @@ from datetime import UTC, datetime, timedelta
 from asn1crypto import tsp
 from cryptography import x509
 
-from nuseal.cms import oids
+from nuseal import oids
+from nuseal.cms.der import ASN1_ERRORS, encapsulated_content, reason
 from nuseal.cms.parse import (
     SignerView,
     build_signer_view,
     certificate_bag,
+    load_certificates,
     load_signed_data,
     verify_signer_signature,
 )
@@ -80,31 +82,32 @@ def load_timestamp(der: bytes, owner: str = "signature") -> Timestamp:
     """Decode a timestamp token (a ``signature-time-stamp-token`` attribute value).
 
     ``owner`` is NuGet's friendly signature name for messages ("author primary signature", ...).
-    Raises ``TimestampError`` with NU3021 (invalid), NU3020 (no signer certificate) or NU3029 (no certificates).
+    Raises ``TimestampError`` with NU3021 (invalid), NU3020 (no signer certificate) or NU3029 (no certificates);
+    nothing else escapes (malformed DER anywhere in the token, or a certificate that cannot be loaded, is NU3021).
     """
     invalid = Messages.TIMESTAMP_INVALID.format(owner)
     try:
-        signed_data = load_signed_data(der)
-        signer_infos = list(signed_data["signer_infos"])
-        bag = certificate_bag(signed_data)
-        encap = signed_data["encap_content_info"]
-        content_type = encap["content_type"].dotted
-        tst_der = bytes(encap["content"].contents) if encap["content"] else b""
+        with certs.quiet():
+            return _load_timestamp(der, owner, invalid)
     except TimestampError:
         raise
-    except Exception as exc:  # malformed DER surfaces as various asn1crypto errors
-        raise TimestampError(invalid, NuCode.NU3021) from exc
+    except ASN1_ERRORS as exc:
+        raise TimestampError(f"{invalid} ({reason(exc)})", NuCode.NU3021) from exc
+
+
+def _load_timestamp(der: bytes, owner: str, invalid: str) -> Timestamp:
+    signed_data = load_signed_data(der)
+    signer_infos = list(signed_data["signer_infos"])
+    bag = certificate_bag(signed_data)
+    content_type = signed_data["encap_content_info"]["content_type"].dotted
+    tst_der = encapsulated_content(signed_data) or b""
     if len(signer_infos) != 1:
         raise TimestampError(invalid, NuCode.NU3021)
-    try:
-        signer = build_signer_view(signer_infos[0], bag, with_nuget_attributes=False)
-        certificates = tuple(x509.load_der_x509_certificate(c.dump()) for c in bag)
-    except Exception as exc:
-        raise TimestampError(invalid, NuCode.NU3021) from exc
+    certificates = load_certificates(bag)
+    signer = build_signer_view(signer_infos[0], bag, certificates, with_nuget_attributes=False)
     if signer.certificate is None:
         raise TimestampError(Messages.TIMESTAMP_NO_CERT.format(owner), NuCode.NU3020)
-    attrs = signer.signer_info["signed_attrs"]
-    present = {a["type"].dotted for a in attrs} if attrs else set()
+    present = {a.oid for a in signer.signed_attributes or ()}
     if oids.SIGNING_CERTIFICATE not in present and oids.SIGNING_CERTIFICATE_V2 not in present:
         raise TimestampError(
             "Either the signing-certificate or signing-certificate-v2 attribute must be present.", NuCode.NU3021)
@@ -114,22 +117,18 @@ def load_timestamp(der: bytes, owner: str = "signature") -> Timestamp:
         raise TimestampError(invalid, NuCode.NU3021)
     if verify_signer_signature(signer, tst_der) is not None:
         raise TimestampError(invalid, NuCode.NU3021)
-    try:
-        tst_info = tsp.TSTInfo.load(tst_der)
-        policy_oid = tst_info["policy"].dotted
-        gen_time = tst_info["gen_time"].native
-        imprint = tst_info["message_imprint"]
-        nonce = tst_info["nonce"].native if tst_info["nonce"] else None
-        timestamp = Timestamp(
-            raw=der, signer=signer, certificates=certificates, gen_time=gen_time.astimezone(UTC),
-            accuracy=_accuracy(tst_info, policy_oid), policy_oid=policy_oid,
-            imprint_algorithm_oid=imprint["hash_algorithm"]["algorithm"].dotted,
-            imprint=bytes(imprint["hashed_message"].native), nonce=nonce,
-            serial_number=int(tst_info["serial_number"].native),
-        )
-    except Exception as exc:
-        raise TimestampError(invalid, NuCode.NU3021) from exc
-    return timestamp
+    tst_info = tsp.TSTInfo.load(tst_der, strict=True)
+    policy_oid = tst_info["policy"].dotted
+    gen_time = tst_info["gen_time"].native
+    imprint = tst_info["message_imprint"]
+    nonce = tst_info["nonce"].native if tst_info["nonce"] else None
+    return Timestamp(
+        raw=der, signer=signer, certificates=certificates, gen_time=gen_time.astimezone(UTC),
+        accuracy=_accuracy(tst_info, policy_oid), policy_oid=policy_oid,
+        imprint_algorithm_oid=imprint["hash_algorithm"]["algorithm"].dotted,
+        imprint=bytes(imprint["hashed_message"].native), nonce=nonce,
+        serial_number=int(tst_info["serial_number"].native),
+    )
 
 
 def check_timestamp(timestamp: Timestamp, signature_value: bytes, now: datetime,

@@ -22,6 +22,7 @@ from typing import TypeVar
 
 from lxml import etree
 
+from nuseal.enums import HashAlgorithmName
 from nuseal.errors import TrustConfigError
 from nuseal.trust.trusted_signers import (
     SignatureValidationMode,
@@ -29,7 +30,6 @@ from nuseal.trust.trusted_signers import (
     TrustedCertificate,
     TrustedSigner,
 )
-from nuseal.verify.policy import HashAlgorithmName
 
 #: File names NuGet looks for in each directory, in precedence order (case-sensitive file systems).
 CONFIG_FILE_NAMES = ("nuget.config", "NuGet.config", "NuGet.Config")
@@ -53,6 +53,25 @@ _PARSER = etree.XMLParser(
     remove_blank_text=False, remove_comments=False, remove_pis=False,
     resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
 )
+
+
+#: What may precede the root element without being a DTD: white space, the XML declaration, processing
+#: instructions and comments.
+_PROLOG_ITEM = re.compile(r"\s*(?:<\?.*?\?>|<!--.*?-->)", re.DOTALL)
+
+
+def _prolog_declares_dtd(text: str) -> bool:
+    """True when a ``<!`` markup declaration other than a comment (a DOCTYPE, whatever its case or spacing) comes
+    before the root element. Comments and processing instructions are skipped, so one holding ``<configuration``
+    or ``<!DOCTYPE`` text neither hides nor fakes a declaration."""
+    position = 0
+    while True:
+        item = _PROLOG_ITEM.match(text, position)
+        if item is None or item.end() == position:
+            break
+        position = item.end()
+    rest = text[position:].lstrip()
+    return rest.startswith("<!") and not rest.startswith("<!--")
 
 
 @dataclass(frozen=True)
@@ -230,8 +249,9 @@ class ConfigFile:
             self._text = body.decode(self._encoding)
         except (UnicodeDecodeError, LookupError) as exc:
             raise TrustConfigError(f"NuGet.Config is not valid XML. Path: '{self.path}'. ({exc})") from exc
-        if re.search(r"<!DOCTYPE", self._text[: self._text.find("<configuration") + 1 or None]):
-            # .NET's XmlReader prohibits DTDs by default, so NuGet rejects them too.
+        # .NET's XmlReader prohibits DTDs by default, so NuGet rejects them too. Checked on the prolog before
+        # libxml2 sees the text, and again on what it parsed, so the refusal never depends on libxml2's own limits.
+        if _prolog_declares_dtd(self._text):
             raise TrustConfigError(
                 f"NuGet.Config is not valid XML (DTDs are not allowed). Path: '{self.path}'."
             )
@@ -239,6 +259,11 @@ class ConfigFile:
             self._root = etree.fromstring(data, _PARSER)
         except etree.XMLSyntaxError as exc:
             raise TrustConfigError(f"NuGet.Config is not valid XML. Path: '{self.path}'. {exc}") from exc
+        docinfo = self._root.getroottree().docinfo
+        if docinfo.doctype or docinfo.internalDTD is not None:
+            raise TrustConfigError(
+                f"NuGet.Config is not valid XML (DTDs are not allowed). Path: '{self.path}'."
+            )
         if self._root.tag != "configuration":
             raise TrustConfigError(
                 "NuGet.Config does not contain the expected root element: 'configuration'. "

@@ -1,159 +1,48 @@
-"""The RepositorySignatures resource of a NuGet V3 feed (spec §8).
+"""A feed's RepositorySignatures resource as trust: fetching it and what it does to verification (spec §8).
 
-``parse_repository_signatures`` validates the JSON document, ``find_repository_signatures_url`` picks the
-resource from a service index (``/5.0.0``, then ``/4.9.0``, then ``/4.7.0``), ``fetch_repository_signatures``
-does both over an injected ``httpx.Client``, and ``repository_allow_list`` / ``apply_repository_info`` turn
-the result into verification policy the way NuGet's restore does.
-
-URLs must be https (compared case-insensitively, as NuGet does). ``allow_insecure_loopback=True`` lets
-plain http through for 127.0.0.1, localhost and [::1] only: it exists for tests against local servers.
+``fetch_repository_signatures`` reads the service index and the preferred RepositorySignatures resource over
+an injected ``httpx.Client``; the documents and NuGet's rules for reading them (type preference,
+``allRepositorySigned`` only under 5.0.0, https) are ``nuseal.protocol``'s. ``nuseal.trust.policy_builder``
+turns the result into verification policy the way NuGet's restore does.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
-from nuseal.codes import Messages
 from nuseal.errors import FetchError
-from nuseal.verify.policy import (
-    AllowList,
-    AllowListEntry,
-    HashAlgorithmName,
-    Placement,
-    SignatureKind,
-    VerificationPolicy,
+from nuseal.protocol.repository_signatures import (
+    RepositorySignatureCertificate,
+    RepositorySignatures,
+    read_repository_signatures,
 )
+from nuseal.protocol.service_index import ResourceKind, ServiceIndex
 
-#: Service index ``@type`` values, in NuGet's order of preference.
-RESOURCE_TYPES = ("RepositorySignatures/5.0.0", "RepositorySignatures/4.9.0", "RepositorySignatures/4.7.0")
+# Re-exported: the CLI checks the URLs users type with the same rule.
+from nuseal.protocol.urls import check_https as check_https
+
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
-_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-
-
-@dataclass(frozen=True)
-class RepositoryCertificateInfo:
-    """One ``signingCertificates`` entry. ``fingerprints`` maps hash OID → hex, as published."""
-
-    fingerprints: dict[str, str]
-    subject: str
-    issuer: str
-    not_before: str
-    not_after: str
-    content_url: str
-
-    def fingerprint(self, algorithm: HashAlgorithmName) -> str | None:
-        return self.fingerprints.get(algorithm.oid) or None
 
 
 @dataclass(frozen=True)
 class RepositorySignatureInfo:
-    """A parsed RepositorySignatures document plus where it came from."""
+    """A feed's RepositorySignatures document and the URL it was read from."""
 
     url: str
-    all_repository_signed: bool
-    certificates: tuple[RepositoryCertificateInfo, ...]
+    document: RepositorySignatures
+
+    @property
+    def all_repository_signed(self) -> bool:
+        return self.document.all_repository_signed
+
+    @property
+    def certificates(self) -> list[RepositorySignatureCertificate]:
+        return self.document.signing_certificates
 
 
-def check_https(url: str, what: str, *, allow_insecure_loopback: bool = False) -> None:
-    """``FetchError`` unless ``url`` is absolute https (scheme compared case-insensitively).
-
-    With ``allow_insecure_loopback``, plain http is accepted for loopback hosts only.
-    """
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme == "https" and parts.hostname:
-        return
-    if allow_insecure_loopback and scheme == "http" and (parts.hostname or "").lower() in _LOOPBACK_HOSTS:
-        return
-    raise FetchError(f"{what} must be an absolute https URL: '{url}'.")
-
-
-def parse_repository_signatures(
-    data: bytes | str | dict[str, Any], url: str, *, allow_insecure_loopback: bool = False,
-) -> RepositorySignatureInfo:
-    """Validate a RepositorySignatures JSON document fetched from ``url``.
-
-    ``FetchError`` naming the field and URL for: invalid JSON, a missing or mistyped ``allRepositorySigned``
-    / ``signingCertificates`` / certificate field, or a ``contentUrl`` that is not https
-    (NuGet: RepositoryContentUrlMustBeHttps).
-    """
-    if isinstance(data, dict):
-        doc: Any = data
-    else:
-        try:
-            doc = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise FetchError(
-                f"The RepositorySignatures resource at '{url}' is not valid JSON: {exc}"
-            ) from exc
-    if not isinstance(doc, dict):
-        raise FetchError(f"The RepositorySignatures resource at '{url}' is not a JSON object.")
-    all_signed = doc.get("allRepositorySigned")
-    if not isinstance(all_signed, bool):
-        raise FetchError(_missing("allRepositorySigned", url, "a boolean"))
-    certs_json = doc.get("signingCertificates")
-    if not isinstance(certs_json, list):
-        raise FetchError(_missing("signingCertificates", url, "an array"))
-    certs: list[RepositoryCertificateInfo] = []
-    for index, item in enumerate(certs_json):
-        where = f"signingCertificates[{index}]"
-        if not isinstance(item, dict):
-            raise FetchError(f"'{where}' in the RepositorySignatures resource at '{url}' is not an object.")
-        fps = item.get("fingerprints")
-        if not isinstance(fps, dict) or not all(isinstance(v, str) for v in fps.values()):
-            raise FetchError(_missing(f"{where}.fingerprints", url, "an object of strings"))
-        fields: dict[str, str] = {}
-        for name in ("subject", "issuer", "notBefore", "notAfter", "contentUrl"):
-            value = item.get(name)
-            if not isinstance(value, str):
-                raise FetchError(_missing(f"{where}.{name}", url, "a string"))
-            fields[name] = value
-        check_https(fields["contentUrl"], f"The contentUrl of {where} at '{url}'",
-                    allow_insecure_loopback=allow_insecure_loopback)
-        certs.append(RepositoryCertificateInfo(
-            dict(fps), fields["subject"], fields["issuer"], fields["notBefore"], fields["notAfter"],
-            fields["contentUrl"],
-        ))
-    return RepositorySignatureInfo(url, all_signed, tuple(certs))
-
-
-def _missing(field: str, url: str, kind: str) -> str:
-    return f"The RepositorySignatures resource at '{url}' is missing '{field}' or it is not {kind}."
-
-
-def find_repository_signatures_url(service_index: bytes | str | dict[str, Any], index_url: str) -> str | None:
-    """The ``@id`` of the preferred RepositorySignatures resource in a service index, or ``None``."""
-    if isinstance(service_index, dict):
-        doc: Any = service_index
-    else:
-        try:
-            doc = json.loads(service_index)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise FetchError(f"The service index at '{index_url}' is not valid JSON: {exc}") from exc
-    resources = doc.get("resources") if isinstance(doc, dict) else None
-    if not isinstance(resources, list):
-        raise FetchError(f"The service index at '{index_url}' has no 'resources' array.")
-    for wanted in RESOURCE_TYPES:
-        for res in resources:
-            if not isinstance(res, dict):
-                continue
-            types = res.get("@type")
-            type_list = types if isinstance(types, list) else [types]
-            if wanted in type_list:
-                rid = res.get("@id")
-                if not isinstance(rid, str) or not rid:
-                    raise FetchError(f"The {wanted} resource in '{index_url}' has no '@id'.")
-                return rid
-    return None
-
-
-def _get_json(client: httpx.Client, url: str, what: str) -> bytes:
+def _get(client: httpx.Client, url: str, what: str) -> bytes:
     try:
         response = client.get(url, timeout=DEFAULT_TIMEOUT, follow_redirects=False)
     except httpx.TimeoutException as exc:
@@ -170,54 +59,17 @@ def fetch_repository_signatures(
 ) -> RepositorySignatureInfo | None:
     """Fetch the service index, then its RepositorySignatures resource. ``None`` if the feed has none.
 
-    ``FetchError`` on network failures, non-200 answers, invalid documents, and non-https URLs
-    (NuGet: RepositorySignaturesResourceMustBeHttps).
+    ``FetchError`` on network failures, non-200 answers and non-https URLs (NuGet:
+    RepositorySignaturesResourceMustBeHttps); ``ProtocolError`` (a ``FetchError``) for invalid documents.
     """
     check_https(service_index_url, "The service index URL", allow_insecure_loopback=allow_insecure_loopback)
-    index = _get_json(client, service_index_url, "service index")
-    resource_url = find_repository_signatures_url(index, service_index_url)
-    if resource_url is None:
+    index = ServiceIndex.parse(_get(client, service_index_url, "service index"), source=service_index_url)
+    match = index.find(ResourceKind.REPOSITORY_SIGNATURES)
+    if match is None:
         return None
-    check_https(resource_url, f"The RepositorySignatures resource of '{service_index_url}'",
+    check_https(match.url, f"The RepositorySignatures resource of '{service_index_url}'",
                 allow_insecure_loopback=allow_insecure_loopback)
-    body = _get_json(client, resource_url, "RepositorySignatures resource")
-    return parse_repository_signatures(body, resource_url, allow_insecure_loopback=allow_insecure_loopback)
-
-
-def repository_allow_list(info: RepositorySignatureInfo) -> AllowList:
-    """The feed's allow list (spec §8): per certificate and per SHA256/384/512 fingerprint listed, an entry
-    targeting repository signatures in any placement. Required non-empty when ``allRepositorySigned``."""
-    entries = tuple(
-        AllowListEntry(
-            fingerprint=fp,
-            algorithm=alg,
-            targets=frozenset({SignatureKind.REPOSITORY}),
-            placement=Placement.ANY,
-        )
-        for cert in info.certificates
-        for alg in HashAlgorithmName
-        if (fp := cert.fingerprint(alg))
-    )
-    return AllowList(
-        entries=entries,
-        require_non_empty=info.all_repository_signed,
-        empty_message=Messages.REPO_NO_CERTIFICATES,
-        no_match_message=Messages.REPO_CERT_NOT_LISTED,
-        name="repositorySignatures",
-    )
-
-
-def apply_repository_info(policy: VerificationPolicy, info: RepositorySignatureInfo) -> VerificationPolicy:
-    """Restore's adjustment for a feed that publishes RepositorySignatures (spec §6.2, §8).
-
-    ``allRepositorySigned`` forces ``allow_unsigned`` and ``allow_untrusted`` off and, unless require mode
-    already reworded it, makes NU3004 say the repository promised signed packages. The repository allow list
-    is appended after the existing ones (NuGet's provider order).
-    """
-    changes: dict[str, Any] = {"allow_lists": (*policy.allow_lists, repository_allow_list(info))}
-    if info.all_repository_signed:
-        changes["allow_unsigned"] = False
-        changes["allow_untrusted"] = False
-        if policy.unsigned_message == Messages.NOT_SIGNED:
-            changes["unsigned_message"] = Messages.REPO_ALL_SIGNED_UNSIGNED
-    return dataclasses.replace(policy, **changes)
+    body = _get(client, match.url, "RepositorySignatures resource")
+    document = read_repository_signatures(body, source=match.url, resource_type=match.type,
+                                          allow_insecure_loopback=allow_insecure_loopback)
+    return RepositorySignatureInfo(match.url, document)

@@ -3,28 +3,22 @@
 The model here is plain data; ``nuseal.trust.nuget_config`` reads and writes it. ``to_allow_list`` follows
 NuGet's ``TrustedSignersProvider.GetAllowListEntries``: author items give author/primary entries, repository
 items give repository/any-placement entries with owners, and certificates are merged by
-``"{ALG}-{fingerprint}"``. ``policy_from_config`` builds the restore-time policy from merged settings.
+``"{ALG}-{fingerprint}"``. ``nuseal.trust.policy_builder`` turns the allow list into policies.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from nuseal.codes import Messages, NuCode
+from nuseal.enums import HashAlgorithmName, SignatureKind
+from nuseal.findings import Finding, Severity, Target
 from nuseal.verify.policy import (
     AllowList,
     AllowListEntry,
-    HashAlgorithmName,
     Placement,
-    SignatureKind,
-    VerificationPolicy,
 )
-
-if TYPE_CHECKING:
-    from nuseal.trust.nuget_config import NuGetSettings
 
 
 class SignerKind(StrEnum):
@@ -79,14 +73,6 @@ class TrustedSigner:
         return ("author", self.name)
 
 
-@dataclass(frozen=True)
-class TrustWarning:
-    """A warning found while turning trusted signers into an allow list (NU3040)."""
-
-    code: NuCode
-    message: str
-
-
 CONFLICTING_ALLOW_UNTRUSTED_ROOT = (
     "There are two certificates with conflicting allowUntrustedRoot attributes in the computed settings. "
     "The allowUntrustedRoot attribute is going to be set to false. Certificate: {0}-{1}"
@@ -106,7 +92,7 @@ def to_allow_list(
     signers: list[TrustedSigner] | tuple[TrustedSigner, ...],
     *,
     require_non_empty: bool = False,
-) -> tuple[AllowList, list[TrustWarning]]:
+) -> tuple[AllowList, list[Finding]]:
     """Build the trustedSigners allow list (spec §6.5) and the NU3040 warnings met on the way.
 
     Entries are de-duplicated by ``"{ALG}-{fingerprint}"`` compared ordinally (so ``ab..`` and ``AB..`` stay
@@ -114,7 +100,7 @@ def to_allow_list(
     ``allowUntrustedRoot`` values give NU3040 and the value ``False``.
     """
     merged: dict[str, _Merged] = {}
-    warnings: list[TrustWarning] = []
+    warnings: list[Finding] = []
     for signer in signers:
         is_repo = signer.kind is SignerKind.REPOSITORY
         target = SignatureKind.REPOSITORY if is_repo else SignatureKind.AUTHOR
@@ -127,9 +113,12 @@ def to_allow_list(
                 merged[key] = _Merged({target}, placement, cert, cert.allow_untrusted_root, owners)
                 continue
             if existing.allow_untrusted_root != cert.allow_untrusted_root:
-                warnings.append(TrustWarning(
+                warnings.append(Finding(
                     NuCode.NU3040,
+                    Severity.WARNING,
                     CONFLICTING_ALLOW_UNTRUSTED_ROOT.format(cert.algorithm.value, cert.fingerprint),
+                    Target.CONFIG,
+                    f"{cert.algorithm.value}-{cert.fingerprint}",
                 ))
                 existing.allow_untrusted_root = False
             existing.targets.add(target)
@@ -171,35 +160,3 @@ def untrusted_root_fingerprints(allow_list: AllowList) -> frozenset[str]:
         e.fingerprint for e in allow_list.entries
         if e.allow_untrusted_root and e.algorithm is HashAlgorithmName.SHA256
     )
-
-
-def policy_from_config(
-    settings: NuGetSettings,
-    base: VerificationPolicy | None = None,
-    *,
-    warnings: list[TrustWarning] | None = None,
-) -> VerificationPolicy:
-    """The restore-time policy for merged settings (spec §6.1-§6.3, §6.5).
-
-    ``base`` defaults to the accept or require preset picked by ``signatureValidationMode``. The
-    trustedSigners allow list comes first in ``allow_lists``, with ``require_non_empty`` in require mode, and
-    require mode rewords the NU3004 message for unsigned packages. NU3040 warnings are appended to
-    ``warnings`` when a list is given.
-    """
-    mode = settings.signature_validation_mode()
-    if base is None:
-        base = (VerificationPolicy.require_mode() if mode is SignatureValidationMode.REQUIRE
-                else VerificationPolicy.accept_mode())
-    allow_list, found = to_allow_list(
-        settings.trusted_signers(), require_non_empty=mode is SignatureValidationMode.REQUIRE,
-    )
-    changes: dict[str, object] = {
-        "allow_lists": (allow_list, *base.allow_lists),
-        "allow_untrusted_root_fingerprints": base.allow_untrusted_root_fingerprints
-        | untrusted_root_fingerprints(allow_list),
-    }
-    if mode is SignatureValidationMode.REQUIRE:
-        changes["unsigned_message"] = Messages.REQUIRE_MODE_UNSIGNED
-    if warnings is not None:
-        warnings.extend(found)
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]

@@ -10,6 +10,8 @@ checks below it only say what they saw. Nothing here prints, reads the clock or 
 from __future__ import annotations
 
 import base64
+import os
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -19,12 +21,12 @@ from typing import BinaryIO
 
 from cryptography import x509
 
-from nuseal.cms import oids
+from nuseal import oids
 from nuseal.cms.parse import PrimarySignature, RepositoryCountersignature, SignerView, load_primary_signature
 from nuseal.cms.parse import verify_signer_signature as check_cms_signature
-from nuseal.codes import Messages, NuCode
+from nuseal.codes import IssueCode, Messages, NuCode
+from nuseal.enums import RevocationMode, SignatureKind
 from nuseal.errors import NusealError, PackageFormatError, SignatureEntryError, SignatureFormatError, TimestampError
-from nuseal.model import SignatureKind
 from nuseal.package import hashing, nuspec, zipformat
 from nuseal.timestamp.token import Timestamp, check_timestamp, load_timestamp
 from nuseal.verify.policy import (
@@ -32,7 +34,6 @@ from nuseal.verify.policy import (
     AllowListEntry,
     CountersignatureBehavior,
     Placement,
-    RevocationMode,
     VerificationPolicy,
 )
 from nuseal.verify.result import (
@@ -130,8 +131,24 @@ def _friendly(kind: SignatureKind, placement: str) -> str:
 def verify_package(path: Path, *, policy: VerificationPolicy, trust: TrustContext, now: datetime,
                    compute_content_hash: bool = False) -> PackageVerdict:
     """Verify one package file under ``policy`` as of ``now``. Never raises for a bad package: a file that is
-    not a readable zip gives a verdict with ``error`` set (invalid); everything else is findings."""
+    not a readable zip gives a verdict with ``error`` set (invalid); everything else is findings.
+
+    Every damaged input is judged by the checks themselves (the load boundaries turn parser errors into NU codes).
+    An exception that still escapes them is a bug in nuseal or in a library: it becomes this package's verdict
+    (invalid, ``error`` and an NU3003 finding naming the exception and where it was raised, and
+    ``extra["internal_error"]``) so that a batch goes on with the next package. Tests assert that the marker never
+    appears, so such bugs are found and fixed rather than hidden.
+    """
     path = Path(path)
+    try:
+        with certs.quiet():
+            return _verify_path(path, policy, trust, now, compute_content_hash)
+    except Exception as exc:  # last resort for one package, see the docstring
+        return _internal_error(path, exc)
+
+
+def _verify_path(path: Path, policy: VerificationPolicy, trust: TrustContext, now: datetime,
+                 compute_content_hash: bool) -> PackageVerdict:
     try:
         with path.open("rb") as f:
             layout = zipformat.read_layout(f)
@@ -141,6 +158,18 @@ def verify_package(path: Path, *, policy: VerificationPolicy, trust: TrustContex
                                                                      f"{exc.message}")
     except OSError as exc:
         return PackageVerdict(str(path), None, None, False, (), error=f"'{path}' cannot be read: {exc.strerror}")
+
+
+def _internal_error(path: Path, exc: Exception) -> PackageVerdict:
+    frames = traceback.extract_tb(exc.__traceback__)
+    site = next((f"{Path(frame.filename).name}:{frame.lineno} ({frame.name})" for frame in reversed(frames)
+                 if f"{os.sep}nuseal{os.sep}" in frame.filename), "?")
+    what = f"{type(exc).__name__}: {exc}"
+    message = (f"{Messages.SIGNATURE_INVALID} (internal error in nuseal while verifying '{path}': {what}, "
+               f"raised at {site}; please report it)")
+    finding = Finding(NuCode.NU3003, Severity.ERROR, message, "package")
+    return PackageVerdict(str(path), None, None, False, (Status.UNKNOWN,), findings=(finding,), error=message,
+                          extra={"internal_error": f"{what} at {site}"})
 
 
 def _identity(path: Path) -> tuple[str | None, str | None]:
@@ -157,11 +186,12 @@ def _verify_open(f: BinaryIO, layout: zipformat.ArchiveLayout, path: Path, polic
     log = _Log()
     base = PackageVerdict(str(path), package_id, version, False, ())
     if not zipformat.has_signature_entry(layout):
-        content_hash = hashing.content_hash(path) if compute_content_hash else None
+        whole_file_hash = hashing.content_hash(path) if compute_content_hash else None
         if policy.allow_unsigned:
-            return replace(base, statuses=(Status.VALID,), content_hash=content_hash)
+            return replace(base, statuses=(Status.VALID,), content_hash=whole_file_hash)
         log.add(NuCode.NU3004, True, policy.unsigned_message, "package")
-        return replace(base, statuses=(Status.DISALLOWED,), findings=tuple(log.findings), content_hash=content_hash)
+        return replace(base, statuses=(Status.DISALLOWED,), findings=tuple(log.findings),
+                       content_hash=whole_file_hash)
 
     base = replace(base, signed=True)
     try:
@@ -176,13 +206,18 @@ def _verify_open(f: BinaryIO, layout: zipformat.ArchiveLayout, path: Path, polic
     statuses: list[Status] = []
     # 1. Integrity: the package hash over the package without its signature entry (spec §2.2).
     digest_name = signature.content.hash_name
-    if compute_content_hash:
-        # One pass for both: the signed hash and NuGet's SHA-512 content hash (.nupkg.metadata).
-        plan = hashing.unsigned_view_plan(f, layout, entry)
-        actual, content_digest = hashing.plan_digests(f, plan, (digest_name, "sha512"))
-        content_hash = base64.b64encode(content_digest).decode("ascii")
-    else:
-        actual, content_hash = hashing.package_hash(f, layout, entry, digest_name), None
+    actual: bytes | None = None
+    content_hash: str | None = None
+    try:
+        if compute_content_hash:
+            # One pass for both: the signed hash and NuGet's SHA-512 content hash (.nupkg.metadata).
+            plan = hashing.unsigned_view_plan(f, layout, entry)
+            actual, content_digest = hashing.plan_digests(f, plan, (digest_name, "sha512"))
+            content_hash = base64.b64encode(content_digest).decode("ascii")
+        else:
+            actual = hashing.package_hash(f, layout, entry, digest_name)
+    except (PackageFormatError, OSError):
+        pass  # NuGet: any exception while hashing is an integrity failure (spec §2.2)
     if actual != signature.content.hash_value:
         log.add(NuCode.NU3008, True, Messages.INTEGRITY_FAILED, "package")
         statuses.append(Status.SUSPECT)
@@ -265,11 +300,21 @@ class _SignatureOutcome:
 def _trust_and_validity(signature: PrimarySignature, countersignature: RepositoryCountersignature | None,
                         counter_error: SignatureFormatError | None, policy: VerificationPolicy, trust: TrustContext,
                         now: datetime, log: _Log) -> tuple[list[SignatureVerdict], Status]:
-    primary = _verify_signer(signature.signer, signature.content_bytes, "primary", signature, policy, trust, now,
-                             service_index=signature.service_index_url, owners=signature.owners)
-    status = primary.status
-    primary_findings = primary.findings
-    verdicts = [primary.verdict]
+    """NuGet ``SignatureTrustAndValidityVerificationProvider``: the policy's verification targets and placement
+    pick the signatures to verify; the countersignature behaviour decides when the countersignature counts."""
+    primary: _SignatureOutcome | None = None
+    if policy.signature_placement & Placement.PRIMARY and signature.kind in policy.verification_targets:
+        primary = _verify_signer(signature.signer, signature.content_bytes, "primary", signature, policy, trust, now,
+                                 service_index=signature.service_index_url, owners=signature.owners)
+    # NuGet's settings refuse a countersignature placement without the repository target, and the "never" behaviour
+    # with it; nuseal derives instead: the countersignature is verified only when all three allow it.
+    counter_requested = (SignatureKind.REPOSITORY in policy.verification_targets
+                         and bool(policy.signature_placement & Placement.COUNTERSIGNATURE)
+                         and policy.repository_countersignature is not CountersignatureBehavior.NEVER)
+    status = primary.status if primary is not None else Status.UNKNOWN
+    primary_findings = primary.findings if primary is not None else []
+    verdicts = [primary.verdict if primary is not None
+                else _describe_only(signature.signer, "primary", signature.kind)]
     counter_findings: list[Finding] = []
     if counter_error is not None:
         counter_findings.append(Finding(counter_error.code or NuCode.NU3031,
@@ -278,32 +323,53 @@ def _trust_and_validity(signature: PrimarySignature, countersignature: Repositor
         if not policy.allow_illegal:
             status = min(status, Status.DISALLOWED)
     behavior = policy.repository_countersignature
+    counter_verified = False
     if countersignature is None:
-        if behavior is CountersignatureBehavior.ALWAYS and counter_error is None:
+        if behavior is CountersignatureBehavior.ALWAYS and counter_requested and counter_error is None:
             counter_findings.append(Finding(NuCode.NU3038, Severity.ERROR, Messages.COUNTERSIGNATURE_REQUIRED,
                                             "countersignature"))
-            status = min(status, Status.DISALLOWED)
-    elif signature.kind is not SignatureKind.REPOSITORY and _should_check_countersignature(behavior, primary):
+            status = min(status, Status.DISALLOWED) if primary is not None else Status.DISALLOWED
+    elif (signature.kind is not SignatureKind.REPOSITORY and counter_requested
+          and _should_check_countersignature(behavior, primary)):
         counter = _verify_signer(countersignature.signer, countersignature.primary_signature_value,
                                  "countersignature", signature, policy, trust, now,
                                  service_index=countersignature.service_index_url, owners=countersignature.owners)
+        counter_verified = True
         verdicts.append(counter.verdict)
         counter_findings.extend(counter.findings)
-        if counter.status is Status.VALID:
-            primary_findings, status = _fallback(primary, counter, signature, status)
-        status = min(status, counter.status)
-    elif countersignature is not None:
-        verdicts.append(_describe_only(countersignature))
+        if primary is None:
+            status = counter.status
+        else:
+            if counter.status is Status.VALID:
+                primary_findings, status = _fallback(primary, counter, signature, status)
+            status = min(status, counter.status)
+    else:
+        verdicts.append(_describe_only(countersignature.signer, "countersignature", SignatureKind.REPOSITORY))
+    if primary is None and not counter_verified and status is Status.UNKNOWN:
+        # NuGet returns Unknown without a word; nuseal says why the package cannot be valid.
+        log.findings.append(Finding(IssueCode.NO_VERIFIABLE_SIGNATURE, Severity.ERROR,
+                                    _not_a_target_message(signature, policy), "primary"))
     log.findings.extend(primary_findings)
     log.findings.extend(counter_findings)
     return verdicts, status
 
 
-def _should_check_countersignature(behavior: CountersignatureBehavior, primary: _SignatureOutcome) -> bool:
+def _not_a_target_message(signature: PrimarySignature, policy: VerificationPolicy) -> str:
+    targets = ", ".join(sorted(kind.value for kind in policy.verification_targets)) or "none"
+    placements = ", ".join(name for flag, name in ((Placement.PRIMARY, "primary"),
+                                                   (Placement.COUNTERSIGNATURE, "countersignature"))
+                           if flag & policy.signature_placement) or "none"
+    return (f"The package has a {signature.kind.value} primary signature, and the verification policy verifies none "
+            f"of its signatures (signature kinds: {targets}; placements: {placements}).")
+
+
+def _should_check_countersignature(behavior: CountersignatureBehavior, primary: _SignatureOutcome | None) -> bool:
     if behavior in (CountersignatureBehavior.IF_EXISTS, CountersignatureBehavior.ALWAYS):
         return True
     if behavior is CountersignatureBehavior.NEVER:
         return False
+    if primary is None:  # only the countersignature can give a verdict
+        return True
     untrusted = bool(primary.flags & _Flags.UNTRUSTED_ROOT) and primary.status is not Status.VALID
     return untrusted or bool(primary.flags & _Flags.CERTIFICATE_EXPIRED)
 
@@ -333,13 +399,14 @@ def _valid_at(certificate: x509.Certificate, lower: datetime, upper: datetime) -
     return lower > certs.not_before(certificate) and upper < certs.not_after(certificate)
 
 
-def _describe_only(countersignature: RepositoryCountersignature) -> SignatureVerdict:
-    certificate = countersignature.signer_certificate
+def _describe_only(signer: SignerView, placement: str, kind: SignatureKind) -> SignatureVerdict:
+    """A signature the policy did not verify: its facts, status Unknown."""
+    certificate = signer.certificate
     return SignatureVerdict(
-        kind=SignatureKind.REPOSITORY, placement="countersignature",
+        kind=kind, placement=placement,
         certificate=certs.summarize(certificate) if certificate is not None else None,
-        hash_algorithm=_hash_label(countersignature.signer), timestamps=(),
-        service_index_url=countersignature.service_index_url, owners=countersignature.owners,
+        hash_algorithm=_hash_label(signer), timestamps=(),
+        service_index_url=signer.service_index_url, owners=signer.owners,
         status=Status.UNKNOWN,
     )
 
@@ -461,7 +528,7 @@ def _revocation_message(chain: ChainResult, name: str) -> str:
 
 def _root_not_in_bundle_message(root: x509.Certificate) -> str:
     # NuGet also prints the root's PEM; we keep the message to one line (the PEM is in ``nuseal inspect``).
-    return (f"The root certificate is not in the certificate bundle: subject '{certs.name_string(root.subject)}', "
+    return (f"The root certificate is not in the certificate bundle: subject '{certs.subject_string(root)}', "
             f"SHA-256 fingerprint {certs.fingerprint(root)}.")
 
 

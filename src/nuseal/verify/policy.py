@@ -1,11 +1,15 @@
 """Verification policy as data (spec §6.2, §6.5).
 
 ``VerificationPolicy`` mirrors NuGet's ``SignedPackageVerifierSettings`` field for field, in snake_case,
-with the three presets NuGet ships (accept, require, verify command). Callers change a preset with
-``dataclasses.replace``. Allow lists (trusted signers, ``--certificate-fingerprint``, a feed's
-RepositorySignatures) are data too: tuples of ``AllowListEntry`` inside an ``AllowList``.
-Severity of a finding is decided here (``VerificationPolicy.severity_for``-style helpers in the engine read
-these flags), never by the check that produced the finding.
+with the three presets NuGet ships (accept, require, verify command) plus nuget.org's push settings
+(``feed_push``). Callers change a preset with ``dataclasses.replace``; ``nuseal.trust.policy_builder`` builds the
+policies the CLI and the server use. Every field changes some verdict (``tests/unit/verify/test_policy_fields.py``).
+Where trust comes from (root bundles, online or offline revocation) is not policy but the ``TrustContext``
+(``nuseal.verify.setup``); NuGet's current settings have no revocation mode either.
+
+Allow lists (trusted signers, ``--certificate-fingerprint``, a feed's RepositorySignatures, a feed's acceptable
+push certificates) are data too: tuples of ``AllowListEntry`` inside an ``AllowList``. The engine derives the
+severity of every finding from these flags, never from the check that produced the finding.
 """
 
 from __future__ import annotations
@@ -13,11 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum, Flag, auto
 
-from nuseal.model import HashAlgorithmName, RevocationMode, SignatureKind
+from nuseal.enums import HashAlgorithmName, SignatureKind
 
 __all__ = [
-    "AllowList", "AllowListEntry", "CountersignatureBehavior", "HashAlgorithmName", "Placement", "RevocationMode",
-    "SignatureKind", "VerificationPolicy",
+    "AllowList", "AllowListEntry", "CountersignatureBehavior", "HashAlgorithmName", "Placement", "SignatureKind",
+    "VerificationPolicy",
 ]
 
 
@@ -63,8 +67,8 @@ class AllowList:
     require_non_empty: bool = False
     empty_message: str = ""
     no_match_message: str = ""
-    #: When True a miss is always an error (the ``--certificate-fingerprint`` list of the verify command).
-    #: When False, a miss is an error iff the policy does not allow untrusted signatures.
+    #: Names the list (trustedSigners, repositorySignatures, --certificate-fingerprint, feed push). A miss is an
+    #: error iff the policy does not allow untrusted signatures; an empty list is an error iff ``require_non_empty``.
     name: str = "allow list"
 
 
@@ -80,10 +84,14 @@ class VerificationPolicy:
     allow_no_timestamp: bool
     allow_unknown_revocation: bool
     report_unknown_revocation: bool
+    #: Which primary signatures are verified, by kind (NuGet ``VerificationTarget``); the repository
+    #: countersignature is verified only when ``REPOSITORY`` is a target.
     verification_targets: frozenset[SignatureKind] = frozenset(SignatureKind)
+    #: Where verified signatures sit (NuGet ``SignaturePlacement``): the primary signature, the repository
+    #: countersignature, or both. A package none of whose signatures is verified is invalid.
     signature_placement: Placement = Placement.ANY
+    #: When the repository countersignature is verified (NuGet ``RepositoryCountersignatureVerificationBehavior``).
     repository_countersignature: CountersignatureBehavior = CountersignatureBehavior.IF_EXISTS_AND_IS_NECESSARY
-    revocation_mode: RevocationMode = RevocationMode.ONLINE
     #: Allow lists checked after integrity, in NuGet's provider order (trustedSigners, repository list,
     #: ``--certificate-fingerprint``). Each produces NU3034 on a miss.
     allow_lists: tuple[AllowList, ...] = ()
@@ -117,4 +125,23 @@ class VerificationPolicy:
             allow_unsigned=False, allow_illegal=False, allow_untrusted=False, allow_ignore_timestamp=False,
             allow_multiple_timestamps=True, allow_no_timestamp=True, allow_unknown_revocation=True,
             report_unknown_revocation=True, repository_countersignature=CountersignatureBehavior.IF_EXISTS,
+        )
+
+    @classmethod
+    def feed_push(cls) -> VerificationPolicy:
+        """nuget.org's settings for an author-signed package pushed to a feed (server.md §B.3, "Author" column).
+
+        The author primary signature alone is verified: a trusted chain, exactly one valid timestamp, unknown
+        revocation reported as a warning; no countersignature (a feed strips foreign repository signatures before
+        verifying). Unsigned packages are *not* allowed (NU3004, Disallowed), as in nuget.org's settings: whether
+        an unsigned push is acceptable is the feed's decision from its signer rules (nuget.org:
+        ``PackageIsNotSigned`` only when signing is required), made before or instead of calling the verifier on
+        an unsigned package (``PackageVerdict.signed`` tells which case it is). A repository primary signature is
+        not verified under this policy and is reported as ``NoVerifiableSignature``.
+        """
+        return cls(
+            allow_unsigned=False, allow_illegal=False, allow_untrusted=False, allow_ignore_timestamp=False,
+            allow_multiple_timestamps=False, allow_no_timestamp=False, allow_unknown_revocation=True,
+            report_unknown_revocation=True, verification_targets=frozenset({SignatureKind.AUTHOR}),
+            signature_placement=Placement.PRIMARY, repository_countersignature=CountersignatureBehavior.NEVER,
         )

@@ -7,22 +7,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum, IntEnum
+from enum import IntEnum
 from typing import Any
 
-from nuseal.codes import NuCode
-from nuseal.model import CertificateSummary, SignatureKind
+from nuseal.codes import IssueCode
+from nuseal.enums import SignatureKind
+from nuseal.findings import Finding, Severity
+from nuseal.x509.certs import CertificateSummary
 
+# Finding and Severity are nuseal.findings' (one finding type for all of nuseal), re-exported for convenience.
 __all__ = ["CertificateSummary", "Finding", "PackageVerdict", "Severity", "SignatureVerdict", "Status",
-           "TimestampSummary"]
-
-
-class Severity(str, Enum):
-    """Level of a finding, as NuGet's ``LogLevel`` names it in output."""
-
-    ERROR = "error"
-    WARNING = "warning"
-    INFO = "info"
+           "TimestampSummary", "issue_dict"]
 
 
 class Status(IntEnum):
@@ -32,21 +27,6 @@ class Status(IntEnum):
     SUSPECT = 1
     DISALLOWED = 2
     VALID = 3
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One NU-coded observation. ``target`` says what it is about: package, primary, countersignature, timestamp."""
-
-    code: NuCode
-    severity: Severity
-    message: str
-    target: str = "package"
-    subject: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code.value, "level": self.severity.value, "message": self.message,
-                "target": self.target, "subject": self.subject}
 
 
 @dataclass(frozen=True)
@@ -105,7 +85,9 @@ class PackageVerdict:
     signatures: tuple[SignatureVerdict, ...] = ()
     findings: tuple[Finding, ...] = ()
     content_hash: str | None = None  # SHA-512 base64 of the unsigned package view (NuGet .nupkg.metadata)
-    error: str | None = None  # set when the file could not be read at all (not a zip, unreadable)
+    error: str | None = None  # set when the file could not be verified at all (not a zip, unreadable)
+    #: What kind of failure ``error`` is: the file cannot be read, or the verifier failed on it (a bug).
+    error_code: IssueCode = IssueCode.INVALID_PACKAGE_FILE
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -120,8 +102,21 @@ class PackageVerdict:
     def warnings(self) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.severity is Severity.WARNING)
 
+    @property
+    def error_finding(self) -> Finding | None:
+        """``error`` as a finding (for install and push reports), or None when the package was verified."""
+        return Finding(self.error_code, Severity.ERROR, self.error) if self.error is not None else None
+
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "id": self.package_id, "version": self.version, "valid": self.valid,
                 "signed": self.signed, "content_hash": self.content_hash, "error": self.error,
+                "error_code": self.error_code.value if self.error is not None else None,
                 "signatures": [s.to_dict() for s in self.signatures],
-                "issues": [f.to_dict() for f in self.findings]}
+                "issues": [issue_dict(f) for f in self.findings]}
+
+
+def issue_dict(finding: Finding) -> dict[str, Any]:
+    """A finding in the ``--json`` contract: ``code``, ``level`` and ``message`` (schema 1, kept for scripts), then
+    ``severity`` (the same value as ``level``, the name ``Finding.to_dict`` uses), ``target`` and ``subject``."""
+    data = finding.to_dict()
+    return {"code": data["code"], "level": data["severity"], "message": data["message"], **data}

@@ -3,24 +3,140 @@
 The same checks run when signing (errors) and when verifying (severity from policy): NU3013 certificate signature
 algorithm, NU3014 RSA key length, NU3015 lifetime-signing EKU, NU3017 not yet valid. The code-signing /
 time-stamping usage check is part of chain building (``nuseal.x509.chain``), as in NuGet.
+
+cryptography parses a certificate's names, extensions and public key only when they are asked for, so a damaged
+certificate that loaded fine can still raise later. Every fact read here is read through a helper that turns those
+late errors into a plain answer (no key, no usages, a hex name), and inside :func:`quiet`, which keeps
+cryptography's warnings about RFC 5280 deviations away from users (docs/decisions.md, "Library warnings").
 """
 
 from __future__ import annotations
 
 import hashlib
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.utils import CryptographyDeprecationWarning
 
-from nuseal.cms import oids
+from nuseal import oids
 from nuseal.codes import Messages, NuCode
-from nuseal.model import CertificateSummary
 
 #: NuGet ``SigningSpecificationsV1.RSAPublicKeyMinLength``.
 RSA_MIN_KEY_BITS = 2048
+
+#: What cryptography raises when a lazily parsed part of a loaded certificate (name, extension, public key,
+#: signature algorithm) is malformed or unsupported. ``DuplicateExtension`` and ``UnsupportedGeneralNameType``
+#: are not ``ValueError`` subclasses.
+CERTIFICATE_ERRORS: tuple[type[Exception], ...] = (
+    ValueError, UnsupportedAlgorithm, x509.DuplicateExtension, x509.UnsupportedGeneralNameType,
+)
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Silence cryptography's warnings about RFC 5280 deviations that .NET accepts: name attributes longer than the
+    X.520 upper bounds (``UserWarning``) and non-positive serial numbers (``CryptographyDeprecationWarning``).
+
+    They never change a verdict (NuGet accepts both), so they are not findings; printing them would leak library
+    noise into ``verify``/``inspect`` output, and ``-W error`` would turn them into crashes.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Attribute's length", category=UserWarning)
+        warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning)
+        yield
+
+
+def load_der(data: bytes) -> x509.Certificate:
+    """A DER certificate; ``ValueError`` whenever cryptography refuses it (``InvalidVersion`` included)."""
+    with quiet():
+        try:
+            return x509.load_der_x509_certificate(data)
+        except x509.InvalidVersion as exc:
+            raise ValueError(f"unsupported certificate version v{exc.parsed_version + 1}") from exc
+
+
+def public_key(certificate: x509.Certificate) -> CertificatePublicKeyTypes | None:
+    """The certificate's public key, or None when it cannot be decoded (unknown algorithm, damaged key)."""
+    try:
+        return certificate.public_key()
+    except CERTIFICATE_ERRORS:
+        return None
+
+
+def subject(certificate: x509.Certificate) -> x509.Name | None:
+    """The subject name, or None when it cannot be decoded."""
+    with quiet():
+        try:
+            return certificate.subject
+        except CERTIFICATE_ERRORS:
+            return None
+
+
+def issuer(certificate: x509.Certificate) -> x509.Name | None:
+    """The issuer name, or None when it cannot be decoded."""
+    with quiet():
+        try:
+            return certificate.issuer
+        except CERTIFICATE_ERRORS:
+            return None
+
+
+def raw_name(certificate: x509.Certificate, which: str) -> bytes:
+    """The DER of the certificate's ``subject`` or ``issuer`` exactly as encoded (read without decoding it);
+    a value unique to the certificate when even that fails, so that it never matches another name."""
+    try:
+        return bytes(asn1_x509.TbsCertificate.load(certificate.tbs_certificate_bytes)[which].dump())
+    except (ValueError, TypeError, KeyError):
+        return b"\x00unreadable:" + der(certificate)
+
+
+def subject_string(certificate: x509.Certificate) -> str:
+    """``name_string`` of the subject; the hex DER of the name when it cannot be decoded."""
+    name = subject(certificate)
+    return name_string(name) if name is not None else "#" + raw_name(certificate, "subject").hex()
+
+
+def issuer_string(certificate: x509.Certificate) -> str:
+    """``name_string`` of the issuer; the hex DER of the name when it cannot be decoded."""
+    name = issuer(certificate)
+    return name_string(name) if name is not None else "#" + raw_name(certificate, "issuer").hex()
+
+
+def extensions(certificate: x509.Certificate) -> x509.Extensions | None:
+    """The parsed extensions, or None when they cannot be parsed (a chain reports INVALID_EXTENSION)."""
+    with quiet():
+        try:
+            return certificate.extensions
+        except CERTIFICATE_ERRORS:
+            return None
+
+
+@dataclass(frozen=True)
+class CertificateSummary:
+    """What ``dotnet nuget verify`` prints about a certificate."""
+
+    subject: str
+    issuer: str
+    sha1: str  # uppercase hex, as NuGet prints it
+    sha256: str  # uppercase hex, as NuGet prints it
+    not_before: datetime
+    not_after: datetime
+    serial_number: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sha256": self.sha256.lower(), "sha1": self.sha1.lower(), "subject": self.subject,
+                "issuer": self.issuer, "not_before": self.not_before.isoformat(),
+                "not_after": self.not_after.isoformat(), "serial_number": self.serial_number}
 
 
 def der(certificate: x509.Certificate) -> bytes:
@@ -62,17 +178,15 @@ _LABELS = {
 
 
 def summarize(certificate: x509.Certificate) -> CertificateSummary:
-    """What ``dotnet nuget verify`` shows about a certificate."""
-    with warnings.catch_warnings():
-        # cryptography warns about over-long name attributes that real CAs issue; .NET shows them as they are.
-        warnings.simplefilter("ignore", UserWarning)
-        return _summarize(certificate)
+    """What ``dotnet nuget verify`` shows about a certificate (names it cannot decode are shown as hex DER)."""
+    with quiet():
+        return _summary(certificate)
 
 
-def _summarize(certificate: x509.Certificate) -> CertificateSummary:
+def _summary(certificate: x509.Certificate) -> CertificateSummary:
     return CertificateSummary(
-        subject=name_string(certificate.subject),
-        issuer=name_string(certificate.issuer),
+        subject=subject_string(certificate),
+        issuer=issuer_string(certificate),
         sha1=fingerprint(certificate, "sha1"),
         sha256=fingerprint(certificate, "sha256"),
         not_before=not_before(certificate),
@@ -82,9 +196,16 @@ def _summarize(certificate: x509.Certificate) -> CertificateSummary:
 
 
 def extended_key_usages(certificate: x509.Certificate) -> frozenset[str] | None:
-    """Dotted EKU OIDs, or None when the certificate has no EKU extension (valid for every usage)."""
+    """Dotted EKU OIDs, or None when the certificate has no EKU extension (valid for every usage).
+
+    Extensions that cannot be parsed give the empty set: valid for no usage, which is the safe answer when signing;
+    when verifying, chain building reports them (INVALID_EXTENSION).
+    """
+    parsed = extensions(certificate)
+    if parsed is None:
+        return frozenset()
     try:
-        extension = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+        extension = parsed.get_extension_for_class(x509.ExtendedKeyUsage)
     except x509.ExtensionNotFound:
         return None
     return frozenset(oid.dotted_string for oid in extension.value)
@@ -96,7 +217,10 @@ def is_valid_for_usage(certificate: x509.Certificate, eku: str) -> bool:
 
 
 def is_self_issued(certificate: x509.Certificate) -> bool:
-    return certificate.subject == certificate.issuer
+    subject_name, issuer_name = subject(certificate), issuer(certificate)
+    if subject_name is not None and issuer_name is not None:
+        return subject_name == issuer_name
+    return raw_name(certificate, "subject") == raw_name(certificate, "issuer")
 
 
 def signature_algorithm_oid(certificate: x509.Certificate) -> str:
@@ -104,7 +228,8 @@ def signature_algorithm_oid(certificate: x509.Certificate) -> str:
 
 
 def rsa_key_bits(certificate: x509.Certificate) -> int | None:
-    key = certificate.public_key()
+    """RSA modulus size; None for other key types and for keys that cannot be decoded (NU3014 / NU3023)."""
+    key = public_key(certificate)
     return key.key_size if isinstance(key, rsa.RSAPublicKey) else None
 
 

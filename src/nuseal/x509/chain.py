@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import enum
 import threading
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,7 +43,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from nuseal.cms import oids
+from nuseal import oids
+from nuseal.x509 import certs
 from nuseal.x509.revocation import COMPROMISE_REASONS, RevocationChecker, RevocationResult
 
 __all__ = ["STATUS_INFORMATION", "ChainElement", "ChainResult", "ChainStatus", "build_chain"]
@@ -162,9 +162,7 @@ def build_chain(
     ``usage_eku`` is the dotted application policy (``oids.CODE_SIGNING_EKU`` / ``oids.TIME_STAMPING_EKU``).
     ``verification_time`` decides NOT_TIME_VALID (which NuGet ignores) and whether a revocation counts.
     """
-    with warnings.catch_warnings():
-        # cryptography warns about over-long name attributes, which some real roots have; they are harmless here.
-        warnings.filterwarnings("ignore", message="Attribute's length", category=UserWarning)
+    with certs.quiet():
         anchors = _anchor_index(trust_anchors)
         pool = _CertificatePool(extra_certificates, base=anchors.pool)
         path, ending = _Builder(pool, anchors, verification_time).build(leaf)
@@ -174,7 +172,7 @@ def build_chain(
         status = statuses[index]
         result: RevocationResult | None = None
         if revocation is not None and index + 1 < len(path):  # ExcludeRoot: the last element is never checked
-            result = revocation.check(certificate, path[index + 1], verification_time)
+            result = _revocation(revocation, certificate, path[index + 1], verification_time)
             status |= _revocation_status(result, verification_time)
         elements.append(ChainElement(certificate, status, result))
     total = ChainStatus.NO_ERROR
@@ -184,6 +182,16 @@ def build_chain(
 
 
 # --- revocation mapping --------------------------------------------------------------------------------------------
+
+
+def _revocation(checker: RevocationChecker, certificate: x509.Certificate, issuer: x509.Certificate,
+                at: datetime) -> RevocationResult:
+    """The checker's answer; "unknown" when a damaged certificate on the path cannot even be asked about."""
+    try:
+        with certs.quiet():
+            return checker.check(certificate, issuer, at)
+    except certs.CERTIFICATE_ERRORS as exc:
+        return RevocationResult("unknown", "certificate", detail=f"the certificate cannot be read ({exc})")
 
 
 def _revocation_status(result: RevocationResult, verification_time: datetime) -> ChainStatus:
@@ -210,15 +218,17 @@ def _der(certificate: x509.Certificate) -> bytes:
 
 
 def _spki(certificate: x509.Certificate) -> bytes:
-    return certificate.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    """The public key as DER SubjectPublicKeyInfo; for a key cryptography cannot decode, a value unique to the
+    certificate (such a certificate can then only be trusted as an anchor, by its exact DER)."""
+    key = certs.public_key(certificate)
+    if key is None:
+        return b"\x00undecodable:" + _der(certificate)
+    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 def _extensions(certificate: x509.Certificate) -> x509.Extensions | None:
     """The parsed extensions, or None when they cannot be parsed (INVALID_EXTENSION)."""
-    try:
-        return certificate.extensions
-    except ValueError:
-        return None
+    return certs.extensions(certificate)
 
 
 def _extension_value(certificate: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.ExtensionType | None:
@@ -241,15 +251,16 @@ def _authority_key_id(certificate: x509.Certificate) -> bytes | None:
     return value.key_identifier if isinstance(value, x509.AuthorityKeyIdentifier) else None
 
 
-def _name_key(name: x509.Name) -> tuple[tuple[str, str], ...] | bytes:
-    """A comparison key for names: RFC 5280-ish (case- and space-insensitive strings), DER when that fails."""
-    try:
-        return tuple(
-            (attribute.oid.dotted_string, " ".join(str(attribute.value).casefold().split()))
-            for rdn in name.rdns for attribute in rdn
-        )  # fmt: skip
-    except ValueError:
-        return name.public_bytes()
+def _name_key(certificate: x509.Certificate, which: str) -> tuple[tuple[str, str], ...] | bytes:
+    """A comparison key for the certificate's ``subject`` or ``issuer``: RFC 5280-ish (case- and space-insensitive
+    strings), the name's DER when it cannot be decoded (so it still matches the same undecodable name)."""
+    name = certs.subject(certificate) if which == "subject" else certs.issuer(certificate)
+    if name is None:
+        return certs.raw_name(certificate, which)
+    return tuple(
+        (attribute.oid.dotted_string, " ".join(str(attribute.value).casefold().split()))
+        for rdn in name.rdns for attribute in rdn
+    )  # fmt: skip
 
 
 def _time_valid(certificate: x509.Certificate, at: datetime) -> bool:
@@ -257,7 +268,7 @@ def _time_valid(certificate: x509.Certificate, at: datetime) -> bool:
 
 
 def _self_issued(certificate: x509.Certificate) -> bool:
-    return _name_key(certificate.subject) == _name_key(certificate.issuer)
+    return _name_key(certificate, "subject") == _name_key(certificate, "issuer")
 
 
 def _signed_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
@@ -273,9 +284,9 @@ def _signed_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 
 def _signature_matches_key(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
-    key = issuer.public_key()
-    algorithm = certificate.signature_hash_algorithm
+    key = certs.public_key(issuer)
     try:
+        algorithm = certificate.signature_hash_algorithm
         if isinstance(key, rsa.RSAPublicKey) and algorithm is not None:
             parameters = certificate.signature_algorithm_parameters
             pad = parameters if isinstance(parameters, padding.PSS) else padding.PKCS1v15()
@@ -303,7 +314,7 @@ class _AnchorIndex:
     def trusts(self, certificate: x509.Certificate) -> bool:
         if _der(certificate) in self.ders:
             return True
-        return (_name_key(certificate.subject), _spki(certificate)) in self.subject_keys
+        return (_name_key(certificate, "subject"), _spki(certificate)) in self.subject_keys
 
 
 _anchor_cache: dict[int, tuple[Sequence[x509.Certificate], _AnchorIndex]] = {}
@@ -318,7 +329,7 @@ def _anchor_index(anchors: Sequence[x509.Certificate]) -> _AnchorIndex:
             return cached[1]
     index = _AnchorIndex(
         ders=frozenset(_der(a) for a in anchors),
-        subject_keys=frozenset((_name_key(a.subject), _spki(a)) for a in anchors),
+        subject_keys=frozenset((_name_key(a, "subject"), _spki(a)) for a in anchors),
         pool=_CertificatePool(anchors),
     )
     if isinstance(anchors, tuple):  # immutable: safe to reuse for as long as the tuple lives
@@ -341,12 +352,12 @@ class _CertificatePool:
             if der in self._seen or (base is not None and der in base._seen):
                 continue
             self._seen.add(der)
-            self._by_subject.setdefault(_name_key(certificate.subject), []).append(certificate)
+            self._by_subject.setdefault(_name_key(certificate, "subject"), []).append(certificate)
 
-    def named(self, name: x509.Name) -> list[x509.Certificate]:
-        key = _name_key(name)
+    def named(self, key: object) -> list[x509.Certificate]:
+        """Certificates whose subject has the comparison ``key`` (see ``_name_key``)."""
         own = self._by_subject.get(key, [])
-        return own + self._base.named(name) if self._base is not None else list(own)
+        return own + self._base.named(key) if self._base is not None else list(own)
 
 
 # --- path building --------------------------------------------------------------------------------------------------
@@ -422,7 +433,7 @@ class _Builder:
         aki = _authority_key_id(certificate)
         own = _der(certificate)
         candidates: list[x509.Certificate] = []
-        for candidate in self.pool.named(certificate.issuer):
+        for candidate in self.pool.named(_name_key(certificate, "issuer")):
             if _der(candidate) == own:
                 continue
             ski = _subject_key_id(candidate)

@@ -50,8 +50,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
+from nuseal.enums import RevocationMode
 from nuseal.errors import TrustConfigError
-from nuseal.model import RevocationMode
 
 __all__ = [
     "COMPROMISE_REASONS", "RevocationCache", "RevocationChecker", "RevocationMode", "RevocationResult",

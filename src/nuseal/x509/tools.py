@@ -23,12 +23,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from nuseal.cms import oids
+from nuseal import oids
 from nuseal.codes import NuCode
 from nuseal.errors import CertificateError
+from nuseal.findings import Finding, Severity, Target
 from nuseal.x509 import certs
-
-Finding = tuple[NuCode, str]
 
 ALLOWED_KEY_SIZES = (2048, 3072, 4096)
 # Backdating keeps a certificate made "now" from being NU3017 "not yet valid" on a machine whose clock is a
@@ -245,9 +244,12 @@ def check_signing_certificate(certificate: x509.Certificate, now: datetime) -> l
     """Every NuGet sign-time rule this certificate breaks (spec §4.8); [] when NuGet would sign with it.
 
     NU3013 signature algorithm, NU3014 RSA < 2048, NU3015 lifetime EKU, NU3017 not yet valid, NU3018 no
-    code-signing usage. The rules themselves live in ``nuseal.x509.certs`` (one definition for sign/verify).
+    code-signing usage, each an error-level ``Finding`` about the certificate. The rules themselves live in
+    ``nuseal.x509.certs`` (one definition for sign/verify).
     """
-    return certs.check_signing_certificate(certificate, now)
+    fp = fingerprint(certificate)
+    return [Finding(code, Severity.ERROR, message, Target.PRIMARY, fp)
+            for code, message in certs.check_signing_certificate(certificate, now)]
 
 
 def _key_text(public: object) -> str:
@@ -295,7 +297,7 @@ class CertificateDescription:
             "selfIssued": self.self_issued,
             "hasPrivateKey": self.has_private_key,
             "nugetCanSign": self.can_sign,
-            "problems": [{"code": code.value, "message": message} for code, message in self.problems],
+            "problems": [{"code": p.code.value, "message": p.message} for p in self.problems],
         }
 
 

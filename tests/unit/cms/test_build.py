@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.x509.oid import NameOID
 from tests.support.pki import IssuedCert, TestPki, new_rsa_key
 
-from nuseal.cms import build, oids
+from nuseal import oids
+from nuseal.cms import build
 from nuseal.cms.content import SignatureContent
 from nuseal.cms.parse import load_primary_signature
 

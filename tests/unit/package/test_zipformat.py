@@ -12,7 +12,7 @@ from tests.support import tamper
 from tests.unit.package.helpers import ids, signed_packages
 
 from nuseal.codes import Messages, NuCode
-from nuseal.errors import PackageFormatError, SignatureEntryError
+from nuseal.errors import PackageFormatError, SignatureEntryError, SignatureFormatError
 from nuseal.package.zipformat import (
     SIGNATURE_FILE_NAME,
     dos_datetime,
@@ -262,8 +262,10 @@ def test_truncated_signature_data() -> None:
     f = _open(data)
     entry = find_signature_entry(f, read_layout(f))
     short = _open(data[: entry.data_offset + 3])
-    with pytest.raises(PackageFormatError, match="signature file data"):
+    # NuGet reads a zero-padded buffer that fails to decode: NU3003, for the signature, not the zip.
+    with pytest.raises(SignatureFormatError, match="only 3 are available") as caught:
         read_signature_bytes(short, entry)
+    assert caught.value.code is NuCode.NU3003
 
 
 # --- DOS time -----------------------------------------------------------------------------------------------

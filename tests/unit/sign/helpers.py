@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from tests.support.pki import IssuedCert
 
 from nuseal.cms.build import encode_attribute, signing_certificate_v2_value
-from nuseal.cms.oids import SIGNING_CERTIFICATE_V2
+from nuseal.oids import SIGNING_CERTIFICATE_V2
 from nuseal.sign.signers import KeySigner, order_chain
 from nuseal.verify.policy import HashAlgorithmName
 

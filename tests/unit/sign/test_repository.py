@@ -17,7 +17,8 @@ from tests.unit.sign.helpers import (
     signer_for,
 )
 
-from nuseal.cms import build, oids
+from nuseal import oids
+from nuseal.cms import build
 from nuseal.cms.parse import load_primary_signature
 from nuseal.codes import NuCode
 from nuseal.errors import SigningError

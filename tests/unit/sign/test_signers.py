@@ -41,7 +41,7 @@ def test_fingerprint_selects_sha256_and_warns_for_sha1(pki: TestPki, tmp_path: P
     chosen = PfxSigner.load(path, TEST_PASSWORD, fingerprint=pki.leaf.sha256_fingerprint.lower())
     assert chosen.certificate == pki.leaf.cert and chosen.warnings == ()
     legacy = PfxSigner.load(path, TEST_PASSWORD, fingerprint=pki.leaf.sha1_fingerprint)
-    assert [code for code, _ in legacy.warnings] == [NuCode.NU3043]
+    assert [w.code for w in legacy.warnings] == [NuCode.NU3043]
 
 
 @pytest.mark.parametrize("fingerprint", ["ABC", "Z" * 64, "0" * 63])

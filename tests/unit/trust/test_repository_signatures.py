@@ -1,92 +1,36 @@
+"""RepositorySignatures as trust: fetching through the service index, and its effect on policy (spec §8).
 
-"""RepositorySignatures resource: parsing, https rules, discovery, fetching, policy effects (spec §8)."""
+The document itself and NuGet's reading rules are tested in ``tests/unit/protocol/test_repository_signatures.py``.
+"""
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 import httpx
 import pytest
-from tests.unit.trust.nuget_org_document import NUGET_ORG_FINGERPRINTS, SUBJECT
 from tests.unit.trust.nuget_org_document import repository_signatures_document as document
 
 from nuseal.codes import Messages
-from nuseal.errors import FetchError
+from nuseal.errors import FetchError, ProtocolError
+from nuseal.protocol.repository_signatures import RepositorySignatures
+from nuseal.trust.policy_builder import apply_repository_info, repository_allow_list
 from nuseal.trust.repository_signatures import (
     RepositorySignatureInfo,
-    apply_repository_info,
     fetch_repository_signatures,
-    find_repository_signatures_url,
-    parse_repository_signatures,
-    repository_allow_list,
 )
 from nuseal.verify.policy import HashAlgorithmName, Placement, SignatureKind, VerificationPolicy
 
 URL = "https://api.nuget.org/v3-index/repository-signatures/5.0.0/index.json"
 
 
-def test_parses_a_realistic_document() -> None:
-    info = parse_repository_signatures(json.dumps(document()), URL)
-    assert info.all_repository_signed is True
-    assert [c.fingerprint(HashAlgorithmName.SHA256) for c in info.certificates] == NUGET_ORG_FINGERPRINTS
-    assert info.certificates[0].subject == SUBJECT
-    assert info.certificates[2].not_after.startswith("2027-05-18")
-
-
-@pytest.mark.parametrize("field", ["allRepositorySigned", "signingCertificates"])
-def test_missing_top_level_field_names_field_and_url(field: str) -> None:
-    doc = document()
-    del doc[field]
-    with pytest.raises(FetchError) as err:
-        parse_repository_signatures(doc, URL)
-    assert field in str(err.value) and URL in str(err.value)
-
-
-@pytest.mark.parametrize("field", ["fingerprints", "subject", "issuer", "notBefore", "notAfter", "contentUrl"])
-def test_missing_certificate_field_names_field_and_url(field: str) -> None:
-    doc = document()
-    del doc["signingCertificates"][1][field]
-    with pytest.raises(FetchError) as err:
-        parse_repository_signatures(doc, URL)
-    assert f"signingCertificates[1].{field}" in str(err.value) and URL in str(err.value)
-
-
-def test_content_url_must_be_https() -> None:
-    with pytest.raises(FetchError, match=r"contentUrl.*https"):
-        parse_repository_signatures(document(content_base="http://api.nuget.org/certs"), URL)
-    # The scheme comparison is case-insensitive, as NuGet's.
-    parse_repository_signatures(document(content_base="HTTPS://api.nuget.org/certs"), URL)
-
-
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]"])
-def test_plain_http_only_for_loopback_and_only_when_asked(host: str) -> None:
-    doc = document(content_base=f"http://{host}:8080/certs")
-    with pytest.raises(FetchError):
-        parse_repository_signatures(doc, URL)
-    parse_repository_signatures(doc, URL, allow_insecure_loopback=True)
-
-
-def test_insecure_loopback_does_not_open_other_hosts() -> None:
-    with pytest.raises(FetchError):
-        parse_repository_signatures(document(content_base="http://example.test/certs"), URL,
-                                    allow_insecure_loopback=True)
+def _info(doc: dict[str, Any]) -> RepositorySignatureInfo:
+    return RepositorySignatureInfo(URL, RepositorySignatures.parse(doc, source=URL))
 
 
 def _index(*types: str) -> dict[str, Any]:
     return {"version": "3.0.0", "resources": [{"@id": f"https://feed.test/{t}", "@type": t} for t in types]}
-
-
-@pytest.mark.parametrize(("types", "expected"), [
-    (("RepositorySignatures/4.7.0", "RepositorySignatures/5.0.0"), "RepositorySignatures/5.0.0"),
-    (("RepositorySignatures/4.7.0", "RepositorySignatures/4.9.0"), "RepositorySignatures/4.9.0"),
-    (("RepositorySignatures/4.7.0",), "RepositorySignatures/4.7.0"),
-    (("PackageBaseAddress/3.0.0",), None),
-])
-def test_discovery_prefers_the_newest_type(types: tuple[str, ...], expected: str | None) -> None:
-    found = find_repository_signatures_url(_index(*types), "https://feed.test/index.json")
-    assert found == (f"https://feed.test/{expected}" if expected else None)
 
 
 def _client(routes: dict[str, httpx.Response | Exception]) -> httpx.Client:
@@ -134,8 +78,36 @@ def test_fetch_errors_are_clear(answer: httpx.Response | Exception, message: str
     assert message in str(err.value) and "https://feed.test/index.json" in str(err.value)
 
 
+def test_fetch_prefers_5_0_0_and_reads_it_under_its_rules() -> None:
+    index = _index("RepositorySignatures/4.7.0", "RepositorySignatures/5.0.0")
+    client = _client({"https://feed.test/index.json": httpx.Response(200, json=index),
+                      "https://feed.test/RepositorySignatures/5.0.0": httpx.Response(200, json=document())})
+    info = fetch_repository_signatures(client, "https://feed.test/index.json")
+    assert info is not None and info.url == "https://feed.test/RepositorySignatures/5.0.0"
+    assert info.all_repository_signed is True
+
+
+def test_fetch_refuses_all_signed_under_a_4x_type() -> None:
+    client = _client({"https://feed.test/index.json": httpx.Response(200, json=_index("RepositorySignatures/4.7.0")),
+                      "https://feed.test/RepositorySignatures/4.7.0": httpx.Response(200, json=document())})
+    with pytest.raises(ProtocolError, match=re.escape("advertised as RepositorySignatures/4.7.0 but says")):
+        fetch_repository_signatures(client, "https://feed.test/index.json")
+
+
+def test_fetch_names_the_bad_field_of_a_malformed_document() -> None:
+    doc = document()
+    del doc["signingCertificates"][1]["notAfter"]
+    index = {"version": "3.0.0", "resources": [{"@id": URL, "@type": "RepositorySignatures/5.0.0"}]}
+    client = _client({"https://api.nuget.org/v3/index.json": httpx.Response(200, json=index),
+                      URL: httpx.Response(200, json=doc)})
+    with pytest.raises(ProtocolError) as err:
+        fetch_repository_signatures(client, "https://api.nuget.org/v3/index.json")
+    assert str(err.value) == (f"The RepositorySignatures resource at '{URL}' is invalid: "
+                              "'signingCertificates[1].notAfter' is missing.")
+
+
 def test_repository_allow_list_has_one_entry_per_listed_fingerprint() -> None:
-    info = parse_repository_signatures(document(extra_sha512=True), URL)
+    info = _info(document(extra_sha512=True))
     allow_list = repository_allow_list(info)
     assert len(allow_list.entries) == 6
     assert {e.algorithm for e in allow_list.entries} == {HashAlgorithmName.SHA256, HashAlgorithmName.SHA512}
@@ -147,7 +119,7 @@ def test_repository_allow_list_has_one_entry_per_listed_fingerprint() -> None:
 
 
 def test_all_repository_signed_tightens_the_policy() -> None:
-    info = parse_repository_signatures(document(all_signed=True), URL)
+    info = _info(document(all_signed=True))
     policy = apply_repository_info(VerificationPolicy.accept_mode(), info)
     assert policy.allow_unsigned is False and policy.allow_untrusted is False
     assert policy.unsigned_message == Messages.REPO_ALL_SIGNED_UNSIGNED
@@ -155,7 +127,7 @@ def test_all_repository_signed_tightens_the_policy() -> None:
 
 
 def test_not_all_signed_leaves_accept_mode_alone_but_adds_the_list() -> None:
-    info = RepositorySignatureInfo(URL, False, ())
+    info = RepositorySignatureInfo(URL, RepositorySignatures(all_repository_signed=False, signing_certificates=[]))
     policy = apply_repository_info(VerificationPolicy.accept_mode(), info)
     assert policy.allow_unsigned is True and policy.allow_untrusted is True
     assert policy.unsigned_message == Messages.NOT_SIGNED
@@ -163,7 +135,7 @@ def test_not_all_signed_leaves_accept_mode_alone_but_adds_the_list() -> None:
 
 
 def test_require_mode_message_wins_over_the_repository_message() -> None:
-    info = parse_repository_signatures(document(all_signed=True), URL)
+    info = _info(document(all_signed=True))
     base = VerificationPolicy.require_mode()
     base = type(base)(**{**base.__dict__, "unsigned_message": Messages.REQUIRE_MODE_UNSIGNED})
     assert apply_repository_info(base, info).unsigned_message == Messages.REQUIRE_MODE_UNSIGNED

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from nuseal.codes import Messages, NuCode
+from nuseal.findings import Finding, Severity, Target
 from nuseal.trust.nuget_config import NuGetSettings
+from nuseal.trust.policy_builder import policy_from_config
 from nuseal.trust.trusted_signers import (
     SignerKind,
     TrustedCertificate,
     TrustedSigner,
-    TrustWarning,
-    policy_from_config,
     to_allow_list,
 )
 from nuseal.verify.policy import HashAlgorithmName, Placement, SignatureKind, VerificationPolicy
@@ -71,10 +71,13 @@ def test_conflicting_allow_untrusted_root_warns_nu3040_and_is_false() -> None:
     allow_list, warnings = to_allow_list([_author("a", allow=True), _repo("r", allow=False)])
     (entry,) = allow_list.entries
     assert entry.allow_untrusted_root is False
-    assert warnings == [TrustWarning(
+    assert warnings == [Finding(
         NuCode.NU3040,
+        Severity.WARNING,
         "There are two certificates with conflicting allowUntrustedRoot attributes in the computed settings. "
         f"The allowUntrustedRoot attribute is going to be set to false. Certificate: SHA256-{FP}",
+        Target.CONFIG,
+        f"SHA256-{FP}",
     )]
 
 
@@ -105,7 +108,7 @@ def test_policy_accept_mode(tmp_path: Path) -> None:
 
 def test_policy_require_mode(tmp_path: Path) -> None:
     body = '<config><add key="signatureValidationMode" value="Require"/></config>'
-    warnings: list[TrustWarning] = []
+    warnings: list[Finding] = []
     policy = policy_from_config(_settings(tmp_path, body), warnings=warnings)
     assert policy.allow_unsigned is False and policy.allow_untrusted is False
     (trusted,) = policy.allow_lists

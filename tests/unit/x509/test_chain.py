@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from tests.support.pki import IssuedCert, TestPki
 
-from nuseal.cms import oids
-from nuseal.model import RevocationMode
+from nuseal import oids
+from nuseal.enums import RevocationMode
 from nuseal.x509.chain import ChainResult, ChainStatus, build_chain
 from nuseal.x509.revocation import RevocationChecker, RevocationResult
 from nuseal.x509.roots import default_trust_store

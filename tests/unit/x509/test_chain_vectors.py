@@ -18,7 +18,7 @@ from asn1crypto import cms
 from cryptography import x509
 from tests.conftest import VECTORS
 
-from nuseal.cms import oids
+from nuseal import oids
 from nuseal.cms.parse import PrimarySignature, load_primary_signature
 from nuseal.x509.chain import ChainResult, ChainStatus, build_chain
 from nuseal.x509.roots import default_trust_store

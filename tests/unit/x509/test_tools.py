@@ -38,7 +38,7 @@ def test_created_certificate_profile(created: tuple[x509.Certificate, object]) -
 def test_timestamping_certificate_is_accepted_by_the_tsa() -> None:
     cert, key = tools.create_certificate("CN=TSA", now=NOW, timestamping=True)
     TimestampAuthority(cert, key, clock=lambda: NOW)
-    assert [code for code, _ in tools.check_signing_certificate(cert, NOW)] == [NuCode.NU3018]
+    assert [p.code for p in tools.check_signing_certificate(cert, NOW)] == [NuCode.NU3018]
 
 
 @pytest.mark.parametrize("subject", ["", "CN", "nonsense", "=x"])
@@ -68,7 +68,7 @@ def test_bad_key_size_and_days() -> None:
     ],
 )
 def test_nuget_rules_on_the_pki(pki: TestPki, name: str, expected: list[NuCode]) -> None:
-    assert [code for code, _ in tools.check_signing_certificate(pki[name].cert, pki.now)] == expected
+    assert [p.code for p in tools.check_signing_certificate(pki[name].cert, pki.now)] == expected
 
 
 def test_no_eku_extension_is_valid_for_code_signing(pki: TestPki) -> None:
@@ -98,7 +98,7 @@ def test_ec_key_is_nu3014(pki: TestPki) -> None:
         .sign(pki.intermediate.key, pki.leaf.cert.signature_hash_algorithm)  # type: ignore[arg-type]
     )
     problems = tools.check_signing_certificate(cert, pki.now)
-    assert [code for code, _ in problems] == [NuCode.NU3014]
+    assert [p.code for p in problems] == [NuCode.NU3014]
     assert tools.describe(cert, pki.now).key == "EC secp256r1"
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from lxml import etree
 
 from nuseal.errors import NusealError, PackageFormatError
-from nuseal.feed.versioning import NuGetVersion, VersionRange, lowest_applicable
 from nuseal.package.nuspec import MAX_NUSPEC_BYTES, PackageIdentity, parse_identity
+from nuseal.versioning import NuGetVersion, VersionRange, lowest_applicable
 
 MAX_DEPTH = 32
 _MAX_PASSES = 16
@@ -95,7 +95,8 @@ def parse_dependencies(data: bytes, where: str) -> tuple[Dependency, ...]:
             raise PackageFormatError(f"{where}: a <dependency> has no id.")
         text = el.get("version") or ""
         try:
-            version_range = VersionRange.parse(text)
+            # NuGet reads a missing or empty version attribute as "any version".
+            version_range = VersionRange.parse(text) if text.strip() else VersionRange.ALL
         except ValueError as exc:
             raise PackageFormatError(f"{where}: dependency '{dep_id}': {exc}.") from exc
         key = (dep_id.lower(), text.strip())

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from nuseal.feed.extract import ExtractionLimits, UnsafePackageError, extract_content, safe_relative_path
-from nuseal.feed.resolve import Dependency, ResolveError, parse_dependencies, resolve
-from nuseal.feed.versioning import NuGetVersion, VersionRange
+from nuseal.client.extract import ExtractionLimits, UnsafePackageError, extract_content, safe_relative_path
+from nuseal.client.resolve import Dependency, ResolveError, parse_dependencies, resolve
+from nuseal.versioning import NuGetVersion, VersionRange
 
 V = NuGetVersion.parse
 
@@ -23,7 +23,7 @@ def _graph(edges: dict[tuple[str, str], list[tuple[str, str]]]):  # type: ignore
         return versions.get(pid.lower(), [])
 
     def deps(pid: str, ver: NuGetVersion) -> tuple[Dependency, ...]:
-        return tuple(Dependency(d, VersionRange.parse(r)) for d, r in edges[(pid, ver.text)])
+        return tuple(Dependency(d, VersionRange.parse(r)) for d, r in edges[(pid, ver.normalized)])
 
     return available, deps
 
@@ -35,7 +35,7 @@ def test_conflicting_cousins_raise_to_lowest_common_version() -> None:
         ("C", "1.0.0"): [("D", "[1.5,)")],
         ("D", "1.0.0"): [], ("D", "1.5.0"): [], ("D", "2.0.0"): [],
     })
-    picked = {(r.id, r.version.text) for r in resolve("A", V("1.0.0"), available, deps)}
+    picked = {(r.id, r.version.normalized) for r in resolve("A", V("1.0.0"), available, deps)}
     assert picked == {("A", "1.0.0"), ("B", "1.0.0"), ("C", "1.0.0"), ("D", "1.5.0")}
 
 
@@ -59,7 +59,7 @@ def test_dependency_groups_are_unioned() -> None:
               b'<group targetFramework="net462"><dependency id="A" version="1.0" /></group>'
               b'<group targetFramework="netstandard2.0"><dependency id="B" version="[2.0,3.0)" /></group>'
               b'<group targetFramework="netstandard2.1" /></dependencies></metadata></package>')
-    assert [(d.id, d.range.text) for d in parse_dependencies(nuspec, "x")] == [("A", "1.0"), ("B", "[2.0,3.0)")]
+    assert [(d.id, str(d.range)) for d in parse_dependencies(nuspec, "x")] == [("A", "1.0"), ("B", "[2.0,3.0)")]
 
 
 @pytest.mark.parametrize("name", ["../x", "a/../../x", "/x", "\\x", "C:x", "a\\..\\x", "%2e%2e/x", "a\x00b"])

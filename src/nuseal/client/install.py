@@ -19,19 +19,22 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
+from nuseal.client.extract import ExtractionLimits, UnsafePackageError, extract_content
+from nuseal.client.resolve import Dependency, Nuspec, ResolveError, read_nuspec, resolve
+from nuseal.client.source import FeedSource, ProgressCallback
+from nuseal.codes import IssueCode
 from nuseal.errors import FetchError, NusealError
-from nuseal.feed.client import FeedSource, ProgressCallback
-from nuseal.feed.extract import ExtractionLimits, extract_content
-from nuseal.feed.resolve import Dependency, Nuspec, ResolveError, read_nuspec, resolve
-from nuseal.feed.versioning import NuGetVersion, highest
-from nuseal.trust.repository_signatures import apply_repository_info
-from nuseal.verify.engine import TrustContext, verify_package
+from nuseal.findings import Finding, Severity
+from nuseal.trust.policy_builder import apply_repository_info
+from nuseal.verify.batch import accepted, verify_guarded
+from nuseal.verify.engine import TrustContext
 from nuseal.verify.policy import VerificationPolicy
-from nuseal.verify.result import Finding, PackageVerdict
+from nuseal.verify.result import PackageVerdict
+from nuseal.versioning import NuGetVersion, highest
 
 METADATA_FILE = ".nupkg.metadata"
 DEFAULT_LIMITS = ExtractionLimits()
@@ -50,15 +53,6 @@ class InstallRequest:
 
 
 @dataclass(frozen=True)
-class Issue:
-    """A NU-coded line in restore's format: ``Package '{id} {version}' from source '{source}': NUxxxx: ...``."""
-
-    level: str  # "error" | "warning"
-    code: str | None
-    text: str
-
-
-@dataclass(frozen=True)
 class InstalledPackage:
     id: str
     version: str
@@ -66,22 +60,23 @@ class InstalledPackage:
     path: Path
     content_hash: str | None
     already_installed: bool = False
-    warnings: tuple[Issue, ...] = ()
+    warnings: tuple[Finding, ...] = ()
     verdict: PackageVerdict | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {"id": self.id, "version": self.version, "source": self.source, "path": str(self.path),
                 "contentHash": self.content_hash, "alreadyInstalled": self.already_installed,
-                "warnings": [{"code": w.code, "message": w.text} for w in self.warnings],
+                "warnings": [{"code": w.code.value, "message": w.message} for w in self.warnings],
                 "verdict": self.verdict.to_dict() if self.verdict else None}
 
 
 class InstallError(NusealError):
-    """The install failed and left nothing behind; ``issues`` holds every line to print."""
+    """The install failed and left nothing behind; ``findings`` holds every line to print (error level first as
+    restore logs them, each message in restore's ``Package '{id} {version}' from source '{source}': `` form)."""
 
-    def __init__(self, issues: Sequence[Issue], verdicts: Sequence[PackageVerdict] = ()) -> None:
-        super().__init__("\n".join(i.text for i in issues))
-        self.issues = tuple(issues)
+    def __init__(self, findings: Sequence[Finding], verdicts: Sequence[PackageVerdict] = ()) -> None:
+        super().__init__("\n".join(f.message for f in findings))
+        self.findings = tuple(findings)
         self.verdicts = tuple(verdicts)
 
 
@@ -90,9 +85,14 @@ def prefix(package_id: str, version: str, source: str) -> str:
     return f"Package '{package_id} {version}' from source '{source}': "
 
 
-def finding_issue(finding: Finding, package_id: str, version: str, source: str) -> Issue:
-    return Issue(finding.severity.value, finding.code.value,
-                 f"{prefix(package_id, version, source)}{finding.code.value}: {finding.message}")
+def restore_finding(finding: Finding, package_id: str, version: str, source: str) -> Finding:
+    """A verification finding as restore logs it: the message becomes the whole line after the level,
+    ``Package '{id} {version}' from source '{source}': NUxxxx: {message}``; code, severity and target are kept."""
+    return replace(finding, message=f"{prefix(package_id, version, source)}{finding}")
+
+
+def _install_error(code: IssueCode, message: str) -> InstallError:
+    return InstallError([Finding(code, Severity.ERROR, message)])
 
 
 @dataclass
@@ -213,22 +213,24 @@ def _policy_for(source: FeedSource, policy: VerificationPolicy) -> VerificationP
 def _verify_all(packages: list[_Downloaded], output: Path, policy: VerificationPolicy, trust: TrustContext,
                 now: datetime) -> list[tuple[_Downloaded, PackageVerdict | None]]:
     results: list[tuple[_Downloaded, PackageVerdict | None]] = []
-    issues: list[Issue] = []
+    issues: list[Finding] = []
     failed: list[PackageVerdict] = []
     for downloaded in packages:
         if _is_installed(output, downloaded.nuspec):
             results.append((downloaded, None))
             continue
-        verdict = verify_package(downloaded.path, policy=_policy_for(downloaded.source, policy), trust=trust,
+        verdict = verify_guarded(downloaded.path, policy=_policy_for(downloaded.source, policy), trust=trust,
                                  now=now, compute_content_hash=True)
         results.append((downloaded, verdict))
-        if not verdict.valid:
+        if not accepted(verdict):
             failed.append(verdict)
             ident = downloaded.nuspec.identity
-            issues.extend(finding_issue(f, ident.id, ident.version, downloaded.source.url) for f in verdict.findings)
-            if verdict.error:
-                issues.append(Issue("error", None, f"{prefix(ident.id, ident.version, downloaded.source.url)}"
-                                                   f"{verdict.error}"))
+            issues.extend(restore_finding(f, ident.id, ident.version, downloaded.source.url)
+                          for f in verdict.findings)
+            error = verdict.error_finding
+            if error is not None:
+                where = prefix(ident.id, ident.version, downloaded.source.url)
+                issues.append(replace(error, message=f"{where}{error.message}"))
     if failed:
         raise InstallError(issues, failed)
     return results
@@ -257,8 +259,8 @@ def _stage(downloaded: _Downloaded, verdict: PackageVerdict, staging: Path, limi
         extract_content(downloaded.path, folder, skip=frozenset({downloaded.nuspec.entry_name}), limits=limits)
     except (NusealError, zipfile.BadZipFile, OSError) as exc:
         detail = exc.message if isinstance(exc, NusealError) else str(exc)
-        raise InstallError([Issue("error", None, f"{prefix(ident.id, ident.version, downloaded.source.url)}"
-                                                 f"{detail}")]) from exc
+        code = IssueCode.UNSAFE_PACKAGE_CONTENT if isinstance(exc, UnsafePackageError) else IssueCode.EXTRACTION_FAILED
+        raise _install_error(code, f"{prefix(ident.id, ident.version, downloaded.source.url)}{detail}") from exc
     stem = f"{lower_id}.{lower_version}"
     (folder / f"{lower_id}.nuspec").write_bytes(downloaded.nuspec.data)
     (folder / f"{stem}.nupkg.sha512").write_text(_sha512_base64(downloaded.path), encoding="ascii")
@@ -285,13 +287,13 @@ def _commit(staged: list[_Staged], output: Path) -> None:
             shutil.rmtree(item.final, ignore_errors=True)
             if created_parent:
                 shutil.rmtree(item.final.parent, ignore_errors=True)
-        raise InstallError([Issue("error", None, f"Could not move the installed packages into '{output}': "
-                                                 f"{exc}")]) from exc
+        raise _install_error(IssueCode.INSTALL_COMMIT_FAILED,
+                             f"Could not move the installed packages into '{output}': {exc}") from exc
 
 
 def _outcome(downloaded: _Downloaded, verdict: PackageVerdict | None, output: Path) -> InstalledPackage:
     ident = downloaded.nuspec.identity
-    warnings = tuple(finding_issue(f, ident.id, ident.version, downloaded.source.url)
+    warnings = tuple(restore_finding(f, ident.id, ident.version, downloaded.source.url)
                      for f in (verdict.warnings if verdict else ()))
     return InstalledPackage(ident.id, ident.version, downloaded.source.url, _final_dir(output, downloaded.nuspec),
                             verdict.content_hash if verdict else None, verdict is None, warnings, verdict)

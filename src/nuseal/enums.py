@@ -1,15 +1,13 @@
-"""Small value types shared by every layer: signature kinds, hash algorithm names, certificate summaries.
+"""The enums every layer shares: signature kinds, revocation modes, hash algorithm names.
 
-They live at the bottom of the layer stack so that the zip, CMS and X.509 layers can use them without
-importing the verifier.
+They live at the bottom of the layer stack (with ``codes`` and ``findings``) so that the zip, CMS and X.509 layers,
+the signer, the verifier and the server use one vocabulary without importing each other. Enum values double as
+config and JSON strings (STYLE §7.5).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from enum import Enum
-from typing import Any
 
 
 class SignatureKind(str, Enum):
@@ -50,21 +48,3 @@ class HashAlgorithmName(str, Enum):
             if member.value == text.strip().upper():
                 return member
         raise ValueError(f"unsupported hash algorithm {text!r}: use SHA256, SHA384 or SHA512")
-
-
-@dataclass(frozen=True)
-class CertificateSummary:
-    """What ``dotnet nuget verify`` prints about a certificate."""
-
-    subject: str
-    issuer: str
-    sha1: str  # uppercase hex, as NuGet prints it
-    sha256: str  # uppercase hex, as NuGet prints it
-    not_before: datetime
-    not_after: datetime
-    serial_number: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"sha256": self.sha256.lower(), "sha1": self.sha1.lower(), "subject": self.subject,
-                "issuer": self.issuer, "not_before": self.not_before.isoformat(),
-                "not_after": self.not_after.isoformat(), "serial_number": self.serial_number}

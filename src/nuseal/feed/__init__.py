@@ -1,1 +1,0 @@
-"""feed layer (see docs/architecture.md)."""

@@ -1,0 +1,107 @@
+"""verify_batch: input order, one bad package never stops the batch, a verifier bug is a verdict; the accept/exit
+decision; path expansion."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from tests.support.pki import TestPki
+from tests.support.signed_packages import Packages
+
+from nuseal.codes import IssueCode
+from nuseal.enums import RevocationMode
+from nuseal.findings import Finding, Severity
+from nuseal.verify import batch
+from nuseal.verify.policy import VerificationPolicy
+from nuseal.verify.result import PackageVerdict, Status
+from nuseal.verify.setup import VerificationSetup
+from nuseal.x509.roots import TrustStore
+
+
+def _setup(pki: TestPki, policy: VerificationPolicy | None = None) -> VerificationSetup:
+    store = TrustStore(code_signing=(pki.root.cert,), timestamping=(pki.root.cert,))
+    return VerificationSetup(policy or VerificationPolicy.verify_command(), store, RevocationMode.OFFLINE)
+
+
+def test_results_come_back_in_input_order_and_the_callback_sees_each_once(
+    pki: TestPki, signed_packages: Packages, tmp_path: Path
+) -> None:
+    not_a_zip = tmp_path / "broken.nupkg"
+    not_a_zip.write_bytes(b"not a zip")
+    pkgs = signed_packages
+    paths = [pkgs.unsigned, pkgs.author, not_a_zip, pkgs.untrusted, pkgs.author]
+    seen: list[str] = []
+    verdicts = batch.verify_batch(paths, _setup(pki), now=signed_packages.now, on_verdict=lambda v: seen.append(v.path))
+    assert [v.path for v in verdicts] == [str(p) for p in paths] == seen
+    assert [v.valid for v in verdicts] == [False, True, False, False, True]
+    assert verdicts[2].error is not None and verdicts[2].error_code is IssueCode.INVALID_PACKAGE_FILE
+
+
+def test_a_bug_while_verifying_one_package_is_that_packages_verdict(
+    pki: TestPki, signed_packages: Packages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = batch.verify_package
+
+    def exploding(path: Path, **kwargs: object) -> PackageVerdict:
+        if Path(path) == signed_packages.untrusted:
+            raise KeyError("boom")
+        return real(path, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(batch, "verify_package", exploding)
+    pkgs = signed_packages
+    verdicts = batch.verify_batch([pkgs.untrusted, pkgs.author], _setup(pki), now=pkgs.now)
+    broken, fine = verdicts
+    assert not broken.valid and broken.error_code is IssueCode.VERIFICATION_FAILED
+    assert broken.error is not None and "KeyError" in broken.error and str(signed_packages.untrusted) in broken.error
+    assert fine.valid
+    assert batch.exit_code(verdicts) == 1
+
+
+def _verdict(valid: bool, *findings: Finding) -> PackageVerdict:
+    return PackageVerdict("p.nupkg", "P", "1.0.0", True, (Status.VALID if valid else Status.DISALLOWED,),
+                          findings=findings)
+
+
+def test_accepted_needs_validity_and_no_error() -> None:
+    warning = Finding(IssueCode.VERIFICATION_FAILED, Severity.WARNING, "w")
+    error = replace(warning, severity=Severity.ERROR)
+    assert batch.accepted(_verdict(True)) and batch.accepted(_verdict(True, warning))
+    assert not batch.accepted(_verdict(True, error))
+    assert not batch.accepted(_verdict(False))
+    assert not batch.accepted(replace(_verdict(True), error="unreadable"))
+
+
+def test_exit_code_is_zero_only_for_a_non_empty_all_accepted_batch() -> None:
+    assert batch.exit_code([_verdict(True), _verdict(True)]) == 0
+    assert batch.exit_code([_verdict(True), _verdict(False)]) == 1
+    assert batch.exit_code([]) == 1
+    assert batch.exit_code([batch.missing_verdict("nothing-*.nupkg")]) == 1
+
+
+def test_missing_verdict_names_the_pattern() -> None:
+    verdict = batch.missing_verdict("gone.nupkg")
+    assert verdict.error == "File does not exist (gone.nupkg)." and verdict.error_code is IssueCode.PACKAGE_NOT_FOUND
+
+
+def test_expand_paths_keeps_pattern_order_and_reports_misses(tmp_path: Path) -> None:
+    for name in ("b.nupkg", "a.nupkg", "sub/c.nupkg"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    found, missing = batch.expand_paths([str(tmp_path / "sub" / "c.nupkg"), str(tmp_path / "*.nupkg"),
+                                         str(tmp_path / "none*.nupkg"), str(tmp_path / "gone.nupkg")])
+    assert [p.name for p in found] == ["c.nupkg", "a.nupkg", "b.nupkg"]
+    assert missing == [str(tmp_path / "none*.nupkg"), str(tmp_path / "gone.nupkg")]
+    recursive, _ = batch.expand_paths([str(tmp_path / "**" / "*.nupkg")])
+    assert {p.name for p in recursive} == {"a.nupkg", "b.nupkg", "c.nupkg"}
+
+
+def test_the_setup_pickles_for_worker_processes(pki: TestPki, signed_packages: Packages) -> None:
+    setup = _setup(pki, VerificationPolicy.feed_push())
+    copy = pickle.loads(pickle.dumps(setup))
+    assert copy.policy == setup.policy and copy.revocation_mode is RevocationMode.OFFLINE
+    assert copy.trust_store.code_signing == setup.trust_store.code_signing
+    (verdict,) = batch.verify_batch([signed_packages.author], copy, now=signed_packages.now)
+    assert verdict.valid, verdict.findings
