@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nuseal.cli.base import fail
+from nuseal.verify.batch import expand_paths
 
 
 @dataclass(frozen=True)
@@ -20,23 +21,19 @@ class Unresolved:
 def expand(patterns: list[str]) -> tuple[list[Path], list[Unresolved]]:
     """Files in argument order (each glob's matches sorted, each file once), and the arguments that name no file.
 
-    A glob matches files only (``**`` recurses); a plain path must be a file: a folder is reported as one.
+    The expansion is the library's (``nuseal.verify.batch.expand_paths``: ``**`` recurses, globs match files only);
+    this adds why an argument names no file: a folder is reported as one, not as a missing file.
     """
-    found: list[Path] = []
-    unresolved: list[Unresolved] = []
-    for pattern in patterns:
-        if glob.has_magic(pattern):
-            matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
-            if not matches:
-                unresolved.append(Unresolved(pattern, f"No file matches the pattern ({pattern})"))
-            found.extend(matches)
-        elif Path(pattern).is_file():
-            found.append(Path(pattern))
-        elif Path(pattern).is_dir():
-            unresolved.append(Unresolved(pattern, f"The path is a directory, not a package file ({pattern})"))
-        else:
-            unresolved.append(Unresolved(pattern, f"File does not exist ({pattern})"))
-    return list(dict.fromkeys(found)), unresolved
+    found, missing = expand_paths(patterns)
+    return list(dict.fromkeys(found)), [Unresolved(pattern, _why(pattern)) for pattern in missing]
+
+
+def _why(pattern: str) -> str:
+    if glob.has_magic(pattern):
+        return f"No file matches the pattern ({pattern})"
+    if Path(pattern).is_dir():
+        return f"The path is a directory, not a package file ({pattern})"
+    return f"File does not exist ({pattern})"
 
 
 def expand_all(patterns: list[str]) -> list[Path]:
