@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.support.redis_server",
     "tests.support.nugetexe",
     "tests.support.nginx",
+    "tests.support.server_fixtures",
 ]
 
 REPO = Path(__file__).resolve().parent.parent

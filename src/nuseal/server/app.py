@@ -1,0 +1,151 @@
+"""The FastAPI application and the uvicorn process around it.
+
+:func:`create_app` wires the routers to a :class:`ServiceContext`, installs the one exception handler that turns
+domain errors into 4xx problem documents, and the access-log middleware (one JSON line per request).
+:func:`run` binds the socket itself (so ``--port 0`` works and the real port is known before the first request),
+then hands it to uvicorn with TLS when a certificate is configured.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Final
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from nuseal.errors import NusealError
+from nuseal.server.api import health
+from nuseal.server.services.context import ServiceContext
+from nuseal.server.services.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+)
+from nuseal.server.services.permissions import AccessDenied
+from nuseal.server.storage import BlobTooLargeError, RangeNotSatisfiableError
+
+_access = logging.getLogger("nuseal.access")
+_log = logging.getLogger("nuseal.server")
+
+#: Domain error → HTTP status (the first matching class wins); anything else that is a NusealError is a 400.
+STATUS_OF: Final[tuple[tuple[type[NusealError], int], ...]] = (
+    (AuthenticationError, 401),
+    (AccessDenied, 403),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (BlobTooLargeError, 413),
+    (RangeNotSatisfiableError, 416),
+    (InvalidInputError, 400),
+)
+
+
+def _nuseal_version() -> str:
+    try:
+        return version("nuseal")
+    except PackageNotFoundError:  # running from a source tree without installation
+        return "0+unknown"
+
+
+def status_of(error: NusealError) -> int:
+    return next((status for kind, status in STATUS_OF if isinstance(error, kind)), 400)
+
+
+async def _problem(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, NusealError)  # registered for NusealError only
+    status = status_of(error)
+    body: dict[str, Any] = {"title": type(error).__name__, "status": status, "detail": error.message}
+    if error.code is not None:
+        body["code"] = error.code.value
+    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+
+
+class AccessLog:
+    """Pure ASGI middleware (streaming-safe): logs method, path, status, bytes and duration of each request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status, sent = 500, 0
+
+        async def counting_send(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting_send)
+        finally:
+            client = scope.get("client")
+            headers = dict(scope.get("headers") or [])
+            _access.info("request", extra={"fields": {
+                "method": scope.get("method"),
+                "path": scope.get("path"),
+                "query": scope.get("query_string", b"").decode("latin-1") or None,
+                "status": status,
+                "bytes": sent,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "client": client[0] if client else None,
+                "user_agent": headers.get(b"user-agent", b"").decode("latin-1") or None,
+            }})  # fmt: skip
+
+
+def create_app(ctx: ServiceContext, *, public_url: str) -> FastAPI:
+    """The feed application for one context; ``public_url`` is the externally visible base URL (no slash)."""
+    app = FastAPI(title="nuseal feed", version=_nuseal_version(), docs_url="/api/docs",
+                  openapi_url="/api/openapi.json", redoc_url=None)  # fmt: skip
+    app.state.ctx = ctx
+    app.state.public_url = public_url
+    app.add_exception_handler(NusealError, _problem)
+    app.add_middleware(AccessLog)
+    app.include_router(health.router)
+    return app
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (IPv4 or IPv6; port 0 = any free port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def run(ctx: ServiceContext, sock: socket.socket, *, public_url: str) -> None:
+    """Serve until SIGINT/SIGTERM on an already bound socket; TLS when the settings name a certificate."""
+    settings = ctx.settings
+    config = uvicorn.Config(
+        create_app(ctx, public_url=public_url),
+        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
+        log_config=None,  # logging is configured by the caller (JSON lines)
+        access_log=False,  # replaced by AccessLog
+        server_header=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        ctx.db.dispose()

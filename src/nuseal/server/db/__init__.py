@@ -1,0 +1,1 @@
+"""The feed's database: SQLAlchemy models, the engine/session factory and the one Alembic migration history."""

@@ -1,0 +1,225 @@
+"""SQLAlchemy 2 models of the feed's tables (SERVER_DESIGN.md "Data model"), portable to SQLite and PostgreSQL.
+
+The Alembic history in ``migrations/`` creates exactly these tables; a test compares the two so they never drift.
+Rules: every timestamp is timezone-aware UTC (:class:`UtcDateTime`), names are lower-case, case-insensitive
+identities (account names, package ids and versions) are kept twice: as typed and lower-cased with a UNIQUE
+constraint on the lower-cased copy, since SQLite and PostgreSQL disagree on case-insensitive collations.
+Constraint names follow one naming convention so later migrations can refer to them on both databases.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """``TIMESTAMP WITH TIME ZONE`` that only accepts aware datetimes and always returns UTC-aware ones.
+
+    SQLite has no time zone type and hands back naive values; they were written as UTC, so UTC is attached.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the database stores UTC-aware timestamps only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UtcDateTime(),
+        dict[str, Any]: JSON(none_as_null=True),  # Python None is SQL NULL, not the JSON 'null'
+        list[Any]: JSON(),
+    }
+
+
+class AccountKind(str, enum.Enum):
+    USER = "user"
+    ORGANIZATION = "organization"
+
+
+class VersionStatus(str, enum.Enum):
+    """Where a pushed version is in the validation pipeline; only ``available`` versions are served."""
+
+    VALIDATING = "validating"
+    AVAILABLE = "available"
+    FAILED = "failed"
+
+
+class SignatureKindColumn(str, enum.Enum):
+    """The outermost signature of the served package."""
+
+    UNSIGNED = "unsigned"
+    AUTHOR = "author"
+    REPOSITORY = "repository"
+
+
+def _values_check(column: str, enum_type: type[enum.Enum]) -> str:
+    return f"{column} IN ({', '.join(repr(member.value) for member in enum_type)})"
+
+
+class Account(Base):
+    """A user or an organization (one name space, as on nuget.org)."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (CheckConstraint(_values_check("kind", AccountKind), name="kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    lower_name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    email: Mapped[str | None] = mapped_column(String(254))
+    is_site_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+
+    @property
+    def is_organization(self) -> bool:
+        return self.kind == AccountKind.ORGANIZATION.value
+
+
+class Membership(Base):
+    """A user's membership of an organization: admin or collaborator."""
+
+    __tablename__ = "memberships"
+
+    organization_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    organization: Mapped[Account] = relationship(foreign_keys=[organization_id])
+    member: Mapped[Account] = relationship(foreign_keys=[member_id])
+
+
+class ApiKey(Base):
+    """An API key: only a salted hash of its secret is stored; the plaintext is shown once at creation."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    holder_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    salt: Mapped[str] = mapped_column(String(64))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list[Any]]
+    globs: Mapped[list[Any]]
+    description: Mapped[str] = mapped_column(String(256), default="")
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+    owner: Mapped[Account] = relationship(foreign_keys=[owner_id])
+    holder: Mapped[Account] = relationship(foreign_keys=[holder_id])
+
+
+class PackageRegistration(Base):
+    """A package id; its case is the case of the first push."""
+
+    __tablename__ = "package_registrations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    package_id: Mapped[str] = mapped_column(String(128))
+    lower_id: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime]
+
+    owners: Mapped[list[Account]] = relationship(secondary="package_owners", order_by="Account.lower_name")
+
+
+class PackageOwner(Base):
+    __tablename__ = "package_owners"
+
+    registration_id: Mapped[int] = mapped_column(
+        ForeignKey("package_registrations.id", ondelete="CASCADE"), primary_key=True
+    )
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+
+
+class PackageVersion(Base):
+    """One pushed version; served only while ``status`` is ``available``, from ``package_blob``."""
+
+    __tablename__ = "package_versions"
+    __table_args__ = (
+        UniqueConstraint("registration_id", "lower_version"),
+        CheckConstraint(_values_check("status", VersionStatus), name="status"),
+        CheckConstraint(_values_check("signature_kind", SignatureKindColumn), name="signature_kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    registration_id: Mapped[int] = mapped_column(
+        ForeignKey("package_registrations.id", ondelete="CASCADE"), index=True
+    )
+    version: Mapped[str] = mapped_column(String(128))
+    lower_version: Mapped[str] = mapped_column(String(128))
+    full_version: Mapped[str] = mapped_column(String(256))
+    is_prerelease: Mapped[bool] = mapped_column(Boolean)
+    is_semver2: Mapped[bool] = mapped_column(Boolean)
+    listed: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(16), default=VersionStatus.VALIDATING.value)
+    pushed_at: Mapped[datetime]
+    pushed_by_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    pushed_for_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    package_blob: Mapped[str | None] = mapped_column(String(512))
+    package_sha512: Mapped[str | None] = mapped_column(String(88))
+    package_size: Mapped[int | None] = mapped_column(BigInteger)
+    upload_blob: Mapped[str | None] = mapped_column(String(512))
+    upload_sha512: Mapped[str | None] = mapped_column(String(88))
+    nuspec_blob: Mapped[str | None] = mapped_column(String(512))
+    package_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    findings: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    author_cert_sha256: Mapped[str | None] = mapped_column(String(64))
+    repo_cert_sha256: Mapped[str | None] = mapped_column(String(64))
+    signature_kind: Mapped[str] = mapped_column(String(16), default=SignatureKindColumn.UNSIGNED.value)
+    published_at: Mapped[datetime | None]
+
+    registration: Mapped[PackageRegistration] = relationship()
+
+
+class AuditEvent(Base):
+    """Who did what, when, to what, with the state before and after (warehouse-style ``domain:subject:action``)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(256))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    subject: Mapped[str] = mapped_column(String(512))
+    before: Mapped[dict[str, Any] | None]
+    after: Mapped[dict[str, Any] | None]

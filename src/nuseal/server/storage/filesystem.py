@@ -1,0 +1,135 @@
+"""Blob store in a local folder (the embedded default, ``file://{data}/blobs``).
+
+Staged files are written and fsynced under ``incoming/``; publishing hard-links them to the final key (a link
+never replaces an existing file, so two publishers of the same key cannot clobber each other), fsyncs the folder
+and removes the staged name. Readers therefore only ever see complete files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from nuseal.server.storage.base import (
+    CHUNK_SIZE,
+    STAGING_PREFIX,
+    BlobInfo,
+    BlobNotFoundError,
+    BlobReader,
+    HashingReader,
+    PutResult,
+    StagedBlob,
+    StorageError,
+    check_key,
+    resolve_range,
+)
+
+
+def _fsync_directory(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+class FilesystemBlobStore:
+    """:class:`~nuseal.server.storage.base.BlobStore` on a folder of plain files."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def describe(self) -> str:
+        return self.root.as_uri()
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def check(self) -> None:
+        try:
+            (self.root / STAGING_PREFIX).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create the blob folder '{self.root}': {exc.strerror}") from None
+        if not os.access(self.root, os.W_OK):
+            raise StorageError(f"the blob folder '{self.root}' is not writable")
+
+    def stat(self, key: str) -> BlobInfo | None:
+        try:
+            return BlobInfo(key=key, size=self._path(key).stat().st_size)
+        except FileNotFoundError:
+            return None
+
+    def open(self, key: str, *, offset: int = 0, length: int | None = None) -> BlobReader:
+        try:
+            handle = self._path(key).open("rb")
+        except (FileNotFoundError, IsADirectoryError):
+            raise BlobNotFoundError(f"no blob '{key}' in {self.describe()}") from None
+        try:
+            size = os.fstat(handle.fileno()).st_size
+            count = resolve_range(key, size, offset, length)
+            handle.seek(offset)
+        except BaseException:
+            handle.close()
+            raise
+        return BlobReader(handle, key=key, offset=offset, length=count, total_size=size)
+
+    def stage(self, data: BinaryIO, *, suffix: str = ".nupkg", max_bytes: int | None = None) -> StagedBlob:
+        key = check_key(f"{STAGING_PREFIX}{uuid.uuid4().hex}{suffix}")
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        reader = HashingReader(data, max_bytes=max_bytes, key=key)
+        try:
+            with path.open("xb") as out:
+                while chunk := reader.read(CHUNK_SIZE):
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return reader.staged(key)
+
+    def publish(self, staged: StagedBlob, key: str) -> PutResult:
+        source, target = self._path(staged.key), self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target)
+            result = PutResult.CREATED
+        except FileExistsError:
+            result = PutResult.ALREADY_EXISTS if _sha256(target) == staged.sha256 else PutResult.CONFLICT
+        except OSError as exc:  # e.g. a file system without hard links: refuse rather than risk a replace
+            where = f"'{staged.key}' as '{key}' in {self.describe()}"
+            raise StorageError(f"cannot publish {where}: {exc.strerror}") from None
+        source.unlink(missing_ok=True)
+        _fsync_directory(target.parent)
+        return result
+
+    def put(self, key: str, data: BinaryIO) -> PutResult:
+        check_key(key)
+        return self.publish(self.stage(data, suffix=".tmp"), key)
+
+    def delete(self, key: str) -> bool:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
+        for path in self.root.rglob("*"):
+            if path.is_file():
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    yield key
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK_SIZE):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,228 @@
+"""Blob store in an S3-compatible bucket (AWS, seaweedfs, rclone serve s3, ...) through boto3.
+
+Selected by ``--storage s3://BUCKET[/PREFIX]?endpoint=URL&region=R``. Path-style addressing and SigV4 work with
+every S3 clone; checksums are computed and validated only "when required", because rclone returns the whole
+object's CRC32 on a ranged GET and boto3 would otherwise reject every range (spec/stack.md §4.3). Credentials:
+the settings' ``s3_access_key_id``/``s3_secret_access_key`` if given, else boto3's standard chain
+(``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, profiles, ...).
+
+Objects carry their SHA-256 as user metadata (``x-amz-meta-sha256``) so that publishing onto an existing key can
+tell "same bytes" from "conflict" without downloading it (servers that drop metadata get the object hashed).
+S3 has no portable "create if absent", so publish is check-then-copy: keys are content-addressed, which makes
+the race harmless. Publishing is one CopyObject (objects up to 5 GiB).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from nuseal.server.storage.base import (
+    STAGING_PREFIX,
+    BlobInfo,
+    BlobNotFoundError,
+    BlobReader,
+    HashingReader,
+    PutResult,
+    StagedBlob,
+    StorageError,
+    check_key,
+    resolve_range,
+)
+
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """A parsed ``s3://`` storage URL."""
+
+    bucket: str
+    prefix: str
+    endpoint: str | None
+    region: str
+
+    @classmethod
+    def parse(cls, url: str) -> S3Location:
+        """Parse ``s3://BUCKET[/PREFIX]?endpoint=URL&region=R``; :class:`StorageError` naming the problem."""
+        parts = urlsplit(url)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise StorageError(f"invalid S3 storage URL {url!r}: expected s3://BUCKET[/PREFIX]?endpoint=URL&region=R")
+        query = parse_qs(parts.query, keep_blank_values=True)
+        unknown = set(query) - {"endpoint", "region"}
+        if unknown:
+            raise StorageError(f"invalid S3 storage URL {url!r}: unknown parameter(s) {', '.join(sorted(unknown))}")
+        endpoint = query.get("endpoint", [None])[-1]
+        if endpoint is not None and urlsplit(endpoint).scheme not in ("http", "https"):
+            raise StorageError(f"invalid S3 endpoint {endpoint!r} in {url!r}: expected an http:// or https:// URL")
+        prefix = parts.path.strip("/")
+        if prefix:
+            check_key(prefix)
+        return cls(
+            bucket=parts.netloc,
+            prefix=f"{prefix}/" if prefix else "",
+            endpoint=endpoint or None,
+            region=query.get("region", ["us-east-1"])[-1] or "us-east-1",
+        )
+
+
+class S3BlobStore:
+    """:class:`~nuseal.server.storage.base.BlobStore` on one bucket (and optional key prefix)."""
+
+    def __init__(
+        self, location: S3Location, *, access_key_id: str | None = None, secret_access_key: str | None = None
+    ) -> None:
+        self.location = location
+        config = Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=60,
+        )
+        self._client: Any = boto3.session.Session().client(
+            "s3",
+            endpoint_url=location.endpoint,
+            region_name=location.region,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            config=config,
+        )
+        self._transfer = TransferConfig(multipart_threshold=16 * 1024 * 1024, multipart_chunksize=16 * 1024 * 1024)
+
+    def describe(self) -> str:
+        where = f" at {self.location.endpoint}" if self.location.endpoint else ""
+        return f"s3://{self.location.bucket}/{self.location.prefix}{where}"
+
+    def _object(self, key: str) -> str:
+        return self.location.prefix + check_key(key)
+
+    def _error(self, action: str, key: str | None, exc: Exception) -> StorageError:
+        target = f"'{key}' in {self.describe()}" if key is not None else self.describe()
+        if isinstance(exc, ClientError):
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            if code in _NOT_FOUND and key is not None:
+                return BlobNotFoundError(f"no blob {target}")
+            return StorageError(f"cannot {action} {target}: {code or 'error'} {error.get('Message', '')}".rstrip())
+        return StorageError(f"cannot {action} {target}: {exc}")
+
+    def check(self) -> None:
+        try:
+            self._client.head_bucket(Bucket=self.location.bucket)
+        except (ClientError, BotoCoreError) as exc:
+            if isinstance(exc, ClientError) and str(exc.response.get("Error", {}).get("Code")) in _NOT_FOUND:
+                raise StorageError(f"the bucket of {self.describe()} does not exist: create it first") from None
+            raise self._error("reach", None, exc) from None
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        try:
+            head: dict[str, Any] = self._client.head_object(Bucket=self.location.bucket, Key=self._object(key))
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) in _NOT_FOUND:
+                return None
+            raise self._error("read", key, exc) from None
+        except BotoCoreError as exc:
+            raise self._error("read", key, exc) from None
+        return head
+
+    def stat(self, key: str) -> BlobInfo | None:
+        head = self._head(key)
+        return None if head is None else BlobInfo(key=key, size=int(head["ContentLength"]))
+
+    def open(self, key: str, *, offset: int = 0, length: int | None = None) -> BlobReader:
+        head = self._head(key)
+        if head is None:
+            raise BlobNotFoundError(f"no blob '{key}' in {self.describe()}")
+        size = int(head["ContentLength"])
+        count = resolve_range(key, size, offset, length)
+        arguments: dict[str, Any] = {"Bucket": self.location.bucket, "Key": self._object(key)}
+        if count == 0:
+            return BlobReader(_Empty(), key=key, offset=offset, length=0, total_size=size)
+        if offset or count != size:
+            arguments["Range"] = f"bytes={offset}-{offset + count - 1}"
+        try:
+            body = self._client.get_object(**arguments)["Body"]
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("read", key, exc) from None
+        return BlobReader(body, key=key, offset=offset, length=count, total_size=size)
+
+    def stage(self, data: BinaryIO, *, suffix: str = ".nupkg", max_bytes: int | None = None) -> StagedBlob:
+        key = check_key(f"{STAGING_PREFIX}{uuid.uuid4().hex}{suffix}")
+        reader = HashingReader(data, max_bytes=max_bytes, key=key)
+        try:
+            self._client.upload_fileobj(reader, self.location.bucket, self._object(key), Config=self._transfer)
+        except (ClientError, BotoCoreError) as exc:
+            self.delete(key)
+            raise self._error("write", key, exc) from None
+        except BaseException:
+            self.delete(key)
+            raise
+        return reader.staged(key)
+
+    def publish(self, staged: StagedBlob, key: str) -> PutResult:
+        head = self._head(key)
+        if head is not None:
+            # Servers that drop user metadata (rclone on a plain folder) get the existing object hashed instead.
+            existing = head.get("Metadata", {}).get("sha256") or self._sha256(key)
+            self.delete(staged.key)
+            return PutResult.ALREADY_EXISTS if existing == staged.sha256 else PutResult.CONFLICT
+        try:  # one CopyObject (up to 5 GiB): several S3 clones (rclone) lack UploadPartCopy, a multipart copy
+            self._client.copy_object(
+                CopySource={"Bucket": self.location.bucket, "Key": self._object(staged.key)},
+                Bucket=self.location.bucket,
+                Key=self._object(key),
+                Metadata={"sha256": staged.sha256},
+                MetadataDirective="REPLACE",
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("publish", key, exc) from None
+        self.delete(staged.key)
+        return PutResult.CREATED
+
+    def _sha256(self, key: str) -> str:
+        digest = hashlib.sha256()
+        for chunk in self.open(key).iter_chunks():
+            digest.update(chunk)
+        return digest.hexdigest()
+
+    def put(self, key: str, data: BinaryIO) -> PutResult:
+        check_key(key)
+        return self.publish(self.stage(data, suffix=".tmp"), key)
+
+    def delete(self, key: str) -> bool:
+        if self._head(key) is None:
+            return False
+        try:
+            self._client.delete_object(Bucket=self.location.bucket, Key=self._object(key))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("delete", key, exc) from None
+        return True
+
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.location.bucket, Prefix=self.location.prefix + prefix):
+                for item in page.get("Contents", []):
+                    yield str(item["Key"])[len(self.location.prefix):]
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("list", None, exc) from None
+
+
+class _Empty:
+    def read(self, size: int = -1, /) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,254 @@
+"""Fixtures for the feed server's tests: a fresh migrated database per test on SQLite *and* PostgreSQL, a fixed
+clock, a service context, and helpers to make a database outside a fixture (module-scoped worlds, CLI tests).
+
+``server_db`` is parametrized over ``sqlite`` and ``postgresql``: every service test runs on both. PostgreSQL is
+the minimal cluster of :mod:`tests.support.postgres_minimal`, started once per session; each test gets its own
+database cloned from a migrated template (``CREATE DATABASE ... TEMPLATE``), SQLite tests a copy of a migrated file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from nuseal.server.db import migrate
+from nuseal.server.db.models import Base
+from nuseal.server.db.session import Database
+from nuseal.server.services.context import ServiceContext
+from nuseal.server.settings import load_settings
+from nuseal.server.storage.filesystem import FilesystemBlobStore
+from tests.support.pki import TestPki
+from tests.support.postgres_minimal import PostgresServer, start_postgres
+
+BACKENDS = ("sqlite", "postgresql")
+#: The fixed moment service tests start at (an injected clock: no test depends on today's date).
+T0 = datetime(2030, 1, 15, 12, 0, tzinfo=UTC)
+_TEMPLATE = "nuseal_template"
+_counter = itertools.count()
+
+
+@dataclass
+class FakeClock:
+    """A settable clock for services: ``clock()`` returns ``now``; ``advance`` moves it."""
+
+    now: datetime = field(default=T0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+class DatabaseFactory:
+    """Fresh migrated databases of either kind, cloned from one migrated template per kind."""
+
+    def __init__(self, workdir: Path, postgres: PostgresServer | None) -> None:
+        self.workdir = workdir
+        self._postgres = postgres
+        self._sqlite_template: Path | None = None
+        self._postgres_ready = False
+        self._idle_postgres: list[str] = []  # migrated databases returned by finished tests, emptied on reuse
+
+    def postgres(self) -> PostgresServer:
+        if self._postgres is None:
+            self._postgres = start_postgres()
+        return self._postgres
+
+    def _sqlite_url(self) -> str:
+        if self._sqlite_template is None:
+            template = self.workdir / "template.db"
+            db = Database(f"sqlite:///{template}")
+            migrate.upgrade(db)
+            db.dispose()  # the last connection checkpoints the WAL into the main file
+            self._sqlite_template = template
+        target = self.workdir / f"db{next(_counter)}.db"
+        shutil.copyfile(self._sqlite_template, target)
+        return f"sqlite:///{target}"
+
+    def _postgres_url(self) -> str:
+        server = self.postgres()
+        if self._idle_postgres:  # reuse: emptying the tables is far cheaper than a new database
+            name = self._idle_postgres.pop()
+            server.psql(f"TRUNCATE {', '.join(Base.metadata.tables)} RESTART IDENTITY CASCADE", name)
+            return server.url(name)
+        if not self._postgres_ready:
+            server.psql(f"CREATE DATABASE {_TEMPLATE}")
+            db = Database(server.url(_TEMPLATE))
+            migrate.upgrade(db)
+            db.dispose()
+            self._postgres_ready = True
+        name = f"test_{next(_counter)}"
+        server.psql(f"CREATE DATABASE {name} TEMPLATE {_TEMPLATE} STRATEGY FILE_COPY")
+        return server.url(name)
+
+    def new_url(self, backend: str) -> str:
+        """The URL of a new, migrated, empty database."""
+        return self._sqlite_url() if backend == "sqlite" else self._postgres_url()
+
+    def release(self, url: str) -> None:
+        """Give a database back (its engine disposed): PostgreSQL ones are reused, SQLite files deleted."""
+        if url.startswith("postgresql"):
+            self._idle_postgres.append(url.rsplit("/", 1)[1])
+        else:
+            Path(url.removeprefix("sqlite:///")).unlink(missing_ok=True)
+
+    @contextmanager
+    def database(self, backend: str) -> Iterator[Database]:
+        url = self.new_url(backend)
+        db = Database(url)
+        try:
+            yield db
+        finally:
+            db.dispose()
+            self.release(url)
+
+    def close(self) -> None:
+        if self._postgres is not None:
+            self._postgres.stop()
+
+
+@pytest.fixture(scope="session")
+def database_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseFactory]:
+    """Makes fresh migrated databases; starts the PostgreSQL cluster the first time one is asked for."""
+    factory = DatabaseFactory(tmp_path_factory.mktemp("server-db"), None)
+    yield factory
+    factory.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def server_db(request: pytest.FixtureRequest, database_factory: DatabaseFactory) -> Iterator[Database]:
+    """A fresh migrated database, once on SQLite and once on PostgreSQL."""
+    with database_factory.database(request.param) as db:
+        yield db
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def make_context(db: Database, data_dir: Path, clock: FakeClock) -> ServiceContext:
+    settings = load_settings({"data_dir": data_dir, "database_url": db.url})
+    blobs = FilesystemBlobStore(data_dir / "blobs")
+    blobs.check()
+    return ServiceContext(db=db, blobs=blobs, settings=settings, clock=clock)
+
+
+@pytest.fixture
+def service_ctx(server_db: Database, tmp_path: Path, clock: FakeClock) -> ServiceContext:
+    """Services on a fresh database (both backends), a folder blob store and the fixed clock."""
+    return make_context(server_db, tmp_path / "data", clock)
+
+
+# --- a real `nuseal serve` process ---------------------------------------------------------------------------
+
+
+@dataclass
+class ServeProcess:
+    """A running ``nuseal serve``: its base URL (from the "listening" line) and its JSON log file (stderr)."""
+
+    process: subprocess.Popen[str]
+    url: str
+    log_path: Path
+
+    def stop(self) -> int:
+        """SIGTERM, then wait; returns the exit code (uvicorn shuts down gracefully, then re-raises the signal,
+        so a clean stop is ``-SIGTERM``)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                pytest.fail("nuseal serve did not stop within 30 s of SIGTERM")
+        return int(self.process.returncode)
+
+    def log_lines(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line.startswith("{")]
+
+
+def start_serve(args: list[str], log_path: Path, *, env: dict[str, str] | None = None) -> ServeProcess:
+    """Start ``nuseal serve ARGS`` (add ``--port 0``) and wait for its "listening" line; fail with its log if it
+    exits or stays silent for 60 s."""
+    nuseal = str(Path(sys.executable).with_name("nuseal"))
+    log = log_path.open("w")
+    process = subprocess.Popen(
+        [nuseal, "serve", *args], stdout=subprocess.PIPE, stderr=log, text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("NUSEAL_")} | (env or {}),
+    )  # fmt: skip
+    log.close()
+    lines: queue.Queue[str] = queue.Queue()
+    assert process.stdout is not None
+    threading.Thread(target=lambda: lines.put(process.stdout.readline() if process.stdout else ""), daemon=True).start()
+    try:
+        line = lines.get(timeout=60)
+    except queue.Empty:
+        process.kill()
+        pytest.fail(f"nuseal serve printed nothing in 60 s; log:\n{log_path.read_text()}")
+    match = re.match(r"nuseal feed listening on (\S+)/ ", line)
+    if match is None:
+        process.wait(timeout=30)
+        pytest.fail(f"nuseal serve did not start (exit {process.returncode}): {line!r}\n{log_path.read_text()}")
+    return ServeProcess(process=process, url=match.group(1), log_path=log_path)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    chain: Path  # server certificate then the intermediate, PEM
+    key: Path
+    ca_bundle: Path  # the test PKI's root, for clients
+
+
+@pytest.fixture(scope="session")
+def tls_files(pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A TLS server certificate for 127.0.0.1 and localhost, issued by the test PKI's intermediate CA."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    issuer = pki.intermediate
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nuseal test feed")]))
+        .issuer_name(issuer.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(pki.now - timedelta(days=1))
+        .not_valid_after(pki.now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+            critical=False,
+        )
+        .sign(issuer.key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    chain = folder / "chain.pem"
+    chain.write_bytes(certificate.public_bytes(serialization.Encoding.PEM) + issuer.pem)
+    key_path = folder / "key.pem"
+    key_path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ))  # fmt: skip
+    bundle = folder / "ca.pem"
+    bundle.write_bytes(pki.root.pem)
+    return TlsFiles(chain=chain, key=key_path, ca_bundle=bundle)
