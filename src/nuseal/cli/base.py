@@ -204,11 +204,12 @@ def show_help_without_command(ctx: typer.Context) -> None:
         raise typer.Exit(EXIT_USAGE)
 
 
-def group(name: str, help: str, **settings: Any) -> typer.Typer:
-    """A command group under ``nuseal`` with nuseal's help layout."""
+def group(name: str, help: str, parent: typer.Typer | None = None) -> typer.Typer:
+    """A command group under ``parent`` (default: ``nuseal``) with nuseal's help layout. Without a sub-command it
+    prints its help and exits 2, unless the module registers its own callback (``trust`` lists signers)."""
     sub = typer.Typer(name=name, help=help, cls=Group, invoke_without_command=True, rich_markup_mode=None,
-                      **settings)
-    app.add_typer(sub, name=name)
+                      callback=show_help_without_command)
+    (parent if parent is not None else app).add_typer(sub, name=name)
     return sub
 
 

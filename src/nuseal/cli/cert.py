@@ -8,18 +8,12 @@ from pathlib import Path
 
 import typer
 
-from nuseal.cli.base import command, fail, group, show_help_without_command
+from nuseal.cli.base import command, fail, group
 from nuseal.cli.options import JSON, existing_file
 from nuseal.render.text import format_time
 from nuseal.x509 import tools
 
 cert_app = group("cert", "Create, export and inspect signing certificates.")
-
-
-@cert_app.callback()
-def cert_main(ctx: typer.Context) -> None:
-    """Create, export and inspect signing certificates."""
-    show_help_without_command(ctx)
 
 
 def _writable(path: Path, force: bool) -> None:

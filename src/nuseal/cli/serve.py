@@ -12,10 +12,10 @@ from pathlib import Path
 import typer
 
 from nuseal.cli import server_options as opt
-from nuseal.cli.base import app
+from nuseal.cli.base import app, command
 
 
-@app.command("serve")
+@command(app, "serve")
 def serve(
     config: Path | None = opt.CONFIG,
     data: Path | None = opt.DATA,

@@ -16,49 +16,50 @@ from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
+from nuseal.cli.options import roots_option
 from nuseal.errors import NusealError
 
 if TYPE_CHECKING:
     from nuseal.server.settings import ServerSettings
 
-CONFIG = typer.Option(None, "--config", help="TOML settings file (env: NUSEAL_CONFIG).", show_default=False)
+CONFIG = typer.Option(
+    None, "--config", metavar="FILE", help="TOML settings file (env: NUSEAL_CONFIG).", show_default=False)
 DATA = typer.Option(
-    None, "--data", help="Data folder: database, blobs, queue (default: ./nuseal-data; env: NUSEAL_DATA).",
-    show_default=False,
+    None, "--data", metavar="FOLDER", show_default=False,
+    help="Data folder: database, blobs, queue (default: ./nuseal-data; env: NUSEAL_DATA).",
 )  # fmt: skip
 DATABASE_URL = typer.Option(
-    None, "--database-url", show_default=False,
+    None, "--database-url", metavar="URL", show_default=False,
     help="sqlite:///FILE or postgresql://USER@HOST:PORT/DB (default: sqlite in the data folder).",
 )  # fmt: skip
 STORAGE = typer.Option(
-    None, "--storage", show_default=False,
+    None, "--storage", metavar="URL", show_default=False,
     help="file:///FOLDER or s3://BUCKET?endpoint=URL&region=R (default: file://DATA/blobs).",
 )  # fmt: skip
-HOST = typer.Option(None, "--host", help="Address to listen on (default: 127.0.0.1).", show_default=False)
-PORT = typer.Option(None, "--port", help="Port to listen on; 0 picks a free one (default: 5555).", show_default=False)
+HOST = typer.Option(
+    None, "--host", metavar="HOST", help="Address to listen on (default: 127.0.0.1).", show_default=False)
+PORT = typer.Option(
+    None, "--port", metavar="PORT", help="Port to listen on; 0 picks a free one (default: 5555).", show_default=False)
 PUBLIC_URL = typer.Option(
-    None, "--public-url", show_default=False,
+    None, "--public-url", metavar="URL", show_default=False,
     help="URL clients use to reach the feed, e.g. https://nuget.example.com (default: from host and port).",
 )  # fmt: skip
-TLS_CERT = typer.Option(None, "--tls-cert", help="PEM certificate chain for HTTPS.", show_default=False)
-TLS_KEY = typer.Option(None, "--tls-key", help="PEM private key for HTTPS.", show_default=False)
-TRUST_ROOTS = typer.Option(
-    None, "--trust-roots", help="PEM bundle of trusted code-signing roots for pushed packages.", show_default=False
-)
-TIMESTAMP_ROOTS = typer.Option(
-    None, "--timestamp-roots", help="PEM bundle of trusted timestamping roots.", show_default=False
-)
+TLS_CERT = typer.Option(None, "--tls-cert", metavar="FILE", help="PEM certificate chain for HTTPS.", show_default=False)
+TLS_KEY = typer.Option(None, "--tls-key", metavar="FILE", help="PEM private key for HTTPS.", show_default=False)
+TRUST_ROOTS = roots_option("--trust-roots", "code-signing", "for pushed packages; default: the .NET SDK's bundle")
+TIMESTAMP_ROOTS = roots_option("--timestamp-roots", "timestamping")
 REVOCATION_MODE = typer.Option(
-    None, "--revocation-mode", help="online or offline (default: online).", show_default=False
-)
+    None, "--revocation-mode", metavar="online|offline", help="Check revocation of pushed packages' certificates "
+    "over the network or not (default: online).", show_default=False,
+)  # fmt: skip
 
 #: The Python modules the ``server`` extra installs (their absence gets a one-line install hint).
 _SERVER_MODULES = ("fastapi", "uvicorn", "sqlalchemy", "alembic", "psycopg", "boto3", "multipart")
 
 
 def fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
+    """``error: message``, exit 1, through the CLI's one error handler."""
+    raise NusealError(message)
 
 
 def require_server_extra() -> None:
@@ -70,11 +71,9 @@ def require_server_extra() -> None:
 
 @contextmanager
 def handled() -> Iterator[None]:
-    """Turn nuseal's errors (settings, database, storage, refused requests) into ``error: ...`` and exit 1."""
-    try:
-        yield
-    except NusealError as exc:
-        fail(str(exc))
+    """Marks where nuseal's errors (settings, database, storage, refused requests) are expected; the CLI's one
+    error handler (``nuseal.cli.base.run_guarded``) turns them into ``error: ...`` and exit 1."""
+    yield
 
 
 def load_settings(config: Path | None, **options: object) -> ServerSettings:
@@ -82,7 +81,4 @@ def load_settings(config: Path | None, **options: object) -> ServerSettings:
     require_server_extra()
     from nuseal.server.settings import load_settings as load
 
-    try:
-        return load(options, config_file=config, environ=os.environ)
-    except NusealError as exc:
-        fail(str(exc))
+    return load(options, config_file=config, environ=os.environ)

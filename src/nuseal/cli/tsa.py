@@ -9,18 +9,12 @@ from pathlib import Path
 
 import typer
 
-from nuseal.cli.base import command, fail, group, show_help_without_command
+from nuseal.cli.base import command, fail, group
 from nuseal.cli.options import existing_file
 from nuseal.timestamp.tsa import TimestampAuthority, serve
 from nuseal.x509.tools import load_certificate_file
 
 tsa_app = group("tsa", "Run an RFC 3161 timestamp authority.")
-
-
-@tsa_app.callback()
-def tsa_main(ctx: typer.Context) -> None:
-    """Run an RFC 3161 timestamp authority."""
-    show_help_without_command(ctx)
 
 
 def _oid(text: str) -> str:
