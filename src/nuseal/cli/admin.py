@@ -33,6 +33,13 @@ apikey_app = group("apikey", "API keys.", admin_app)
 owner_app = group("owner", "Package owners.", admin_app)
 package_app = group("package", "Packages.", admin_app)
 
+# Arguments several commands take, declared once.
+ORG = typer.Argument(..., metavar="ORG", help="Organization name.")
+USER = typer.Argument(..., metavar="USER", help="User name.")
+OWNER = typer.Argument(..., metavar="OWNER", help="User or organization.")
+PACKAGE_ID = typer.Argument(..., metavar="PACKAGE_ID", help="Package id.")
+ACCOUNT = typer.Argument(..., metavar="ACCOUNT", help="User or organization.")
+
 
 @dataclass(frozen=True)
 class _Options:
@@ -89,8 +96,7 @@ def migrate(ctx: typer.Context) -> None:
     settings = _settings(ctx)
     from nuseal.server.bootstrap import migrate_database
 
-    with opt.handled():
-        result = migrate_database(settings, actor=_operator())
+    result = migrate_database(settings, actor=_operator())
     if result.changed:
         typer.echo(f"Migrated the database from {result.before or 'empty'} to revision {result.after}.")
     else:
@@ -110,41 +116,35 @@ def user_add(
     """Create a user."""
     from nuseal.server.services import accounts
 
-    context = _context(ctx)
-    with opt.handled():
-        info = accounts.add_user(context, _operator(), name, email=email, site_admin=site_admin)
+    info = accounts.add_user(_context(ctx), _operator(), name, email=email, site_admin=site_admin)
     typer.echo(f"Added user {info.name}" + (" (site admin)." if info.is_site_admin else "."))
 
 
 @command(org_app, "add")
 def org_add(
     ctx: typer.Context,
-    name: str = typer.Argument(..., metavar="ORG", help="Organization name."),
+    name: str = ORG,
     admin: str = typer.Option(..., "--admin", metavar="USER", help="Existing user who becomes the first admin."),
     email: str | None = typer.Option(None, "--email", metavar="EMAIL", help="Contact address."),
 ) -> None:
     """Create an organization with its first admin."""
     from nuseal.server.services import accounts
 
-    context = _context(ctx)
-    with opt.handled():
-        info = accounts.add_organization(context, _operator(), name, admin=admin, email=email)
+    info = accounts.add_organization(_context(ctx), _operator(), name, admin=admin, email=email)
     typer.echo(f"Added organization {info.name} with admin {admin}.")
 
 
 @command(member_app, "add")
 def member_add(
     ctx: typer.Context,
-    organization: str = typer.Argument(..., metavar="ORG", help="Organization name."),
-    user: str = typer.Argument(..., metavar="USER", help="User name."),
+    organization: str = ORG,
+    user: str = USER,
     admin: bool = typer.Option(False, "--admin", help="Admin instead of collaborator."),
 ) -> None:
     """Add a member (collaborator, or admin with --admin), or change an existing member's role."""
     from nuseal.server.services import accounts
 
-    context = _context(ctx)
-    with opt.handled():
-        change = accounts.set_member(context, _operator(), organization, user, admin=admin)
+    change = accounts.set_member(_context(ctx), _operator(), organization, user, admin=admin)
     role = "admin" if admin else "collaborator"
     messages = {
         accounts.MembershipChange.ADDED: f"Added {user} to {organization} as {role}.",
@@ -155,17 +155,11 @@ def member_add(
 
 
 @command(member_app, "remove")
-def member_remove(
-    ctx: typer.Context,
-    organization: str = typer.Argument(..., metavar="ORG", help="Organization name."),
-    user: str = typer.Argument(..., metavar="USER", help="User name."),
-) -> None:
+def member_remove(ctx: typer.Context, organization: str = ORG, user: str = USER) -> None:
     """Remove a member (their API keys for the organization are revoked)."""
     from nuseal.server.services import accounts
 
-    context = _context(ctx)
-    with opt.handled():
-        revoked = accounts.remove_member(context, _operator(), organization, user)
+    revoked = accounts.remove_member(_context(ctx), _operator(), organization, user)
     typer.echo(f"Removed {user} from {organization}; revoked {revoked} API key(s).")
 
 
@@ -192,10 +186,8 @@ def apikey_create(
     """Create an API key and print it, alone on the line, on stdout (it is shown only this once)."""
     from nuseal.server.services import apikeys
 
-    context = _context(ctx)
-    with opt.handled():
-        created = apikeys.create(context, _operator(), owner, holder_name=user, scopes=scope, globs=glob,
-                                 expires_in_days=expires_days, description=description)  # fmt: skip
+    created = apikeys.create(_context(ctx), _operator(), owner, holder_name=user, scopes=scope, globs=glob,
+                             expires_in_days=expires_days, description=description)  # fmt: skip
     info = created.info
     typer.echo(created.token)
     typer.echo(f"Created API key {info.key_id} for {info.owner} held by {info.holder}: scopes "
@@ -204,16 +196,12 @@ def apikey_create(
 
 
 @command(apikey_app, "list")
-def apikey_list(
-    ctx: typer.Context, owner: str = typer.Argument(..., metavar="OWNER", help="User or organization."),
-    as_json: bool = JSON,
-) -> None:
+def apikey_list(ctx: typer.Context, owner: str = OWNER, as_json: bool = JSON) -> None:
     """List the API keys acting for OWNER (never their secrets)."""
     from nuseal.server.services import apikeys
 
     context = _context(ctx)
-    with opt.handled():
-        keys = apikeys.list_keys(context, owner)
+    keys = apikeys.list_keys(context, owner)
     now = context.now()
     if as_json:
         _print_json({"owner": owner, "keys": [key.to_dict(now) for key in keys]})
@@ -229,15 +217,13 @@ def apikey_list(
 @command(apikey_app, "revoke")
 def apikey_revoke(
     ctx: typer.Context,
-    owner: str = typer.Argument(..., metavar="OWNER", help="User or organization."),
+    owner: str = OWNER,
     key_id: str = typer.Argument(..., metavar="KEY_ID", help="The key's id, as 'apikey list' shows it."),
 ) -> None:
     """Revoke an API key of OWNER by its id (see 'apikey list')."""
     from nuseal.server.services import apikeys
 
-    context = _context(ctx)
-    with opt.handled():
-        info, changed = apikeys.revoke(context, _operator(), owner, key_id)
+    info, changed = apikeys.revoke(_context(ctx), _operator(), owner, key_id)
     typer.echo(f"Revoked API key {info.key_id} of {info.owner}." if changed
                else f"API key {info.key_id} of {info.owner} was already revoked.")  # fmt: skip
 
@@ -246,47 +232,30 @@ def apikey_revoke(
 
 
 @command(owner_app, "add")
-def owner_add(
-    ctx: typer.Context,
-    package_id: str = typer.Argument(..., metavar="PACKAGE_ID", help="Package id."),
-    account: str = typer.Argument(..., metavar="ACCOUNT", help="User or organization."),
-) -> None:
+def owner_add(ctx: typer.Context, package_id: str = PACKAGE_ID, account: str = ACCOUNT) -> None:
     """Make a user or organization an owner of a package."""
     from nuseal.server.services import packages
 
-    context = _context(ctx)
-    with opt.handled():
-        added = packages.add_owner(context, _operator(), package_id, account)
+    added = packages.add_owner(_context(ctx), _operator(), package_id, account)
     typer.echo(f"Added {account} as an owner of {package_id}." if added
                else f"{account} already is an owner of {package_id}.")  # fmt: skip
 
 
 @command(owner_app, "remove")
-def owner_remove(
-    ctx: typer.Context,
-    package_id: str = typer.Argument(..., metavar="PACKAGE_ID", help="Package id."),
-    account: str = typer.Argument(..., metavar="ACCOUNT", help="User or organization."),
-) -> None:
+def owner_remove(ctx: typer.Context, package_id: str = PACKAGE_ID, account: str = ACCOUNT) -> None:
     """Remove an owner from a package (never the last one)."""
     from nuseal.server.services import packages
 
-    context = _context(ctx)
-    with opt.handled():
-        packages.remove_owner(context, _operator(), package_id, account)
+    packages.remove_owner(_context(ctx), _operator(), package_id, account)
     typer.echo(f"Removed {account} from the owners of {package_id}.")
 
 
 @command(owner_app, "list")
-def owner_list(
-    ctx: typer.Context, package_id: str = typer.Argument(..., metavar="PACKAGE_ID", help="Package id."),
-    as_json: bool = JSON,
-) -> None:
+def owner_list(ctx: typer.Context, package_id: str = PACKAGE_ID, as_json: bool = JSON) -> None:
     """List the owners of a package."""
     from nuseal.server.services import packages
 
-    context = _context(ctx)
-    with opt.handled():
-        owners = packages.list_owners(context, package_id)
+    owners = packages.list_owners(_context(ctx), package_id)
     if as_json:
         _print_json({"package": package_id, "owners": owners})
     else:
@@ -298,9 +267,7 @@ def package_list(ctx: typer.Context, as_json: bool = JSON) -> None:
     """List every package id with its owners and versions."""
     from nuseal.server.services import packages
 
-    context = _context(ctx)
-    with opt.handled():
-        found = packages.list_packages(context)
+    found = packages.list_packages(_context(ctx))
     if as_json:
         _print_json({"packages": [package.to_dict() for package in found]})
         return
@@ -321,9 +288,7 @@ def package_delete(
     """Delete a version for good: its database row and its blobs (operators only; 'unlist' hides it instead)."""
     from nuseal.server.services import packages
 
-    context = _context(ctx)
-    with opt.handled():
-        info = packages.delete_version(context, _operator(), package_id, version)
+    info = packages.delete_version(_context(ctx), _operator(), package_id, version)
     typer.echo(f"Deleted {package_id} {info.version}.")
 
 
@@ -336,9 +301,7 @@ def audit(
     """Show the audit log, oldest first."""
     from nuseal.server.services import audit as audit_log
 
-    context = _context(ctx)
-    with opt.handled():
-        events = audit_log.list_events(context, limit=limit)
+    events = audit_log.list_events(_context(ctx), limit=limit)
     if as_json:
         _print_json({"events": [event.to_dict() for event in events]})
         return

@@ -9,49 +9,69 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
+from nuseal.cli.base import OptionGroup
 from nuseal.cli.options import roots_option
 from nuseal.errors import NusealError
 
 if TYPE_CHECKING:
     from nuseal.server.settings import ServerSettings
 
-CONFIG = typer.Option(
-    None, "--config", metavar="FILE", help="TOML settings file (env: NUSEAL_CONFIG).", show_default=False)
-DATA = typer.Option(
-    None, "--data", metavar="FOLDER", show_default=False,
-    help="Data folder: database, blobs, queue (default: ./nuseal-data; env: NUSEAL_DATA).",
-)  # fmt: skip
-DATABASE_URL = typer.Option(
-    None, "--database-url", metavar="URL", show_default=False,
-    help="sqlite:///FILE or postgresql://USER@HOST:PORT/DB (default: sqlite in the data folder).",
-)  # fmt: skip
-STORAGE = typer.Option(
-    None, "--storage", metavar="URL", show_default=False,
-    help="file:///FOLDER or s3://BUCKET?endpoint=URL&region=R (default: file://DATA/blobs).",
-)  # fmt: skip
-HOST = typer.Option(
-    None, "--host", metavar="HOST", help="Address to listen on (default: 127.0.0.1).", show_default=False)
-PORT = typer.Option(
-    None, "--port", metavar="PORT", help="Port to listen on; 0 picks a free one (default: 5555).", show_default=False)
-PUBLIC_URL = typer.Option(
-    None, "--public-url", metavar="URL", show_default=False,
-    help="URL clients use to reach the feed, e.g. https://nuget.example.com (default: from host and port).",
-)  # fmt: skip
-TLS_CERT = typer.Option(None, "--tls-cert", metavar="FILE", help="PEM certificate chain for HTTPS.", show_default=False)
-TLS_KEY = typer.Option(None, "--tls-key", metavar="FILE", help="PEM private key for HTTPS.", show_default=False)
+def _setting(flag: str, metavar: str, help: str) -> Any:
+    """An option whose default is None, "not given", so that the settings loader applies its precedence."""
+    return typer.Option(None, flag, metavar=metavar, help=help, show_default=False)
+
+
+CONFIG = _setting("--config", "FILE", "TOML settings file (env: NUSEAL_CONFIG).")
+DATA = _setting("--data", "FOLDER", "Data folder: database, blobs, queue (default: ./nuseal-data; env: NUSEAL_DATA).")
+DATABASE_URL = _setting(
+    "--database-url", "URL", "sqlite:///FILE or postgresql://USER@HOST:PORT/DB (default: sqlite in the data folder).")
+STORAGE = _setting(
+    "--storage", "URL", "file:///FOLDER or s3://BUCKET?endpoint=URL&region=R (default: file://DATA/blobs).")
+HOST = _setting("--host", "HOST", "Address to listen on (default: 127.0.0.1).")
+PORT = _setting("--port", "PORT", "Port to listen on; 0 picks a free one (default: 5555).")
+PUBLIC_URL = _setting(
+    "--public-url", "URL", "URL clients use to reach the feed, e.g. https://nuget.example.com (default: from host "
+    "and port).")
+TLS_CERT = _setting("--tls-cert", "FILE", "PEM certificate chain for HTTPS.")
+TLS_KEY = _setting("--tls-key", "FILE", "PEM private key for HTTPS.")
 TRUST_ROOTS = roots_option("--trust-roots", "code-signing", "for pushed packages; default: the .NET SDK's bundle")
 TIMESTAMP_ROOTS = roots_option("--timestamp-roots", "timestamping")
-REVOCATION_MODE = typer.Option(
-    None, "--revocation-mode", metavar="online|offline", help="Check revocation of pushed packages' certificates "
-    "over the network or not (default: online).", show_default=False,
-)  # fmt: skip
+REVOCATION_MODE = _setting(
+    "--revocation-mode", "online|offline",
+    "Check revocation of pushed packages' certificates over the network or not (default: online).")
+
+@dataclass(frozen=True)
+class ServeArgs:
+    """``nuseal serve``'s options, each None when not given."""
+
+    config: Path | None
+    data: Path | None
+    host: str | None
+    port: int | None
+    public_url: str | None
+    tls_cert: Path | None
+    tls_key: Path | None
+    database_url: str | None
+    storage: str | None
+    trust_roots: Path | None
+    timestamp_roots: Path | None
+    revocation_mode: str | None
+
+    def settings(self) -> ServerSettings:
+        given = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("config", "data")}
+        return load_settings(self.config, data_dir=self.data, **given)
+
+
+SERVE = OptionGroup(ServeArgs, dict(
+    config=CONFIG, data=DATA, host=HOST, port=PORT, public_url=PUBLIC_URL, tls_cert=TLS_CERT, tls_key=TLS_KEY,
+    database_url=DATABASE_URL, storage=STORAGE, trust_roots=TRUST_ROOTS, timestamp_roots=TIMESTAMP_ROOTS,
+    revocation_mode=REVOCATION_MODE), "options")
 
 #: The Python modules the ``server`` extra installs (their absence gets a one-line install hint).
 _SERVER_MODULES = ("fastapi", "uvicorn", "sqlalchemy", "alembic", "psycopg", "boto3", "multipart")
@@ -67,13 +87,6 @@ def require_server_extra() -> None:
     if missing:
         fail(f"the feed server needs the 'server' extra ({', '.join(missing)} missing): "
              "pip install 'nuseal[server]'")  # fmt: skip
-
-
-@contextmanager
-def handled() -> Iterator[None]:
-    """Marks where nuseal's errors (settings, database, storage, refused requests) are expected; the CLI's one
-    error handler (``nuseal.cli.base.run_guarded``) turns them into ``error: ...`` and exit 1."""
-    yield
 
 
 def load_settings(config: Path | None, **options: object) -> ServerSettings:
