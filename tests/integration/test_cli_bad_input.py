@@ -9,6 +9,7 @@ console script runs); ``test_cli_script.py`` runs a bad input per command throug
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,13 +235,23 @@ def inputs(pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def isolated(inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Run in an empty working folder with an empty home, with revocation offline unless a case says."""
+    """Run in an empty working folder with an empty home, with revocation offline unless a case says.
+
+    ``nuseal serve`` points the root logger at its stderr (JSON lines) before its start-up checks; in process that
+    stream is the runner's, closed after the case, so the logging set-up is put back afterwards.
+    """
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("NUGET_CERT_REVOCATION_MODE", raising=False)
     monkeypatch.chdir(tmp_path)
-    yield inputs
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield inputs
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 def snapshot(*folders: Path) -> dict[str, str]:
