@@ -137,7 +137,7 @@ _ISSUE_SUMMARIES: dict[IssueCode, str] = {
 _SUMMARIES: dict[NuCode, str] = {
     NuCode.NU3000: "Generic signing error (invalid signature content, invalid attribute, multiple timestamps).",
     NuCode.NU3001: "Invalid input to sign: already signed, unreadable certificate or key, wrong password.",
-    NuCode.NU3002: "No timestamper was given: the signed package will not be timestamped.",
+    NuCode.NU3002: "No --timestamper was given: the signed package will not be timestamped.",
     NuCode.NU3003: "The package signature is invalid or cannot be verified on this platform.",
     NuCode.NU3004: "The package is not signed.",
     NuCode.NU3005: "The package signature file entry is invalid.",
@@ -235,6 +235,11 @@ class Messages:
     )
     CERT_NOT_YET_VALID = "The {0}'s certificate is not yet valid."
     CERT_EXPIRED = "The {0} validity period has expired."
+    # NU3002 at sign time; NuGet's text names its own '-Timestamper' option, ours names nuseal's.
+    NO_TIMESTAMPER = (
+        "The '--timestamper' option was not provided. The signed package will not be timestamped, so its "
+        "signature stops being valid when the signing certificate expires. See 'nuseal sign --help'."
+    )
     NO_TIMESTAMP = (
         "The {0} should be timestamped to enable long-term signature validity after the certificate has expired."
     )

@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
-import sys
-import types
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from tests.support.cli import console_script
+from tests.support.cli import run as nuseal
 from tests.support.pki import TEST_PASSWORD, TestPki
-from typer.testing import CliRunner
 
 from nuseal.timestamp.client import HttpTimestamper
-
-# The lead's ``nuseal.cli.verify`` may not have landed yet; ``app`` imports it at start-up.
-_STUB_VERIFY = (
-    "import importlib.util, sys, types\n"
-    "if importlib.util.find_spec('nuseal.cli.verify') is None:\n"
-    "    sys.modules['nuseal.cli.verify'] = types.ModuleType('nuseal.cli.verify')\n"
-)
-if importlib.util.find_spec("nuseal.cli.verify") is None:
-    sys.modules["nuseal.cli.verify"] = types.ModuleType("nuseal.cli.verify")
-
-from nuseal.cli.app import app  # noqa: E402
-
-runner = CliRunner()
-
-
-def nuseal(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_create_code_signing_certificate(tmp_path: Path) -> None:
@@ -87,7 +67,8 @@ def test_create_timestamping_certificate_serves_as_tsa(tmp_path: Path) -> None:
 def test_create_refuses_bad_input_and_writes_nothing(tmp_path: Path, args: list[str], message: str) -> None:
     pfx = tmp_path / "x.pfx"
     code, _, err = nuseal("cert", "create", *args, "--out", str(pfx), "--cer", str(tmp_path / "x.cer"))
-    assert code == 1 and message in err
+    # A malformed option value is a usage error (exit 2), named with its option.
+    assert code == 2 and message in err and err.startswith("error: Invalid value for ")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -149,15 +130,14 @@ def test_bad_input_is_a_clear_error(pki: TestPki, tmp_path: Path, case: str) -> 
     code, _, err = nuseal("cert", "export", str(source), "--password", "wrong", "--out", str(out))
     assert code == 1
     assert str(source) in err
-    assert ("was not found" in err) == (case == "missing")
+    assert ("does not exist" in err) == (case == "missing")
     assert not out.exists()
 
 
 def test_tsa_serve_process(pki: TestPki, tmp_path: Path, pki_dir: Path) -> None:
     pfx = pki.tsa.write_pfx(tmp_path / "tsa.pfx")
-    script = _STUB_VERIFY + "from nuseal.cli.app import main\nmain()\n"
     process = subprocess.Popen(
-        [sys.executable, "-c", script, "tsa", "serve", "--certificate-path", str(pfx),
+        [str(console_script()), "tsa", "serve", "--certificate-path", str(pfx),
          "--certificate-password", TEST_PASSWORD, "--port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -184,3 +164,28 @@ def test_tsa_serve_refuses_a_code_signing_certificate(pki: TestPki, tmp_path: Pa
     pfx = pki.leaf.write_pfx(tmp_path / "leaf.pfx")
     code, _, err = nuseal("tsa", "serve", "--certificate-path", str(pfx), "--certificate-password", TEST_PASSWORD)
     assert code == 1 and "timeStamping" in err
+
+
+def test_create_refuses_to_overwrite_a_key_file_without_force(tmp_path: Path) -> None:
+    pfx, cer = tmp_path / "me.pfx", tmp_path / "me.cer"
+    assert nuseal("cert", "create", "--subject", "CN=First", "--out", str(pfx), "--cer", str(cer)).code == 0
+    before = pfx.read_bytes(), cer.read_bytes()
+    for target in ("--out", "--cer"):
+        other = {"--out": str(tmp_path / "new.pfx"), "--cer": str(tmp_path / "new.cer")}
+        other[target] = str(pfx if target == "--out" else cer)
+        code, _, err = nuseal("cert", "create", "--subject", "CN=Second", *[x for kv in other.items() for x in kv])
+        assert code == 1, err
+        assert err.startswith("error: The file already exists; use --force") and other[target] in err
+    assert (pfx.read_bytes(), cer.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["me.cer", "me.pfx"]
+    code, out, _ = nuseal("cert", "create", "--subject", "CN=Second", "--out", str(pfx), "--cer", str(cer), "--force")
+    assert code == 0 and "CN=Second" in out
+    assert pfx.read_bytes() != before[0] and cer.read_bytes() != before[1]
+
+
+def test_show_writes_dates_in_iso_8601_utc(pki: TestPki, pki_dir: Path) -> None:
+    code, out, _ = nuseal("cert", "show", str(pki_dir / "leaf.pem"))
+    assert code == 0
+    expected = (f"Valid from: {pki.leaf.cert.not_valid_before_utc.isoformat()} "
+                f"to {pki.leaf.cert.not_valid_after_utc.isoformat()}")
+    assert expected in out and expected.endswith("+00:00")

@@ -12,13 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from tests.support.cli import run
 from tests.unit.trust.nuget_org_document import NUGET_ORG_CERTIFICATES, repository_signatures_document
-from typer.testing import CliRunner
 
-from nuseal.cli.app import app
 from nuseal.trust.nuget_config import USER_CONFIG_RELATIVE
-
-runner = CliRunner()
 
 
 class StaticFeed:
@@ -93,10 +90,8 @@ def config(workdir: Path) -> Path:
 
 
 def trust(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, ["trust", *args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
+    code, out, err = run("trust", *args)
+    return code, out, err
 
 
 def _expected(vectors: Path, name: str) -> dict[str, str]:
@@ -240,7 +235,7 @@ def test_certificate_list_and_remove(config: Path) -> None:
     code, _, err = trust("certificate", "contoso", fp1, "--configfile", str(config))
     assert code == 1 and "already in the certificate fingerprint list" in err
     code, _, err = trust("certificate", "contoso", fp1, "--algorithm", "MD5", "--configfile", str(config))
-    assert code == 1 and "'MD5' is not a supported hash algorithm." in err
+    assert code == 2 and "'MD5' is not a supported hash algorithm." in err
 
     code, out, _ = trust("list", "--configfile", str(config))
     assert code == 0

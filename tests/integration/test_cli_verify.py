@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from tests.conftest import VECTORS
 from tests.support import tamper
+from tests.support.cli import run
 from tests.support.pki import TestPki
 from tests.unit.sign.helpers import make_package, signer_for
-from typer.testing import CliRunner
 
 from nuseal.sign.author import AuthorSignRequest, sign_package
 
@@ -21,11 +21,6 @@ REAL = VECTORS / "real" / "Newtonsoft.Json.13.0.1.nupkg"
 OFFLINE = ("--revocation-mode", "offline")
 
 
-def run(*args: str) -> tuple[int, str, str]:
-    from nuseal.cli.app import app
-
-    result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture
@@ -97,9 +92,17 @@ def test_quiet_verbosity_hides_details(tampered: Path) -> None:
     _, normal, _ = run("verify", *OFFLINE, str(tampered))
     code, quiet, _ = run("verify", *OFFLINE, "-v", "q", str(tampered))
     assert code == 1
-    assert "SHA256 hash:" in normal and "SHA256 hash:" not in quiet
-    assert "Finished with" not in quiet and str(tampered) not in quiet
-    assert "error: NU3008:" in quiet and "Package signature validation failed." in quiet
+    _, minimal, _ = run("verify", *OFFLINE, "-v", "m", str(tampered))
+    assert "SHA256 hash:" in normal and "SHA256 hash:" not in quiet and "SHA256 hash:" not in minimal
+    assert "Finished with" not in quiet and "Finished with" not in minimal
+    # Quiet is errors and warnings only, and still names the file of the failed package.
+    assert quiet.splitlines() == [
+        "error: NU3008: The package integrity check failed. The package has changed since it was signed. "
+        "Try clearing the local http-cache and run nuget operation again.",
+        f"error: Package signature validation failed ({tampered}).",
+    ]
+    # Minimal adds NuGet's "Verifying" line and the result line.
+    assert "Verifying Newtonsoft.Json.13.0.1" in minimal and minimal.rstrip().endswith("validation failed.")
 
 
 def test_revocation_mode_environment_variable(
@@ -121,3 +124,47 @@ def test_revocation_mode_environment_variable(
     # Online (the default), with the PKI's OCSP responder and CRL server up: revocation is known.
     monkeypatch.delenv("NUGET_CERT_REVOCATION_MODE")
     assert revocation_issues() == []
+
+
+def _trusted_author_config(path: Path, fingerprint: str, *, allow_untrusted_root: bool = False) -> Path:
+    flag = "true" if allow_untrusted_root else "false"
+    path.write_text(
+        '<?xml version="1.0" encoding="utf-8"?>\n<configuration><trustedSigners><author name="someone">'
+        f'<certificate fingerprint="{fingerprint}" hashAlgorithm="SHA256" allowUntrustedRoot="{flag}" />'
+        "</author></trustedSigners></configuration>\n")
+    return path
+
+
+def test_verify_names_the_nuget_config_whose_trusted_signers_decide(pki: TestPki, tmp_path: Path) -> None:
+    pkg = make_package(tmp_path / "a.nupkg")
+    sign_package(pkg, pkg, AuthorSignRequest(signer_for(pki.leaf)), timestamper=None, now=pki.now)
+    root = pki.root.write_cert(tmp_path / "root.pem")
+    roots = ("--trust-roots", str(root), "--timestamp-roots", str(root))
+    empty = tmp_path / "empty.config"
+    empty.write_text("<configuration />\n")
+    code, out, _ = run("verify", *OFFLINE, *roots, "--configfile", str(empty), str(pkg))
+    assert code == 0 and "Trusted signers from" not in out
+
+    # A trusted author that did not sign the package: NU3034, and the file that said so is named.
+    other = _trusted_author_config(tmp_path / "other.config", pki.intermediate.sha256_fingerprint)
+    code, out, _ = run("verify", *OFFLINE, *roots, "--configfile", str(other), str(pkg))
+    assert code == 1 and "NU3034" in out and f"Trusted signers from: {other}" in out
+    code, quiet, _ = run("verify", *OFFLINE, *roots, "--configfile", str(other), "-v", "q", str(pkg))
+    assert quiet.splitlines()[-2:] == [f"error: Package signature validation failed ({pkg}).",
+                                      f"Trusted signers from: {other}"]
+
+    # allowUntrustedRoot makes the package valid without any trusted root: the verdict comes from the file.
+    lenient = _trusted_author_config(tmp_path / "lenient.config", pki.leaf.sha256_fingerprint,
+                                     allow_untrusted_root=True)
+    code, out, _ = run("verify", *OFFLINE, "--configfile", str(lenient), str(pkg))
+    assert code == 0, out
+    assert f"Trusted signers from: {lenient}" in out
+    code, out, _ = run("verify", *OFFLINE, "--configfile", str(empty), str(pkg))
+    assert code == 1 and "Trusted signers from" not in out
+
+
+def test_verify_text_dates_are_iso_8601_utc() -> None:
+    code, out, _ = run("verify", *OFFLINE, str(REAL))
+    assert code == 0
+    assert "  Valid from: 2018-10-25T00:00:00+00:00 to 2021-10-29T12:00:00+00:00" in out
+    assert "Timestamp: 2021-03-17T20:03:36+00:00" in out

@@ -117,7 +117,7 @@ def test_require_mode_installs_nuget_org_package(vectors: Path, workdir: Path, f
                                    "--version", version, "--ignore-dependencies")
     assert code == 0, stderr
     # Offline revocation in require mode (reportUnknownRevocation) gives NU3018 warnings, nothing else.
-    assert all(line.startswith("warning: ") and "NU3018" in line for line in stderr.splitlines()), stderr
+    assert all(line.startswith("warn : ") and "NU3018" in line for line in stderr.splitlines()), stderr
     lower = package_id.lower()
     folder = out / lower / version
     nupkg = folder / f"{lower}.{version}.nupkg"
@@ -212,7 +212,7 @@ def test_accept_mode_untrusted_signature_installs_with_warning(vectors: Path, wo
     code, _stdout, stderr = install(feed, write_config(workdir, ACCEPT), out, "Microsoft.Bcl.AsyncInterfaces",
                                    "--ignore-dependencies")
     assert code == 0, stderr
-    assert (f"warning: Package 'Microsoft.Bcl.AsyncInterfaces 8.0.0' from source '{feed.index_url}': NU3034: "
+    assert (f"warn : Package 'Microsoft.Bcl.AsyncInterfaces 8.0.0' from source '{feed.index_url}': NU3034: "
             f"{Messages.REPO_CERT_NOT_LISTED}") in stderr
     assert (out / "microsoft.bcl.asyncinterfaces/8.0.0/.nupkg.metadata").is_file()
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from tests.support.cli import run
 from tests.support.pki import TEST_PASSWORD, IssuedCert, TestPki
 from tests.support.servers import LoopbackServer
 from tests.unit.sign.helpers import make_package, signer_for
-from typer.testing import CliRunner
 
 from nuseal.codes import NuCode
 from nuseal.enums import HashAlgorithmName, RevocationMode
@@ -245,11 +245,6 @@ def test_token_checked_once_with_self_checking_timestamper(
 # --- the CLI ----------------------------------------------------------------------------------------------
 
 
-def run(*args: str) -> tuple[int, str, str]:
-    from nuseal.cli.app import app
-
-    result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tests.support.cli import run
 from tests.support.pki import TEST_PASSWORD, TestPki
 from tests.support.servers import LoopbackServer
 from tests.unit.sign.helpers import (
@@ -16,18 +17,10 @@ from tests.unit.sign.helpers import (
     signed_part,
     signer_for,
 )
-from typer.testing import CliRunner
 
 from nuseal.cms.parse import load_primary_signature
 from nuseal.sign.author import AuthorSignRequest, sign_package
 from nuseal.timestamp.client import HttpTimestamper
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    from nuseal.cli.app import app
-
-    result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_http_timestamper_round_trip(pki: TestPki, tsa_server: LoopbackServer, tmp_path: Path) -> None:
@@ -65,6 +58,8 @@ def test_sign_command_reports_nu_codes_and_exit_1(pki: TestPki, tmp_path: Path) 
     assert code == 1 and "NU3001:" in stderr and "password is incorrect" in stderr
     code, _, stderr = run("sign", str(src), "--certificate-path", str(pfx), "--certificate-password", TEST_PASSWORD)
     assert code == 0 and "NU3002" in stderr
+    # nuseal's NU3002 names nuseal's own option, in the one warning style of every command.
+    assert "warn : NU3002: The '--timestamper' option was not provided." in stderr
     code, _, stderr = run("sign", str(src), "--certificate-path", str(pfx), "--certificate-password", TEST_PASSWORD)
     assert code == 1 and "NU3001:" in stderr and "already contains a signature" in stderr
 
@@ -90,21 +85,35 @@ def test_repo_sign_and_remove_commands_with_pem_and_json(pki: TestPki, tmp_path:
 
 def test_sign_command_reports_unreadable_packages_and_signs_the_rest(pki: TestPki, tmp_path: Path) -> None:
     good = make_package(tmp_path / "good.nupkg")
-    missing = tmp_path / "missing.nupkg"
+    broken = tmp_path / "broken.nupkg"
+    broken.write_text("not a zip")
     pfx = pki.leaf.write_pfx(tmp_path / "leaf.pfx")
     out = tmp_path / "signed"
     code, stdout, stderr = run(
-        "sign", str(missing), str(good), "--certificate-path", str(pfx), "--certificate-password", TEST_PASSWORD,
+        "sign", str(broken), str(good), "--certificate-path", str(pfx), "--certificate-password", TEST_PASSWORD,
         "-o", str(out), "--json",
     )  # fmt: skip
     assert code == 1, stderr
     report = json.loads(stdout)
     assert report["ok"] is False
     first, second = report["packages"]
-    assert first["error"]["code"] is None
-    assert str(missing) in first["error"]["message"] and "No such file" in first["error"]["message"]
+    assert first["path"] == str(broken) and "Not a zip archive" in first["error"]["message"]
     assert "error" not in second and second["kind"] == "author"
     assert sorted(p.name for p in out.iterdir()) == ["good.nupkg"]
+
+
+def test_sign_command_refuses_arguments_that_name_no_file_before_signing(pki: TestPki, tmp_path: Path) -> None:
+    good = make_package(tmp_path / "good.nupkg")
+    before = good.read_bytes()
+    pfx = pki.leaf.write_pfx(tmp_path / "leaf.pfx")
+    for missing in (str(tmp_path / "missing.nupkg"), str(tmp_path / "nothing*.nupkg")):
+        code, stdout, stderr = run(
+            "sign", str(good), missing, "--certificate-path", str(pfx), "--certificate-password", TEST_PASSWORD)
+        assert code == 1 and stdout == ""
+        assert stderr.splitlines() == [
+            f"error: File does not exist ({missing})" if "*" not in missing
+            else f"error: No file matches the pattern ({missing})"]
+    assert good.read_bytes() == before
 
 
 def test_sign_command_builds_chains_against_given_roots(
@@ -150,5 +159,21 @@ def test_sign_command_rejects_a_relative_timestamper_url(pki: TestPki, tmp_path:
         "sign", str(src), "--certificate-path", str(pfx), "--certificate-password", TEST_PASSWORD,
         "--timestamper", "notaurl",
     )  # fmt: skip
-    assert code == 1 and "'notaurl' is not an absolute http or https URL" in stderr
+    assert code == 2 and "'notaurl' is not an absolute http or https URL" in stderr
     assert src.read_bytes() == before
+
+
+def test_repo_sign_says_which_signature_it_added(pki: TestPki, tmp_path: Path) -> None:
+    unsigned = make_package(tmp_path / "u.nupkg")
+    authored = make_package(tmp_path / "a.nupkg")
+    pfx = pki.leaf.write_pfx(tmp_path / "leaf.pfx")
+    key = ("--certificate-path", str(pfx), "--certificate-password", TEST_PASSWORD)
+    assert run("sign", str(authored), *key).code == 0
+    code, out, _ = run("repo-sign", str(tmp_path / "*.nupkg"), *key, "--service-index-url",
+                       "https://feed.example/v3/index.json")
+    assert code == 0
+    assert f"Added a repository countersignature to '{authored}', not timestamped." in out
+    assert f"Added a repository primary signature to '{unsigned}', not timestamped." in out
+    code, quiet, err = run("repo-sign", str(unsigned), *key, "--service-index-url",
+                           "https://feed.example/v3/index.json", "--overwrite", "-v", "q")
+    assert code == 0 and quiet == "" and "warn : NU3002" in err

@@ -127,7 +127,7 @@ def test_cli_text_lists_signer_details() -> None:
                      "Signature type: Repository",
                      "SHA256 hash: 566A31882BE208BE4422F7CFD66ED09F5D4524A5994F50CCC8B05EC0528C1353",
                      "Service index: https://api.nuget.org/v3/index.json", "Owners: dotnetframework, Microsoft",
-                     "Timestamp: 2023-10-31 20:41:33", "Successfully verified package"):
+                     "Timestamp: 2023-10-31T20:41:33+00:00", "Successfully verified package"):
         assert expected in out, expected
 
 

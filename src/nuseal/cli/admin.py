@@ -17,28 +17,28 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from nuseal.cli import server_options as opt
-from nuseal.cli.admin_governance import cert_app, signer_app
-from nuseal.cli.base import app
-from nuseal.errors import NusealError
+from nuseal.cli.base import command, group, show_help_without_command
+from nuseal.cli.options import JSON
 
 if TYPE_CHECKING:
     from nuseal.server.services.context import ServiceContext
     from nuseal.server.services.permissions import Operator
     from nuseal.server.settings import ServerSettings
 
-admin_app = typer.Typer(name="admin", help="Administer a nuseal feed (operators).", no_args_is_help=True)
-user_app = typer.Typer(name="user", help="Users.", no_args_is_help=True)
-org_app = typer.Typer(name="org", help="Organizations and their members.", no_args_is_help=True)
-member_app = typer.Typer(name="member", help="Members of an organization.", no_args_is_help=True)
-apikey_app = typer.Typer(name="apikey", help="API keys.", no_args_is_help=True)
-owner_app = typer.Typer(name="owner", help="Package owners.", no_args_is_help=True)
-package_app = typer.Typer(name="package", help="Packages.", no_args_is_help=True)
-app.add_typer(admin_app, name="admin")
-for sub in (user_app, org_app, apikey_app, owner_app, package_app, cert_app, signer_app):
-    admin_app.add_typer(sub)
-org_app.add_typer(member_app)
+admin_app = group("admin", "Administer a nuseal feed (operators).")
+user_app = group("user", "Users.", admin_app)
+org_app = group("org", "Organizations and their members.", admin_app)
+member_app = group("member", "Members of an organization.", org_app)
+apikey_app = group("apikey", "API keys.", admin_app)
+owner_app = group("owner", "Package owners.", admin_app)
+package_app = group("package", "Packages.", admin_app)
 
-JSON = typer.Option(False, "--json", help="Print one JSON document instead of text.")
+# Arguments several commands take, declared once.
+ORG = typer.Argument(..., metavar="ORG", help="Organization name.")
+USER = typer.Argument(..., metavar="USER", help="User name.")
+OWNER = typer.Argument(..., metavar="OWNER", help="User or organization.")
+PACKAGE_ID = typer.Argument(..., metavar="PACKAGE_ID", help="Package id.")
+ACCOUNT = typer.Argument(..., metavar="ACCOUNT", help="User or organization.")
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ def admin_options(
 ) -> None:
     """Administer a nuseal feed: the same data folder, database and storage options as 'nuseal serve'."""
     ctx.obj = _Options(config, data, database_url, storage)
+    show_help_without_command(ctx)
 
 
 def _settings(ctx: typer.Context) -> ServerSettings:
@@ -73,10 +74,7 @@ def _context(ctx: typer.Context) -> ServiceContext:
     settings = _settings(ctx)
     from nuseal.server.bootstrap import open_context
 
-    try:
-        return open_context(settings)
-    except NusealError as exc:
-        opt.fail(str(exc))
+    return open_context(settings)
 
 
 def _operator() -> Operator:
@@ -92,14 +90,13 @@ def _print_json(document: dict[str, Any]) -> None:
 # --- migrate ------------------------------------------------------------------------------------------------
 
 
-@admin_app.command("migrate")
+@command(admin_app, "migrate")
 def migrate(ctx: typer.Context) -> None:
     """Apply the database migrations (also done automatically for the embedded SQLite database)."""
     settings = _settings(ctx)
     from nuseal.server.bootstrap import migrate_database
 
-    with opt.handled():
-        result = migrate_database(settings, actor=_operator())
+    result = migrate_database(settings, actor=_operator())
     if result.changed:
         typer.echo(f"Migrated the database from {result.before or 'empty'} to revision {result.after}.")
     else:
@@ -109,51 +106,45 @@ def migrate(ctx: typer.Context) -> None:
 # --- users and organizations --------------------------------------------------------------------------------
 
 
-@user_app.command("add")
+@command(user_app, "add")
 def user_add(
     ctx: typer.Context,
     name: str = typer.Argument(..., metavar="NAME", help="User name (letters, digits, '_', '.', '-')."),
-    email: str | None = typer.Option(None, "--email", help="Contact address."),
+    email: str | None = typer.Option(None, "--email", metavar="EMAIL", help="Contact address."),
     site_admin: bool = typer.Option(False, "--site-admin", help="May unlist and manage owners of any package."),
 ) -> None:
     """Create a user."""
     from nuseal.server.services import accounts
 
-    context = _context(ctx)
-    with opt.handled():
-        info = accounts.add_user(context, _operator(), name, email=email, site_admin=site_admin)
+    info = accounts.add_user(_context(ctx), _operator(), name, email=email, site_admin=site_admin)
     typer.echo(f"Added user {info.name}" + (" (site admin)." if info.is_site_admin else "."))
 
 
-@org_app.command("add")
+@command(org_app, "add")
 def org_add(
     ctx: typer.Context,
-    name: str = typer.Argument(..., metavar="ORG", help="Organization name."),
-    admin: str = typer.Option(..., "--admin", help="Existing user who becomes the first admin."),
-    email: str | None = typer.Option(None, "--email", help="Contact address."),
+    name: str = ORG,
+    admin: str = typer.Option(..., "--admin", metavar="USER", help="Existing user who becomes the first admin."),
+    email: str | None = typer.Option(None, "--email", metavar="EMAIL", help="Contact address."),
 ) -> None:
     """Create an organization with its first admin."""
     from nuseal.server.services import accounts
 
-    context = _context(ctx)
-    with opt.handled():
-        info = accounts.add_organization(context, _operator(), name, admin=admin, email=email)
+    info = accounts.add_organization(_context(ctx), _operator(), name, admin=admin, email=email)
     typer.echo(f"Added organization {info.name} with admin {admin}.")
 
 
-@member_app.command("add")
+@command(member_app, "add")
 def member_add(
     ctx: typer.Context,
-    organization: str = typer.Argument(..., metavar="ORG"),
-    user: str = typer.Argument(..., metavar="USER"),
+    organization: str = ORG,
+    user: str = USER,
     admin: bool = typer.Option(False, "--admin", help="Admin instead of collaborator."),
 ) -> None:
     """Add a member (collaborator, or admin with --admin), or change an existing member's role."""
     from nuseal.server.services import accounts
 
-    context = _context(ctx)
-    with opt.handled():
-        change = accounts.set_member(context, _operator(), organization, user, admin=admin)
+    change = accounts.set_member(_context(ctx), _operator(), organization, user, admin=admin)
     role = "admin" if admin else "collaborator"
     messages = {
         accounts.MembershipChange.ADDED: f"Added {user} to {organization} as {role}.",
@@ -163,45 +154,40 @@ def member_add(
     typer.echo(messages[change])
 
 
-@member_app.command("remove")
-def member_remove(
-    ctx: typer.Context,
-    organization: str = typer.Argument(..., metavar="ORG"),
-    user: str = typer.Argument(..., metavar="USER"),
-) -> None:
+@command(member_app, "remove")
+def member_remove(ctx: typer.Context, organization: str = ORG, user: str = USER) -> None:
     """Remove a member (their API keys for the organization are revoked)."""
     from nuseal.server.services import accounts
 
-    context = _context(ctx)
-    with opt.handled():
-        revoked = accounts.remove_member(context, _operator(), organization, user)
+    revoked = accounts.remove_member(_context(ctx), _operator(), organization, user)
     typer.echo(f"Removed {user} from {organization}; revoked {revoked} API key(s).")
 
 
 # --- API keys -------------------------------------------------------------------------------------------------
 
 
-@apikey_app.command("create")
+@command(apikey_app, "create")
 def apikey_create(
     ctx: typer.Context,
     owner: str = typer.Argument(..., metavar="OWNER", help="User or organization the key acts for."),
-    user: str | None = typer.Option(None, "--user", help="Member who holds the key (OWNER is an organization)."),
+    user: str | None = typer.Option(
+        None, "--user", metavar="USER", help="Member who holds the key (OWNER is an organization)."),
     scope: list[str] = typer.Option(
-        [], "--scope", show_default=False,
+        [], "--scope", metavar="SCOPE", show_default=False,
         help="package:push, package:pushversion, package:unlist, account:certificates or package:signer "
         "(repeatable; default: package:push).",
     ),
-    glob: list[str] = typer.Option([], "--glob", help="Package id pattern, '*' = any run (repeatable; default: *)."),
-    expires_days: int = typer.Option(365, "--expires-days", help="Days until the key expires (1-3650)."),
-    description: str = typer.Option("", "--description", help="What the key is for."),
+    glob: list[str] = typer.Option(
+        [], "--glob", metavar="PATTERN", help="Package id pattern, '*' = any run (repeatable; default: *)."),
+    expires_days: int = typer.Option(
+        365, "--expires-days", metavar="DAYS", help="Days until the key expires (1-3650)."),
+    description: str = typer.Option("", "--description", metavar="TEXT", help="What the key is for."),
 ) -> None:
     """Create an API key and print it, alone on the line, on stdout (it is shown only this once)."""
     from nuseal.server.services import apikeys
 
-    context = _context(ctx)
-    with opt.handled():
-        created = apikeys.create(context, _operator(), owner, holder_name=user, scopes=scope, globs=glob,
-                                 expires_in_days=expires_days, description=description)  # fmt: skip
+    created = apikeys.create(_context(ctx), _operator(), owner, holder_name=user, scopes=scope, globs=glob,
+                             expires_in_days=expires_days, description=description)  # fmt: skip
     info = created.info
     typer.echo(created.token)
     typer.echo(f"Created API key {info.key_id} for {info.owner} held by {info.holder}: scopes "
@@ -209,16 +195,13 @@ def apikey_create(
                f"{info.expires_at.isoformat()}. Store it now: it cannot be shown again.", err=True)  # fmt: skip
 
 
-@apikey_app.command("list")
-def apikey_list(
-    ctx: typer.Context, owner: str = typer.Argument(..., metavar="OWNER"), as_json: bool = JSON
-) -> None:
+@command(apikey_app, "list")
+def apikey_list(ctx: typer.Context, owner: str = OWNER, as_json: bool = JSON) -> None:
     """List the API keys acting for OWNER (never their secrets)."""
     from nuseal.server.services import apikeys
 
     context = _context(ctx)
-    with opt.handled():
-        keys = apikeys.list_keys(context, owner)
+    keys = apikeys.list_keys(context, owner)
     now = context.now()
     if as_json:
         _print_json({"owner": owner, "keys": [key.to_dict(now) for key in keys]})
@@ -231,18 +214,16 @@ def apikey_list(
                    + (f"  \"{key.description}\"" if key.description else ""))  # fmt: skip
 
 
-@apikey_app.command("revoke")
+@command(apikey_app, "revoke")
 def apikey_revoke(
     ctx: typer.Context,
-    owner: str = typer.Argument(..., metavar="OWNER"),
-    key_id: str = typer.Argument(..., metavar="KEY_ID"),
+    owner: str = OWNER,
+    key_id: str = typer.Argument(..., metavar="KEY_ID", help="The key's id, as 'apikey list' shows it."),
 ) -> None:
     """Revoke an API key of OWNER by its id (see 'apikey list')."""
     from nuseal.server.services import apikeys
 
-    context = _context(ctx)
-    with opt.handled():
-        info, changed = apikeys.revoke(context, _operator(), owner, key_id)
+    info, changed = apikeys.revoke(_context(ctx), _operator(), owner, key_id)
     typer.echo(f"Revoked API key {info.key_id} of {info.owner}." if changed
                else f"API key {info.key_id} of {info.owner} was already revoked.")  # fmt: skip
 
@@ -250,61 +231,43 @@ def apikey_revoke(
 # --- owners and packages ---------------------------------------------------------------------------------------
 
 
-@owner_app.command("add")
-def owner_add(
-    ctx: typer.Context,
-    package_id: str = typer.Argument(..., metavar="PACKAGE_ID"),
-    account: str = typer.Argument(..., metavar="ACCOUNT"),
-) -> None:
+@command(owner_app, "add")
+def owner_add(ctx: typer.Context, package_id: str = PACKAGE_ID, account: str = ACCOUNT) -> None:
     """Make a user or organization an owner of a package."""
     from nuseal.server.services import packages
 
-    context = _context(ctx)
-    with opt.handled():
-        added = packages.add_owner(context, _operator(), package_id, account)
+    added = packages.add_owner(_context(ctx), _operator(), package_id, account)
     typer.echo(f"Added {account} as an owner of {package_id}." if added
                else f"{account} already is an owner of {package_id}.")  # fmt: skip
 
 
-@owner_app.command("remove")
-def owner_remove(
-    ctx: typer.Context,
-    package_id: str = typer.Argument(..., metavar="PACKAGE_ID"),
-    account: str = typer.Argument(..., metavar="ACCOUNT"),
-) -> None:
+@command(owner_app, "remove")
+def owner_remove(ctx: typer.Context, package_id: str = PACKAGE_ID, account: str = ACCOUNT) -> None:
     """Remove an owner from a package (never the last one)."""
     from nuseal.server.services import packages
 
-    context = _context(ctx)
-    with opt.handled():
-        packages.remove_owner(context, _operator(), package_id, account)
+    packages.remove_owner(_context(ctx), _operator(), package_id, account)
     typer.echo(f"Removed {account} from the owners of {package_id}.")
 
 
-@owner_app.command("list")
-def owner_list(
-    ctx: typer.Context, package_id: str = typer.Argument(..., metavar="PACKAGE_ID"), as_json: bool = JSON
-) -> None:
+@command(owner_app, "list")
+def owner_list(ctx: typer.Context, package_id: str = PACKAGE_ID, as_json: bool = JSON) -> None:
     """List the owners of a package."""
     from nuseal.server.services import packages
 
-    context = _context(ctx)
-    with opt.handled():
-        owners = packages.list_owners(context, package_id)
+    owners = packages.list_owners(_context(ctx), package_id)
     if as_json:
         _print_json({"package": package_id, "owners": owners})
     else:
         typer.echo("\n".join(owners))
 
 
-@package_app.command("list")
+@command(package_app, "list")
 def package_list(ctx: typer.Context, as_json: bool = JSON) -> None:
     """List every package id with its owners and versions."""
     from nuseal.server.services import packages
 
-    context = _context(ctx)
-    with opt.handled():
-        found = packages.list_packages(context)
+    found = packages.list_packages(_context(ctx))
     if as_json:
         _print_json({"packages": [package.to_dict() for package in found]})
         return
@@ -316,35 +279,35 @@ def package_list(ctx: typer.Context, as_json: bool = JSON) -> None:
             typer.echo(f"  {v.full_version}  {v.status}  {'listed' if v.listed else 'unlisted'}")
 
 
-@package_app.command("delete")
+@command(package_app, "delete")
 def package_delete(
     ctx: typer.Context,
-    package_id: str = typer.Argument(..., metavar="ID"),
-    version: str = typer.Argument(..., metavar="VERSION"),
+    package_id: str = typer.Argument(..., metavar="ID", help="Package id."),
+    version: str = typer.Argument(..., metavar="VERSION", help="Package version."),
 ) -> None:
     """Delete a version for good: its database row and its blobs (operators only; 'unlist' hides it instead)."""
     from nuseal.server.services import packages
 
-    context = _context(ctx)
-    with opt.handled():
-        info = packages.delete_version(context, _operator(), package_id, version)
+    info = packages.delete_version(_context(ctx), _operator(), package_id, version)
     typer.echo(f"Deleted {package_id} {info.version}.")
 
 
-@admin_app.command("audit")
+@command(admin_app, "audit")
 def audit(
     ctx: typer.Context,
     as_json: bool = JSON,
-    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the last N events."),
+    limit: int | None = typer.Option(None, "--limit", metavar="N", min=1, help="Only the last N events."),
 ) -> None:
     """Show the audit log, oldest first."""
     from nuseal.server.services import audit as audit_log
 
-    context = _context(ctx)
-    with opt.handled():
-        events = audit_log.list_events(context, limit=limit)
+    events = audit_log.list_events(_context(ctx), limit=limit)
     if as_json:
         _print_json({"events": [event.to_dict() for event in events]})
         return
     for event in events:
         typer.echo(f"{event.at.isoformat()}  {event.actor}  {event.action}  {event.subject}")
+
+
+# The certificate and required-signer groups (issue 10) live in their own module and attach to admin_app.
+from nuseal.cli import admin_governance as _admin_governance  # noqa: E402, F401

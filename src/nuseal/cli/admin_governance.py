@@ -9,7 +9,7 @@ Part of the admin contract (names, output lines, ``--json`` documents and exit c
 
 The data options go before the group (``nuseal admin --data DIR cert ...``) like every admin command; these
 commands also accept them after the command (``nuseal admin cert list alice --data DIR``), which win.
-The groups are attached to ``nuseal admin`` by :mod:`nuseal.cli.admin`.
+The groups attach themselves to ``nuseal admin``; :mod:`nuseal.cli.admin` imports this module.
 """
 
 from __future__ import annotations
@@ -21,15 +21,16 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from nuseal.cli import server_options as opt
+from nuseal.cli.admin import admin_app
+from nuseal.cli.base import command, group
+from nuseal.cli.options import JSON
 from nuseal.errors import NusealError
 
 if TYPE_CHECKING:
     from nuseal.server.services.context import ServiceContext
 
-cert_app = typer.Typer(name="cert", help="Author-signing certificates registered to accounts.", no_args_is_help=True)
-signer_app = typer.Typer(name="signer", help="The required signer of packages.", no_args_is_help=True)
-
-JSON = typer.Option(False, "--json", help="Print one JSON document instead of text.")
+cert_app = group("cert", "Author-signing certificates registered to accounts.", admin_app)
+signer_app = group("signer", "The required signer of packages.", admin_app)
 
 
 def _context(
@@ -64,7 +65,7 @@ def _print_json(document: dict[str, Any]) -> None:
 # --- certificates ------------------------------------------------------------------------------------------------
 
 
-@cert_app.command("add")
+@command(cert_app, "add")
 def cert_add(
     ctx: typer.Context,
     account: str = typer.Argument(..., metavar="ACCOUNT", help="User or organization."),
@@ -81,8 +82,7 @@ def cert_add(
     except OSError as exc:
         opt.fail(f"cannot read '{file}': {exc.strerror or exc}")
     context = _context(ctx, config, data, database_url, storage)
-    with opt.handled():
-        registration = certificates.register(context, _operator(), account, payload, file.name)
+    registration = certificates.register(context, _operator(), account, payload, file.name)
     info = registration.certificate
     typer.echo(info.sha256)
     if registration.added:
@@ -92,7 +92,7 @@ def cert_add(
         typer.echo(f"Certificate {info.sha256} already is registered to {account}.", err=True)
 
 
-@cert_app.command("remove")
+@command(cert_app, "remove")
 def cert_remove(
     ctx: typer.Context,
     account: str = typer.Argument(..., metavar="ACCOUNT"),
@@ -104,14 +104,13 @@ def cert_remove(
     from nuseal.server.services import certificates
 
     context = _context(ctx, config, data, database_url, storage)
-    with opt.handled():
-        sha256 = certificates.parse_fingerprint(fingerprint)
-        removed = certificates.unregister(context, _operator(), account, sha256)
+    sha256 = certificates.parse_fingerprint(fingerprint)
+    removed = certificates.unregister(context, _operator(), account, sha256)
     typer.echo(f"Removed certificate {sha256} from {account}." if removed
                else f"Certificate {sha256} is not registered to {account}.")  # fmt: skip
 
 
-@cert_app.command("list")
+@command(cert_app, "list")
 def cert_list(
     ctx: typer.Context,
     account: str = typer.Argument(..., metavar="ACCOUNT"),
@@ -123,8 +122,7 @@ def cert_list(
     from nuseal.server.services import certificates
 
     context = _context(ctx, config, data, database_url, storage)
-    with opt.handled():
-        found = certificates.list_for_account(context, _operator(), account)
+    found = certificates.list_for_account(context, _operator(), account)
     now = context.now()
     if as_json:
         _print_json({"account": account, "certificates": [info.to_dict(now) for info in found]})
@@ -140,7 +138,7 @@ def cert_list(
 # --- required signer -------------------------------------------------------------------------------------------
 
 
-@signer_app.command("set")
+@command(signer_app, "set")
 def signer_set(
     ctx: typer.Context,
     package_id: str = typer.Argument(..., metavar="PACKAGE_ID"),
@@ -152,14 +150,13 @@ def signer_set(
     from nuseal.server.services import signing_rules
 
     context = _context(ctx, config, data, database_url, storage)
-    with opt.handled():
-        state, changed = signing_rules.set_signer(context, _operator(), package_id, signer)
+    state, changed = signing_rules.set_signer(context, _operator(), package_id, signer)
     shown = state.required_signer or signing_rules.ANY
     typer.echo(f"The required signer of {state.package_id} is now {shown}." if changed
                else f"The required signer of {state.package_id} already is {shown}.")  # fmt: skip
 
 
-@signer_app.command("show")
+@command(signer_app, "show")
 def signer_show(
     ctx: typer.Context,
     package_id: str = typer.Argument(..., metavar="PACKAGE_ID"),
@@ -171,8 +168,7 @@ def signer_show(
     from nuseal.server.services import signing_rules
 
     context = _context(ctx, config, data, database_url, storage)
-    with opt.handled():
-        state = signing_rules.show_signer(context, _operator(), package_id)
+    state = signing_rules.show_signer(context, _operator(), package_id)
     if as_json:
         _print_json(state.to_dict())
         return

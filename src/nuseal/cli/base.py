@@ -1,38 +1,268 @@
-"""The typer application object and lazy registration of the command modules.
+"""The typer application object, the help format, the one error handler, and lazy registration of commands.
 
 Each command module attaches its commands to ``app`` when imported. The console entry point imports only the
 module the invoked command needs, so ``nuseal sign`` does not pay for importing the feed client or the trust
 commands (start-up time is part of every signing and verification benchmark).
+
+``app`` always has a root callback (``--version``), so typer builds a command *group* even when only one command
+module is loaded: without it, a module with a single command (``install``) became the root command and
+``nuseal install ID`` was refused as an extra argument.
+
+Every command is built with :class:`Command` and every group with :class:`Group`: help lists the metavars a
+person reads (``PACKAGE...``, ``--timestamper URL``), never Python types, and the root group's ``main`` is the
+CLI's only error handler (see :func:`run_guarded`).
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
+import os
+import sys
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn, get_type_hints
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
-app = typer.Typer(
-    name="nuseal",
-    help="Sign, verify and trust NuGet packages, byte-compatible with the NuGet client.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+from nuseal.errors import NusealError
 
-
-@app.callback()
-def _root() -> None:
-    """Sign, verify and trust NuGet packages, byte-compatible with the NuGet client."""
-    # A root callback keeps ``app`` a command group when only one single-command module is loaded
-    # (``nuseal serve``); the cli branch's root callback (``--version``) replaces this one.
-
-#: Command (or group) name → the module that defines it.
+#: Command (or group) name → the module that defines it. A test checks it against the commands that exist.
 COMMAND_MODULES: dict[str, str] = {
     "verify": "verify", "inspect": "verify",
     "sign": "sign", "repo-sign": "sign", "remove-signature": "sign",
     "trust": "trust", "cert": "cert", "tsa": "tsa", "install": "install",
     "serve": "serve", "admin": "admin",
 }
+
+#: Set to 1 to see the Python traceback of an unexpected error (a bug) instead of the one-line message.
+TRACEBACK_ENV = "NUSEAL_TRACEBACK"
+
+#: Exit codes: 1 when the command ran and failed (or could not run on its input), 2 for a command line that
+#: does not parse (unknown option, missing argument, a value of the wrong form), as click and POSIX tools do.
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+HELP_WIDTH = 100
+
+
+def _usage_pieces(ctx: typer.Context, command: TyperCommand | TyperGroup) -> list[str]:
+    pieces = ["[options]"] if any(p.param_type_name == "option" for p in command.get_params(ctx)) else []
+    for param in command.get_params(ctx):
+        if isinstance(param, TyperArgument):
+            pieces.append(_argument_label(param) if param.required else f"[{_argument_label(param)}]")
+    return pieces
+
+
+def _argument_label(param: TyperArgument) -> str:
+    label = param.metavar or (param.name or "").upper()
+    return label if param.nargs == 1 or label.endswith("...") else f"{label}..."
+
+
+def _format_parameters(ctx: typer.Context, command: TyperCommand | TyperGroup, formatter: Any) -> None:
+    arguments: list[tuple[str, str]] = []
+    options: list[tuple[str, str]] = []
+    for param in command.get_params(ctx):
+        if isinstance(param, TyperArgument):
+            arguments.append((_argument_label(param), param.help or ""))
+            continue
+        record = param.get_help_record(ctx)
+        if record is not None:
+            options.append(record)
+    if arguments:
+        with formatter.section("Arguments"):
+            formatter.write_dl(arguments)
+    if options:
+        with formatter.section("Options"):
+            formatter.write_dl(options)
+
+
+class Command(TyperCommand):
+    """A command whose help shows metavars (``PACKAGE...``, ``URL``), as ``dotnet nuget`` does."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return _usage_pieces(ctx, self)
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        _format_parameters(ctx, self, formatter)
+
+
+class Group(TyperGroup):
+    """A command group with the same help layout; the root group's ``main`` handles every error."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [*_usage_pieces(ctx, self), "COMMAND [ARGS]..."]
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        _format_parameters(ctx, self, formatter)
+        self.format_commands(ctx, formatter)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        # The order of COMMAND_MODULES (the README's), whatever order the modules were imported in.
+        order = {name: i for i, name in enumerate(COMMAND_MODULES)}
+        return sorted(super().list_commands(ctx), key=lambda name: order.get(name, len(order)))
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, windows_expand_args: bool = True, **extra: Any) -> Any:
+        def invoke() -> Any:
+            return super(Group, self).main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+
+        code = run_guarded(invoke)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def run_guarded(invoke: Callable[[], Any]) -> int:
+    """The CLI's only error handler: run ``invoke`` (click in non-standalone mode) and return the exit code.
+
+    Every failure becomes one line on stderr, ``error: <what> (<where>)``, never a traceback: usage errors
+    (exit 2) name the command, ``NusealError`` and ``OSError`` (exit 1) name the file, URL or entry.
+    """
+    try:
+        result = invoke()
+    except typer.TyperException as exc:  # click's ClickException / UsageError family
+        ctx = getattr(exc, "ctx", None)
+        where = f" ({ctx.command_path})" if ctx is not None else ""
+        return _error(f"{exc.format_message()}{where}", exc.exit_code)
+    except NusealError as exc:
+        return _error(str(exc), EXIT_FAILURE)
+    except OSError as exc:
+        return _error(os_error_text(exc), EXIT_FAILURE)
+    except typer.Abort:
+        return _error("aborted", EXIT_FAILURE)
+    except Exception as exc:
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            traceback.print_exc()
+        return _error(f"unexpected {type(exc).__name__}: {exc} (a bug in nuseal; set {TRACEBACK_ENV}=1 to see "
+                      "where, and please report it)", EXIT_FAILURE)
+    return result if isinstance(result, int) else 0
+
+
+def os_error_text(exc: OSError) -> str:
+    """``No such file or directory (packages/a.nupkg)``: the reason, then the path when there is one."""
+    reason = exc.strerror or str(exc)
+    return f"{reason} ({exc.filename})" if exc.filename is not None else reason
+
+
+def _error(message: str, code: int) -> int:
+    typer.echo(f"error: {message}", err=True)
+    return code
+
+
+def fail(message: str) -> NoReturn:
+    """Stop the command with ``error: message`` and exit code 1 (the message names what and where)."""
+    raise NusealError(message)
+
+
+def _version() -> str:
+    from importlib import metadata  # ~40 ms: only for --version
+
+    try:
+        return metadata.version("nuseal")
+    except metadata.PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"nuseal {_version()}")
+        raise typer.Exit(0)
+
+
+app = typer.Typer(
+    name="nuseal",
+    help="Sign, verify and trust NuGet packages, byte-compatible with the NuGet client.",
+    cls=Group,
+    invoke_without_command=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    # A fixed width: help reads the same on every terminal, in pipes and in the README.
+    context_settings={"help_option_names": ["-h", "--help"], "terminal_width": HELP_WIDTH,
+                      "max_content_width": HELP_WIDTH},
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    version: bool = typer.Option(
+        False, "--version", help="Print nuseal's version and exit.", is_eager=True, callback=_print_version
+    ),
+) -> None:
+    """Sign, verify and trust NuGet packages, byte-compatible with the NuGet client."""
+    show_help_without_command(ctx)
+
+
+def show_help_without_command(ctx: typer.Context) -> None:
+    """A group called without a command prints its help and exits 2: the command line is incomplete."""
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(EXIT_USAGE)
+
+
+def group(name: str, help: str, parent: typer.Typer | None = None) -> typer.Typer:
+    """A command group under ``parent`` (default: ``nuseal``) with nuseal's help layout. Without a sub-command it
+    prints its help and exits 2, unless the module registers its own callback (``trust`` lists signers)."""
+    sub = typer.Typer(name=name, help=help, cls=Group, invoke_without_command=True, rich_markup_mode=None,
+                      callback=show_help_without_command)
+    (parent if parent is not None else app).add_typer(sub, name=name)
+    return sub
+
+
+@dataclass(frozen=True)
+class OptionGroup:
+    """Options several commands share, declared once: ``type`` is a frozen dataclass whose fields are the options,
+    ``options`` maps each field to its typer declaration, and a command receives the filled dataclass as its
+    keyword-only parameter ``parameter`` (see :func:`command`)."""
+
+    type: type[Any]
+    options: Mapping[str, Any]
+    parameter: str
+
+    def signature(self) -> list[inspect.Parameter]:
+        hints = get_type_hints(self.type)
+        return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=hints[name])
+                for name, option in self.options.items()]
+
+    def take(self, values: dict[str, Any]) -> Any:
+        """Remove the group's options from ``values`` and return them as one ``type`` instance."""
+        return self.type(**{name: values.pop(name) for name in self.options})
+
+
+Decorator = Callable[[Callable[..., None]], Callable[..., None]]
+
+
+def command(owner: typer.Typer, name: str, *groups: OptionGroup) -> Decorator:
+    """``@command(app, "verify", TRUST)``: register a command with nuseal's help layout.
+
+    Typer reads options from the function's signature; each group's options are appended to it here (and handed
+    to the function as one dataclass), so a set of options is declared once rather than in every command.
+    """
+
+    def decorate(func: Callable[..., None]) -> Callable[..., None]:
+        if not groups:
+            owner.command(name, cls=Command)(func)
+            return func
+        grouped = {g.parameter for g in groups}
+        own = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.name not in grouped]
+
+        def run(**values: Any) -> None:
+            taken = {g.parameter: g.take(values) for g in groups}
+            func(**values, **taken)
+
+        parameters = [*own, *(p for g in groups for p in g.signature())]
+        run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in parameters}
+        run.__name__, run.__doc__ = func.__name__, func.__doc__
+        owner.command(name, cls=Command)(run)
+        return func
+
+    return decorate
+
 
 _loaded: set[str] = set()
 

@@ -5,60 +5,65 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
 
 import typer
 
-from nuseal.cli.base import app
-from nuseal.errors import NusealError
+from nuseal.cli.base import command, fail, group
+from nuseal.cli.options import JSON, existing_file
+from nuseal.render.text import format_time
 from nuseal.x509 import tools
 
-cert_app = typer.Typer(
-    name="cert",
-    help="Create, export and inspect signing certificates.",
-    no_args_is_help=True,
-)
-app.add_typer(cert_app, name="cert")
+cert_app = group("cert", "Create, export and inspect signing certificates.")
 
 
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
-
-
-def _require_parent(path: Path) -> None:
+def _writable(path: Path, force: bool) -> None:
+    """Refuse a target in a missing folder, a folder, or (without ``--force``) an existing file."""
     if not path.parent.is_dir():
-        _fail(f"The folder '{path.parent}' for '{path}' does not exist.")
+        fail(f"The folder '{path.parent}' for '{path}' does not exist.")
+    if path.is_dir():
+        fail(f"The path is a directory, not a file ({path}).")
+    if path.exists() and not force:
+        fail(f"The file already exists; use --force to replace it ({path}).")
 
 
-@cert_app.command("create")
+PASSWORD = typer.Option(None, "--password", metavar="PASSWORD", help="Password of the .pfx or of the PEM key.")
+SOURCE = typer.Argument(..., metavar="FILE", help="A .pfx/.p12, PEM or DER certificate file.")
+FORCE = typer.Option(False, "--force", help="Replace files that already exist.")
+
+
+def _key_size(text: str) -> int:
+    if text not in ("2048", "3072", "4096"):
+        raise typer.BadParameter(f"{text!r} is not 2048, 3072 or 4096")
+    return int(text)
+
+
+@command(cert_app, "create")
 def create(
-    subject: str = typer.Option(..., "--subject", help="Distinguished name, for example 'CN=Contoso'."),
-    days: int = typer.Option(365, "--days", min=1, help="Validity in days from now."),
-    key_size: int = typer.Option(2048, "--key-size", help="RSA key size: 2048, 3072 or 4096."),
+    subject: str = typer.Option(..., "--subject", metavar="DN", help="Distinguished name, for example 'CN=Contoso'."),
+    days: int = typer.Option(365, "--days", metavar="DAYS", min=1, help="Validity in days from now."),
+    key_size: int = typer.Option("2048", "--key-size", metavar="BITS", parser=_key_size,
+                                 help="RSA key size: 2048, 3072 or 4096."),
     timestamping: bool = typer.Option(
         False, "--timestamping", help="Make a TSA certificate (critical timeStamping EKU) instead."
     ),
-    out: Path = typer.Option(..., "--out", help="The PKCS#12 (.pfx) file to write."),
-    password: str | None = typer.Option(None, "--password", help="Password protecting the .pfx."),
-    cer: Path | None = typer.Option(None, "--cer", help="Also write the certificate as DER (.cer)."),
+    out: Path = typer.Option(..., "--out", metavar="FILE", help="The PKCS#12 (.pfx) file to write."),
+    password: str | None = typer.Option(None, "--password", metavar="PASSWORD", help="Password protecting the .pfx."),
+    cer: Path | None = typer.Option(None, "--cer", metavar="FILE", help="Also write the certificate as DER (.cer)."),
+    force: bool = FORCE,
 ) -> None:
     """Create a self-issued certificate like PowerShell's New-SelfSignedCertificate -Type CodeSigningCert."""
     for path in (out, cer):
         if path is not None:
-            _require_parent(path)
+            _writable(path, force)
     try:
         certificate, key = tools.create_certificate(
             subject, now=datetime.now(UTC), days=days, key_size=key_size, timestamping=timestamping
         )
     except ValueError as exc:
-        _fail(str(exc))
-    try:
-        tools.write_atomically(out, tools.pfx_bytes(certificate, key, password))
-        if cer is not None:
-            tools.write_atomically(cer, tools.der_bytes(certificate))
-    except OSError as exc:
-        _fail(f"Could not write the certificate: {exc}.")
+        raise typer.BadParameter(str(exc), param_hint=["--subject"]) from None
+    tools.write_atomically(out, tools.pfx_bytes(certificate, key, password))
+    if cer is not None:
+        tools.write_atomically(cer, tools.der_bytes(certificate))
     kind = "timestamping" if timestamping else "code signing"
     typer.echo(f"Created a self-issued {kind} certificate '{certificate.subject.rfc4514_string()}'.")
     typer.echo(f"SHA-256 fingerprint: {tools.fingerprint(certificate)}")
@@ -66,33 +71,28 @@ def create(
 
 
 def _load(path: Path, password: str | None) -> tools.LoadedCertificate:
-    try:
-        return tools.load_certificate_file(path, password)
-    except NusealError as exc:
-        _fail(exc.message)
+    return tools.load_certificate_file(existing_file(path, "Certificate file"), password)
 
 
-@cert_app.command("export")
+@command(cert_app, "export")
 def export(
-    source: Path = typer.Argument(..., help="A .pfx/.p12, PEM or DER certificate file."),
-    password: str | None = typer.Option(None, "--password", help="Password of the .pfx or PEM key."),
-    out: Path = typer.Option(..., "--out", help="The DER .cer file to write."),
+    source: Path = SOURCE,
+    password: str | None = PASSWORD,
+    out: Path = typer.Option(..., "--out", metavar="FILE", help="The DER .cer file to write."),
+    force: bool = FORCE,
 ) -> None:
     """Export the certificate (not the key) as DER, the form a feed registers."""
     loaded = _load(source, password)
-    _require_parent(out)
-    try:
-        tools.write_atomically(out, tools.der_bytes(loaded.certificate))
-    except OSError as exc:
-        _fail(f"Could not write '{out}': {exc}.")
+    _writable(out, force)
+    tools.write_atomically(out, tools.der_bytes(loaded.certificate))
     typer.echo(f"Wrote {out} (SHA-256 fingerprint {tools.fingerprint(loaded.certificate)}).")
 
 
-@cert_app.command("show")
+@command(cert_app, "show")
 def show(
-    source: Path = typer.Argument(..., help="A .pfx/.p12, PEM or DER certificate file."),
-    password: str | None = typer.Option(None, "--password", help="Password of the .pfx or PEM key."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    source: Path = SOURCE,
+    password: str | None = PASSWORD,
+    as_json: bool = JSON,
 ) -> None:
     """Describe a certificate and whether NuGet would accept it to sign packages."""
     loaded = _load(source, password)
@@ -105,7 +105,7 @@ def show(
         f"Subject: {description.subject}",
         f"Issuer: {description.issuer}",
         f"Serial number: {description.serial_number}",
-        f"Valid from: {description.not_before.isoformat()} to {description.not_after.isoformat()}",
+        f"Valid from: {format_time(description.not_before)} to {format_time(description.not_after)}",
         f"SHA-256 fingerprint: {description.sha256_fingerprint}",
         f"SHA-1 fingerprint: {description.sha1_fingerprint}",
         f"Signature algorithm: {description.signature_algorithm}",

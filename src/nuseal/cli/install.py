@@ -11,23 +11,23 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from nuseal.cli.base import app
+from nuseal.cli.base import app, command
 from nuseal.cli.options import (
-    REVOCATION_MODE,
-    REVOCATION_TIMEOUT,
-    TIMESTAMP_ROOTS,
-    TRUST_ROOTS,
-    revocation_mode,
-    trust_store_or_exit,
+    ALLOW_INSECURE_LOOPBACK,
+    CONFIGFILE,
+    JSON,
+    TRUST,
+    TrustArgs,
+    parse_http_url,
+    parse_timeout,
 )
 from nuseal.client.install import InstalledPackage, InstallError, InstallRequest, ProgressFactory, install
 from nuseal.client.source import FeedSource, ProgressCallback
 from nuseal.errors import NusealError
-from nuseal.findings import Finding
+from nuseal.findings import Finding, Severity
 from nuseal.render import json as render_json
 from nuseal.trust.nuget_config import NuGetSettings
 from nuseal.trust.policy_builder import policy_from_config
-from nuseal.verify.setup import VerificationSetup
 
 
 def _progress_factory(progress: Progress) -> ProgressFactory:
@@ -42,51 +42,51 @@ def _progress_factory(progress: Progress) -> ProgressFactory:
     return progress_for
 
 
-@app.command("install")
+@command(app, "install", TRUST)
 def install_command(
     package_id: str = typer.Argument(..., metavar="ID", help="The package id."),
-    version: str | None = typer.Option(None, "--version", help="Exact version (default: highest)."),
-    source: list[str] = typer.Option([], "--source", "-s",
-                                     help="V3 service index URL (repeatable; default: nuget.config sources)."),
-    output: Path = typer.Option(Path("packages"), "-o", "--output", help="Output folder (global-packages layout)."),
-    configfile: Path | None = typer.Option(None, "--configfile", help="Use only this nuget.config."),
+    version: str | None = typer.Option(None, "--version", metavar="VERSION", help="Exact version (default: highest)."),
+    source: list[str] = typer.Option(
+        [], "--source", "-s", metavar="URL", parser=parse_http_url,
+        help="V3 service index (repeatable; default: the nuget.config sources)."),
+    output: Path = typer.Option(
+        Path("packages"), "-o", "--output", metavar="FOLDER", help="Output folder (global-packages layout)."),
+    configfile: Path | None = CONFIGFILE,
     prerelease: bool = typer.Option(False, "--prerelease", help="Allow prerelease versions for the package."),
     ignore_dependencies: bool = typer.Option(False, "--ignore-dependencies", help="Install the package only."),
-    allow_insecure_loopback: bool = typer.Option(
-        False, "--allow-insecure-loopback", help="Allow plain http to 127.0.0.1/localhost (tests)."),
-    trust_roots: Path | None = TRUST_ROOTS,
-    timestamp_roots: Path | None = TIMESTAMP_ROOTS,
-    revocation: str | None = REVOCATION_MODE,
-    revocation_timeout: float = REVOCATION_TIMEOUT,
-    timeout: float = typer.Option(60.0, "--timeout", help="Seconds per feed request."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON document for the whole run."),
+    allow_insecure_loopback: bool = ALLOW_INSECURE_LOOPBACK,
+    timeout: float = typer.Option(
+        "60", "--timeout", metavar="SECONDS", parser=parse_timeout, help="Time limit per feed request."),
+    as_json: bool = JSON,
+    *,
+    trust: TrustArgs,
 ) -> None:
-    """Install a package and its dependencies from NuGet V3 feeds, verifying signatures before extracting."""
-    mode = revocation_mode(revocation)
+    """Install a package and its dependencies from NuGet V3 feeds.
+
+    Signatures are verified as restore does, before anything is extracted.
+    """
     err = Console(stderr=True)
     config_warnings: list[Finding] = []
-    try:
-        settings = NuGetSettings.load(configfile=configfile, cwd=Path.cwd(), home=Path.home())
-        policy = policy_from_config(settings, warnings=config_warnings)
-    except NusealError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    setup = VerificationSetup(policy, trust_store_or_exit(trust_roots, timestamp_roots), mode, revocation_timeout)
+    settings = NuGetSettings.load(configfile=configfile, cwd=Path.cwd(), home=Path.home())
+    policy = policy_from_config(settings, warnings=config_warnings)
+    setup = trust.setup(policy)
     urls = source or [s.url for s in settings.package_sources()]
     for warning in config_warnings:
-        typer.echo(f"warning: {warning.code.value}: {warning.message}", err=True)
+        typer.echo(f"warn : {warning.code.value}: {warning.message}", err=True)
     request = InstallRequest(package_id, version, prerelease, ignore_dependencies)
     installed: list[InstalledPackage] = []
     failure: NusealError | None = None
-    with httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0))) as client, setup.open() as trust:
+    with httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0))) as client, \
+            setup.open() as context:
         sources = [FeedSource(client, url, allow_insecure_loopback=allow_insecure_loopback,
                               timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0))) for url in urls]
         progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                             console=err, disable=as_json or not err.is_terminal, transient=True)
         try:
             with progress:
-                installed = install(request, sources=sources, output=output, policy=setup.policy, trust=trust,
-                                    now=datetime.now(UTC), progress_for=_progress_factory(progress))
+                installed = install(request, sources=sources, output=output, policy=setup.policy,
+                                    trust=context, now=datetime.now(UTC),
+                                    progress_for=_progress_factory(progress))
         except NusealError as exc:
             failure = exc
     if as_json:
@@ -96,17 +96,21 @@ def install_command(
     raise typer.Exit(1 if failure else 0)
 
 
+#: nuseal's one prefix style for errors and warnings (dotnet's logger prefixes), on every command.
+_PREFIX = {Severity.ERROR: "error: ", Severity.WARNING: "warn : "}
+
+
 def _write_text(installed: list[InstalledPackage], failure: NusealError | None) -> None:
     if isinstance(failure, InstallError):
         for finding in failure.findings:
-            typer.echo(f"{finding.severity.value}: {finding.message}", err=True)
+            typer.echo(f"{_PREFIX.get(finding.severity, '')}{finding.message}", err=True)
         return
     if failure is not None:
         typer.echo(f"error: {failure}", err=True)
         return
     for package in installed:
         for warning in package.warnings:
-            typer.echo(f"warning: {warning.message}", err=True)
+            typer.echo(f"warn : {warning.message}", err=True)
         state = "already installed" if package.already_installed else "installed"
         typer.echo(f"{package.id} {package.version} {state} in {package.path}")
 

@@ -7,45 +7,25 @@ inside the command, so other commands never pay for them.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from nuseal.cli import server_options as opt
-from nuseal.cli.base import app
+from nuseal.cli.base import app, command
 
 
-@app.command("serve")
-def serve(
-    config: Path | None = opt.CONFIG,
-    data: Path | None = opt.DATA,
-    host: str | None = opt.HOST,
-    port: int | None = opt.PORT,
-    public_url: str | None = opt.PUBLIC_URL,
-    tls_cert: Path | None = opt.TLS_CERT,
-    tls_key: Path | None = opt.TLS_KEY,
-    database_url: str | None = opt.DATABASE_URL,
-    storage: str | None = opt.STORAGE,
-    trust_roots: Path | None = opt.TRUST_ROOTS,
-    timestamp_roots: Path | None = opt.TIMESTAMP_ROOTS,
-    revocation_mode: str | None = opt.REVOCATION_MODE,
-) -> None:
+@command(app, "serve", opt.SERVE)
+def serve(*, options: opt.ServeArgs) -> None:
     """Run the NuGet V3 feed server until interrupted (Ctrl+C)."""
-    settings = opt.load_settings(
-        config, data_dir=data, host=host, port=port, public_url=public_url, tls_cert=tls_cert, tls_key=tls_key,
-        database_url=database_url, storage=storage, trust_roots=trust_roots, timestamp_roots=timestamp_roots,
-        revocation_mode=revocation_mode,
-    )  # fmt: skip
+    settings = options.settings()
     from nuseal.server import app as server_app
     from nuseal.server.bootstrap import open_context
     from nuseal.server.logs import configure_json_logging
     from nuseal.x509.roots import trust_store_from_files
 
     configure_json_logging()
-    with opt.handled():
-        trust_store_from_files(settings.trust_roots, settings.timestamp_roots)  # a bad bundle fails now, not on push
-        ctx = open_context(settings)
-        ctx.blobs.check()
+    trust_store_from_files(settings.trust_roots, settings.timestamp_roots)  # a bad bundle fails now, not on push
+    ctx = open_context(settings)
+    ctx.blobs.check()
     try:
         sock = server_app.bind(settings.host, settings.port)
     except OSError as exc:

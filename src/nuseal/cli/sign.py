@@ -1,14 +1,16 @@
 """``nuseal sign`` / ``repo-sign`` / ``remove-signature``: the signing commands (spec §7.1).
 
 Output follows ``dotnet nuget sign`` ("Signing package(s) with certificate:", certificate details,
-"Package(s) signed successfully."); errors print as ``NUxxxx: message`` and make the exit code 1.
+"Package(s) signed successfully."), plus one line per package saying which signature was added. Errors print
+as ``error: NUxxxx: message (package)`` and make the exit code 1; the other packages are still signed.
 This module is the only place in signing that reads the clock or prints.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,43 +18,95 @@ from typing import TYPE_CHECKING, Any
 import typer
 from cryptography import x509
 
-from nuseal.cli.base import app
-from nuseal.cli.options import JSON, trust_store_or_exit
+from nuseal.cli.base import OptionGroup, app, command, fail
+from nuseal.cli.options import (
+    JSON,
+    VERBOSITY,
+    check_fingerprint,
+    existing_file,
+    parse_hash_algorithm,
+    parse_http_url,
+    roots_option,
+    url_parser,
+)
+from nuseal.cli.paths import expand_all
 from nuseal.cli.progress import batch_progress
 from nuseal.enums import HashAlgorithmName
 from nuseal.errors import NusealError
-from nuseal.findings import Finding
+from nuseal.render.text import Verbosity, format_time
 from nuseal.sign.author import AuthorSignRequest, sign_package
 from nuseal.sign.common import SignOptions, SignResult, Timestamper
 from nuseal.sign.removal import Removal, remove_signature
 from nuseal.sign.repository import RepositorySignRequest, repo_sign_package
 from nuseal.sign.signers import PemSigner, PfxSigner, Pkcs11Config, Pkcs11Signer, Signer, fingerprint
+from nuseal.x509.roots import trust_store_from_files
 
 if TYPE_CHECKING:
     from nuseal.timestamp.client import HttpTimestamper
 
-CERT_PATH = typer.Option(None, "--certificate-path", help="PFX/P12 file, or PEM with key and certificates.")
-KEY_PATH = typer.Option(None, "--key-path", help="PEM private key when --certificate-path has only certificates.")
-PASSWORD = typer.Option(None, "--certificate-password", help="Password of the PFX file or of the PEM key.")
-FINGERPRINT = typer.Option(None, "--certificate-fingerprint", help="SHA-256/384/512 hex fingerprint to select.")
-HASH = typer.Option("SHA256", "--hash-algorithm", help="SHA256, SHA384 or SHA512.")
-TIMESTAMPER = typer.Option(None, "--timestamper", help="RFC 3161 timestamp server URL.")
-TS_HASH = typer.Option("SHA256", "--timestamp-hash-algorithm", help="SHA256, SHA384 or SHA512.")
-OUTPUT = typer.Option(None, "-o", "--output", help="Output directory (default: sign in place).")
-OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing signature.")
-P11_MODULE = typer.Option(None, "--pkcs11-module", help="PKCS#11 module (.so) path.")
-P11_TOKEN = typer.Option(None, "--pkcs11-token", help="PKCS#11 token label.")
-P11_KEY = typer.Option(None, "--pkcs11-key", help="Key label, or id:<hex> for a key id.")
-P11_PIN = typer.Option(None, "--pkcs11-pin", help="User PIN of the token.")
-VERBOSE = typer.Option(False, "-v", "--verbose", help="Print more details.")
-SIGN_TRUST_ROOTS = typer.Option(
-    None, "--trust-roots",
-    help="PEM bundle of trusted code-signing roots: build the signing chain against them (NU3018) before signing.",
-)  # fmt: skip
-SIGN_TIMESTAMP_ROOTS = typer.Option(
-    None, "--timestamp-roots",
-    help="PEM bundle of trusted timestamping roots: build the TSA chain against them (NU3028) after timestamping.",
-)  # fmt: skip
+
+def _signing_fingerprint(text: str) -> str:
+    # NuGet selects the hash by the length; SHA-1 still selects (with NU3043 as a warning) in NuGet 6.12.
+    return check_fingerprint(text, ("SHA1", "SHA256", "SHA384", "SHA512"))
+
+
+@dataclass(frozen=True)
+class SigningArgs:
+    """The options ``sign`` and ``repo-sign`` share: key, hashes, timestamper, output, roots, verbosity."""
+
+    certificate_path: Path | None
+    key_path: Path | None
+    certificate_password: str | None
+    certificate_fingerprint: str | None
+    hash_algorithm: HashAlgorithmName
+    timestamper: str | None
+    timestamp_hash_algorithm: HashAlgorithmName
+    output: Path | None
+    overwrite: bool
+    trust_roots: Path | None
+    timestamp_roots: Path | None
+    pkcs11_module: Path | None
+    pkcs11_token: str | None
+    pkcs11_key: str | None
+    pkcs11_pin: str | None
+    verbosity: Verbosity
+    as_json: bool
+
+
+#: The typer declaration of each ``SigningArgs`` field, in help order.
+_SIGNING_OPTIONS: dict[str, Any] = {
+    "certificate_path": typer.Option(
+        None, "--certificate-path", metavar="FILE", help="PFX/P12 file, or PEM with key and certificates."),
+    "key_path": typer.Option(
+        None, "--key-path", metavar="FILE", help="PEM private key when --certificate-path has only certificates."),
+    "certificate_password": typer.Option(
+        None, "--certificate-password", metavar="PASSWORD", help="Password of the PFX file or of the PEM key."),
+    "certificate_fingerprint": typer.Option(
+        None, "--certificate-fingerprint", metavar="HEX", parser=_signing_fingerprint,
+        help="SHA-256/384/512 fingerprint of the certificate to use, when the file holds several."),
+    "hash_algorithm": typer.Option(
+        "SHA256", "--hash-algorithm", metavar="SHA256|SHA384|SHA512", parser=parse_hash_algorithm,
+        help="Hash algorithm of the signature."),
+    "timestamper": typer.Option(
+        None, "--timestamper", metavar="URL", parser=parse_http_url, help="RFC 3161 timestamp server."),
+    "timestamp_hash_algorithm": typer.Option(
+        "SHA256", "--timestamp-hash-algorithm", metavar="SHA256|SHA384|SHA512", parser=parse_hash_algorithm,
+        help="Hash algorithm of the timestamp request."),
+    "output": typer.Option(
+        None, "-o", "--output", metavar="FOLDER", help="Write the signed packages here (default: sign in place)."),
+    "overwrite": typer.Option(False, "--overwrite", help="Replace an existing signature."),
+    "trust_roots": roots_option("--trust-roots", "code-signing", "to build the signing chain before signing"),
+    "timestamp_roots": roots_option("--timestamp-roots", "timestamping", "to build the TSA chain after timestamping"),
+    "pkcs11_module": typer.Option(None, "--pkcs11-module", metavar="FILE", help="PKCS#11 module (.so)."),
+    "pkcs11_token": typer.Option(None, "--pkcs11-token", metavar="LABEL", help="PKCS#11 token label."),
+    "pkcs11_key": typer.Option(None, "--pkcs11-key", metavar="LABEL", help="Key label, or id:HEX for a key id."),
+    "pkcs11_pin": typer.Option(None, "--pkcs11-pin", metavar="PIN", help="User PIN of the token."),
+    "verbosity": VERBOSITY,
+    "as_json": JSON,
+}  # fmt: skip
+
+
+SIGNING = OptionGroup(SigningArgs, _SIGNING_OPTIONS, "signing")
 
 
 def _local_now() -> datetime:
@@ -60,29 +114,40 @@ def _local_now() -> datetime:
     return datetime.now().astimezone().replace(microsecond=0)
 
 
-def _load_signer(
-    certificate_path: Path | None,
-    key_path: Path | None,
-    password: str | None,
-    certificate_fingerprint: str | None,
-    pkcs11: tuple[Path | None, str | None, str | None, str | None],
-) -> Signer:
-    module, token, key, pin = pkcs11
-    if module is not None:
-        if token is None or key is None or pin is None:
-            raise typer.BadParameter("--pkcs11-module needs --pkcs11-token, --pkcs11-key and --pkcs11-pin")
+def _load_signer(args: SigningArgs) -> Signer:
+    if args.pkcs11_module is not None:
+        if args.pkcs11_token is None or args.pkcs11_key is None or args.pkcs11_pin is None:
+            raise typer.BadParameter("needs --pkcs11-token, --pkcs11-key and --pkcs11-pin",
+                                     param_hint=["--pkcs11-module"])
         certificates: list[x509.Certificate] = []
-        if certificate_path is not None:
-            certificates = x509.load_pem_x509_certificates(certificate_path.read_bytes())
-        key_label, key_id = (None, bytes.fromhex(key[3:])) if key.startswith("id:") else (key, None)
-        config = Pkcs11Config(module, token, pin, key_label=key_label, key_id=key_id)
-        return Pkcs11Signer(config, certificates=certificates, fingerprint=certificate_fingerprint)
-    if certificate_path is None:
-        raise typer.BadParameter("give --certificate-path (or the --pkcs11-* options)")
-    if key_path is not None or _looks_like_pem(certificate_path):
-        paths = [certificate_path] + ([key_path] if key_path is not None else [])
-        return PemSigner.load(paths, password, fingerprint=certificate_fingerprint)
-    return PfxSigner.load(certificate_path, password, fingerprint=certificate_fingerprint)
+        if args.certificate_path is not None:
+            try:
+                certificates = x509.load_pem_x509_certificates(existing_file(args.certificate_path).read_bytes())
+            except ValueError:
+                fail(f"No PEM certificate could be read ({args.certificate_path})")
+        key = args.pkcs11_key
+        key_label, key_id = (None, _key_id(key[3:])) if key.startswith("id:") else (key, None)
+        config = Pkcs11Config(args.pkcs11_module, args.pkcs11_token, args.pkcs11_pin, key_label=key_label,
+                              key_id=key_id)
+        return Pkcs11Signer(config, certificates=certificates, fingerprint=args.certificate_fingerprint)
+    if args.certificate_path is None:
+        raise typer.BadParameter("give a certificate file (or the --pkcs11-* options)",
+                                 param_hint=["--certificate-path"])
+    existing_file(args.certificate_path, "Certificate file")
+    if args.key_path is not None:
+        existing_file(args.key_path, "Key file")
+    if args.key_path is not None or _looks_like_pem(args.certificate_path):
+        paths = [args.certificate_path] + ([args.key_path] if args.key_path is not None else [])
+        return PemSigner.load(paths, args.certificate_password, fingerprint=args.certificate_fingerprint)
+    return PfxSigner.load(args.certificate_path, args.certificate_password, fingerprint=args.certificate_fingerprint)
+
+
+def _key_id(text: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise typer.BadParameter(f"'id:{text}' is not id: followed by hexadecimal",
+                                 param_hint=["--pkcs11-key"]) from None
 
 
 def _looks_like_pem(path: Path) -> bool:
@@ -90,33 +155,15 @@ def _looks_like_pem(path: Path) -> bool:
         with open(path, "rb") as f:
             return b"-----BEGIN" in f.read(4096)
     except OSError:
-        return False  # PfxSigner reports the missing/unreadable file with NU3001
+        return False  # PfxSigner reports the unreadable file with NU3001
 
 
-def _sign_options(
-    hash_algorithm: str,
-    timestamp_hash_algorithm: str,
-    overwrite: bool,
-    trust_roots: Path | None,
-    timestamp_roots: Path | None,
-) -> SignOptions:
+def _sign_options(args: SigningArgs) -> SignOptions:
     """Chains are built at sign time (as NuGet does) only when roots are given: nuseal has no machine store."""
     store = None
-    if trust_roots is not None or timestamp_roots is not None:
-        store = trust_store_or_exit(trust_roots, timestamp_roots)
-    return SignOptions(
-        _hash(hash_algorithm, "--hash-algorithm"),
-        _hash(timestamp_hash_algorithm, "--timestamp-hash-algorithm"),
-        overwrite,
-        trust_store=store,
-    )
-
-
-def _hash(text: str, option: str) -> HashAlgorithmName:
-    try:
-        return HashAlgorithmName.parse(text)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint=option) from exc
+    if args.trust_roots is not None or args.timestamp_roots is not None:
+        store = trust_store_from_files(args.trust_roots, args.timestamp_roots)
+    return SignOptions(args.hash_algorithm, args.timestamp_hash_algorithm, args.overwrite, trust_store=store)
 
 
 def _describe(cert: x509.Certificate) -> list[str]:
@@ -124,217 +171,187 @@ def _describe(cert: x509.Certificate) -> list[str]:
         f"  Subject Name: {cert.subject.rfc4514_string()}",
         f"  SHA256 hash: {fingerprint(cert)}",
         f"  Issued by: {cert.issuer.rfc4514_string()}",
-        f"  Valid from: {cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S}Z "
-        f"to {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S}Z",
+        f"  Valid from: {format_time(cert.not_valid_before_utc)} to {format_time(cert.not_valid_after_utc)}",
     ]
 
 
-def _warnings(findings: Sequence[Finding]) -> list[dict[str, str]]:
-    return [{"code": f.code.value, "message": f.message} for f in findings]
+_ADDED = {
+    "author": "an author primary signature",
+    "repository": "a repository primary signature",
+    "repository-countersignature": "a repository countersignature",
+}
+
+SignOne = Callable[[Path, Path, Timestamper | None, datetime], SignResult]
+MakeRequest = Callable[[Signer, SignOptions], SignOne]
 
 
-def _run_signing(
-    packages: list[Path],
-    signer: Signer,
-    output: Path | None,
-    timestamper_url: str | None,
-    as_json: bool,
-    verbose: bool,
-    sign_one: Callable[[Path, Path, Timestamper | None, datetime], SignResult],
-) -> None:
+def _run_signing(patterns: list[str], args: SigningArgs, make_request: MakeRequest) -> None:
+    """Check every argument, load the key, then sign each package (a failed one does not stop the others)."""
+    packages = expand_all(patterns)
+    if args.output is not None and args.output.exists() and not args.output.is_dir():
+        fail(f"The output path is not a folder ({args.output})")
+    options = _sign_options(args)
+    signer = _load_signer(args)
     timestamper: HttpTimestamper | None = None
     try:
-        if timestamper_url is not None:
+        sign_one = make_request(signer, options)
+        if args.timestamper is not None:
             from nuseal.timestamp.client import HttpTimestamper
 
-            try:
-                # The clock makes NU3025 (TSA certificate not yet / no longer valid) a judgement about now.
-                timestamper = HttpTimestamper(timestamper_url, clock=lambda: datetime.now(UTC))
-            except NusealError as exc:
-                typer.echo(str(exc), err=True)
-                raise typer.Exit(1) from None
-        _sign_all(packages, signer, output, timestamper, as_json, verbose, sign_one)
+            # The clock makes NU3025 (TSA certificate not yet / no longer valid) a judgement about now.
+            timestamper = HttpTimestamper(args.timestamper, clock=lambda: datetime.now(UTC))
+        _sign_all(packages, signer, timestamper, args, sign_one)
     finally:
         _close(signer)
         if timestamper is not None:
             timestamper.close()
 
 
+def _located(message: str, path: Path) -> str:
+    """``message (path)``, unless the message already names the path."""
+    return message if str(path) in message else f"{message.rstrip('.')} ({path})"
+
+
 def _sign_all(
-    packages: list[Path],
-    signer: Signer,
-    output: Path | None,
-    timestamper: HttpTimestamper | None,
-    as_json: bool,
-    verbose: bool,
-    sign_one: Callable[[Path, Path, Timestamper | None, datetime], SignResult],
+    packages: list[Path], signer: Signer, timestamper: HttpTimestamper | None, args: SigningArgs, sign_one: SignOne
 ) -> None:
-    timestamper_url = timestamper.url if timestamper is not None else None
-    if output is not None:
-        output.mkdir(parents=True, exist_ok=True)
+    text = not args.as_json
+    level = args.verbosity
+    if args.output is not None:
+        args.output.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         "schema": 1,
         "certificate": {
             "subject": signer.certificate.subject.rfc4514_string(),
             "sha256": fingerprint(signer.certificate),
         },
-        "timestamper": timestamper_url,
+        "timestamper": args.timestamper,
         "packages": [],
     }
-    if not as_json:
+    if text and level >= Verbosity.NORMAL:
         typer.echo("Signing package(s) with certificate:")
         for line in _describe(signer.certificate):
             typer.echo(line)
-        if timestamper_url is not None:
-            typer.echo(f"\nTimestamping package(s) with:\n{timestamper_url}")
-        if output is not None:
-            typer.echo(f"\nSigned package(s) output path:\n{output}")
+        if args.timestamper is not None:
+            typer.echo(f"\nTimestamping package(s) with:\n{args.timestamper}")
+        if args.output is not None:
+            typer.echo(f"\nSigned package(s) output path:\n{args.output}")
         typer.echo("")
     failed = False
-    with batch_progress(len(packages), "Signing") as advance:
+    with batch_progress(len(packages), "Signing", enabled=text) as advance:
         for package in packages:
-            dst = output / package.name if output is not None else package
+            dst = args.output / package.name if args.output is not None else package
             entry: dict[str, Any] = {"path": str(package), "output": str(dst)}
             try:
                 result = sign_one(package, dst, timestamper, _local_now())
             except NusealError as exc:
                 failed = True
                 entry["error"] = {"code": exc.code.value if exc.code else None, "message": exc.message}
-                if not as_json:
-                    typer.echo(f"{exc} ({package})" if str(package) not in exc.message else str(exc), err=True)
+                if text:
+                    typer.echo(f"error: {_located(str(exc), package)}", err=True)
             except OSError as exc:
                 # Unreadable input, unwritable output folder, disk full: nothing was written (temp + rename).
                 failed = True
                 message = f"Could not sign '{package}' to '{dst}': {exc.strerror or exc}."
                 entry["error"] = {"code": None, "message": message}
-                if not as_json:
-                    typer.echo(message, err=True)
+                if text:
+                    typer.echo(f"error: {message}", err=True)
             else:
-                entry.update(kind=result.kind, timestamped=result.timestamped, warnings=_warnings(result.warnings))
-                if not as_json:
-                    for warning in result.warnings:
-                        typer.echo(f"warn : {warning.code.value}: {warning.message}", err=True)
-                    if verbose:
-                        typer.echo(f"Signed {package} -> {dst} ({result.kind}, {len(result.signature)} bytes)")
+                entry.update(kind=result.kind, timestamped=result.timestamped,
+                             warnings=[{"code": w.code.value, "message": w.message} for w in result.warnings])
+                if text:
+                    _report_signed(package, dst, result, level)
             report["packages"].append(entry)
             advance(package.name)
     report["ok"] = not failed
-    if as_json:
+    if not text:
         typer.echo(json.dumps(report, indent=2))
-    elif not failed:
+    elif not failed and level >= Verbosity.MINIMAL:
         typer.echo("Package(s) signed successfully.")
     if failed:
         raise typer.Exit(1)
 
 
-@app.command("sign")
+def _report_signed(package: Path, dst: Path, result: SignResult, level: Verbosity) -> None:
+    for warning in result.warnings:
+        typer.echo(f"warn : {warning.code.value}: {warning.message}", err=True)
+    if level >= Verbosity.NORMAL:
+        where = f"'{dst}'" if dst == package else f"'{dst}' (from '{package}')"
+        stamped = ", timestamped" if result.timestamped else ", not timestamped"
+        details = f", {len(result.signature)} bytes" if level >= Verbosity.DETAILED else ""
+        typer.echo(f"Added {_ADDED.get(result.kind, result.kind)} to {where}{stamped}{details}.")
+
+
+@command(app, "sign", SIGNING)
 def sign_command(
-    packages: list[Path] = typer.Argument(..., help="Packages to author-sign."),
-    certificate_path: Path | None = CERT_PATH,
-    key_path: Path | None = KEY_PATH,
-    certificate_password: str | None = PASSWORD,
-    certificate_fingerprint: str | None = FINGERPRINT,
-    hash_algorithm: str = HASH,
-    timestamper: str | None = TIMESTAMPER,
-    timestamp_hash_algorithm: str = TS_HASH,
-    output: Path | None = OUTPUT,
-    overwrite: bool = OVERWRITE,
-    trust_roots: Path | None = SIGN_TRUST_ROOTS,
-    timestamp_roots: Path | None = SIGN_TIMESTAMP_ROOTS,
-    pkcs11_module: Path | None = P11_MODULE,
-    pkcs11_token: str | None = P11_TOKEN,
-    pkcs11_key: str | None = P11_KEY,
-    pkcs11_pin: str | None = P11_PIN,
-    verbose: bool = VERBOSE,
-    as_json: bool = JSON,
+    packages: list[str] = typer.Argument(..., metavar="PACKAGE...", help="Packages to author-sign: paths or globs."),
+    *,
+    signing: SigningArgs,
 ) -> None:
     """Author-sign NuGet packages (like 'dotnet nuget sign')."""
-    options = _sign_options(hash_algorithm, timestamp_hash_algorithm, overwrite, trust_roots, timestamp_roots)
-    signer = _signer_or_exit(
-        certificate_path, key_path, certificate_password, certificate_fingerprint,
-        (pkcs11_module, pkcs11_token, pkcs11_key, pkcs11_pin),
-    )  # fmt: skip
-    request = AuthorSignRequest(signer, options)
 
-    def sign_one(src: Path, dst: Path, stamper: Timestamper | None, now: datetime) -> SignResult:
-        return sign_package(src, dst, request, timestamper=stamper, now=now)
+    def make_request(signer: Signer, options: SignOptions) -> SignOne:
+        request = AuthorSignRequest(signer, options)
+        return lambda src, dst, stamper, now: sign_package(src, dst, request, timestamper=stamper, now=now)
 
-    _run_signing(packages, signer, output, timestamper, as_json, verbose, sign_one)
+    _run_signing(packages, signing, make_request)
 
 
-@app.command("repo-sign")
+@command(app, "repo-sign", SIGNING)
 def repo_sign_command(
-    packages: list[Path] = typer.Argument(..., help="Packages to repository-sign or countersign."),
-    service_index_url: str = typer.Option(..., "--service-index-url", help="The feed's v3 index (https)."),
-    owners: str | None = typer.Option(None, "--owners", help="Package owners, separated by ';'."),
-    certificate_path: Path | None = CERT_PATH,
-    key_path: Path | None = KEY_PATH,
-    certificate_password: str | None = PASSWORD,
-    certificate_fingerprint: str | None = FINGERPRINT,
-    hash_algorithm: str = HASH,
-    timestamper: str | None = TIMESTAMPER,
-    timestamp_hash_algorithm: str = TS_HASH,
-    output: Path | None = OUTPUT,
-    overwrite: bool = OVERWRITE,
-    trust_roots: Path | None = SIGN_TRUST_ROOTS,
-    timestamp_roots: Path | None = SIGN_TIMESTAMP_ROOTS,
-    pkcs11_module: Path | None = P11_MODULE,
-    pkcs11_token: str | None = P11_TOKEN,
-    pkcs11_key: str | None = P11_KEY,
-    pkcs11_pin: str | None = P11_PIN,
-    verbose: bool = VERBOSE,
-    as_json: bool = JSON,
+    packages: list[str] = typer.Argument(
+        ..., metavar="PACKAGE...", help="Packages to repository-sign or countersign: paths or globs."),
+    service_index_url: str = typer.Option(
+        ..., "--service-index-url", metavar="URL", parser=url_parser("https"), help="The feed's V3 index (https)."),
+    owners: str | None = typer.Option(None, "--owners", metavar="OWNER;...", help="Package owners, separated by ';'."),
+    *,
+    signing: SigningArgs,
 ) -> None:
-    """Repository-sign packages: primary signature if unsigned, countersignature if author-signed."""
-    options = _sign_options(hash_algorithm, timestamp_hash_algorithm, overwrite, trust_roots, timestamp_roots)
-    # nuget.exe reposign splits -PackageOwners on ';'; empty items are dropped, blank ones are an error later.
+    """Repository-sign packages (like 'nuget reposign').
+
+    A primary signature if the package is unsigned, a countersignature if it is author-signed.
+    """
+    # nuget.exe reposign splits -PackageOwners on ';'; empty items are dropped, blank ones are an error.
     owner_list = tuple(o for o in (owners or "").split(";") if o != "")
-    signer = _signer_or_exit(
-        certificate_path, key_path, certificate_password, certificate_fingerprint,
-        (pkcs11_module, pkcs11_token, pkcs11_key, pkcs11_pin),
-    )  # fmt: skip
-    request = RepositorySignRequest(signer, service_index_url, owner_list, options)
 
-    def sign_one(src: Path, dst: Path, stamper: Timestamper | None, now: datetime) -> SignResult:
-        return repo_sign_package(src, dst, request, timestamper=stamper, now=now)
+    def make_request(signer: Signer, options: SignOptions) -> SignOne:
+        request = RepositorySignRequest(signer, service_index_url, owner_list, options).checked()
+        return lambda src, dst, stamper, now: repo_sign_package(src, dst, request, timestamper=stamper, now=now)
 
-    _run_signing(packages, signer, output, timestamper, as_json, verbose, sign_one)
+    _run_signing(packages, signing, make_request)
 
 
-@app.command("remove-signature")
+_REMOVED = {
+    Removal.SIGNATURE_REMOVED: "The package signature was removed",
+    Removal.COUNTERSIGNATURES_REMOVED: "The repository countersignature was removed",
+    Removal.NOTHING_TO_REMOVE: "The package has no repository signature; nothing was removed",
+}
+
+
+@command(app, "remove-signature")
 def remove_signature_command(
-    package: Path = typer.Argument(..., help="Signed package to strip."),
+    packages: list[str] = typer.Argument(..., metavar="PACKAGE...", help="Signed packages to strip: paths or globs."),
     repository_only: bool = typer.Option(
-        False, "--repository-only", help="Remove only a repository signature or repository countersignatures."
-    ),
+        False, "--repository-only", help="Remove only a repository signature or repository countersignatures."),
+    verbosity: Verbosity = VERBOSITY,
 ) -> None:
-    """Remove the signature of a package (or only its repository signatures)."""
-    try:
-        outcome = remove_signature(package, repository_only=repository_only, now=_local_now())
-    except NusealError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from None
-    messages = {
-        Removal.SIGNATURE_REMOVED: "The package signature was removed.",
-        Removal.COUNTERSIGNATURES_REMOVED: "The repository countersignature was removed.",
-        Removal.NOTHING_TO_REMOVE: "The package has no repository signature; nothing was removed.",
-    }
-    typer.echo(f"{messages[outcome]} ({package})")
+    """Remove package signatures, byte-exact.
 
-
-def _signer_or_exit(
-    certificate_path: Path | None,
-    key_path: Path | None,
-    password: str | None,
-    certificate_fingerprint: str | None,
-    pkcs11: tuple[Path | None, str | None, str | None, str | None],
-) -> Signer:
-    try:
-        signer = _load_signer(certificate_path, key_path, password, certificate_fingerprint, pkcs11)
-    except NusealError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from None
-    return signer  # its warnings (NU3043) come back with each package's result
+    With --repository-only, only a repository signature or repository countersignatures.
+    """
+    failed = False
+    for package in expand_all(packages):
+        try:
+            outcome = remove_signature(package, repository_only=repository_only, now=_local_now())
+        except (NusealError, OSError) as exc:
+            failed = True
+            reason = str(exc) if isinstance(exc, NusealError) else (exc.strerror or str(exc))
+            typer.echo(f"error: {_located(reason, package)}", err=True)
+            continue
+        if verbosity >= Verbosity.MINIMAL:
+            typer.echo(f"{_REMOVED[outcome]} ({package}).")
+    if failed:
+        raise typer.Exit(1)
 
 
 def _close(signer: Signer) -> None:

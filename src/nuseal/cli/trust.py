@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -18,22 +18,19 @@ import typer
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from nuseal.cli.base import app
+from nuseal.cli.base import OptionGroup, command, fail, group
+from nuseal.cli.options import ALLOW_INSECURE_LOOPBACK, CONFIGFILE, VERBOSITY, check_fingerprint, existing_file
+from nuseal.cli.options import parse_http_url as _parse_url
 from nuseal.cms.parse import PrimarySignature, RepositoryCountersignature, load_primary_signature
 from nuseal.enums import HashAlgorithmName, SignatureKind
 from nuseal.errors import NusealError
 from nuseal.package import zipformat
-from nuseal.trust.nuget_config import NuGetSettings
+from nuseal.render.text import Verbosity
+from nuseal.trust.nuget_config import ConfigFile, NuGetSettings
 from nuseal.trust.repository_signatures import check_https, fetch_repository_signatures
 from nuseal.trust.trusted_signers import SignerKind, TrustedCertificate, TrustedSigner
 
-trust_app = typer.Typer(
-    name="trust",
-    help="Manage the trusted signers of NuGet configuration files (like 'dotnet nuget trust').",
-    invoke_without_command=True,
-    no_args_is_help=False,
-)
-app.add_typer(trust_app, name="trust")
+trust_app = group("trust", "Manage the trusted signers of nuget.config (like 'dotnet nuget trust').")
 
 # NuGet's texts (NuGet.Commands/Strings.resx).
 NO_TRUSTED_SIGNERS = "There are no trusted signers."
@@ -59,53 +56,52 @@ ADDED_REPOSITORY = "Successfully added a trusted repository '{0}'."
 UPDATED = "Successfully updated the trusted signer '{0}'."
 SYNCED = "Successfully synchronized the trusted repository '{0}'."
 
-_VERBOSITIES = {"q": 0, "quiet": 0, "m": 1, "minimal": 1, "n": 2, "normal": 2, "d": 3, "detailed": 3,
-                "diag": 4, "diagnostic": 4}
-
-ConfigFileOpt = typer.Option(None, "--configfile", help="The NuGet configuration file to use.")
-VerbosityOpt = typer.Option("normal", "-v", "--verbosity",
-                            help="Verbosity: q[uiet], m[inimal], n[ormal], d[etailed], diag[nostic].")
 AllowUntrustedRootOpt = typer.Option(False, "--allow-untrusted-root",
                                      help="Allow the certificate's chain to end in an untrusted root.")
-OwnersOpt = typer.Option(None, "--owners", help="Semicolon-separated list of trusted owners.")
-LoopbackOpt = typer.Option(False, "--allow-insecure-loopback",
-                           help="Allow plain-http feeds on 127.0.0.1/localhost/[::1] (for tests only).")
+OwnersOpt = typer.Option(None, "--owners", metavar="OWNER;...", help="Trusted owners, separated by ';' (repeatable).")
 
 
-class _Out:
-    def __init__(self, verbosity: str) -> None:
-        level = _VERBOSITIES.get(verbosity.lower())
-        if level is None:
-            _fail(f"Invalid verbosity '{verbosity}'.")
-        self.level = level
+@dataclass(frozen=True)
+class ConfigArgs:
+    """The options every trust sub-command takes: which nuget.config, and how much to say."""
 
-    def minimal(self, text: str) -> None:
-        if self.level >= 1:
-            typer.echo(text)
-
-    def detailed(self, text: str) -> None:
-        if self.level >= 3:
-            typer.echo(text)
+    configfile: Path | None
+    verbosity: Verbosity
 
 
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
+CONFIG = OptionGroup(ConfigArgs, {"configfile": CONFIGFILE, "verbosity": VERBOSITY}, "config")
+
+
+def _name(text: str) -> str:
+    if not text.strip():
+        raise typer.BadParameter("a trusted signer needs a name")
+    return text
 
 
 def _settings(configfile: Path | None) -> NuGetSettings:
     # The CLI, not the core, decides where "here" and "home" are.
-    try:
-        return NuGetSettings.load(configfile=configfile, cwd=Path.cwd(), home=Path.home())
-    except NusealError as exc:
-        _fail(exc.message)
+    return NuGetSettings.load(configfile=configfile, cwd=Path.cwd(), home=Path.home())
 
 
-def _save(settings: NuGetSettings) -> None:
+def _save(settings: NuGetSettings, written: ConfigFile, signer: TrustedSigner, sentence: str,
+          verbosity: Verbosity) -> None:
+    """Write the configuration, then confirm what was written: NuGet's sentence (minimal), and at normal
+    verbosity the certificates of the signer and the file they went to."""
+    _write(settings)
+    if verbosity >= Verbosity.MINIMAL:
+        typer.echo(sentence.format(signer.name))
+    if verbosity >= Verbosity.NORMAL:
+        for cert in signer.certificates:
+            mark = "[U] " if cert.allow_untrusted_root else ""
+            typer.echo(f"  {mark}{cert.algorithm.value} - {cert.fingerprint}")
+        typer.echo(f"  in {written.path}")
+
+
+def _write(settings: NuGetSettings) -> None:
     try:
         settings.save()
     except OSError as exc:
-        _fail(f"Unable to write NuGet.Config: {exc}")
+        fail(f"Unable to write NuGet.Config: {exc.strerror or exc} ({exc.filename})")
 
 
 def _owners(values: list[str] | None) -> tuple[str, ...]:
@@ -120,25 +116,25 @@ def _absolute_uri(url: str) -> str:
     parts = urlsplit(url)
     netloc = parts.netloc
     if parts.hostname:
-        netloc = netloc.replace(parts.hostname, parts.hostname.lower(), 1) if parts.hostname else netloc
+        netloc = netloc.replace(parts.hostname, parts.hostname.lower(), 1)
     return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", parts.query, parts.fragment))
 
 
 def _service_index(url: str, allow_insecure_loopback: bool) -> str:
     try:
         check_https(url, "service index", allow_insecure_loopback=allow_insecure_loopback)
-    except NusealError:
-        _fail(NOT_HTTPS.format(url))
-    return _absolute_uri(url)
+        return _absolute_uri(url)
+    except (NusealError, ValueError):  # ValueError: a configured source URL that does not parse
+        fail(NOT_HTTPS.format(url))
 
 
 def _check_no_existing(settings: NuGetSettings, name: str, service_index: str | None) -> None:
     for signer in settings.trusted_signers():
         if signer.name == name:
-            _fail(SIGNER_EXISTS.format(name))
+            fail(SIGNER_EXISTS.format(name))
         if (service_index is not None and signer.kind is SignerKind.REPOSITORY
                 and (signer.service_index or "").lower() == service_index.lower()):
-            _fail(REPO_EXISTS.format(service_index))
+            fail(REPO_EXISTS.format(service_index))
 
 
 # -- list -----------------------------------------------------------------------------------------------
@@ -184,51 +180,52 @@ def signers_to_json(signers: list[TrustedSigner]) -> dict[str, object]:
     }
 
 
-def _list(configfile: Path | None, verbosity: str, as_json: bool = False) -> None:
-    out = _Out(verbosity)
+def _list(configfile: Path | None, verbosity: Verbosity, as_json: bool = False) -> None:
     signers = _settings(configfile).trusted_signers()
     if as_json:
         typer.echo(json.dumps(signers_to_json(signers), indent=2))
-        return
-    if out.level >= 1:
+    elif verbosity >= Verbosity.MINIMAL:
         typer.echo(format_signers(signers), nl=False)
 
 
 @trust_app.callback()
 def trust_main(
     ctx: typer.Context,
-    configfile: Path | None = ConfigFileOpt,
-    verbosity: str = VerbosityOpt,
+    configfile: Path | None = CONFIGFILE,
+    verbosity: Verbosity = VERBOSITY,
 ) -> None:
-    """Manage trusted signers. With no subcommand, lists them."""
+    """Manage trusted signers. With no sub-command, list them."""
     if ctx.invoked_subcommand is None:
         _list(configfile, verbosity)
+        return
+    # `trust --configfile F author ...` would silently write the user's config: the options belong after the
+    # sub-command, as in dotnet.
+    for name in ("configfile", "verbosity"):
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name == "COMMANDLINE":
+            raise typer.BadParameter(f"give it after the sub-command ('nuseal trust {ctx.invoked_subcommand} "
+                                     f"--{name} ...')", param_hint=[f"--{name}"])
 
 
-@trust_app.command("list")
+@command(trust_app, "list", CONFIG)
 def list_command(
-    configfile: Path | None = ConfigFileOpt,
-    verbosity: str = VerbosityOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the trusted signers as JSON."),
+    *,
+    config: ConfigArgs,
 ) -> None:
     """List the trusted signers of the configuration."""
-    _list(configfile, verbosity, as_json)
+    _list(config.configfile, config.verbosity, as_json)
 
 
 # -- from a package ---------------------------------------------------------------------------------------
 def _load_signature(package: Path) -> PrimarySignature:
-    try:
-        with package.open("rb") as f:
-            layout = zipformat.read_layout(f)
-            if not zipformat.has_signature_entry(layout):
-                _fail(NOT_SIGNED)
-            entry = zipformat.find_signature_entry(f, layout)
-            der = zipformat.read_signature_bytes(f, entry)
-        return load_primary_signature(der)
-    except OSError as exc:
-        _fail(f"Unable to read package '{package}': {exc.strerror or exc}")
-    except NusealError as exc:
-        _fail(str(exc))
+    with existing_file(package, "Package").open("rb") as f:
+        layout = zipformat.read_layout(f)
+        if not zipformat.has_signature_entry(layout):
+            fail(NOT_SIGNED)
+        entry = zipformat.find_signature_entry(f, layout)
+        der = zipformat.read_signature_bytes(f, entry)
+    return load_primary_signature(der)
 
 
 def _sha256_upper(cert: x509.Certificate) -> str:
@@ -236,116 +233,109 @@ def _sha256_upper(cert: x509.Certificate) -> str:
     return hashlib.sha256(der).hexdigest().upper()
 
 
-@trust_app.command("author")
+def _add(settings: NuGetSettings, signer: TrustedSigner, sentence: str, verbosity: Verbosity) -> None:
+    _save(settings, settings.add_trusted_signer(signer), signer, sentence, verbosity)
+
+
+@command(trust_app, "author", CONFIG)
 def author_command(
-    name: str = typer.Argument(..., metavar="NAME", help="Name of the trusted signer to add."),
+    name: str = typer.Argument(..., metavar="NAME", parser=_name, help="Name of the trusted signer to add."),
     package: Path = typer.Argument(..., metavar="PACKAGE", help="A local author-signed .nupkg."),
     allow_untrusted_root: bool = AllowUntrustedRootOpt,
-    configfile: Path | None = ConfigFileOpt,
-    verbosity: str = VerbosityOpt,
+    *,
+    config: ConfigArgs,
 ) -> None:
     """Trust the author signing certificate of PACKAGE."""
-    out = _Out(verbosity)
-    settings = _settings(configfile)
+    settings = _settings(config.configfile)
     signature = _load_signature(package)
     # NuGet checks the name before it checks the signature type.
     _check_no_existing(settings, name, None)
     if signature.kind is not SignatureKind.AUTHOR or signature.signer_certificate is None:
-        _fail(NOT_AUTHOR_SIGNED)
-    fingerprint = _sha256_upper(signature.signer_certificate)
-    cert = TrustedCertificate(fingerprint, HashAlgorithmName.SHA256, allow_untrusted_root)
-    settings.add_trusted_signer(TrustedSigner(SignerKind.AUTHOR, name, (cert,)))
-    _save(settings)
-    out.detailed(ADDED_AUTHOR.format(name))
+        fail(NOT_AUTHOR_SIGNED)
+    cert = TrustedCertificate(_sha256_upper(signature.signer_certificate), HashAlgorithmName.SHA256,
+                              allow_untrusted_root)
+    _add(settings, TrustedSigner(SignerKind.AUTHOR, name, (cert,)), ADDED_AUTHOR, config.verbosity)
 
 
-@trust_app.command("repository")
+@command(trust_app, "repository", CONFIG)
 def repository_command(
-    name: str = typer.Argument(..., metavar="NAME", help="Name of the trusted signer to add."),
+    name: str = typer.Argument(..., metavar="NAME", parser=_name, help="Name of the trusted signer to add."),
     package: Path = typer.Argument(..., metavar="PACKAGE", help="A local repository-(counter)signed .nupkg."),
     allow_untrusted_root: bool = AllowUntrustedRootOpt,
     owners: list[str] | None = OwnersOpt,
-    configfile: Path | None = ConfigFileOpt,
-    verbosity: str = VerbosityOpt,
+    *,
+    config: ConfigArgs,
 ) -> None:
-    """Trust the repository signing certificate of PACKAGE (primary signature or countersignature)."""
-    out = _Out(verbosity)
-    settings = _settings(configfile)
+    """Trust the repository certificate of PACKAGE.
+
+    The repository primary signature's certificate, or the repository countersignature's.
+    """
+    settings = _settings(config.configfile)
     signature = _load_signature(package)
     repo_sig: PrimarySignature | RepositoryCountersignature | None
-    try:
-        repo_sig = signature if signature.kind is SignatureKind.REPOSITORY else signature.countersignature()
-    except NusealError as exc:
-        _fail(str(exc))
-    if repo_sig is None or repo_sig.signer_certificate is None:
-        _fail(NOT_REPO_SIGNED)
-    raw_index = repo_sig.service_index_url
-    if not raw_index:
-        _fail(NOT_REPO_SIGNED)
-    service_index = _absolute_uri(raw_index)
+    repo_sig = signature if signature.kind is SignatureKind.REPOSITORY else signature.countersignature()
+    if repo_sig is None or repo_sig.signer_certificate is None or not repo_sig.service_index_url:
+        fail(NOT_REPO_SIGNED)
+    service_index = _absolute_uri(repo_sig.service_index_url)
     _check_no_existing(settings, name, service_index)
-    fingerprint = _sha256_upper(repo_sig.signer_certificate)
-    cert = TrustedCertificate(fingerprint, HashAlgorithmName.SHA256, allow_untrusted_root)
-    settings.add_trusted_signer(
-        TrustedSigner(SignerKind.REPOSITORY, name, (cert,), service_index, _owners(owners))
-    )
-    _save(settings)
-    out.detailed(ADDED_REPOSITORY.format(name))
+    cert = TrustedCertificate(_sha256_upper(repo_sig.signer_certificate), HashAlgorithmName.SHA256,
+                              allow_untrusted_root)
+    signer = TrustedSigner(SignerKind.REPOSITORY, name, (cert,), service_index, _owners(owners))
+    _add(settings, signer, ADDED_REPOSITORY, config.verbosity)
 
 
 # -- by fingerprint -----------------------------------------------------------------------------------
-@trust_app.command("certificate")
-def certificate_command(
-    name: str = typer.Argument(..., metavar="NAME", help="Name of the trusted signer to add or extend."),
-    fingerprint: str = typer.Argument(..., metavar="FINGERPRINT", help="Certificate fingerprint (hex)."),
-    algorithm: str = typer.Option("SHA256", "--algorithm", help="SHA256, SHA384 or SHA512."),
-    allow_untrusted_root: bool = AllowUntrustedRootOpt,
-    configfile: Path | None = ConfigFileOpt,
-    verbosity: str = VerbosityOpt,
-) -> None:
-    """Add a certificate fingerprint to the signer NAME (creating a trusted author if there is none)."""
-    out = _Out(verbosity)
+def _algorithm(text: str) -> HashAlgorithmName:
     try:
-        alg = HashAlgorithmName.parse(algorithm)
+        return HashAlgorithmName.parse(text)
     except ValueError:
-        _fail(UNSUPPORTED_ALGORITHM.format(algorithm))
-    if not fingerprint:
-        _fail("Property 'fingerprint' should not be null or empty.")
-    settings = _settings(configfile)
+        raise typer.BadParameter(UNSUPPORTED_ALGORITHM.format(text)) from None
+
+
+@command(trust_app, "certificate", CONFIG)
+def certificate_command(
+    name: str = typer.Argument(..., metavar="NAME", parser=_name, help="Name of the trusted signer to add or extend."),
+    fingerprint: str = typer.Argument(..., metavar="FINGERPRINT", help="Certificate fingerprint (hex)."),
+    algorithm: HashAlgorithmName = typer.Option(
+        "SHA256", "--algorithm", metavar="SHA256|SHA384|SHA512", parser=_algorithm,
+        help="Hash algorithm of the fingerprint."),
+    allow_untrusted_root: bool = AllowUntrustedRootOpt,
+    *,
+    config: ConfigArgs,
+) -> None:
+    """Trust a certificate by its fingerprint.
+
+    The fingerprint is added to the signer NAME, or to a new trusted author NAME.
+    """
+    try:
+        # The same rule as sign --certificate-fingerprint: hex, as long as the algorithm's digest.
+        check_fingerprint(fingerprint, (algorithm.value,))
+    except typer.BadParameter as exc:
+        exc.param_hint = ["FINGERPRINT"]
+        raise
+    settings = _settings(config.configfile)
     # NuGet quirk: the fingerprint is stored exactly as typed (no case change), see spec §6.4.
-    cert = TrustedCertificate(fingerprint, alg, allow_untrusted_root)
+    cert = TrustedCertificate(fingerprint, algorithm, allow_untrusted_root)
     for signer in settings.trusted_signers():
         if signer.name == name:
             # NuGet compares certificate items by fingerprint, ordinal.
             if any(c.fingerprint == fingerprint for c in signer.certificates):
-                _fail(FINGERPRINT_EXISTS)
-            settings.update_trusted_signer(
-                TrustedSigner(signer.kind, signer.name, (*signer.certificates, cert), signer.service_index,
-                              signer.owners)
-            )
-            _save(settings)
-            out.detailed(UPDATED.format(name))
+                fail(FINGERPRINT_EXISTS)
+            updated = TrustedSigner(signer.kind, signer.name, (*signer.certificates, cert), signer.service_index,
+                                    signer.owners)
+            _save(settings, settings.update_trusted_signer(updated), updated, UPDATED, config.verbosity)
             return
-    settings.add_trusted_signer(TrustedSigner(SignerKind.AUTHOR, name, (cert,)))
-    _save(settings)
-    out.detailed(ADDED_AUTHOR.format(name))
+    _add(settings, TrustedSigner(SignerKind.AUTHOR, name, (cert,)), ADDED_AUTHOR, config.verbosity)
 
 
 # -- from a feed's RepositorySignatures resource -----------------------------------------------------
-def _certificates_from_feed(
-    service_index: str, allow_insecure_loopback: bool,
-) -> tuple[TrustedCertificate, ...]:
-    try:
-        with httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0)) as client:
-            info = fetch_repository_signatures(
-                client, service_index, allow_insecure_loopback=allow_insecure_loopback,
-            )
-    except NusealError as exc:
-        _fail(exc.message)
+def _certificates_from_feed(service_index: str, allow_insecure_loopback: bool) -> tuple[TrustedCertificate, ...]:
+    with httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0)) as client:
+        info = fetch_repository_signatures(client, service_index, allow_insecure_loopback=allow_insecure_loopback)
     if info is None:
-        _fail(NO_RESOURCE.format(service_index))
+        fail(NO_RESOURCE.format(service_index))
     if not info.certificates:
-        _fail(EMPTY_LIST.format(service_index))
+        fail(EMPTY_LIST.format(service_index))
     # NuGet writes each listed fingerprint exactly as the feed published it (nuget.org publishes lowercase
     # hex), one <certificate> per SHA256/384/512 value present, allowUntrustedRoot false. We do the same:
     # allow-list matching is case-insensitive, so the case does not matter for trust.
@@ -357,69 +347,69 @@ def _certificates_from_feed(
     )
 
 
-@trust_app.command("source")
+@command(trust_app, "source", CONFIG)
 def source_command(
-    name: str = typer.Argument(..., metavar="NAME", help="Trusted repository (or package source) name."),
-    source_url: str | None = typer.Option(None, "--source-url", help="The feed's V3 service index (https)."),
+    name: str = typer.Argument(
+        ..., metavar="NAME", parser=_name, help="Trusted repository name (or the name of a configured source)."),
+    source_url: str | None = typer.Option(
+        None, "--source-url", metavar="URL", parser=_parse_url,
+        help="The feed's V3 service index (https; default: the configured source NAME)."),
     owners: list[str] | None = OwnersOpt,
-    allow_insecure_loopback: bool = LoopbackOpt,
-    configfile: Path | None = ConfigFileOpt,
-    verbosity: str = VerbosityOpt,
+    allow_insecure_loopback: bool = ALLOW_INSECURE_LOOPBACK,
+    *,
+    config: ConfigArgs,
 ) -> None:
-    """Trust the repository certificates that a feed publishes in its RepositorySignatures resource."""
-    out = _Out(verbosity)
-    settings = _settings(configfile)
+    """Trust the repository certificates a feed publishes.
+
+    They are read from the feed's RepositorySignatures resource.
+    """
+    settings = _settings(config.configfile)
     if source_url is None:
         source = settings.package_source(name)
         if source is None or not source.url:
-            _fail(UNAVAILABLE_SOURCE.format(name))
+            fail(UNAVAILABLE_SOURCE.format(name))
         source_url = source.url
     service_index = _service_index(source_url, allow_insecure_loopback)
     _check_no_existing(settings, name, service_index)
     certificates = _certificates_from_feed(service_index, allow_insecure_loopback)
-    settings.add_trusted_signer(
-        TrustedSigner(SignerKind.REPOSITORY, name, certificates, service_index, _owners(owners))
-    )
-    _save(settings)
-    out.detailed(ADDED_REPOSITORY.format(name))
+    signer = TrustedSigner(SignerKind.REPOSITORY, name, certificates, service_index, _owners(owners))
+    _add(settings, signer, ADDED_REPOSITORY, config.verbosity)
 
 
-@trust_app.command("sync")
+@command(trust_app, "sync", CONFIG)
 def sync_command(
     name: str = typer.Argument(..., metavar="NAME", help="Name of the trusted repository to refresh."),
-    allow_insecure_loopback: bool = LoopbackOpt,
-    configfile: Path | None = ConfigFileOpt,
-    verbosity: str = VerbosityOpt,
+    allow_insecure_loopback: bool = ALLOW_INSECURE_LOOPBACK,
+    *,
+    config: ConfigArgs,
 ) -> None:
-    """Replace a trusted repository's certificates with the ones its feed currently lists."""
-    out = _Out(verbosity)
-    settings = _settings(configfile)
+    """Refresh a trusted repository's certificates from its feed."""
+    settings = _settings(config.configfile)
     for signer in settings.trusted_signers():
         if signer.kind is SignerKind.REPOSITORY and signer.name == name:
-            certificates = _certificates_from_feed(signer.service_index or "", allow_insecure_loopback)
-            settings.update_trusted_signer(
-                TrustedSigner(signer.kind, signer.name, certificates, signer.service_index, signer.owners)
-            )
-            _save(settings)
-            out.detailed(SYNCED.format(name))
+            service_index = _service_index(signer.service_index or "", allow_insecure_loopback)
+            certificates = _certificates_from_feed(service_index, allow_insecure_loopback)
+            updated = TrustedSigner(signer.kind, signer.name, certificates, signer.service_index, signer.owners)
+            _save(settings, settings.update_trusted_signer(updated), updated, SYNCED, config.verbosity)
             return
-    _fail(REPO_DOES_NOT_EXIST.format(name))
+    fail(REPO_DOES_NOT_EXIST.format(name))
 
 
-@trust_app.command("remove")
+@command(trust_app, "remove", CONFIG)
 def remove_command(
     name: str = typer.Argument(..., metavar="NAME", help="Name of the trusted signer(s) to remove."),
-    configfile: Path | None = ConfigFileOpt,
-    verbosity: str = VerbosityOpt,
+    *,
+    config: ConfigArgs,
 ) -> None:
-    """Remove every trusted signer whose name matches NAME (case-insensitive)."""
-    out = _Out(verbosity)
-    settings = _settings(configfile)
+    """Remove the trusted signers named NAME (case-insensitive)."""
+    settings = _settings(config.configfile)
     matches = [s for s in settings.trusted_signers() if s.name.lower() == name.lower()]
     if not matches:
-        out.minimal(NONE_MATCHING.format(name))
+        if config.verbosity >= Verbosity.MINIMAL:
+            typer.echo(NONE_MATCHING.format(name))
         return
     for signer in matches:
         settings.remove_trusted_signer(signer)
-    _save(settings)
-    out.minimal(REMOVED.format(name))
+    _write(settings)
+    if config.verbosity >= Verbosity.MINIMAL:
+        typer.echo(REMOVED.format(name))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from enum import IntEnum
 
 from nuseal.enums import SignatureKind
@@ -11,27 +12,35 @@ from nuseal.x509.certs import CertificateSummary
 
 
 class Verbosity(IntEnum):
-    """``-v q|n|d``: quiet shows only warnings and errors; normal adds NuGet's information lines; detailed adds
-    certificate chains. Decision: nuseal's default is normal, so the signer details the issue asks for are visible
-    without flags (dotnet's default, minimal, hides issuer and timestamp lines)."""
+    """dotnet's ``-v`` levels, meaning the same on every nuseal command (NuGet maps them to log levels the same
+    way, ``XPlatUtility.MSBuildVerbosityToNuGetLogLevel``): quiet shows errors and warnings only; minimal adds the
+    one-line result per item; normal adds information (signer details, what was written); detailed and
+    diagnostic add details (certificate chains, information-level findings). Decision: nuseal's default is
+    normal, so the signer details are visible without flags (dotnet's default, minimal, hides them)."""
 
     QUIET = 0
-    NORMAL = 1
-    DETAILED = 2
+    MINIMAL = 1
+    NORMAL = 2
+    DETAILED = 3
+    DIAGNOSTIC = 4
 
     @classmethod
     def parse(cls, text: str) -> Verbosity:
-        table = {"q": cls.QUIET, "quiet": cls.QUIET, "m": cls.NORMAL, "minimal": cls.NORMAL, "n": cls.NORMAL,
-                 "normal": cls.NORMAL, "d": cls.DETAILED, "detailed": cls.DETAILED, "diag": cls.DETAILED,
-                 "diagnostic": cls.DETAILED}
+        """``q``/``quiet``, ``m``/``minimal``, ``n``/``normal``, ``d``/``detailed``, ``diag``/``diagnostic``."""
+        table = {"q": cls.QUIET, "quiet": cls.QUIET, "m": cls.MINIMAL, "minimal": cls.MINIMAL, "n": cls.NORMAL,
+                 "normal": cls.NORMAL, "d": cls.DETAILED, "detailed": cls.DETAILED, "diag": cls.DIAGNOSTIC,
+                 "diagnostic": cls.DIAGNOSTIC}
         try:
             return table[text.strip().lower()]
         except KeyError:
-            raise ValueError(f"unknown verbosity {text!r}: use q, n or d") from None
+            raise ValueError(
+                f"{text!r} is not one of q[uiet], m[inimal], n[ormal], d[etailed], diag[nostic]") from None
 
 
-def _time(value: object) -> str:
-    return str(value)
+def format_time(value: datetime) -> str:
+    """How every date is written in text output: ISO 8601 in UTC to the second, as ``isoformat`` writes it
+    in the JSON output and in finding messages (``2021-03-17T20:03:36+00:00``)."""
+    return value.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def certificate_lines(cert: CertificateSummary, indent: str = "  ") -> list[str]:
@@ -41,7 +50,7 @@ def certificate_lines(cert: CertificateSummary, indent: str = "  ") -> list[str]
         f"{indent}SHA1 hash: {cert.sha1}",
         f"{indent}SHA256 hash: {cert.sha256}",
         f"{indent}Issued by: {cert.issuer}",
-        f"{indent}Valid from: {_time(cert.not_before)} to {_time(cert.not_after)}",
+        f"{indent}Valid from: {format_time(cert.not_before)} to {format_time(cert.not_after)}",
     ]
 
 
@@ -60,7 +69,7 @@ def _friendly(signature: SignatureVerdict) -> str:
 
 
 def _timestamp_lines(owner: str, ts: TimestampSummary, verbosity: Verbosity) -> list[str]:
-    lines = [f"Timestamp: {_time(ts.time)}", "",
+    lines = [f"Timestamp: {format_time(ts.time)}", "",
              f"Verifying {owner}'s timestamp with timestamping service certificate: "]
     if ts.certificate is not None:
         lines.extend(certificate_lines(ts.certificate))
@@ -107,7 +116,11 @@ def package_lines(verdict: PackageVerdict, verbosity: Verbosity = Verbosity.NORM
     """The whole block NuGet prints for one package."""
     name = f"{verdict.package_id}.{verdict.version}" if verdict.package_id else verdict.path
     if verdict.error is not None:
-        return ["", f"error: {verdict.error}"]
+        return [f"error: {verdict.error}"] if verbosity is Verbosity.QUIET else ["", f"error: {verdict.error}"]
+    if verbosity is Verbosity.QUIET:
+        # Only errors and warnings; the failure line names the file, since no "Verifying" line says which.
+        failed = [] if verdict.valid else [f"error: Package signature validation failed ({verdict.path})."]
+        return finding_lines(verdict, verbosity) + failed
     lines = ["", f"Verifying {name}"]
     if verbosity >= Verbosity.NORMAL:
         lines.append(verdict.path)

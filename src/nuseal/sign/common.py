@@ -16,7 +16,7 @@ from typing import Protocol
 
 from nuseal.cms.build import PrimarySignatureBuilder
 from nuseal.cms.content import SignatureContent
-from nuseal.codes import NuCode
+from nuseal.codes import Messages, NuCode
 from nuseal.enums import HashAlgorithmName
 from nuseal.findings import Finding, Severity
 from nuseal.package import archive
@@ -53,12 +53,7 @@ class SignResult:
     warnings: tuple[Finding, ...]
 
 
-NO_TIMESTAMPER_WARNING = Finding(
-    NuCode.NU3002,
-    Severity.WARNING,
-    "The '-Timestamper' option was not provided. The signed package will not be timestamped. To learn more "
-    "about this option, please visit https://docs.nuget.org/docs/reference/command-line-reference",
-)
+NO_TIMESTAMPER_WARNING = Finding(NuCode.NU3002, Severity.WARNING, Messages.NO_TIMESTAMPER)
 
 
 def signer_warnings(

@@ -1,4 +1,4 @@
-"""Trust roots: the bundled .NET SDK fallback bundles and user-supplied PEM bundles (spec §7.2).
+"""Trust roots: the bundled .NET SDK fallback bundles and user-supplied roots files (spec §7.2).
 
 On Linux ``dotnet nuget verify`` trusts ``trustedroots/codesignctl.pem`` for code signing and
 ``trustedroots/timestampctl.pem`` for timestamping (``X509TrustStore.InitializeForDotNetSdk``). nuseal ships
@@ -22,7 +22,10 @@ from cryptography import x509
 
 from nuseal.errors import TrustConfigError
 
-__all__ = ["TrustStore", "default_trust_store", "load_pem_bundle", "parse_pem_bundle", "trust_store_from_files"]
+__all__ = [
+    "TrustStore", "default_trust_store", "load_pem_bundle", "load_roots_file", "parse_pem_bundle",
+    "trust_store_from_files",
+]
 
 CODE_SIGNING_BUNDLE = "codesignctl.pem"
 TIMESTAMPING_BUNDLE = "timestampctl.pem"
@@ -90,6 +93,31 @@ def load_pem_bundle(path: Path) -> tuple[x509.Certificate, ...]:
     return parse_pem_bundle(data, str(path))
 
 
+def load_roots_file(path: Path) -> tuple[x509.Certificate, ...]:
+    """Read roots from a PEM bundle or from one DER certificate (the ``.cer`` that ``nuseal cert create --cer``
+    and Windows export); :class:`TrustConfigError` naming the file when it is neither.
+
+    The format is told by the content, as .NET's ``X509Certificate2Collection.Import`` does: a file with a PEM
+    ``BEGIN CERTIFICATE`` line is a bundle, anything else must be a DER certificate.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise TrustConfigError(f"cannot read certificate file {path}: {exc.strerror or exc}") from exc
+    if _BEGIN in data:
+        return parse_pem_bundle(data, str(path))
+    if not data.strip():
+        raise TrustConfigError(f"{path}: the file is empty; expected a PEM bundle or a DER certificate")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # non-positive serial numbers, as in parse_pem_bundle
+            return (x509.load_der_x509_certificate(data),)
+    except ValueError as exc:
+        raise TrustConfigError(
+            f"{path}: neither a PEM bundle ('-----BEGIN CERTIFICATE-----') nor a DER certificate: {exc}"
+        ) from exc
+
+
 def _bundled(name: str) -> tuple[x509.Certificate, ...]:
     resource = resources.files("nuseal.x509").joinpath("roots", name)
     return parse_pem_bundle(resource.read_bytes(), f"nuseal/x509/roots/{name}")
@@ -102,9 +130,10 @@ def default_trust_store() -> TrustStore:
 
 
 def trust_store_from_files(code_signing: Path | None, timestamping: Path | None) -> TrustStore:
-    """Replace either part of the default store with a PEM bundle; ``None`` keeps that part of the default."""
+    """Replace either part of the default store with a roots file (PEM bundle or DER certificate, see
+    :func:`load_roots_file`); ``None`` keeps that part of the default."""
     default = default_trust_store()
     return TrustStore(
-        code_signing=default.code_signing if code_signing is None else load_pem_bundle(code_signing),
-        timestamping=default.timestamping if timestamping is None else load_pem_bundle(timestamping),
+        code_signing=default.code_signing if code_signing is None else load_roots_file(code_signing),
+        timestamping=default.timestamping if timestamping is None else load_roots_file(timestamping),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 
 import pytest
 from asn1crypto import cms, tsp
@@ -115,7 +115,8 @@ def test_undecodable_response(tsa_authority: TimestampAuthority) -> None:
 
 
 def test_gen_time_from_the_authority_clock(pki: TestPki) -> None:
-    moment = datetime(2026, 10, 1, 12, 0, 0, tzinfo=UTC)
+    # A moment inside the TSA certificate's validity, relative to the PKI (never to the calendar).
+    moment = pki.now - timedelta(days=1, hours=3)
     tsa = TimestampAuthority(pki.tsa.cert, pki.tsa.key, pki.tsa.chain[1:], clock=lambda: moment)
     token = InProcessTimestamper(tsa, clock=lambda: moment).timestamp(SIGNATURE_VALUE, "SHA256")
     assert _tst_info(token)["gen_time"].native == moment
@@ -139,7 +140,7 @@ def test_token_checks_are_wired_into_the_client(
         return [(NuCode.NU3036, "outside the validity")]
 
     monkeypatch.setattr(token_rules, "check_timestamp", check_timestamp)
-    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    moment = tsa_authority.certificate.not_valid_before_utc + timedelta(days=1)
     with pytest.raises(TimestampError) as caught:
         InProcessTimestamper(tsa_authority, clock=lambda: moment).timestamp(SIGNATURE_VALUE, "SHA256")
     assert caught.value.code is NuCode.NU3036

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,12 +17,17 @@ from tests.support.servers import timestamp_request as make_request
 from nuseal.errors import CertificateError
 from nuseal.timestamp.tsa import TimestampAuthority, TimeStampResponse
 
-FIXED = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+
+def fixed_moment(pki: TestPki) -> datetime:
+    """A fixed genTime inside the TSA certificate's validity, relative to the PKI (never to the calendar),
+    with a fraction of a second to show that genTime is written in whole seconds."""
+    return (pki.now - timedelta(days=2, hours=3)).replace(microsecond=678000)
 
 
 @pytest.fixture(scope="module")
 def fixed_tsa(pki: TestPki) -> TimestampAuthority:
-    return TimestampAuthority(pki.tsa.cert, pki.tsa.key, pki.tsa.chain[1:], clock=lambda: FIXED)
+    moment = fixed_moment(pki)
+    return TimestampAuthority(pki.tsa.cert, pki.tsa.key, pki.tsa.chain[1:], clock=lambda: moment)
 
 
 def granted_token(tsa: TimestampAuthority, request: bytes) -> tuple[cms.SignedData, tsp.TSTInfo]:
@@ -32,14 +37,14 @@ def granted_token(tsa: TimestampAuthority, request: bytes) -> tuple[cms.SignedDa
     return signed_data, signed_data["encap_content_info"]["content"].parsed
 
 
-def test_tst_info_fields(fixed_tsa: TimestampAuthority) -> None:
+def test_tst_info_fields(fixed_tsa: TimestampAuthority, pki: TestPki) -> None:
     request = make_request(b"abc", nonce=42)
     _, tst = granted_token(fixed_tsa, request)
     assert tst["version"].native == "v1"
     assert tst["policy"].dotted == "1.2.3.4.1"
     assert tst["message_imprint"].dump() == tsp.TimeStampReq.load(request)["message_imprint"].dump()
     assert tst["nonce"].native == 42
-    assert tst["gen_time"].native == FIXED.replace(microsecond=0)
+    assert tst["gen_time"].native == fixed_moment(pki).replace(microsecond=0)
     assert tst["accuracy"]["seconds"].native == 1
     assert tst["tsa"].chosen.native == fixed_tsa._asn1_cert.subject.native
 
@@ -64,7 +69,7 @@ def test_signer_info_and_signed_attributes(fixed_tsa: TimestampAuthority, pki: T
     assert signer["digest_algorithm"]["algorithm"].native == "sha256"
     attrs = {a["type"].native: a["values"][0] for a in signer["signed_attrs"]}
     assert attrs["content_type"].native == "tst_info"
-    assert attrs["signing_time"].native == FIXED.replace(microsecond=0)
+    assert attrs["signing_time"].native == fixed_moment(pki).replace(microsecond=0)
     tst_der = signed_data["encap_content_info"]["content"].contents
     assert attrs["message_digest"].native == hashlib.sha256(tst_der).digest()
     (ess,) = attrs["signing_certificate_v2"]["certs"]
@@ -139,18 +144,18 @@ def test_refuses_certificate_without_critical_timestamping_eku(pki: TestPki) -> 
         "tsa-noncritical-eku", eku_critical=False
     )
     with pytest.raises(CertificateError, match="critical"):
-        TimestampAuthority(non_critical.cert, non_critical.key, clock=lambda: FIXED)
+        TimestampAuthority(non_critical.cert, non_critical.key, clock=lambda: pki.now)
     with pytest.raises(CertificateError, match="id-kp-timeStamping"):
-        TimestampAuthority(pki.leaf.cert, pki.leaf.key, clock=lambda: FIXED)
+        TimestampAuthority(pki.leaf.cert, pki.leaf.key, clock=lambda: pki.now)
 
 
 def test_refuses_a_key_of_another_certificate(pki: TestPki) -> None:
     with pytest.raises(CertificateError, match="does not belong"):
-        TimestampAuthority(pki.tsa.cert, pki.leaf.key, clock=lambda: FIXED)
+        TimestampAuthority(pki.tsa.cert, pki.leaf.key, clock=lambda: pki.now)
 
 
 def test_gen_time_follows_the_clock(pki: TestPki) -> None:
-    moments = iter([FIXED, FIXED + timedelta(days=3)])
+    moments = iter([fixed_moment(pki), fixed_moment(pki) + timedelta(days=3)])
     tsa = TimestampAuthority(pki.tsa.cert, pki.tsa.key, clock=lambda: next(moments))
     times = [granted_token(tsa, make_request())[1]["gen_time"].native for _ in range(2)]
     assert times[1] - times[0] == timedelta(days=3)

@@ -12,7 +12,13 @@ from tests.support.pki import TestPki
 
 from nuseal.errors import TrustConfigError
 from nuseal.x509 import roots
-from nuseal.x509.roots import default_trust_store, load_pem_bundle, parse_pem_bundle, trust_store_from_files
+from nuseal.x509.roots import (
+    default_trust_store,
+    load_pem_bundle,
+    load_roots_file,
+    parse_pem_bundle,
+    trust_store_from_files,
+)
 
 ROOTS_DIR = Path(roots.__file__).parent / "roots"
 
@@ -79,3 +85,29 @@ def test_trust_store_from_files_replaces_only_given_parts(pki: TestPki, tmp_path
     store = trust_store_from_files(None, bundle)
     assert store.code_signing is default_trust_store().code_signing
     assert store.timestamping == (pki.root.cert,)
+
+
+def test_roots_file_may_be_one_der_certificate(pki: TestPki, tmp_path: Path) -> None:
+    # What `nuseal cert create --cer` and Windows' certificate export write.
+    cer = tmp_path / "root.cer"
+    cer.write_bytes(pki.root.der)
+    assert load_roots_file(cer) == (pki.root.cert,)
+    assert trust_store_from_files(None, cer).timestamping == (pki.root.cert,)
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(pki.root.pem + pki.untrusted_root.pem)
+    assert load_roots_file(bundle) == (pki.root.cert, pki.untrusted_root.cert)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(b"", "the file is empty"), (b"just some text\n", "neither a PEM bundle"), (b"\x30\x03\x02\x01\x05", "neither")],
+    ids=["empty", "text", "truncated-der"],
+)
+def test_roots_file_that_is_neither_pem_nor_der_names_the_file(tmp_path: Path, content: bytes, reason: str) -> None:
+    path = tmp_path / "roots.cer"
+    path.write_bytes(content)
+    with pytest.raises(TrustConfigError) as info:
+        load_roots_file(path)
+    assert str(path) in info.value.message and reason in info.value.message
+    with pytest.raises(TrustConfigError, match=r"missing\.cer"):
+        load_roots_file(tmp_path / "missing.cer")
