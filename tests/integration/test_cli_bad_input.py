@@ -211,7 +211,9 @@ CASES: list[Case] = [
       for args in (("user", "add", "x"), ("org", "add", "o", "--admin", "u"), ("org", "member", "add", "o", "u"),
                    ("org", "member", "remove", "o", "u"), ("apikey", "list", "x"), ("apikey", "revoke", "x", "y"),
                    ("owner", "add", "p", "a"), ("owner", "remove", "p", "a"), ("owner", "list", "p"),
-                   ("package", "list"), ("package", "delete", "p", "1.0"))),
+                   ("package", "list"), ("package", "delete", "p", "1.0"), ("cert", "add", "a", "{dir}/text.cer"),
+                   ("cert", "remove", "a", "ab" * 32), ("cert", "list", "a"), ("signer", "set", "p", "Any"),
+                   ("signer", "show", "p"))),
 ]
 
 
