@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from asn1crypto import cms, tsp
@@ -115,7 +115,7 @@ def test_undecodable_response(tsa_authority: TimestampAuthority) -> None:
 
 
 def test_gen_time_from_the_authority_clock(pki: TestPki) -> None:
-    moment = datetime(2026, 10, 1, 12, 0, 0, tzinfo=UTC)
+    moment = pki.now - timedelta(hours=1)  # inside the TSA certificate's validity, whatever today is
     tsa = TimestampAuthority(pki.tsa.cert, pki.tsa.key, pki.tsa.chain[1:], clock=lambda: moment)
     token = InProcessTimestamper(tsa, clock=lambda: moment).timestamp(SIGNATURE_VALUE, "SHA256")
     assert _tst_info(token)["gen_time"].native == moment
