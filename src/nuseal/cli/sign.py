@@ -8,7 +8,7 @@ This module is the only place in signing that reads the clock or prints.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,10 +22,12 @@ from nuseal.cli.progress import batch_progress
 from nuseal.enums import HashAlgorithmName
 from nuseal.errors import NusealError
 from nuseal.findings import Finding
-from nuseal.sign.author import AuthorSignRequest, sign_package
-from nuseal.sign.common import SignOptions, SignResult, Timestamper
+from nuseal.parallel import default_workers
+from nuseal.sign.author import AuthorSignRequest
+from nuseal.sign.batch import SignJob, SignOutcome, sign_batch
+from nuseal.sign.common import SignOptions
 from nuseal.sign.removal import Removal, remove_signature
-from nuseal.sign.repository import RepositorySignRequest, repo_sign_package
+from nuseal.sign.repository import RepositorySignRequest
 from nuseal.sign.signers import PemSigner, PfxSigner, Pkcs11Config, Pkcs11Signer, Signer, fingerprint
 
 if TYPE_CHECKING:
@@ -45,6 +47,12 @@ P11_TOKEN = typer.Option(None, "--pkcs11-token", help="PKCS#11 token label.")
 P11_KEY = typer.Option(None, "--pkcs11-key", help="Key label, or id:<hex> for a key id.")
 P11_PIN = typer.Option(None, "--pkcs11-pin", help="User PIN of the token.")
 VERBOSE = typer.Option(False, "-v", "--verbose", help="Print more details.")
+PARALLEL = typer.Option(
+    None, "--parallel", min=1, help="Worker processes (default: one per core; 1 signs in this process).")
+NO_FSYNC = typer.Option(
+    False, "--no-fsync",
+    help="Do not fsync outputs (still written atomically). Only where something else makes them durable.",
+)  # fmt: skip
 SIGN_TRUST_ROOTS = typer.Option(
     None, "--trust-roots",
     help="PEM bundle of trusted code-signing roots: build the signing chain against them (NU3018) before signing.",
@@ -99,6 +107,7 @@ def _sign_options(
     overwrite: bool,
     trust_roots: Path | None,
     timestamp_roots: Path | None,
+    no_fsync: bool = False,
 ) -> SignOptions:
     """Chains are built at sign time (as NuGet does) only when roots are given: nuseal has no machine store."""
     store = None
@@ -109,6 +118,7 @@ def _sign_options(
         _hash(timestamp_hash_algorithm, "--timestamp-hash-algorithm"),
         overwrite,
         trust_store=store,
+        durable=not no_fsync,
     )
 
 
@@ -140,7 +150,8 @@ def _run_signing(
     timestamper_url: str | None,
     as_json: bool,
     verbose: bool,
-    sign_one: Callable[[Path, Path, Timestamper | None, datetime], SignResult],
+    request: AuthorSignRequest | RepositorySignRequest,
+    parallel: int | None,
 ) -> None:
     timestamper: HttpTimestamper | None = None
     try:
@@ -153,7 +164,9 @@ def _run_signing(
             except NusealError as exc:
                 typer.echo(str(exc), err=True)
                 raise typer.Exit(1) from None
-        _sign_all(packages, signer, output, timestamper, as_json, verbose, sign_one)
+        job = SignJob(request, _local_now, timestamper_url)
+        _sign_all(packages, signer, output, timestamper, as_json, verbose, job,
+                  parallel if parallel is not None else default_workers())
     finally:
         _close(signer)
         if timestamper is not None:
@@ -167,7 +180,8 @@ def _sign_all(
     timestamper: HttpTimestamper | None,
     as_json: bool,
     verbose: bool,
-    sign_one: Callable[[Path, Path, Timestamper | None, datetime], SignResult],
+    job: SignJob,
+    parallel: int,
 ) -> None:
     timestamper_url = timestamper.url if timestamper is not None else None
     if output is not None:
@@ -191,25 +205,28 @@ def _sign_all(
             typer.echo(f"\nSigned package(s) output path:\n{output}")
         typer.echo("")
     failed = False
+    pairs = [(package, output / package.name if output is not None else package) for package in packages]
     with batch_progress(len(packages), "Signing") as advance:
-        for package in packages:
-            dst = output / package.name if output is not None else package
+
+        def show(outcome: SignOutcome) -> None:
+            nonlocal failed
+            package, dst = outcome.src, outcome.dst
             entry: dict[str, Any] = {"path": str(package), "output": str(dst)}
-            try:
-                result = sign_one(package, dst, timestamper, _local_now())
-            except NusealError as exc:
+            exc = outcome.error
+            if isinstance(exc, NusealError):
                 failed = True
                 entry["error"] = {"code": exc.code.value if exc.code else None, "message": exc.message}
                 if not as_json:
                     typer.echo(f"{exc} ({package})" if str(package) not in exc.message else str(exc), err=True)
-            except OSError as exc:
+            elif exc is not None:
                 # Unreadable input, unwritable output folder, disk full: nothing was written (temp + rename).
                 failed = True
                 message = f"Could not sign '{package}' to '{dst}': {exc.strerror or exc}."
                 entry["error"] = {"code": None, "message": message}
                 if not as_json:
                     typer.echo(message, err=True)
-            else:
+            elif outcome.result is not None:
+                result = outcome.result
                 entry.update(kind=result.kind, timestamped=result.timestamped, warnings=_warnings(result.warnings))
                 if not as_json:
                     for warning in result.warnings:
@@ -218,6 +235,8 @@ def _sign_all(
                         typer.echo(f"Signed {package} -> {dst} ({result.kind}, {len(result.signature)} bytes)")
             report["packages"].append(entry)
             advance(package.name)
+
+        sign_batch(pairs, job, parallel=parallel, on_outcome=show, timestamper=timestamper)
     report["ok"] = not failed
     if as_json:
         typer.echo(json.dumps(report, indent=2))
@@ -247,19 +266,18 @@ def sign_command(
     pkcs11_pin: str | None = P11_PIN,
     verbose: bool = VERBOSE,
     as_json: bool = JSON,
+    parallel: int | None = PARALLEL,
+    no_fsync: bool = NO_FSYNC,
 ) -> None:
     """Author-sign NuGet packages (like 'dotnet nuget sign')."""
-    options = _sign_options(hash_algorithm, timestamp_hash_algorithm, overwrite, trust_roots, timestamp_roots)
+    options = _sign_options(hash_algorithm, timestamp_hash_algorithm, overwrite, trust_roots, timestamp_roots,
+                            no_fsync)
     signer = _signer_or_exit(
         certificate_path, key_path, certificate_password, certificate_fingerprint,
         (pkcs11_module, pkcs11_token, pkcs11_key, pkcs11_pin),
     )  # fmt: skip
     request = AuthorSignRequest(signer, options)
-
-    def sign_one(src: Path, dst: Path, stamper: Timestamper | None, now: datetime) -> SignResult:
-        return sign_package(src, dst, request, timestamper=stamper, now=now)
-
-    _run_signing(packages, signer, output, timestamper, as_json, verbose, sign_one)
+    _run_signing(packages, signer, output, timestamper, as_json, verbose, request, parallel)
 
 
 @app.command("repo-sign")
@@ -284,9 +302,12 @@ def repo_sign_command(
     pkcs11_pin: str | None = P11_PIN,
     verbose: bool = VERBOSE,
     as_json: bool = JSON,
+    parallel: int | None = PARALLEL,
+    no_fsync: bool = NO_FSYNC,
 ) -> None:
     """Repository-sign packages: primary signature if unsigned, countersignature if author-signed."""
-    options = _sign_options(hash_algorithm, timestamp_hash_algorithm, overwrite, trust_roots, timestamp_roots)
+    options = _sign_options(hash_algorithm, timestamp_hash_algorithm, overwrite, trust_roots, timestamp_roots,
+                            no_fsync)
     # nuget.exe reposign splits -PackageOwners on ';'; empty items are dropped, blank ones are an error later.
     owner_list = tuple(o for o in (owners or "").split(";") if o != "")
     signer = _signer_or_exit(
@@ -294,11 +315,7 @@ def repo_sign_command(
         (pkcs11_module, pkcs11_token, pkcs11_key, pkcs11_pin),
     )  # fmt: skip
     request = RepositorySignRequest(signer, service_index_url, owner_list, options)
-
-    def sign_one(src: Path, dst: Path, stamper: Timestamper | None, now: datetime) -> SignResult:
-        return repo_sign_package(src, dst, request, timestamper=stamper, now=now)
-
-    _run_signing(packages, signer, output, timestamper, as_json, verbose, sign_one)
+    _run_signing(packages, signer, output, timestamper, as_json, verbose, request, parallel)
 
 
 @app.command("remove-signature")

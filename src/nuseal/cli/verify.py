@@ -19,6 +19,7 @@ from nuseal.cli.options import (
 )
 from nuseal.cli.progress import batch_progress
 from nuseal.errors import NusealError
+from nuseal.parallel import default_workers
 from nuseal.render import json as render_json
 from nuseal.render import text as render_text
 from nuseal.render.inspect import inspect_lines
@@ -43,6 +44,8 @@ def verify_command(
     as_json: bool = typer.Option(False, "--json", help="One JSON document for the whole run."),
     _all: bool = typer.Option(False, "--all", help="Verify everything (same as signatures)."),
     _signatures: bool = typer.Option(False, "--signatures", help="Verify signatures."),
+    parallel: int | None = typer.Option(
+        None, "--parallel", min=1, help="Worker processes (default: one per core; 1 verifies in this process)."),
 ) -> None:
     """Verify package signatures exactly as `dotnet nuget verify` does."""
     level = render_text.Verbosity.parse(verbosity)
@@ -63,7 +66,8 @@ def verify_command(
                     typer.echo(line)
             advance(Path(verdict.path).name)
 
-        verdicts = verify_batch(paths, setup, now=datetime.now(UTC), on_verdict=show)
+        verdicts = verify_batch(paths, setup, now=datetime.now(UTC), on_verdict=show,
+                                parallel=parallel if parallel is not None else default_workers())
     for pattern in missing:
         verdicts.append(missing_verdict(pattern))
         if not as_json:

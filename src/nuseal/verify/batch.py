@@ -6,19 +6,23 @@ verdict with ``error``, and so is a bug in nuseal while verifying it: ``IssueCod
 exception). ``on_verdict`` is called once per package, in input order, as soon as its verdict is known, so a caller
 can print or advance a progress bar while the batch runs.
 
-Parallelism slots in behind ``verify_batch``: the ``VerificationSetup`` pickles, so a process pool's initializer
-can receive it and open one ``TrustContext`` per worker; workers call ``verify_guarded`` per path and ``imap`` keeps
-input order, so callers, ``on_verdict`` and the result order stay the same.
+``parallel=N`` verifies in N worker processes (``nuseal.parallel.ordered_map``): each worker opens one
+``TrustContext`` from the ``VerificationSetup`` (which pickles for that) and verifies one path per task; verdicts
+still come back, and reach ``on_verdict``, in input order. A worker that dies (a crash in a native library) costs
+only the package it was verifying: that package's verdict is ``IssueCode.VERIFICATION_FAILED``. One package, or
+``parallel=1``, is verified in this process: no pool start-up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from nuseal import parallel as process_pool
 from nuseal.codes import IssueCode
 from nuseal.verify.engine import TrustContext, verify_package
 from nuseal.verify.policy import VerificationPolicy
@@ -67,13 +71,25 @@ def verify_guarded(path: Path, *, policy: VerificationPolicy, trust: TrustContex
 
 def verify_batch(paths: Sequence[Path], setup: VerificationSetup, *, now: datetime,
                  on_verdict: VerdictCallback | None = None, client: httpx.Client | None = None,
-                 compute_content_hash: bool = False) -> list[PackageVerdict]:
-    """Verify ``paths`` in order under ``setup`` as of ``now``; one verdict per path, in input order.
+                 compute_content_hash: bool = False, parallel: int = 1) -> list[PackageVerdict]:
+    """Verify ``paths`` under ``setup`` as of ``now``; one verdict per path, in input order.
 
-    One ``TrustContext`` (one revocation checker and its cache) serves the whole batch. ``client`` is the HTTP
-    client for revocation requests (optional).
+    ``parallel``: worker processes (``nuseal.parallel.default_workers()`` is the core count); 1 verifies in this
+    process, where one ``TrustContext`` (one revocation checker and its cache) serves the whole batch. ``client`` is
+    the HTTP client for revocation requests (optional); it cannot cross into workers, so giving one means in process.
     """
     verdicts: list[PackageVerdict] = []
+    if parallel > 1 and len(paths) > 1 and client is None:
+        results = process_pool.ordered_map(
+            _verify_in_worker, [(str(p), now, compute_content_hash) for p in paths],
+            workers=min(parallel, len(paths)), on_failure=_worker_failed,
+            initializer=_open_worker, initargs=(setup,),
+        )  # fmt: skip
+        for verdict in results:
+            verdicts.append(verdict)
+            if on_verdict is not None:
+                on_verdict(verdict)
+        return verdicts
     with setup.open(client) as trust:
         for path in paths:
             verdict = verify_guarded(path, policy=setup.policy, trust=trust, now=now,
@@ -82,6 +98,34 @@ def verify_batch(paths: Sequence[Path], setup: VerificationSetup, *, now: dateti
             if on_verdict is not None:
                 on_verdict(verdict)
     return verdicts
+
+
+# --- worker processes ---------------------------------------------------------------------------------------------
+
+#: A worker's setup and open trust context, made once by ``_open_worker`` (a worker serves one batch).
+_worker: tuple[VerificationSetup, TrustContext] | None = None
+_worker_stack = contextlib.ExitStack()
+
+_Task = tuple[str, datetime, bool]
+
+
+def _open_worker(setup: VerificationSetup) -> None:
+    global _worker
+    _worker = (setup, _worker_stack.enter_context(setup.open()))
+
+
+def _verify_in_worker(task: _Task) -> PackageVerdict:
+    path, now, compute_content_hash = task
+    assert _worker is not None, "the pool initializer opens the trust context"
+    setup, trust = _worker
+    return verify_guarded(Path(path), policy=setup.policy, trust=trust, now=now,
+                          compute_content_hash=compute_content_hash)
+
+
+def _worker_failed(task: _Task, reason: str) -> PackageVerdict:
+    path = task[0]
+    return PackageVerdict(path, None, None, False, (), error_code=IssueCode.VERIFICATION_FAILED,
+                          error=f"'{path}' could not be verified: internal error: {reason}")
 
 
 def accepted(verdict: PackageVerdict) -> bool:
