@@ -51,7 +51,7 @@ _DIRECT_ALIGNMENT = 4096
 # errno values meaning "this file system or file does not do O_DIRECT", not "the write failed".
 _NO_DIRECT_IO = {errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP}
 # Windows queued for the writer thread beyond the one it is writing: bounds memory, keeps the disk busy.
-_WRITE_QUEUE = 2
+_WRITE_QUEUE = 1
 
 Sink = Callable[[memoryview], object]
 
