@@ -129,12 +129,16 @@ def windows(f: BinaryIO, start: int, end: int, buffer: bytearray | None = None) 
 def _mapped_windows(fd: int, start: int, end: int) -> Iterator[Window]:
     """Mapped windows; yields nothing at all when the file cannot be mapped (then the caller reads it)."""
     position = start
-    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)  # pre-fault: one call instead of a fault per page
+    if hasattr(mmap, "MAP_SHARED"):
+        # Pre-faulted where the platform can (one call instead of a page fault per page).
+        options: dict[str, int] = {"flags": mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0), "prot": mmap.PROT_READ}
+    else:  # Windows
+        options = {"access": mmap.ACCESS_READ}
     while position < end:
         base_offset = position - position % mmap.ALLOCATIONGRANULARITY
         length = min(end, base_offset + MAP_WINDOW) - base_offset
         try:
-            mapping = mmap.mmap(fd, length, flags=flags, prot=mmap.PROT_READ, offset=base_offset)
+            mapping = mmap.mmap(fd, length, offset=base_offset, **options)
         except (OSError, ValueError):
             if position == start:
                 return  # not mappable (a pipe, a special file): read it instead
