@@ -9,13 +9,16 @@ merged, so for an ordinary package the hash pass is one range hashed from memory
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from nuseal.errors import PackageFormatError
+from nuseal.errors import NusealError, PackageFormatError
 from nuseal.package import fileio
 from nuseal.package.zipformat import (
     ArchiveLayout,
@@ -171,7 +174,15 @@ def _new_hash(algorithm: str) -> hashlib._Hash:
 
 
 def plan_digests(f: BinaryIO, plan: list[Segment], algorithms: tuple[str, ...]) -> tuple[bytes, ...]:
-    """Digests of the bytes ``plan`` describes, one per algorithm, all from one read of the file."""
+    """Digests of the bytes ``plan`` describes, one per algorithm, all from one read of the file (or from a
+    ``prefetch`` of the same file and plan, if one was started)."""
+    prefetched = _take_prefetched(f, plan, algorithms)
+    if prefetched is not None:
+        return prefetched
+    return _plan_digests(f, plan, algorithms)
+
+
+def _plan_digests(f: BinaryIO, plan: list[Segment], algorithms: tuple[str, ...]) -> tuple[bytes, ...]:
     digests = [_new_hash(name) for name in algorithms]
 
     def update(chunk: memoryview) -> None:
@@ -211,3 +222,85 @@ def content_hash(path: Path) -> str:
         else:
             raw = file_hash(f, "sha512")
     return base64.b64encode(raw).decode("ascii")
+
+
+# --- hashing ahead of time ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Prefetch:
+    identity: tuple[int, int, int, int]
+    plan: list[Segment]
+    algorithms: tuple[str, ...]
+    thread: threading.Thread | None = None
+    result: tuple[bytes, ...] | None = None
+
+
+_prefetches: dict[tuple[int, int, int, int], _Prefetch] = {}
+_prefetch_lock = threading.Lock()
+
+
+def _identity(f: BinaryIO) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.fstat(f.fileno())
+    except (AttributeError, OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def prefetch(path: Path, algorithms: tuple[str, ...] = ("sha256",)) -> bool:
+    """Start hashing the §2.2 stream of the signed package ``path`` in a background thread.
+
+    A later ``package_hash``/``plan_digests`` of the same file (same device, inode, size and mtime) and plan then
+    waits for that result instead of reading the file again. ``hashlib`` releases the GIL, so the hash runs on
+    another core while this thread does something else: importing the verifier, verifying the previous package of
+    a batch. Returns False (and starts nothing) for an unsigned, unreadable or malformed package: the verifier
+    reports those itself.
+    """
+    try:
+        f = open(path, "rb")  # noqa: SIM115 (the hashing thread closes it)
+    except OSError:
+        return False
+    try:
+        layout = read_layout(f)
+        if not has_signature_entry(layout):
+            f.close()
+            return False
+        plan = unsigned_view_plan(f, layout, find_signature_entry(f, layout, check_fields=False))
+        identity = _identity(f)
+        for name in algorithms:
+            _new_hash(name)
+    except (NusealError, OSError, ValueError):
+        f.close()
+        return False
+    if identity is None:
+        f.close()
+        return False
+    job = _Prefetch(identity, plan, algorithms)
+
+    def run() -> None:
+        # A failure leaves ``result`` unset: the verifier then reads the file itself and reports what is wrong.
+        with contextlib.suppress(Exception), f:
+            job.result = _plan_digests(f, plan, algorithms)
+
+    job.thread = threading.Thread(target=run, name="nuseal-prefetch-hash", daemon=True)
+    with _prefetch_lock:
+        _prefetches[identity] = job
+    job.thread.start()
+    return True
+
+
+def _take_prefetched(f: BinaryIO, plan: list[Segment], algorithms: tuple[str, ...]) -> tuple[bytes, ...] | None:
+    if not _prefetches:
+        return None
+    identity = _identity(f)
+    with _prefetch_lock:
+        job = _prefetches.get(identity) if identity is not None else None
+        if job is None or job.plan != plan or not set(algorithms) <= set(job.algorithms):
+            return None
+        del _prefetches[identity]  # type: ignore[arg-type]
+    assert job.thread is not None
+    job.thread.join()
+    if job.result is None:
+        return None  # it failed: hash again here, where the error is reported
+    return tuple(job.result[job.algorithms.index(name)] for name in algorithms)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from nuseal import parallel as process_pool
 from nuseal.codes import IssueCode
+from nuseal.package import hashing
 from nuseal.verify.engine import TrustContext, verify_package
 from nuseal.verify.policy import VerificationPolicy
 from nuseal.verify.result import PackageVerdict
@@ -75,8 +76,9 @@ def verify_batch(paths: Sequence[Path], setup: VerificationSetup, *, now: dateti
     """Verify ``paths`` under ``setup`` as of ``now``; one verdict per path, in input order.
 
     ``parallel``: worker processes (``nuseal.parallel.default_workers()`` is the core count); 1 verifies in this
-    process, where one ``TrustContext`` (one revocation checker and its cache) serves the whole batch. ``client`` is
-    the HTTP client for revocation requests (optional); it cannot cross into workers, so giving one means in process.
+    process, where one ``TrustContext`` (one revocation checker and its cache) serves the whole batch and a large
+    package is hashed on another core while the previous one is verified. ``client`` is the HTTP client for
+    revocation requests (optional); it cannot cross into workers, so giving one means in process.
     """
     verdicts: list[PackageVerdict] = []
     if parallel > 1 and len(paths) > 1 and client is None:
@@ -91,13 +93,29 @@ def verify_batch(paths: Sequence[Path], setup: VerificationSetup, *, now: dateti
                 on_verdict(verdict)
         return verdicts
     with setup.open(client) as trust:
-        for path in paths:
+        for index, path in enumerate(paths):
+            if index + 1 < len(paths):
+                _hash_ahead(paths[index + 1], compute_content_hash)
             verdict = verify_guarded(path, policy=setup.policy, trust=trust, now=now,
                                      compute_content_hash=compute_content_hash)
             verdicts.append(verdict)
             if on_verdict is not None:
                 on_verdict(verdict)
     return verdicts
+
+
+#: A package at least this large is hashed ahead (``hashing.prefetch``, another core) while the one before it is
+#: verified; below it a thread costs more than it saves.
+HASH_AHEAD_MIN_BYTES = 16 << 20
+
+
+def _hash_ahead(path: Path, compute_content_hash: bool) -> None:
+    try:
+        large = Path(path).stat().st_size >= HASH_AHEAD_MIN_BYTES
+    except OSError:
+        return  # its verdict will say so
+    if large:
+        hashing.prefetch(Path(path), ("sha256", "sha512") if compute_content_hash else ("sha256",))
 
 
 # --- worker processes ---------------------------------------------------------------------------------------------
