@@ -45,7 +45,7 @@ def main(argv: list[str]) -> int:
     minutes = (time.monotonic() - started) / 60
     print(f"\n== summary: {args.runs} alternated runs per figure, medians (min..max); load average {load_before} "
           f"before, {load_average()} after, {minutes:.1f} min ==")
-    print(f"  {'area':<10}{'figure':<50} {'median':>9} {'':<3} {'(min..max)':>15}  {'target':<12} result")
+    print(f"  {'area':<10}{'figure':<62} {'median':>9} {'':<3} {'(min..max)':>15}  {'target':<12} result")
     for check in checks:
         print(f"  {check.area:<10}{check.line()}")
     missed = [c for c in checks if c.verdict == "FAIL"]

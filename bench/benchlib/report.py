@@ -42,7 +42,7 @@ class Check:
         return "" if self.op == "info" else f"{self.op} {self.target:g} {self.unit}"
 
     def line(self) -> str:
-        return (f"{self.name:<50} {self.value:>9.3f} {self.unit:<3} ({self.spread:>13})  {self.target_text():<12} "
+        return (f"{self.name:<62} {self.value:>9.3f} {self.unit:<3} ({self.spread:>13})  {self.target_text():<12} "
                 f"{self.verdict}{'  ' + self.note if self.note else ''}")
 
 

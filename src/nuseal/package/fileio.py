@@ -40,7 +40,7 @@ from nuseal.errors import PackageFormatError
 #: Ranges at least this long are memory-mapped for reading; shorter ones are read into a buffer.
 MAP_THRESHOLD = 1 << 20
 #: Bytes per mapping. Large enough that the mmap/munmap calls do not show, small enough to keep memory flat.
-MAP_WINDOW = 8 << 20
+MAP_WINDOW = 4 << 20
 #: Bytes per read when a range is not mapped.
 READ_CHUNK = 1 << 20
 #: Copies at least this long are written by a writer thread (with O_DIRECT where possible) while the caller hashes.
