@@ -20,16 +20,18 @@ catch its own) is also given to ``on_failure``.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from multiprocessing.context import BaseContext
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+    from multiprocessing.context import BaseContext
+
+# multiprocessing and concurrent.futures are imported when a pool is made: together they cost ~25 ms of start-up,
+# which every command importing this module (for ``default_workers``) would pay.
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -47,6 +49,8 @@ def default_workers() -> int:
 
 
 def _context(preload: Sequence[str]) -> BaseContext:
+    import multiprocessing
+
     methods = multiprocessing.get_all_start_methods()
     if "fork" in methods and threading.active_count() == 1:
         return multiprocessing.get_context("fork")
@@ -70,6 +74,9 @@ def ordered_map(
 
     Call it only for more than one item and more than one worker: a single item is cheaper in process.
     """
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     context = _context([work.__module__])
     position = 0
     while position < len(items):
@@ -146,6 +153,8 @@ def _isolated_main(sender: Any, work: Callable[[Any], Any], item: Any, initializ
 
 
 def _death(exitcode: int | None) -> str:
+    import signal
+
     if exitcode is not None and exitcode < 0:
         try:
             return f"the worker process was killed by {signal.Signals(-exitcode).name}"
