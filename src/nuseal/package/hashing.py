@@ -237,6 +237,7 @@ class _Prefetch:
 
 
 _prefetches: dict[tuple[int, int, int, int], _Prefetch] = {}
+_MAX_PREFETCHES = 8
 _prefetch_lock = threading.Lock()
 
 
@@ -286,6 +287,8 @@ def prefetch(path: Path, algorithms: tuple[str, ...] = ("sha256",)) -> bool:
     job.thread = threading.Thread(target=run, name="nuseal-prefetch-hash", daemon=True)
     with _prefetch_lock:
         _prefetches[identity] = job
+        while len(_prefetches) > _MAX_PREFETCHES:  # never used (say the verifier stopped before hashing): forget
+            del _prefetches[next(iter(_prefetches))]
     job.thread.start()
     return True
 

@@ -229,6 +229,7 @@ def hashing_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return real(f, plan, algorithms)
 
     monkeypatch.setattr(hashing, "_plan_digests", spy)
+    monkeypatch.setattr(hashing, "_prefetches", {})  # nothing left over from other tests
     return threads
 
 
@@ -264,3 +265,16 @@ def test_nothing_is_prefetched_for_unsigned_or_unreadable_files(tmp_path: Path) 
     assert not hashing.prefetch(junk)
     assert not hashing.prefetch(tmp_path / "missing.nupkg")
     assert not hashing.prefetch(SIGNED, ("md5",))
+
+
+def test_unused_prefetches_are_forgotten(tmp_path: Path, hashing_threads: list[str]) -> None:
+    copies = []
+    for index in range(hashing._MAX_PREFETCHES + 3):
+        copy = tmp_path / f"p{index}.nupkg"
+        copy.write_bytes(SIGNED.read_bytes())
+        assert hashing.prefetch(copy)
+        copies.append(copy)
+    assert len(hashing._prefetches) == hashing._MAX_PREFETCHES
+    assert _hash(copies[-1], "sha256") == hashlib.sha256(_view(copies[-1])).digest()
+    assert _hash(copies[0], "sha256") == hashlib.sha256(_view(copies[0])).digest()  # forgotten: hashed here
+    assert hashing_threads.count("MainThread") == 1
