@@ -29,6 +29,7 @@ import errno
 import mmap
 import os
 import queue
+import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -113,10 +114,10 @@ def windows(f: BinaryIO, start: int, end: int, buffer: bytearray | None = None) 
     if end <= start:
         return
     fd = _fileno(f)
-    if fd is not None and end - start >= MAP_THRESHOLD:
-        size = os.fstat(fd).st_size
-        if size < end:
-            raise truncated(start, end, start, max(0, size - start))
+    status = os.fstat(fd) if fd is not None and end - start >= MAP_THRESHOLD else None
+    if fd is not None and status is not None and stat.S_ISREG(status.st_mode):
+        if status.st_size < end:
+            raise truncated(start, end, start, max(0, status.st_size - start))
         mapped = _mapped_windows(fd, start, end)
         first = next(mapped, None)
         if first is not None:
