@@ -33,11 +33,13 @@ from nuseal.cli.paths import expand_all
 from nuseal.cli.progress import batch_progress
 from nuseal.enums import HashAlgorithmName
 from nuseal.errors import NusealError
+from nuseal.parallel import default_workers
 from nuseal.render.text import Verbosity, format_time
-from nuseal.sign.author import AuthorSignRequest, sign_package
-from nuseal.sign.common import SignOptions, SignResult, Timestamper
+from nuseal.sign.author import AuthorSignRequest
+from nuseal.sign.batch import SignJob, SignOutcome, sign_batch
+from nuseal.sign.common import SignOptions, SignResult
 from nuseal.sign.removal import Removal, remove_signature
-from nuseal.sign.repository import RepositorySignRequest, repo_sign_package
+from nuseal.sign.repository import RepositorySignRequest
 from nuseal.sign.signers import PemSigner, PfxSigner, Pkcs11Config, Pkcs11Signer, Signer, fingerprint
 from nuseal.x509.roots import trust_store_from_files
 
@@ -71,6 +73,8 @@ class SigningArgs:
     pkcs11_pin: str | None
     verbosity: Verbosity
     as_json: bool
+    parallel: int | None
+    no_fsync: bool
 
 
 #: The typer declaration of each ``SigningArgs`` field, in help order.
@@ -103,6 +107,12 @@ _SIGNING_OPTIONS: dict[str, Any] = {
     "pkcs11_pin": typer.Option(None, "--pkcs11-pin", metavar="PIN", help="User PIN of the token."),
     "verbosity": VERBOSITY,
     "as_json": JSON,
+    "parallel": typer.Option(
+        None, "--parallel", metavar="N", min=1,
+        help="Worker processes (default: one per core; 1 signs in this process)."),
+    "no_fsync": typer.Option(
+        False, "--no-fsync",
+        help="Do not fsync outputs (still written atomically). Only where something else makes them durable."),
 }  # fmt: skip
 
 
@@ -163,7 +173,8 @@ def _sign_options(args: SigningArgs) -> SignOptions:
     store = None
     if args.trust_roots is not None or args.timestamp_roots is not None:
         store = trust_store_from_files(args.trust_roots, args.timestamp_roots)
-    return SignOptions(args.hash_algorithm, args.timestamp_hash_algorithm, args.overwrite, trust_store=store)
+    return SignOptions(args.hash_algorithm, args.timestamp_hash_algorithm, args.overwrite, trust_store=store,
+                       durable=not args.no_fsync)
 
 
 def _describe(cert: x509.Certificate) -> list[str]:
@@ -181,8 +192,7 @@ _ADDED = {
     "repository-countersignature": "a repository countersignature",
 }
 
-SignOne = Callable[[Path, Path, Timestamper | None, datetime], SignResult]
-MakeRequest = Callable[[Signer, SignOptions], SignOne]
+MakeRequest = Callable[[Signer, SignOptions], AuthorSignRequest | RepositorySignRequest]
 
 
 def _run_signing(patterns: list[str], args: SigningArgs, make_request: MakeRequest) -> None:
@@ -194,13 +204,13 @@ def _run_signing(patterns: list[str], args: SigningArgs, make_request: MakeReque
     signer = _load_signer(args)
     timestamper: HttpTimestamper | None = None
     try:
-        sign_one = make_request(signer, options)
+        job = SignJob(make_request(signer, options), _local_now, args.timestamper)
         if args.timestamper is not None:
             from nuseal.timestamp.client import HttpTimestamper
 
             # The clock makes NU3025 (TSA certificate not yet / no longer valid) a judgement about now.
             timestamper = HttpTimestamper(args.timestamper, clock=lambda: datetime.now(UTC))
-        _sign_all(packages, signer, timestamper, args, sign_one)
+        _sign_all(packages, signer, timestamper, args, job)
     finally:
         _close(signer)
         if timestamper is not None:
@@ -213,7 +223,7 @@ def _located(message: str, path: Path) -> str:
 
 
 def _sign_all(
-    packages: list[Path], signer: Signer, timestamper: HttpTimestamper | None, args: SigningArgs, sign_one: SignOne
+    packages: list[Path], signer: Signer, timestamper: HttpTimestamper | None, args: SigningArgs, job: SignJob
 ) -> None:
     text = not args.as_json
     level = args.verbosity
@@ -238,31 +248,36 @@ def _sign_all(
             typer.echo(f"\nSigned package(s) output path:\n{args.output}")
         typer.echo("")
     failed = False
+    pairs = [(package, args.output / package.name if args.output is not None else package) for package in packages]
     with batch_progress(len(packages), "Signing", enabled=text) as advance:
-        for package in packages:
-            dst = args.output / package.name if args.output is not None else package
+
+        def show(outcome: SignOutcome) -> None:
+            nonlocal failed
+            package, dst, exc = outcome.src, outcome.dst, outcome.error
             entry: dict[str, Any] = {"path": str(package), "output": str(dst)}
-            try:
-                result = sign_one(package, dst, timestamper, _local_now())
-            except NusealError as exc:
+            if isinstance(exc, NusealError):
                 failed = True
                 entry["error"] = {"code": exc.code.value if exc.code else None, "message": exc.message}
                 if text:
                     typer.echo(f"error: {_located(str(exc), package)}", err=True)
-            except OSError as exc:
+            elif exc is not None:
                 # Unreadable input, unwritable output folder, disk full: nothing was written (temp + rename).
                 failed = True
                 message = f"Could not sign '{package}' to '{dst}': {exc.strerror or exc}."
                 entry["error"] = {"code": None, "message": message}
                 if text:
                     typer.echo(f"error: {message}", err=True)
-            else:
+            elif outcome.result is not None:
+                result = outcome.result
                 entry.update(kind=result.kind, timestamped=result.timestamped,
                              warnings=[{"code": w.code.value, "message": w.message} for w in result.warnings])
                 if text:
                     _report_signed(package, dst, result, level)
             report["packages"].append(entry)
             advance(package.name)
+
+        sign_batch(pairs, job, parallel=args.parallel if args.parallel is not None else default_workers(),
+                   on_outcome=show, timestamper=timestamper)
     report["ok"] = not failed
     if not text:
         typer.echo(json.dumps(report, indent=2))
@@ -290,9 +305,8 @@ def sign_command(
 ) -> None:
     """Author-sign NuGet packages (like 'dotnet nuget sign')."""
 
-    def make_request(signer: Signer, options: SignOptions) -> SignOne:
-        request = AuthorSignRequest(signer, options)
-        return lambda src, dst, stamper, now: sign_package(src, dst, request, timestamper=stamper, now=now)
+    def make_request(signer: Signer, options: SignOptions) -> AuthorSignRequest:
+        return AuthorSignRequest(signer, options)
 
     _run_signing(packages, signing, make_request)
 
@@ -314,9 +328,8 @@ def repo_sign_command(
     # nuget.exe reposign splits -PackageOwners on ';'; empty items are dropped, blank ones are an error.
     owner_list = tuple(o for o in (owners or "").split(";") if o != "")
 
-    def make_request(signer: Signer, options: SignOptions) -> SignOne:
-        request = RepositorySignRequest(signer, service_index_url, owner_list, options).checked()
-        return lambda src, dst, stamper, now: repo_sign_package(src, dst, request, timestamper=stamper, now=now)
+    def make_request(signer: Signer, options: SignOptions) -> RepositorySignRequest:
+        return RepositorySignRequest(signer, service_index_url, owner_list, options).checked()
 
     _run_signing(packages, signing, make_request)
 

@@ -14,6 +14,7 @@ from nuseal.cli.options import CONFIGFILE, JSON, TRUST, VERBOSITY, TrustArgs, ex
 from nuseal.cli.paths import expand
 from nuseal.cli.progress import batch_progress
 from nuseal.codes import NuCode
+from nuseal.parallel import default_workers
 from nuseal.render import json as render_json
 from nuseal.render import text as render_text
 from nuseal.render.inspect import inspect_lines
@@ -65,6 +66,9 @@ def verify_command(
     as_json: bool = JSON,
     _all: bool = typer.Option(False, "--all", help="Verify everything (the same as --signatures)."),
     _signatures: bool = typer.Option(False, "--signatures", help="Verify signatures (the only check there is)."),
+    parallel: int | None = typer.Option(
+        None, "--parallel", metavar="N", min=1,
+        help="Worker processes (default: one per core; 1 verifies in this process)."),
     *,
     trust: TrustArgs,
 ) -> None:
@@ -84,7 +88,8 @@ def verify_command(
                 _print_verdict(verdict, verbosity, config_trust.note(verdict))
             advance(Path(verdict.path).name)
 
-        verdicts = verify_batch(paths, setup, now=datetime.now(UTC), on_verdict=show)
+        verdicts = verify_batch(paths, setup, now=datetime.now(UTC), on_verdict=show,
+                                parallel=parallel if parallel is not None else default_workers())
     for missing in unresolved:
         verdicts.append(replace(missing_verdict(missing.pattern), error=missing.message))
         if not as_json:

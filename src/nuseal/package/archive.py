@@ -2,26 +2,27 @@
 
 Both operations stream from the input to a temporary file next to the destination and rename it into place,
 so the destination is never half-written and the source may be the destination. The long unchanged run of
-local entries is copied by ``fileio.copy_prefix`` (in the background while signing hashes the input).
+local entries is copied by ``fileio.RangeCopier`` (in the same pass that hashes it, when signing).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import zlib
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from nuseal.codes import Messages, NuCode
 from nuseal.errors import PackageFormatError, SigningError
-from nuseal.package.fileio import BackgroundPrefixCopy, atomic_output_path, copy_prefix
+from nuseal.package.fileio import RangeCopier, atomic_output_path
 from nuseal.package.hashing import (
     ArchiveParts,
     FileRange,
     Segment,
     feed_plan,
-    plan_hash,
     unsigned_view,
     unsigned_view_plan,
 )
@@ -163,57 +164,66 @@ def _dos_time(moment: datetime | None) -> int:
 class SignedPackageWriter:
     """Writes ``src`` with a signature entry added to ``dst`` (may equal ``src``), all or nothing.
 
-    Entering checks that ``src`` can be signed and starts copying its local entries, which the signature
-    does not change, to a temporary file in a background thread; the caller meanwhile hashes (``package_hash``),
-    signs and timestamps. ``finish(signature)`` waits for that copy, appends the signature entry, the
-    central directory and the EOCD, fsyncs and renames into place. Leaving the block without ``finish``
-    (or with an exception) deletes the temporary file and leaves ``dst`` untouched.
+    Entering checks that ``src`` can be signed and opens a temporary output next to ``dst``. ``package_hash``
+    then reads ``src`` once: the local entries, which the signature does not change, are hashed and written to
+    the output in the same pass (large packages: written by a writer thread while the next window is hashed,
+    ``fileio.RangeCopier``). The caller meanwhile has nothing else to wait for; it signs and timestamps, and
+    ``finish(signature)`` appends the signature entry, the central directory and the EOCD, then fsyncs (unless
+    ``durable=False``) and renames into place. Leaving the block without ``finish`` (or with an exception)
+    deletes the temporary file and leaves ``dst`` untouched.
 
     ``replace_signature=True`` accepts a signed ``src`` and writes it without its old signature entry
     (``--overwrite``): the same bytes as removing the signature and then signing, in one pass.
     ``name_source=True`` puts ``src``'s path in the refusals (NU3006/NU3001/NU3039).
     """
 
-    def __init__(self, src: Path, dst: Path, *, replace_signature: bool = False, name_source: bool = False) -> None:
+    def __init__(self, src: Path, dst: Path, *, replace_signature: bool = False, name_source: bool = False,
+                 durable: bool = True) -> None:
         self._src = Path(src)
         self._dst = Path(dst)
         self._replace = replace_signature
         self._where = str(self._src) if name_source else ""
+        self._durable = durable
         self._stack = contextlib.ExitStack()
         self._done = False
+        self._written: int | None = None  # output bytes so far, once the entries are written
 
     def __enter__(self) -> SignedPackageWriter:
         try:
             self._source = self._stack.enter_context(open(self._src, "rb"))
             self._parts = _signable_parts(self._source, replace_signature=self._replace, where=self._where)
-            tmp, self._out = self._stack.enter_context(atomic_output_path(self._dst, mode_from=self._src))
-            first = self._parts.entries[0] if self._parts.entries else None
-            # The usual case: the entries start the file, so they are one range copied to offset 0.
-            self._copied = first if first is not None and first.start == 0 else None
-            if self._copied is not None:
-                self._copy = BackgroundPrefixCopy(self._source.fileno(), tmp, self._copied.end)
-                # Unwinding runs this first, so the copy stops before its file is deleted.
-                self._stack.callback(self._copy.cancel)
+            self._tmp, self._out = self._stack.enter_context(
+                atomic_output_path(self._dst, mode_from=self._src, durable=self._durable)
+            )
         except BaseException:
             self._stack.close()
             raise
         return self
 
+    def _write_entries(self, sink: Callable[[memoryview], object] | None) -> None:
+        ranges = [(r.start, r.end) for r in self._parts.entries]
+        self._written = RangeCopier.copy(self._source, ranges, self._tmp, 0, sink)
+
     def package_hash(self, algorithm: str) -> bytes:
-        """The package hash to sign (spec §2.1): of ``src`` without any signature entry, in one streaming pass."""
-        with open(self._src, "rb") as f:
-            return plan_hash(f, self._parts.plan(), algorithm)
+        """The package hash to sign (spec §2.1): of ``src`` without any signature entry, in one streaming pass that
+        also writes the entries to the output."""
+        digest = hashlib.new(algorithm)
+        if self._written is None:
+            self._write_entries(digest.update)
+            feed_plan(self._source, _without_entries(self._parts), digest.update)
+        else:  # a second hash (another algorithm): the entries are written already, only read them again
+            feed_plan(self._source, self._parts.plan(), digest.update)
+        return digest.digest()
 
     def finish(self, signature: bytes, *, when: datetime | None = None) -> None:
         """Complete the output with ``signature`` as ``.signature.p7s`` stamped ``when`` (local time)."""
         if self._done:
             raise RuntimeError("SignedPackageWriter.finish() called twice")
         plan = _signed_plan(self._parts, signature, _dos_time(when))
-        if self._copied is not None:
-            self._copy.wait()
-            self._out.seek(self._copied.end)
-            plan = plan[1:]
-        feed_plan(self._source, plan, self._out.write)
+        if self._written is None:
+            self._write_entries(None)
+        self._out.seek(self._parts.entries_size)
+        feed_plan(self._source, plan[len(self._parts.entries):], self._out.write)
         self._done = True
         self._stack.close()  # fsync and rename
 
@@ -228,6 +238,11 @@ class SignedPackageWriter:
         raise abandoned
 
 
+def _without_entries(parts: ArchiveParts) -> list[Segment]:
+    """What the package hash covers after the entries: the patched central directory and the EOCD."""
+    return ArchiveParts((), parts.central_directory, parts.eocd_head, parts.counts, parts.tail).plan()
+
+
 def check_signable(path: Path, *, replace_signature: bool = False) -> None:
     """Raise what signing ``path`` would be refused with (NU3006, NU3001, NU3039), without writing anything."""
     with open(path, "rb") as f:
@@ -235,14 +250,16 @@ def check_signable(path: Path, *, replace_signature: bool = False) -> None:
 
 
 def insert_signature(
-    src: Path, dst: Path, signature: bytes, *, when: datetime | None = None, replace_signature: bool = False
+    src: Path, dst: Path, signature: bytes, *, when: datetime | None = None, replace_signature: bool = False,
+    durable: bool = True,
 ) -> None:
     """Write ``src`` with ``signature`` added as ``.signature.p7s`` to ``dst`` (may equal ``src``).
 
     ``when`` is the entry's local wall-clock time (NuGet uses ``DateTime.Now``); it defaults to now.
     ``replace_signature`` swaps out the signature entry of a signed ``src`` instead of refusing it.
+    ``durable``: see ``fileio.atomic_output_path``.
     """
-    with SignedPackageWriter(src, dst, replace_signature=replace_signature) as writer:
+    with SignedPackageWriter(src, dst, replace_signature=replace_signature, durable=durable) as writer:
         writer.finish(signature, when=when)
 
 
@@ -259,19 +276,16 @@ def write_unsigned(f: BinaryIO, out: BinaryIO, *, check_fields: bool = True) -> 
     feed_plan(f, unsigned_view_plan(f, layout, entry), out.write)
 
 
-def remove_signature(src: Path, dst: Path, *, check_fields: bool = True) -> None:
+def remove_signature(src: Path, dst: Path, *, check_fields: bool = True, durable: bool = True) -> None:
     """Write ``src`` without its signature entry to ``dst`` (may equal ``src``); the inverse of insert.
 
     ``check_fields=False`` also removes a signature entry that fails NuGet's NU3005 field checks.
     """
-    with open(src, "rb") as f, atomic_output_path(Path(dst), mode_from=Path(src)) as (tmp, out):
+    with open(src, "rb") as f, atomic_output_path(Path(dst), mode_from=Path(src), durable=durable) as (tmp, out):
         layout = read_layout(f)
         entry = find_signature_entry(f, layout, check_fields=check_fields)
-        plan = unsigned_view_plan(f, layout, entry)
-        first = plan[0]
-        if isinstance(first, FileRange) and first.start == 0:
-            # The entries before the signature come first, unchanged: the fast large-range copy.
-            copy_prefix(f.fileno(), tmp, first.end)
-            out.seek(first.end)
-            plan = plan[1:]
-        feed_plan(f, plan, out.write)
+        parts = unsigned_view(f, layout, entry)
+        # The entries before the signature come first, unchanged: the fast large-range copy.
+        written = RangeCopier.copy(f, [(r.start, r.end) for r in parts.entries], tmp)
+        out.seek(written)
+        feed_plan(f, _without_entries(parts), out.write)

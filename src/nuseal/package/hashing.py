@@ -1,20 +1,25 @@
 """The package hash: the "package without its signature" stream of spec §2.2, computed while streaming.
 
 The stream is described as a short plan of segments (file ranges copied verbatim, or literal bytes for the
-patched CD headers and EOCD fields) and then fed chunk by chunk to a hash or a file. Adjacent file ranges are
-merged, so for an ordinary package the hot loop is a few large ``readinto`` calls on one reused buffer.
+patched CD headers and EOCD fields) and then fed window by window to a hash or a file. Adjacent file ranges are
+merged, so for an ordinary package the hash pass is one range hashed from memory-mapped windows
+(``fileio.windows``): ``hashlib`` speed, flat memory.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from nuseal.errors import PackageFormatError
+from nuseal.errors import NusealError, PackageFormatError
+from nuseal.package import fileio
 from nuseal.package.zipformat import (
     ArchiveLayout,
     SignatureEntry,
@@ -25,7 +30,7 @@ from nuseal.package.zipformat import (
     read_layout,
 )
 
-CHUNK_SIZE = 1 << 20
+CHUNK_SIZE = fileio.READ_CHUNK
 SUPPORTED_ALGORITHMS = ("sha256", "sha384", "sha512")
 
 
@@ -147,39 +152,17 @@ def unsigned_view_plan(f: BinaryIO, layout: ArchiveLayout, entry: SignatureEntry
 
 
 def feed_plan(f: BinaryIO, plan: list[Segment], sink: Callable[[memoryview], object]) -> None:
-    """Send every byte of ``plan`` to ``sink``; file ranges go through one reused 1 MiB buffer.
+    """Send every byte of ``plan`` to ``sink``: large file ranges as memory-mapped windows, the rest through one
+    reused ``CHUNK_SIZE`` buffer (``fileio.windows``).
 
-    ``sink`` must consume each chunk before returning (the buffer is overwritten afterwards).
+    ``sink`` must consume each chunk before returning (the memory is unmapped or overwritten afterwards).
     """
     buffer = bytearray(CHUNK_SIZE)
-    view = memoryview(buffer)
     for segment in plan:
         if isinstance(segment, bytes):
             sink(memoryview(segment))
-            continue
-        remaining = segment.end - segment.start
-        if remaining <= 0:
-            continue
-        f.seek(segment.start)
-        while remaining >= CHUNK_SIZE:
-            got = f.readinto(buffer)  # type: ignore[attr-defined]
-            if got != CHUNK_SIZE:
-                raise _truncated(segment, remaining, got)
-            sink(view)
-            remaining -= CHUNK_SIZE
-        if remaining:
-            got = f.readinto(view[:remaining])  # type: ignore[attr-defined]
-            if got != remaining:
-                raise _truncated(segment, remaining, got)
-            sink(view[:remaining])
-
-
-def _truncated(segment: FileRange, wanted: int, got: int | None) -> PackageFormatError:
-    position = segment.end - wanted
-    return PackageFormatError(
-        f"Truncated zip archive: expected {wanted} more bytes at offset {position} "
-        f"(range {segment.start}..{segment.end}), read {got or 0}."
-    )
+        else:
+            fileio.feed_range(f, segment.start, segment.end, sink, buffer)
 
 
 def _new_hash(algorithm: str) -> hashlib._Hash:
@@ -191,7 +174,15 @@ def _new_hash(algorithm: str) -> hashlib._Hash:
 
 
 def plan_digests(f: BinaryIO, plan: list[Segment], algorithms: tuple[str, ...]) -> tuple[bytes, ...]:
-    """Digests of the bytes ``plan`` describes, one per algorithm, all from one read of the file."""
+    """Digests of the bytes ``plan`` describes, one per algorithm, all from one read of the file (or from a
+    ``prefetch`` of the same file and plan, if one was started)."""
+    prefetched = _take_prefetched(f, plan, algorithms)
+    if prefetched is not None:
+        return prefetched
+    return _plan_digests(f, plan, algorithms)
+
+
+def _plan_digests(f: BinaryIO, plan: list[Segment], algorithms: tuple[str, ...]) -> tuple[bytes, ...]:
     digests = [_new_hash(name) for name in algorithms]
 
     def update(chunk: memoryview) -> None:
@@ -231,3 +222,88 @@ def content_hash(path: Path) -> str:
         else:
             raw = file_hash(f, "sha512")
     return base64.b64encode(raw).decode("ascii")
+
+
+# --- hashing ahead of time ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Prefetch:
+    identity: tuple[int, int, int, int]
+    plan: list[Segment]
+    algorithms: tuple[str, ...]
+    thread: threading.Thread | None = None
+    result: tuple[bytes, ...] | None = None
+
+
+_prefetches: dict[tuple[int, int, int, int], _Prefetch] = {}
+_MAX_PREFETCHES = 8
+_prefetch_lock = threading.Lock()
+
+
+def _identity(f: BinaryIO) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.fstat(f.fileno())
+    except (AttributeError, OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def prefetch(path: Path, algorithms: tuple[str, ...] = ("sha256",)) -> bool:
+    """Start hashing the §2.2 stream of the signed package ``path`` in a background thread.
+
+    A later ``package_hash``/``plan_digests`` of the same file (same device, inode, size and mtime) and plan then
+    waits for that result instead of reading the file again. ``hashlib`` releases the GIL, so the hash runs on
+    another core while this thread does something else: importing the verifier, verifying the previous package of
+    a batch. Returns False (and starts nothing) for an unsigned, unreadable or malformed package: the verifier
+    reports those itself.
+    """
+    try:
+        f = open(path, "rb")  # noqa: SIM115 (the hashing thread closes it)
+    except OSError:
+        return False
+    try:
+        layout = read_layout(f)
+        if not has_signature_entry(layout):
+            f.close()
+            return False
+        plan = unsigned_view_plan(f, layout, find_signature_entry(f, layout, check_fields=False))
+        identity = _identity(f)
+        for name in algorithms:
+            _new_hash(name)
+    except (NusealError, OSError, ValueError):
+        f.close()
+        return False
+    if identity is None:
+        f.close()
+        return False
+    job = _Prefetch(identity, plan, algorithms)
+
+    def run() -> None:
+        # A failure leaves ``result`` unset: the verifier then reads the file itself and reports what is wrong.
+        with contextlib.suppress(Exception), f:
+            job.result = _plan_digests(f, plan, algorithms)
+
+    job.thread = threading.Thread(target=run, name="nuseal-prefetch-hash", daemon=True)
+    with _prefetch_lock:
+        _prefetches[identity] = job
+        while len(_prefetches) > _MAX_PREFETCHES:  # never used (say the verifier stopped before hashing): forget
+            del _prefetches[next(iter(_prefetches))]
+    job.thread.start()
+    return True
+
+
+def _take_prefetched(f: BinaryIO, plan: list[Segment], algorithms: tuple[str, ...]) -> tuple[bytes, ...] | None:
+    if not _prefetches:
+        return None
+    identity = _identity(f)
+    with _prefetch_lock:
+        job = _prefetches.get(identity) if identity is not None else None
+        if job is None or job.plan != plan or not set(algorithms) <= set(job.algorithms):
+            return None
+        del _prefetches[identity]  # type: ignore[arg-type]
+    assert job.thread is not None
+    job.thread.join()
+    if job.result is None:
+        return None  # it failed: hash again here, where the error is reported
+    return tuple(job.result[job.algorithms.index(name)] for name in algorithms)

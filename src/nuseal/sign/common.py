@@ -4,7 +4,7 @@ The flow (spec §1.3, §2.1, §4.2, §5): refuse zip64 (NU3006) / too many entri
 without overwrite (NU3001); hash the unsigned file in one streaming pass; build the signed attributes;
 raw-sign; check the signature against the certificate; timestamp the signature value; assemble; insert
 the ``.signature.p7s`` entry through a temporary file that is renamed into place. The unchanged entries are
-copied to that file while the hash is computed (``archive.SignedPackageWriter``).
+written to that file by the same pass that hashes them (``archive.SignedPackageWriter``).
 """
 
 from __future__ import annotations
@@ -34,12 +34,15 @@ class Timestamper(Protocol):
 
 @dataclass(frozen=True)
 class SignOptions:
-    """Hash algorithms, overwrite behaviour and (optionally) the roots to build chains against at sign time."""
+    """Hash algorithms, overwrite behaviour, (optionally) the roots to build chains against at sign time, and
+    whether outputs are fsynced before ``sign_package`` returns (``durable``; docs/decisions.md "Durable outputs":
+    turn it off only where something else is the durability point, such as a feed's database commit)."""
 
     hash_algorithm: HashAlgorithmName = HashAlgorithmName.SHA256
     timestamp_hash_algorithm: HashAlgorithmName = HashAlgorithmName.SHA256
     overwrite: bool = False
     trust_store: TrustStore | None = None
+    durable: bool = True
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,7 @@ def sign_primary(
     # Starts writing the unchanged entries to the output while the hash is computed. With overwrite, the
     # old signature is left out in the same pass (NuGet removes it first, then signs: same bytes).
     with archive.SignedPackageWriter(
-        Path(src), Path(dst), replace_signature=options.overwrite, name_source=True
+        Path(src), Path(dst), replace_signature=options.overwrite, name_source=True, durable=options.durable
     ) as writer:
         package_hash = writer.package_hash(algorithm)
         content = SignatureContent(options.hash_algorithm.oid, package_hash).to_bytes()

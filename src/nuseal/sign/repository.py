@@ -123,5 +123,5 @@ def _countersign(
     countersigner = builder.build(primary_value, value, timestamp=token)
     signature = build.add_countersignature(primary, countersigner, builder.embedded_chain())
     # The package hash is unchanged: only the signature entry is swapped.
-    archive.insert_signature(src, dst, signature, when=now, replace_signature=True)
+    archive.insert_signature(src, dst, signature, when=now, replace_signature=True, durable=options.durable)
     return SignResult(dst, "repository-countersignature", signature, token is not None, tuple(warnings))

@@ -189,6 +189,20 @@ class KeySigner:
     def sign_raw(self, data: bytes, hash_algorithm: HashAlgorithmName) -> bytes:
         return self.key.sign(data, padding.PKCS1v15(), _HASHES[hash_algorithm]())
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # For worker processes that do not inherit memory (sign_batch under forkserver/spawn): cryptography's keys
+        # and certificates do not pickle, so they travel as DER over the pool's local pipe.
+        key = self.key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption())
+        ders = tuple(c.public_bytes(serialization.Encoding.DER) for c in (self.certificate, *self.chain))
+        return (_rebuild_key_signer, (key, ders, self.warnings))
+
+
+def _rebuild_key_signer(key: bytes, ders: tuple[bytes, ...], warnings: tuple[Finding, ...]) -> KeySigner:
+    certificates = [x509.load_der_x509_certificate(d) for d in ders]
+    loaded = serialization.load_der_private_key(key, password=None)
+    return KeySigner(_require_rsa(loaded, "a pickled signer"), certificates[0], tuple(certificates[1:]), warnings)
+
 
 def _require_rsa(key: object, source: str) -> rsa.RSAPrivateKey:
     if not isinstance(key, rsa.RSAPrivateKey):

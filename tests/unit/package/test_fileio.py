@@ -1,24 +1,29 @@
-"""fileio: the large-range copy (O_DIRECT and its fallback), the background copy, and SignedPackageWriter."""
+"""fileio: mapped reads of large ranges, the one-pass copy (O_DIRECT writer thread and its fallbacks), durable
+outputs, and SignedPackageWriter."""
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
+import mmap
 import os
+import threading
 import zipfile
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from nuseal.errors import PackageFormatError
 from nuseal.package import fileio
 from nuseal.package.archive import SignedPackageWriter, remove_signature, write_signed
-from nuseal.package.fileio import DIRECT_COPY_THRESHOLD, BackgroundPrefixCopy, CopyCancelled, copy_prefix
+from nuseal.package.fileio import DIRECT_COPY_THRESHOLD, MAP_THRESHOLD, MAP_WINDOW, RangeCopier
 from nuseal.package.zipformat import dos_datetime
 
 WHEN = datetime(2024, 5, 6, 7, 8, 10)
-# Above the direct-copy threshold and deliberately not a multiple of the 4 KiB alignment.
-LARGE = DIRECT_COPY_THRESHOLD + 3 * 4096 + 123
+# Above the direct-copy threshold, more than one mapping window, and deliberately not a multiple of 4 KiB.
+LARGE = max(DIRECT_COPY_THRESHOLD, MAP_WINDOW) + MAP_WINDOW // 2 + 3 * 4096 + 123
 
 
 def _source(tmp_path: Path, size: int) -> tuple[Path, bytes]:
@@ -28,13 +33,10 @@ def _source(tmp_path: Path, size: int) -> tuple[Path, bytes]:
     return path, data
 
 
-def _copy(src: Path, dst: Path, length: int) -> None:
+def _copy(src: Path, dst: Path, ranges: list[tuple[int, int]], sink: fileio.Sink | None = None) -> int:
     dst.touch()
-    fd = os.open(src, os.O_RDONLY)
-    try:
-        copy_prefix(fd, dst, length)
-    finally:
-        os.close(fd)
+    with open(src, "rb") as f:
+        return RangeCopier.copy(f, ranges, dst, 0, sink)
 
 
 def _accepts_direct_io(folder: Path) -> bool:
@@ -47,8 +49,6 @@ def _accepts_direct_io(folder: Path) -> bool:
         fd = os.open(probe, os.O_WRONLY | os.O_DIRECT)
     except OSError:
         return False
-    import mmap
-
     try:
         with mmap.mmap(-1, 4096) as block:
             os.pwrite(fd, block, 0)
@@ -60,12 +60,66 @@ def _accepts_direct_io(folder: Path) -> bool:
         probe.unlink()
 
 
-@pytest.mark.parametrize("length", [0, 1, 4096, 100_000, LARGE])
-def test_copy_prefix_copies_exactly_the_range(tmp_path: Path, length: int) -> None:
+# --- reading ------------------------------------------------------------------------------------------------------
+
+
+def test_large_ranges_are_mapped_in_windows_and_unmapped_as_they_go(tmp_path: Path) -> None:
+    src, data = _source(tmp_path, LARGE + 5000)
+    start, end = 4097, LARGE + 11  # neither end page-aligned
+    seen: list[tuple[int, int, bool]] = []
+    digest = hashlib.sha256()
+    with open(src, "rb") as f:
+        for window in fileio.windows(f, start, end):
+            seen.append((window.offset, len(window.view), window.mapped))
+            digest.update(window.view)
+            window.close()
+            with pytest.raises(ValueError, match="released"):
+                len(window.view)
+    assert all(mapped for _, _, mapped in seen) and len(seen) >= 2
+    assert max(size for _, size, _ in seen) <= MAP_WINDOW
+    assert [offset for offset, _, _ in seen] == [start] + [start + sum(s for _, s, _ in seen[:i])
+                                                           for i in range(1, len(seen))]
+    assert digest.digest() == hashlib.sha256(data[start:end]).digest()
+
+
+def test_small_ranges_and_unmappable_files_are_read(tmp_path: Path) -> None:
+    src, data = _source(tmp_path, MAP_THRESHOLD + 10)
+    with open(src, "rb") as f:
+        small = list(fileio.windows(f, 10, MAP_THRESHOLD - 1))
+        assert not any(w.mapped for w in small)
+    pipe = io.BytesIO(data)  # no file descriptor: read whatever the size
+    chunks = [bytes(w.view) for w in fileio.windows(pipe, 0, len(data))]
+    assert b"".join(chunks) == data and len(chunks) == 2
+
+
+@pytest.mark.parametrize("size", [100, MAP_THRESHOLD + 100])
+def test_a_file_shorter_than_the_range_is_a_format_error_naming_the_offset(tmp_path: Path, size: int) -> None:
+    src, _ = _source(tmp_path, size)
+    with open(src, "rb") as f, pytest.raises(PackageFormatError, match=r"Truncated zip archive.*offset 5 "):
+        for window in fileio.windows(f, 5, size + 10):
+            window.close()
+
+
+# --- copying ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [0, 1, 4096, 100_000, MAP_THRESHOLD + 7, LARGE])
+def test_copy_writes_exactly_the_range_and_feeds_the_sink_the_same_bytes(tmp_path: Path, length: int) -> None:
     src, data = _source(tmp_path, LARGE + 5000)
     dst = tmp_path / "out.bin"
-    _copy(src, dst, length)
+    digest = hashlib.sha256()
+    assert _copy(src, dst, [(0, length)], digest.update) == length
     assert dst.read_bytes() == data[:length]
+    assert digest.digest() == hashlib.sha256(data[:length]).digest()
+
+
+def test_several_ranges_go_to_consecutive_output_offsets(tmp_path: Path) -> None:
+    src, data = _source(tmp_path, LARGE + 5000)
+    ranges = [(0, 3000), (5000, LARGE), (LARGE + 100, LARGE + 4000)]
+    dst = tmp_path / "out.bin"
+    written = _copy(src, dst, ranges)
+    expected = b"".join(data[a:b] for a, b in ranges)
+    assert written == len(expected) and dst.read_bytes() == expected
 
 
 def test_large_copies_use_direct_io_where_the_file_system_allows_it(
@@ -73,18 +127,28 @@ def test_large_copies_use_direct_io_where_the_file_system_allows_it(
 ) -> None:
     if not _accepts_direct_io(tmp_path):
         pytest.fail(f"{tmp_path} refuses O_DIRECT; this test needs a disk-backed temporary folder")
-    reached: list[int] = []
-    real = fileio._copy_direct
+    direct: list[int] = []
+    real_pwrite = os.pwrite
+    direct_fds: set[int] = set()
+    real_open = os.open
 
-    def spy(*args: object) -> int:
-        reached.append(real(*args))  # type: ignore[arg-type]
-        return reached[-1]
+    def spy_open(path: object, flags: int, *args: object) -> int:
+        fd = real_open(path, flags, *args)  # type: ignore[arg-type]
+        if flags & os.O_DIRECT:
+            direct_fds.add(fd)
+        return fd
 
-    monkeypatch.setattr(fileio, "_copy_direct", spy)
+    def spy_pwrite(fd: int, data: memoryview, offset: int) -> int:
+        if fd in direct_fds:
+            direct.append(len(data))
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "open", spy_open)
+    monkeypatch.setattr(os, "pwrite", spy_pwrite)
     src, data = _source(tmp_path, LARGE)
     dst = tmp_path / "out.bin"
-    _copy(src, dst, LARGE)
-    assert reached == [LARGE - LARGE % 4096]
+    _copy(src, dst, [(0, LARGE)])
+    assert sum(direct) == LARGE - LARGE % 4096
     assert dst.read_bytes() == data
 
 
@@ -99,7 +163,7 @@ def test_refused_direct_open_falls_back_to_buffered_writes(tmp_path: Path, monke
     monkeypatch.setattr(os, "open", no_direct)
     src, data = _source(tmp_path, LARGE)
     dst = tmp_path / "out.bin"
-    _copy(src, dst, LARGE)
+    _copy(src, dst, [(0, LARGE)])
     assert dst.read_bytes() == data
 
 
@@ -118,12 +182,13 @@ def test_refused_first_direct_write_falls_back_to_buffered_writes(
     monkeypatch.setattr(os, "pwrite", refuse_first)
     src, data = _source(tmp_path, LARGE)
     dst = tmp_path / "out.bin"
-    _copy(src, dst, LARGE)
+    _copy(src, dst, [(0, LARGE)])
     assert dst.read_bytes() == data
     assert len(calls) > 1
 
 
-def test_a_write_error_after_the_first_block_is_not_hidden(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("size", [100_000, LARGE])
+def test_a_write_error_is_not_hidden(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int) -> None:
     real_pwrite = os.pwrite
 
     def disk_full(fd: int, data: object, offset: int) -> int:
@@ -132,40 +197,63 @@ def test_a_write_error_after_the_first_block_is_not_hidden(tmp_path: Path, monke
         return real_pwrite(fd, data, offset)  # type: ignore[arg-type]
 
     monkeypatch.setattr(os, "pwrite", disk_full)
-    src, _ = _source(tmp_path, LARGE)
+    src, _ = _source(tmp_path, size)
     with pytest.raises(OSError) as caught:
-        _copy(src, tmp_path / "out.bin", LARGE)
+        _copy(src, tmp_path / "out.bin", [(0, 4096), (4096, size)])
     assert caught.value.errno == errno.ENOSPC
+    assert not [t for t in threading.enumerate() if t.name == "nuseal-writer"]
 
 
-def test_background_copy_reports_a_short_source(tmp_path: Path) -> None:
-    src, _ = _source(tmp_path, 1000)
-    dst = tmp_path / "out.bin"
-    dst.touch()
-    fd = os.open(src, os.O_RDONLY)
-    try:
-        copy = BackgroundPrefixCopy(fd, dst, 5000)
-        with pytest.raises(OSError, match="expected 5000 bytes"):
-            copy.wait()
-    finally:
-        os.close(fd)
-
-
-def test_cancelled_copy_stops_early(tmp_path: Path) -> None:
-    import threading
-
+def test_a_failing_sink_stops_the_copy_and_the_writer_thread(tmp_path: Path) -> None:
     src, _ = _source(tmp_path, LARGE)
+    fed: list[int] = []
+
+    def sink(view: memoryview) -> None:
+        fed.append(len(view))
+        if len(fed) == 2:
+            raise ValueError("hash failed")
+
+    with pytest.raises(ValueError, match="hash failed"):
+        _copy(src, tmp_path / "out.bin", [(0, LARGE)], sink)
+    assert len(fed) == 2
+    assert not [t for t in threading.enumerate() if t.name == "nuseal-writer"]
+
+
+def test_small_copies_start_no_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[str] = []
+    real_start = threading.Thread.start
+
+    def spy(self: threading.Thread) -> None:
+        started.append(self.name)
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", spy)
+    src, data = _source(tmp_path, DIRECT_COPY_THRESHOLD - 1)
     dst = tmp_path / "out.bin"
-    dst.touch()
-    cancel = threading.Event()
-    cancel.set()
-    fd = os.open(src, os.O_RDONLY)
-    try:
-        with pytest.raises(CopyCancelled):
-            copy_prefix(fd, dst, LARGE, cancel)
-    finally:
-        os.close(fd)
-    assert dst.stat().st_size == 0
+    _copy(src, dst, [(0, len(data))])
+    assert dst.read_bytes() == data and started == []
+
+
+# --- durable outputs ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_atomic_output_fsyncs_file_and_folder_only_when_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool
+) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append("dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    dst = tmp_path / "out.nupkg"
+    with fileio.atomic_output(dst, durable=durable) as out:
+        out.write(b"data")
+    assert dst.read_bytes() == b"data"
+    assert synced == (["file", "dir"] if durable else [])
 
 
 # --- SignedPackageWriter ------------------------------------------------------------------------------------

@@ -5,7 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
 import struct
+import threading
+import zipfile
 from pathlib import Path
 from typing import BinaryIO
 
@@ -210,3 +213,68 @@ def test_large_ranges_stream_in_chunks() -> None:
     hashing.feed_plan(io.BytesIO(payload), [hashing.FileRange(0, size)], sink)
     assert chunks == [hashing.CHUNK_SIZE] * 3 + [123]
     assert digest.digest() == hashlib.sha256(payload).digest()
+
+
+# --- prefetch ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hashing_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The name of the thread of every real hash pass."""
+    threads: list[str] = []
+    real = hashing._plan_digests
+
+    def spy(f: BinaryIO, plan: list[hashing.Segment], algorithms: tuple[str, ...]) -> tuple[bytes, ...]:
+        threads.append(threading.current_thread().name)
+        return real(f, plan, algorithms)
+
+    monkeypatch.setattr(hashing, "_plan_digests", spy)
+    monkeypatch.setattr(hashing, "_prefetches", {})  # nothing left over from other tests
+    return threads
+
+
+def test_a_prefetched_hash_is_used_instead_of_reading_again(tmp_path: Path, hashing_threads: list[str]) -> None:
+    package = tmp_path / "p.nupkg"
+    package.write_bytes(SIGNED.read_bytes())
+    expected = {name: hashlib.new(name, _view(package)).digest() for name in ("sha256", "sha512")}
+    hashing_threads.clear()
+    assert hashing.prefetch(package, ("sha256", "sha512"))
+    assert _hash(package, "sha512") == expected["sha512"]
+    assert hashing_threads == ["nuseal-prefetch-hash"]
+    # Used once: the next hash of the same file reads it again, here.
+    assert _hash(package, "sha256") == expected["sha256"]
+    assert hashing_threads == ["nuseal-prefetch-hash", "MainThread"]
+
+
+def test_a_prefetch_of_a_file_changed_since_is_not_used(tmp_path: Path, hashing_threads: list[str]) -> None:
+    package = tmp_path / "p.nupkg"
+    package.write_bytes(SIGNED.read_bytes())
+    assert hashing.prefetch(package)
+    os.utime(package, ns=(0, 10**18))  # a rewrite changes the mtime (and usually the size or inode)
+    assert _hash(package, "sha256") == hashlib.sha256(_view(package)).digest()
+    assert hashing_threads.count("MainThread") == 1
+
+
+def test_nothing_is_prefetched_for_unsigned_or_unreadable_files(tmp_path: Path) -> None:
+    unsigned = tmp_path / "u.nupkg"
+    with zipfile.ZipFile(unsigned, "w") as zf:
+        zf.writestr("a.txt", "a")
+    junk = tmp_path / "junk.nupkg"
+    junk.write_bytes(b"not a zip")
+    assert not hashing.prefetch(unsigned)
+    assert not hashing.prefetch(junk)
+    assert not hashing.prefetch(tmp_path / "missing.nupkg")
+    assert not hashing.prefetch(SIGNED, ("md5",))
+
+
+def test_unused_prefetches_are_forgotten(tmp_path: Path, hashing_threads: list[str]) -> None:
+    copies = []
+    for index in range(hashing._MAX_PREFETCHES + 3):
+        copy = tmp_path / f"p{index}.nupkg"
+        copy.write_bytes(SIGNED.read_bytes())
+        assert hashing.prefetch(copy)
+        copies.append(copy)
+    assert len(hashing._prefetches) == hashing._MAX_PREFETCHES
+    assert _hash(copies[-1], "sha256") == hashlib.sha256(_view(copies[-1])).digest()
+    assert _hash(copies[0], "sha256") == hashlib.sha256(_view(copies[0])).digest()  # forgotten: hashed here
+    assert hashing_threads.count("MainThread") == 1

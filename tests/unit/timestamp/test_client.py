@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ssl
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -183,3 +184,13 @@ def test_http_timestamper_reuses_its_client_until_closed(tsa_server: object, pki
         stamper.timestamp(SIGNATURE_VALUE, "SHA256")
         assert first is not None and stamper._owned is first
     assert stamper._owned is None and first.is_closed
+
+
+def test_plain_http_clients_skip_the_ca_bundle_and_fail_closed() -> None:
+    from nuseal.timestamp.client import _client_for
+
+    http_context = _client_for("http://tsa.example/")._transport._pool._ssl_context  # type: ignore[attr-defined]
+    assert http_context.cert_store_stats()["x509_ca"] == 0  # nothing trusted: TLS, if ever used, fails
+    assert http_context.verify_mode is ssl.CERT_REQUIRED and http_context.check_hostname
+    https_context = _client_for("https://tsa.example/")._transport._pool._ssl_context  # type: ignore[attr-defined]
+    assert https_context.cert_store_stats()["x509_ca"] > 0 and https_context.verify_mode is ssl.CERT_REQUIRED

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from asn1crypto import cms, core, tsp
-from cryptography.hazmat.primitives import hashes
+from asn1crypto import cms, core, tsp, x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from tests.support.pki import TestPki
 from tests.support.servers import timestamp_request as make_request
 
 from nuseal.errors import CertificateError
+from nuseal.timestamp import _der
 from nuseal.timestamp.tsa import TimestampAuthority, TimeStampResponse
 
 
@@ -203,3 +204,84 @@ def test_openssl_rejects_a_token_for_other_data(
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert "Verification: OK" not in result.stdout
+
+
+# --- the hand-assembled DER equals what asn1crypto builds --------------------------------------------------------
+
+
+def _asn1crypto_token(tsa: TimestampAuthority, request_der: bytes, serial: int, gen_time: datetime) -> bytes:
+    """The token for ``request_der`` built field by field with asn1crypto (how the TSA built them before)."""
+    request = tsp.TimeStampReq.load(request_der)
+    subject = tsa._asn1_cert.subject
+    tst: dict[str, object] = {
+        "version": "v1", "policy": tsa.policy_oid, "message_imprint": request["message_imprint"].copy(),
+        "serial_number": serial, "gen_time": gen_time, "accuracy": {"seconds": tsa.accuracy_seconds},
+        "tsa": x509.GeneralName({"directory_name": subject}),
+    }  # fmt: skip
+    if request["nonce"].native is not None:
+        tst["nonce"] = request["nonce"].native
+    tst_der = tsp.TSTInfo(tst).dump()
+    ess = tsp.SigningCertificateV2({"certs": [{
+        "cert_hash": hashlib.sha256(tsa.certificate.public_bytes(serialization.Encoding.DER)).digest(),
+        "issuer_serial": {"issuer": [x509.GeneralName({"directory_name": tsa._asn1_cert.issuer})],
+                          "serial_number": tsa._asn1_cert.serial_number},
+    }]})  # fmt: skip
+    attrs = cms.CMSAttributes([
+        {"type": "content_type", "values": ["tst_info"]},
+        {"type": "signing_time", "values": [cms.Time({"utc_time": gen_time})]},
+        {"type": "message_digest", "values": [hashlib.sha256(tst_der).digest()]},
+        {"type": "signing_certificate_v2", "values": [ess]},
+    ])  # fmt: skip
+    attrs = cms.CMSAttributes.load(b"\x31" + attrs.dump()[1:]).dump(force=True)  # DER: sorted SET OF
+    signature = tsa.private_key.sign(attrs, padding.PKCS1v15(), hashes.SHA256())
+    signed_data: dict[str, object] = {
+        "version": "v3", "digest_algorithms": [{"algorithm": "sha256"}],
+        "encap_content_info": {"content_type": "tst_info", "content": cms.ParsableOctetString(tst_der)},
+        "signer_infos": [{
+            "version": "v1",
+            "sid": {"issuer_and_serial_number": {"issuer": tsa._asn1_cert.issuer,
+                                                 "serial_number": tsa._asn1_cert.serial_number}},
+            "digest_algorithm": {"algorithm": "sha256"}, "signed_attrs": cms.CMSAttributes.load(attrs),
+            "signature_algorithm": {"algorithm": "rsassa_pkcs1v15"}, "signature": signature,
+        }],
+    }  # fmt: skip
+    if request["cert_req"].native:
+        ders = sorted(c.public_bytes(serialization.Encoding.DER) for c in [tsa.certificate, *tsa.chain])
+        signed_data["certificates"] = [cms.CertificateChoices({"certificate": x509.Certificate.load(d)})
+                                       for d in ders]
+    token = cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData(signed_data)})
+    return TimeStampResponse({"status": {"status": "granted"}, "time_stamp_token": token}).dump()
+
+
+@pytest.mark.parametrize(
+    "request_der",
+    [make_request(b"abc", nonce=42), make_request(nonce=None), make_request(nonce=2**255 - 1),
+     make_request(cert_req=False), make_request(b"x", algorithm="sha512"), make_request(policy="1.2.3.4.1")],
+    ids=["nonce", "no-nonce", "256-bit-nonce", "no-certificates", "sha512", "policy"],
+)  # fmt: skip
+def test_tokens_are_byte_identical_to_an_asn1crypto_build(
+    fixed_tsa: TimestampAuthority, pki: TestPki, request_der: bytes
+) -> None:
+    response = fixed_tsa.respond(request_der)
+    tst_info = TimeStampResponse.load(response)["time_stamp_token"]["content"]["encap_content_info"]["content"]
+    serial_number = tst_info.parsed["serial_number"].native
+    moment = fixed_moment(pki).replace(microsecond=0)
+    assert response == _asn1crypto_token(fixed_tsa, request_der, serial_number, moment)
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 255, 256, -1, -128, -129, 2**64, 2**255 - 1])
+def test_der_integers_match_asn1crypto(value: int) -> None:
+    assert _der.integer(value) == core.Integer(value).dump()
+
+
+@pytest.mark.parametrize("size", [0, 127, 128, 255, 256, 65535, 65536])
+def test_der_lengths_match_asn1crypto(size: int) -> None:
+    assert _der.octet_string(b"x" * size) == core.OctetString(b"x" * size).dump()
+
+
+def test_signing_time_switches_to_generalized_time_after_2049() -> None:
+    # Fixed dates on purpose: the encoding switches at the year 2050 (RFC 5280), not relative to any clock.
+    early = datetime(2049, 12, 31, 23, 59, 59, tzinfo=UTC)
+    late = datetime(2050, 1, 1, tzinfo=UTC)
+    assert _der.cms_time(early) == cms.Time({"utc_time": early}).dump()
+    assert _der.cms_time(late) == cms.Time({"generalized_time": late}).dump()

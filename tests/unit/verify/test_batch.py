@@ -3,7 +3,12 @@ decision; path expansion."""
 
 from __future__ import annotations
 
+import faulthandler
+import multiprocessing
+import os
 import pickle
+import signal
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +16,7 @@ import pytest
 from tests.support.pki import TestPki
 from tests.support.signed_packages import Packages
 
+from nuseal import parallel as process_pool
 from nuseal.codes import IssueCode
 from nuseal.enums import RevocationMode
 from nuseal.findings import Finding, Severity
@@ -105,3 +111,94 @@ def test_the_setup_pickles_for_worker_processes(pki: TestPki, signed_packages: P
     assert copy.trust_store.code_signing == setup.trust_store.code_signing
     (verdict,) = batch.verify_batch([signed_packages.author], copy, now=signed_packages.now)
     assert verdict.valid, verdict.findings
+
+
+# --- parallel batches ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def forked_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers forked from this process even if session fixtures left server threads running, so that what a test
+    monkeypatches here is what the workers run."""
+    monkeypatch.setattr(process_pool, "_context", lambda preload: multiprocessing.get_context("fork"))
+
+
+def _batch_paths(signed_packages: Packages, tmp_path: Path) -> list[Path]:
+    not_a_zip = tmp_path / "broken.nupkg"
+    not_a_zip.write_bytes(b"not a zip")
+    pkgs = signed_packages
+    return [pkgs.author, pkgs.unsigned, not_a_zip, pkgs.untrusted, pkgs.countersigned, pkgs.corrupt_signature,
+            pkgs.two_timestamps, pkgs.author]
+
+
+def test_parallel_verdicts_equal_the_in_process_ones_in_input_order(
+    pki: TestPki, signed_packages: Packages, tmp_path: Path
+) -> None:
+    paths = _batch_paths(signed_packages, tmp_path)
+    setup = _setup(pki)
+    serial = batch.verify_batch(paths, setup, now=signed_packages.now)
+    seen: list[str] = []
+    parallel = batch.verify_batch(paths, setup, now=signed_packages.now, parallel=3,
+                                  on_verdict=lambda v: seen.append(v.path))
+    assert [v.to_dict() for v in parallel] == [v.to_dict() for v in serial]
+    assert seen == [str(p) for p in paths]
+    assert [v.valid for v in parallel] == [True, False, False, False, True, False, True, True]
+
+
+@pytest.mark.usefixtures("forked_workers")
+def test_parallel_batches_run_in_worker_processes(
+    pki: TestPki, signed_packages: Packages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = batch.verify_package
+
+    def tagged(path: Path, **kwargs: object) -> PackageVerdict:
+        return replace(real(path, **kwargs), extra={"pid": os.getpid()})  # type: ignore[arg-type]
+
+    monkeypatch.setattr(batch, "verify_package", tagged)
+    pkgs = signed_packages
+    verdicts = batch.verify_batch([pkgs.author] * 6, _setup(pki), now=pkgs.now, parallel=2)
+    pids = {v.extra["pid"] for v in verdicts}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2
+    (alone,) = batch.verify_batch([pkgs.author], _setup(pki), now=pkgs.now, parallel=2)
+    assert alone.extra["pid"] == os.getpid()  # one package: no pool
+
+
+@pytest.mark.usefixtures("forked_workers")
+def test_a_verifier_process_that_dies_costs_only_its_package(
+    pki: TestPki, signed_packages: Packages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = batch.verify_package
+    pkgs = signed_packages
+
+    def crashing(path: Path, **kwargs: object) -> PackageVerdict:
+        if Path(path) == pkgs.untrusted:
+            faulthandler.disable()  # pytest's handler would print the crash; a user's run prints nothing
+            os.kill(os.getpid(), signal.SIGSEGV)  # what a crash in a native library looks like
+        return real(path, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(batch, "verify_package", crashing)
+    paths = [pkgs.author, pkgs.untrusted, pkgs.author, pkgs.author, pkgs.author]
+    verdicts = batch.verify_batch(paths, _setup(pki), now=pkgs.now, parallel=2)
+    assert [v.path for v in verdicts] == [str(p) for p in paths]
+    assert [v.valid for v in verdicts] == [True, False, True, True, True]
+    crashed = verdicts[1]
+    assert crashed.error_code is IssueCode.VERIFICATION_FAILED
+    assert crashed.error == f"'{pkgs.untrusted}' could not be verified: internal error: the worker process was " \
+                           "killed by SIGSEGV"
+    assert batch.exit_code(verdicts) == 1
+
+
+def test_a_pickled_setup_reaches_workers_that_do_not_inherit_memory(
+    pki: TestPki, signed_packages: Packages, tmp_path: Path
+) -> None:
+    # Another thread is running, so the pool must not fork this process: the setup travels pickled.
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, daemon=True)
+    thread.start()
+    try:
+        paths = _batch_paths(signed_packages, tmp_path)
+        verdicts = batch.verify_batch(paths, _setup(pki), now=signed_packages.now, parallel=2)
+    finally:
+        stop.set()
+        thread.join()
+    assert [v.valid for v in verdicts] == [True, False, False, False, True, False, True, True]

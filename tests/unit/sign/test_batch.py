@@ -1,0 +1,243 @@
+"""sign_batch: outcomes in input order, a bad package (or a dead worker) costs only itself, worker processes
+timestamp concurrently over their own keep-alive connections; HttpTimestamper shared by threads."""
+
+from __future__ import annotations
+
+import faulthandler
+import multiprocessing
+import os
+import pickle
+import signal
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from tests.support.pki import TestPki
+from tests.unit.sign.helpers import make_package, signer_for
+
+from nuseal import parallel as process_pool
+from nuseal.codes import NuCode
+from nuseal.errors import NusealError, SigningError
+from nuseal.sign import batch
+from nuseal.sign.author import AuthorSignRequest
+from nuseal.sign.common import SignOptions, SignResult
+from nuseal.sign.repository import RepositorySignRequest
+from nuseal.sign.signers import KeySigner
+from nuseal.timestamp.client import HttpTimestamper
+from nuseal.timestamp.tsa import TimestampAuthority, make_server
+
+
+def utc_now() -> datetime:
+    """The signing clock (module level: worker processes that do not inherit memory receive it pickled)."""
+    return datetime.now(UTC)
+
+
+class CountingAuthority(TimestampAuthority):
+    """The TSA, slowed down a little and counting requests in flight, so overlap is observable."""
+
+    def __init__(self, pki: TestPki, delay: float) -> None:
+        super().__init__(pki.tsa.cert, pki.tsa.key, pki.tsa.chain[1:], clock=utc_now)
+        self.delay = delay
+        self.requests = 0
+        self.active = 0
+        self.peak = 0
+        self._count_lock = threading.Lock()
+
+    def respond(self, request_der: bytes) -> bytes:
+        with self._count_lock:
+            self.requests += 1
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        try:
+            time.sleep(self.delay)
+            return super().respond(request_der)
+        finally:
+            with self._count_lock:
+                self.active -= 1
+
+
+class Tsa:
+    def __init__(self, authority: CountingAuthority, url: str, connections: list[object]) -> None:
+        self.authority = authority
+        self.url = url
+        self.connections = connections
+
+
+@pytest.fixture
+def tsa(pki: TestPki) -> Iterator[Tsa]:
+    """nuseal's TSA over HTTP on 127.0.0.1, counting TCP connections and concurrent requests."""
+    authority = CountingAuthority(pki, delay=0.15)
+    server = make_server(authority)
+    connections: list[object] = []
+    accept = server.get_request
+
+    def counting_accept() -> tuple[object, object]:
+        conn, address = accept()
+        connections.append(address)
+        return conn, address
+
+    server.get_request = counting_accept  # type: ignore[method-assign]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host, port = server.server_address[:2]
+    yield Tsa(authority, f"http://{host!s}:{port}/", connections)
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.fixture
+def forked_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers forked from this process even with threads running, so that monkeypatches reach them."""
+    monkeypatch.setattr(process_pool, "_context", lambda preload: multiprocessing.get_context("fork"))
+
+
+def _packages(tmp_path: Path, count: int) -> list[tuple[Path, Path]]:
+    (tmp_path / "out").mkdir(exist_ok=True)
+    pairs = []
+    for index in range(count):
+        src = make_package(tmp_path / f"P{index}.1.0.0.nupkg")
+        pairs.append((src, tmp_path / "out" / src.name))
+    return pairs
+
+
+def _has_timestamp(path: Path) -> bool:
+    with zipfile.ZipFile(path) as zf:
+        return b"\x06\x0b\x2a\x86\x48\x86\xf7\x0d\x01\x09\x10\x02\x0e" in zf.read(".signature.p7s")  # id-aa-tst
+
+
+def test_parallel_outcomes_keep_input_order_and_a_bad_package_costs_only_itself(
+    pki: TestPki, tsa: Tsa, tmp_path: Path
+) -> None:
+    pairs = _packages(tmp_path, 6)
+    broken = tmp_path / "broken.nupkg"
+    broken.write_bytes(b"not a zip")
+    pairs.insert(2, (broken, tmp_path / "out" / "broken.nupkg"))
+    job = batch.SignJob(AuthorSignRequest(signer_for(pki.leaf)), utc_now, tsa.url)
+    seen: list[Path] = []
+    outcomes = batch.sign_batch(pairs, job, parallel=2, on_outcome=lambda o: seen.append(o.src))
+    assert [o.src for o in outcomes] == [src for src, _ in pairs] == seen
+    failed = outcomes[2]
+    assert failed.result is None and isinstance(failed.error, NusealError) and not failed.dst.exists()
+    good = [o for i, o in enumerate(outcomes) if i != 2]
+    assert all(o.error is None and o.result is not None and o.result.timestamped for o in good)
+    assert all(_has_timestamp(o.dst) for o in good)
+    # Two workers, each with one keep-alive connection, had requests in flight together.
+    assert tsa.authority.requests == 6
+    assert tsa.authority.peak == 2
+    assert 1 <= len(tsa.connections) <= 2
+
+
+def test_in_process_batches_reuse_one_connection(pki: TestPki, tsa: Tsa, tmp_path: Path) -> None:
+    pairs = _packages(tmp_path, 3)
+    job = batch.SignJob(AuthorSignRequest(signer_for(pki.leaf)), utc_now, tsa.url)
+    outcomes = batch.sign_batch(pairs, job, parallel=1)
+    assert all(o.result is not None and o.result.timestamped for o in outcomes)
+    assert tsa.authority.peak == 1 and len(tsa.connections) == 1
+
+
+def test_repository_jobs_and_refusals(pki: TestPki, tmp_path: Path) -> None:
+    pairs = _packages(tmp_path, 3)
+    request = RepositorySignRequest(signer_for(pki.leaf), "https://feed.example/v3/index.json")
+    outcomes = batch.sign_batch(pairs, batch.SignJob(request, utc_now), parallel=2)
+    assert [o.result.kind for o in outcomes if o.result] == ["repository"] * 3
+    again = batch.sign_batch([(dst, dst) for _, dst in pairs], batch.SignJob(request, utc_now), parallel=2)
+    assert all(isinstance(o.error, SigningError) and o.error.code is NuCode.NU3033 for o in again)
+
+
+@pytest.mark.usefixtures("forked_workers")
+def test_a_signing_process_that_dies_costs_only_its_package(
+    pki: TestPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pairs = _packages(tmp_path, 5)
+    victim = pairs[1][0]
+    real = batch.sign_package
+
+    def crashing(src: Path, dst: Path, request: AuthorSignRequest, **kwargs: object) -> SignResult:
+        if src == victim:
+            faulthandler.disable()
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return real(src, dst, request, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(batch, "sign_package", crashing)
+    outcomes = batch.sign_batch(pairs, batch.SignJob(AuthorSignRequest(signer_for(pki.leaf)), utc_now), parallel=2)
+    assert [o.src for o in outcomes] == [src for src, _ in pairs]
+    assert [o.error is None for o in outcomes] == [True, False, True, True, True]
+    error = outcomes[1].error
+    assert isinstance(error, NusealError)
+    assert error.message == f"'{victim}' could not be signed: internal error: the worker process was killed by SIGSEGV"
+    assert not outcomes[1].dst.exists()
+
+
+def test_a_bug_in_process_is_that_packages_error(pki: TestPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pairs = _packages(tmp_path, 2)
+    monkeypatch.setattr(batch, "sign_package", lambda *a, **k: {}["missing"])
+    outcomes = batch.sign_batch(pairs, batch.SignJob(AuthorSignRequest(signer_for(pki.leaf)), utc_now))
+    assert all(isinstance(o.error, NusealError) and "internal error: KeyError" in o.error.message for o in outcomes)
+
+
+class TokenSigner:
+    """A signer that is not an in-memory key (like a PKCS#11 token): it must never go to a worker process."""
+
+    def __init__(self, inner: KeySigner) -> None:
+        self.inner = inner
+        self.certificate = inner.certificate
+        self.chain = inner.chain
+        self.pids: list[int] = []
+
+    def sign_raw(self, data: bytes, hash_algorithm: object) -> bytes:
+        self.pids.append(os.getpid())
+        return self.inner.sign_raw(data, hash_algorithm)  # type: ignore[arg-type]
+
+
+def test_signers_that_are_not_in_memory_keys_sign_in_this_process(pki: TestPki, tmp_path: Path) -> None:
+    signer = TokenSigner(signer_for(pki.leaf))
+    outcomes = batch.sign_batch(_packages(tmp_path, 3), batch.SignJob(AuthorSignRequest(signer), utc_now),  # type: ignore[arg-type]
+                                parallel=4)
+    assert all(o.error is None for o in outcomes) and signer.pids == [os.getpid()] * 3
+
+
+def test_key_signers_pickle_for_workers_that_do_not_inherit_memory(pki: TestPki, tmp_path: Path) -> None:
+    signer = signer_for(pki.leaf)
+    copy = pickle.loads(pickle.dumps(signer))
+    assert (copy.certificate, copy.chain) == (signer.certificate, signer.chain)
+    assert copy.sign_raw(b"data", "SHA256") == signer.sign_raw(b"data", "SHA256")  # type: ignore[arg-type]
+    # With another thread running the pool is not forked from this process: the job travels pickled.
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, daemon=True)
+    thread.start()
+    try:
+        options = replace(SignOptions(), durable=False)
+        outcomes = batch.sign_batch(_packages(tmp_path, 3), batch.SignJob(AuthorSignRequest(signer, options), utc_now),
+                                    parallel=2)
+    finally:
+        stop.set()
+        thread.join()
+    assert all(o.result is not None and o.result.kind == "author" for o in outcomes)
+
+
+def test_one_http_timestamper_serves_threads_concurrently(tsa: Tsa) -> None:
+    tokens: list[bytes] = []
+    errors: list[BaseException] = []
+    with HttpTimestamper(tsa.url, clock=utc_now) as stamper:
+
+        def stamp(index: int) -> None:
+            try:
+                tokens.append(stamper.timestamp(bytes([index]) * 256, "SHA256"))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=stamp, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors and len(tokens) == 4
+        assert tsa.authority.peak >= 2  # in flight together, each on a connection of the client's pool
+        stamper.timestamp(b"again" * 50, "SHA256")
+    assert len(tsa.connections) <= 4  # kept alive and reused, not one per request
