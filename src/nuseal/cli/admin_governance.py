@@ -95,7 +95,7 @@ def cert_add(
 @command(cert_app, "remove")
 def cert_remove(
     ctx: typer.Context,
-    account: str = typer.Argument(..., metavar="ACCOUNT"),
+    account: str = typer.Argument(..., metavar="ACCOUNT", help="User or organization."),
     fingerprint: str = typer.Argument(..., metavar="FINGERPRINT", help="SHA-256 fingerprint (hex)."),
     config: Path | None = opt.CONFIG, data: Path | None = opt.DATA,
     database_url: str | None = opt.DATABASE_URL, storage: str | None = opt.STORAGE,
@@ -113,7 +113,7 @@ def cert_remove(
 @command(cert_app, "list")
 def cert_list(
     ctx: typer.Context,
-    account: str = typer.Argument(..., metavar="ACCOUNT"),
+    account: str = typer.Argument(..., metavar="ACCOUNT", help="User or organization."),
     as_json: bool = JSON,
     config: Path | None = opt.CONFIG, data: Path | None = opt.DATA,
     database_url: str | None = opt.DATABASE_URL, storage: str | None = opt.STORAGE,
@@ -141,7 +141,7 @@ def cert_list(
 @command(signer_app, "set")
 def signer_set(
     ctx: typer.Context,
-    package_id: str = typer.Argument(..., metavar="PACKAGE_ID"),
+    package_id: str = typer.Argument(..., metavar="PACKAGE_ID", help="Package id."),
     signer: str = typer.Argument(..., metavar="ACCOUNT|Any", help="An owner of the package, or Any."),
     config: Path | None = opt.CONFIG, data: Path | None = opt.DATA,
     database_url: str | None = opt.DATABASE_URL, storage: str | None = opt.STORAGE,
@@ -159,7 +159,7 @@ def signer_set(
 @command(signer_app, "show")
 def signer_show(
     ctx: typer.Context,
-    package_id: str = typer.Argument(..., metavar="PACKAGE_ID"),
+    package_id: str = typer.Argument(..., metavar="PACKAGE_ID", help="Package id."),
     as_json: bool = JSON,
     config: Path | None = opt.CONFIG, data: Path | None = opt.DATA,
     database_url: str | None = opt.DATABASE_URL, storage: str | None = opt.STORAGE,
