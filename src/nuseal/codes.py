@@ -87,6 +87,19 @@ class IssueCode(str, Enum):
     #: Install: the extracted packages could not be moved into the output folder.
     INSTALL_COMMIT_FAILED = "InstallCommitFailed"
 
+    # --- feed push checks (branch feedapi). nuget.org's ValidationIssueCode names where it has one, otherwise
+    # the name of nuget.org's upload message (Strings.UploadPackage_*, ManifestValidator's Manifest_*).
+    #: Push: the package is a Zip64 archive (nuget.org ``ValidationIssueCode.PackageIsZip64``).
+    PACKAGE_IS_ZIP64 = "PackageIsZip64"
+    #: Push: the nuspec is missing, unreadable or breaks nuget.org's manifest rules.
+    INVALID_NUSPEC = "InvalidNuspec"
+    #: Push: more zip entries than nuget.org accepts (65534 signed, fewer unsigned).
+    PACKAGE_CONTAINS_TOO_MANY_ENTRIES = "PackageContainsTooManyEntries"
+    #: Push: a zip entry nuget.org refuses (duplicate name, date in the future, doubled slashes).
+    INVALID_PACKAGE_ENTRY = "InvalidPackageEntry"
+    #: Push: the version was accepted but could not be stored or published (storage or database failure).
+    PACKAGE_STORAGE_FAILED = "PackageStorageFailed"
+
     @property
     def summary(self) -> str:
         """One line saying what the code means (for docs)."""
@@ -104,6 +117,11 @@ _ISSUE_SUMMARIES: dict[IssueCode, str] = {
     IssueCode.UNSAFE_PACKAGE_CONTENT: "A package entry is unsafe to extract (path traversal, link, zip bomb).",
     IssueCode.EXTRACTION_FAILED: "The package could not be extracted.",
     IssueCode.INSTALL_COMMIT_FAILED: "The installed packages could not be moved into the output folder.",
+    IssueCode.PACKAGE_IS_ZIP64: "Zip64 packages are not supported by the feed.",
+    IssueCode.INVALID_NUSPEC: "The package's nuspec is missing, unreadable or breaks the feed's manifest rules.",
+    IssueCode.PACKAGE_CONTAINS_TOO_MANY_ENTRIES: "The package contains too many files and/or folders.",
+    IssueCode.INVALID_PACKAGE_ENTRY: "A zip entry of the package is refused (duplicate, dated in the future, //).",
+    IssueCode.PACKAGE_STORAGE_FAILED: "The pushed package could not be stored; push it again.",
 }
 
 
