@@ -165,7 +165,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["apikey", "revoke", "alice", "0123456789ab"], "error: no API key '0123456789ab' acting for alice"),
         (["owner", "list", "Nope"], "error: no package 'Nope'"),
         (["owner", "remove", "Alice.Lib", "alice"], "error: alice is the last owner of 'Alice.Lib'"),
-        (["package", "delete", "Alice.Lib", "not-a-version"], "error: 'not-a-version' is not a valid version"),
+        (["package", "delete", "Alice.Lib", "not-a-version"], "error: 'not-a-version' is not a valid NuGet version"),
         (["package", "delete", "Alice.Lib", "9.9.9"], "error: no version '9.9.9' of package 'Alice.Lib'"),
     ],
 )

@@ -4,7 +4,7 @@ real vector's manifest."""
 from __future__ import annotations
 
 import pytest
-from tests.unit.package.helpers import manifest
+from tests.unit.package.helpers import ManifestRow, manifest
 
 from nuseal.errors import PackageFormatError
 from nuseal.package.nuspec import (
@@ -94,7 +94,8 @@ def test_a_minimal_manifest_has_empty_defaults() -> None:
 def test_the_pre_2_0_flat_dependency_list_is_one_group_for_every_framework() -> None:
     m = parse_manifest(b'<package><metadata><id>A</id><version>1.0</version><dependencies>'
                        b'<dependency id="B" version="2.0" /></dependencies></metadata></package>')
-    assert m.dependency_groups == (ManifestDependencyGroup(None, (ManifestDependency("B", VersionRange.parse("2.0")),)),)
+    flat = ManifestDependency("B", VersionRange.parse("2.0"))
+    assert m.dependency_groups == (ManifestDependencyGroup(None, (flat,)),)
 
 
 @pytest.mark.parametrize(("metadata", "message"), [
@@ -135,9 +136,9 @@ READABLE = [r for r in manifest() if r.kind != "corrupt"]
 
 
 @pytest.mark.parametrize("row", READABLE, ids=[r.path.name for r in READABLE])
-def test_every_real_vector_reads_strictly(row: object) -> None:
-    m = read_manifest(row.path)  # type: ignore[attr-defined]
-    assert m.id == row.package_id  # type: ignore[attr-defined]
+def test_every_real_vector_reads_strictly(row: ManifestRow) -> None:
+    m = read_manifest(row.path)
+    assert m.id == row.package_id
     assert m.description  # every nuget.org package has one
     for group in m.dependency_groups:
         assert all(d.id for d in group.dependencies)
