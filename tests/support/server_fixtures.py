@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import psycopg
@@ -43,7 +43,7 @@ from psycopg import sql
 from nuseal.server.db import migrate
 from nuseal.server.db.models import Base
 from nuseal.server.db.session import Database
-from nuseal.server.services.context import ServiceContext
+from nuseal.server.services.context import Clock, ServiceContext, system_clock
 from nuseal.server.settings import load_settings
 from nuseal.server.storage import BlobStore, open_blob_store
 from tests.support.pki import TestPki
@@ -83,7 +83,7 @@ class PostgresAdmin:
     def psql(self, statement: str, database: str = "postgres") -> None:
         """Run one statement outside a transaction (CREATE/DROP DATABASE, TRUNCATE)."""
         with psycopg.connect(self.server.conninfo(database), autocommit=True) as connection:
-            connection.execute(sql.SQL(statement))  # type: ignore[arg-type]  # test-only literal statements
+            connection.execute(sql.SQL(statement))
 
 
 @dataclass(frozen=True)
@@ -214,7 +214,7 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def make_context(db: Database, data_dir: Path, clock: FakeClock, storage: Storage | None = None,
+def make_context(db: Database, data_dir: Path, clock: Clock, storage: Storage | None = None,
                  **settings: object) -> ServiceContext:
     """Services on ``db`` with ``storage`` (default: a folder under ``data_dir``) and ``clock``."""
     storage = storage or Storage((data_dir / "blobs").as_uri())
@@ -280,6 +280,60 @@ def start_serve(args: list[str], log_path: Path, *, env: dict[str, str] | None =
         process.wait(timeout=30)
         pytest.fail(f"nuseal serve did not start (exit {process.returncode}): {line!r}\n{log_path.read_text()}")
     return ServeProcess(process=process, url=match.group(1), log_path=log_path)
+
+
+@dataclass
+class FeedServer:
+    """A ``nuseal serve`` process on one backend, plus a service context on the same database and blob store
+    (for arranging accounts and keys directly, and for looking behind the HTTP surface)."""
+
+    backend: str
+    serve: ServeProcess
+    ctx: ServiceContext
+    database_url: str
+    storage: Storage
+    data_dir: Path
+
+    @property
+    def url(self) -> str:
+        return self.serve.url
+
+    def another_process(self, log_path: Path, *, env: dict[str, str] | None = None) -> ServeProcess:
+        """A second ``nuseal serve`` on the same database and blob store (its own data folder)."""
+        return start_serve(self.arguments(log_path.parent / f"{log_path.stem}-data"), log_path,
+                           env=self.storage.env | (env or {}))
+
+    def arguments(self, data_dir: Path) -> list[str]:
+        settings = self.ctx.settings
+        args = ["--data", str(data_dir), "--port", "0", "--database-url", self.database_url,
+                "--storage", self.storage.url, "--revocation-mode", settings.revocation_mode.value]
+        if settings.trust_roots is not None:
+            args += ["--trust-roots", str(settings.trust_roots)]
+        if settings.timestamp_roots is not None:
+            args += ["--timestamp-roots", str(settings.timestamp_roots)]
+        return args
+
+    def stop(self) -> None:
+        self.serve.stop()
+        self.ctx.db.dispose()
+
+
+def start_feed_server(factory: DatabaseFactory, backend: str, folder: Path, *, roots: Path | None = None,
+                      env: dict[str, str] | None = None) -> FeedServer:
+    """``nuseal serve`` on a fresh database and blob store of ``backend``, with ``roots`` (PEM) as its code
+    signing and timestamping trust roots and revocation offline. The setup context runs on the real clock, like
+    the server."""
+    folder.mkdir(parents=True, exist_ok=True)
+    url = factory.new_url(backend)
+    storage = factory.new_storage(backend, folder / "blobs")
+    db = Database(url)
+    extra: dict[str, object] = {"revocation_mode": "offline"}
+    if roots is not None:
+        extra |= {"trust_roots": roots, "timestamp_roots": roots}
+    ctx = make_context(db, folder / "data", system_clock, storage, **extra)
+    server = FeedServer(backend, cast(ServeProcess, None), ctx, url, storage, folder / "data")
+    server.serve = start_serve(server.arguments(folder / "data"), folder / "serve.log", env=storage.env | (env or {}))
+    return server
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 from nuseal.server.db.models import Account
 from nuseal.server.services.context import ServiceContext
-from nuseal.server.services.packages import find_version
+from nuseal.server.services.packages import find_version, lower_version
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ def package_status(ctx: ServiceContext, package_id: str, version: str) -> Packag
     """The status of ``package_id`` ``version`` (any case, any equivalent version spelling);
     :class:`~.errors.NotFoundError` when it was never pushed, :class:`~.errors.InvalidInputError` for a version
     that is not one."""
+    lower_version(version)  # a malformed version is bad input (400) whether or not the id exists
     with ctx.db.reading() as session:
         row = find_version(session, package_id, version)
         registration = row.registration
