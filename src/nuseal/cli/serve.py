@@ -1,8 +1,8 @@
 """``nuseal serve``: run the NuGet V3 feed server (FastAPI on uvicorn), 127.0.0.1:5555 by default.
 
 Thin: load the settings, open the context (migrating the embedded database), finish pushes a crash interrupted,
-bind, print one "listening" line on stdout, then serve until SIGINT/SIGTERM with JSON log lines on stderr. Server modules are imported here,
-inside the command, so other commands never pay for them.
+bind, print one "listening" line on stdout, then serve until SIGINT/SIGTERM with JSON log lines on stderr. Server
+modules are imported here, inside the command, so other commands never pay for them.
 """
 
 from __future__ import annotations

@@ -133,7 +133,7 @@ def test_documents_answer_304_to_their_etag_and_404_as_problem_json(feed: FeedSe
     assert get(feed, "/v3/registration/no.such.package/index.json").status_code == 404
     unknown = get(feed, "/api/v1/packages/No.Such/1.0.0")
     assert (unknown.status_code, unknown.json()["detail"]) == (404, "no package 'No.Such'")
-    assert get(feed, "/api/v1/packages/No.Such/not-a-version").status_code == 400
+    assert get(feed, "/api/v1/packages/No.Such/not-a-version").status_code == 404
     assert get(feed, "/v3/search?take=100000").status_code == 422
 
 

@@ -19,8 +19,12 @@ from nuseal.versioning import NuGetVersion
 
 router = APIRouter(prefix="/v3/flatcontainer", tags=["NuGet V3"])
 
-Id = Annotated[str, Path(description="Package id (any case)", max_length=128)]
-Version = Annotated[str, Path(description="Package version (normalized, any case)", max_length=256)]
+Id = Annotated[str, Path(description="Package id (any case)", max_length=128, examples=["contoso.lib"])]
+Version = Annotated[str, Path(description="Package version (normalized, any case)", max_length=256,
+                              examples=["1.0.0"])]
+
+FileName = Annotated[str, Path(description="{id}.{version}.nupkg or {id}.nuspec", max_length=512,
+                               examples=["contoso.lib.1.0.0.nupkg"])]
 
 
 def _lower_version(version: str) -> str:
@@ -38,7 +42,7 @@ def get_versions(request: Request, id: Id, feed: Annotated[FeedReader, Depends(f
     return document_response(request, rendered)
 
 
-def get_file(request: Request, id: Id, version: Version, filename: Annotated[str, Path(max_length=512)],
+def get_file(request: Request, id: Id, version: Version, filename: FileName,
              ctx: Annotated[ServiceContext, Depends(service_context)],
              feed: Annotated[FeedReader, Depends(feed_reader)]) -> Response:
     """``{id}.{version}.nupkg`` (the stored bytes, exactly) or ``{id}.nuspec``."""

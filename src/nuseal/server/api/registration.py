@@ -19,8 +19,9 @@ from nuseal.versioning import NuGetVersion
 
 router = APIRouter(tags=["NuGet V3"])
 
-Id = Annotated[str, Path(description="Package id (any case)", max_length=128)]
-Version = Annotated[str, Path(description="Package version (normalized, any case)", max_length=256)]
+Id = Annotated[str, Path(description="Package id (any case)", max_length=128, examples=["contoso.lib"])]
+Version = Annotated[str, Path(description="Package version (normalized, any case)", max_length=256,
+                              examples=["1.0.0"])]
 
 
 def _answer(request: Request, hive: Hive, rendered: Rendered | None, what: str) -> Response:

@@ -17,7 +17,8 @@ from nuseal.server.services.feed_documents import MAX_SKIP, MAX_TAKE, FeedReader
 router = APIRouter(prefix="/v3", tags=["NuGet V3"])
 
 Q = Annotated[str, Query(description="Search terms; field:value narrows a term (id, packageid, title, tags, "
-                                     "author, owner, description, summary)", max_length=1024)]
+                                     "author, owner, description, summary)", max_length=1024,
+                           examples=["contoso"])]
 Skip = Annotated[int, Query(ge=0, le=MAX_SKIP, description="Results to skip")]
 Take = Annotated[int, Query(ge=0, le=MAX_TAKE, description="Results to return")]
 Prerelease = Annotated[bool, Query(description="Include prerelease versions")]

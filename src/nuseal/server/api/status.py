@@ -54,14 +54,14 @@ class OwnersModel(BaseModel):
     owners: list[str]
 
 
-Id = Annotated[str, Path(max_length=128, description="Package id (any case)")]
-Version = Annotated[str, Path(max_length=256, description="Package version (any equivalent spelling)")]
+Id = Annotated[str, Path(max_length=128, description="Package id (any case)", examples=["Contoso.Lib"])]
+Version = Annotated[str, Path(max_length=256, description="Package version (any equivalent spelling)",
+                              examples=["1.0.0"])]
 ApiKey = Annotated[str | None, Header(alias=API_KEY_HEADER)]
 
 
 @router.get("/{id}/{version}", response_model=PackageStatusModel,
-            responses={400: {"description": "Not a version", **_PROBLEM},
-                       404: {"description": "Never pushed", **_PROBLEM}})  # fmt: skip
+            responses={404: {"description": "Never pushed", **_PROBLEM}})
 def get_package_status(id: Id, version: Version, response: Response,
                        ctx: Annotated[ServiceContext, Depends(service_context)]) -> PackageStatusModel:
     """The status of one pushed version."""

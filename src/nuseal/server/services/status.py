@@ -14,7 +14,9 @@ from typing import Any
 
 from nuseal.server.db.models import Account
 from nuseal.server.services.context import ServiceContext
-from nuseal.server.services.packages import find_version, lower_version
+from nuseal.server.services.errors import NotFoundError
+from nuseal.server.services.packages import find_version
+from nuseal.versioning import NuGetVersion
 
 
 @dataclass(frozen=True)
@@ -44,9 +46,9 @@ class PackageStatus:
 
 def package_status(ctx: ServiceContext, package_id: str, version: str) -> PackageStatus:
     """The status of ``package_id`` ``version`` (any case, any equivalent version spelling);
-    :class:`~.errors.NotFoundError` when it was never pushed, :class:`~.errors.InvalidInputError` for a version
-    that is not one."""
-    lower_version(version)  # a malformed version is bad input (400) whether or not the id exists
+    :class:`~.errors.NotFoundError` when it was never pushed (a string that is no version never was)."""
+    if NuGetVersion.try_parse(version) is None:
+        raise NotFoundError(f"no version '{version}' of package '{package_id}'")
     with ctx.db.reading() as session:
         row = find_version(session, package_id, version)
         registration = row.registration
