@@ -4,7 +4,8 @@ The first pusher of a new id becomes its owner (:func:`register`, called by the 
 transaction). Owners (users or organizations) add and remove co-owners; a package never loses its last owner.
 A hard delete (operators only) removes the database row first and the blobs after the commit, so a crash in
 between leaves an unreferenced blob (never served: the feed serves only what the database points at), not a
-row pointing at nothing.
+row pointing at nothing. Every change to what the feed serves (listing, owners, deletion) bumps the feed-state
+serial in its transaction, so the read caches of every server process drop what they rendered before.
 """
 
 from __future__ import annotations
