@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import Response
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such package, version or document"}}
 
@@ -18,13 +19,7 @@ def get_and_head(router: APIRouter, path: str, endpoint: Callable[..., Any], *, 
     ok: dict[str, Any] = {"description": "OK", "content": {media_type: {}}}
     if model is not None:
         ok["model"] = model
-    router.add_api_route(path, endpoint, methods=["GET"], response_class=_raw(),
+    router.add_api_route(path, endpoint, methods=["GET"], response_class=Response,
                          responses={200: ok, 304: {"description": "Not modified (If-None-Match)"},
                                     **(responses or {})})  # fmt: skip
     router.add_api_route(path, endpoint, methods=["HEAD"], include_in_schema=False)
-
-
-def _raw() -> Any:
-    from fastapi.responses import Response
-
-    return Response

@@ -42,6 +42,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from nuseal.protocol.package_content import PackageVersionsIndex
 from nuseal.protocol.registration import (
@@ -236,7 +237,7 @@ class _Row:
         return self.version.is_prerelease
 
 
-def _rows(session: Any, where: Sequence[Any]) -> list[tuple[str, _Row]]:
+def _rows(session: Session, where: Sequence[Any]) -> list[tuple[str, _Row]]:
     query = (
         select(PackageRegistration.lower_id, PackageRegistration.package_id, PackageVersion.full_version,
                PackageVersion.listed, PackageVersion.is_semver2, PackageVersion.published_at,

@@ -21,6 +21,7 @@ from tests.support.feed_packages import build_package, nuspec, sign
 from tests.support.pki import TestPki
 from tests.support.server_factories import OPERATOR, organization, user
 from tests.support.server_fixtures import T0, FakeClock, make_context
+from tests.support.servers import LoopbackServer
 from tests.support.tamper import append_to_entry
 
 from nuseal.codes import IssueCode, NuCode
@@ -245,13 +246,16 @@ def signed_feed(feed: Feed, pki: TestPki) -> Feed:
     return dataclasses.replace(feed, ctx=_with_test_roots(clocked, pki))
 
 
-def test_a_signed_package_is_verified_and_its_signer_recorded(signed_feed: Feed, pki: TestPki) -> None:
+def test_a_signed_package_is_verified_and_its_signer_recorded(signed_feed: Feed, pki: TestPki,
+                                                             crl_server: LoopbackServer,
+                                                             ocsp_server: LoopbackServer) -> None:
     path = sign(signed_feed.package("s.nupkg", "Alice.Signed", "1.0.0"), pki)
     assert push.push_package(signed_feed.ctx, signed_feed.alice, path).warnings == ()  # offline: nothing to report
     online = dataclasses.replace(signed_feed.ctx, settings=dataclasses.replace(
         signed_feed.ctx.settings, revocation_mode=RevocationMode.ONLINE))
     path = sign(signed_feed.package("t.nupkg", "Alice.Signed", "2.0.0"), pki)
-    outcome = push.push_package(online, signed_feed.alice, path)  # the PKI's OCSP and CRL servers are not running
+    with crl_server.answering(503), ocsp_server.answering(503):  # revocation status cannot be known
+        outcome = push.push_package(online, signed_feed.alice, path)
     assert outcome.status == "available"
     # revocation status unknown (signer and timestamp chains) is a warning under the feed policy (nuget.org's),
     # kept with the version
