@@ -103,6 +103,19 @@ class IssueCode(str, Enum):
     #: The version already exists (a push would get 409).
     PACKAGE_ALREADY_EXISTS = "PackageAlreadyExists"
 
+    # --- feed push checks (branch feedapi). nuget.org's ValidationIssueCode names where it has one, otherwise
+    # the name of nuget.org's upload message (Strings.UploadPackage_*, ManifestValidator's Manifest_*).
+    #: Push: the package is a Zip64 archive (nuget.org ``ValidationIssueCode.PackageIsZip64``).
+    PACKAGE_IS_ZIP64 = "PackageIsZip64"
+    #: Push: the nuspec is missing, unreadable or breaks nuget.org's manifest rules.
+    INVALID_NUSPEC = "InvalidNuspec"
+    #: Push: more zip entries than nuget.org accepts (65534 signed, fewer unsigned).
+    PACKAGE_CONTAINS_TOO_MANY_ENTRIES = "PackageContainsTooManyEntries"
+    #: Push: a zip entry nuget.org refuses (duplicate name, date in the future, doubled slashes).
+    INVALID_PACKAGE_ENTRY = "InvalidPackageEntry"
+    #: Push: the version was accepted but could not be stored or published (storage or database failure).
+    PACKAGE_STORAGE_FAILED = "PackageStorageFailed"
+
     @property
     def summary(self) -> str:
         """One line saying what the code means (for docs)."""
@@ -129,6 +142,11 @@ _ISSUE_SUMMARIES: dict[IssueCode, str] = {
     IssueCode.ONLY_AUTHOR_SIGNATURES_SUPPORTED: "The primary signature is neither an author nor a repository one.",
     IssueCode.SIGNED_TO_UNSIGNED_TRANSITION: "The previous version was author-signed; the pushed one is unsigned.",
     IssueCode.PACKAGE_ALREADY_EXISTS: "The package version already exists on the feed.",
+    IssueCode.PACKAGE_IS_ZIP64: "Zip64 packages are not supported by the feed.",
+    IssueCode.INVALID_NUSPEC: "The package's nuspec is missing, unreadable or breaks the feed's manifest rules.",
+    IssueCode.PACKAGE_CONTAINS_TOO_MANY_ENTRIES: "The package contains too many files and/or folders.",
+    IssueCode.INVALID_PACKAGE_ENTRY: "A zip entry of the package is refused (duplicate, dated in the future, //).",
+    IssueCode.PACKAGE_STORAGE_FAILED: "The pushed package could not be stored; push it again.",
 }
 
 

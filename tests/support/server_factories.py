@@ -1,5 +1,6 @@
-"""Small builders for server tests: accounts, packages with versions, principals (the push path does not exist
-yet, so versions are inserted as rows with blobs in the store, as the push path will leave them)."""
+"""Small builders for server tests: accounts, packages with versions, principals. ``package`` inserts available
+versions as rows with blobs in the store, as the push path leaves them, without the cost of a push (tests of
+the push itself use ``nuseal.server.services.push`` and ``tests.support.feed_packages``)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,14 @@
-"""Fixtures for the feed server's tests: a fresh migrated database per test on SQLite *and* PostgreSQL, a fixed
-clock, a service context, and helpers to make a database outside a fixture (module-scoped worlds, CLI tests).
+"""Fixtures for the feed server's tests, written once and run on two backends:
 
-``server_db`` is parametrized over ``sqlite`` and ``postgresql``: every service test runs on both. PostgreSQL is
-the minimal cluster of :mod:`tests.support.postgres_minimal`, started once per session; each test gets its own
-database cloned from a migrated template (``CREATE DATABASE ... TEMPLATE``), SQLite tests a copy of a migrated file.
+- ``embedded``: SQLite + blobs in a folder (the defaults of ``nuseal serve``);
+- ``scale``: PostgreSQL (``tests.support.postgres``, the real-parts cluster) + S3 (``tests.support.s3``, ``rclone
+  serve s3``), the deployment with several server processes.
+
+``server_backend`` is parametrized over :data:`BACKENDS`; ``server_db`` (a fresh migrated database) and
+``service_ctx`` (services on it, with that backend's blob store and the fixed clock) follow it, so every service
+test runs on both. PostgreSQL and S3 start once per session, only when a ``scale`` test first needs them; each
+test gets its own database (cloned from a migrated template, or an emptied one reused) and its own bucket.
+:func:`start_serve` / :class:`FeedServer` run a real ``nuseal serve`` process on either backend.
 """
 
 from __future__ import annotations
@@ -19,28 +24,34 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
+from urllib.parse import quote
 
+import psycopg
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from psycopg import sql
 
 from nuseal.server.db import migrate
 from nuseal.server.db.models import Base
 from nuseal.server.db.session import Database
-from nuseal.server.services.context import ServiceContext
+from nuseal.server.services.context import Clock, ServiceContext, system_clock
 from nuseal.server.settings import load_settings
-from nuseal.server.storage.filesystem import FilesystemBlobStore
+from nuseal.server.storage import BlobStore, open_blob_store
 from tests.support.pki import TestPki
-from tests.support.postgres_minimal import PostgresServer, start_postgres
+from tests.support.postgres import PostgresServer
+from tests.support.s3 import S3Server
 
-BACKENDS = ("sqlite", "postgresql")
+#: ``embedded`` = SQLite + folder, ``scale`` = PostgreSQL + S3.
+BACKENDS = ("embedded", "scale")
 #: The fixed moment service tests start at (an injected clock: no test depends on today's date).
 T0 = datetime(2030, 1, 15, 12, 0, tzinfo=UTC)
 _TEMPLATE = "nuseal_template"
@@ -60,20 +71,59 @@ class FakeClock:
         self.now += delta
 
 
-class DatabaseFactory:
-    """Fresh migrated databases of either kind, cloned from one migrated template per kind."""
+@dataclass(frozen=True)
+class PostgresAdmin:
+    """The session's PostgreSQL cluster, with the two operations the server tests need."""
 
-    def __init__(self, workdir: Path, postgres: PostgresServer | None) -> None:
+    server: PostgresServer
+
+    def url(self, database: str) -> str:
+        return self.server.url(database)
+
+    def psql(self, statement: str, database: str = "postgres") -> None:
+        """Run one statement outside a transaction (CREATE/DROP DATABASE, TRUNCATE)."""
+        with psycopg.connect(self.server.conninfo(database), autocommit=True) as connection:
+            connection.execute(sql.SQL(statement))
+
+
+@dataclass(frozen=True)
+class Storage:
+    """A blob store location as ``nuseal serve`` takes it: the ``--storage`` URL and the S3 credentials."""
+
+    url: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    def open(self) -> BlobStore:
+        store = open_blob_store(self.url, s3_access_key_id=self.env.get("NUSEAL_S3_ACCESS_KEY_ID"),
+                                s3_secret_access_key=self.env.get("NUSEAL_S3_SECRET_ACCESS_KEY"))
+        store.check()
+        return store
+
+
+def s3_storage(server: S3Server, bucket: str) -> Storage:
+    endpoint = quote(server.endpoint_url, safe=":/")
+    return Storage(f"s3://{bucket}?endpoint={endpoint}&region={server.region}",
+                   {"NUSEAL_S3_ACCESS_KEY_ID": server.access_key, "NUSEAL_S3_SECRET_ACCESS_KEY": server.secret_key})
+
+
+class DatabaseFactory:
+    """Fresh migrated databases and blob stores of either backend. PostgreSQL and S3 are the session's real
+    parts, asked for (and so started) the first time a ``scale`` test needs them."""
+
+    def __init__(self, workdir: Path, fixture: Callable[[str], Any]) -> None:
         self.workdir = workdir
-        self._postgres = postgres
+        self._fixture = fixture
         self._sqlite_template: Path | None = None
         self._postgres_ready = False
         self._idle_postgres: list[str] = []  # migrated databases returned by finished tests, emptied on reuse
 
-    def postgres(self) -> PostgresServer:
-        if self._postgres is None:
-            self._postgres = start_postgres()
-        return self._postgres
+    def postgres(self) -> PostgresAdmin:
+        return PostgresAdmin(self._fixture("postgres_server"))
+
+    def s3(self) -> S3Server:
+        server = self._fixture("s3_server")
+        assert isinstance(server, S3Server)
+        return server
 
     def _sqlite_url(self) -> str:
         if self._sqlite_template is None:
@@ -90,7 +140,9 @@ class DatabaseFactory:
         server = self.postgres()
         if self._idle_postgres:  # reuse: emptying the tables is far cheaper than a new database
             name = self._idle_postgres.pop()
-            server.psql(f"TRUNCATE {', '.join(Base.metadata.tables)} RESTART IDENTITY CASCADE", name)
+            tables = [t for t in Base.metadata.tables if t != "feed_state"]
+            server.psql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE", name)
+            server.psql("UPDATE feed_state SET serial = 0", name)
             return server.url(name)
         if not self._postgres_ready:
             server.psql(f"CREATE DATABASE {_TEMPLATE}")
@@ -103,8 +155,15 @@ class DatabaseFactory:
         return server.url(name)
 
     def new_url(self, backend: str) -> str:
-        """The URL of a new, migrated, empty database."""
-        return self._sqlite_url() if backend == "sqlite" else self._postgres_url()
+        """The URL of a new, migrated, empty database of ``backend`` (``embedded`` or ``scale``)."""
+        return self._sqlite_url() if backend == "embedded" else self._postgres_url()
+
+    def new_storage(self, backend: str, folder: Path) -> Storage:
+        """An empty blob store of ``backend``: ``folder`` for ``embedded``, a fresh bucket for ``scale``."""
+        if backend == "embedded":
+            return Storage(folder.as_uri())
+        server = self.s3()
+        return s3_storage(server, server.create_bucket())
 
     def release(self, url: str) -> None:
         """Give a database back (its engine disposed): PostgreSQL ones are reused, SQLite files deleted."""
@@ -123,24 +182,31 @@ class DatabaseFactory:
             db.dispose()
             self.release(url)
 
-    def close(self) -> None:
-        if self._postgres is not None:
-            self._postgres.stop()
-
 
 @pytest.fixture(scope="session")
-def database_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseFactory]:
-    """Makes fresh migrated databases; starts the PostgreSQL cluster the first time one is asked for."""
-    factory = DatabaseFactory(tmp_path_factory.mktemp("server-db"), None)
-    yield factory
-    factory.close()
+def database_factory(request: pytest.FixtureRequest,
+                     tmp_path_factory: pytest.TempPathFactory) -> DatabaseFactory:
+    """Makes fresh migrated databases and blob stores; the real parts start when first asked for."""
+    return DatabaseFactory(tmp_path_factory.mktemp("server-db"), request.getfixturevalue)
 
 
 @pytest.fixture(params=BACKENDS)
-def server_db(request: pytest.FixtureRequest, database_factory: DatabaseFactory) -> Iterator[Database]:
-    """A fresh migrated database, once on SQLite and once on PostgreSQL."""
-    with database_factory.database(request.param) as db:
+def server_backend(request: pytest.FixtureRequest) -> str:
+    """``embedded`` (SQLite + folder) or ``scale`` (PostgreSQL + S3): every server test runs on both."""
+    return str(request.param)
+
+
+@pytest.fixture
+def server_db(server_backend: str, database_factory: DatabaseFactory) -> Iterator[Database]:
+    """A fresh migrated database of the backend under test."""
+    with database_factory.database(server_backend) as db:
         yield db
+
+
+@pytest.fixture
+def server_storage(server_backend: str, database_factory: DatabaseFactory, tmp_path: Path) -> Storage:
+    """An empty blob store of the backend under test."""
+    return database_factory.new_storage(server_backend, tmp_path / "blobs")
 
 
 @pytest.fixture
@@ -148,17 +214,19 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def make_context(db: Database, data_dir: Path, clock: FakeClock) -> ServiceContext:
-    settings = load_settings({"data_dir": data_dir, "database_url": db.url})
-    blobs = FilesystemBlobStore(data_dir / "blobs")
-    blobs.check()
-    return ServiceContext(db=db, blobs=blobs, settings=settings, clock=clock)
+def make_context(db: Database, data_dir: Path, clock: Clock, storage: Storage | None = None,
+                 **settings: object) -> ServiceContext:
+    """Services on ``db`` with ``storage`` (default: a folder under ``data_dir``) and ``clock``."""
+    storage = storage or Storage((data_dir / "blobs").as_uri())
+    loaded = load_settings({"data_dir": data_dir, "database_url": db.url, "storage": storage.url, **settings},
+                           environ=storage.env)
+    return ServiceContext(db=db, blobs=storage.open(), settings=loaded, clock=clock)
 
 
 @pytest.fixture
-def service_ctx(server_db: Database, tmp_path: Path, clock: FakeClock) -> ServiceContext:
-    """Services on a fresh database (both backends), a folder blob store and the fixed clock."""
-    return make_context(server_db, tmp_path / "data", clock)
+def service_ctx(server_db: Database, server_storage: Storage, tmp_path: Path, clock: FakeClock) -> ServiceContext:
+    """Services on a fresh database and blob store of the backend under test, with the fixed clock."""
+    return make_context(server_db, tmp_path / "data", clock, server_storage)
 
 
 # --- a real `nuseal serve` process ---------------------------------------------------------------------------
@@ -212,6 +280,60 @@ def start_serve(args: list[str], log_path: Path, *, env: dict[str, str] | None =
         process.wait(timeout=30)
         pytest.fail(f"nuseal serve did not start (exit {process.returncode}): {line!r}\n{log_path.read_text()}")
     return ServeProcess(process=process, url=match.group(1), log_path=log_path)
+
+
+@dataclass
+class FeedServer:
+    """A ``nuseal serve`` process on one backend, plus a service context on the same database and blob store
+    (for arranging accounts and keys directly, and for looking behind the HTTP surface)."""
+
+    backend: str
+    serve: ServeProcess
+    ctx: ServiceContext
+    database_url: str
+    storage: Storage
+    data_dir: Path
+
+    @property
+    def url(self) -> str:
+        return self.serve.url
+
+    def another_process(self, log_path: Path, *, env: dict[str, str] | None = None) -> ServeProcess:
+        """A second ``nuseal serve`` on the same database and blob store (its own data folder)."""
+        return start_serve(self.arguments(log_path.parent / f"{log_path.stem}-data"), log_path,
+                           env=self.storage.env | (env or {}))
+
+    def arguments(self, data_dir: Path) -> list[str]:
+        settings = self.ctx.settings
+        args = ["--data", str(data_dir), "--port", "0", "--database-url", self.database_url,
+                "--storage", self.storage.url, "--revocation-mode", settings.revocation_mode.value]
+        if settings.trust_roots is not None:
+            args += ["--trust-roots", str(settings.trust_roots)]
+        if settings.timestamp_roots is not None:
+            args += ["--timestamp-roots", str(settings.timestamp_roots)]
+        return args
+
+    def stop(self) -> None:
+        self.serve.stop()
+        self.ctx.db.dispose()
+
+
+def start_feed_server(factory: DatabaseFactory, backend: str, folder: Path, *, roots: Path | None = None,
+                      env: dict[str, str] | None = None) -> FeedServer:
+    """``nuseal serve`` on a fresh database and blob store of ``backend``, with ``roots`` (PEM) as its code
+    signing and timestamping trust roots and revocation offline. The setup context runs on the real clock, like
+    the server."""
+    folder.mkdir(parents=True, exist_ok=True)
+    url = factory.new_url(backend)
+    storage = factory.new_storage(backend, folder / "blobs")
+    db = Database(url)
+    extra: dict[str, object] = {"revocation_mode": "offline"}
+    if roots is not None:
+        extra |= {"trust_roots": roots, "timestamp_roots": roots}
+    ctx = make_context(db, folder / "data", system_clock, storage, **extra)
+    server = FeedServer(backend, cast(ServeProcess, None), ctx, url, storage, folder / "data")
+    server.serve = start_serve(server.arguments(folder / "data"), folder / "serve.log", env=storage.env | (env or {}))
+    return server
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from nuseal.cli import server_options as opt
+from nuseal.cli.admin_group import admin_app
 from nuseal.cli.base import command, group, show_help_without_command
 from nuseal.cli.options import JSON
 
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from nuseal.server.services.permissions import Operator
     from nuseal.server.settings import ServerSettings
 
-admin_app = group("admin", "Administer a nuseal feed (operators).")
 user_app = group("user", "Users.", admin_app)
 org_app = group("org", "Organizations and their members.", admin_app)
 member_app = group("member", "Members of an organization.", org_app)

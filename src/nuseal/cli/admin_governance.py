@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from nuseal.cli import server_options as opt
-from nuseal.cli.admin import admin_app
+from nuseal.cli.admin_group import admin_app
 from nuseal.cli.base import command, group
 from nuseal.cli.options import JSON
 from nuseal.errors import NusealError

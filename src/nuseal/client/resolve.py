@@ -1,7 +1,7 @@
 """Dependency resolution for ``nuseal install`` (NuGet's "lowest applicable version" behaviour).
 
-Dependencies come from the nuspec ``<dependencies>``: flat ``<dependency>`` elements and every
-``<group targetFramework=...>``. nuseal does no framework reduction: it takes the union of all groups (a
+Dependencies come from the nuspec manifest (``nuseal.package.nuspec``): every ``<dependency>`` group (or the
+pre-2.0 flat list). nuseal does no framework reduction: it takes the union of all groups (a
 package that depends on X only for net462 still gets X). Resolution is cycle-safe (each id is resolved once
 per pass) and bounded in depth; when a package reached later narrows the range of an id already chosen, the
 choice is recomputed as the lowest version satisfying every range seen and the graph is walked again.
@@ -9,16 +9,13 @@ choice is recomputed as the lowest version satisfying every range seen and the g
 
 from __future__ import annotations
 
-import zipfile
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lxml import etree
-
-from nuseal.errors import NusealError, PackageFormatError
-from nuseal.package.nuspec import MAX_NUSPEC_BYTES, PackageIdentity, parse_identity
+from nuseal.errors import NusealError
+from nuseal.package.nuspec import Manifest, PackageIdentity, parse_manifest, read_nuspec_file
 from nuseal.versioning import NuGetVersion, VersionRange, lowest_applicable
 
 MAX_DEPTH = 32
@@ -45,65 +42,31 @@ class Nuspec:
     dependencies: tuple[Dependency, ...]
 
 
-def _local(element: etree._Element) -> str:
-    return etree.QName(element).localname if isinstance(element.tag, str) else ""
-
-
 def read_nuspec(path: Path) -> Nuspec:
     """The root ``.nuspec`` of the package at ``path``; ``PackageFormatError`` naming the file otherwise."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            candidates = [i for i in archive.infolist() if "/" not in i.filename and "\\" not in i.filename
-                          and i.filename.lower().endswith(".nuspec")]
-            if len(candidates) != 1:
-                raise PackageFormatError(f"{path}: expected exactly one .nuspec at the package root, "
-                                         f"found {len(candidates)}.")
-            info = candidates[0]
-            with archive.open(info) as stream:
-                data = stream.read(MAX_NUSPEC_BYTES + 1)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise PackageFormatError(f"{path}: cannot read the package: {exc}") from exc
-    if len(data) > MAX_NUSPEC_BYTES:
-        raise PackageFormatError(f"{path}: {info.filename} is larger than {MAX_NUSPEC_BYTES} bytes.")
-    identity = parse_identity(data, f"{path}!{info.filename}")
-    return Nuspec(identity, info.filename, data, parse_dependencies(data, f"{path}!{info.filename}"))
+    found = read_nuspec_file(path)
+    manifest = parse_manifest(found.data, found.where(path))
+    return Nuspec(manifest.identity, found.entry_name, found.data, dependencies_of(manifest))
+
+
+def dependencies_of(manifest: Manifest) -> tuple[Dependency, ...]:
+    """Union of every dependency group (NuGet reads bare ``<dependency>`` elements only when there is no group);
+    the first occurrence of an id and range keeps its place. Ranges of one id in several groups are all kept:
+    resolution intersects them later."""
+    found: list[Dependency] = []
+    seen: set[tuple[str, str]] = set()
+    for group in manifest.dependency_groups:
+        for dependency in group.dependencies:
+            key = (dependency.id.lower(), str(dependency.range))
+            if key not in seen:
+                seen.add(key)
+                found.append(Dependency(dependency.id, dependency.range))
+    return tuple(found)
 
 
 def parse_dependencies(data: bytes, where: str) -> tuple[Dependency, ...]:
-    """Union of every dependency group (and ungrouped dependencies), first occurrence of an id wins its
-    place; ranges of the same id in several groups are intersected by resolution later, so all are kept."""
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, remove_comments=True)
-    try:
-        root = etree.fromstring(data, parser)
-    except etree.XMLSyntaxError as exc:
-        raise PackageFormatError(f"{where}: the nuspec is not well-formed XML: {exc}") from exc
-    metadata = next((c for c in root if _local(c) == "metadata"), None)
-    deps_el = next((c for c in metadata if _local(c) == "dependencies"), None) if metadata is not None else None
-    if deps_el is None:
-        return ()
-    elements: list[etree._Element] = []
-    for child in deps_el:
-        if _local(child) == "dependency":
-            elements.append(child)
-        elif _local(child) == "group":
-            elements.extend(c for c in child if _local(c) == "dependency")
-    found: list[Dependency] = []
-    seen: set[tuple[str, str]] = set()
-    for el in elements:
-        dep_id = (el.get("id") or "").strip()
-        if not dep_id:
-            raise PackageFormatError(f"{where}: a <dependency> has no id.")
-        text = el.get("version") or ""
-        try:
-            # NuGet reads a missing or empty version attribute as "any version".
-            version_range = VersionRange.parse(text) if text.strip() else VersionRange.ALL
-        except ValueError as exc:
-            raise PackageFormatError(f"{where}: dependency '{dep_id}': {exc}.") from exc
-        key = (dep_id.lower(), text.strip())
-        if key not in seen:
-            seen.add(key)
-            found.append(Dependency(dep_id, version_range))
-    return tuple(found)
+    """:func:`dependencies_of` the manifest in nuspec bytes."""
+    return dependencies_of(parse_manifest(data, where))
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,21 @@ from typing import Any, Final
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nuseal.errors import NusealError
-from nuseal.server.api import certificates, health, signers
+from nuseal.server.api import (
+    certificates,
+    flatcontainer,
+    health,
+    publish,
+    registration,
+    search,
+    service_index,
+    signers,
+    status,
+)
 from nuseal.server.services.context import ServiceContext
 from nuseal.server.services.errors import (
     AuthenticationError,
@@ -29,7 +39,9 @@ from nuseal.server.services.errors import (
     InvalidInputError,
     NotFoundError,
 )
+from nuseal.server.services.feed_documents import FeedReader
 from nuseal.server.services.permissions import AccessDenied
+from nuseal.server.services.push import PushStorageFailed
 from nuseal.server.storage import BlobTooLargeError, RangeNotSatisfiableError
 
 _access = logging.getLogger("nuseal.access")
@@ -44,7 +56,10 @@ STATUS_OF: Final[tuple[tuple[type[NusealError], int], ...]] = (
     (BlobTooLargeError, 413),
     (RangeNotSatisfiableError, 416),
     (InvalidInputError, 400),
+    (PushStorageFailed, 503),
 )
+#: Paths NuGet clients push to: their errors are plain text, as nuget.org answers them.
+TEXT_ERROR_PREFIXES: Final = ("/api/v2/",)
 
 
 def _nuseal_version() -> str:
@@ -58,9 +73,11 @@ def status_of(error: NusealError) -> int:
     return next((status for kind, status in STATUS_OF if isinstance(error, kind)), 400)
 
 
-async def _problem(request: Request, error: Exception) -> JSONResponse:
+async def _problem(request: Request, error: Exception) -> Response:
     assert isinstance(error, NusealError)  # registered for NusealError only
     status = status_of(error)
+    if request.url.path.startswith(TEXT_ERROR_PREFIXES):
+        return PlainTextResponse(error.message, status_code=status)
     body: dict[str, Any] = {"title": type(error).__name__, "status": status, "detail": error.message}
     if error.code is not None:
         body["code"] = error.code.value
@@ -121,12 +138,19 @@ def create_app(ctx: ServiceContext, *, public_url: str) -> FastAPI:
                   openapi_url="/api/openapi.json", redoc_url=None)  # fmt: skip
     app.state.ctx = ctx
     app.state.public_url = public_url
+    app.state.feed = FeedReader(ctx.db, public_url)
     app.add_exception_handler(NusealError, _problem)
     app.add_exception_handler(RequestValidationError, _invalid_request)  # issue 10: problem JSON for bad bodies
     app.add_middleware(AccessLog)
     app.include_router(health.router)
     app.include_router(signers.router)  # before any /api/v1/packages/{id}/{version} route
     app.include_router(certificates.router)
+    app.include_router(service_index.router)
+    app.include_router(flatcontainer.router)
+    app.include_router(registration.router)
+    app.include_router(search.router)
+    app.include_router(publish.router)
+    app.include_router(status.router)
     return app
 
 

@@ -24,6 +24,7 @@ from lxml import etree
 
 from nuseal.enums import HashAlgorithmName
 from nuseal.errors import TrustConfigError
+from nuseal.package.xmlsafe import declares_dtd, hardened_parser, prolog_declares_dtd
 from nuseal.trust.trusted_signers import (
     SignatureValidationMode,
     SignerKind,
@@ -49,29 +50,8 @@ EMPTY_CONFIG = '<?xml version="1.0" encoding="utf-8"?>\n<configuration>\n</confi
 
 _T = TypeVar("_T")
 
-_PARSER = etree.XMLParser(
-    remove_blank_text=False, remove_comments=False, remove_pis=False,
-    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
-)
-
-
-#: What may precede the root element without being a DTD: white space, the XML declaration, processing
-#: instructions and comments.
-_PROLOG_ITEM = re.compile(r"\s*(?:<\?.*?\?>|<!--.*?-->)", re.DOTALL)
-
-
-def _prolog_declares_dtd(text: str) -> bool:
-    """True when a ``<!`` markup declaration other than a comment (a DOCTYPE, whatever its case or spacing) comes
-    before the root element. Comments and processing instructions are skipped, so one holding ``<configuration``
-    or ``<!DOCTYPE`` text neither hides nor fakes a declaration."""
-    position = 0
-    while True:
-        item = _PROLOG_ITEM.match(text, position)
-        if item is None or item.end() == position:
-            break
-        position = item.end()
-    rest = text[position:].lstrip()
-    return rest.startswith("<!") and not rest.startswith("<!--")
+# Comments and processing instructions are kept: the file is rewritten losslessly.
+_PARSER = hardened_parser(keep_comments=True)
 
 
 @dataclass(frozen=True)
@@ -251,7 +231,7 @@ class ConfigFile:
             raise TrustConfigError(f"NuGet.Config is not valid XML. Path: '{self.path}'. ({exc})") from exc
         # .NET's XmlReader prohibits DTDs by default, so NuGet rejects them too. Checked on the prolog before
         # libxml2 sees the text, and again on what it parsed, so the refusal never depends on libxml2's own limits.
-        if _prolog_declares_dtd(self._text):
+        if prolog_declares_dtd(self._text):
             raise TrustConfigError(
                 f"NuGet.Config is not valid XML (DTDs are not allowed). Path: '{self.path}'."
             )
@@ -259,8 +239,7 @@ class ConfigFile:
             self._root = etree.fromstring(data, _PARSER)
         except etree.XMLSyntaxError as exc:
             raise TrustConfigError(f"NuGet.Config is not valid XML. Path: '{self.path}'. {exc}") from exc
-        docinfo = self._root.getroottree().docinfo
-        if docinfo.doctype or docinfo.internalDTD is not None:
+        if declares_dtd(self._root):
             raise TrustConfigError(
                 f"NuGet.Config is not valid XML (DTDs are not allowed). Path: '{self.path}'."
             )

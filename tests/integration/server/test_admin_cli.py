@@ -23,6 +23,8 @@ from nuseal.server.db import migrate
 from nuseal.server.db.session import Database
 from nuseal.server.services import apikeys
 
+HEAD = migrate.head_revision()
+
 NUSEAL = str(Path(sys.executable).with_name("nuseal"))
 HEAD = migrate.head_revision()  # revisions are re-chained when branches merge: never spell one out here
 _ENV_CLEAN = {k: v for k, v in os.environ.items() if not k.startswith("NUSEAL_")}

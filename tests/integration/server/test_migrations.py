@@ -17,7 +17,7 @@ from nuseal.server.db.session import Database, DatabaseError
 
 
 def empty_database(factory: DatabaseFactory, backend: str, tmp_path: Path) -> Database:
-    if backend == "sqlite":
+    if backend == "embedded":
         return Database(f"sqlite:///{tmp_path / 'empty.db'}")
     name = f"empty_{tmp_path.name[-20:].replace('-', '_').lower()}"
     factory.postgres().psql(f"CREATE DATABASE {name}")

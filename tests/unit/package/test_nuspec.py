@@ -70,13 +70,15 @@ def test_malformed_nuspec(tmp_path: Path, content: bytes, match: str) -> None:
         read_identity(path)
 
 
-def test_entities_are_not_expanded(tmp_path: Path) -> None:
-    content = (
-        b'<!DOCTYPE package [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
-        b"<package><metadata><id>&e;</id><version>1.0</version></metadata></package>"
-    )
+@pytest.mark.parametrize("doctype", [
+    b'<!DOCTYPE package [<!ENTITY e SYSTEM "file:///etc/passwd">]>',
+    b"<!-- a comment first --><!DOCTYPE package>",
+    b'<!DOCTYPE package SYSTEM "http://127.0.0.1:9/x.dtd">',
+])
+def test_dtds_are_refused_and_entities_never_expanded(tmp_path: Path, doctype: bytes) -> None:
+    content = doctype + b"<package><metadata><id>&e;</id><version>1.0</version></metadata></package>"
     path = _package(tmp_path, {"x.nuspec": content})
-    with pytest.raises(PackageFormatError, match="no package id"):
+    with pytest.raises(PackageFormatError, match=r"x\.nuspec: the nuspec declares a DTD"):
         read_identity(path)
 
 

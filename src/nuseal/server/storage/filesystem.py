@@ -49,6 +49,10 @@ class FilesystemBlobStore:
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
+    def local_path(self, key: str) -> Path:
+        """Where the blob ``key`` is (or would be) on disk: the HTTP layer hands it to a file response."""
+        return self._path(key)
+
     def check(self) -> None:
         try:
             (self.root / STAGING_PREFIX).mkdir(parents=True, exist_ok=True)

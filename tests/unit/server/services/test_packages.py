@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+from typing import cast
 
 import pytest
 from tests.support.server_factories import OPERATOR, organization, package, user
@@ -13,8 +14,7 @@ from tests.support.server_factories import OPERATOR, organization, package, user
 from nuseal.server.services import accounts, audit, packages
 from nuseal.server.services.context import ServiceContext
 from nuseal.server.services.errors import ConflictError, InvalidInputError, NotFoundError
-from nuseal.server.storage import StorageError
-from nuseal.server.storage.filesystem import FilesystemBlobStore
+from nuseal.server.storage import BlobStore, StorageError
 
 
 @pytest.fixture
@@ -102,12 +102,17 @@ def test_a_blob_that_cannot_be_deleted_is_logged_and_the_row_stays_deleted(
 ) -> None:
     package(feed, "Contoso.Lib", "contoso")
 
-    class Stubborn(FilesystemBlobStore):
+    class Stubborn:  # the backend's store, except that deleting fails
+        def __init__(self, inner: BlobStore) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
         def delete(self, key: str) -> bool:
             raise StorageError(f"cannot delete '{key}': access denied")
 
-    assert isinstance(feed.blobs, FilesystemBlobStore)
-    stubborn = dataclasses.replace(feed, blobs=Stubborn(feed.blobs.root))
+    stubborn = dataclasses.replace(feed, blobs=cast(BlobStore, Stubborn(feed.blobs)))
     with caplog.at_level(logging.ERROR, logger="nuseal.server.services.packages"):
         packages.delete_version(stubborn, OPERATOR, "Contoso.Lib", "1.0.0")
     assert packages.list_packages(feed)[0].versions == ()

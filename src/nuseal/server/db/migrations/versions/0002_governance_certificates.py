@@ -1,6 +1,6 @@
 """Issue 10 (governance): author-signing certificates, their registration to accounts, required signers.
 
-Revision ID: 0002_governance
+Revision ID: 0002
 Revises: 0001
 Create Date: 2026-12-01
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002_governance"
+revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

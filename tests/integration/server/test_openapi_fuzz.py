@@ -1,0 +1,45 @@
+"""Schemathesis over the feed's OpenAPI schema, against a real ``nuseal serve`` on both backends: every GET
+operation (status API, search, autocomplete, service index, flat container, registrations) fed schema examples,
+boundary values and random input, checked for server errors, undocumented statuses and content types, response
+bodies that break their schema, and valid input refused. Bounded: a fixed seed and a time budget per backend."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.support.feed_http import api_key, push
+from tests.support.feed_packages import build_package
+from tests.support.server_factories import organization, user
+from tests.support.server_fixtures import BACKENDS, DatabaseFactory, FeedServer, start_feed_server
+
+#: Seconds of generated requests per backend (the run stops when spent, whatever is left).
+BUDGET = 40
+
+
+@pytest.fixture(params=BACKENDS)
+def feed(request: pytest.FixtureRequest, database_factory: DatabaseFactory, tmp_path: Path) -> Iterator[FeedServer]:
+    server = start_feed_server(database_factory, request.param, tmp_path / "feed")
+    user(server.ctx, "alice")
+    organization(server.ctx, "contoso", admins=["alice"])
+    # The schema's examples name Contoso.Lib 1.0.0: with it present they reach the 200 answers, not only 404s.
+    key = api_key(server.ctx, "contoso", "alice")
+    for version in ("1.0.0", "2.0.0-beta.1"):
+        assert push(server.url, key, build_package(tmp_path / f"{version}.nupkg", "Contoso.Lib", version)).status_code \
+            == 201
+    yield server
+    server.stop()
+
+
+def test_schemathesis_finds_nothing_wrong_with_the_json_api(feed: FeedServer, tmp_path: Path) -> None:
+    schemathesis = str(Path(sys.executable).with_name("schemathesis"))
+    command = [schemathesis, "run", f"{feed.url}/api/openapi.json", "--include-method", "GET", "--checks", "all",
+               "--phases", "examples,coverage,fuzzing", "--max-examples", "25", "--seed", "1", "--workers", "1",
+               "--max-time", str(BUDGET), "--request-timeout", "10", "--no-color"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=BUDGET * 4, check=False)
+    report = done.stdout + done.stderr
+    assert done.returncode == 0, report
+    assert "Tested: 16" in report and " passed" in report
