@@ -151,7 +151,33 @@ def create_app(ctx: ServiceContext, *, public_url: str) -> FastAPI:
     app.include_router(search.router)
     app.include_router(publish.router)
     app.include_router(status.router)
+    _document_invalid_requests_as_problems(app)
     return app
+
+
+def _document_invalid_requests_as_problems(app: FastAPI) -> None:
+    """FastAPI documents its 422 answers as ``application/json`` ``HTTPValidationError``; ``_invalid_request``
+    answers them as problem documents, so the OpenAPI schema says that (schemathesis checks the two agree)."""
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = default_openapi()
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    answer = operation.get("responses", {}).get("422") if isinstance(operation, dict) else None
+                    if answer is not None:
+                        answer["content"] = {"application/problem+json": {"schema": _PROBLEM_SCHEMA}}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+_PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["title", "status", "detail"],
+    "properties": {"title": {"type": "string"}, "status": {"type": "integer"}, "detail": {"type": "string"}},
+}  # fmt: skip
 
 
 def bind(host: str, port: int) -> socket.socket:
