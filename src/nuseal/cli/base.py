@@ -31,7 +31,8 @@ COMMAND_MODULES: dict[str, str] = {
     "verify": "verify", "inspect": "verify",
     "sign": "sign", "repo-sign": "sign", "remove-signature": "sign",
     "trust": "trust", "cert": "cert", "tsa": "tsa", "install": "install",
-    "serve": "serve", "admin": "admin",
+    "serve": "serve", "worker": "serve",
+    "admin": "admin_repo",  # admin_repo imports admin and adds its 'repo-cert' group to it
 }
 
 _loaded: set[str] = set()

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nuseal.errors import NusealError
-from nuseal.server.api import health
+from nuseal.server.api import health, repository_signatures
 from nuseal.server.services.context import ServiceContext
 from nuseal.server.services.errors import (
     AuthenticationError,
@@ -113,6 +113,7 @@ def create_app(ctx: ServiceContext, *, public_url: str) -> FastAPI:
     app.add_exception_handler(NusealError, _problem)
     app.add_middleware(AccessLog)
     app.include_router(health.router)
+    app.include_router(repository_signatures.router)
     return app
 
 
