@@ -10,6 +10,7 @@ them. :func:`signatures_of` reads back what a served package carries.
 
 from __future__ import annotations
 
+import base64
 import secrets
 import threading
 import zipfile
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 
 from nuseal.cms.parse import load_primary_signature
 from nuseal.enums import SignatureKind
+from nuseal.package import hashing, zipformat
 from nuseal.server.db.models import PackageOwner, PackageVersion, SignatureKindColumn, VersionStatus
 from nuseal.server.db.session import Database
 from nuseal.server.jobs.runtime import WorkerRuntime
@@ -112,8 +114,9 @@ class SigningFeed:
         return WorkerRuntime(self.ctx, self.keyring, SERVICE_INDEX, name="test")
 
     def issue(self, name: str | None = None, **kwargs: object) -> IssuedCert:
-        """A fresh repository (code-signing) certificate under the PKI's intermediate."""
-        return self.pki.issue_leaf(name or f"repo-{secrets.token_hex(4)}", **kwargs)  # type: ignore[arg-type]
+        """A fresh repository (code-signing) certificate under the PKI's intermediate (names get a unique suffix:
+        the PKI is shared by the whole session)."""
+        return self.pki.issue_leaf(f"{name or 'repo'}-{secrets.token_hex(4)}", **kwargs)  # type: ignore[arg-type]
 
     def add_certificate(self, issued: IssuedCert | None = None, *, activate: bool = True) -> str:
         """Add (and activate) a repository certificate; returns its lower-case SHA-256."""
@@ -208,6 +211,24 @@ class SigningFeed:
             assert row is not None and row.package_blob is not None
         with self.ctx.blobs.open(row.package_blob) as reader:
             return row, reader.read()
+
+
+def nuget_content_hash(data: bytes, workdir: Path) -> str:
+    """NuGet's content hash of a package (what ``packages.lock.json`` pins): the SHA-512 of the package without its
+    signature entry for a signed package (``SignedPackageArchiveUtility.GetPackageContentHash``), of the file
+    otherwise."""
+    path = workdir / f"hash-{secrets.token_hex(4)}.nupkg"
+    path.write_bytes(data)
+    try:
+        with path.open("rb") as f:
+            layout = zipformat.read_layout(f)
+            if not zipformat.has_signature_entry(layout):
+                return hashing.content_hash(path)
+            entry = zipformat.find_signature_entry(f, layout)
+            (digest,) = hashing.plan_digests(f, hashing.unsigned_view_plan(f, layout, entry), ("sha512",))
+            return base64.b64encode(digest).decode("ascii")
+    finally:
+        path.unlink()
 
 
 @dataclass(frozen=True)
