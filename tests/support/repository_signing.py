@@ -11,7 +11,13 @@ them. :func:`signatures_of` reads back what a served package carries.
 from __future__ import annotations
 
 import base64
+import json
+import os
+import queue
 import secrets
+import signal
+import subprocess
+import sys
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -291,3 +297,72 @@ def signing_feed(db: Database, pki: TestPki, workdir: Path, **settings: object) 
         keyring.close()
         tsa.close()
 
+
+
+# --- `nuseal worker` processes ----------------------------------------------------------------------------------
+
+
+def worker_environment(feed: SigningFeed, **extra: str) -> dict[str, str]:
+    """The ``NUSEAL_*`` variables that give a ``nuseal worker`` process the same feed as ``feed``'s context."""
+    settings = feed.ctx.settings
+    env = {
+        "NUSEAL_DATA": str(settings.data_dir), "NUSEAL_DATABASE_URL": settings.database_url,
+        "NUSEAL_STORAGE": settings.storage, "NUSEAL_QUEUE_URL": settings.queue_url, "NUSEAL_PUBLIC_URL": FEED_URL,
+        "NUSEAL_TRUST_ROOTS": str(settings.trust_roots), "NUSEAL_TIMESTAMP_ROOTS": str(settings.timestamp_roots),
+        "NUSEAL_REVOCATION_MODE": "offline", "NUSEAL_REPOSITORY_KEY_SECRET": KEY_SECRET,
+        "NUSEAL_JOB_LEASE_SECONDS": str(settings.job_lease_seconds),
+        "NUSEAL_RESIGN_BATCH_SIZE": str(settings.resign_batch_size),
+    }  # fmt: skip
+    if settings.s3_access_key_id and settings.s3_secret_access_key:
+        env["NUSEAL_S3_ACCESS_KEY_ID"] = settings.s3_access_key_id
+        env["NUSEAL_S3_SECRET_ACCESS_KEY"] = settings.s3_secret_access_key
+    return env | extra
+
+
+@dataclass
+class WorkerProcess:
+    """A running ``nuseal worker``; its stderr (JSON log lines) goes to ``log_path``."""
+
+    process: subprocess.Popen[str]
+    log_path: Path
+
+    def stop(self) -> int | None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def log_lines(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line.startswith("{")]
+
+    def resigned(self) -> int:
+        """Packages this worker re-signed, from its batch log lines."""
+        return sum(int(str(line.get("resigned", 0))) for line in self.log_lines()
+                   if line.get("message") == "re-signing batch")  # fmt: skip
+
+
+def start_worker(env: dict[str, str], log_path: Path, *, timeout: float = 60.0) -> WorkerProcess:
+    """Start ``nuseal worker`` with exactly ``env`` as its ``NUSEAL_*`` settings and wait for its "running" line."""
+    nuseal = str(Path(sys.executable).with_name("nuseal"))
+    log = log_path.open("w")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("NUSEAL_")}
+    process = subprocess.Popen([nuseal, "worker"], stdout=subprocess.PIPE, stderr=log, text=True, env=base | env)
+    log.close()
+    lines: queue.Queue[str] = queue.Queue()
+    assert process.stdout is not None
+    stdout = process.stdout
+    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+    try:
+        line = lines.get(timeout=timeout)
+    except queue.Empty:
+        process.kill()
+        raise AssertionError(f"nuseal worker printed nothing in {timeout} s; log:\n{log_path.read_text()}") from None
+    if not line.startswith("nuseal worker running"):
+        process.wait(timeout=30)
+        raise AssertionError(f"nuseal worker did not start (exit {process.returncode}): {line!r}\n"
+                             f"{log_path.read_text()}")  # fmt: skip
+    return WorkerProcess(process, log_path)
