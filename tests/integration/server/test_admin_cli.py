@@ -19,10 +19,12 @@ from tests.support.server_fixtures import DatabaseFactory, FakeClock, make_conte
 from typer.testing import CliRunner
 
 from nuseal.cli.app import app
+from nuseal.server.db import migrate
 from nuseal.server.db.session import Database
 from nuseal.server.services import apikeys
 
 NUSEAL = str(Path(sys.executable).with_name("nuseal"))
+HEAD = migrate.head_revision()  # the newest revision this nuseal ships
 _ENV_CLEAN = {k: v for k, v in os.environ.items() if not k.startswith("NUSEAL_")}
 
 
@@ -53,8 +55,8 @@ def with_context(data: Path, action: Callable[..., object]) -> object:
 
 def test_every_admin_command_through_the_console_script(data: Path) -> None:
     d = ["admin", "--data", str(data)]
-    assert ok(*d, "migrate") == "Migrated the database from empty to revision 0001.\n"
-    assert ok(*d, "migrate") == "The database is up to date (revision 0001).\n"
+    assert ok(*d, "migrate") == f"Migrated the database from empty to revision {HEAD}.\n"
+    assert ok(*d, "migrate") == f"The database is up to date (revision {HEAD}).\n"
     assert ok(*d, "user", "add", "alice", "--email", "alice@example.com") == "Added user alice.\n"
     assert ok(*d, "user", "add", "sam", "--site-admin") == "Added user sam (site admin).\n"
     ok(*d, "user", "add", "bob")
@@ -108,7 +110,7 @@ def test_every_admin_command_through_the_console_script(data: Path) -> None:
     ]  # fmt: skip
     assert {e["actor"] for e in events} == {"admin-cli"}
     assert (events[0]["subject"], events[0]["before"], events[0]["after"]) == (
-        "database", {"revision": None}, {"revision": "0001"}
+        "database", {"revision": None}, {"revision": HEAD}
     )
     last_two = ok(*d, "audit", "--limit", "2").splitlines()
     assert len(last_two) == 2 and last_two[1].endswith("admin-cli  account:member:remove  contoso/bob")
@@ -180,8 +182,8 @@ def test_postgresql_is_migrated_by_admin_migrate_and_refused_before(database_fac
     url = server.url("cli_admin")
     refused = runner.invoke(app, ["admin", "--database-url", url, "user", "add", "alice"])
     assert refused.exit_code == 1
-    assert "is empty, this nuseal needs revision 0001: run 'nuseal admin migrate'" in refused.stderr
-    assert ok("admin", "--database-url", url, "migrate") == "Migrated the database from empty to revision 0001.\n"
+    assert f"is empty, this nuseal needs revision {HEAD}: run 'nuseal admin migrate'" in refused.stderr
+    assert ok("admin", "--database-url", url, "migrate") == f"Migrated the database from empty to revision {HEAD}.\n"
     added = runner.invoke(app, ["admin", "--database-url", url, "user", "add", "alice"])
     assert (added.exit_code, added.stdout) == (0, "Added user alice.\n")
 
