@@ -79,11 +79,13 @@ def _open(settings: ServerSettings) -> ServiceContext:
 
 
 def _warn(text: str) -> None:
-    """A start-up warning: as is on stderr (people read it) and as a JSON log line (log collectors read it)."""
+    """A start-up warning, one JSON log line per line of text (stderr carries JSON lines only), so that it reads
+    as a block in the log."""
     import logging
 
-    typer.echo(text, err=True)
-    logging.getLogger("nuseal.server").warning(text)
+    log = logging.getLogger("nuseal.server")
+    for line in text.splitlines():
+        log.warning(line)
 
 
 def _repository_signing_warnings(ctx: ServiceContext, base_url: str, *, create_development: bool) -> None:
@@ -115,14 +117,11 @@ def _serve(settings: ServerSettings) -> None:
     workers = _start_embedded_workers(ctx, url) if settings.serve_worker else None
     typer.echo(f"nuseal feed listening on {settings.listen_url(bound_port)}/ "
                f"(service index {url}/v3/index.json, data {settings.data_dir})")  # fmt: skip
-    try:
-        server_app.run(ctx, sock, public_url=url)
-    finally:
-        if workers is not None:
-            workers.stop()
-        from nuseal.server.services.dev_signing import stop_local_tsas
+    from nuseal.server.services.dev_signing import stop_local_tsas
 
-        stop_local_tsas()
+    # Stopped during uvicorn's graceful shutdown: it re-raises the signal afterwards, so nothing after run() runs.
+    hooks = ([workers.stop] if workers is not None else []) + [stop_local_tsas]
+    server_app.run(ctx, sock, public_url=url, on_shutdown=hooks)
 
 
 def _start_embedded_workers(ctx: ServiceContext, url: str) -> EmbeddedWorkers:

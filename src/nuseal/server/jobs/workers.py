@@ -61,8 +61,10 @@ class EmbeddedWorkers:
                                                        "threads": self._consumer.workers}})  # fmt: skip
 
     def stop(self) -> None:
+        """Finish the running tasks (at most ``SHUTDOWN_TIMEOUT`` seconds; the rest is left to the sweep)."""
         self._consumer.stop(graceful=True)
         self.runtime.close()
+        _log.info("workers stopped", extra={"fields": {"worker": self.runtime.name}})
 
 
 def run_workers(queue: JobQueue, runtime: WorkerRuntime, *, threads: int) -> None:
