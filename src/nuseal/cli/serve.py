@@ -90,6 +90,7 @@ def _warn(text: str) -> None:
 
 def _repository_signing_warnings(ctx: ServiceContext, base_url: str, *, create_development: bool) -> None:
     from nuseal.server.services import dev_signing, repository_signatures
+    from nuseal.server.services.repository_signing import http_signing_warning
 
     with opt.handled():
         if create_development:
@@ -97,9 +98,9 @@ def _repository_signing_warnings(ctx: ServiceContext, base_url: str, *, create_d
         row = dev_signing.development_certificate(ctx)
     if row is not None:
         _warn(dev_signing.development_warning(row, ctx.settings))
-    http = repository_signatures.http_warning(ctx.settings, base_url)
-    if http is not None:
-        _warn(http)
+    for warning in (http_signing_warning(base_url), repository_signatures.http_warning(ctx.settings, base_url)):
+        if warning is not None:
+            _warn(warning)
 
 
 def _serve(settings: ServerSettings) -> None:

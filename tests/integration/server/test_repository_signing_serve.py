@@ -154,6 +154,7 @@ def test_plain_http_serves_repository_signatures_only_with_the_development_flag(
     try:
         response = httpx.get(f"{server.url}/v3/repository-signatures/5.0.0/index.json", timeout=30)
         assert response.status_code == 404 and "only over https" in response.json()["detail"]
+        assert "this feed cannot repository-sign packages" in server.log_path.read_text()
     finally:
         server.stop()
     flagged = start_serve(["--data", str(data), "--port", "0"], tmp_path / "serve2.log",

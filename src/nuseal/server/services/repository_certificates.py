@@ -139,6 +139,17 @@ def active_certificate(session: Session) -> RepositoryCertificate | None:
     ).first()
 
 
+def signs_now(session: Session, sha256: str) -> bool:
+    """Whether ``sha256`` is the active certificate, holding a shared lock on its row until the transaction ends.
+
+    The fence for publishing a signature made with it: call it in the transaction that switches a version to the
+    signed bytes. On PostgreSQL the row lock (``FOR SHARE``) makes a concurrent ``activate`` wait for that commit,
+    so a retire that follows it sees the version; SQLite's write transaction serializes them anyway.
+    """
+    row = session.get(RepositoryCertificate, sha256, with_for_update={"read": True})
+    return row is not None and row.state == RepositoryCertificateState.ACTIVE.value
+
+
 def listed_certificates(session: Session) -> list[RepositoryCertificate]:
     """The certificates published in RepositorySignatures, oldest first."""
     return list(session.scalars(

@@ -91,6 +91,15 @@ def service_index_url(base_url: str) -> str:
     return f"{base_url.rstrip('/')}/v3/index.json"
 
 
+def http_signing_warning(base_url: str) -> str | None:
+    """The start-up warning of a feed whose public URL is not https (None when it is)."""
+    if service_index_url(base_url).startswith("https://"):
+        return None
+    return (f"The public URL {base_url} is not https: NuGet accepts a repository signature only when its "
+            "nuget-v3-service-index-url is https, so this feed cannot repository-sign packages. Serve TLS "
+            "(--tls-cert/--tls-key) or set --public-url https://... behind a TLS proxy.")  # fmt: skip
+
+
 def sort_owners(owners: Iterable[str]) -> tuple[str, ...]:
     """Owners as nuget.org writes them into ``nuget-package-owners``: sorted case-insensitively (ordinal upper)."""
     return tuple(sorted(dict.fromkeys(owners), key=lambda name: (name.upper(), name)))

@@ -8,16 +8,16 @@
   then its packages are re-signed as fast as the workers go.
 
 A run (``resign_runs``) is worked through in batches (:func:`process_batch`) by any number of workers: each batch
-takes a lease on up to ``resign_batch_size`` versions with one conditional UPDATE (``FOR UPDATE SKIP LOCKED`` on
-PostgreSQL), so no two workers hold the same version. Per version: read the served bytes, replace only the
-repository signature (``sign_for_feed``: the author signature is kept), store the new bytes under a new
-content-addressed key, then switch the row in one transaction that also counts it, *only if* the lease is still
-ours and the row still serves the bytes we started from (so a version is never re-signed twice over, whatever
-crashes or duplicate deliveries happen), then delete the old blob. Every step is safe to repeat after SIGKILL: a
-crash before the switch leaves an unreferenced blob (never served) and a lease that expires; a crash after it
-leaves an old blob to delete later. A version the run cannot re-sign is recorded with the reason and keeps its
-old signature (a retired certificate then stays published); a new ``retire``/``revoke`` of the certificate starts
-a new run that tries it again.
+takes a lease on up to ``resign_batch_size`` versions (:mod:`nuseal.server.services.leases`: one conditional UPDATE,
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so no two workers hold the same version. Per version: read the served
+bytes, replace only the repository signature (``sign_for_feed``: the author signature is kept), store the new bytes
+under a new content-addressed key, then switch the row in one transaction that also counts it, *only if* the lease
+is still ours, the row still serves the bytes we started from and the signing certificate is still the active one
+(so a version is never re-signed twice over, whatever crashes or duplicate deliveries happen), then delete the old
+blob. Every step is safe to repeat after SIGKILL: a crash before the switch leaves an unreferenced blob (never
+served) and a lease that expires; a crash after it leaves an old blob to delete later. A version the run cannot
+re-sign is recorded with the reason and keeps its old signature (a retired certificate then stays published); a new
+``retire``/``revoke`` of the certificate starts a new run that tries it again.
 """
 
 from __future__ import annotations
@@ -25,14 +25,12 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, cast
 
-from sqlalchemy import CursorResult, exists, func, or_, select, update
+from sqlalchemy import CursorResult, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -51,7 +49,7 @@ from nuseal.server.db.models import (
     SignatureKindColumn,
     VersionStatus,
 )
-from nuseal.server.services import audit
+from nuseal.server.services import audit, leases
 from nuseal.server.services.context import ServiceContext
 from nuseal.server.services.errors import ConflictError
 from nuseal.server.services.permissions import Actor, Operator
@@ -61,6 +59,7 @@ from nuseal.server.services.repository_certificates import (
     CERTIFICATE_UNLIST,
     active_certificate,
     find_certificate,
+    signs_now,
 )
 from nuseal.server.services.repository_keys import Keyring, RepositoryCert
 from nuseal.server.services.repository_signing import (
@@ -352,35 +351,12 @@ def signing_certificate(ctx: ServiceContext, keyring: Keyring, service_index_url
 def claim(ctx: ServiceContext, run_id: int, token: str, limit: int) -> list[int]:
     """Lease up to ``limit`` versions of the run for ``token``: ids of the versions this call got."""
     now = ctx.now()
-    until = now + timedelta(seconds=ctx.settings.job_lease_seconds)
     with ctx.db.transaction() as session:
         run = session.get(ResignRun, run_id)
         if run is None or run.state != ResignRunState.RUNNING.value:
             return []
-        free = or_(PackageVersion.lease_until.is_(None), PackageVersion.lease_until < now)
-        candidates = list(session.scalars(
-            select(PackageVersion.id).where(*_eligible(run), free).order_by(PackageVersion.id).limit(limit)
-            .with_for_update(skip_locked=True)
-        ))  # fmt: skip
-        if not candidates:
-            return []
-        taken = session.execute(
-            update(PackageVersion).where(PackageVersion.id.in_(candidates), free)
-            .values(lease_owner=token, lease_until=until).returning(PackageVersion.id)
-            .execution_options(synchronize_session=False)
-        )  # fmt: skip
-        return sorted(int(i) for i in taken.scalars())
-
-
-def release(ctx: ServiceContext, token: str, version_ids: Sequence[int]) -> None:
-    """Give back leases this token still holds (best effort after an error: expiry does it otherwise)."""
-    if not version_ids:
-        return
-    with ctx.db.transaction() as session:
-        session.execute(
-            update(PackageVersion).where(PackageVersion.id.in_(list(version_ids)), PackageVersion.lease_owner == token)
-            .values(lease_owner=None, lease_until=None).execution_options(synchronize_session=False)
-        )  # fmt: skip
+        return leases.take(session, _eligible(run), token=token, now=now, seconds=ctx.settings.job_lease_seconds,
+                           limit=limit)  # fmt: skip
 
 
 def process_batch(
@@ -397,7 +373,7 @@ def process_batch(
             return BatchResult(completed=run is not None)
         certificate_sha256 = run.certificate_sha256
     cert = signing_certificate(ctx, keyring, service_index_url)
-    token = uuid.uuid4().hex
+    token = leases.new_token()
     claimed = claim(ctx, run_id, token, limit or ctx.settings.resign_batch_size)
     faults.checkpoint("resign.claimed")
     counts = {"resigned": 0, "failed": 0, "skipped": 0}
@@ -410,7 +386,7 @@ def process_batch(
                 counts[outcome] += 1
                 pending.remove(version_id)
     finally:
-        release(ctx, token, pending)
+        leases.release(ctx, token, pending)
     with ctx.db.reading() as session:
         run = session.get(ResignRun, run_id)
         remaining = _remaining(session, run) if run is not None else 0
@@ -471,17 +447,13 @@ def _switch(ctx: ServiceContext, run_id: int, version_id: int, token: str, old_b
     still ours, the row still serves ``old_blob``, and the signing certificate is still the active one."""
     now = ctx.now()
     with ctx.db.transaction() as session:
-        signing = session.get(RepositoryCertificate, new_certificate, with_for_update={"read": True})
-        if signing is None or signing.state != RepositoryCertificateState.ACTIVE.value:
+        if not signs_now(session, new_certificate):
             # Rotated again meanwhile: give the version back; the next batch signs it with the new active one.
-            session.execute(update(PackageVersion).where(PackageVersion.id == version_id,
-                                                         PackageVersion.lease_owner == token)
-                            .values(lease_owner=None, lease_until=None)
-                            .execution_options(synchronize_session=False))  # fmt: skip
+            leases.release_in(session, token, [version_id])
             return False
         switched = cast(CursorResult[Any], session.execute(
             update(PackageVersion)
-            .where(PackageVersion.id == version_id, PackageVersion.lease_owner == token,
+            .where(PackageVersion.id == version_id, leases.owned_by(token),
                    PackageVersion.package_blob == old_blob, PackageVersion.status == VersionStatus.AVAILABLE.value)
             .values(package_blob=new_blob, package_sha512=sha512, package_size=size,
                     repo_cert_sha256=new_certificate, signature_kind=SignatureKindColumn.REPOSITORY.value,
@@ -510,9 +482,7 @@ def _fail(ctx: ServiceContext, run_id: int, version_id: int, token: str, reason:
         else:
             session.execute(update(ResignRun).where(ResignRun.id == run_id)
                             .values(failed=ResignRun.failed + 1).execution_options(synchronize_session=False))
-        session.execute(update(PackageVersion).where(PackageVersion.id == version_id,
-                                                     PackageVersion.lease_owner == token)
-                        .values(lease_owner=None, lease_until=None).execution_options(synchronize_session=False))
+        leases.release_in(session, token, [version_id])
     _log.warning("re-signing failed", extra={"fields": {"run": run_id, "version_id": version_id, "reason": reason}})
 
 
@@ -547,7 +517,7 @@ def sweep(ctx: ServiceContext) -> SweepResult:
             run = session.get(ResignRun, run_id)
             if run is None:
                 continue
-            free = or_(PackageVersion.lease_until.is_(None), PackageVersion.lease_until < now)
-            if session.scalar(select(func.count()).select_from(PackageVersion).where(*_eligible(run), free)):
+            if session.scalar(select(func.count()).select_from(PackageVersion).where(*_eligible(run),
+                                                                                     leases.free(now))):
                 to_continue.append(run_id)
     return SweepResult(tuple(to_continue), tuple(completed))
