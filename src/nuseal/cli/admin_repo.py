@@ -63,10 +63,10 @@ def add(
     pkcs11_token: str | None = typer.Option(None, "--pkcs11-token", help="PKCS#11 token label."),
     pkcs11_key: str | None = typer.Option(None, "--pkcs11-key", help="Key label, or id:<hex> for a key id."),
 ) -> None:
-    """Add a repository certificate with its key; it is listed in RepositorySignatures at once (not yet signing).
+    """Add a repository certificate and its key; it is listed at once, and signs once activated.
 
-    The key goes into the database sealed with the key-encryption secret (NUSEAL_REPOSITORY_KEY_SECRET), or, on a
-    PKCS#11 token, as a reference (the PIN comes from NUSEAL_REPOSITORY_PKCS11_PIN on every worker).
+    The key is stored in the database sealed with the key-encryption secret (NUSEAL_REPOSITORY_KEY_SECRET), or, on a
+    PKCS#11 token, as a reference (every worker reads the PIN from NUSEAL_REPOSITORY_PKCS11_PIN).
     """
     from cryptography import x509
 
@@ -140,8 +140,7 @@ def activate(ctx: typer.Context, fingerprint: str = FINGERPRINT) -> None:
 @repo_app.command("retire")
 def retire(ctx: typer.Context, fingerprint: str = FINGERPRINT, wait: bool = WAIT, timeout: int | None = TIMEOUT,
            as_json: bool = JSON) -> None:  # fmt: skip
-    """Rotation: re-sign every served package carrying this certificate with the active one; the certificate is
-    unlisted only when none is left, so clients never see a gap."""
+    """Rotation: re-sign its packages with the active certificate, then unlist it (clients never see a gap)."""
     from nuseal.server.services import rotation
 
     _run_command(ctx, rotation.retire, fingerprint, wait=wait, timeout=timeout, as_json=as_json)
@@ -150,8 +149,7 @@ def retire(ctx: typer.Context, fingerprint: str = FINGERPRINT, wait: bool = WAIT
 @repo_app.command("revoke")
 def revoke(ctx: typer.Context, fingerprint: str = FINGERPRINT, wait: bool = WAIT, timeout: int | None = TIMEOUT,
            as_json: bool = JSON) -> None:  # fmt: skip
-    """Key compromise: unlist this certificate now (clients stop trusting its signatures), then re-sign every
-    package carrying it with the active certificate, as fast as the workers go."""
+    """Key compromise: unlist it now (clients stop trusting it), then re-sign its packages with the active one."""
     from nuseal.server.services import rotation
 
     _run_command(ctx, rotation.revoke, fingerprint, wait=wait, timeout=timeout, as_json=as_json)
