@@ -8,9 +8,11 @@ then hands it to uvicorn with TLS when a certificate is configured.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Final
 
@@ -27,6 +29,7 @@ from nuseal.server.api import (
     health,
     publish,
     registration,
+    repository_signatures,
     search,
     service_index,
     signers,
@@ -151,6 +154,7 @@ def create_app(ctx: ServiceContext, *, public_url: str) -> FastAPI:
     app.include_router(search.router)
     app.include_router(publish.router)
     app.include_router(status.router)
+    app.include_router(repository_signatures.router)
     _document_invalid_requests_as_problems(app)
     return app
 
@@ -194,11 +198,38 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(ctx: ServiceContext, sock: socket.socket, *, public_url: str) -> None:
-    """Serve until SIGINT/SIGTERM on an already bound socket; TLS when the settings name a certificate."""
+class _ShutdownHooks:
+    """Runs blocking ``hooks`` (in a thread) when uvicorn shuts the application down, before it exits: uvicorn
+    re-raises SIGTERM/SIGINT after a graceful shutdown, so code after ``run`` would never see it."""
+
+    def __init__(self, app: ASGIApp, hooks: Sequence[Callable[[], None]]) -> None:
+        self.app = app
+        self.hooks = hooks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan" or not self.hooks:
+            await self.app(scope, receive, send)
+            return
+
+        async def receiving() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                for hook in self.hooks:
+                    await asyncio.to_thread(hook)
+            return message
+
+        await self.app(scope, receiving, send)
+
+
+def run(ctx: ServiceContext, sock: socket.socket, *, public_url: str,
+        on_shutdown: Sequence[Callable[[], None]] = ()) -> None:  # fmt: skip
+    """Serve until SIGINT/SIGTERM on an already bound socket; TLS when the settings name a certificate.
+
+    ``on_shutdown`` runs after the last request, during the graceful shutdown (stopping the job workers).
+    """
     settings = ctx.settings
     config = uvicorn.Config(
-        create_app(ctx, public_url=public_url),
+        _ShutdownHooks(create_app(ctx, public_url=public_url), on_shutdown),
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
         log_config=None,  # logging is configured by the caller (JSON lines)
