@@ -27,6 +27,7 @@ from nuseal.server.api import (
     certificates,
     flatcontainer,
     health,
+    legacy_feed,
     publish,
     registration,
     repository_signatures,
@@ -43,6 +44,7 @@ from nuseal.server.services.errors import (
     NotFoundError,
 )
 from nuseal.server.services.feed_documents import FeedReader
+from nuseal.server.services.legacy_feed import LegacyFeed
 from nuseal.server.services.permissions import AccessDenied
 from nuseal.server.services.push import PushStorageFailed
 from nuseal.server.storage import BlobTooLargeError, RangeNotSatisfiableError
@@ -142,6 +144,7 @@ def create_app(ctx: ServiceContext, *, public_url: str) -> FastAPI:
     app.state.ctx = ctx
     app.state.public_url = public_url
     app.state.feed = FeedReader(ctx.db, public_url)
+    app.state.legacy = LegacyFeed(app.state.feed)
     app.add_exception_handler(NusealError, _problem)
     app.add_exception_handler(RequestValidationError, _invalid_request)  # issue 10: problem JSON for bad bodies
     app.add_middleware(AccessLog)
@@ -155,6 +158,7 @@ def create_app(ctx: ServiceContext, *, public_url: str) -> FastAPI:
     app.include_router(publish.router)
     app.include_router(status.router)
     app.include_router(repository_signatures.router)
+    app.include_router(legacy_feed.router)
     _document_invalid_requests_as_problems(app)
     return app
 
