@@ -36,6 +36,7 @@ from nuseal.server.api import (
     signers,
     status,
 )
+from nuseal.server.db.session import DatabaseBusyError
 from nuseal.server.services.context import ServiceContext
 from nuseal.server.services.errors import (
     AuthenticationError,
@@ -62,6 +63,7 @@ STATUS_OF: Final[tuple[tuple[type[NusealError], int], ...]] = (
     (RangeNotSatisfiableError, 416),
     (InvalidInputError, 400),
     (PushStorageFailed, 503),
+    (DatabaseBusyError, 503),
 )
 #: Paths NuGet clients push to: their errors are plain text, as nuget.org answers them.
 TEXT_ERROR_PREFIXES: Final = ("/api/v2/",)
