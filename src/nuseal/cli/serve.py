@@ -26,9 +26,15 @@ if TYPE_CHECKING:
 
 
 @command(app, "serve", opt.SERVE)
-def serve(*, options: opt.ServeArgs) -> None:
+def serve(
+    workers: int | None = typer.Option(
+        None, "--workers", metavar="N", show_default=False,
+        help="HTTP worker processes sharing the port (default: 1; env: NUSEAL_HTTP_WORKERS)."),
+    *,
+    options: opt.ServeArgs,
+) -> None:
     """Run the NuGet V3 feed server until interrupted (Ctrl+C)."""
-    _serve(options.settings())
+    _serve(options.settings(http_workers=workers))
 
 
 @command(app, "worker", opt.SERVE)
@@ -96,8 +102,9 @@ def _serve(settings: ServerSettings) -> None:
     url = settings.base_url(bound_port)
     _repository_signing_warnings(ctx, url, create_development=True)
     workers = _start_embedded_workers(ctx, url) if settings.serve_worker else None
+    processes = f", {settings.http_workers} HTTP worker processes" if settings.http_workers > 1 else ""
     typer.echo(f"nuseal feed listening on {settings.listen_url(bound_port)}/ "
-               f"(service index {url}/v3/index.json, data {settings.data_dir})")  # fmt: skip
+               f"(service index {url}/v3/index.json, data {settings.data_dir}{processes})")  # fmt: skip
     from nuseal.server.services.dev_signing import stop_local_tsas
 
     # Stopped during uvicorn's graceful shutdown: it re-raises the signal afterwards, so nothing after run() runs.

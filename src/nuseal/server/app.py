@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Final
 
@@ -48,6 +50,7 @@ from nuseal.server.services.feed_documents import FeedReader
 from nuseal.server.services.legacy_feed import LegacyFeed
 from nuseal.server.services.permissions import AccessDenied
 from nuseal.server.services.push import PushStorageFailed
+from nuseal.server.settings import ServerSettings
 from nuseal.server.storage import BlobTooLargeError, RangeNotSatisfiableError
 
 _access = logging.getLogger("nuseal.access")
@@ -149,7 +152,8 @@ def create_app(ctx: ServiceContext, *, public_url: str) -> FastAPI:
     app.state.legacy = LegacyFeed(app.state.feed)
     app.add_exception_handler(NusealError, _problem)
     app.add_exception_handler(RequestValidationError, _invalid_request)  # issue 10: problem JSON for bad bodies
-    app.add_middleware(AccessLog)
+    if ctx.settings.access_log:
+        app.add_middleware(AccessLog)
     app.include_router(health.router)
     app.include_router(signers.router)  # before any /api/v1/packages/{id}/{version} route
     app.include_router(certificates.router)
@@ -227,15 +231,9 @@ class _ShutdownHooks:
         await self.app(scope, receiving, send)
 
 
-def run(ctx: ServiceContext, sock: socket.socket, *, public_url: str,
-        on_shutdown: Sequence[Callable[[], None]] = ()) -> None:  # fmt: skip
-    """Serve until SIGINT/SIGTERM on an already bound socket; TLS when the settings name a certificate.
-
-    ``on_shutdown`` runs after the last request, during the graceful shutdown (stopping the job workers).
-    """
-    settings = ctx.settings
-    config = uvicorn.Config(
-        _ShutdownHooks(create_app(ctx, public_url=public_url), on_shutdown),
+def _config(app: Any, settings: ServerSettings, **extra: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
         log_config=None,  # logging is configured by the caller (JSON lines)
@@ -243,10 +241,65 @@ def run(ctx: ServiceContext, sock: socket.socket, *, public_url: str,
         server_header=False,
         proxy_headers=False,
         timeout_graceful_shutdown=10,
+        **extra,
     )
-    server = uvicorn.Server(config)
+
+
+@dataclass(frozen=True)
+class WorkerAppFactory:
+    """Builds the application inside each HTTP worker process (``--workers`` > 1). uvicorn pickles it into every
+    process it spawns; each opens its own database and blob-store connections (the parent migrated the embedded
+    database already, so a worker only checks the revision) and keeps its own document cache, kept fresh by the
+    feed-state serial like any other process's."""
+
+    settings: ServerSettings
+    public_url: str
+
+    def __call__(self) -> ASGIApp:
+        from nuseal.server.bootstrap import open_context
+        from nuseal.server.faults import arm_from_environ
+        from nuseal.server.logs import configure_json_logging
+        from nuseal.server.services.dev_signing import stop_local_tsas
+
+        configure_json_logging()
+        arm_from_environ(os.environ)
+        ctx = open_context(self.settings, migrate_embedded=False)
+        return _ShutdownHooks(create_app(ctx, public_url=self.public_url), [stop_local_tsas, ctx.db.dispose])
+
+
+def run(ctx: ServiceContext, sock: socket.socket, *, public_url: str,
+        on_shutdown: Sequence[Callable[[], None]] = ()) -> None:  # fmt: skip
+    """Serve until SIGINT/SIGTERM on an already bound socket; TLS when the settings name a certificate.
+
+    With ``http_workers`` > 1, uvicorn's supervisor spawns that many worker processes which accept on the same
+    socket (the kernel spreads connections among them) and replaces one that dies; this process then serves no
+    HTTP itself and keeps only what must run once (the job workers of ``on_shutdown``).
+    ``on_shutdown`` runs after the last request, during the graceful shutdown (stopping the job workers).
+    """
+    settings = ctx.settings
+    if settings.http_workers > 1:
+        _run_workers(ctx, sock, public_url=public_url, on_shutdown=on_shutdown)
+        return
+    server = uvicorn.Server(_config(_ShutdownHooks(create_app(ctx, public_url=public_url), on_shutdown), settings))
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+        ctx.db.dispose()
+
+
+def _run_workers(ctx: ServiceContext, sock: socket.socket, *, public_url: str,
+                 on_shutdown: Sequence[Callable[[], None]]) -> None:  # fmt: skip
+    from uvicorn.supervisors import Multiprocess
+
+    settings = ctx.settings
+    # A worker busy serving answers the supervisor's health check from a thread: give it time on a loaded machine.
+    config = _config(WorkerAppFactory(settings, public_url), settings, factory=True, workers=settings.http_workers,
+                     timeout_worker_healthcheck=30)  # fmt: skip
+    try:
+        Multiprocess(config, sockets=[sock]).run()  # returns once SIGINT/SIGTERM stopped every worker
+    finally:
+        sock.close()
+        for hook in on_shutdown:
+            hook()
         ctx.db.dispose()
