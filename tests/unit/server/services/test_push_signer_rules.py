@@ -19,6 +19,7 @@ from tests.support.governance import trusting_context
 from tests.support.pki import IssuedCert, TestPki
 from tests.support.server_factories import OPERATOR, user
 from tests.support.server_fixtures import FakeClock
+from tests.support.signed_packages import Packages
 from tests.support.tamper import append_to_entry
 
 from nuseal.server.db.models import AuditEvent, PackageVersion
@@ -173,3 +174,27 @@ def test_a_removal_waits_for_the_push_being_committed(ctx: ServiceContext, pki: 
     assert actions(ctx)[-2:] == ["package:version:push", "account:certificate:remove"]
     with ctx.db.reading() as session:
         assert session.scalars(select(PackageVersion.status)).one() == "available"
+
+
+def test_the_feed_policy_refuses_each_signature_problem_with_its_codes(ctx: ServiceContext, pki: TestPki,
+                                                                      signed_packages: Packages) -> None:
+    # nuget.org's author settings (spec §B.3): one timestamp exactly, a trusted chain, a readable signature; and
+    # repository signatures are not taken yet. The signers are registered: only the signature problem remains.
+    register(ctx, pki.leaf)
+    register(ctx, pki.untrusted_leaf)
+    key = alice(ctx)
+    expected = {
+        "author_no_timestamp": (["NU3027"], "NU3027: The author primary signature should be timestamped"),
+        "two_timestamps": (["NU3000"], "NU3000: Multiple timestamps are not accepted."),
+        "untrusted": (["NU3018"], "NU3018: The author primary signature's signing certificate is not trusted"),
+        "countersigned": (["RepositorySignatureNotAccepted"], "The package's author signature is countersigned by a "
+                          "repository (from https://feed.example/v3/index.json). This feed does not take repository "
+                          "signatures yet"),
+        "corrupt_signature": (["NU3003"], "NU3003: The package signature is invalid"),
+    }  # fmt: skip
+    for name, (codes, reason) in expected.items():
+        with pytest.raises(PushRejected) as refused:
+            push.push_package(ctx, key, getattr(signed_packages, name))
+        assert (refused.value.stage, [f.code.value for f in refused.value.findings]) == ("full", codes), name
+        assert refused.value.reason.startswith(reason), (name, refused.value.reason)
+    assert push.push_package(ctx, key, signed_packages.author).status == "available"  # the failed 1.0.0 replaced
