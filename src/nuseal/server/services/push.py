@@ -151,8 +151,8 @@ def _take_version(session: Session, actor: Principal, parsed: ParsedPackage, at:
     pushed for), after authorizing the push and checking conflicts; a failed row of this version is deleted
     (nuget.org hard-deletes it first) and its blob keys returned, for deleting once the transaction commits."""
     registration, existing = authorize_push(session, actor, parsed, lock=True)
-    if is_conflict(existing):
-        raise ConflictError(conflict_message(parsed))
+    if registration is not None and is_conflict(existing):
+        raise ConflictError(conflict_message(registration.package_id, parsed))
     created = False
     if registration is None:
         owner = session.get(Account, actor.account_id)
@@ -164,7 +164,7 @@ def _take_version(session: Session, actor: Principal, parsed: ParsedPackage, at:
         except ConflictError:  # created concurrently by another push: this push is a new version of it
             registration, existing = authorize_push(session, actor, parsed, lock=True)
             if registration is None or is_conflict(existing):
-                raise ConflictError(conflict_message(parsed)) from None
+                raise ConflictError(conflict_message(parsed.manifest.id, parsed)) from None
     replaced: tuple[str, ...] = ()
     if existing is not None:
         replaced = tuple(k for k in (existing.package_blob, existing.upload_blob, existing.nuspec_blob) if k)
@@ -192,12 +192,12 @@ def _version_row(registration: PackageRegistration, actor: Principal, parsed: Pa
     )  # fmt: skip
 
 
-def _insert(session: Session, row: PackageVersion, parsed: ParsedPackage) -> None:
+def _insert(session: Session, row: PackageVersion, registration: PackageRegistration, parsed: ParsedPackage) -> None:
     session.add(row)
     try:
         session.flush()
     except IntegrityError:  # the same version pushed concurrently
-        raise ConflictError(conflict_message(parsed)) from None
+        raise ConflictError(conflict_message(registration.package_id, parsed)) from None
 
 
 def _refusal_event(session: Session, actor: Principal, registration: PackageRegistration, row: PackageVersion,
@@ -228,13 +228,13 @@ def persist(ctx: ServiceContext, actor: Principal, parsed: ParsedPackage, verifi
                 refused = PushRejected(judgement.errors, Stage.FAST if judgement.fast else Stage.FULL)
                 row = _version_row(registration, actor, parsed, verification, at, staged=None,
                                    findings=(*judgement.errors, *judgement.warnings), upload_sha512=staged.sha512)
-                _insert(session, row, parsed)
+                _insert(session, row, registration, parsed)
                 _refusal_event(session, actor, registration, row, refused.stage, judgement.errors, created=created,
                                replaced=bool(replaced), at=at)  # fmt: skip
             else:
                 row = _version_row(registration, actor, parsed, verification, at, staged=staged,
                                    findings=judgement.warnings)
-                _insert(session, row, parsed)
+                _insert(session, row, registration, parsed)
                 audit.record(session, actor, VERSION_PUSH, f"{registration.package_id}/{row.version}", at=at, after={
                     "version": row.full_version, "status": row.status, "size": staged.size, "sha512": staged.sha512,
                     "signature_kind": row.signature_kind, "new_id": created, "replaced_failed_version": bool(replaced),
@@ -271,7 +271,7 @@ def record_refusal(ctx: ServiceContext, actor: Principal, check: PushCheck) -> N
             registration, created, replaced = _take_version(session, actor, parsed, at)
             row = _version_row(registration, actor, parsed, check.verification, at, staged=None,
                                findings=(*check.findings, *check.warnings), upload_sha512=sha512)
-            _insert(session, row, parsed)
+            _insert(session, row, registration, parsed)
             _refusal_event(session, actor, registration, row, check.stage, check.findings, created=created,
                            replaced=bool(replaced), at=at)  # fmt: skip
     except (ConflictError, AccessDenied):

@@ -132,8 +132,6 @@ REPOSITORY_COUNTERSIGNATURE: Final = (
     "repository signatures yet: push the package as its author signed it (remove the countersignature with "
     "'nuseal remove-signature --repository-only')."
 )
-#: A refusal message from the feed when the signature is unreadable and the library said nothing more.
-UNREADABLE_SIGNATURE: Final = "The package signature could not be read."
 
 
 class Stage(str, enum.Enum):
@@ -406,8 +404,9 @@ def authorize_push(session: Session, actor: Principal, parsed: ParsedPackage, *,
     return registration, find_existing(session, registration, parsed.lower_version)
 
 
-def conflict_message(parsed: ParsedPackage) -> str:
-    return EXISTS.format(parsed.manifest.id, parsed.version.normalized)
+def conflict_message(package_id: str, parsed: ParsedPackage) -> str:
+    """nuget.org's 409 text, naming the id as the feed knows it (the case of its first push)."""
+    return EXISTS.format(package_id, parsed.version.normalized)
 
 
 def is_conflict(existing: PackageVersion | None) -> bool:
@@ -439,7 +438,7 @@ def check_access(ctx: ServiceContext, actor: Principal, parsed: ParsedPackage) -
         return Access(package_id, new, is_conflict(existing), pusher, requirements, earlier)
 
 
-# --- step 4: verify ---------------------------------------------------------------------------------------------
+# --- step 5: verify (steps 4 and 6 are the signer rules' fast_checks and judge_push) -----------------------------
 
 
 @dataclass(frozen=True)
@@ -532,7 +531,7 @@ def check_push(ctx: ServiceContext, actor: Principal, path: Path) -> PushCheck:
     access = check_access(ctx, actor, parsed)
     if access.conflict:
         conflict = Finding(IssueCode.PACKAGE_ALREADY_EXISTS, Severity.ERROR,
-                           EXISTS.format(access.package_id, parsed.version.normalized), "package")  # fmt: skip
+                           conflict_message(access.package_id, parsed), "package")  # fmt: skip
         return PushCheck(parsed, Stage.CONFLICT, (conflict,), access=access)
     fast = signing_rules.fast_checks(access.requirements, parsed.signature, access.pusher)
     if fast:
