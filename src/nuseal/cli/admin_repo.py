@@ -57,7 +57,9 @@ def add(
     ctx: typer.Context,
     file: Path | None = typer.Argument(None, metavar="FILE", help="PFX/P12, or PEM with the key and certificates."),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the file's password from stdin."),
-    timestamper: str = typer.Option(..., "--timestamper", help="RFC 3161 timestamp service URL for its signatures."),
+    timestamper: str = typer.Option(
+        ..., "--timestamper", metavar="URL", help="RFC 3161 timestamp service URL for its signatures."
+    ),
     certificate_path: Path | None = typer.Option(
         None, "--certificate-path", help="With --pkcs11-*: PEM certificate chain of the key (default: the token's)."
     ),
