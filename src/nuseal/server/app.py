@@ -42,6 +42,7 @@ from nuseal.server.api import (
     signers,
     status,
 )
+from nuseal.server.api.fast_reads import FastReads
 from nuseal.server.api.problems import SCHEMA_REF, problem
 from nuseal.server.api.responses import ReasonPhraseText
 from nuseal.server.db.session import DatabaseBusyError
@@ -177,6 +178,7 @@ def create_app(ctx: ServiceContext, *, public_url: str) -> FastAPI:
     app.add_exception_handler(NusealError, _problem)
     app.add_exception_handler(RequestValidationError, _invalid_request)  # issue 10: problem JSON for bad bodies
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_middleware(FastReads, feed=app.state.feed, blobs=ctx.blobs)  # inside the access log: reads logged too
     if ctx.settings.access_log:
         app.add_middleware(AccessLog)
     app.include_router(health.router)
