@@ -169,8 +169,10 @@ class AccessLog:
 
 def create_app(ctx: ServiceContext, *, public_url: str) -> FastAPI:
     """The feed application for one context; ``public_url`` is the externally visible base URL (no slash)."""
+    # No OpenTelemetry: FastAPI's native telemetry otherwise asks the global providers on every request.
     app = FastAPI(title="nuseal feed", version=_nuseal_version(), docs_url="/api/docs",
-                  openapi_url="/api/openapi.json", redoc_url=None)  # fmt: skip
+                  openapi_url="/api/openapi.json", redoc_url=None,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})  # fmt: skip
     app.state.ctx = ctx
     app.state.public_url = public_url
     app.state.feed = FeedReader(ctx.db, public_url)
