@@ -96,7 +96,7 @@ def _demo_lines(ctx: ServiceContext, url: str) -> list[str]:
     """Seed the demo feed (:mod:`nuseal.server.services.demo`) and say how to use it."""
     from nuseal.server.services import demo
 
-    seeded = demo.seed(ctx, ctx.settings.data_dir / "tmp")
+    seeded = demo.wait_available(ctx, demo.seed(ctx, ctx.settings.data_dir / "tmp"))
     lower_id, version = seeded.package_id.lower(), seeded.version
     index = f"{url}/v3/index.json"
     state = "" if seeded.status == "available" else f" ({seeded.status})"
@@ -129,8 +129,13 @@ def _serve(settings: ServerSettings, *, demo: bool = False) -> None:
     bound_port = int(sock.getsockname()[1])
     url = settings.base_url(bound_port)
     _repository_signing_warnings(ctx, url, create_development=True)
-    demo_lines = _demo_lines(ctx, url) if demo else []
     workers = _start_embedded_workers(ctx, url) if settings.serve_worker else None
+    try:
+        demo_lines = _demo_lines(ctx, url) if demo else []  # after the job workers start: they may publish it
+    except BaseException:
+        if workers is not None:
+            workers.stop()
+        raise
     processes = f", {settings.http_workers} HTTP worker processes" if settings.http_workers > 1 else ""
     typer.echo(f"nuseal feed listening on {settings.listen_url(bound_port)}/ "
                f"(service index {url}/v3/index.json, data {settings.data_dir}{processes})")  # fmt: skip

@@ -60,7 +60,7 @@ def test_demo_feed_prints_urls_that_answer(tmp_path: Path) -> None:
         url = server.url
         assert block["service index"] == f"{url}/v3/index.json"
         assert block["user"] == DEMO_USER
-        assert block["package"] == f"{DEMO_PACKAGE_ID} {DEMO_VERSION}"
+        assert block["package"] == f"{DEMO_PACKAGE_ID} {DEMO_VERSION}"  # no "(validating)": it is served
         assert block["install"] == (f"nuseal install {DEMO_PACKAGE_ID} --source {url}/v3/index.json "
                                     "--allow-insecure-loopback")
         assert block["push"].endswith(f"--source {url}/v3/index.json --api-key {block['API key']}")

@@ -9,6 +9,10 @@ is seen on the next request), and blob bytes up to :data:`CACHED_BLOB_MAX` from 
 key. Blob keys are content-addressed (a re-signed or re-pushed version gets a new key), so a cached key's bytes
 never change; only keys the database row points at now are looked up, so an orphaned blob is never served.
 
+The cache lookups run on the event loop: the serial check is one primary-key read (microseconds on SQLite; a
+loopback round trip on PostgreSQL), and a document is rebuilt there only after the serial changed; blob bytes are
+read in a thread, once per key.
+
 Everything else goes to the application unchanged: other methods and paths, ``Range``, conditional requests
 (``If-None-Match``, ``If-Range``, ``If-Modified-Since``), unknown ids and versions (their 404s), names that are
 not the canonical lower-case ones, and blobs too big for the cache. The answers carry the same status, headers

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,3 +75,14 @@ def seed(ctx: ServiceContext, scratch: Path) -> DemoFeed:
         finally:
             upload.unlink(missing_ok=True)
     return DemoFeed(DEMO_USER, created.token, DEMO_PACKAGE_ID, DEMO_VERSION, status)
+
+
+def wait_available(ctx: ServiceContext, seeded: DemoFeed, *, timeout: float = 60.0) -> DemoFeed:
+    """``seeded`` once its package is ``available`` (a job worker finishes a ``validating`` push), or as it is
+    after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    status = seeded.status
+    while status == "validating" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        status = _status(ctx) or status
+    return DemoFeed(seeded.user, seeded.api_key, seeded.package_id, seeded.version, status)
