@@ -22,6 +22,7 @@ and bytes as the routes' (tests/integration/server/test_fast_reads.py compares t
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections import OrderedDict
 from email.utils import formatdate
@@ -104,8 +105,7 @@ class FastReads:
         if len(parts) != 3 or not _canonical_id(parts[0]):
             return None
         lower_id, lower_version, name = parts
-        parsed = NuGetVersion.try_parse(lower_version)
-        if parsed is None or parsed.lower != lower_version:
+        if not _canonical_version(lower_version):
             return None
         if name == f"{lower_id}.{lower_version}.nupkg":
             nuspec, media_type = False, b"application/octet-stream"
@@ -148,6 +148,13 @@ class FastReads:
             return None
         return rendered.body, [(b"etag", rendered.etag.encode()), (b"cache-control", DOCUMENT_CACHE.encode()),
                                (b"content-type", JSON.encode())]  # fmt: skip
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical_version(text: str) -> bool:
+    """``text`` is a version in its normalized lower-case spelling (memoized: parsing is most of a cached read)."""
+    parsed = NuGetVersion.try_parse(text)
+    return parsed is not None and parsed.lower == text
 
 
 def _canonical_id(text: str) -> bool:
