@@ -17,6 +17,9 @@ Like for like: nginx runs with ``access_log off``, so the judged reads run nusea
 stderr, about 90 us of CPU per request on this machine) are printed for information (``--no-log-variant`` skips
 them).
 
+For context, each worker count also measures the smallest ASGI application serving the same bytes from memory
+under the same uvicorn (:mod:`benchlib.bare_asgi`): the ceiling of a Python server here (info).
+
 Target (issue 9): reads >= 0.5x nginx. The machine's load average is printed with the figures: on a shared
 2-core machine wrk, the server and nginx compete for the same cores.
 """
@@ -45,6 +48,7 @@ from benchlib.measure import child_env, load_average, median_min_max, scratch_di
 
 sys.path.insert(0, str(fixtures.REPO))  # tests.support holds the real parts (nginx, wrk) the tests use too
 from tests.support.nginx import running_nginx
+from tests.support.processes import free_port
 from tests.support.wrk import run_wrk, wrk_version
 
 AREA = "feed"
@@ -176,20 +180,51 @@ def wrk_rate(url: str, seconds: int) -> float:
     return result.requests_per_sec
 
 
-def measure_reads(feed_url: str, nginx_url: str, runs: int, warmup: int, seconds: int,
-                  ) -> dict[str, tuple[list[float], list[float]]]:
-    """Per target: (nuseal rates, nginx rates), alternated round by round (order rotated each round)."""
-    rates: dict[str, tuple[list[float], list[float]]] = {t.label: ([], []) for t in TARGETS}
+def measure_reads(bases: list[str], runs: int, warmup: int, seconds: int) -> dict[str, list[list[float]]]:
+    """Per target: the rates of each base URL (nuseal, nginx[, bare uvicorn]), alternated round by round (order
+    rotated each round)."""
+    rates: dict[str, list[list[float]]] = {t.label: [[] for _ in bases] for t in TARGETS}
     for round_index in range(warmup + runs):
         for target in TARGETS:
-            pair = [(0, f"{feed_url}/{target.path}"), (1, f"{nginx_url}/{target.path}")]
-            if round_index % 2:
-                pair.reverse()
-            for side, url in pair:
-                rate = wrk_rate(url, 1 if round_index < warmup else seconds)
+            order = list(enumerate(bases))
+            shift = round_index % len(order)
+            for side, base in order[shift:] + order[:shift]:
+                rate = wrk_rate(f"{base}/{target.path}", 1 if round_index < warmup else seconds)
                 if round_index >= warmup:
                     rates[target.label][side].append(rate)
     return rates
+
+
+@contextlib.contextmanager
+def running_bare_uvicorn(root: Path, workers: int, log: Path) -> Iterator[str]:
+    """:mod:`benchlib.bare_asgi` under uvicorn (``--workers N``) on a free loopback port; its base URL."""
+    port = free_port()
+    env = child_env({"BENCH_BARE_ROOT": str(root)})
+    with open(log, "ab") as err:
+        process = subprocess.Popen(
+            [fixtures.nuseal_python(), "-m", "uvicorn", "--app-dir", str(Path(__file__).resolve().parents[1]),
+             "benchlib.bare_asgi:app", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+             "--no-access-log", "--log-level", "warning"], stdout=err, stderr=err, env=env)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/{TARGETS[0].path}", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                _fail(f"bare uvicorn never answered (see {log})")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def main(argv: list[str]) -> int:
@@ -233,18 +268,29 @@ def main(argv: list[str]) -> int:
                               f"(load {load_average()})", flush=True)
                     root = work / f"nginx-root-{workers}"
                     copy_for_nginx(feed.url, root)
-                    with running_nginx(root, worker_processes=workers) as nginx:
-                        reads = measure_reads(feed.url, nginx.base_url, args.runs, args.warmup, args.seconds)
+                    with contextlib.ExitStack() as stack:
+                        nginx = stack.enter_context(running_nginx(root, worker_processes=workers))
+                        bases = [feed.url, nginx.base_url]
+                        if not suffix:  # the ceiling, once per worker count
+                            bases.append(stack.enter_context(running_bare_uvicorn(root, workers, log)))
+                        reads = measure_reads(bases, args.runs, args.warmup, args.seconds)
                 for target in TARGETS:
-                    ours, theirs = reads[target.label]
+                    ours, theirs, *bare = reads[target.label]
                     name = f"{target.label}, {workers} worker(s){suffix}"
                     ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
                     checks.append(report.value_check(AREA, f"GET {name}: nuseal", ours, "/s", "info", 0))
                     checks.append(report.value_check(AREA, f"GET {name}: nginx", theirs, "/s", "info", 0))
                     checks.append(report.ratio_check(AREA, f"GET {name}: nuseal / nginx", ratios,
                                                      "info" if suffix else ">=", 0.5))
-                    print(f"  {name}: nuseal {median_min_max(ours)[0]:.0f}/s, nginx {median_min_max(theirs)[0]:.0f}/s,"
-                          f" ratio {median_min_max(ratios)[0]:.2f} (load {load_average()})", flush=True)
+                    line = (f"  {name}: nuseal {median_min_max(ours)[0]:.0f}/s, "
+                            f"nginx {median_min_max(theirs)[0]:.0f}/s, ratio {median_min_max(ratios)[0]:.2f}")
+                    if bare:
+                        ceiling = [a / b for a, b in zip(ours, bare[0], strict=True)]
+                        checks.append(report.value_check(AREA, f"GET {name}: bare uvicorn", bare[0], "/s", "info", 0))
+                        checks.append(report.ratio_check(AREA, f"GET {name}: nuseal / bare uvicorn", ceiling))
+                        line += (f"; bare uvicorn {median_min_max(bare[0])[0]:.0f}/s, nuseal at "
+                                 f"{median_min_max(ceiling)[0]:.2f} of it")
+                    print(f"{line} (load {load_average()})", flush=True)
         print()
         report.print_checks(checks)
     finally:
