@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 from asn1crypto import cms, core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from nuseal import oids
 from nuseal.cms import der
@@ -173,11 +172,11 @@ def _resolve_signer_certificate(
     """.NET's ``SignerInfo.Certificate``: the bag certificate with the SID's serial number whose issuer name reads
     the same (ordinal string comparison, so case matters and the string encoding does not), or the one whose subject
     key identifier (its extension, else the SHA-1 of its key) equals the SID's."""
+    del certificates  # the loaded certificates carry everything needed (nuseal.x509.facts)
     if fields.issuer is not None:
         wanted = der.name_text(fields.issuer)
-        for asn1_cert, cert in zip(certificates, loaded, strict=True):
-            tbs = asn1_cert["tbs_certificate"]
-            if tbs["serial_number"].native == fields.serial_number and _issuer_text(tbs) == wanted:
+        for cert in loaded:
+            if cert.serial_number == fields.serial_number and _issuer_text(cert) == wanted:
                 return cert
         return None
     for cert in loaded:
@@ -186,21 +185,27 @@ def _resolve_signer_certificate(
     return None
 
 
-def _issuer_text(tbs: asn1_x509.TbsCertificate) -> tuple[tuple[tuple[str, str], ...], ...] | None:
-    try:
-        return der.name_text(bytes(tbs["issuer"].dump()))
-    except ASN1_ERRORS:
-        return None  # a bag certificate whose issuer cannot be read is nobody's match
+_Text = tuple[tuple[tuple[str, str], ...], ...]
+
+
+def _issuer_text(certificate: x509.Certificate) -> _Text | None:
+    """``der.name_text`` of the issuer as encoded (kept with the certificate); None when it cannot be read, so that
+    such a bag certificate is nobody's match."""
+    entry = certs.facts(certificate)
+    if "issuer_text" not in entry.memo:
+        try:
+            text: _Text | None = der.name_text(entry.raw_issuer)
+        except ASN1_ERRORS:
+            text = None
+        entry.memo["issuer_text"] = text
+    return entry.memo["issuer_text"]  # type: ignore[return-value]
 
 
 def _key_identifier(certificate: x509.Certificate) -> bytes | None:
-    extensions = certs.extensions(certificate)
-    if extensions is not None:
-        try:
-            return extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-        except x509.ExtensionNotFound:
-            pass
-    key = certs.public_key(certificate)
+    entry = certs.facts(certificate)
+    if entry.subject_key_identifier is not None:
+        return entry.subject_key_identifier
+    key = entry.public_key
     if key is None:
         return None
     try:
@@ -320,14 +325,17 @@ def _issuer_serial_matches(entry: EssCertId, certificate: x509.Certificate) -> b
         return True
     if entry.serial_number != certificate.serial_number:
         return False
-    return der.name_text(entry.issuer_name) == der.name_text(certs.raw_name(certificate, "issuer"))
+    issuer = _issuer_text(certificate)
+    if issuer is None:  # unreadable: raise the parse error, as .NET's decoder does (NU3003 at the load boundary)
+        issuer = der.name_text(certs.raw_name(certificate, "issuer"))
+    return der.name_text(entry.issuer_name) == issuer
 
 
 def _ess_matches(entry: EssCertId, certificate: x509.Certificate) -> bool:
     """NuGet's ``SignatureUtility.IsMatch``: issuerSerial (if present) then certHash, on ``certs[0]`` only."""
     if not _issuer_serial_matches(entry, certificate):
         return False
-    digest = hashlib.new(oids.SHA2_HASHES[entry.hash_algorithm_oid], certificate.public_bytes(Encoding.DER)).digest()
+    digest = hashlib.new(oids.SHA2_HASHES[entry.hash_algorithm_oid], certs.der(certificate)).digest()
     return digest == entry.cert_hash
 
 
