@@ -13,9 +13,7 @@ Each fact is read once per certificate and kept (``nuseal.x509.facts``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -24,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from nuseal import oids
 from nuseal.codes import Messages, NuCode
 from nuseal.x509.facts import CERTIFICATE_ERRORS, Facts, facts, load_der, quiet
+from nuseal.x509.summary import CertificateSummary
 
 __all__ = ["CERTIFICATE_ERRORS", "RSA_MIN_KEY_BITS", "CertificateSummary", "build_summary", "check_certificate",
     "check_signing_certificate", "der", "extended_key_usages", "extensions", "facts", "fingerprint",
@@ -77,24 +76,6 @@ def _name_string_or_hex(entry: Facts, which: str) -> str:
 def extensions(certificate: x509.Certificate) -> x509.Extensions | None:
     """The parsed extensions, or None when they cannot be parsed (a chain reports INVALID_EXTENSION)."""
     return facts(certificate).extensions
-
-
-@dataclass(frozen=True)
-class CertificateSummary:
-    """What ``dotnet nuget verify`` prints about a certificate."""
-
-    subject: str
-    issuer: str
-    sha1: str  # uppercase hex, as NuGet prints it
-    sha256: str  # uppercase hex, as NuGet prints it
-    not_before: datetime
-    not_after: datetime
-    serial_number: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"sha256": self.sha256.lower(), "sha1": self.sha1.lower(), "subject": self.subject,
-                "issuer": self.issuer, "not_before": self.not_before.isoformat(),
-                "not_after": self.not_after.isoformat(), "serial_number": self.serial_number}
 
 
 def der(certificate: x509.Certificate) -> bytes:
