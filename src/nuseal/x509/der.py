@@ -3,14 +3,13 @@
 Shared by certificates (``nuseal.x509.facts`` reads a certificate's raw issuer and subject without decoding them)
 and CMS (``nuseal.cms.der`` re-exports it). Hand-written because no library exposes this split: asn1crypto types
 values as it parses them and has no offset-based splitter (slicing per value would make a hostile SET of many tiny
-values quadratic).
+values quadratic). OIDs and INTEGERs are decoded exactly as asn1crypto decodes them (the same dotted text for any
+contents, tested), without importing it: verification start-up does not load asn1crypto.
 """
 
 from __future__ import annotations
 
-from asn1crypto import core
-
-__all__ = ["ASN1_ERRORS", "contents_of", "integer_of", "name_text", "oid_of", "tlvs"]
+__all__ = ["ASN1_ERRORS", "contents_of", "dotted", "integer_of", "name_text", "oid_of", "tlvs"]
 
 #: What asn1crypto raises on malformed input (besides ``ValueError``, its documented error, a few edge cases).
 ASN1_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, KeyError, IndexError, OverflowError)
@@ -82,16 +81,47 @@ def contents_of(tlv: bytes, tag: int | None = None) -> bytes:
     return tlv[start:stop]
 
 
+_dotted_cache: dict[bytes, str] = {}
+
+
 def oid_of(tlv: bytes) -> str:
+    """The dotted text of an OBJECT IDENTIFIER value (a complete TLV)."""
     if not tlv or tlv[0] != _OID:
         raise ValueError("expected an OBJECT IDENTIFIER")
-    return str(core.ObjectIdentifier.load(tlv).dotted)
+    return dotted(contents_of(tlv))
+
+
+def dotted(contents: bytes) -> str:
+    """OID contents octets to dotted text, as asn1crypto's ``ObjectIdentifier.dotted`` reads them (base-128 arcs,
+    the first split into two; an unfinished last arc is dropped)."""
+    known = _dotted_cache.get(contents)
+    if known is not None:
+        return known
+    output: list[str] = []
+    part = 0
+    for byte in contents:
+        part = part * 128 + (byte & 0x7F)
+        if not byte & 0x80:
+            if output:
+                output.append(str(part))
+            elif part >= 80:
+                output += ["2", str(part - 80)]
+            elif part >= 40:
+                output += ["1", str(part - 40)]
+            else:
+                output += ["0", str(part)]
+            part = 0
+    text = ".".join(output)
+    if len(_dotted_cache) < 4096:
+        _dotted_cache[bytes(contents)] = text
+    return text
 
 
 def integer_of(tlv: bytes) -> int:
+    """An INTEGER value (a complete TLV), two's complement; empty contents read as 0, as asn1crypto does."""
     if not tlv or tlv[0] != _INTEGER:
         raise ValueError("expected an INTEGER")
-    return int(core.Integer.load(tlv).native)
+    return int.from_bytes(contents_of(tlv), "big", signed=True)
 
 
 # --- names ---------------------------------------------------------------------------------------------------------
