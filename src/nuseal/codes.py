@@ -102,6 +102,9 @@ class IssueCode(str, Enum):
     SIGNED_TO_UNSIGNED_TRANSITION = "SignedToUnsignedTransition"
     #: The version already exists (a push would get 409).
     PACKAGE_ALREADY_EXISTS = "PackageAlreadyExists"
+    #: (branch govwire) The pushed package carries a repository signature (primary or countersignature), which the
+    #: feed does not take yet (nuget.org strips foreign ones; the validation pipeline will).
+    REPOSITORY_SIGNATURE_NOT_ACCEPTED = "RepositorySignatureNotAccepted"
 
     # --- feed push checks (branch feedapi). nuget.org's ValidationIssueCode names where it has one, otherwise
     # the name of nuget.org's upload message (Strings.UploadPackage_*, ManifestValidator's Manifest_*).
@@ -142,6 +145,7 @@ _ISSUE_SUMMARIES: dict[IssueCode, str] = {
     IssueCode.ONLY_AUTHOR_SIGNATURES_SUPPORTED: "The primary signature is neither an author nor a repository one.",
     IssueCode.SIGNED_TO_UNSIGNED_TRANSITION: "The previous version was author-signed; the pushed one is unsigned.",
     IssueCode.PACKAGE_ALREADY_EXISTS: "The package version already exists on the feed.",
+    IssueCode.REPOSITORY_SIGNATURE_NOT_ACCEPTED: "The feed does not take packages carrying a repository signature.",
     IssueCode.PACKAGE_IS_ZIP64: "Zip64 packages are not supported by the feed.",
     IssueCode.INVALID_NUSPEC: "The package's nuspec is missing, unreadable or breaks the feed's manifest rules.",
     IssueCode.PACKAGE_CONTAINS_TOO_MANY_ENTRIES: "The package contains too many files and/or folders.",

@@ -199,6 +199,7 @@ CASES: list[Case] = [
     # -- serve and admin (the feed server; a data "folder" that is a file fails before anything is created) --------
     case(1, "cannot create the data folder '{dir}/text.nupkg'", "serve", "--data", "{dir}/text.nupkg"),
     case(2, "'--port': Input should be a valid integer", "serve", "--port", "notanumber"),
+    case(1, "cannot create the data folder '{dir}/text.nupkg'", "worker", "--data", "{dir}/text.nupkg"),
     case(1, "{dir}/text.cer: neither a PEM bundle", "serve", "--trust-roots", "{dir}/text.cer", "--data",
          "{dir}/text.nupkg"),
     case(1, "invalid database_url 'bogus://x' (option --database-url)", "admin", "--database-url", "bogus://x",
@@ -213,7 +214,10 @@ CASES: list[Case] = [
                    ("owner", "add", "p", "a"), ("owner", "remove", "p", "a"), ("owner", "list", "p"),
                    ("package", "list"), ("package", "delete", "p", "1.0"), ("cert", "add", "a", "{dir}/text.cer"),
                    ("cert", "remove", "a", "ab" * 32), ("cert", "list", "a"), ("signer", "set", "p", "Any"),
-                   ("signer", "show", "p"))),
+                   ("signer", "show", "p"), ("repo-cert", "list"), ("repo-cert", "activate", "ab" * 32),
+                   ("repo-cert", "retire", "ab" * 32), ("repo-cert", "revoke", "ab" * 32),
+                   ("repo-cert", "add", "{dir}/text.cer", "--timestamper", "http://127.0.0.1:9/"))),
+    case(2, "Invalid value for '--timeout'", "admin", "repo-cert", "retire", "ab" * 32, "--timeout", "0"),
 ]
 
 

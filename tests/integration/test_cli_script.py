@@ -27,7 +27,7 @@ from nuseal.cli.base import COMMAND_MODULES
 ACCEPT = '<?xml version="1.0" encoding="utf-8"?>\n<configuration />\n'
 #: The feed server's commands run through the console script in tests/integration/server/ (test_admin_cli.py runs
 #: every admin command, test_serve.py the server): they need a data folder, a database and a listening socket.
-SERVER_COMMANDS = {"serve", "admin"}
+SERVER_COMMANDS = {"serve", "worker", "admin"}
 
 
 def command_paths() -> set[tuple[str, ...]]:
@@ -184,6 +184,7 @@ def test_a_bad_input_per_command_is_one_line_through_the_console_script(tmp_path
         "tsa": ["tsa", "serve", "--certificate-path", "text.nupkg"],
         "install": ["install", "X", "--version", "1.0", "--source", "http://[bad"],
         "serve": ["serve", "--data", "text.nupkg"],
+        "worker": ["worker", "--data", "text.nupkg"],
         "admin": ["admin", "--data", "text.nupkg", "user", "add", "x"],
     }[command]
     result = script(*args, cwd=tmp_path, env={"HOME": str(tmp_path)})

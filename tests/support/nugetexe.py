@@ -24,6 +24,9 @@ What nuget.exe 5.8 under Mono 6.8 does against an HTTP V3 feed on loopback (seen
   ``RegistrationsBaseUrl/3.0.0-beta`` or ``/3.4.0`` (with only ``/3.6.0`` it fails with "Value cannot be null.
   Parameter name: baseUrl"), and reads the pages' ``lower``/``upper``. ``install packages.config`` restores exact
   versions straight from ``PackageBaseAddress/3.0.0`` (``GET {base}/{id}/{ver}/{id}.{ver}.nupkg``).
+* A refused push prints the HTTP reason phrase: ``Response status code does not indicate success: 400 (This
+  package must be signed with a registered certificate.)``; ``nuseal serve`` puts nuget.org's message there
+  (``nuseal.server.reason_phrase``), the body is not shown.
 * Signatures cannot be checked under Mono (``verify -Signatures`` gives NU3030; stack.md §8): use it as a
   protocol peer only.
 """

@@ -9,22 +9,17 @@ Every change is written to the audit log with the actor ``admin-cli``. The data 
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
-from nuseal.cli import server_options as opt
+from nuseal.cli import admin_group
 from nuseal.cli.admin_group import admin_app
-from nuseal.cli.base import command, group, show_help_without_command
+from nuseal.cli.base import command, group
 from nuseal.cli.options import JSON
 
 if TYPE_CHECKING:
-    from nuseal.server.services.context import ServiceContext
-    from nuseal.server.services.permissions import Operator
-    from nuseal.server.settings import ServerSettings
+    pass
 
 user_app = group("user", "Users.", admin_app)
 org_app = group("org", "Organizations and their members.", admin_app)
@@ -41,62 +36,16 @@ PACKAGE_ID = typer.Argument(..., metavar="PACKAGE_ID", help="Package id.")
 ACCOUNT = typer.Argument(..., metavar="ACCOUNT", help="User or organization.")
 
 
-@dataclass(frozen=True)
-class _Options:
-    config: Path | None
-    data: Path | None
-    database_url: str | None
-    storage: str | None
-
-
-@admin_app.callback()
-def admin_options(
-    ctx: typer.Context,
-    config: Path | None = opt.CONFIG,
-    data: Path | None = opt.DATA,
-    database_url: str | None = opt.DATABASE_URL,
-    storage: str | None = opt.STORAGE,
-) -> None:
-    """Administer a nuseal feed: the same data folder, database and storage options as 'nuseal serve'."""
-    ctx.obj = _Options(config, data, database_url, storage)
-    show_help_without_command(ctx)
-
-
-def _settings(ctx: typer.Context) -> ServerSettings:
-    options = ctx.find_object(_Options)
-    assert options is not None  # set by the admin callback
-    return opt.load_settings(
-        options.config, data_dir=options.data, database_url=options.database_url, storage=options.storage
-    )
-
-
-def _context(ctx: typer.Context) -> ServiceContext:
-    settings = _settings(ctx)
-    from nuseal.server.bootstrap import open_context
-
-    return open_context(settings)
-
-
-def _operator() -> Operator:
-    from nuseal.server.services.permissions import Operator
-
-    return Operator()
-
-
-def _print_json(document: dict[str, Any]) -> None:
-    typer.echo(json.dumps({"schema": 1} | document, indent=2))
-
-
 # --- migrate ------------------------------------------------------------------------------------------------
 
 
 @command(admin_app, "migrate")
 def migrate(ctx: typer.Context) -> None:
     """Apply the database migrations (also done automatically for the embedded SQLite database)."""
-    settings = _settings(ctx)
+    settings = admin_group.settings(ctx)
     from nuseal.server.bootstrap import migrate_database
 
-    result = migrate_database(settings, actor=_operator())
+    result = migrate_database(settings, actor=admin_group.operator())
     if result.changed:
         typer.echo(f"Migrated the database from {result.before or 'empty'} to revision {result.after}.")
     else:
@@ -116,7 +65,7 @@ def user_add(
     """Create a user."""
     from nuseal.server.services import accounts
 
-    info = accounts.add_user(_context(ctx), _operator(), name, email=email, site_admin=site_admin)
+    info = accounts.add_user(admin_group.context(ctx), admin_group.operator(), name, email=email, site_admin=site_admin)
     typer.echo(f"Added user {info.name}" + (" (site admin)." if info.is_site_admin else "."))
 
 
@@ -130,7 +79,7 @@ def org_add(
     """Create an organization with its first admin."""
     from nuseal.server.services import accounts
 
-    info = accounts.add_organization(_context(ctx), _operator(), name, admin=admin, email=email)
+    info = accounts.add_organization(admin_group.context(ctx), admin_group.operator(), name, admin=admin, email=email)
     typer.echo(f"Added organization {info.name} with admin {admin}.")
 
 
@@ -144,7 +93,7 @@ def member_add(
     """Add a member (collaborator, or admin with --admin), or change an existing member's role."""
     from nuseal.server.services import accounts
 
-    change = accounts.set_member(_context(ctx), _operator(), organization, user, admin=admin)
+    change = accounts.set_member(admin_group.context(ctx), admin_group.operator(), organization, user, admin=admin)
     role = "admin" if admin else "collaborator"
     messages = {
         accounts.MembershipChange.ADDED: f"Added {user} to {organization} as {role}.",
@@ -159,7 +108,7 @@ def member_remove(ctx: typer.Context, organization: str = ORG, user: str = USER)
     """Remove a member (their API keys for the organization are revoked)."""
     from nuseal.server.services import accounts
 
-    revoked = accounts.remove_member(_context(ctx), _operator(), organization, user)
+    revoked = accounts.remove_member(admin_group.context(ctx), admin_group.operator(), organization, user)
     typer.echo(f"Removed {user} from {organization}; revoked {revoked} API key(s).")
 
 
@@ -186,8 +135,9 @@ def apikey_create(
     """Create an API key and print it, alone on the line, on stdout (it is shown only this once)."""
     from nuseal.server.services import apikeys
 
-    created = apikeys.create(_context(ctx), _operator(), owner, holder_name=user, scopes=scope, globs=glob,
-                             expires_in_days=expires_days, description=description)  # fmt: skip
+    created = apikeys.create(admin_group.context(ctx), admin_group.operator(), owner, holder_name=user,
+                             scopes=scope, globs=glob, expires_in_days=expires_days,
+                             description=description)  # fmt: skip
     info = created.info
     typer.echo(created.token)
     typer.echo(f"Created API key {info.key_id} for {info.owner} held by {info.holder}: scopes "
@@ -200,11 +150,11 @@ def apikey_list(ctx: typer.Context, owner: str = OWNER, as_json: bool = JSON) ->
     """List the API keys acting for OWNER (never their secrets)."""
     from nuseal.server.services import apikeys
 
-    context = _context(ctx)
+    context = admin_group.context(ctx)
     keys = apikeys.list_keys(context, owner)
     now = context.now()
     if as_json:
-        _print_json({"owner": owner, "keys": [key.to_dict(now) for key in keys]})
+        admin_group.print_json({"owner": owner, "keys": [key.to_dict(now) for key in keys]})
         return
     if not keys:
         typer.echo(f"No API keys for {owner}.")
@@ -223,7 +173,7 @@ def apikey_revoke(
     """Revoke an API key of OWNER by its id (see 'apikey list')."""
     from nuseal.server.services import apikeys
 
-    info, changed = apikeys.revoke(_context(ctx), _operator(), owner, key_id)
+    info, changed = apikeys.revoke(admin_group.context(ctx), admin_group.operator(), owner, key_id)
     typer.echo(f"Revoked API key {info.key_id} of {info.owner}." if changed
                else f"API key {info.key_id} of {info.owner} was already revoked.")  # fmt: skip
 
@@ -236,7 +186,7 @@ def owner_add(ctx: typer.Context, package_id: str = PACKAGE_ID, account: str = A
     """Make a user or organization an owner of a package."""
     from nuseal.server.services import packages
 
-    added = packages.add_owner(_context(ctx), _operator(), package_id, account)
+    added = packages.add_owner(admin_group.context(ctx), admin_group.operator(), package_id, account)
     typer.echo(f"Added {account} as an owner of {package_id}." if added
                else f"{account} already is an owner of {package_id}.")  # fmt: skip
 
@@ -246,7 +196,7 @@ def owner_remove(ctx: typer.Context, package_id: str = PACKAGE_ID, account: str 
     """Remove an owner from a package (never the last one)."""
     from nuseal.server.services import packages
 
-    packages.remove_owner(_context(ctx), _operator(), package_id, account)
+    packages.remove_owner(admin_group.context(ctx), admin_group.operator(), package_id, account)
     typer.echo(f"Removed {account} from the owners of {package_id}.")
 
 
@@ -255,9 +205,9 @@ def owner_list(ctx: typer.Context, package_id: str = PACKAGE_ID, as_json: bool =
     """List the owners of a package."""
     from nuseal.server.services import packages
 
-    owners = packages.list_owners(_context(ctx), package_id)
+    owners = packages.list_owners(admin_group.context(ctx), package_id)
     if as_json:
-        _print_json({"package": package_id, "owners": owners})
+        admin_group.print_json({"package": package_id, "owners": owners})
     else:
         typer.echo("\n".join(owners))
 
@@ -267,9 +217,9 @@ def package_list(ctx: typer.Context, as_json: bool = JSON) -> None:
     """List every package id with its owners and versions."""
     from nuseal.server.services import packages
 
-    found = packages.list_packages(_context(ctx))
+    found = packages.list_packages(admin_group.context(ctx))
     if as_json:
-        _print_json({"packages": [package.to_dict() for package in found]})
+        admin_group.print_json({"packages": [package.to_dict() for package in found]})
         return
     if not found:
         typer.echo("No packages.")
@@ -288,7 +238,7 @@ def package_delete(
     """Delete a version for good: its database row and its blobs (operators only; 'unlist' hides it instead)."""
     from nuseal.server.services import packages
 
-    info = packages.delete_version(_context(ctx), _operator(), package_id, version)
+    info = packages.delete_version(admin_group.context(ctx), admin_group.operator(), package_id, version)
     typer.echo(f"Deleted {package_id} {info.version}.")
 
 
@@ -301,13 +251,15 @@ def audit(
     """Show the audit log, oldest first."""
     from nuseal.server.services import audit as audit_log
 
-    events = audit_log.list_events(_context(ctx), limit=limit)
+    events = audit_log.list_events(admin_group.context(ctx), limit=limit)
     if as_json:
-        _print_json({"events": [event.to_dict() for event in events]})
+        admin_group.print_json({"events": [event.to_dict() for event in events]})
         return
     for event in events:
         typer.echo(f"{event.at.isoformat()}  {event.actor}  {event.action}  {event.subject}")
 
 
-# The certificate and required-signer groups (issue 10) live in their own module and attach to admin_app.
+# The certificate / required-signer groups (issue 10) and the repository certificates (issue 11) live in their own
+# modules and attach themselves to admin_app; importing them here registers them.
 from nuseal.cli import admin_governance as _admin_governance  # noqa: E402, F401
+from nuseal.cli import admin_repo as _admin_repo  # noqa: E402, F401

@@ -1,12 +1,73 @@
-"""The ``nuseal admin`` command group object, shared by the modules that add sub-groups to it.
+"""The ``nuseal admin`` command group object and what every admin command shares.
 
-:mod:`nuseal.cli.admin` registers the group's options and the account, key, owner and package commands;
-:mod:`nuseal.cli.admin_governance` adds ``cert`` and ``signer``. Both attach to this one object, so neither
-imports the other's commands.
+:mod:`nuseal.cli.admin` holds the account, key, owner and package commands; :mod:`nuseal.cli.admin_governance`
+adds ``cert`` and ``signer``, :mod:`nuseal.cli.admin_repo` adds ``repo-cert``. All attach to this one object and
+take the data options given to ``nuseal admin`` (``--data``, ``--database-url``, ``--storage``, ``--config``) from
+here, so none imports another's commands.
 """
 
 from __future__ import annotations
 
-from nuseal.cli.base import group
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from nuseal.cli import server_options as opt
+from nuseal.cli.base import group, show_help_without_command
+
+if TYPE_CHECKING:
+    from nuseal.server.services.context import ServiceContext
+    from nuseal.server.services.permissions import Operator
+    from nuseal.server.settings import ServerSettings
 
 admin_app = group("admin", "Administer a nuseal feed (operators).")
+
+
+@dataclass(frozen=True)
+class _Options:
+    config: Path | None
+    data: Path | None
+    database_url: str | None
+    storage: str | None
+
+
+@admin_app.callback()
+def admin_options(
+    ctx: typer.Context,
+    config: Path | None = opt.CONFIG,
+    data: Path | None = opt.DATA,
+    database_url: str | None = opt.DATABASE_URL,
+    storage: str | None = opt.STORAGE,
+) -> None:
+    """Administer a nuseal feed: the same data folder, database and storage options as 'nuseal serve'."""
+    ctx.obj = _Options(config, data, database_url, storage)
+    show_help_without_command(ctx)
+
+
+def settings(ctx: typer.Context) -> ServerSettings:
+    options = ctx.find_object(_Options)
+    assert options is not None  # set by the admin callback
+    return opt.load_settings(
+        options.config, data_dir=options.data, database_url=options.database_url, storage=options.storage
+    )
+
+
+def context(ctx: typer.Context) -> ServiceContext:
+    from nuseal.server.bootstrap import open_context
+
+    return open_context(settings(ctx))
+
+
+def operator() -> Operator:
+    from nuseal.server.services.permissions import Operator
+
+    return Operator()
+
+
+def print_json(document: dict[str, Any]) -> None:
+    typer.echo(json.dumps({"schema": 1} | document, indent=2))
+
+

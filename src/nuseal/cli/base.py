@@ -35,7 +35,8 @@ COMMAND_MODULES: dict[str, str] = {
     "verify": "verify", "inspect": "verify",
     "sign": "sign", "repo-sign": "sign", "remove-signature": "sign",
     "trust": "trust", "cert": "cert", "tsa": "tsa", "install": "install",
-    "serve": "serve", "admin": "admin",
+    "serve": "serve", "worker": "serve",
+    "admin": "admin",
 }
 
 #: Set to 1 to see the Python traceback of an unexpected error (a bug) instead of the one-line message.

@@ -1,23 +1,29 @@
 """The FastAPI application and the uvicorn process around it.
 
 :func:`create_app` wires the routers to a :class:`ServiceContext`, installs the one exception handler that turns
-domain errors into 4xx problem documents, and the access-log middleware (one JSON line per request).
+domain errors into 4xx problem documents (plain text with the message as the reason phrase for NuGet clients),
+405 answers listing every method of the path, and the access-log middleware (one JSON line per request).
 :func:`run` binds the socket itself (so ``--port 0`` works and the real port is known before the first request),
-then hands it to uvicorn with TLS when a certificate is configured.
+then hands it to uvicorn (its httptools protocol, able to write reason phrases) with TLS when a certificate is
+configured.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Final
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nuseal.errors import NusealError
@@ -27,11 +33,15 @@ from nuseal.server.api import (
     health,
     publish,
     registration,
+    repository_signatures,
     search,
     service_index,
     signers,
     status,
 )
+from nuseal.server.api.problems import SCHEMA_REF, problem
+from nuseal.server.api.responses import ReasonPhraseText
+from nuseal.server.reason_phrase import ReasonPhraseProtocol
 from nuseal.server.services.context import ServiceContext
 from nuseal.server.services.errors import (
     AuthenticationError,
@@ -42,6 +52,7 @@ from nuseal.server.services.errors import (
 from nuseal.server.services.feed_documents import FeedReader
 from nuseal.server.services.permissions import AccessDenied
 from nuseal.server.services.push import PushStorageFailed
+from nuseal.server.services.push_checks import PushRejected
 from nuseal.server.storage import BlobTooLargeError, RangeNotSatisfiableError
 
 _access = logging.getLogger("nuseal.access")
@@ -76,12 +87,13 @@ def status_of(error: NusealError) -> int:
 async def _problem(request: Request, error: Exception) -> Response:
     assert isinstance(error, NusealError)  # registered for NusealError only
     status = status_of(error)
+    findings = error.findings if isinstance(error, PushRejected) else ()
     if request.url.path.startswith(TEXT_ERROR_PREFIXES):
-        return PlainTextResponse(error.message, status_code=status)
-    body: dict[str, Any] = {"title": type(error).__name__, "status": status, "detail": error.message}
-    if error.code is not None:
-        body["code"] = error.code.value
-    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+        # nuget.org: the message is the body and, on one line, the reason phrase NuGet clients print.
+        reason = error.reason if isinstance(error, PushRejected) else error.message
+        return ReasonPhraseText(error.message, status_code=status, reason=reason)
+    return problem(status, type(error).__name__, error.message, code=error.code.value if error.code else None,
+                   findings=findings)
 
 
 async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
@@ -90,8 +102,23 @@ async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
     first = error.errors()[0] if error.errors() else {}
     where = ".".join(str(part) for part in first.get("loc", ()))
     detail = f"{where}: {first.get('msg', 'invalid request')}" if where else str(first.get("msg", "invalid request"))
-    body = {"title": "InvalidRequest", "status": 422, "detail": detail}
-    return JSONResponse(body, status_code=422, media_type="application/problem+json")
+    return problem(422, "InvalidRequest", detail)
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    """Starlette's own answers (404 for no route, 405): problem documents; a 405 lists in ``Allow`` every method
+    the path answers (Starlette names only those of the first route matching the path, and FastAPI makes one
+    route per method)."""
+    assert isinstance(error, HTTPException)
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        methods: set[str] = set()
+        for route in request.app.router.routes:
+            match, _ = route.matches(request.scope)
+            if match is not Match.NONE:
+                methods |= set(getattr(route, "methods", None) or ())
+        headers["Allow"] = ", ".join(sorted(methods))
+    return problem(error.status_code, "HTTPError", str(error.detail), headers=headers)
 
 
 class AccessLog:
@@ -141,6 +168,7 @@ def create_app(ctx: ServiceContext, *, public_url: str) -> FastAPI:
     app.state.feed = FeedReader(ctx.db, public_url)
     app.add_exception_handler(NusealError, _problem)
     app.add_exception_handler(RequestValidationError, _invalid_request)  # issue 10: problem JSON for bad bodies
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_middleware(AccessLog)
     app.include_router(health.router)
     app.include_router(signers.router)  # before any /api/v1/packages/{id}/{version} route
@@ -151,6 +179,7 @@ def create_app(ctx: ServiceContext, *, public_url: str) -> FastAPI:
     app.include_router(search.router)
     app.include_router(publish.router)
     app.include_router(status.router)
+    app.include_router(repository_signatures.router)
     _document_invalid_requests_as_problems(app)
     return app
 
@@ -167,17 +196,12 @@ def _document_invalid_requests_as_problems(app: FastAPI) -> None:
                 for operation in path.values():
                     answer = operation.get("responses", {}).get("422") if isinstance(operation, dict) else None
                     if answer is not None:
-                        answer["content"] = {"application/problem+json": {"schema": _PROBLEM_SCHEMA}}
+                        answer["content"] = {"application/problem+json": {"schema": SCHEMA_REF}}
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
-
-_PROBLEM_SCHEMA: dict[str, Any] = {
-    "type": "object", "required": ["title", "status", "detail"],
-    "properties": {"title": {"type": "string"}, "status": {"type": "integer"}, "detail": {"type": "string"}},
-}  # fmt: skip
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -194,11 +218,39 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(ctx: ServiceContext, sock: socket.socket, *, public_url: str) -> None:
-    """Serve until SIGINT/SIGTERM on an already bound socket; TLS when the settings name a certificate."""
+class _ShutdownHooks:
+    """Runs blocking ``hooks`` (in a thread) when uvicorn shuts the application down, before it exits: uvicorn
+    re-raises SIGTERM/SIGINT after a graceful shutdown, so code after ``run`` would never see it."""
+
+    def __init__(self, app: ASGIApp, hooks: Sequence[Callable[[], None]]) -> None:
+        self.app = app
+        self.hooks = hooks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan" or not self.hooks:
+            await self.app(scope, receive, send)
+            return
+
+        async def receiving() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                for hook in self.hooks:
+                    await asyncio.to_thread(hook)
+            return message
+
+        await self.app(scope, receiving, send)
+
+
+def run(ctx: ServiceContext, sock: socket.socket, *, public_url: str,
+        on_shutdown: Sequence[Callable[[], None]] = ()) -> None:  # fmt: skip
+    """Serve until SIGINT/SIGTERM on an already bound socket; TLS when the settings name a certificate.
+
+    ``on_shutdown`` runs after the last request, during the graceful shutdown (stopping the job workers).
+    """
     settings = ctx.settings
     config = uvicorn.Config(
-        create_app(ctx, public_url=public_url),
+        _ShutdownHooks(create_app(ctx, public_url=public_url), on_shutdown),
+        http=ReasonPhraseProtocol,  # nuget.org's messages as reason phrases
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
         log_config=None,  # logging is configured by the caller (JSON lines)

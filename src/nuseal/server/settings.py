@@ -60,6 +60,18 @@ class ServerSettings:
     workers: int = 1
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = field(default=None, repr=False)
+    # --- reposign (issue 11): repository signing and background jobs ---------------------------------------
+    #: Encrypts the repository signing keys stored in the database (every worker needs the same one). Default:
+    #: generated once into ``{data_dir}/repository-key.secret`` (mode 0600), for the embedded SQLite database only.
+    repository_key_secret: str | None = field(default=None, repr=False)
+    #: User PIN of the PKCS#11 token holding a repository signing key (never stored in the database).
+    repository_pkcs11_pin: str | None = field(default=None, repr=False)
+    #: Whether ``nuseal serve`` runs job workers itself (``workers`` threads); off when ``nuseal worker`` does it.
+    serve_worker: bool = True
+    #: How long a job holds a package version before another worker may take it over (a crashed worker's work).
+    job_lease_seconds: int = 300
+    #: Package versions one re-signing task takes at a time.
+    resign_batch_size: int = 50
 
     @property
     def uses_embedded_database(self) -> bool:
@@ -152,6 +164,17 @@ def _public_url(name: str, value: object, source: str) -> str:
     return text.rstrip("/")
 
 
+def _secret(min_length: int) -> Callable[[str, object, str], str]:
+    def parse(name: str, value: object, source: str) -> str:
+        text = _text(name, value, source)
+        if len(text) < min_length:
+            # The value is a secret: the message never repeats it.
+            raise SettingsError(f"invalid {name} ({source}): expected at least {min_length} characters")
+        return text
+
+    return parse
+
+
 def _revocation_mode(name: str, value: object, source: str) -> RevocationMode:
     if isinstance(value, RevocationMode):
         return value
@@ -182,6 +205,11 @@ _PARSERS: Final[Mapping[str, Callable[[str, object, str], Any]]] = {
     "workers": _integer(1, 256),
     "s3_access_key_id": _text,
     "s3_secret_access_key": _text,
+    "repository_key_secret": _secret(16),
+    "repository_pkcs11_pin": _text,
+    "serve_worker": _boolean,
+    "job_lease_seconds": _integer(1, 86400),
+    "resign_batch_size": _integer(1, 10_000),
 }
 _PATH_FIELDS: Final = frozenset({"data_dir", "tls_cert", "tls_key", "trust_roots", "timestamp_roots"})
 

@@ -7,6 +7,8 @@ decide trust the same way (spec §6.1-§6.5, §8; server.md §B.3).
 - ``apply_repository_info``: restore's adjustment for a feed that publishes RepositorySignatures.
 - ``feed_push_policy`` / ``feed_push_setup``: what a feed checks on a pushed signed package, from the feed's trust
   roots, its revocation mode and (optionally) the signing certificates acceptable for the package.
+- ``feed_repository_policy``: what a feed checks on its own repository signature (nuget.org's "Repository"
+  settings, server.md §B.3) before serving a package it signed, or before keeping one it signed earlier.
 
 The builders read nothing themselves: settings, fingerprints and documents are passed in.
 """
@@ -23,7 +25,7 @@ from nuseal.enums import HashAlgorithmName, RevocationMode, SignatureKind
 from nuseal.errors import TrustConfigError
 from nuseal.findings import Finding
 from nuseal.trust.trusted_signers import SignatureValidationMode, to_allow_list, untrusted_root_fingerprints
-from nuseal.verify.policy import AllowList, AllowListEntry, Placement, VerificationPolicy
+from nuseal.verify.policy import AllowList, AllowListEntry, CountersignatureBehavior, Placement, VerificationPolicy
 from nuseal.verify.setup import DEFAULT_REVOCATION_TIMEOUT, VerificationSetup
 
 if TYPE_CHECKING:
@@ -33,13 +35,15 @@ if TYPE_CHECKING:
     from nuseal.x509.roots import TrustStore
 
 __all__ = [
-    "FEED_PUSH_NOT_ACCEPTED", "FEED_PUSH_NO_CERTIFICATES", "apply_repository_info", "feed_push_policy",
-    "feed_push_setup", "fingerprint_allow_list", "policy_from_config", "repository_allow_list",
+    "FEED_PUSH_NOT_ACCEPTED", "FEED_PUSH_NO_CERTIFICATES", "FEED_REPOSITORY_NOT_LISTED", "apply_repository_info",
+    "feed_push_policy", "feed_push_setup", "feed_repository_policy", "fingerprint_allow_list", "policy_from_config",
+    "repository_allow_list",
     "verify_command_policy",
 ]
 
 FEED_PUSH_NOT_ACCEPTED = "The package's signing certificate is not one this feed accepts for the package."
 FEED_PUSH_NO_CERTIFICATES = "The package is signed, but this feed accepts no signing certificate for the package."
+FEED_REPOSITORY_NOT_LISTED = "The repository signature is not made with one of this feed's repository certificates."
 _SHA256_HEX = re.compile(r"[0-9A-Fa-f]{64}")
 
 
@@ -166,3 +170,24 @@ def feed_push_setup(trust_store: TrustStore, *, revocation_mode: RevocationMode 
     """What a feed server verifies a push with: ``feed_push_policy(allowed_fingerprints)`` against the feed's trust
     roots (code signing and timestamping) and revocation mode (nuget.org checks online)."""
     return VerificationSetup(feed_push_policy(allowed_fingerprints), trust_store, revocation_mode, revocation_timeout)
+
+
+def feed_repository_policy(fingerprints: Iterable[str]) -> VerificationPolicy:
+    """nuget.org's "Repository" verifier settings (server.md §B.3): only the repository signature is verified (a
+    repository primary signature, or the repository countersignature of an author signature), it must be trusted
+    and carry exactly one valid timestamp, unknown revocation is a warning, and its certificate must be one of
+    ``fingerprints`` (SHA-256 hex, any case; NU3034 otherwise). The author signature is not judged here: the feed
+    verified it when the package was pushed.
+    """
+    entries = tuple(
+        AllowListEntry(fp, HashAlgorithmName.SHA256, frozenset({SignatureKind.REPOSITORY}), Placement.ANY)
+        for fp in dict.fromkeys(fp.strip().upper() for fp in fingerprints))
+    allow_list = AllowList(entries, require_non_empty=True, empty_message=FEED_REPOSITORY_NOT_LISTED,
+                           no_match_message=FEED_REPOSITORY_NOT_LISTED, name="feed repository certificates")
+    return VerificationPolicy(
+        allow_unsigned=False, allow_illegal=False, allow_untrusted=False, allow_ignore_timestamp=False,
+        allow_multiple_timestamps=False, allow_no_timestamp=False, allow_unknown_revocation=True,
+        report_unknown_revocation=True, verification_targets=frozenset({SignatureKind.REPOSITORY}),
+        signature_placement=Placement.ANY, repository_countersignature=CountersignatureBehavior.IF_EXISTS,
+        allow_lists=(allow_list,),
+    )

@@ -2,8 +2,9 @@
 
 ``create_certificate`` mirrors PowerShell's ``New-SelfSignedCertificate -Type CodeSigningCert`` (RSA, SHA-256,
 EKU codeSigning, KU digitalSignature, SKI); with ``timestamping=True`` it makes a TSA certificate instead
-(critical EKU timeStamping, as RFC 3161 and OpenSSL's TSA require). ``describe`` reports what NuGet would say
-about a certificate used to sign (spec §4.8), applying ``nuseal.x509.certs``' rules.
+(critical EKU timeStamping, as RFC 3161 and OpenSSL's TSA require); given an ``issuer`` from ``create_authority``
+(a self-signed root CA) it issues under it, as a feed's development repository certificate is. ``describe``
+reports what NuGet would say about a certificate used to sign (spec §4.8), applying ``nuseal.x509.certs``' rules.
 """
 
 from __future__ import annotations
@@ -69,12 +70,11 @@ def create_certificate(
     days: int = 365,
     key_size: int = 2048,
     timestamping: bool = False,
+    issuer: tuple[x509.Certificate, rsa.RSAPrivateKey] | None = None,
 ) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
-    """A self-issued RSA/SHA-256 certificate for code signing (or, with ``timestamping``, for a TSA)."""
-    if key_size not in ALLOWED_KEY_SIZES:
-        raise ValueError(f"The key size {key_size} is not supported: use 2048, 3072 or 4096 bits.")
-    if days < 1:
-        raise ValueError(f"The validity must be at least one day, not {days}.")
+    """An RSA/SHA-256 certificate for code signing (or, with ``timestamping``, for a TSA): self-issued, or issued
+    by ``issuer`` (a certificate authority from :func:`create_authority` and its key)."""
+    _check_size_and_days(key_size, days)
     name = parse_subject(subject)
     key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
     usage = ExtendedKeyUsageOID.TIME_STAMPING if timestamping else ExtendedKeyUsageOID.CODE_SIGNING
@@ -89,10 +89,10 @@ def create_certificate(
         encipher_only=False,
         decipher_only=False,
     )
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
-        .issuer_name(name)
+        .issuer_name(name if issuer is None else issuer[0].subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - _BACKDATE)
@@ -102,9 +102,46 @@ def create_certificate(
         # A TSA's EKU must be critical (RFC 3161 §2.3); PowerShell marks the code-signing EKU non-critical.
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=timestamping)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+    if issuer is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()), critical=False
+        )
+    return builder.sign(key if issuer is None else issuer[1], hashes.SHA256()), key
+
+
+def create_authority(
+    subject: str, *, now: datetime, days: int = 3650, key_size: int = 2048
+) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    """A self-signed RSA/SHA-256 root certificate authority (for development and test certificates only)."""
+    _check_size_and_days(key_size, days)
+    name = parse_subject(subject)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+    usage = x509.KeyUsage(
+        digital_signature=False, content_commitment=False, key_encipherment=False, data_encipherment=False,
+        key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
+    )  # fmt: skip
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _BACKDATE)
+        .not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     return cert, key
+
+
+def _check_size_and_days(key_size: int, days: int) -> None:
+    if key_size not in ALLOWED_KEY_SIZES:
+        raise ValueError(f"The key size {key_size} is not supported: use 2048, 3072 or 4096 bits.")
+    if days < 1:
+        raise ValueError(f"The validity must be at least one day, not {days}.")
 
 
 def pfx_bytes(

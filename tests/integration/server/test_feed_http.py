@@ -18,7 +18,7 @@ import pytest
 from tests.support.feed_http import TIMEOUT, api_key, multipart, push
 from tests.support.feed_packages import build_package, sign
 from tests.support.pki import TestPki
-from tests.support.server_factories import organization, user
+from tests.support.server_factories import OPERATOR, organization, user
 from tests.support.server_fixtures import BACKENDS, DatabaseFactory, FeedServer, start_feed_server
 from tests.support.tamper import append_to_entry
 
@@ -26,6 +26,7 @@ from nuseal.protocol.package_content import PackageVersionsIndex
 from nuseal.protocol.registration import RegistrationIndex
 from nuseal.protocol.search import AutocompleteIds, AutocompleteVersions, SearchResponse
 from nuseal.protocol.service_index import ResourceKind, ServiceIndex
+from nuseal.server.services import certificates
 
 LIMIT = 300_000  # the server's max_package_bytes in this module
 
@@ -143,6 +144,7 @@ def test_refusals_have_nuget_org_statuses_and_plain_text_reasons(feed: FeedServe
     missing = push(feed.url, None, path)
     assert (missing.status_code, missing.headers["content-type"]) == (401, "text/plain; charset=utf-8")
     assert missing.text == "An API key must be provided in the 'X-NuGet-ApiKey' header to use this service"
+    assert missing.reason_phrase == missing.text  # nuget.org's message is the reason phrase too (NuGet prints it)
     wrong = push(feed.url, "nsk_000000000000_" + "a" * 52, path)
     assert wrong.status_code == 401 and wrong.text.startswith("The specified API key is invalid, has expired, or does "
                                                               "not have permission to access the specified package.")
@@ -150,17 +152,25 @@ def test_refusals_have_nuget_org_statuses_and_plain_text_reasons(feed: FeedServe
     again = push(feed.url, alice, path)
     assert (again.status_code, again.text) == (
         409, "A package with ID 'Refused.Lib' and version '1.0.0' already exists and cannot be modified.")
+    assert again.reason_phrase == again.text
     eve = push(feed.url, api_key(feed.ctx, "eve"), build_package(tmp_path / "e.nupkg", "Refused.Lib", "2.0.0"))
     assert eve.status_code == 401 and "eve may not push a new version on package 'Refused.Lib'" in eve.text
     bad = push(feed.url, alice, b"PK\x03\x04 not really a zip")
     assert bad.status_code == 400 and bad.text.startswith("InvalidPackageFile: Failed to read the package file.")
+    # signed pushes: the signer rules want the certificate registered to the account pushed for
+    user(feed.ctx, "sig")
+    certificates.register(feed.ctx, OPERATOR, "sig", pki.leaf.der, "leaf.cer")
+    sig = api_key(feed.ctx, "sig")
     tampered = sign(build_package(tmp_path / "t.nupkg", "Tampered.Lib", "1.0.0"), pki)
     append_to_entry(tampered, tampered, name="lib/net8.0/Contoso.Lib.dll", extra=b"!")
-    refused = push(feed.url, alice, tampered)
+    refused = push(feed.url, sig, tampered)
     assert refused.status_code == 400 and refused.text.startswith("NU3008: ")
-    assert get(feed, "/api/v1/packages/Tampered.Lib/1.0.0").status_code == 404  # nothing stored
+    assert refused.reason_phrase.startswith("NU3008: ")  # what NuGet clients print
+    recorded = get(feed, "/api/v1/packages/Tampered.Lib/1.0.0").json()  # the refusal, not the package
+    assert (recorded["status"], [f["code"] for f in recorded["findings"]]) == ("failed", ["NU3008"])
+    assert get(feed, "/v3/flatcontainer/tampered.lib/index.json").status_code == 404
     signed = sign(build_package(tmp_path / "s.nupkg", "Signed.Lib", "1.0.0"), pki)
-    assert push(feed.url, alice, signed).status_code == 201
+    assert push(feed.url, sig, signed).status_code == 201
     assert get(feed, "/v3/flatcontainer/signed.lib/1.0.0/signed.lib.1.0.0.nupkg").content == signed.read_bytes()
 
 

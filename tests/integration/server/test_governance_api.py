@@ -8,6 +8,7 @@ The feed trusts the test PKI's root and checks revocation online against the PKI
 from __future__ import annotations
 
 import random
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -170,7 +171,7 @@ def test_upload_refusals_say_what_and_why_and_store_nothing(feed: Feed, pki: Tes
 def test_keys_scopes_and_the_matrix(feed: Feed, pki: TestPki) -> None:
     certificates = "/api/v1/accounts/{}/certificates"
     assert problem(feed.request("GET", certificates.format("alice")), 401)["detail"] == (
-        "an API key is required: send it in the X-NuGet-ApiKey header")
+        "An API key must be provided in the 'X-NuGet-ApiKey' header to use this service")
     bad = httpx.get(f"{feed.url}{certificates.format('alice')}", headers={"X-NuGet-ApiKey": "nsk_nope"}, timeout=30)
     assert problem(bad, 401)
     # a push key carries no management scope
@@ -247,6 +248,7 @@ def test_the_push_dry_run(feed: Feed, pki: TestPki, tmp_path: Path) -> None:
     assert report["signing"]["policy"] == "required"
 
     unsigned = check(write_nupkg(tmp_path / "unsigned.nupkg", "Alice.Lib", "2.0.0")).json()
+    assert unsigned["signing"]["policy"] == "required"
     assert (unsigned["accepted"], unsigned["status"], unsigned["stage"], unsigned["message"]) == (
         False, 400, "fast", MUST_BE_SIGNED)
     assert unsigned["findings"][0]["code"] == "PackageIsNotSigned"
@@ -268,7 +270,15 @@ def test_the_push_dry_run(feed: Feed, pki: TestPki, tmp_path: Path) -> None:
     assert problem(feed.request("POST", "/api/v1/packages/check", files={"package": ("x.nupkg", b"x")}), 401)
     junk = problem(feed.request("POST", "/api/v1/packages/check", "alice-push",
                                 files={"package": ("junk.nupkg", b"not a zip")}), 400)  # fmt: skip
-    assert str(junk["detail"]).startswith("'junk.nupkg' is not a valid package")
+    assert str(junk["detail"]).startswith("InvalidPackageFile: Failed to read the package file.")
+    assert [f["code"] for f in junk["findings"]] == ["InvalidPackageFile"]  # type: ignore[union-attr]
+    zip64 = tmp_path / "zip64.nupkg"
+    with zipfile.ZipFile(write_nupkg(zip64, "Alice.Lib", "3.0.0"), "a") as archive, \
+            archive.open("lib/big.dll", "w", force_zip64=True) as entry:
+        entry.write(b"x")
+    package_stage = check(zip64).json()  # the push's own package checks, with nuget.org's text
+    assert (package_stage["status"], package_stage["stage"], package_stage["message"], package_stage["signing"]) == (
+        400, "package", "Zip64 packages are not supported.", None)
     assert feed.count(PackageVersion) == versions
     incoming = feed.ctx.settings.data_dir / "blobs" / "incoming"
     assert not incoming.exists() or not any(incoming.iterdir())
@@ -283,4 +293,10 @@ def test_the_openapi_document_describes_the_api(feed: Feed) -> None:
     assert "post" in paths["/api/v1/packages/check"]
     schemas = document["components"]["schemas"]
     assert {"CertificateModel", "RequiredSignerModel", "CheckReportModel", "ProblemModel"} <= set(schemas)
+    problem_ref = {"$ref": "#/components/schemas/ProblemModel"}  # one problem document everywhere
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            for status, answer in operation["responses"].items():
+                schema = answer.get("content", {}).get("application/problem+json", {}).get("schema")
+                assert schema in (None, problem_ref), (method, path, status, schema)
     assert document["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-NuGet-ApiKey"

@@ -1,10 +1,14 @@
 """Schemathesis over the feed's OpenAPI schema, against a real ``nuseal serve`` on both backends: every GET
-operation (status API, search, autocomplete, service index, flat container, registrations) fed schema examples,
-boundary values and random input, checked for server errors, undocumented statuses and content types, response
-bodies that break their schema, and valid input refused. Bounded: a fixed seed and a time budget per backend."""
+operation (status API, search, autocomplete, service index, flat container, registrations, the certificates and
+required signer of the governance API) fed schema examples, boundary values and random input, checked for server
+errors, undocumented statuses and content types, response bodies that break their schema, valid input refused,
+``Allow`` headers of 405 answers, and authentication (schemathesis holds a valid API key with the management
+scopes, through its OpenAPI-aware auth configuration, so the governance operations answer more than 401/403).
+Bounded: a fixed seed and a time budget per backend."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -34,12 +38,25 @@ def feed(request: pytest.FixtureRequest, database_factory: DatabaseFactory, tmp_
     server.stop()
 
 
+#: schemathesis's configuration: the API key for the schema's ``APIKeyHeader`` security scheme.
+CONFIG = """\
+[auth.openapi.APIKeyHeader]
+api_key = "${NUSEAL_SCHEMATHESIS_KEY}"
+"""
+
+
 def test_schemathesis_finds_nothing_wrong_with_the_json_api(feed: FeedServer, tmp_path: Path) -> None:
+    # The examples name contoso and Contoso.Lib; the key acts for contoso with every scope the GETs need.
+    key = api_key(feed.ctx, "contoso", "alice", scopes=("account:certificates", "package:signer", "package:push"))
+    (tmp_path / "schemathesis.toml").write_text(CONFIG)
     schemathesis = str(Path(sys.executable).with_name("schemathesis"))
-    command = [schemathesis, "run", f"{feed.url}/api/openapi.json", "--include-method", "GET", "--checks", "all",
+    command = [schemathesis, "--config-file", str(tmp_path / "schemathesis.toml"), "run",
+               f"{feed.url}/api/openapi.json", "--include-method", "GET", "--checks", "all",
                "--phases", "examples,coverage,fuzzing", "--max-examples", "25", "--seed", "1", "--workers", "1",
-               "--max-time", str(BUDGET), "--request-timeout", "10", "--no-color"]
-    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=BUDGET * 4, check=False)
+               "--max-time", str(BUDGET), "--request-timeout", "10", "--no-color"]  # fmt: skip
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=BUDGET * 4, check=False,
+                          env=os.environ | {"NUSEAL_SCHEMATHESIS_KEY": key})  # fmt: skip
     report = done.stdout + done.stderr
     assert done.returncode == 0, report
-    assert "Tested: 16" in report and " passed" in report
+    assert "Tested: 19" in report and " passed" in report
+    assert "Authentication failed" not in report, report  # the governance GETs were really exercised

@@ -15,31 +15,24 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from nuseal.server.api.apikey_auth import (
-    FindingModel,
-    capped,
-    finding_models,
-    principal,
-    problem,
-    problem_responses,
-    read_at_most,
-    single_file,
-)
+from nuseal.server.api.apikey_auth import Caller
 from nuseal.server.api.deps import service_context
+from nuseal.server.api.problems import problem, problem_responses
+from nuseal.server.api.uploads import capped, read_at_most, single_file
 from nuseal.server.services import certificates
 from nuseal.server.services.certificates import MAX_CERTIFICATE_BYTES, CertificateInfo, CertificateRejected
 from nuseal.server.services.context import ServiceContext
-from nuseal.server.services.errors import NotFoundError
-from nuseal.server.services.permissions import Principal
+from nuseal.server.services.errors import InvalidInputError, NotFoundError
 
 router = APIRouter(prefix="/api/v1/accounts", tags=["certificates"])
 
 #: Room for the multipart framing around a 10,000-byte certificate.
 _BODY_LIMIT = MAX_CERTIFICATE_BYTES + 16 * 1024
 
-AccountName = Annotated[str, Path(description="A user or organization name.", max_length=64)]
-Fingerprint = Annotated[str, Path(description="SHA-256 fingerprint of the certificate's DER bytes (hex).",
-                                  max_length=128)]
+AccountName = Annotated[str, Path(description="A user or organization name.", max_length=64, examples=["contoso"])]
+Fingerprint = Annotated[str, Path(
+    description="SHA-256 fingerprint of the certificate's DER bytes (hex).", max_length=128,
+    examples=["e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"])]
 
 
 class CertificateModel(BaseModel):
@@ -69,16 +62,7 @@ class CertificateRegistrationModel(BaseModel):
     certificate: CertificateModel
 
 
-class CertificateRejectionModel(BaseModel):
-    title: str
-    status: int
-    detail: str
-    reason: str
-    findings: list[FindingModel] | None = None
-
-
 Ctx = Annotated[ServiceContext, Depends(service_context)]
-Caller = Annotated[Principal, Depends(principal)]
 
 
 @router.get("/{account}/certificates", response_model=CertificateListModel,
@@ -91,10 +75,14 @@ def list_certificates(account: AccountName, ctx: Ctx, caller: Caller) -> Certifi
 
 
 @router.get("/{account}/certificates/{sha256}", response_model=CertificateModel,
-            responses=problem_responses(400, 401, 403, 404))
+            responses=problem_responses(401, 403, 404))
 def get_certificate(account: AccountName, sha256: Fingerprint, ctx: Ctx, caller: Caller) -> CertificateModel:
-    """One certificate registered to the account."""
-    wanted = certificates.parse_fingerprint(sha256)
+    """One certificate registered to the account (404 also for a string that is no SHA-256 fingerprint: no
+    certificate has it, and the detail says why)."""
+    try:
+        wanted = certificates.parse_fingerprint(sha256)
+    except InvalidInputError as exc:
+        raise NotFoundError(exc.message) from None
     for info in certificates.list_for_account(ctx, caller, account):
         if info.sha256 == wanted:
             return CertificateModel.of(info, ctx.now())
@@ -104,8 +92,8 @@ def get_certificate(account: AccountName, sha256: Fingerprint, ctx: Ctx, caller:
 @router.post(
     "/{account}/certificates", status_code=201, response_model=CertificateRegistrationModel,
     responses={200: {"model": CertificateRegistrationModel, "description": "Already registered (no change)."},
-               400: {"model": CertificateRejectionModel, "content": {"application/problem+json": {}}},
-               **problem_responses(401, 403, 404, 413)},
+               **problem_responses(400, 401, 403, 404, 413, descriptions={
+                   400: "Refused upload: `reason` tags why, `findings` carry the certificate rules' NU codes."})},
     openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object", "required": ["uploadFile"],
         "properties": {"uploadFile": {"type": "string", "format": "binary",
@@ -123,8 +111,7 @@ async def register_certificate(account: AccountName, request: Request, ctx: Ctx,
     try:
         registration = await run_in_threadpool(certificates.register, ctx, caller, account, data, filename)
     except CertificateRejected as exc:
-        return problem(400, "CertificateRejected", exc.message, reason=exc.reason,
-                       findings=[f.model_dump() for f in finding_models(exc.findings)] or None)  # fmt: skip
+        return problem(400, "CertificateRejected", exc.message, reason=exc.reason, findings=exc.findings)
     model = CertificateRegistrationModel(account=account, added=registration.added,
                                          certificate=CertificateModel.of(registration.certificate, ctx.now()))
     location = f"/api/v1/accounts/{account}/certificates/{registration.certificate.sha256}"

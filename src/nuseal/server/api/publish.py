@@ -2,13 +2,15 @@
 
 - ``PUT /api/v2/package`` (and ``.../package/``: nuget.exe adds the slash): push. The API key is checked before
   the body is read; the body is streamed to a temporary file (413 past ``max_package_bytes``), then the push
-  service runs. 201; 400 refused package (one ``CODE: message`` line per problem); 401 missing or bad key, or a
-  key (or account) that may not push this id (nuget.org answers 401 here, not 403); 409 existing version;
-  413 too large; 503 storage failure. Warnings ride in ``X-NuGet-Warning`` headers of the 201.
+  service runs. 201; 400 refused package (one ``CODE: message`` line per problem in the body, nuget.org's text
+  as the reason phrase); 401 missing or bad key, or a key (or account) that may not push this id (nuget.org
+  answers 401 here, not 403); 409 existing version; 413 too large; 503 storage failure. Warnings ride in
+  ``X-NuGet-Warning`` headers of the 201.
 - ``DELETE /api/v2/package/{id}/{version}``: unlist (204); ``POST`` the same path: relist (200, also when it was
   listed). 401 bad key, 403 not allowed, 404 no such version.
 
-Errors on these routes are ``text/plain`` (what NuGet clients and nuget.org use), see ``server.app``.
+Errors on these routes are ``text/plain`` with the message as the HTTP reason phrase too (what NuGet clients
+show, as nuget.org does), see ``server.app`` and ``server.reason_phrase``.
 """
 
 from __future__ import annotations
@@ -18,34 +20,22 @@ from typing import Annotated, Final
 from fastapi import APIRouter, Depends, Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from nuseal.server.api.apikey_auth import NOT_AUTHORIZED, Caller
 from nuseal.server.api.deps import service_context
 from nuseal.server.api.uploads import receive_package
-from nuseal.server.services import apikeys, packages, push
+from nuseal.server.services import packages, push
 from nuseal.server.services.context import ServiceContext
 from nuseal.server.services.errors import AuthenticationError, NotFoundError
 from nuseal.server.services.permissions import AccessDenied, Denial, Principal, Scope
+from nuseal.server.services.push_checks import finding_text
 
 router = APIRouter(prefix="/api/v2/package", tags=["NuGet V2 publish"])
 
-API_KEY_HEADER: Final = "X-NuGet-ApiKey"
-API_KEY_REQUIRED: Final = "An API key must be provided in the 'X-NuGet-ApiKey' header to use this service"
-NOT_AUTHORIZED: Final = ("The specified API key is invalid, has expired, or does not have permission to access the "
-                         "specified package.")
 NOT_FOUND: Final = "A package with ID '{0}' and version '{1}' does not exist."
-_PUSH_SCOPES: Final = frozenset({Scope.PUSH, Scope.PUSH_VERSION})
+PUSH_SCOPES: Final = frozenset({Scope.PUSH, Scope.PUSH_VERSION})
 
 Id = Annotated[str, Path(max_length=128)]
 Version = Annotated[str, Path(max_length=256)]
-
-
-def authenticate(ctx: ServiceContext, token: str | None) -> Principal:
-    """The principal of the ``X-NuGet-ApiKey`` value; :class:`AuthenticationError` (401) when absent or bad."""
-    if token is None or not token.strip():
-        raise AuthenticationError(API_KEY_REQUIRED)
-    try:
-        return apikeys.authenticate(ctx, token)
-    except AuthenticationError as exc:
-        raise AuthenticationError(f"{NOT_AUTHORIZED} ({exc.message})") from None
 
 
 def _warning(text: str) -> str:
@@ -54,12 +44,18 @@ def _warning(text: str) -> str:
     return line.encode("latin-1", errors="replace").decode("latin-1")
 
 
-async def put_package(request: Request, ctx: Annotated[ServiceContext, Depends(service_context)]) -> Response:
-    """Push a package: ``multipart/form-data`` whose first part is the ``.nupkg``."""
-    principal = await run_in_threadpool(authenticate, ctx, request.headers.get(API_KEY_HEADER))
-    assert principal.key is not None
-    if not principal.key.scopes & _PUSH_SCOPES:  # refuse before reading a body the key may not push
+def may_push(caller: Principal) -> Principal:
+    """Refuse a key without a push scope before reading a body it may not push (401, as nuget.org)."""
+    assert caller.key is not None
+    if not caller.key.scopes & PUSH_SCOPES:
         raise AuthenticationError(f"{NOT_AUTHORIZED} (the API key's scopes do not allow pushing)")
+    return caller
+
+
+async def put_package(request: Request, caller: Caller, ctx: Annotated[ServiceContext, Depends(service_context)]
+                      ) -> Response:
+    """Push a package: ``multipart/form-data`` whose first part is the ``.nupkg``."""
+    principal = may_push(caller)
     path = await receive_package(request, ctx.settings.data_dir / "tmp", ctx.settings.max_package_bytes)
     try:
         outcome = await run_in_threadpool(push.push_package, ctx, principal, path)
@@ -68,13 +64,12 @@ async def put_package(request: Request, ctx: Annotated[ServiceContext, Depends(s
     finally:
         path.unlink(missing_ok=True)
     response = Response(status_code=201)
-    for warning in outcome.warnings:
-        response.headers.append("X-NuGet-Warning", _warning(f"{warning.code.value}: {warning.message}"))
+    for warning in outcome.warnings:  # nuget.org's texts; the library's findings with their NU code
+        response.headers.append("X-NuGet-Warning", _warning(finding_text(warning)))
     return response
 
 
-def _set_listed(ctx: ServiceContext, token: str | None, package_id: str, version: str, *, listed: bool) -> None:
-    principal = authenticate(ctx, token)
+def _set_listed(ctx: ServiceContext, principal: Principal, package_id: str, version: str, *, listed: bool) -> None:
     assert principal.key is not None
     if Scope.UNLIST not in principal.key.scopes:
         raise AccessDenied(f"{NOT_AUTHORIZED} (the API key's scopes do not allow to unlist or relist)", Denial.SCOPE)
@@ -86,37 +81,36 @@ def _set_listed(ctx: ServiceContext, token: str | None, package_id: str, version
         raise AccessDenied(f"{NOT_AUTHORIZED} ({exc.message})", exc.reason) from None
 
 
-def delete_package(request: Request, id: Id, version: Version,
+def delete_package(id: Id, version: Version, caller: Caller,
                    ctx: Annotated[ServiceContext, Depends(service_context)]) -> Response:
     """Unlist a version (NuGet's ``delete``): it stays installable by exact version but leaves search."""
-    _set_listed(ctx, request.headers.get(API_KEY_HEADER), id, version, listed=False)
+    _set_listed(ctx, caller, id, version, listed=False)
     return Response(status_code=204)
 
 
-def post_package(request: Request, id: Id, version: Version,
+def post_package(id: Id, version: Version, caller: Caller,
                  ctx: Annotated[ServiceContext, Depends(service_context)]) -> Response:
     """Relist a version."""
-    _set_listed(ctx, request.headers.get(API_KEY_HEADER), id, version, listed=True)
+    _set_listed(ctx, caller, id, version, listed=True)
     return Response(status_code=200)
 
 
-_KEY = {"parameters": [{"name": API_KEY_HEADER, "in": "header", "required": True, "schema": {"type": "string"}}]}
 _PUSH_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "properties": {"package": {"type": "string", "format": "binary"}}}}}}}
 _TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}}}
 
 for _path in ("", "/"):
     router.add_api_route(_path, put_package, methods=["PUT"], status_code=201, include_in_schema=_path == "",
-                         openapi_extra=_KEY | _PUSH_BODY, responses={
+                         openapi_extra=_PUSH_BODY, responses={
                              201: {"description": "Pushed"}, 400: {"description": "Refused package", **_TEXT},
                              401: {"description": "Missing or bad API key, or not allowed", **_TEXT},
                              409: {"description": "The version exists", **_TEXT},
                              413: {"description": "Too large", **_TEXT}})  # fmt: skip
-router.add_api_route("/{id}/{version}", delete_package, methods=["DELETE"], status_code=204, openapi_extra=_KEY,
+router.add_api_route("/{id}/{version}", delete_package, methods=["DELETE"], status_code=204,
                      responses={401: {"description": "Missing or bad API key", **_TEXT},
                                 403: {"description": "Not allowed", **_TEXT},
                                 404: {"description": "No such version", **_TEXT}})  # fmt: skip
-router.add_api_route("/{id}/{version}", post_package, methods=["POST"], status_code=200, openapi_extra=_KEY,
+router.add_api_route("/{id}/{version}", post_package, methods=["POST"], status_code=200,
                      responses={401: {"description": "Missing or bad API key", **_TEXT},
                                 403: {"description": "Not allowed", **_TEXT},
                                 404: {"description": "No such version", **_TEXT}})  # fmt: skip

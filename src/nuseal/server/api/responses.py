@@ -1,4 +1,5 @@
-"""HTTP answers shared by the read routes: rendered JSON documents and stored blobs, with caching headers.
+"""HTTP answers shared by the routes: rendered JSON documents and stored blobs, with caching headers; plain-text
+errors carrying their message as the HTTP reason phrase (for NuGet clients).
 
 - Documents: strong ETag, ``If-None-Match`` → 304, ``Cache-Control`` short (the feed changes with every push),
   gzip when the route asks for it (registration hives 3.4.0/3.6.0) and the client accepts it.
@@ -16,8 +17,10 @@ from email.utils import formatdate
 from typing import Final
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
+from nuseal.server.reason_phrase import send_with_reason, supports_reason
 from nuseal.server.services.feed_documents import BlobRef, Rendered
 from nuseal.server.storage import BlobStore, RangeNotSatisfiableError
 from nuseal.server.storage.filesystem import FilesystemBlobStore
@@ -142,3 +145,15 @@ def blob_response(request: Request, store: BlobStore, ref: BlobRef, *, media_typ
     extra = {"Content-Range": f"bytes {start}-{start + length - 1}/{size}"} if span else {}
     return StreamingResponse(_stream(store, ref.key, start, length), status_code=206 if span else 200,
                              media_type=media_type, headers={**headers, **extra, "Content-Length": str(length)})
+
+
+class ReasonPhraseText(PlainTextResponse):
+    """A plain-text answer whose status line carries ``reason`` as its reason phrase, when the server can write one
+    (:mod:`nuseal.server.reason_phrase`; elsewhere, e.g. under a test client, the standard phrase stays)."""
+
+    def __init__(self, content: str, *, status_code: int, reason: str) -> None:
+        super().__init__(content, status_code=status_code)
+        self.reason = reason
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send_with_reason(send, self.reason) if supports_reason(scope) else send)

@@ -10,36 +10,25 @@ Route order note: register this router before any ``/api/v1/packages/{id}/{versi
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path as FilePath
-from pathlib import PurePath
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from nuseal.server.api.apikey_auth import (
-    FindingModel,
-    capped,
-    finding_models,
-    principal,
-    problem_responses,
-    single_file,
-)
+from nuseal.server.api.apikey_auth import Caller
 from nuseal.server.api.deps import service_context
+from nuseal.server.api.problems import FindingModel, finding_models, problem_responses
+from nuseal.server.api.uploads import receive_package
 from nuseal.server.services import package_check, signing_rules
 from nuseal.server.services.context import ServiceContext
-from nuseal.server.services.errors import InvalidInputError
-from nuseal.server.services.permissions import Principal
 from nuseal.server.services.signing_rules import SignerState
 
 router = APIRouter(prefix="/api/v1/packages", tags=["signing"])
 
 Ctx = Annotated[ServiceContext, Depends(service_context)]
-Caller = Annotated[Principal, Depends(principal)]
-PackageId = Annotated[str, Path(description="Package id (any case).", max_length=100)]
+PackageId = Annotated[str, Path(description="Package id (any case).", max_length=100,
+                                examples=["Contoso.Lib"])]  # fmt: skip
 Signing = Literal["required", "allowed", "not allowed"]
 
 
@@ -94,41 +83,36 @@ class CheckSigningModel(BaseModel):
 class CheckReportModel(BaseModel):
     id: str
     version: str
-    accepted: bool = Field(description="Whether a push of this file would be accepted now (both stages).")
+    accepted: bool = Field(description="Whether a push of this file would be accepted now (every check).")
     status: int = Field(description="What the push would answer: 201, 400 or 409.")
-    stage: Literal["conflict", "fast", "full"] | None = Field(
-        description="Where a push would be refused: 'fast' (before anything is stored), 'full' (verification "
-                    "and signer rules), 'conflict' (the version exists); null when accepted.")
-    message: str | None = Field(description="The text a refused push answers with.")
+    stage: Literal["package", "conflict", "fast", "full"] | None = Field(
+        description="Where a push would stop: 'package' (nuget.org's package checks), 'conflict' (the version "
+                    "exists), 'fast' (the signing rules before verification: is a signature present), 'full' "
+                    "(verification under the feed policy and the signing rules); null when accepted.")
+    message: str | None = Field(description="The text a refused push answers with (NuGet clients show it).")
     findings: list[FindingModel]
-    warnings: list[FindingModel] = Field(description="What the push would send in X-NuGet-Warning and the log.")
+    warnings: list[FindingModel] = Field(description="What the push would send in X-NuGet-Warning and keep.")
     verified: bool = Field(description="Whether the signature was verified (signed files that passed the fast stage).")
-    signing: CheckSigningModel
+    signing: CheckSigningModel | None = Field(
+        description="The package's signing requirements for this key's account (null when the package checks "
+                    "refused the file).")
 
 
 @router.post(
-    "/check", response_model=CheckReportModel, responses=problem_responses(400, 401, 403, 413),
+    "/check", response_model=CheckReportModel, responses=problem_responses(400, 401, 403, 413, descriptions={
+        400: "Not a package (nothing to check): the findings say why."}),
     openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object", "required": ["package"],
         "properties": {"package": {"type": "string", "format": "binary", "description": "The .nupkg."}}}}}}},
 )  # fmt: skip
 async def check_package(request: Request, ctx: Ctx, caller: Caller) -> CheckReportModel:
-    """What would happen if this file were pushed now, with this key: every finding of both stages and the
-    warnings. Nothing is stored."""
-    limit = ctx.settings.max_package_bytes
-    bounded = await capped(request, limit + 64 * 1024, f"the package exceeds the size limit of {limit} bytes")
+    """What would happen if this file were pushed now, with this key: the push's own checks, in its order, with
+    every finding and the warnings. The body is received as a push's is; nothing is stored."""
+    path = await receive_package(request, ctx.settings.data_dir / "tmp", ctx.settings.max_package_bytes)
     try:
-        upload = await single_file(bounded, "a package check")
-        if upload is None:
-            raise InvalidInputError("a package check needs the .nupkg file in the multipart body")
-        name = PurePath(upload.filename or "package.nupkg").name or "package.nupkg"
-        with tempfile.TemporaryDirectory(prefix="nuseal-check-") as folder:  # staged outside the feed's storage
-            staged = FilePath(folder) / "package.nupkg"
-            with staged.open("wb") as out:
-                await run_in_threadpool(shutil.copyfileobj, upload.file, out, 1024 * 1024)
-            report = await run_in_threadpool(package_check.check_package, ctx, caller, staged, shown_as=name)
+        report = await run_in_threadpool(package_check.check_package, ctx, caller, path)
     finally:
-        await bounded.close()  # the parsed form's spooled files
+        path.unlink(missing_ok=True)
     data = report.to_dict()
     data["findings"] = finding_models(report.findings)
     data["warnings"] = finding_models(report.warnings)

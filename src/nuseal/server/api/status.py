@@ -11,24 +11,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Response
+from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel, Field
 
+from nuseal.server.api.apikey_auth import Caller
 from nuseal.server.api.deps import service_context
-from nuseal.server.api.publish import API_KEY_HEADER, authenticate
+from nuseal.server.api.problems import problem_responses
 from nuseal.server.api.responses import NO_STORE
 from nuseal.server.services import packages
 from nuseal.server.services.context import ServiceContext
 from nuseal.server.services.status import package_status
 
 router = APIRouter(prefix="/api/v1/packages", tags=["nuseal packages"])
-
-_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {"schema": {"type": "object", "properties": {
-    "title": {"type": "string"}, "status": {"type": "integer"}, "detail": {"type": "string"},
-    "code": {"type": "string"}}, "required": ["title", "status", "detail"]}}}}
-
 
 class StatusFindingModel(BaseModel):
     code: str = Field(description="NU code, or nuget.org's validation issue name")
@@ -57,11 +53,10 @@ class OwnersModel(BaseModel):
 Id = Annotated[str, Path(max_length=128, description="Package id (any case)", examples=["Contoso.Lib"])]
 Version = Annotated[str, Path(max_length=256, description="Package version (any equivalent spelling)",
                               examples=["1.0.0"])]
-ApiKey = Annotated[str | None, Header(alias=API_KEY_HEADER)]
 
 
 @router.get("/{id}/{version}", response_model=PackageStatusModel,
-            responses={404: {"description": "Never pushed", **_PROBLEM}})
+            responses=problem_responses(404, descriptions={404: "Never pushed"}))
 def get_package_status(id: Id, version: Version, response: Response,
                        ctx: Annotated[ServiceContext, Depends(service_context)]) -> PackageStatusModel:
     """The status of one pushed version."""
@@ -70,23 +65,21 @@ def get_package_status(id: Id, version: Version, response: Response,
     return PackageStatusModel.model_validate(status.to_dict())
 
 
-_OWNER_RESPONSES: dict[int | str, dict[str, Any]] = {401: {"description": "Missing or bad API key", **_PROBLEM},
-                    403: {"description": "Not allowed", **_PROBLEM}, 404: {"description": "No such package or account",
-                                                                          **_PROBLEM},
-                    409: {"description": "Last owner", **_PROBLEM}}
+_OWNER_RESPONSES = problem_responses(401, 403, 404, 409, descriptions={
+    401: "Missing or bad API key", 403: "Not allowed", 404: "No such package or account", 409: "Last owner"})
 
 
 @router.put("/{id}/owners/{account}", response_model=OwnersModel, responses=_OWNER_RESPONSES)
-def put_owner(id: Id, account: Annotated[str, Path(max_length=64)], api_key: ApiKey,
+def put_owner(id: Id, account: Annotated[str, Path(max_length=64)], caller: Caller,
               ctx: Annotated[ServiceContext, Depends(service_context)]) -> OwnersModel:
     """Add an owner."""
-    packages.add_owner(ctx, authenticate(ctx, api_key), id, account)
+    packages.add_owner(ctx, caller, id, account)
     return OwnersModel(id=id, owners=packages.list_owners(ctx, id))
 
 
 @router.delete("/{id}/owners/{account}", response_model=OwnersModel, responses=_OWNER_RESPONSES)
-def delete_owner(id: Id, account: Annotated[str, Path(max_length=64)], api_key: ApiKey,
+def delete_owner(id: Id, account: Annotated[str, Path(max_length=64)], caller: Caller,
                  ctx: Annotated[ServiceContext, Depends(service_context)]) -> OwnersModel:
     """Remove an owner (never the last one)."""
-    packages.remove_owner(ctx, authenticate(ctx, api_key), id, account)
+    packages.remove_owner(ctx, caller, id, account)
     return OwnersModel(id=id, owners=packages.list_owners(ctx, id))

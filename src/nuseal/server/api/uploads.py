@@ -1,4 +1,6 @@
-"""Receiving a pushed package: the request body streamed into a local temporary file, counted as it arrives.
+"""Receiving uploads, bounded: a pushed package (push and dry run) and a certificate file.
+
+A pushed package: the request body streamed into a local temporary file, counted as it arrives.
 
 NuGet clients send ``multipart/form-data`` whose first part is the ``.nupkg`` (its field name and headers do not
 matter); nuget.exe quotes the boundary and sends the body chunked, without ``Content-Length``. So the size limit
@@ -8,6 +10,9 @@ does, without keeping it. A body that is not multipart is taken as the raw packa
 
 The multipart framing is parsed by python-multipart's streaming parser (the one Starlette uses), fed chunk by
 chunk: Starlette's own ``request.form()`` would first spool the whole body without a size limit.
+
+A certificate (at most 10,000 bytes): :func:`capped` bounds the body (refused from ``Content-Length``, or as soon
+as a chunked body passes the limit), then :func:`single_file` parses the small form with Starlette.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from typing import BinaryIO, Final
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import ClientDisconnect, Request
+from starlette.types import Message
 
 from nuseal.server.services.errors import InvalidInputError
 from nuseal.server.storage import BlobTooLargeError
@@ -112,3 +119,54 @@ async def _copy(request: Request, out: BinaryIO, boundary: bytes | None, max_byt
     except MultipartParseError as exc:
         raise InvalidInputError(f"The request body is not valid multipart/form-data: {exc}") from None
     return first.size if parser is not None else total
+
+
+# --- small uploads (certificates) ---------------------------------------------------------------------------------
+
+
+class BodyTooLarge(BlobTooLargeError):
+    """The request body is larger than the route accepts (HTTP 413)."""
+
+
+#: A body announced as too large is read and dropped up to this size before the 413 answer, so that clients which
+#: send the whole body before reading the answer (httpx, NuGet) see the 413 rather than a reset connection.
+DRAIN_LIMIT: Final = 64 * 1024 * 1024
+
+
+async def capped(request: Request, limit: int, what: str) -> Request:
+    """A view of ``request`` whose body may not exceed ``limit`` bytes: refused up front from Content-Length, or as
+    soon as a chunked body passes the limit, before it is parsed or spooled any further. Nothing is kept."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        if int(declared) <= DRAIN_LIMIT:
+            async for _chunk in request.stream():
+                pass
+        raise BodyTooLarge(f"{what}: the request body has {declared} bytes, more than the {limit} accepted")
+    received = 0
+    receive = request.receive
+
+    async def bounded() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise BodyTooLarge(f"{what}: the request body is larger than the {limit} bytes accepted")
+        return message
+
+    return Request(request.scope, receive=bounded)
+
+
+async def single_file(request: Request, what: str) -> UploadFile | None:
+    """The one file part of a multipart form (whatever its field name), or None when there is none."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise InvalidInputError(f"{what}: send the file as multipart/form-data (got '{content_type or 'no body'}')")
+    form: FormData = await request.form(max_files=1, max_fields=16)
+    files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
+    return files[0] if files else None
+
+
+async def read_at_most(upload: UploadFile, limit: int) -> bytes:
+    """Up to ``limit + 1`` bytes of an uploaded file (enough to tell that it is too large)."""
+    return await upload.read(limit + 1)

@@ -21,10 +21,12 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
+    Text,
     TypeDecorator,
     UniqueConstraint,
 )
@@ -208,6 +210,10 @@ class PackageVersion(Base):
     repo_cert_sha256: Mapped[str | None] = mapped_column(String(64))
     signature_kind: Mapped[str] = mapped_column(String(16), default=SignatureKindColumn.UNSIGNED.value)
     published_at: Mapped[datetime | None]
+    # reposign (issue 11, revision 0002): a background job's lease on the row (validation, re-signing). A job
+    # takes it with a conditional UPDATE, so two workers never process the same version at once.
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
 
     registration: Mapped[PackageRegistration] = relationship()
 
@@ -290,3 +296,113 @@ class FeedState(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     serial: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# reposign (issue 11): repository certificates, their keys, and re-signing runs (revision 0004).
+
+
+class RepositoryCertificateState(str, enum.Enum):
+    """``active`` signs new pushes (one at most); ``listed`` is published but not signing; ``retired`` signs
+    nothing and stays published until no served package carries it; ``revoked`` is unpublished at once."""
+
+    ACTIVE = "active"
+    LISTED = "listed"
+    RETIRED = "retired"
+    REVOKED = "revoked"
+
+
+class RepositoryKeyKind(str, enum.Enum):
+    """Where the private key is: a sealed PKCS#12 in the row, or a PKCS#11 token every worker can reach."""
+
+    SEALED_PFX = "sealed-pfx"
+    PKCS11 = "pkcs11"
+
+
+class ResignReason(str, enum.Enum):
+    RETIRE = "retire"
+    REVOKE = "revoke"
+
+
+class ResignRunState(str, enum.Enum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+
+
+class RepositoryCertificate(Base):
+    """A certificate the feed repository-signs with, or did; listed in RepositorySignatures while published."""
+
+    __tablename__ = "repository_certificates"
+    __table_args__ = (
+        CheckConstraint(_values_check("state", RepositoryCertificateState), name="state"),
+        CheckConstraint(_values_check("key_kind", RepositoryKeyKind), name="key_kind"),
+    )
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)  # lower-case hex of the DER
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    #: The issuers to embed in signatures, leaf excluded, as base64 DER (the order the chain goes up).
+    chain: Mapped[list[Any]]
+    subject: Mapped[str] = mapped_column(Text)
+    issuer: Mapped[str] = mapped_column(Text)
+    not_before: Mapped[datetime]
+    not_after: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16))
+    key_kind: Mapped[str] = mapped_column(String(16))
+    #: ``sealed-pfx``: the PKCS#12 (key + chain) encrypted with the feed's key-encryption secret.
+    sealed_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: ``pkcs11``: module path, token label and key label or hex id; the PIN comes from the settings.
+    pkcs11_module: Mapped[str | None] = mapped_column(String(1024))
+    pkcs11_token: Mapped[str | None] = mapped_column(String(256))
+    pkcs11_key_label: Mapped[str | None] = mapped_column(String(256))
+    pkcs11_key_id: Mapped[str | None] = mapped_column(String(256))
+    #: RFC 3161 service for this certificate's signatures; NULL for the development TSA of the data folder.
+    timestamper_url: Mapped[str | None] = mapped_column(String(2048))
+    is_development: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    activated_at: Mapped[datetime | None]
+    retired_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    #: When it left the RepositorySignatures list (retired with nothing left to re-sign, or revoked).
+    unlisted_at: Mapped[datetime | None]
+
+    @property
+    def listed(self) -> bool:
+        """Published in RepositorySignatures."""
+        return self.unlisted_at is None and self.state != RepositoryCertificateState.REVOKED.value
+
+
+class ResignRun(Base):
+    """Re-signing every served package that carries ``certificate_sha256`` (a retire or a revoke): the counters
+    change in the same transaction as each package, so they are exact after any crash."""
+
+    __tablename__ = "resign_runs"
+    __table_args__ = (
+        CheckConstraint(_values_check("reason", ResignReason), name="reason"),
+        CheckConstraint(_values_check("state", ResignRunState), name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    certificate_sha256: Mapped[str] = mapped_column(ForeignKey("repository_certificates.sha256"), index=True)
+    reason: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    started_by: Mapped[str] = mapped_column(String(256))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    #: Served packages carrying the certificate when the run started.
+    total: Mapped[int] = mapped_column(Integer)
+    resigned: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ResignFailure(Base):
+    """A package a run could not re-sign, with the reason (it keeps its old signature; a new run retries it)."""
+
+    __tablename__ = "resign_failures"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("resign_runs.id", ondelete="CASCADE"), primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("package_versions.id", ondelete="CASCADE"), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime]
+
+
+#: Re-signing looks versions up by the certificate they carry.
+Index("ix_package_versions_repo_cert_sha256", PackageVersion.repo_cert_sha256)

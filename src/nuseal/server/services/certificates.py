@@ -34,7 +34,7 @@ from nuseal import oids
 from nuseal.codes import NuCode
 from nuseal.findings import Finding, Severity
 from nuseal.server.db.models import Account, AccountCertificate, Certificate
-from nuseal.server.services import audit
+from nuseal.server.services import audit, row_locks
 from nuseal.server.services.accounts import find_account
 from nuseal.server.services.context import ServiceContext
 from nuseal.server.services.errors import InvalidInputError, NotFoundError
@@ -386,6 +386,7 @@ def register(
     certificate = check_upload(data, filename, now=at, allow_self_issued=ctx.settings.allow_self_issued_certificates)
     with ctx.db.transaction() as session:
         account = find_account(session, account_name)
+        row_locks.lock_account(session, account)  # pushes judging without this certificate finish first
         authorize_on_account(session, actor, Action.MANAGE_CERTIFICATES, account)
         row = _store(session, certificate, at)
         link = session.get(AccountCertificate, (account.id, row.sha256))
@@ -405,6 +406,7 @@ def unregister(ctx: ServiceContext, actor: Actor, account_name: str, fingerprint
     at = ctx.now()
     with ctx.db.transaction() as session:
         account = find_account(session, account_name)
+        row_locks.lock_account(session, account)  # pushes judging with this certificate finish first
         authorize_on_account(session, actor, Action.MANAGE_CERTIFICATES, account)
         row = session.get(Certificate, sha256)
         if row is None:

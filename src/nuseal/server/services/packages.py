@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from nuseal.server.db.models import Account, PackageOwner, PackageRegistration, PackageVersion
-from nuseal.server.services import audit, feed_state, required_signers
+from nuseal.server.services import audit, feed_state, required_signers, row_locks
 from nuseal.server.services.accounts import find_account
 from nuseal.server.services.context import ServiceContext
 from nuseal.server.services.errors import ConflictError, InvalidInputError, NotFoundError
@@ -147,6 +147,7 @@ def add_owner(ctx: ServiceContext, actor: Actor, package_id: str, account_name: 
     at = ctx.now()
     with ctx.db.transaction() as session:
         registration = find_registration(session, package_id)
+        row_locks.lock_registration(session, registration)  # pushes judged on the current owners finish first
         authorize(session, actor, Action.MANAGE_OWNERS, package_id=registration.package_id)
         account = find_account(session, account_name)
         before = [o.name for o in registration.owners]
@@ -166,6 +167,7 @@ def remove_owner(ctx: ServiceContext, actor: Actor, package_id: str, account_nam
     at = ctx.now()
     with ctx.db.transaction() as session:
         registration = find_registration(session, package_id)
+        row_locks.lock_registration(session, registration)  # pushes judged on the current owners finish first
         authorize(session, actor, Action.MANAGE_OWNERS, package_id=registration.package_id)
         account = find_account(session, account_name)
         link = session.get(PackageOwner, (registration.id, account.id))

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from nuseal.codes import IssueCode
 from nuseal.findings import Finding, Severity
 from nuseal.server.db.models import Account, PackageRegistration, PackageVersion, VersionStatus
-from nuseal.server.services import audit, required_signers
+from nuseal.server.services import audit, required_signers, row_locks
 from nuseal.server.services.accounts import find_account
 from nuseal.server.services.certificates import fingerprints_by_account
 from nuseal.server.services.context import ServiceContext
@@ -183,7 +183,7 @@ class PrimarySignature(str, enum.Enum):
 
 @dataclass(frozen=True)
 class PushedFile:
-    """The facts of a pushed file the rules need (read with the library; see ``package_check.read_facts``)."""
+    """The facts of a pushed file the rules need (read with the library; see ``push_checks.parse``)."""
 
     version: str
     signed: bool  # NuGet's IsSigned: the archive has a .signature.p7s entry (all the fast stage looks at)
@@ -398,6 +398,34 @@ def pusher_of(session: Session, principal: Principal) -> tuple[Pusher, Account]:
     return Pusher(user.name, account.name), account
 
 
+def judge_in_session(
+    session: Session,
+    principal: Principal,
+    package_id: str,
+    pushed: PushedFile,
+    verdict: PackageVerdict | None = None,
+    *,
+    lock: bool = False,
+) -> tuple[PushJudgement, SigningRequirements]:
+    """:func:`judge_push` on the facts ``session`` reads now: the pusher, the requirements and the earlier
+    versions. With ``lock`` (a push's own transaction, or a validation job's), the accounts whose certificates
+    count are share-locked first (:mod:`.row_locks`; the caller has share-locked the registration, if any), so
+    the judgement and the version it lets in commit before any concurrent change to those facts."""
+    pusher, account = pusher_of(session, principal)
+    if lock:
+        registration = session.scalars(
+            select(PackageRegistration).where(PackageRegistration.lower_id == package_id.lower())
+        ).one_or_none()
+        if registration is None:
+            row_locks.share_accounts(session, [account.id])
+        else:
+            signer = required_signers.signer_of(session, registration)
+            row_locks.share_accounts(session, [o.id for o in registration.owners]
+                                     + ([signer.id] if signer is not None else []))  # fmt: skip
+    requirements, earlier, _new = requirements_for_push(session, package_id, account)
+    return judge_push(requirements, pushed, pusher, earlier, verdict), requirements
+
+
 def judge(
     ctx: ServiceContext,
     principal: Principal,
@@ -407,9 +435,7 @@ def judge(
 ) -> PushJudgement:
     """:func:`judge_push` on the database's current facts (read in one transaction; nothing is written)."""
     with ctx.db.reading() as session:
-        pusher, account = pusher_of(session, principal)
-        requirements, earlier, _new = requirements_for_push(session, package_id, account)
-    return judge_push(requirements, pushed, pusher, earlier, verdict)
+        return judge_in_session(session, principal, package_id, pushed, verdict)[0]
 
 
 # --- the required signer ---------------------------------------------------------------------------------------
@@ -472,6 +498,7 @@ def set_signer(ctx: ServiceContext, actor: Actor, package_id: str, signer: str |
     at = ctx.now()
     with ctx.db.transaction() as session:
         registration = find_registration(session, package_id)
+        row_locks.lock_registration(session, registration)  # pushes judging under the old signer finish first
         authorize(session, actor, Action.MANAGE_SIGNER, package_id=registration.package_id)
         account = None if name is None else find_account(session, name)
         owners = list(registration.owners)

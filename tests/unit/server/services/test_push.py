@@ -27,11 +27,12 @@ from tests.support.tamper import append_to_entry
 from nuseal.codes import IssueCode, NuCode
 from nuseal.enums import RevocationMode
 from nuseal.server.db.models import PackageVersion
-from nuseal.server.services import apikeys, audit, packages, push, status
+from nuseal.server.services import apikeys, audit, certificates, packages, push, push_checks, status
 from nuseal.server.services.context import ServiceContext
 from nuseal.server.services.errors import ConflictError
 from nuseal.server.services.feed_documents import FeedReader, SearchQuery
 from nuseal.server.services.permissions import AccessDenied, Principal
+from nuseal.server.services.push_checks import PushRejected
 from nuseal.server.storage import BlobStore, StorageError
 
 
@@ -179,7 +180,7 @@ def test_bad_packages_are_refused_naming_the_problem_and_nothing_is_stored(
     feed: Feed, entries: dict[str, bytes], code: IssueCode, message: str
 ) -> None:
     keys = stored_keys(feed.ctx)
-    with pytest.raises(push.PushRejected) as refused:
+    with pytest.raises(PushRejected) as refused:
         push.push_package(feed.ctx, feed.alice, _zip(feed.folder / "bad.nupkg", entries))
     assert message in refused.value.message
     assert code in [f.code for f in refused.value.findings]
@@ -191,7 +192,7 @@ def test_entries_dated_more_than_a_day_ahead_of_the_feed_clock_are_refused(feed:
     ahead = clock.now + timedelta(days=2)
     path = _zip(feed.folder / "future.nupkg", {"Contoso.Lib.nuspec": GOOD, "lib/a.dll": b"1"},
                 date=(ahead.year, ahead.month, ahead.day, 0, 0, 0))
-    with pytest.raises(push.PushRejected, match=r"One or more files, such as 'Contoso\.Lib\.nuspec' have a date in "
+    with pytest.raises(PushRejected, match=r"One or more files, such as 'Contoso\.Lib\.nuspec' have a date in "
                                                 r"the future\."):
         push.push_package(feed.ctx, feed.alice, path)
     clock.advance(timedelta(days=2))
@@ -201,7 +202,7 @@ def test_entries_dated_more_than_a_day_ahead_of_the_feed_clock_are_refused(feed:
 def test_not_a_zip_at_all(feed: Feed) -> None:
     path = feed.folder / "junk.nupkg"
     path.write_bytes(b"this is not a package" * 10)
-    with pytest.raises(push.PushRejected, match=r"^InvalidPackageFile: Failed to read the package file"):
+    with pytest.raises(PushRejected, match=r"^InvalidPackageFile: Failed to read the package file"):
         push.push_package(feed.ctx, feed.alice, path)
 
 
@@ -211,20 +212,21 @@ def test_zip64_packages_are_refused(feed: Feed) -> None:
         archive.writestr("Contoso.Lib.nuspec", GOOD)
         with archive.open("lib/a.dll", "w", force_zip64=True) as entry:
             entry.write(b"x")
-    with pytest.raises(push.PushRejected, match=r"^PackageIsZip64: Zip64 packages are not supported\.$"):
+    with pytest.raises(PushRejected, match=r"^PackageIsZip64: Zip64 packages are not supported\.$"):
         push.push_package(feed.ctx, feed.alice, path)
 
 
 def test_the_entry_limit_leaves_room_for_a_repository_signature(feed: Feed, pki: TestPki,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     # nuget.org: signed packages up to 65534 entries, unsigned fewer (checked with the real limit in test_limits).
-    monkeypatch.setattr(push, "MAX_PACKAGE_ENTRIES", 3)
+    monkeypatch.setattr(push_checks, "MAX_PACKAGE_ENTRIES", 3)
     files = {"lib/a.dll": b"1", "lib/b.dll": b"2"}  # with the nuspec: 3 entries
-    with pytest.raises(push.PushRejected, match="PackageContainsTooManyEntries: The package contains too many"):
+    with pytest.raises(PushRejected, match="PackageContainsTooManyEntries: The package contains too many"):
         push.push_package(feed.ctx, feed.alice, feed.package("u.nupkg", files=files))
     signed = sign(feed.package("s.nupkg", files={"lib/a.dll": b"1"}), pki)  # 2 + the signature = 3
     assert len(zipfile.ZipFile(signed).infolist()) == 3
     clocked = dataclasses.replace(feed.ctx, clock=FakeClock(pki.now + timedelta(minutes=1)))
+    _register_signers(clocked, pki)
     assert push.push_package(_with_test_roots(clocked, pki), feed.alice, signed).status == "available"
 
 
@@ -239,10 +241,18 @@ def _with_test_roots(ctx: ServiceContext, pki: TestPki) -> ServiceContext:
     return dataclasses.replace(ctx, settings=settings)
 
 
+def _register_signers(ctx: ServiceContext, pki: TestPki, account: str = "alice") -> None:
+    """Register the PKI's leaves to ``account``: signed pushes need a registered certificate (the signer rules)."""
+    for leaf in (pki.leaf, pki.untrusted_leaf):
+        certificates.register(ctx, OPERATOR, account, leaf.der, f"{leaf.name}.cer")
+
+
 @pytest.fixture
 def signed_feed(feed: Feed, pki: TestPki) -> Feed:
-    """The feed with the test PKI's root as trust roots, offline revocation, the clock a minute after signing."""
+    """The feed with the test PKI's root as trust roots, offline revocation, the clock a minute after signing,
+    and the PKI's leaves registered to alice."""
     clocked = dataclasses.replace(feed.ctx, clock=FakeClock(pki.now + timedelta(minutes=1)))
+    _register_signers(clocked, pki)
     return dataclasses.replace(feed, ctx=_with_test_roots(clocked, pki))
 
 
@@ -269,23 +279,35 @@ def test_a_signed_package_is_verified_and_its_signer_recorded(signed_feed: Feed,
         assert row.author_cert_sha256 == pki.leaf.cert.fingerprint(hashes.SHA256()).hex()
 
 
-def test_a_tampered_signed_package_is_refused_with_nu3008_and_nothing_is_stored(signed_feed: Feed,
-                                                                                 pki: TestPki) -> None:
+def test_a_tampered_signed_package_is_refused_with_nu3008_and_only_the_refusal_is_recorded(signed_feed: Feed,
+                                                                                            pki: TestPki) -> None:
     path = sign(signed_feed.package("s.nupkg", "Alice.Signed", "1.0.0"), pki)
     append_to_entry(path, path, name="lib/net8.0/Contoso.Lib.dll", extra=b"evil")
     keys = stored_keys(signed_feed.ctx)
-    with pytest.raises(push.PushRejected) as refused:
+    with pytest.raises(PushRejected) as refused:
         push.push_package(signed_feed.ctx, signed_feed.alice, path)
     assert [f.code for f in refused.value.findings] == [NuCode.NU3008]
-    assert str(refused.value).startswith("NU3008: ")
-    assert stored_keys(signed_feed.ctx) == keys and version_rows(signed_feed.ctx) == 0
-    assert not [e for e in audit.list_events(signed_feed.ctx) if e.action == "package:version:push"]
-    assert packages.list_packages(signed_feed.ctx) == []  # not even the registration
+    assert str(refused.value).startswith("NU3008: ") and refused.value.stage == "full"
+    assert stored_keys(signed_feed.ctx) == keys  # the bytes never reach the store
+    found = status.package_status(signed_feed.ctx, "Alice.Signed", "1.0.0")  # the refusal, in the status API
+    assert (found.status, [f.code for f in found.findings], found.pushed_by) == ("failed", ["NU3008"], "alice")
+    with signed_feed.ctx.db.reading() as session:
+        row = session.scalars(select(PackageVersion)).one()
+        assert (row.package_blob, row.upload_blob, row.nuspec_blob) == (None, None, None)
+        assert row.package_size == path.stat().st_size and row.upload_sha512  # what was refused, not the bytes
+    events = [e.action for e in audit.list_events(signed_feed.ctx) if e.action.startswith("package:version:")]
+    assert events == ["package:version:refuse"]
+    reader = signed_feed.reader()
+    assert reader.versions_index("alice.signed") is None and reader.blob("alice.signed", "1.0.0") is None
+    # the version may be pushed again: the refusal is replaced
+    good = sign(signed_feed.package("g.nupkg", "Alice.Signed", "1.0.0"), pki)
+    assert push.push_package(signed_feed.ctx, signed_feed.alice, good).status == "available"
+    assert status.package_status(signed_feed.ctx, "Alice.Signed", "1.0.0").findings == ()
 
 
 def test_an_untrusted_signer_is_refused(signed_feed: Feed, pki: TestPki) -> None:
     path = sign(signed_feed.package("s.nupkg", "Alice.Signed", "1.0.0"), pki, leaf=pki.untrusted_leaf)
-    with pytest.raises(push.PushRejected, match=r"^NU3018: "):
+    with pytest.raises(PushRejected, match=r"^NU3018: "):
         push.push_package(signed_feed.ctx, signed_feed.alice, path)
 
 
@@ -400,10 +422,10 @@ def test_concurrent_first_pushes_of_one_id_make_one_registration(two_contexts: t
     feed = _feed(first, tmp_path / "p")
     a = feed.package("a.nupkg", "Race.Lib", "1.0.0")
     b = shutil.copy(feed.package("b.nupkg", "RACE.LIB", "2.0.0"), tmp_path / "b2.nupkg")
-    parsed = push.parse(Path(b))
-    push.check_access(second, feed.alice, parsed)  # the second push passed its checks before the first persisted
+    parsed = push_checks.parse(Path(b))
+    assert push_checks.check_access(second, feed.alice, parsed).new_package  # checked before the first persisted
     push.push_package(first, feed.alice, a)
-    persisted = push.persist(second, feed.alice, parsed, push.Verification(), ())
+    persisted = push.persist(second, feed.alice, parsed, push_checks.Verification())
     assert not persisted.created_registration
     [race] = packages.list_packages(first)
     assert race.id == "Race.Lib" and race.owners == ("alice",)
@@ -430,10 +452,7 @@ def test_nuget_org_entry_limit_65534_for_signed_packages_fewer_for_unsigned(
     path = tmp_path / "many.nupkg"
     # The same archive, unsigned: the signature entry renamed in both headers (same length, nothing moves).
     path.write_bytes(at_the_entry_limit if signed else at_the_entry_limit.replace(b".signature.p7s", b".signature.p7x"))
-    parsed = push.parse(path)
+    parsed = push_checks.parse(path)
     assert (len(parsed.entries), parsed.signed, parsed.zip64) == (65534, signed, False)
-    if signed:
-        push.fast_checks(parsed, T0)
-    else:
-        with pytest.raises(push.PushRejected, match="PackageContainsTooManyEntries"):
-            push.fast_checks(parsed, T0)
+    found = [f.code for f in push_checks.package_checks(parsed, T0)]
+    assert found == ([] if signed else [IssueCode.PACKAGE_CONTAINS_TOO_MANY_ENTRIES])

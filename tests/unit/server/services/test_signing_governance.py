@@ -25,8 +25,9 @@ from nuseal.server.db.models import AuditEvent, PackageRegistration, PackageVers
 from nuseal.server.services import audit, certificates, packages, signing_rules
 from nuseal.server.services.context import ServiceContext
 from nuseal.server.services.errors import InvalidInputError, NotFoundError
-from nuseal.server.services.package_check import check_package, read_facts
+from nuseal.server.services.package_check import check_package
 from nuseal.server.services.permissions import AccessDenied
+from nuseal.server.services.push_checks import PushRejected, Stage, parse
 from nuseal.server.services.signing_rules import PrimarySignature, PushedFile, PushJudgement, SigningPolicy
 
 MUST_BE_SIGNED = "This package must be signed with a registered certificate."
@@ -308,15 +309,15 @@ def test_the_dry_run_on_real_files_stores_nothing(ctx: ServiceContext, pki: Test
 
     good = check_package(checking, alice, signed_nupkg(tmp_path / "a.nupkg", "Alice.Lib", "2.0.0", certs.alice, pki))
     assert (good.accepted, good.status, good.stage) == (True, 201, None)
-    assert good.judgement is not None and good.judgement.verified and good.findings == ()
+    assert good.verified and good.findings == ()
     assert good.warnings == ()  # offline revocation is an info-level finding in the library, not a warning
 
     unsigned_file = check_package(checking, alice, write_nupkg(tmp_path / "u.nupkg", "Alice.Lib", "2.0.0"))
     assert (unsigned_file.status, unsigned_file.stage, unsigned_file.to_dict()["message"]) == (
-        400, "fast", MUST_BE_SIGNED)
+        400, Stage.FAST, MUST_BE_SIGNED)
 
     foreign = check_package(checking, alice, signed_nupkg(tmp_path / "b.nupkg", "Alice.Lib", "2.0.0", certs.bob, pki))
-    assert (foreign.status, foreign.stage) == (400, "full")
+    assert (foreign.status, foreign.stage) == (400, Stage.FULL)
     assert [f.message for f in foreign.findings] == [unauthorized(Certs.fp(certs.bob))]
 
     untrusted = check_package(checking, alice, signed_nupkg(tmp_path / "t.nupkg", "Alice.Lib", "2.0.0",
@@ -326,12 +327,16 @@ def test_the_dry_run_on_real_files_stores_nothing(ctx: ServiceContext, pki: Test
 
     repository = check_package(checking, alice, repository_signed_nupkg(tmp_path / "r.nupkg", "Alice.Lib", "2.0.0",
                                                                         certs.bob, pki))  # fmt: skip
-    assert (repository.stage, [f.code for f in repository.findings]) == ("full", [IssueCode.PACKAGE_IS_NOT_SIGNED])
+    assert (repository.stage, [f.code for f in repository.findings]) == (
+        Stage.FULL, [IssueCode.REPOSITORY_SIGNATURE_NOT_ACCEPTED])
+    assert repository.findings[0].message.startswith(
+        "The package has a repository signature (from https://feed.example/v3/index.json). This feed accepts")
 
     duplicate = check_package(checking, alice, signed_nupkg(tmp_path / "d.nupkg", "alice.lib", "1.0", certs.alice,
                                                             pki))  # fmt: skip
     assert (duplicate.status, duplicate.stage, duplicate.findings[0].message) == (
-        409, "conflict", "A package with ID 'Alice.Lib' and version '1.0.0' already exists and cannot be modified.")
+        409, Stage.CONFLICT, "A package with ID 'Alice.Lib' and version '1.0.0' already exists and cannot be "
+                             "modified.")
 
     fresh = check_package(checking, principal(ctx, "bob"), write_nupkg(tmp_path / "n.nupkg", "Bob.New", "1.0.0"))
     assert fresh.accepted and fresh.new_package and fresh.to_dict()["signing"] == {
@@ -341,18 +346,21 @@ def test_the_dry_run_on_real_files_stores_nothing(ctx: ServiceContext, pki: Test
     with pytest.raises(AccessDenied):  # bob may not push Alice.Lib: the dry run says so as the push would
         check_package(checking, principal(ctx, "bob"), tmp_path / "a.nupkg")
     (tmp_path / "junk.nupkg").write_bytes(b"not a zip at all")
-    with pytest.raises(InvalidInputError, match=r"'upload\.nupkg' is not a valid package"):
-        check_package(checking, alice, tmp_path / "junk.nupkg", shown_as="upload.nupkg")
+    with pytest.raises(PushRejected, match=r"^InvalidPackageFile: Failed to read the package file"):
+        check_package(checking, alice, tmp_path / "junk.nupkg")
 
     assert counts(ctx) == before
     assert sorted(p.relative_to(ctx.settings.data_dir) for p in ctx.settings.data_dir.rglob("*")) == blobs_before
 
 
 def test_reading_the_facts_of_real_files(pki: TestPki, certs: Certs, tmp_path: Path) -> None:
-    identity, facts = read_facts(signed_nupkg(tmp_path / "a.nupkg", "A.B", "1.0", certs.alice, pki))
-    assert (identity.id, identity.version) == ("A.B", "1.0.0")
-    assert facts == PushedFile("1.0.0", True, PrimarySignature.AUTHOR, Certs.fp(certs.alice))
-    _, repository = read_facts(repository_signed_nupkg(tmp_path / "r.nupkg", "A.B", "1.0", certs.bob, pki))
-    assert (repository.primary, repository.author_certificate) == (PrimarySignature.REPOSITORY, None)
-    _, plain = read_facts(write_nupkg(tmp_path / "u.nupkg", "A.B", "1.0"))
-    assert plain == PushedFile("1.0.0", signed=False)
+    author = parse(signed_nupkg(tmp_path / "a.nupkg", "A.B", "1.0", certs.alice, pki))
+    assert (author.manifest.id, author.version.normalized) == ("A.B", "1.0.0")
+    assert author.signature == PushedFile("1.0.0", True, PrimarySignature.AUTHOR, Certs.fp(certs.alice))
+    assert (author.repository_primary, author.repository_countersignature) == (None, None)
+    repository = parse(repository_signed_nupkg(tmp_path / "r.nupkg", "A.B", "1.0", certs.bob, pki))
+    assert (repository.signature.primary, repository.signature.author_certificate) == (PrimarySignature.REPOSITORY,
+                                                                                       None)  # fmt: skip
+    assert repository.repository_primary == "https://feed.example/v3/index.json"
+    plain = parse(write_nupkg(tmp_path / "u.nupkg", "A.B", "1.0"))
+    assert plain.signature == PushedFile("1.0.0", signed=False)
