@@ -20,7 +20,7 @@ from nuseal.verify.engine import TrustContext
 from nuseal.verify.policy import VerificationPolicy
 from nuseal.x509 import certs
 from nuseal.x509.revocation import RevocationChecker
-from nuseal.x509.roots import RootSet, TrustStore
+from nuseal.x509.roots import Roots, RootSet, TrustStore
 
 if TYPE_CHECKING:
     import httpx  # only for annotations: importing httpx costs CLI start-up time
@@ -58,7 +58,7 @@ def _portable(roots: Sequence[x509.Certificate]) -> _Portable:
     return roots if isinstance(roots, RootSet) else tuple(certs.der(c) for c in roots)
 
 
-def _restore(roots: _Portable) -> Sequence[x509.Certificate]:
+def _restore(roots: _Portable) -> Roots:
     return roots if isinstance(roots, RootSet) else tuple(certs.load_der(d) for d in roots)
 
 

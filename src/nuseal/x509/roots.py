@@ -38,7 +38,7 @@ from nuseal.errors import TrustConfigError
 from nuseal.x509.facts import facts, load_der, quiet
 
 __all__ = [
-    "RootSet", "TrustStore", "bundle_index", "default_trust_store", "load_pem_bundle", "load_roots_file",
+    "RootSet", "Roots", "TrustStore", "bundle_index", "default_trust_store", "load_pem_bundle", "load_roots_file",
     "parse_pem_bundle", "trust_store_from_files",
 ]
 
@@ -158,6 +158,30 @@ class RootSet(Sequence[x509.Certificate]):
         """How many roots have been parsed so far (a bundled set parses them as lookups reach them)."""
         return self._count if self._eager else len(self._loaded)
 
+    def __add__(self, other: Iterable[x509.Certificate]) -> RootSet:
+        """These roots followed by ``other`` (``store.code_signing + extra`` works whichever form the part has); a
+        bundled set stays lazy: its lookups are copied, its roots parsed only when reached, as before."""
+        extra = tuple(other)
+        with self._lock:
+            by_fingerprint = dict(self._by_fingerprint)
+            by_subject = {key: list(indexes) for key, indexes in self._by_subject.items()}
+            deferred = list(self._deferred)
+        count = self._count
+        for offset, certificate in enumerate(extra):
+            entry = facts(certificate)
+            if entry.sha256 in by_fingerprint:
+                continue
+            by_fingerprint[entry.sha256] = count + offset
+            by_subject.setdefault(entry.subject_key, []).append(count + offset)
+
+        def load(index: int) -> x509.Certificate:
+            return self._certificate(index) if index < count else extra[index - count]
+
+        joined = RootSet(count + len(extra), load, by_fingerprint, by_subject, deferred=deferred,
+                         eager=self._eager)
+        joined._reduce = (_joined, (self, tuple(facts(c).der for c in extra)))
+        return joined
+
     def __reduce__(self) -> tuple[Any, ...]:
         # Certificates do not pickle: a bundled set travels by name, others as DER.
         return self._reduce if self._reduce is not None else (_from_ders, (tuple(facts(c).der for c in self),))
@@ -205,6 +229,10 @@ def _from_ders(ders: tuple[bytes, ...]) -> RootSet:
     return RootSet.of(load_der(d) for d in ders)
 
 
+def _joined(base: RootSet, ders: tuple[bytes, ...]) -> RootSet:
+    return base + tuple(load_der(d) for d in ders)
+
+
 def _bundled_set(name: str) -> RootSet:
     store = default_trust_store()
     for part in (store.code_signing, store.timestamping):
@@ -213,13 +241,18 @@ def _bundled_set(name: str) -> RootSet:
     return RootSet.bundled(name)
 
 
+#: One part of a trust store: both forms support ``+`` with more certificates (a tuple gives a tuple, a
+#: :class:`RootSet` a RootSet).
+Roots = tuple[x509.Certificate, ...] | RootSet
+
+
 @dataclass(frozen=True)
 class TrustStore:
     """Root certificates trusted for code signing (author/repository signers) and for timestamping (TSAs): tuples
     of certificates or :class:`RootSet` s (chain building indexes a tuple on first use)."""
 
-    code_signing: Sequence[x509.Certificate]
-    timestamping: Sequence[x509.Certificate]
+    code_signing: Roots
+    timestamping: Roots
 
 
 def parse_pem_bundle(data: bytes, source: str) -> tuple[x509.Certificate, ...]:

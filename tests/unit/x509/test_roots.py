@@ -183,3 +183,28 @@ def test_root_sets_pickle_bundled_by_name_and_others_as_der(pki: TestPki) -> Non
     copy = pickle.loads(pickle.dumps(mine))
     assert [facts(c).der for c in copy] == [pki.root.der, pki.untrusted_root.der]
     assert copy.contains(pki.root.cert) and not copy.contains(pki.intermediate.cert)
+
+
+def test_a_bundled_set_plus_certificates_stays_lazy_and_trusts_both(pki: TestPki) -> None:
+    bundled = RootSet.bundled("codesignctl.pem")
+    extra = (pki.root.cert,)
+    joined = bundled + extra
+    assert isinstance(joined, RootSet) and len(joined) == len(bundled) + 1
+    assert bundled.parsed == 0  # adding reads no bundled root
+    assert joined.trusts(pki.root.cert) and not bundled.trusts(pki.root.cert)
+    assert joined[len(bundled)] is pki.root.cert
+    assert not joined.trusts(pki.intermediate.cert)
+    some_root = bundled[17]
+    assert joined.trusts(some_root) and joined.named(facts(some_root).subject_key)[0] is some_root
+    copy = pickle.loads(pickle.dumps(joined))
+    assert copy.trusts(pki.root.cert) and len(pickle.dumps(joined)) < len(pki.root.der) + 400
+
+
+
+def test_the_default_store_parts_take_extra_roots(pki: TestPki) -> None:
+    # What a feed does with its own repository root (server/services/repository_keys.verification_trust).
+    store = trust_store_from_files(None, None)
+    own = (pki.root.cert,)
+    joined = store.code_signing + own
+    assert joined.trusts(pki.root.cert) if isinstance(joined, RootSet) else pki.root.cert in joined
+    assert not RootSet.of(store.code_signing[:3]).trusts(pki.root.cert)
