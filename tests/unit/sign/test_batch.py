@@ -1,5 +1,5 @@
 """sign_batch: outcomes in input order, a bad package (or a dead worker) costs only itself, worker processes
-timestamp concurrently over their own keep-alive connections; HttpTimestamper shared by threads."""
+keep several timestamp requests in flight over their own keep-alive connections; HttpTimestamper shared by threads."""
 
 from __future__ import annotations
 
@@ -127,10 +127,11 @@ def test_parallel_outcomes_keep_input_order_and_a_bad_package_costs_only_itself(
     good = [o for i, o in enumerate(outcomes) if i != 2]
     assert all(o.error is None and o.result is not None and o.result.timestamped for o in good)
     assert all(_has_timestamp(o.dst) for o in good)
-    # Two workers, each with one keep-alive connection, had requests in flight together.
+    # Two workers, each with a run of packages in flight on its own keep-alive connections, had more requests
+    # in flight together than there are workers (the TSA answers each after 0.15 s).
     assert tsa.authority.requests == 6
-    assert tsa.authority.peak == 2
-    assert 1 <= len(tsa.connections) <= 2
+    assert 3 <= tsa.authority.peak <= 2 * batch.IN_FLIGHT
+    assert 2 <= len(tsa.connections) <= 2 * batch.IN_FLIGHT
 
 
 def test_in_process_batches_reuse_one_connection(pki: TestPki, tsa: Tsa, tmp_path: Path) -> None:
