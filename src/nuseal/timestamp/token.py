@@ -109,7 +109,7 @@ def _load_timestamp(token: bytes, owner: str, invalid: str) -> Timestamp:
     if verify_signer_signature(signer, tst_der) is not None:
         raise TimestampError(invalid, NuCode.NU3021)
     try:
-        tst = _read_tst_info(tst_der)
+        tst = read_tst_info(tst_der)
     except der.DECODE_ERRORS:
         tst = _tst_info_by_asn1crypto(tst_der)
     return Timestamp(raw=token, signer=signer, certificates=certificates, gen_time=tst.gen_time.astimezone(UTC),
@@ -118,7 +118,7 @@ def _load_timestamp(token: bytes, owner: str, invalid: str) -> Timestamp:
 
 
 @dataclass(frozen=True)
-class _TstInfo:
+class TstInfo:
     """The TSTInfo fields NuGet reads (RFC 3161 §2.4.2)."""
 
     policy_oid: str
@@ -141,7 +141,7 @@ def _accuracy_of(seconds: int | None, millis: int | None, micros: int | None, pr
     return timedelta(milliseconds=total_ms)
 
 
-def _read_tst_info(tst_der: bytes) -> _TstInfo:
+def read_tst_info(tst_der: bytes) -> TstInfo:
     """TSTInfo by the DER walker, for the form every TSA writes (tags in order, definite lengths, a plain
     GeneralizedTime); ``Unusual`` for anything else, which asn1crypto reads (``_tst_info_by_asn1crypto``)."""
     fields = der.tlvs(der.contents_of(tst_der, 0x30))
@@ -171,7 +171,7 @@ def _read_tst_info(tst_der: bytes) -> _TstInfo:
             raise Unusual
         values = {p[0]: int.from_bytes(der.contents_of(p), "big", signed=True) for p in parts}
         seconds, millis, micros = values.get(0x02), values.get(0x80), values.get(0x81)
-    return _TstInfo(
+    return TstInfo(
         policy_oid=policy_oid, imprint_algorithm_oid=der.oid_of(hash_algorithm[0]),
         imprint=der.octet_string(imprint[1]), serial_number=der.integer_of(fields[3]),
         gen_time=der.simple_time(fields[4]),
@@ -180,7 +180,7 @@ def _read_tst_info(tst_der: bytes) -> _TstInfo:
     )
 
 
-def _tst_info_by_asn1crypto(tst_der: bytes) -> _TstInfo:
+def _tst_info_by_asn1crypto(tst_der: bytes) -> TstInfo:
     from asn1crypto import tsp
 
     tst_info = tsp.TSTInfo.load(tst_der, strict=True)
@@ -188,7 +188,7 @@ def _tst_info_by_asn1crypto(tst_der: bytes) -> _TstInfo:
     gen_time = tst_info["gen_time"].native
     imprint = tst_info["message_imprint"]
     nonce = tst_info["nonce"].native if tst_info["nonce"] else None
-    return _TstInfo(
+    return TstInfo(
         policy_oid=policy_oid, imprint_algorithm_oid=imprint["hash_algorithm"]["algorithm"].dotted,
         imprint=bytes(imprint["hashed_message"].native), serial_number=int(tst_info["serial_number"].native),
         gen_time=gen_time, accuracy=_accuracy(tst_info, policy_oid), nonce=nonce,

@@ -65,6 +65,36 @@ def test_request_is_nugets() -> None:
     assert parsed["nonce"].native == int.from_bytes(request.nonce, "big")
 
 
+@pytest.mark.parametrize("algorithm", ["sha256", "sha384", "sha512"])
+@pytest.mark.parametrize("nonce", [b"\x00" * 32, b"\x7f" + b"\xff" * 31, b"\x00\x01" + b"\x00" * 30])
+def test_request_bytes_are_asn1cryptos(algorithm: str, nonce: bytes) -> None:
+    # The request is encoded by hand; asn1crypto's encoding of the same request is the reference.
+    request = TimestampRequest.over(SIGNATURE_VALUE, algorithm, nonce)
+    reference = tsp.TimeStampReq({
+        "version": "v1", "message_imprint": {"hash_algorithm": {"algorithm": algorithm},
+                                             "hashed_message": request.digest},
+        "nonce": int.from_bytes(nonce, "big"), "cert_req": True,
+    })
+    assert request.to_der() == reference.dump()
+
+
+def test_granted_answers_are_read_alike_by_the_walker_and_by_asn1crypto(tsa_authority: TimestampAuthority,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from nuseal.timestamp import client
+
+    request = TimestampRequest.over(SIGNATURE_VALUE, "SHA256")
+    answer = tsa_authority.respond(request.to_der())
+    assert client._granted_token(answer) is not None  # the walker reads what nuseal's TSA writes
+    fast = read_response(answer, request, "'test'")
+    monkeypatch.setattr(client, "_granted_token", lambda response_der: None)
+    assert read_response(answer, request, "'test'") == fast
+    other = TimestampRequest.over(SIGNATURE_VALUE, "SHA256")
+    monkeypatch.undo()
+    with pytest.raises(TimestampError) as caught:
+        read_response(answer, other, "'test'")  # another request's nonce, through the walker
+    assert caught.value.code is NuCode.NU3026
+
+
 def test_unsupported_hash_algorithm_is_refused() -> None:
     with pytest.raises(ValueError, match="SHA256, SHA384 or SHA512"):
         TimestampRequest.over(b"x", "SHA1")
