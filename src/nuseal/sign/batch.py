@@ -13,13 +13,16 @@ A worker that dies loses its whole run; the run's packages are then signed again
 of its own, so that only the package that kills its process is lost (as ``ordered_map`` does for single items).
 
 Only in-memory keys (``KeySigner``: PFX and PEM files) go to worker processes; a PKCS#11 session does not survive
-a fork, so a token signs in this process whatever ``parallel`` says. One package, or ``parallel=1``, is signed in
-this process too, one package after the other: no pool start-up, one request in flight.
+a fork, so a token signs in this process whatever ``parallel`` says, one package after the other (a token session
+serves one operation at a time). ``parallel=1`` signs in this process too (no pool start-up), with the same
+``IN_FLIGHT`` packages in flight on threads when the key is in memory and the timestamper an ``HttpTimestamper``
+(or none), which are safe to share between threads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -112,13 +115,40 @@ def sign_batch(pairs: Sequence[tuple[Path, Path]], job: SignJob, *, parallel: in
                 record(outcome)
         return outcomes
     owned = _http_timestamper(job) if timestamper is None and job.timestamper_url is not None else None
+    stamper = timestamper or owned
     try:
-        for src, dst in pairs:
-            record(sign_one(job, Path(src), Path(dst), timestamper or owned))
+        if len(pairs) > 1 and isinstance(job.request.signer, KeySigner) and (
+                stamper is None or isinstance(stamper, HttpTimestamper)):
+            # The warning filters are process-wide: set once around the threads (see _sign_run_in_worker).
+            with certs.quiet():
+                for outcome in _in_flight(pairs, lambda pair: sign_one(job, Path(pair[0]), Path(pair[1]), stamper)):
+                    record(outcome)
+        else:
+            for src, dst in pairs:
+                record(sign_one(job, Path(src), Path(dst), stamper))
     finally:
         if owned is not None:
             owned.close()
     return outcomes
+
+
+def _in_flight(pairs: Sequence[tuple[Path, Path]], work: Callable[[tuple[Path, Path]], SignOutcome]
+               ) -> Iterator[SignOutcome]:
+    """``work`` for every pair on ``IN_FLIGHT`` threads of this process, outcomes in input order; at most twice
+    that many packages started ahead of the one reported, and none started after the caller stops."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    threads = ThreadPoolExecutor(min(IN_FLIGHT, len(pairs)), thread_name_prefix="nuseal-sign")
+    pending: deque[Future[SignOutcome]] = deque()
+    try:
+        for pair in pairs:
+            pending.append(threads.submit(work, pair))
+            if len(pending) >= 2 * IN_FLIGHT:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        threads.shutdown(wait=True, cancel_futures=True)
 
 
 def _http_timestamper(job: SignJob) -> HttpTimestamper:
