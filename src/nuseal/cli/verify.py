@@ -82,7 +82,6 @@ def verify_command(
     paths, unresolved = expand(packages)
     workers = parallel if parallel is not None else default_workers()
     prefetch_hashes(paths, workers)  # a large package is hashed on another core while the library loads
-    from nuseal.render import json as render_json
     from nuseal.trust.nuget_config import NuGetSettings
     from nuseal.trust.policy_builder import verify_command_policy
     from nuseal.verify.batch import exit_code, missing_verdict, verify_batch
@@ -105,6 +104,8 @@ def verify_command(
         if not as_json:
             typer.echo(f"error: {missing.message}", err=True)
     if as_json:
+        from nuseal.render import json as render_json
+
         sys.stdout.write(render_json.dumps(render_json.verify_document(verdicts)) + "\n")
     raise typer.Exit(exit_code(verdicts))
 
