@@ -22,6 +22,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -73,7 +74,9 @@ def _der_set(elements: Iterable[bytes]) -> bytes:
     return _tlv(0x31, b"".join(sorted(elements)))
 
 
+@lru_cache(maxsize=256)
 def _oid(dotted: str) -> bytes:
+    """An OBJECT IDENTIFIER's DER; remembered, as signing encodes the same dozen OIDs for every signature."""
     return _dump(core.ObjectIdentifier(dotted))
 
 
@@ -106,7 +109,7 @@ def _signing_time_value(when: datetime) -> bytes:
     when = when.astimezone(UTC).replace(microsecond=0)
     # RFC 5652 §11.3: UTCTime for 1950-2049 (what .NET writes, spec §4.2), GeneralizedTime otherwise.
     if 1950 <= when.year < 2050:
-        return _dump(core.UTCTime(when))
+        return _tlv(0x17, when.strftime("%y%m%d%H%M%SZ").encode("ascii"))  # as asn1crypto's UTCTime (tested)
     return _dump(core.GeneralizedTime(when))
 
 
@@ -230,7 +233,7 @@ class _SignerFields:
             _attribute(oids.CONTENT_TYPE, _oid(oids.DATA)),
             _attribute(oids.SIGNING_TIME, _signing_time_value(self.signing_time)),
             _attribute(oids.COMMITMENT_TYPE_INDICATION, commitment),
-            _attribute(oids.MESSAGE_DIGEST, core.OctetString(digest).dump()),
+            _attribute(oids.MESSAGE_DIGEST, _tlv(0x04, digest)),
             _attribute(oids.SIGNING_CERTIFICATE_V2, signing_certificate),
         ]
 
@@ -317,9 +320,12 @@ class PrimarySignatureBuilder(_SignerFields):
         attributes += _repository_attributes(self.repository, self.service_index_url, self.owners)
         return _der_set(attributes)
 
-    def build(self, signature_value: bytes, *, timestamp: bytes | None = None) -> bytes:
-        """The ``.signature.p7s`` bytes: ContentInfo{signedData}. ``timestamp`` is a token ContentInfo DER."""
-        signed_attributes = self.signed_attributes()
+    def build(self, signature_value: bytes, *, timestamp: bytes | None = None,
+              signed_attributes: bytes | None = None) -> bytes:
+        """The ``.signature.p7s`` bytes: ContentInfo{signedData}. ``timestamp`` is a token ContentInfo DER;
+        ``signed_attributes``, what :meth:`signed_attributes` returned for this builder (made again if not given)."""
+        if signed_attributes is None:
+            signed_attributes = self.signed_attributes()
         certificate = self._require_signer()
         assert self.content is not None
         unsigned = [_timestamp_attribute(timestamp)] if timestamp is not None else []

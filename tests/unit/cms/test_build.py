@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -334,3 +334,15 @@ def test_signatures_are_byte_identical_to_an_asn1crypto_build(pki: TestPki, tsa_
         for timestamp in (None, token):
             assert builder.build(b"\x05" * 256, timestamp=timestamp) == _asn1crypto_build(builder, b"\x05" * 256,
                                                                                            timestamp)
+
+
+@pytest.mark.parametrize("when", [
+    datetime(1950, 1, 1, tzinfo=UTC), datetime(2049, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone(timedelta(hours=-5))), datetime(2050, 1, 1, tzinfo=UTC),
+])
+def test_signing_time_is_encoded_as_asn1crypto_encodes_it(when: datetime) -> None:
+    from asn1crypto import core
+
+    utc = when.astimezone(UTC).replace(microsecond=0)
+    reference = core.UTCTime(utc) if 1950 <= utc.year < 2050 else core.GeneralizedTime(utc)
+    assert build._signing_time_value(when) == reference.dump()
