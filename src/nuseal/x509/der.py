@@ -27,6 +27,10 @@ def _extent(data: bytes, position: int, depth: int = 0) -> tuple[int, int, int]:
     end = len(data)
     if depth > _MAX_DEPTH:
         raise ValueError("ASN.1 nesting too deep")
+    if position + 2 <= end and data[position] & 0x1F != 0x1F and data[position + 1] < 0x80:
+        stop = position + 2 + data[position + 1]  # the common case: low tag number, short definite length
+        if stop <= end:
+            return position + 2, stop, stop
     if position + 2 > end:
         raise ValueError(f"truncated ASN.1 value at offset {position}")
     constructed = bool(data[position] & 0x20)
@@ -64,7 +68,8 @@ def tlvs(data: bytes) -> list[bytes]:
     """Split concatenated BER/DER values (a SEQUENCE's or SET's contents) into their complete encodings."""
     parts: list[bytes] = []
     position = 0
-    while position < len(data):
+    end = len(data)
+    while position < end:
         value_end = _extent(data, position)[2]
         parts.append(data[position:value_end])
         position = value_end
