@@ -113,19 +113,23 @@ async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
     return problem(422, "InvalidRequest", detail)
 
 
+_HTTP_METHODS: Final = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
 async def _http_error(request: Request, error: Exception) -> Response:
     """Starlette's own answers (404 for no route, 405): problem documents; a 405 lists in ``Allow`` every method
-    the path answers (Starlette names only those of the first route matching the path, and FastAPI makes one
-    route per method)."""
+    the path answers. Starlette names only those of the first route matching the path (FastAPI makes one route per
+    method, and nests included routers), so each method is tried against the whole router instead."""
     assert isinstance(error, HTTPException)
     headers = dict(error.headers or {})
     if error.status_code == 405:
-        methods: set[str] = set()
-        for route in request.app.router.routes:
-            match, _ = route.matches(request.scope)
-            if match is not Match.NONE:
-                methods |= set(getattr(route, "methods", None) or ())
-        headers["Allow"] = ", ".join(sorted(methods))
+        routes = request.app.router.routes
+        allowed = [
+            method
+            for method in _HTTP_METHODS
+            if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+        ]
+        headers["Allow"] = ", ".join(allowed)
     return problem(error.status_code, "HTTPError", str(error.detail), headers=headers)
 
 
