@@ -22,6 +22,8 @@ from tests.support.server_factories import user
 from tests.support.server_fixtures import BACKENDS, DatabaseFactory, FeedServer, start_feed_server
 
 from nuseal.codes import Messages
+from nuseal.server.services import certificates
+from nuseal.server.services.permissions import Operator
 
 ACCEPT = '<?xml version="1.0" encoding="utf-8"?>\n<configuration />\n'
 #: require mode trusting the test PKI's author certificate (fingerprint filled in).
@@ -53,6 +55,9 @@ def feed(request: pytest.FixtureRequest, database_factory: DatabaseFactory, pki:
     roots.write_bytes(pki.root.pem)
     server = start_feed_server(database_factory, request.param, tmp_path / "feed", roots=roots)
     user(server.ctx, "alice")
+    # B's publisher signs: the signer rules want its certificate registered (alice has none: unsigned allowed)
+    user(server.ctx, "bob")
+    certificates.register(server.ctx, Operator(), "bob", pki.leaf.der, "leaf.cer")
     yield server
     server.stop()
 
@@ -71,14 +76,14 @@ def nuseal_install(feed: FeedServer, workdir: Path, config: str, *args: str) -> 
 
 def test_nuseal_install_resolves_a_pushed_chain_from_the_feed(feed: FeedServer, pki: TestPki,
                                                               tmp_path: Path) -> None:
-    key = api_key(feed.ctx, "alice")
+    alice, bob = api_key(feed.ctx, "alice"), api_key(feed.ctx, "bob")
     pushed: dict[tuple[str, str], bytes] = {}
     for package_id, version, dependencies in PACKAGES:
         path = build_package(tmp_path / f"{package_id}.{version}.nupkg", package_id, version,
                              dependencies=[("net8.0", dependencies)] if dependencies else [])  # fmt: skip
-        if (package_id, version) == ("Chain.B", "1.1.0"):
+        if package_id == "Chain.B":  # bob, who has a registered certificate, must sign every push
             sign(path, pki)
-        answer = push(feed.url, key, path)
+        answer = push(feed.url, bob if package_id == "Chain.B" else alice, path)
         assert answer.status_code == 201, answer.text
         pushed[(package_id, version)] = path.read_bytes()
 
