@@ -2,7 +2,7 @@
 default) and its background job workers. Both commands take exactly the same options (``opt.SERVE``).
 
 Thin: load the settings, open the context (migrating the embedded database), then
-- ``serve``: finish pushes a crash interrupted, bind, print one "listening" line on stdout, run the job workers
+- ``serve``: bind, print one "listening" line on stdout, run the job workers
   inside the process (unless ``serve_worker`` is off), serve until SIGINT/SIGTERM with JSON log lines on stderr;
 - ``worker``: print one "running" line, then run the job workers until SIGINT/SIGTERM.
 Server modules are imported inside the commands, so other commands never pay for them.
@@ -83,10 +83,7 @@ def _repository_signing_warnings(ctx: ServiceContext, base_url: str, *, create_d
 
 def _serve(settings: ServerSettings) -> None:
     from nuseal.server import app as server_app
-    from nuseal.server.services.push import resume_interrupted
-
     ctx = _open(settings)
-    resume_interrupted(ctx)  # pushes a crash stopped between commit and publish (each logged)
     try:
         sock = server_app.bind(settings.host, settings.port)
     except OSError as exc:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.support.feed_http import TIMEOUT, api_key
+from tests.support.feed_http import TIMEOUT, api_key, wait_available
 from tests.support.feed_packages import build_package
 from tests.support.nugetexe import NuGetExe
 from tests.support.server_factories import user
@@ -32,7 +32,7 @@ def test_nuget_exe_push_search_install_delete(feed: FeedServer, nuget_exe: NuGet
 
     code, stdout, stderr = nuget_exe.run("push", str(package), *source, "-ApiKey", key)
     assert code == 0 and "Your package was pushed." in stdout, stdout + stderr
-    status = httpx.get(f"{feed.url}/api/v1/packages/Smoke.Feed/2.0.0", timeout=TIMEOUT).json()
+    status = wait_available(feed.url, "Smoke.Feed", "2.0.0")  # the validation job made it available
     assert (status["status"], status["pushed_by"]) == ("available", "alice")
 
     code, stdout, stderr = nuget_exe.run("search", "Smoke", *source)
