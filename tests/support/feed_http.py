@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import secrets
+import ssl
 import time
 import zipfile
 from collections.abc import Iterator
@@ -46,14 +47,15 @@ def identity(package: Path | bytes) -> tuple[str, str]:
     return manifest.id, manifest.version.normalized
 
 
-def package_status(base_url: str, package_id: str, version: str, *, verify: str | bool = True) -> dict[str, Any]:
+def package_status(base_url: str, package_id: str, version: str, *,
+                   verify: ssl.SSLContext | str | bool = True) -> dict[str, Any]:
     response = httpx.get(f"{base_url}/api/v1/packages/{package_id}/{version}", timeout=TIMEOUT, verify=verify)
     assert response.status_code == 200, f"status of {package_id} {version}: {response.status_code} {response.text}"
     body: dict[str, Any] = response.json()
     return body
 
 
-def wait_validated(base_url: str, package_id: str, version: str, *, verify: str | bool = True,
+def wait_validated(base_url: str, package_id: str, version: str, *, verify: ssl.SSLContext | str | bool = True,
                    timeout: float = VALIDATION_TIMEOUT) -> dict[str, Any]:
     """Poll the status API until the version leaves ``validating`` (the pipeline's job ran); its status document.
     Fails the test if it is still validating after ``timeout`` seconds."""
@@ -72,7 +74,7 @@ def wait_validated(base_url: str, package_id: str, version: str, *, verify: str 
             time.sleep(0.2)
 
 
-def wait_available(base_url: str, package_id: str, version: str, *, verify: str | bool = True,
+def wait_available(base_url: str, package_id: str, version: str, *, verify: ssl.SSLContext | str | bool = True,
                    timeout: float = VALIDATION_TIMEOUT) -> dict[str, Any]:
     """:func:`wait_validated`, failing the test unless the version ended ``available``."""
     body = wait_validated(base_url, package_id, version, verify=verify, timeout=timeout)
@@ -81,7 +83,7 @@ def wait_available(base_url: str, package_id: str, version: str, *, verify: str 
 
 
 def push(base_url: str, key: str | None, package: Path | bytes, *, chunked: bool = True,
-         trailing_slash: bool = True, wait: bool = True, verify: str | bool = True) -> httpx.Response:
+         trailing_slash: bool = True, wait: bool = True, verify: ssl.SSLContext | str | bool = True) -> httpx.Response:
     """Push ``package`` as nuget.exe does; returns the response (any status). A 201 leaves the version
     ``validating``; with ``wait`` (the default) this returns only once the validation job has run (the version is
     ``available`` or ``failed``: see :func:`wait_validated`), so what follows sees the feed as it will stay."""

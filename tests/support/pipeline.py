@@ -37,6 +37,7 @@ class SigningServer:
     tls: TlsFiles
     pki: TestPki
     certificate: str  # the repository certificate added at start (active until another is activated)
+    public_url: str | None = None  # the feed's public URL when it is not where it listens
 
     @property
     def url(self) -> str:
@@ -44,7 +45,8 @@ class SigningServer:
 
     @property
     def service_index(self) -> str:
-        return f"{self.feed.url}/v3/index.json"
+        """What the feed's repository signatures name."""
+        return f"{self.public_url or self.feed.url}/v3/index.json"
 
     @property
     def verify(self) -> ssl.SSLContext:
@@ -72,8 +74,11 @@ def server_environment(**extra: str) -> dict[str, str]:
 
 
 def start_signing_server(factory: DatabaseFactory, backend: str, folder: Path, pki: TestPki, tls: TlsFiles,
-                         *, env: dict[str, str] | None = None) -> SigningServer:  # fmt: skip
+                         *, env: dict[str, str] | None = None, public_url: str | None = None) -> SigningServer:
+    """The signing feed on ``backend``; ``public_url`` pins the URL its signatures name (so that restarts on other
+    ports keep it)."""
     folder.mkdir(parents=True, exist_ok=True)
+    env = (env or {}) | ({"NUSEAL_PUBLIC_URL": public_url} if public_url else {})
     roots = write_trust_roots(pki, folder)
     feed = start_feed_server(factory, backend, folder, roots=roots, env=server_environment(**(env or {})),
                              extra_args=("--tls-cert", str(tls.chain), "--tls-key", str(tls.key)),
@@ -85,7 +90,7 @@ def start_signing_server(factory: DatabaseFactory, backend: str, folder: Path, p
         feed.stop()
         tsa.close()
         raise
-    return SigningServer(feed, tsa, roots, tls, pki, sha256)
+    return SigningServer(feed, tsa, roots, tls, pki, sha256, public_url)
 
 
 def author(server: SigningServer, pki: TestPki, name: str = "alice") -> str:

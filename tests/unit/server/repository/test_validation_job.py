@@ -13,7 +13,7 @@ from tests.support.repository_signing import SERVICE_INDEX, SigningFeed, signatu
 
 from nuseal.enums import SignatureKind
 from nuseal.server.db.models import PackageVersion
-from nuseal.server.services import certificates, push, repository_certificates, status, validation
+from nuseal.server.services import certificates, push, push_checks, repository_certificates, status, validation
 from nuseal.server.services.permissions import Operator, Principal
 from nuseal.server.services.validation import FeedSigning, Outcome
 
@@ -23,7 +23,7 @@ OPERATOR = Operator()
 def _key(feed: SigningFeed, name: str, *, certificate: bool) -> Principal:
     from nuseal.server.services import accounts
 
-    feed._owner(name)  # noqa: SLF001 - the support class's account helper
+    feed._owner(name)
     if certificate:
         certificates.register(feed.ctx, OPERATOR, name, feed.pki.leaf.der, "leaf.cer")
     with feed.ctx.db.reading() as session:
@@ -107,9 +107,8 @@ def _row(feed: SigningFeed):  # type: ignore[no-untyped-def]
 def _pushed_raw(feed: SigningFeed, who: Principal, path: Path) -> int:
     """A validating version for ``path`` as persist leaves it (the push's checks refuse repository signatures
     today; the job must still strip any that reach it)."""
-    parsed = push.push_checks.parse(path)
-    persisted = push.persist(feed.ctx, who, parsed, push.push_checks.verify(feed.ctx, parsed)
-                             if parsed.repository_countersignature is None else push.push_checks.Verification())
+    parsed = push_checks.parse(path)
+    persisted = push.persist(feed.ctx, who, parsed, push_checks.Verification())
     return persisted.version_id
 
 
@@ -131,7 +130,7 @@ def test_a_rotation_while_signing_makes_the_job_sign_again_with_the_new_certific
 ) -> None:
     carol = _key(feed, "carol", certificate=False)
     version_id = _pushed(feed, "Job.Rotated", "1.0.0", author_signed=False, who=carol)
-    real_commit = validation._commit  # noqa: SLF001
+    real_commit = validation._commit
     new: list[str] = []
 
     def rotate_then_commit(*args: object, **kwargs: object) -> Outcome:

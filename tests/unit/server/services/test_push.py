@@ -103,8 +103,8 @@ def test_an_unsigned_package_is_stored_registered_and_available_at_once(feed: Fe
         assert row.published_at == feed.ctx.now() and row.package_size == path.stat().st_size
     with feed.ctx.blobs.open(row.package_blob) as reader:
         assert reader.read() == path.read_bytes()  # the pushed bytes, exactly
-    with feed.ctx.blobs.open(row.upload_blob) as reader:
-        assert reader.read() == path.read_bytes()
+    with feed.ctx.blobs.open(row.upload_blob) as upload:
+        assert upload.read() == path.read_bytes()
     assert not [k for k in stored_keys(feed.ctx) if k.startswith("incoming/")]
     [event] = [e for e in audit.list_events(feed.ctx) if e.action == "package:version:push"]
     assert event.subject == "Contoso.Lib/1.0.0-Beta" and event.actor.startswith("carl for contoso (key ")
