@@ -21,7 +21,7 @@ from nuseal.server.services.permissions import Operator
 from nuseal.x509 import certs
 from tests.support.feed_http import TIMEOUT, api_key
 from tests.support.pki import IssuedCert, TestPki
-from tests.support.repository_signing import KEY_SECRET, LoopbackTsa, write_trust_roots
+from tests.support.repository_signing import KEY_SECRET, LoopbackTsa, WorkerProcess, start_worker, write_trust_roots
 from tests.support.server_factories import user
 from tests.support.server_fixtures import DatabaseFactory, FeedServer, TlsFiles, start_feed_server
 from tests.unit.sign.helpers import signer_for
@@ -38,6 +38,7 @@ class SigningServer:
     pki: TestPki
     certificate: str  # the repository certificate added at start (active until another is activated)
     public_url: str | None = None  # the feed's public URL when it is not where it listens
+    worker: WorkerProcess | None = None  # the `nuseal worker` running the jobs (None: the server's own threads)
 
     @property
     def url(self) -> str:
@@ -56,7 +57,24 @@ class SigningServer:
         """Another repository certificate from the PKI (activated unless told not to); its SHA-256."""
         return _add(self.feed, self.tsa, self.pki.issue_leaf(f"feed-repo-{secrets.token_hex(4)}"), activate=activate)
 
+    def worker_env(self, folder: Path, **extra: str) -> dict[str, str]:
+        """The settings of a ``nuseal worker`` for this feed (same database, store, queue, public URL, roots)."""
+        feed = self.feed
+        settings = feed.ctx.settings
+        env = {
+            "NUSEAL_DATA": str(folder / f"worker-{secrets.token_hex(3)}"),
+            "NUSEAL_DATABASE_URL": feed.database_url, "NUSEAL_STORAGE": feed.storage.url,
+            "NUSEAL_QUEUE_URL": f"sqlite:///{feed.data_dir / 'queue.db'}",
+            "NUSEAL_PUBLIC_URL": self.public_url or self.feed.url,
+            "NUSEAL_TRUST_ROOTS": str(settings.trust_roots), "NUSEAL_TIMESTAMP_ROOTS": str(settings.timestamp_roots),
+            "NUSEAL_REVOCATION_MODE": "offline", "NUSEAL_REPOSITORY_KEY_SECRET": KEY_SECRET,
+            "NUSEAL_JOB_LEASE_SECONDS": "3",
+        }  # fmt: skip
+        return env | feed.storage.env | extra
+
     def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
         self.feed.stop()
         self.tsa.close()
 
@@ -74,11 +92,15 @@ def server_environment(**extra: str) -> dict[str, str]:
 
 
 def start_signing_server(factory: DatabaseFactory, backend: str, folder: Path, pki: TestPki, tls: TlsFiles,
-                         *, env: dict[str, str] | None = None, public_url: str | None = None) -> SigningServer:
+                         *, env: dict[str, str] | None = None, public_url: str | None = None,
+                         worker: bool = True) -> SigningServer:
     """The signing feed on ``backend``; ``public_url`` pins the URL its signatures name (so that restarts on other
-    ports keep it)."""
+    ports keep it); ``worker``: the jobs run in one ``nuseal worker`` process (the server runs none), else in the
+    server's own threads."""
     folder.mkdir(parents=True, exist_ok=True)
     env = (env or {}) | ({"NUSEAL_PUBLIC_URL": public_url} if public_url else {})
+    if worker:
+        env["NUSEAL_SERVE_WORKER"] = "false"
     roots = write_trust_roots(pki, folder)
     feed = start_feed_server(factory, backend, folder, roots=roots, env=server_environment(**(env or {})),
                              extra_args=("--tls-cert", str(tls.chain), "--tls-key", str(tls.key)),
@@ -90,7 +112,10 @@ def start_signing_server(factory: DatabaseFactory, backend: str, folder: Path, p
         feed.stop()
         tsa.close()
         raise
-    return SigningServer(feed, tsa, roots, tls, pki, sha256, public_url)
+    server = SigningServer(feed, tsa, roots, tls, pki, sha256, public_url)
+    if worker:
+        server.worker = start_worker(server.worker_env(folder), folder / "worker.log")
+    return server
 
 
 def author(server: SigningServer, pki: TestPki, name: str = "alice") -> str:

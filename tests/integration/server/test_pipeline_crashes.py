@@ -27,7 +27,7 @@ from tests.support.feed_http import TIMEOUT, api_key, push, wait_validated
 from tests.support.feed_packages import build_package, sign
 from tests.support.pipeline import SigningServer, author, start_signing_server
 from tests.support.pki import TestPki
-from tests.support.repository_signing import KEY_SECRET, WorkerProcess, signatures_of, start_worker
+from tests.support.repository_signing import WorkerProcess, signatures_of, start_worker
 from tests.support.server_factories import user
 from tests.support.server_fixtures import BACKENDS, DatabaseFactory, TlsFiles
 
@@ -78,25 +78,15 @@ class Crashes:
     pushed: list[tuple[str, str, bytes]]  # (id, version, pushed bytes) of every accepted push
 
     def worker_env(self, **extra: str) -> dict[str, str]:
-        feed = self.server.feed
-        settings = feed.ctx.settings
-        env = {
-            "NUSEAL_DATA": str(self.folder / f"worker-{secrets.token_hex(3)}"),
-            "NUSEAL_DATABASE_URL": feed.database_url, "NUSEAL_STORAGE": feed.storage.url,
-            "NUSEAL_QUEUE_URL": f"sqlite:///{feed.data_dir / 'queue.db'}", "NUSEAL_PUBLIC_URL": PUBLIC,
-            "NUSEAL_TRUST_ROOTS": str(settings.trust_roots), "NUSEAL_TIMESTAMP_ROOTS": str(settings.timestamp_roots),
-            "NUSEAL_REVOCATION_MODE": "offline", "NUSEAL_REPOSITORY_KEY_SECRET": KEY_SECRET,
-            "NUSEAL_JOB_LEASE_SECONDS": "3",
-        }  # fmt: skip
-        return env | feed.storage.env | extra
+        return self.server.worker_env(self.folder, **extra)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def crashes(request: pytest.FixtureRequest, database_factory: DatabaseFactory, pki: TestPki, tls_files: TlsFiles,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Crashes]:  # fmt: skip
     folder = tmp_path_factory.mktemp("crashes")
-    server = start_signing_server(database_factory, request.param, folder, pki, tls_files,
-                                  env={"NUSEAL_SERVE_WORKER": "false"}, public_url=PUBLIC)  # fmt: skip
+    server = start_signing_server(database_factory, request.param, folder, pki, tls_files, public_url=PUBLIC,
+                                  worker=False, env={"NUSEAL_SERVE_WORKER": "false"})  # each case starts its own
     user(server.feed.ctx, "carol")
     keys = {"alice": author(server, pki, "alice"), "carol": api_key(server.feed.ctx, "carol")}
     yield Crashes(server, keys, folder, [])

@@ -26,13 +26,15 @@ from tests.support.server_fixtures import BACKENDS, DatabaseFactory, TlsFiles, s
 from nuseal.enums import SignatureKind
 
 NUSEAL = str(Path(sys.executable).with_name("nuseal"))
+#: The feed's public URL (what its signatures and documents name); tests reach it at its loopback address.
+PUBLIC = "https://feed.example.test"
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def server(request: pytest.FixtureRequest, database_factory: DatabaseFactory, pki: TestPki, tls_files: TlsFiles,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[SigningServer]:  # fmt: skip
     started = start_signing_server(database_factory, request.param, tmp_path_factory.mktemp("pipeline"), pki,
-                                   tls_files)  # fmt: skip
+                                   tls_files, public_url=PUBLIC)  # fmt: skip
     yield started
     started.stop()
 
@@ -90,7 +92,7 @@ def test_an_unsigned_push_is_served_with_a_repository_primary_signature(server: 
     assert "Signature type: Repository" in verified.stdout
     checked = _openssl_verify(served, server.roots)
     assert checked.returncode == 0 and "Verification successful" in checked.stderr, checked.stderr
-    assert served.with_suffix(".content").read_bytes().startswith(b"Version:1\r\n")
+    assert served.with_suffix(".content").read_bytes().startswith(b"Version:1\n\n2.16.840.1.101.3.4.2.1-Hash:")
     # removing the repository signature gives back the pushed (unsigned) package's content
     removed = subprocess.run([NUSEAL, "remove-signature", str(served), "--repository-only"], capture_output=True,
                              text=True, timeout=60, check=False)  # fmt: skip
@@ -122,7 +124,16 @@ def test_an_author_signed_push_is_countersigned_and_its_author_signature_kept(se
     removed = subprocess.run([NUSEAL, "remove-signature", str(served), "--repository-only"], capture_output=True,
                              text=True, timeout=60, check=False)  # fmt: skip
     assert removed.returncode == 0, removed.stderr
-    assert served.read_bytes() == original  # the pushed bytes, exactly
+    # Every other entry as pushed, the author signature intact and no repository signature left. Not the whole
+    # file: the countersigner's certificates stay in the SignedData certificate set after the countersignature is
+    # removed (as NuGet's RemoveRepositorySignaturesAsync leaves them), so .signature.p7s is larger than pushed.
+    stripped = signatures_of(served.read_bytes(), tmp_path)
+    assert (stripped.primary, stripped.repository_signatures) == (SignatureKind.AUTHOR, 0)
+    assert stripped.author_signature_value == before.author_signature_value
+    with zipfile.ZipFile(served) as after, zipfile.ZipFile(pushed) as before_zip:
+        assert [i.filename for i in after.infolist()] == [i.filename for i in before_zip.infolist()]
+        assert {i.filename: after.read(i) for i in after.infolist() if i.filename != ".signature.p7s"} == {
+            i.filename: before_zip.read(i) for i in before_zip.infolist() if i.filename != ".signature.p7s"}
 
 
 def test_a_second_owner_is_named_in_the_signature_sorted_case_insensitively(server: SigningServer, carol: str,
@@ -145,9 +156,9 @@ def test_a_second_owner_is_named_in_the_signature_sorted_case_insensitively(serv
 def test_the_service_index_advertises_repository_signatures_over_https(server: SigningServer) -> None:
     index = httpx.get(f"{server.url}/v3/index.json", verify=server.verify, timeout=TIMEOUT).json()
     advertised = [(r["@type"], r["@id"]) for r in index["resources"] if "RepositorySignatures" in r["@type"]]
-    assert advertised == [(f"RepositorySignatures/{v}", f"{server.url}/v3/repository-signatures/{v}/index.json")
+    assert advertised == [(f"RepositorySignatures/{v}", f"{PUBLIC}/v3/repository-signatures/{v}/index.json")
                           for v in ("5.0.0", "4.9.0", "4.7.0")]  # fmt: skip
-    document = httpx.get(advertised[0][1], verify=server.verify, timeout=TIMEOUT).json()
+    document = httpx.get(advertised[0][1].replace(PUBLIC, server.url), verify=server.verify, timeout=TIMEOUT).json()
     assert server.certificate in [c["fingerprints"]["2.16.840.1.101.3.4.2.1"] for c in document["signingCertificates"]]
 
 
