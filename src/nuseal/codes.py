@@ -118,6 +118,9 @@ class IssueCode(str, Enum):
     INVALID_PACKAGE_ENTRY = "InvalidPackageEntry"
     #: Push: the version was accepted but could not be stored or published (storage or database failure).
     PACKAGE_STORAGE_FAILED = "PackageStorageFailed"
+    # --- validation pipeline (branch pipeline, issue 11)
+    #: The validation job could not repository-sign the package, or the signed result did not verify.
+    REPOSITORY_SIGNING_FAILED = "RepositorySigningFailed"
 
     @property
     def summary(self) -> str:
@@ -146,6 +149,7 @@ _ISSUE_SUMMARIES: dict[IssueCode, str] = {
     IssueCode.SIGNED_TO_UNSIGNED_TRANSITION: "The previous version was author-signed; the pushed one is unsigned.",
     IssueCode.PACKAGE_ALREADY_EXISTS: "The package version already exists on the feed.",
     IssueCode.REPOSITORY_SIGNATURE_NOT_ACCEPTED: "The feed does not take packages carrying a repository signature.",
+    IssueCode.REPOSITORY_SIGNING_FAILED: "The feed could not repository-sign the package.",
     IssueCode.PACKAGE_IS_ZIP64: "Zip64 packages are not supported by the feed.",
     IssueCode.INVALID_NUSPEC: "The package's nuspec is missing, unreadable or breaks the feed's manifest rules.",
     IssueCode.PACKAGE_CONTAINS_TOO_MANY_ENTRIES: "The package contains too many files and/or folders.",

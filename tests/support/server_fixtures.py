@@ -293,10 +293,20 @@ class FeedServer:
     database_url: str
     storage: Storage
     data_dir: Path
+    #: More ``nuseal serve`` options (e.g. ``--tls-cert``/``--tls-key``), kept for restarts.
+    extra_args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         return self.serve.url
+
+    def restart(self, log_path: Path, *, env: dict[str, str] | None = None) -> ServeProcess:
+        """Start ``nuseal serve`` again on the same data folder, database and blob store (after a stop or a
+        kill); ``env`` replaces the extra environment for this start (e.g. a crash point)."""
+        self.serve = start_serve(self.arguments(self.data_dir), log_path,
+                                 env=self.storage.env | self.env | (env or {}))  # fmt: skip
+        return self.serve
 
     def another_process(self, log_path: Path, *, env: dict[str, str] | None = None) -> ServeProcess:
         """A second ``nuseal serve`` on the same database and blob store (its own data folder)."""
@@ -311,7 +321,7 @@ class FeedServer:
             args += ["--trust-roots", str(settings.trust_roots)]
         if settings.timestamp_roots is not None:
             args += ["--timestamp-roots", str(settings.timestamp_roots)]
-        return args
+        return args + list(self.extra_args)
 
     def stop(self) -> None:
         self.serve.stop()
@@ -319,20 +329,22 @@ class FeedServer:
 
 
 def start_feed_server(factory: DatabaseFactory, backend: str, folder: Path, *, roots: Path | None = None,
-                      env: dict[str, str] | None = None) -> FeedServer:
+                      env: dict[str, str] | None = None, extra_args: tuple[str, ...] = (),
+                      settings: dict[str, object] | None = None) -> FeedServer:
     """``nuseal serve`` on a fresh database and blob store of ``backend``, with ``roots`` (PEM) as its code
     signing and timestamping trust roots and revocation offline. The setup context runs on the real clock, like
-    the server."""
+    the server; ``settings`` go to the setup context too (give the server the same through ``env``)."""
     folder.mkdir(parents=True, exist_ok=True)
     url = factory.new_url(backend)
     storage = factory.new_storage(backend, folder / "blobs")
     db = Database(url)
-    extra: dict[str, object] = {"revocation_mode": "offline"}
+    extra: dict[str, object] = {"revocation_mode": "offline", **(settings or {})}
     if roots is not None:
         extra |= {"trust_roots": roots, "timestamp_roots": roots}
     ctx = make_context(db, folder / "data", system_clock, storage, **extra)
-    server = FeedServer(backend, cast(ServeProcess, None), ctx, url, storage, folder / "data")
-    server.serve = start_serve(server.arguments(folder / "data"), folder / "serve.log", env=storage.env | (env or {}))
+    server = FeedServer(backend, cast(ServeProcess, None), ctx, url, storage, folder / "data", extra_args,
+                        dict(env or {}))
+    server.serve = start_serve(server.arguments(folder / "data"), folder / "serve.log", env=storage.env | server.env)
     return server
 
 

@@ -2,7 +2,7 @@
 default) and its background job workers. Both commands take exactly the same options (``opt.SERVE``).
 
 Thin: load the settings, open the context (migrating the embedded database), then
-- ``serve``: finish pushes a crash interrupted, bind, (``--demo``: seed the demo feed), print one "listening" line
+- ``serve``: bind, (``--demo``: seed the demo feed), print one "listening" line
   on stdout (``--demo``: then the demo's user, key and URLs), run the job workers inside the process (unless
   ``serve_worker`` is off), serve until SIGINT/SIGTERM (``--workers N``: in N HTTP worker processes) with JSON log
   lines on stderr;
@@ -117,10 +117,7 @@ def _demo_lines(ctx: ServiceContext, url: str) -> list[str]:
 
 def _serve(settings: ServerSettings, *, demo: bool = False) -> None:
     from nuseal.server import app as server_app
-    from nuseal.server.services.push import resume_interrupted
-
     ctx = _open(settings)
-    resume_interrupted(ctx)  # pushes a crash stopped between commit and publish (each logged)
     try:
         sock = server_app.bind(settings.host, settings.port)
     except OSError as exc:

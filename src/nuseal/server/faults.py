@@ -17,7 +17,7 @@ from typing import Final
 
 ENV: Final = "NUSEAL_TEST_CRASH_AT"
 
-#: Every checkpoint a job passes, in the order a re-sign passes them (the validation job adds its own).
+#: Every checkpoint a job passes, in the order a re-sign (then a push and its validation) passes them.
 CRASH_POINTS: Final = (
     "resign.claimed",  # leases taken, nothing done yet
     "resign.signed",  # the new package is signed in a temporary folder
@@ -25,6 +25,14 @@ CRASH_POINTS: Final = (
     "resign.committed",  # the database serves the new blob, the old blob is not deleted yet
     "resign.old_blob_deleted",  # the version is done
     "resign.finalizing",  # nothing left for the run: about to complete it
+    # the push pipeline (branch pipeline): the server's push, then the validation job (services.validation)
+    "push.staged",  # the upload is stored under its upload key, no version row yet
+    "push.persisted",  # the version row (validating) is committed, the job not enqueued yet
+    "validate.leased",  # the job holds the version's lease, nothing read yet
+    "validate.judged",  # checks, stripping, verification and signer rules passed
+    "validate.signed",  # the repository-signed package is in a temporary folder
+    "validate.blob_written",  # the signed blob is stored, the database still says validating
+    "validate.committed",  # the version is available; the job has not returned yet
 )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.support.feed_http import TIMEOUT, api_key, push
+from tests.support.feed_http import TIMEOUT, api_key, push, wait_available
 from tests.support.feed_packages import build_package
 from tests.support.nugetexe import NuGetExe
 from tests.support.server_factories import user
@@ -59,7 +59,7 @@ def test_nuget_exe_push_list_install_delete(feed: FeedServer, nuget_exe: NuGetEx
         pushed = list(pool.map(lambda path: push(feed.url, key, path).status_code,
                                [path for version, path in built.items() if version != "1.1.0"] + [other]))
     assert pushed == [201] * len(built)  # every version but 1.1.0, plus Interop.Other
-    status = httpx.get(f"{feed.url}/api/v1/packages/Interop.Feed/1.1.0", timeout=TIMEOUT).json()
+    status = wait_available(feed.url, "Interop.Feed", "1.1.0")  # the validation job made it available
     assert (status["status"], status["pushed_by"]) == ("available", "alice")
 
     # list: the latest stable version of each id; -Prerelease: the absolute latest; -AllVersions: every listed

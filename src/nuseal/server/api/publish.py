@@ -2,7 +2,10 @@
 
 - ``PUT /api/v2/package`` (and ``.../package/``: nuget.exe adds the slash): push. The API key is checked before
   the body is read; the body is streamed to a temporary file (413 past ``max_package_bytes``), then the push
-  service runs. 201; 400 refused package (one ``CODE: message`` line per problem in the body, nuget.org's text
+  service runs and hands the version to the validation job. 201 at ``validating`` (nuget.org also answers
+  201 Created while its asynchronous validation runs; NuGet clients take 201 and 202 alike): the package is served
+  once the job made it ``available``, which ``GET /api/v1/packages/{id}/{version}`` tells. 400 refused package
+  (one ``CODE: message`` line per problem in the body, nuget.org's text
   as the reason phrase); 401 missing or bad key, or a key (or account) that may not push this id (nuget.org
   answers 401 here, not 403); 409 existing version; 413 too large; 503 storage failure. Warnings ride in
   ``X-NuGet-Warning`` headers of the 201.
@@ -23,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from nuseal.server.api.apikey_auth import NOT_AUTHORIZED, Caller
 from nuseal.server.api.deps import service_context
 from nuseal.server.api.uploads import receive_package
+from nuseal.server.jobs.queue import JobQueue, open_huey
 from nuseal.server.services import packages, push
 from nuseal.server.services.context import ServiceContext
 from nuseal.server.services.errors import AuthenticationError, NotFoundError
@@ -52,13 +56,23 @@ def may_push(caller: Principal) -> Principal:
     return caller
 
 
+def job_queue(request: Request, ctx: ServiceContext) -> JobQueue:
+    """The app's job queue (opened on first use: enqueuing needs no worker in this process)."""
+    queue = getattr(request.app.state, "jobs", None)
+    if queue is None:
+        queue = JobQueue(open_huey(ctx.settings))
+        request.app.state.jobs = queue
+    return queue
+
+
 async def put_package(request: Request, caller: Caller, ctx: Annotated[ServiceContext, Depends(service_context)]
                       ) -> Response:
     """Push a package: ``multipart/form-data`` whose first part is the ``.nupkg``."""
     principal = may_push(caller)
     path = await receive_package(request, ctx.settings.data_dir / "tmp", ctx.settings.max_package_bytes)
     try:
-        outcome = await run_in_threadpool(push.push_package, ctx, principal, path)
+        outcome = await run_in_threadpool(push.push_package, ctx, principal, path,
+                                          enqueue=job_queue(request, ctx).enqueue_validation)
     except AccessDenied as exc:
         raise AuthenticationError(f"{NOT_AUTHORIZED} ({exc.message})") from None
     finally:

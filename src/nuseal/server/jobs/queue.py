@@ -10,8 +10,10 @@ make the second delivery find nothing to do.
 Tasks (names are part of the queue's format: keep them):
 
 - ``nuseal.resign_batch(run_id)``: one batch of a re-signing run; enqueues the next batch while work remains.
-- ``nuseal.sweep()``: periodic; re-enqueues abandoned work, completes finished runs; extra sweeps can be added
-  with :meth:`JobQueue.add_sweep` (the validation job of the push pipeline will add its own).
+- ``nuseal.validate(version_id)``: the push pipeline's validation job (:mod:`nuseal.server.services.validation`):
+  a ``validating`` version to ``available`` (repository-signed) or ``failed``.
+- ``nuseal.sweep()``: periodic; re-enqueues abandoned work (re-signing batches, ``validating`` versions nobody
+  holds), completes finished runs; extra sweeps can be added with :meth:`JobQueue.add_sweep`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from huey.api import Huey
 
 from nuseal.errors import NusealError
 from nuseal.server.jobs.runtime import WorkerRuntime
-from nuseal.server.services import rotation
+from nuseal.server.services import rotation, validation
 from nuseal.server.settings import ServerSettings
 
 _log = logging.getLogger(__name__)
@@ -70,8 +72,9 @@ class JobQueue:
     def __init__(self, huey: Huey) -> None:
         self.huey = huey
         self._runtime: WorkerRuntime | None = None
-        self._sweeps: list[Sweep] = [_resign_sweep]
+        self._sweeps: list[Sweep] = [_resign_sweep, _validation_sweep]
         self._resign = huey.task(name="nuseal.resign_batch", retries=3, retry_delay=RETRY_DELAY)(self._resign_batch)
+        self._validate = huey.task(name="nuseal.validate", retries=3, retry_delay=RETRY_DELAY)(self._validate_version)
         self._sweep = huey.periodic_task(crontab(minute="*"), name="nuseal.sweep")(self.run_sweep)
 
     # --- enqueuing (any process) -------------------------------------------------------------------------------
@@ -80,6 +83,10 @@ class JobQueue:
         """Start ``copies`` batch chains for the run (more copies = more workers on it at once)."""
         for _ in range(copies):
             self._resign(run_id)
+
+    def enqueue_validation(self, version_id: int) -> None:
+        """Hand a ``validating`` version to the validation job (called after the push's commit)."""
+        self._validate(version_id)
 
     def enqueue_sweep(self) -> None:
         self._sweep()
@@ -112,6 +119,18 @@ class JobQueue:
             except NusealError as exc:  # one sweep failing (database down) must not stop the others
                 _log.warning("sweep failed", extra={"fields": {"sweep": sweep.__name__, "error": str(exc)}})
 
+    def _validate_version(self, version_id: int) -> None:
+        runtime = self.runtime
+        signing = validation.FeedSigning(runtime.keyring, runtime.service_index_url)
+        try:
+            outcome = validation.validate_version(runtime.ctx, version_id, signing=signing)
+        except rotation.NoActiveCertificateError as exc:
+            # Nothing to sign with: the version stays validating (never served unsigned); the sweep retries.
+            _log.warning("validation waits", extra={"fields": {"version": version_id, "reason": exc.message}})
+            return
+        if outcome is validation.Outcome.RETRY:  # the active certificate changed under the job: sign again
+            self._validate(version_id)
+
     def _resign_batch(self, run_id: int) -> None:
         runtime = self.runtime
         try:
@@ -128,6 +147,14 @@ class JobQueue:
         }})  # fmt: skip
         if result.more and result.claimed:
             self._resign(run_id)
+
+
+def _validation_sweep(runtime: WorkerRuntime, queue: JobQueue) -> None:
+    stuck = validation.stuck_versions(runtime.ctx)
+    for version_id in stuck:
+        queue.enqueue_validation(version_id)
+    if stuck:
+        _log.info("sweep", extra={"fields": {"validating": stuck}})
 
 
 def _resign_sweep(runtime: WorkerRuntime, queue: JobQueue) -> None:

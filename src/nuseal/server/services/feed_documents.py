@@ -465,6 +465,7 @@ class FeedReader:
         self.urls = FeedUrls(public_url.rstrip("/"))
         self._cache = _SerialCache(db)
         self._service_index = Rendered.of(self._build_service_index().to_json())
+        self._with_extra: dict[tuple[object, ...], Rendered] = {}
 
     # service index ---------------------------------------------------------------------------------------------
 
@@ -491,8 +492,19 @@ class FeedReader:
                       for t in ResourceKind.LEGACY_GALLERY.advertised]
         return ServiceIndex(version="3.0.0", resources=resources)
 
-    def service_index(self) -> Rendered:
-        return self._service_index
+    def service_index(self, extra: Sequence[ServiceIndexResource] = ()) -> Rendered:
+        """The service index; ``extra`` resources (RepositorySignatures, which depends on the settings) are
+        appended. Rendered once per distinct ``extra`` (it changes only with the settings)."""
+        if not extra:
+            return self._service_index
+        key = tuple((r.url, repr(r.type), r.comment) for r in extra)
+        rendered = self._with_extra.get(key)
+        if rendered is None:
+            index = self._build_service_index()
+            rendered = Rendered.of(ServiceIndex(version=index.version,
+                                                resources=[*index.resources, *extra]).to_json())
+            self._with_extra[key] = rendered
+        return rendered
 
     # flat container --------------------------------------------------------------------------------------------
 

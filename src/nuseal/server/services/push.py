@@ -1,7 +1,8 @@
-"""Pushing a package (``PackagePublish/2.0.0`` ``PUT``): the checks, then persist and publish, as named steps.
+"""Pushing a package (``PackagePublish/2.0.0`` ``PUT``): the checks, then persist and hand over, as named steps.
 
     check (push_checks: parse -> package checks -> access -> signing fast stage -> verify -> signing full stage)
-      -> persist (the signer rules judged again inside its transaction) -> publish
+      -> persist (the signer rules judged again inside its transaction; the version is ``validating``)
+      -> enqueue the validation job (:mod:`.validation`), after the commit
 
 :func:`push_package` runs them in order. The checks are :func:`.push_checks.check_push`, the same call the dry run
 (``POST /api/v1/packages/check``) makes; the first refusal stops the push with :class:`PushRejected` (400, carrying
@@ -10,15 +11,19 @@
 written before every check has passed: the uploaded file is a local temporary file (the API layer received it,
 counting bytes), so a refused package's bytes never reach the blob store.
 
-- **persist**: the upload is staged under ``incoming/`` and one transaction share-locks the registration and the
+- **persist**: the upload is staged, then published under its own content-addressed key
+  (:func:`upload_key`, ``uploads/...``: never served), and one transaction share-locks the registration and the
   accounts whose certificates count (:mod:`.row_locks`), authorizes and checks conflicts again, judges the signer
   rules once more on what it reads (:func:`.signing_rules.judge_in_session`: a certificate removed while the push
   was being verified is seen here, and a removal arriving now waits for this commit), then writes the
-  registration (new id), its first owner, the version row (status ``validating``, metadata, warnings) and the
-  audit event ``package:version:push``. A judgement that fails here refuses the push like the checks do.
-- **publish** (:func:`complete`): the staged blob is published under its final content-addressed key and the
-  nuspec next to it, then a second transaction points the row at them, makes it ``available`` and bumps the
-  feed serial. Until that commit the version is not served (only ``available`` rows with a blob key are).
+  registration (new id), its first owner, the version row (status ``validating``, ``upload_blob`` = the pushed
+  bytes, metadata, warnings) and the audit event ``package:version:push``. A judgement that fails here refuses
+  the push like the checks do.
+- **enqueue**: the version id goes to the job queue after the commit. The validation job leases the version,
+  checks, strips, judges and repository-signs it, and only then makes it ``available`` (see :mod:`.validation`).
+  A lost message or a crash costs time, never the package: the periodic sweep re-enqueues every ``validating``
+  version nobody holds. The push answers 201 at ``validating`` (nuget.org answers 201 Created while its
+  asynchronous validation runs); clients that need the package poll ``GET /api/v1/packages/{id}/{version}``.
 
 Refused pushes (decision, docs/server.md "Refused pushes"): a refusal by the signing steps (fast stage,
 verification, full stage) of a push the key's account may make is recorded as a ``failed`` version row carrying
@@ -27,40 +32,28 @@ audit event ``package:version:refuse``. The status API shows it; the feed never 
 same version replaces it (as any failed version). A new id's registration is created for it, owned by the
 account pushed for, as for any push. Refusals before that (not a package, nuget.org's package checks, access,
 conflict) record nothing.
-
-Crash safety: a process dying between persist and publish leaves a ``validating`` row whose upload still sits in
-``incoming/`` (or already under its final key, which no row points at: an orphan is never served).
-:func:`resume_interrupted` (run when ``nuseal serve`` starts, for rows older than a grace period) finishes such
-pushes from what the store holds, or marks them ``failed`` when the upload is gone. Until repository signing
-exists the push is validated synchronously, so a 201 push is ``available`` at once; the asynchronous pipeline
-of issue 11 will take over ``publish`` as its job and leave the 201 at ``validating`` (its job can judge with
-:func:`.signing_rules.judge_in_session` in its own transaction).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import logging
-import tempfile
-import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Final, cast
+from typing import Any, Final
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from nuseal.codes import IssueCode
-from nuseal.errors import NusealError
 from nuseal.findings import Finding, Severity
-from nuseal.package.nuspec import Manifest, nuspec_in_archive
+from nuseal.package.nuspec import Manifest
+from nuseal.server import faults
 from nuseal.server.db.models import Account, PackageRegistration, PackageVersion, VersionStatus
-from nuseal.server.services import audit, feed_state, packages, signing_rules
+from nuseal.server.services import audit, packages, signing_rules, validation
 from nuseal.server.services.context import ServiceContext
 from nuseal.server.services.errors import ConflictError, DomainError
 from nuseal.server.services.permissions import AccessDenied, Principal
@@ -75,15 +68,13 @@ from nuseal.server.services.push_checks import (
     conflict_message,
     is_conflict,
 )
+from nuseal.server.services.validation import Outcome
 from nuseal.server.storage import PutResult, StagedBlob, StorageError
-from nuseal.server.storage.base import HashingReader
 
 _log = logging.getLogger(__name__)
 
 VERSION_PUSH: Final = "package:version:push"
 VERSION_REFUSE: Final = "package:version:refuse"
-#: A ``validating`` row older than this at start-up belongs to a push that died (pushes take seconds).
-RESUME_GRACE: Final = timedelta(minutes=10)
 
 
 class PushStorageFailed(DomainError):
@@ -143,6 +134,10 @@ class Persisted:
     created_registration: bool
     replaced_blobs: tuple[str, ...] = field(default=())
     warnings: tuple[Finding, ...] = field(default=())
+
+    @property
+    def upload_key(self) -> str:
+        return self.staged.key
 
 
 def _take_version(session: Session, actor: Principal, parsed: ParsedPackage, at: datetime
@@ -219,6 +214,8 @@ def persist(ctx: ServiceContext, actor: Principal, parsed: ParsedPackage, verifi
     at = ctx.now()
     with parsed.path.open("rb") as handle:
         staged = ctx.blobs.stage(handle, max_bytes=ctx.settings.max_package_bytes)
+    staged = _publish_upload(ctx, parsed, staged)
+    faults.checkpoint("push.staged")
     refused: PushRejected | None = None
     try:
         with ctx.db.transaction() as session:
@@ -245,10 +242,29 @@ def persist(ctx: ServiceContext, actor: Principal, parsed: ParsedPackage, verifi
         _delete_quietly(ctx, staged.key)
         raise
     if refused is not None:
-        for key in (staged.key, *replaced):
+        for key in dict.fromkeys((staged.key, *replaced)):
             _delete_quietly(ctx, key)
         raise refused
     return Persisted(version_id, staged, created, replaced, judgement.warnings)
+
+
+def upload_key(lower_id: str, lower_version: str, sha256: str) -> str:
+    """Where the pushed bytes are kept (content-addressed; never served: the feed serves ``package_blob``)."""
+    return f"uploads/{lower_id}/{lower_version}/{sha256[:12]}.nupkg"
+
+
+def _publish_upload(ctx: ServiceContext, parsed: ParsedPackage, staged: StagedBlob) -> StagedBlob:
+    """Move the staged upload under :func:`upload_key` before the version row points at it (an orphan if the
+    transaction fails, deleted then); :class:`PushStorageFailed` when the store fails."""
+    key = upload_key(parsed.lower_id, parsed.lower_version, staged.sha256)
+    try:
+        if ctx.blobs.publish(staged, key) is PutResult.CONFLICT:
+            raise StorageError(f"another upload already holds the key '{key}'")
+    except (StorageError, OSError) as exc:
+        _delete_quietly(ctx, staged.key)
+        raise PushStorageFailed(f"{parsed.manifest.id}/{parsed.version.normalized} could not be stored; push it "
+                                f"again: {exc}") from None
+    return StagedBlob(key, staged.size, staged.sha256, staged.sha512)
 
 
 def _sha512(path: Path) -> str:
@@ -288,73 +304,6 @@ def _delete_quietly(ctx: ServiceContext, key: str) -> None:
         _log.exception("could not delete blob %s", key)
 
 
-# --- publish --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Pending:
-    id: int
-    lower_id: str
-    lower_version: str
-    status: str
-    upload_blob: str | None
-    upload_sha512: str | None
-    subject: str
-
-
-def _pending(ctx: ServiceContext, version_id: int) -> _Pending | None:
-    with ctx.db.reading() as session:
-        row = session.get(PackageVersion, version_id)
-        if row is None:
-            return None
-        registration = row.registration
-        return _Pending(row.id, registration.lower_id, row.lower_version, row.status, row.upload_blob,
-                        row.upload_sha512, f"{registration.package_id}/{row.version}")
-
-
-def complete(ctx: ServiceContext, version_id: int, staged: StagedBlob, nuspec: bytes) -> str:
-    """Publish the staged upload and the nuspec under their final keys, then make the version ``available``
-    (and bump the feed serial) in one transaction. Returns the new status. A storage failure marks the version
-    ``failed`` and raises :class:`PushStorageFailed`."""
-    pending = _pending(ctx, version_id)
-    if pending is None or pending.status != VersionStatus.VALIDATING.value:
-        return pending.status if pending is not None else VersionStatus.FAILED.value
-    final = package_key(pending.lower_id, pending.lower_version, staged.sha256)
-    manifest_key = nuspec_key(pending.lower_id, pending.lower_version, nuspec)
-    try:
-        if ctx.blobs.publish(staged, final) is PutResult.CONFLICT:
-            raise StorageError(f"another package already holds the key '{final}'")
-        if ctx.blobs.put(manifest_key, io.BytesIO(nuspec)) is PutResult.CONFLICT:
-            raise StorageError(f"another nuspec already holds the key '{manifest_key}'")
-    except (StorageError, OSError) as exc:
-        mark_failed(ctx, version_id, f"The package could not be stored: {exc}")
-        raise PushStorageFailed(f"{pending.subject} could not be stored; it is marked failed and may be pushed "
-                                f"again: {exc}") from None
-    at = ctx.now()
-    with ctx.db.transaction() as session:
-        row = session.get(PackageVersion, version_id)
-        if row is None or row.status != VersionStatus.VALIDATING.value:  # deleted or finished meanwhile
-            return row.status if row is not None else VersionStatus.FAILED.value
-        row.package_blob, row.upload_blob, row.nuspec_blob = final, final, manifest_key
-        row.package_sha512, row.package_size = staged.sha512, staged.size
-        row.status, row.published_at = VersionStatus.AVAILABLE.value, at
-        feed_state.bump(session)
-    return VersionStatus.AVAILABLE.value
-
-
-def mark_failed(ctx: ServiceContext, version_id: int, message: str) -> None:
-    """Mark a ``validating`` version ``failed`` with a ``PackageStorageFailed`` finding (it may be pushed again)."""
-    finding = _error(IssueCode.PACKAGE_STORAGE_FAILED, message)
-    try:
-        with ctx.db.transaction() as session:
-            row = session.get(PackageVersion, version_id)
-            if row is not None and row.status == VersionStatus.VALIDATING.value:
-                row.status = VersionStatus.FAILED.value
-                row.findings = [*row.findings, finding.to_dict()]
-    except Exception:  # the database is what failed: the row stays validating and resume_interrupted retries
-        _log.exception("could not mark version %s failed", version_id)
-
-
 # --- the whole push ---------------------------------------------------------------------------------------------
 
 
@@ -368,10 +317,16 @@ class PushOutcome:
     status: str
     warnings: tuple[Finding, ...]
     created_registration: bool
+    version_id: int = 0
 
 
-def push_package(ctx: ServiceContext, actor: Principal, upload: Path) -> PushOutcome:
-    """Run every step on the uploaded file at ``upload`` (a local file the caller deletes afterwards)."""
+def push_package(ctx: ServiceContext, actor: Principal, upload: Path, *,
+                 enqueue: Callable[[int], None] | None = None) -> PushOutcome:
+    """Run every step on the uploaded file at ``upload`` (a local file the caller deletes afterwards).
+
+    An accepted push ends ``validating``; ``enqueue(version_id)`` is called after the commit to hand it to the
+    validation job (:mod:`.validation`; a failure to enqueue is logged: the sweep finds the version). Without
+    ``enqueue`` the job runs here, in this thread, without repository signing (embedding and unit tests)."""
     check = check_push(ctx, actor, upload)
     if check.stage is Stage.CONFLICT:
         raise ConflictError(check.findings[0].message)
@@ -382,96 +337,17 @@ def push_package(ctx: ServiceContext, actor: Principal, upload: Path) -> PushOut
     parsed = check.parsed
     persisted = persist(ctx, actor, parsed, check.verification)
     for key in persisted.replaced_blobs:
-        _delete_quietly(ctx, key)
-    status = complete(ctx, persisted.version_id, persisted.staged, parsed.nuspec.data)
-    return PushOutcome(parsed.manifest.id, parsed.version.normalized, parsed.version.full, status,
-                       persisted.warnings, persisted.created_registration)
-
-
-# --- recovery of pushes interrupted between persist and publish -------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Resumed:
-    subject: str
-    status: str
-
-
-def _hash_blob(ctx: ServiceContext, key: str) -> StagedBlob:
-    """Size and digests of a stored blob, as staging computes them."""
-    with ctx.blobs.open(key) as raw:
-        reader = HashingReader(cast(BinaryIO, raw), max_bytes=None, key=key)
-        while reader.read(1024 * 1024):
-            pass
-    return reader.staged(key)
-
-
-def _find_upload(ctx: ServiceContext, pending: _Pending) -> StagedBlob | None:
-    """The pushed bytes: still staged, or already published under a final key no row points at yet."""
-    candidates = [pending.upload_blob] if pending.upload_blob else []
-    candidates += [k for k in ctx.blobs.list_keys(f"packages/{pending.lower_id}/{pending.lower_version}/")
-                   if k.endswith(".nupkg")]
-    for key in candidates:
-        if ctx.blobs.stat(key) is None:
-            continue
-        blob = _hash_blob(ctx, key)
-        if blob.sha512 == pending.upload_sha512:
-            return blob
-    return None
-
-
-def _nuspec_of(ctx: ServiceContext, key: str) -> bytes:
-    with tempfile.TemporaryDirectory(dir=_scratch(ctx)) as folder:
-        local = Path(folder) / "package.nupkg"
-        with ctx.blobs.open(key) as reader, local.open("wb") as out:
-            for chunk in reader.iter_chunks():
-                out.write(chunk)
-        with zipfile.ZipFile(local) as archive:
-            return nuspec_in_archive(archive, key).data
-
-
-def _scratch(ctx: ServiceContext) -> Path:
-    folder = ctx.settings.data_dir / "tmp"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def resume_interrupted(ctx: ServiceContext, *, older_than: timedelta = RESUME_GRACE) -> list[Resumed]:
-    """Finish every push that stopped between persist and publish (``validating`` rows pushed before
-    ``now - older_than``): publish what the store holds and make the version available, or mark it ``failed``
-    when the uploaded bytes are gone."""
-    cutoff = ctx.now() - older_than
-    with ctx.db.reading() as session:
-        ids = list(session.scalars(select(PackageVersion.id).where(
-            PackageVersion.status == VersionStatus.VALIDATING.value, PackageVersion.pushed_at < cutoff,
-        ).order_by(PackageVersion.id)))  # fmt: skip
-    results: list[Resumed] = []
-    for version_id in ids:
-        pending = _pending(ctx, version_id)
-        if pending is None or pending.status != VersionStatus.VALIDATING.value:
-            continue
+        if key != persisted.upload_key:
+            _delete_quietly(ctx, key)
+    faults.checkpoint("push.persisted")
+    status = VersionStatus.VALIDATING.value
+    if enqueue is not None:
         try:
-            blob = _find_upload(ctx, pending)
-            if blob is None:
-                mark_failed(ctx, version_id, "The push was interrupted and its upload is gone: push it again.")
-                results.append(Resumed(pending.subject, VersionStatus.FAILED.value))
-                continue
-            nuspec = _nuspec_of(ctx, blob.key)
-            if blob.key.startswith("incoming/"):
-                status = complete(ctx, version_id, blob, nuspec)
-            else:  # already published: complete() finds the final key taken by the same bytes
-                status = complete(ctx, version_id, _restage(ctx, blob), nuspec)
-        except (NusealError, OSError, zipfile.BadZipFile) as exc:
-            _log.error("could not resume the push of %s: %s", pending.subject, exc)
-            mark_failed(ctx, version_id, f"The push was interrupted and could not be resumed: {exc}")
-            status = VersionStatus.FAILED.value
-        _log.info("resumed the interrupted push of %s: %s", pending.subject, status)
-        results.append(Resumed(pending.subject, status))
-    return results
-
-
-def _restage(ctx: ServiceContext, published: StagedBlob) -> StagedBlob:
-    """A staged copy of an already published blob, so :func:`complete` can run unchanged (publishing it finds
-    the same bytes under the final key and only removes the copy)."""
-    with ctx.blobs.open(published.key) as reader:
-        return ctx.blobs.stage(cast(BinaryIO, reader))
+            enqueue(persisted.version_id)
+        except Exception:  # the queue is down: the version stays validating and the sweep enqueues it again
+            _log.exception("could not enqueue the validation of version %s", persisted.version_id)
+    else:
+        outcome = validation.validate_version(ctx, persisted.version_id, signing=None)
+        status = outcome.value if outcome in (Outcome.AVAILABLE, Outcome.FAILED) else status
+    return PushOutcome(parsed.manifest.id, parsed.version.normalized, parsed.version.full, status,
+                       persisted.warnings, persisted.created_registration, persisted.version_id)

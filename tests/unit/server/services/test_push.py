@@ -16,7 +16,7 @@ from typing import cast
 
 import pytest
 from cryptography.hazmat.primitives import hashes
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from tests.support.feed_packages import build_package, nuspec, sign
 from tests.support.pki import TestPki
 from tests.support.server_factories import OPERATOR, organization, user
@@ -27,7 +27,7 @@ from tests.support.tamper import append_to_entry
 from nuseal.codes import IssueCode, NuCode
 from nuseal.enums import RevocationMode
 from nuseal.server.db.models import PackageVersion
-from nuseal.server.services import apikeys, audit, certificates, packages, push, push_checks, status
+from nuseal.server.services import apikeys, audit, certificates, packages, push, push_checks, status, validation
 from nuseal.server.services.context import ServiceContext
 from nuseal.server.services.errors import ConflictError
 from nuseal.server.services.feed_documents import FeedReader, SearchQuery
@@ -93,14 +93,18 @@ def test_an_unsigned_package_is_stored_registered_and_available_at_once(feed: Fe
         row = session.scalars(select(PackageVersion)).one()
         assert (row.lower_version, row.is_prerelease, row.is_semver2, row.signature_kind) == (
             "1.0.0-beta", True, True, "unsigned")
-        assert row.package_blob == row.upload_blob and row.package_blob is not None
+        assert row.package_blob is not None and row.upload_blob is not None
         assert row.package_blob.startswith("packages/contoso.lib/1.0.0-beta/") and row.nuspec_blob is not None
+        # the pushed bytes are kept under their own key; without repository signing they are also what is served
+        assert row.upload_blob.startswith("uploads/contoso.lib/1.0.0-beta/")
         assert row.package_metadata["title"] == "Contoso"
         assert row.package_metadata["dependency_groups"] == [{"target_framework": "net8.0", "dependencies": [
             {"id": "Newtonsoft.Json", "range": "[13.0.1, )", "include": [], "exclude": []}]}]
         assert row.published_at == feed.ctx.now() and row.package_size == path.stat().st_size
     with feed.ctx.blobs.open(row.package_blob) as reader:
         assert reader.read() == path.read_bytes()  # the pushed bytes, exactly
+    with feed.ctx.blobs.open(row.upload_blob) as upload:
+        assert upload.read() == path.read_bytes()
     assert not [k for k in stored_keys(feed.ctx) if k.startswith("incoming/")]
     [event] = [e for e in audit.list_events(feed.ctx) if e.action == "package:version:push"]
     assert event.subject == "Contoso.Lib/1.0.0-Beta" and event.actor.startswith("carl for contoso (key ")
@@ -319,44 +323,48 @@ class Crash(BaseException):
 
 
 class Broken:
-    """The backend's store, with ``publish`` replaced."""
+    """The backend's store, with the ``n``-th ``publish`` (1: the push's upload, 2: the job's signed blob)
+    replaced: ``crash-before``/``crash-after`` die before/after publishing, ``storage-error`` fails."""
 
-    def __init__(self, inner: BlobStore, publish: str) -> None:
-        self.inner, self.mode = inner, publish
+    def __init__(self, inner: BlobStore, mode: str, n: int) -> None:
+        self.inner, self.mode, self.n, self.calls = inner, mode, n, 0
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
 
     def publish(self, staged: object, key: str) -> object:
+        self.calls += 1
+        if self.calls != self.n:
+            return self.inner.publish(staged, key)  # type: ignore[arg-type]
         if self.mode == "crash-before":
             raise Crash
-        self.inner.publish(staged, key)  # type: ignore[arg-type]
         if self.mode == "crash-after":
+            self.inner.publish(staged, key)  # type: ignore[arg-type]
             raise Crash
         raise StorageError(f"cannot publish '{key}': disk full")
 
 
-def _broken(feed: Feed, mode: str) -> ServiceContext:
-    return dataclasses.replace(feed.ctx, blobs=cast(BlobStore, Broken(feed.ctx.blobs, mode)))
+def _broken(feed: Feed, mode: str, n: int = 2) -> ServiceContext:
+    return dataclasses.replace(feed.ctx, blobs=cast(BlobStore, Broken(feed.ctx.blobs, mode, n)))
 
 
-@pytest.mark.parametrize("moment", ["crash-before", "crash-after"])
-def test_a_push_interrupted_between_commit_and_publish_is_never_served_then_resumed(
-    feed: Feed, clock: FakeClock, moment: str
-) -> None:
-    path = feed.package("a.nupkg", "Alice.Lib", "1.0.0")
-    with pytest.raises(Crash):
-        push.push_package(_broken(feed, moment), feed.alice, path)
-    assert status.package_status(feed.ctx, "Alice.Lib", "1.0.0").status == "validating"
+def _not_served(feed: Feed) -> None:
     reader = feed.reader()
     assert reader.versions_index("alice.lib") is None and reader.blob("alice.lib", "1.0.0") is None
     assert reader.search(SearchQuery()).body == b'{"totalHits":0,"data":[]}'
-    published = [k for k in stored_keys(feed.ctx) if k.startswith("packages/")]
-    assert published == ([] if moment == "crash-before" else [published[0]])  # an orphan, never served
-    assert push.resume_interrupted(feed.ctx) == []  # a push this young may still be running elsewhere
-    clock.advance(push.RESUME_GRACE + timedelta(seconds=1))
-    assert push.resume_interrupted(feed.ctx) == [push.Resumed("Alice.Lib/1.0.0", "available")]
-    assert status.package_status(feed.ctx, "alice.lib", "1.0.0").status == "available"
+
+
+def test_a_lost_job_message_leaves_the_version_validating_unserved_until_the_sweep_finds_it(feed: Feed) -> None:
+    path = feed.package("a.nupkg", "Alice.Lib", "1.0.0")
+    lost: list[int] = []
+    outcome = push.push_package(feed.ctx, feed.alice, path, enqueue=lost.append)
+    assert outcome.status == "validating" and lost == [outcome.version_id]
+    assert status.package_status(feed.ctx, "Alice.Lib", "1.0.0").status == "validating"
+    _not_served(feed)
+    assert validation.stuck_versions(feed.ctx) == [outcome.version_id]
+    assert validation.validate_version(feed.ctx, outcome.version_id, signing=None) is validation.Outcome.AVAILABLE
+    assert validation.validate_version(feed.ctx, outcome.version_id, signing=None) is validation.Outcome.SKIPPED
+    assert validation.stuck_versions(feed.ctx) == []
     ref = feed.reader().blob("alice.lib", "1.0.0")
     assert ref is not None
     with feed.ctx.blobs.open(ref.key) as blob:
@@ -365,32 +373,63 @@ def test_a_push_interrupted_between_commit_and_publish_is_never_served_then_resu
     assert not [k for k in stored_keys(feed.ctx) if k.startswith("incoming/")]
 
 
-def test_an_interrupted_push_whose_upload_is_gone_is_marked_failed_and_may_be_pushed_again(
-    feed: Feed, clock: FakeClock
+@pytest.mark.parametrize("moment", ["crash-before", "crash-after"])
+def test_a_job_killed_while_publishing_is_never_served_and_runs_again_once_its_lease_expired(
+    feed: Feed, clock: FakeClock, moment: str
 ) -> None:
     path = feed.package("a.nupkg", "Alice.Lib", "1.0.0")
+    version_id = push.push_package(feed.ctx, feed.alice, path, enqueue=lambda _: None).version_id
     with pytest.raises(Crash):
-        push.push_package(_broken(feed, "crash-before"), feed.alice, path)
-    for key in list(feed.ctx.blobs.list_keys("incoming/")):
+        validation.validate_version(_broken(feed, moment, n=1), version_id, signing=None)
+    assert status.package_status(feed.ctx, "Alice.Lib", "1.0.0").status == "validating"
+    _not_served(feed)
+    published = [k for k in stored_keys(feed.ctx) if k.startswith("packages/")]
+    assert published == ([] if moment == "crash-before" else [published[0]])  # an orphan, never served
+    # Crash is not an error the job handles: its lease stays (as after SIGKILL) until it expires.
+    with feed.ctx.db.transaction() as session:
+        session.execute(update(PackageVersion).values(lease_owner="dead-worker",
+                                                      lease_until=feed.ctx.now() + timedelta(seconds=60)))
+    assert validation.stuck_versions(feed.ctx) == []
+    assert validation.validate_version(feed.ctx, version_id, signing=None) is validation.Outcome.SKIPPED
+    clock.advance(timedelta(seconds=61))
+    assert validation.stuck_versions(feed.ctx) == [version_id]
+    assert validation.validate_version(feed.ctx, version_id, signing=None) is validation.Outcome.AVAILABLE
+    ref = feed.reader().blob("alice.lib", "1.0.0")
+    assert ref is not None
+    with feed.ctx.blobs.open(ref.key) as blob:
+        assert blob.read() == path.read_bytes()
+
+
+def test_a_version_whose_upload_is_gone_fails_and_may_be_pushed_again(feed: Feed) -> None:
+    path = feed.package("a.nupkg", "Alice.Lib", "1.0.0")
+    version_id = push.push_package(feed.ctx, feed.alice, path, enqueue=lambda _: None).version_id
+    for key in list(feed.ctx.blobs.list_keys("uploads/")):
         feed.ctx.blobs.delete(key)
-    clock.advance(push.RESUME_GRACE * 2)
-    assert push.resume_interrupted(feed.ctx) == [push.Resumed("Alice.Lib/1.0.0", "failed")]
+    assert validation.validate_version(feed.ctx, version_id, signing=None) is validation.Outcome.FAILED
     found = status.package_status(feed.ctx, "Alice.Lib", "1.0.0")
     assert found.status == "failed" and found.findings[-1].code == "PackageStorageFailed"
+    _not_served(feed)
     assert push.push_package(feed.ctx, feed.alice, path).status == "available"  # replaces the failed version
     assert status.package_status(feed.ctx, "Alice.Lib", "1.0.0").findings == ()
 
 
-def test_a_storage_failure_marks_the_version_failed_and_it_may_be_pushed_again(feed: Feed) -> None:
+def test_a_storage_failure_refuses_the_push_and_stores_nothing(feed: Feed) -> None:
     path = feed.package("a.nupkg", "Alice.Lib", "1.0.0")
-    with pytest.raises(push.PushStorageFailed, match=r"Alice\.Lib/1\.0\.0 could not be stored; it is marked failed"):
-        push.push_package(_broken(feed, "storage-error"), feed.alice, path)
-    assert status.package_status(feed.ctx, "Alice.Lib", "1.0.0").status == "failed"
-    assert feed.reader().blob("alice.lib", "1.0.0") is None
+    with pytest.raises(push.PushStorageFailed, match=r"Alice\.Lib/1\.0\.0 could not be stored; push it again"):
+        push.push_package(_broken(feed, "storage-error", n=1), feed.alice, path)
+    assert version_rows(feed.ctx) == 0 and not stored_keys(feed.ctx)
     outcome = push.push_package(feed.ctx, feed.alice, path)
-    assert outcome.status == "available" and not outcome.created_registration
-    replaced = [e for e in audit.list_events(feed.ctx) if e.action == "package:version:push"][-1]
-    assert replaced.after is not None and replaced.after["replaced_failed_version"] is True
+    assert outcome.status == "available" and outcome.created_registration
+
+
+def test_a_storage_failure_in_the_job_leaves_the_version_validating_for_a_retry(feed: Feed) -> None:
+    path = feed.package("a.nupkg", "Alice.Lib", "1.0.0")
+    version_id = push.push_package(feed.ctx, feed.alice, path, enqueue=lambda _: None).version_id
+    with pytest.raises(StorageError, match="disk full"):
+        validation.validate_version(_broken(feed, "storage-error", n=1), version_id, signing=None)
+    assert status.package_status(feed.ctx, "Alice.Lib", "1.0.0").status == "validating"
+    assert validation.stuck_versions(feed.ctx) == [version_id]  # the lease was given back: retried at once
+    assert validation.validate_version(feed.ctx, version_id, signing=None) is validation.Outcome.AVAILABLE
 
 
 def test_an_orphaned_blob_is_never_served(feed: Feed) -> None:
@@ -429,7 +468,7 @@ def test_concurrent_first_pushes_of_one_id_make_one_registration(two_contexts: t
     assert not persisted.created_registration
     [race] = packages.list_packages(first)
     assert race.id == "Race.Lib" and race.owners == ("alice",)
-    assert push.complete(second, persisted.version_id, persisted.staged, parsed.nuspec.data) == "available"
+    assert validation.validate_version(second, persisted.version_id, signing=None) is validation.Outcome.AVAILABLE
     assert [v.version for v in packages.list_packages(first)[0].versions] == ["1.0.0", "2.0.0"]
 
 

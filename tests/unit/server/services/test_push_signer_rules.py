@@ -23,7 +23,7 @@ from tests.support.signed_packages import Packages
 from tests.support.tamper import append_to_entry
 
 from nuseal.server.db.models import AuditEvent, PackageVersion
-from nuseal.server.services import apikeys, certificates, package_check, push, signing_rules, status
+from nuseal.server.services import apikeys, certificates, package_check, push, signing_rules, status, validation
 from nuseal.server.services.context import ServiceContext
 from nuseal.server.services.errors import ConflictError, NotFoundError
 from nuseal.server.services.permissions import Principal
@@ -159,7 +159,8 @@ def test_a_removal_waits_for_the_push_being_committed(ctx: ServiceContext, pki: 
 
     monkeypatch.setattr(signing_rules, "judge_push", judging_slowly)
     results: dict[str, object] = {}
-    pushing = threading.Thread(target=lambda: results.update(push=push.push_package(ctx, key, path).status))
+    pushing = threading.Thread(target=lambda: results.update(
+        push=push.push_package(ctx, key, path, enqueue=lambda _: None).status))
     removing = threading.Thread(target=lambda: results.update(removed=certificates.unregister(
         ctx, OPERATOR, "alice", pki.leaf.sha256_fingerprint)))
     pushing.start()
@@ -170,10 +171,16 @@ def test_a_removal_waits_for_the_push_being_committed(ctx: ServiceContext, pki: 
     proceed.set()
     pushing.join(timeout=60)
     removing.join(timeout=60)
-    assert blocked and results == {"push": "available", "removed": True}
+    assert blocked and results == {"push": "validating", "removed": True}
     assert actions(ctx)[-2:] == ["package:version:push", "account:certificate:remove"]
+    # The validation job judges the signer rules again: the certificate is gone, so the version fails.
     with ctx.db.reading() as session:
-        assert session.scalars(select(PackageVersion.status)).one() == "available"
+        version_id = session.scalars(select(PackageVersion.id)).one()
+    assert validation.validate_version(ctx, version_id, signing=None) is validation.Outcome.FAILED
+    with ctx.db.reading() as session:
+        row = session.scalars(select(PackageVersion)).one()
+        assert row.status == "failed"
+        assert [f["code"] for f in row.findings] == ["PackageShouldNotBeSigned"]  # no certificate left at all
 
 
 def test_the_feed_policy_refuses_each_signature_problem_with_its_codes(ctx: ServiceContext, pki: TestPki,
