@@ -148,7 +148,9 @@ def sign_for_feed(
                 return FeedSignature(FeedSignatureAction.KEPT, repo_cert.sha256, hashing.content_hash(dst),
                                      dst.stat().st_size, primary.kind is SignatureKind.AUTHOR)  # fmt: skip
             stripped = (found.description,)
-    request = RepositorySignRequest(repo_cert.signer, service_index_url, owner_list, SignOptions(overwrite=True))
+    # durable=False: the output is a working copy; the blob store's publish is what makes the bytes durable.
+    request = RepositorySignRequest(repo_cert.signer, service_index_url, owner_list,
+                                    SignOptions(overwrite=True, durable=False))  # fmt: skip
     try:
         # overwrite: an existing repository primary signature is replaced and repository countersignatures are
         # stripped in the same pass (nuget.org strips, then ScanAndSign signs: the same bytes).
@@ -162,7 +164,7 @@ def sign_for_feed(
         raise RepositorySigningError(f"the repository-signed package did not verify: {detail}",
                                      findings=problems)  # fmt: skip
     if primary is not None and primary.kind is SignatureKind.AUTHOR:
-        _check_author_signature_intact(primary, dst)
+        _check_author_signature_intact(primary, result.signature)
     action = (FeedSignatureAction.COUNTERSIGNATURE if result.kind == "repository-countersignature"
               else FeedSignatureAction.PRIMARY)  # fmt: skip
     return FeedSignature(action, repo_cert.sha256, verdict.content_hash or hashing.content_hash(dst),
@@ -225,8 +227,12 @@ def _verify(path: Path, repo_cert: RepositoryCert, now: datetime) -> PackageVerd
         return verify_package(path, policy=setup.policy, trust=trust, now=now, compute_content_hash=True)
 
 
-def _check_author_signature_intact(before: PrimarySignature, path: Path) -> None:
-    after = _read_primary(path)
+def _check_author_signature_intact(before: PrimarySignature, signature: bytes) -> None:
+    """The signature written (``signature``: the entry's bytes, just verified in the file) keeps the author's."""
+    try:
+        after: PrimarySignature | None = load_primary_signature(signature)
+    except SignatureFormatError:
+        after = None
     if (after is None or after.kind is not SignatureKind.AUTHOR or after.signature_value != before.signature_value
             or after.content_bytes != before.content_bytes or after.signer_certificate != before.signer_certificate):
         # Cannot happen unless the signing library regresses: refuse to publish rather than serve it.
