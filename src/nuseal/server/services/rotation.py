@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, cast
 
-from sqlalchemy import CursorResult, exists, func, select, update
+from sqlalchemy import Table, bindparam, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -42,6 +42,7 @@ from nuseal.errors import NusealError, SigningError
 from nuseal.server import faults
 from nuseal.server.db.models import (
     Account,
+    AuditEvent,
     PackageOwner,
     PackageRegistration,
     PackageVersion,
@@ -551,11 +552,26 @@ def _download(ctx: ServiceContext, key: str, path: Path) -> None:
         shutil.copyfileobj(reader, out)
 
 
+#: The switch of one version, run for the whole batch at once (executemany); the transaction read and locked the
+#: rows first, and the WHERE clause repeats the lease (fencing), so nothing changes for a version no longer ours.
+_VERSIONS = cast(Table, PackageVersion.__table__)
+_AUDIT_EVENTS = cast(Table, AuditEvent.__table__)
+_SWITCH_ONE = (
+    update(_VERSIONS)
+    .where(_VERSIONS.c.id == bindparam("version_id"), _VERSIONS.c.lease_owner == bindparam("token"),
+           _VERSIONS.c.package_blob == bindparam("old_blob"))
+    .values(package_blob=bindparam("new_blob"), package_sha512=bindparam("sha512"), package_size=bindparam("size"),
+            repo_cert_sha256=bindparam("certificate"), signature_kind=SignatureKindColumn.REPOSITORY.value,
+            lease_owner=None, lease_until=None)
+)  # fmt: skip
+
+
 def _switch_batch(ctx: ServiceContext, run_id: int, token: str, outcomes: Sequence[_Outcome], new_certificate: str,
                   old_certificate: str) -> set[int]:  # fmt: skip
     """In one transaction: serve the new bytes of every signed version that is still ours (lease held, row still
-    serving the blob we started from, signing certificate still the active one), record the failures, count
-    both; the ids of the versions switched or recorded. Versions not switched change nothing."""
+    serving the blob we started from, still available, signing certificate still the active one), record the
+    failures, count both, one audit event per package; the ids of the versions switched or recorded. Versions not
+    switched change nothing."""
     now = ctx.now()
     done: set[int] = set()
     with ctx.db.transaction() as session:
@@ -564,25 +580,28 @@ def _switch_batch(ctx: ServiceContext, run_id: int, token: str, outcomes: Sequen
             # Rotated again meanwhile: give the versions back; the next batch signs them with the new active one.
             leases.release_in(session, token, [o.job.version_id for o in signed])
             signed = []
-        for item in signed:
-            job = item.job
-            switched = cast(CursorResult[Any], session.execute(
-                update(PackageVersion)
-                .where(PackageVersion.id == job.version_id, leases.owned_by(token),
-                       PackageVersion.package_blob == job.old_blob,
+        if signed:
+            # Lock the rows (PostgreSQL; SQLite's write transaction is exclusive) and keep those still ours.
+            current = {int(i): blob for i, blob in session.execute(
+                select(PackageVersion.id, PackageVersion.package_blob)
+                .where(PackageVersion.id.in_([o.job.version_id for o in signed]), leases.owned_by(token),
                        PackageVersion.status == VersionStatus.AVAILABLE.value)
-                .values(package_blob=item.key, package_sha512=item.sha512, package_size=item.size,
-                        repo_cert_sha256=new_certificate, signature_kind=SignatureKindColumn.REPOSITORY.value,
-                        lease_owner=None, lease_until=None)
-                .execution_options(synchronize_session=False)
-            ))  # fmt: skip
-            if switched.rowcount != 1:
-                continue
-            done.add(job.version_id)
-            audit.record(session, SYSTEM, VERSION_RESIGN, job.subject, at=now,
-                         before={"certificate": old_certificate, "blob": job.old_blob},
-                         after={"certificate": new_certificate, "blob": item.key, "sha512": item.sha512,
-                                "run": run_id})  # fmt: skip
+                .with_for_update()
+            )}  # fmt: skip
+            signed = [o for o in signed if current.get(o.job.version_id) == o.job.old_blob]
+        if signed:
+            session.connection().execute(_SWITCH_ONE, [
+                {"version_id": o.job.version_id, "token": token, "old_blob": o.job.old_blob, "new_blob": o.key,
+                 "sha512": o.sha512, "size": o.size, "certificate": new_certificate} for o in signed
+            ])  # fmt: skip
+            # audit.record's row, written for the whole batch in one statement (one event per package).
+            session.connection().execute(insert(_AUDIT_EVENTS), [
+                {"at": now, "actor": SYSTEM.label, "action": VERSION_RESIGN, "subject": o.job.subject,
+                 "before": {"certificate": old_certificate, "blob": o.job.old_blob},
+                 "after": {"certificate": new_certificate, "blob": o.key, "sha512": o.sha512, "run": run_id}}
+                for o in signed
+            ])  # fmt: skip
+            done.update(o.job.version_id for o in signed)
         failed = 0
         for outcome in outcomes:
             if isinstance(outcome, _Failed) and _record_failure(session, run_id, token, outcome, now):
