@@ -215,7 +215,8 @@ def store_packages(feed: Feed, packages: Sequence[Path], fingerprint: str, autho
             ids = [_package_id(i) for i in range(len(packages))]
             session.execute(insert(PackageRegistration), [{"package_id": p, "lower_id": p.lower(), "created_at": now}
                                                           for p in ids])  # fmt: skip
-            registrations = dict(session.execute(select(PackageRegistration.lower_id, PackageRegistration.id)).tuples())
+            registrations = {str(k): int(v) for k, v in session.execute(select(PackageRegistration.lower_id,
+                                                                                         PackageRegistration.id))}
             session.execute(insert(PackageOwner), [{"registration_id": registrations[p.lower()], "account_id": o}
                                                    for p in ids for o in owner_ids])  # fmt: skip
             session.execute(insert(PackageVersion), [{
@@ -231,9 +232,36 @@ def store_packages(feed: Feed, packages: Sequence[Path], fingerprint: str, autho
     print(f"  {feed.name}: {len(packages)} packages stored in {time.monotonic() - started:.1f} s", flush=True)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (``/proc/PID/stat``; 0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pid(marker: bytes) -> int:
+    """The pid of this process's child whose command line contains ``marker`` (0 when there is none)."""
+    me = str(os.getpid())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            if parent == me and marker in (entry / "cmdline").read_bytes():
+                return int(entry.name)
+        except OSError:
+            continue
+    return 0
+
+
 @dataclass
 class Worker:
     process: subprocess.Popen[str]
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -272,10 +300,17 @@ class Measured:
     failed: int
     seconds: float
     complete: bool
+    worker_cpu: float  # CPU seconds the workers spent during the run (all of them)
+    tsa_cpu: float  # and the TSA
 
     @property
     def rate(self) -> float:
         return self.resigned / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_ms(self) -> float:
+        """Worker CPU per package: the cost that does not depend on how loaded the machine is."""
+        return 1000 * self.worker_cpu / self.resigned if self.resigned else 0.0
 
 
 def rotate(feed: Feed, pki: Pki, old: int, new: int, workers: int, time_limit: float, logs: Path) -> Measured:
@@ -293,7 +328,10 @@ def rotate(feed: Feed, pki: Pki, old: int, new: int, workers: int, time_limit: f
     db = Database(settings.database_url)
     ctx = ServiceContext(db, open_blob_store(settings.storage, s3_access_key_id=settings.s3_access_key_id,
                                              s3_secret_access_key=settings.s3_secret_access_key), settings)
+    tsa_pid = int(feed.env["BENCH_TSA_PID"])
     try:
+        cpu_before = sum(w.cpu() for w in running)
+        tsa_before = cpu_seconds(tsa_pid)
         started = time.monotonic()
         out = _nuseal(feed, "admin", "repo-cert", "retire", pki.fingerprints[old], "--json")
         import json
@@ -307,7 +345,8 @@ def rotate(feed: Feed, pki: Pki, old: int, new: int, workers: int, time_limit: f
             if any(w.process.poll() is not None for w in running):
                 report.fail(f"a nuseal worker exited during the run (see {logs})")
             time.sleep(0.2)
-        return Measured(workers, run.resigned, run.failed, elapsed, run.completed)
+        return Measured(workers, run.resigned, run.failed, elapsed, run.completed,
+                        sum(w.cpu() for w in running) - cpu_before, cpu_seconds(tsa_pid) - tsa_before)
     finally:
         for worker in running:
             worker.stop()
@@ -321,7 +360,7 @@ def backend(name: str, work: Path, tsa_url: str, pki: Pki, batch_size: int) -> I
         "NUSEAL_DATA": str(data), "NUSEAL_PUBLIC_URL": FEED_URL, "NUSEAL_TRUST_ROOTS": str(pki.root_pem),
         "NUSEAL_TIMESTAMP_ROOTS": str(pki.root_pem), "NUSEAL_REVOCATION_MODE": "offline",
         "NUSEAL_REPOSITORY_KEY_SECRET": KEY_SECRET, "NUSEAL_RESIGN_BATCH_SIZE": str(batch_size),
-        "BENCH_TSA_URL": tsa_url,
+        "BENCH_TSA_URL": tsa_url, "BENCH_TSA_PID": str(child_pid(b"tsa\0serve")),
     }  # fmt: skip
     with contextlib.ExitStack() as stack:
         if name == "postgres":
@@ -387,8 +426,10 @@ def main(argv: list[str]) -> int:
                         measured = rotate(feed, pki, old, new, workers, args.time_limit, work)
                         results.append(measured)
                         print(f"    re-signed {measured.resigned} (failed {measured.failed}) in "
-                              f"{measured.seconds:.1f} s: {measured.rate:.1f} packages/s"
-                              f"{'' if measured.complete else ' (incomplete: --time-limit)'}", flush=True)
+                              f"{measured.seconds:.1f} s: {measured.rate:.1f} packages/s; worker CPU "
+                              f"{measured.worker_cpu:.1f} s ({measured.cpu_ms:.1f} ms/package), TSA CPU "
+                              f"{measured.tsa_cpu:.1f} s{'' if measured.complete else ' (incomplete: --time-limit)'}",
+                              flush=True)  # fmt: skip
                     checks += _checks(feed.name, results)
         report.print_checks(checks)
     finally:
@@ -406,5 +447,9 @@ def _checks(name: str, results: Sequence[Measured]) -> list[report.Check]:
         report.value_check(AREA, f"{name}: 2 workers, packages/s per worker", [two.rate / 2], "/s", ">=", 100, note),
         report.value_check(AREA, f"{name}: 2 workers, packages/s (info)", [two.rate], "/s", "info", 0, note),
         report.ratio_check(AREA, f"{name}: 2 workers / 1 worker", [ratio], ">=", 1.8, note),
+        report.value_check(AREA, f"{name}: worker CPU per package, 1 worker (info)", [one.cpu_ms], "ms", "info", 0),
+        report.value_check(AREA, f"{name}: worker CPU per package, 2 workers (info)", [two.cpu_ms], "ms", "info", 0),
+        report.value_check(AREA, f"{name}: packages per worker CPU-second (info)",
+                           [1000 / one.cpu_ms if one.cpu_ms else 0.0], "/s", "info", 0),
     ]
 
