@@ -373,7 +373,7 @@ def backend(name: str, work: Path, tsa_url: str, pki: Pki, batch_size: int) -> I
             pg = stack.enter_context(running_postgres())
             s3 = stack.enter_context(running_s3())
             bucket = s3.create_bucket()
-            env |= {"NUSEAL_DATABASE_URL": pg.url(pg.create_database()),
+            env |= {"NUSEAL_DATABASE_URL": pg.create_database(),
                     "NUSEAL_STORAGE": f"s3://{bucket}?endpoint={s3.endpoint_url}&region={s3.region}",
                     "NUSEAL_S3_ACCESS_KEY_ID": s3.access_key, "NUSEAL_S3_SECRET_ACCESS_KEY": s3.secret_key}
             if shutil.which("redis-server"):
