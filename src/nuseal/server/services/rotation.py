@@ -9,15 +9,18 @@
 
 A run (``resign_runs``) is worked through in batches (:func:`process_batch`) by any number of workers: each batch
 takes a lease on up to ``resign_batch_size`` versions (:mod:`nuseal.server.services.leases`: one conditional UPDATE,
-``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so no two workers hold the same version. Per version: read the served
-bytes, replace only the repository signature (``sign_for_feed``: the author signature is kept), store the new bytes
-under a new content-addressed key, then switch the row in one transaction that also counts it, *only if* the lease
-is still ours, the row still serves the bytes we started from and the signing certificate is still the active one
-(so a version is never re-signed twice over, whatever crashes or duplicate deliveries happen), then delete the old
-blob. Every step is safe to repeat after SIGKILL: a crash before the switch leaves an unreferenced blob (never
-served) and a lease that expires; a crash after it leaves an old blob to delete later. A version the run cannot
-re-sign is recorded with the reason and keeps its old signature (a retired certificate then stays published); a new
-``retire``/``revoke`` of the certificate starts a new run that tries it again.
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so no two workers hold the same version. The versions of a batch are
+signed at once on the keyring's threads (their TSA round trips and blob transfers overlap): read the served bytes,
+replace only the repository signature (``sign_for_feed``: the author signature is kept), store the new bytes under a
+new content-addressed key. Then one transaction switches every row of the batch, counts them and writes one audit
+event per package, each row *only if* the lease is still ours, the row still serves the bytes we started from and the
+signing certificate is still the active one (so a version is never re-signed twice over, whatever crashes or
+duplicate deliveries happen); the old blobs are deleted after it. Every step is safe to repeat after SIGKILL: a crash
+before the switch leaves unreferenced blobs (never served) and leases that expire; a crash after it leaves old blobs
+to delete later. A version the run cannot re-sign is recorded with the reason (in the same transaction) and keeps its
+old signature (a retired certificate then stays published); a new ``retire``/``revoke`` of the certificate starts a
+new run that tries it again. An outage in the middle of a batch (TSA, storage) switches what was done, gives the
+rest back at once and raises, so the task is retried.
 """
 
 from __future__ import annotations
