@@ -14,64 +14,34 @@ The groups attach themselves to ``nuseal admin``; :mod:`nuseal.cli.admin` import
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
+from nuseal.cli import admin_group
 from nuseal.cli import server_options as opt
-from nuseal.cli.admin_group import admin_app
+from nuseal.cli.admin_group import LATE_DATA, DataOptions, admin_app, operator, print_json
 from nuseal.cli.base import command, group
 from nuseal.cli.options import JSON
-from nuseal.errors import NusealError
 
 if TYPE_CHECKING:
-    from nuseal.server.services.context import ServiceContext
+    pass
 
 cert_app = group("cert", "Author-signing certificates registered to accounts.", admin_app)
 signer_app = group("signer", "The required signer of packages.", admin_app)
 
 
-def _context(
-    ctx: typer.Context, config: Path | None, data: Path | None, database_url: str | None, storage: str | None
-) -> ServiceContext:
-    """The services, with data options given after the command winning over those given to ``nuseal admin``."""
-    before = ctx.obj  # set by the admin callback (duck-typed: this module does not import nuseal.cli.admin)
-
-    def pick(late: Any, name: str) -> Any:
-        return late if late is not None else getattr(before, name, None)
-
-    settings = opt.load_settings(pick(config, "config"), data_dir=pick(data, "data"),
-                                 database_url=pick(database_url, "database_url"), storage=pick(storage, "storage"))
-    from nuseal.server.bootstrap import open_context
-
-    try:
-        return open_context(settings)
-    except NusealError as exc:
-        opt.fail(str(exc))
-
-
-def _operator() -> Any:
-    from nuseal.server.services.permissions import Operator
-
-    return Operator()
-
-
-def _print_json(document: dict[str, Any]) -> None:
-    typer.echo(json.dumps({"schema": 1} | document, indent=2))
-
-
 # --- certificates ------------------------------------------------------------------------------------------------
 
 
-@command(cert_app, "add")
+@command(cert_app, "add", LATE_DATA)
 def cert_add(
     ctx: typer.Context,
     account: str = typer.Argument(..., metavar="ACCOUNT", help="User or organization."),
     file: Path = typer.Argument(..., metavar="FILE.cer", help="The certificate, DER encoded (.cer)."),
-    config: Path | None = opt.CONFIG, data: Path | None = opt.DATA,
-    database_url: str | None = opt.DATABASE_URL, storage: str | None = opt.STORAGE,
+    *,
+    late: DataOptions,
 ) -> None:
     """Register a certificate to ACCOUNT and print its SHA-256 fingerprint."""
     from nuseal.server.services import certificates
@@ -81,8 +51,8 @@ def cert_add(
             payload = handle.read(certificates.MAX_CERTIFICATE_BYTES + 1)
     except OSError as exc:
         opt.fail(f"cannot read '{file}': {exc.strerror or exc}")
-    context = _context(ctx, config, data, database_url, storage)
-    registration = certificates.register(context, _operator(), account, payload, file.name)
+    services = admin_group.context(ctx, late)
+    registration = certificates.register(services, operator(), account, payload, file.name)
     info = registration.certificate
     typer.echo(info.sha256)
     if registration.added:
@@ -92,40 +62,40 @@ def cert_add(
         typer.echo(f"Certificate {info.sha256} already is registered to {account}.", err=True)
 
 
-@command(cert_app, "remove")
+@command(cert_app, "remove", LATE_DATA)
 def cert_remove(
     ctx: typer.Context,
     account: str = typer.Argument(..., metavar="ACCOUNT", help="User or organization."),
     fingerprint: str = typer.Argument(..., metavar="FINGERPRINT", help="SHA-256 fingerprint (hex)."),
-    config: Path | None = opt.CONFIG, data: Path | None = opt.DATA,
-    database_url: str | None = opt.DATABASE_URL, storage: str | None = opt.STORAGE,
+    *,
+    late: DataOptions,
 ) -> None:
     """Unregister a certificate from ACCOUNT (other accounts keep it)."""
     from nuseal.server.services import certificates
 
-    context = _context(ctx, config, data, database_url, storage)
+    services = admin_group.context(ctx, late)
     sha256 = certificates.parse_fingerprint(fingerprint)
-    removed = certificates.unregister(context, _operator(), account, sha256)
+    removed = certificates.unregister(services, operator(), account, sha256)
     typer.echo(f"Removed certificate {sha256} from {account}." if removed
                else f"Certificate {sha256} is not registered to {account}.")  # fmt: skip
 
 
-@command(cert_app, "list")
+@command(cert_app, "list", LATE_DATA)
 def cert_list(
     ctx: typer.Context,
     account: str = typer.Argument(..., metavar="ACCOUNT", help="User or organization."),
     as_json: bool = JSON,
-    config: Path | None = opt.CONFIG, data: Path | None = opt.DATA,
-    database_url: str | None = opt.DATABASE_URL, storage: str | None = opt.STORAGE,
+    *,
+    late: DataOptions,
 ) -> None:
     """List the certificates registered to ACCOUNT."""
     from nuseal.server.services import certificates
 
-    context = _context(ctx, config, data, database_url, storage)
-    found = certificates.list_for_account(context, _operator(), account)
-    now = context.now()
+    services = admin_group.context(ctx, late)
+    found = certificates.list_for_account(services, operator(), account)
+    now = services.now()
     if as_json:
-        _print_json({"account": account, "certificates": [info.to_dict(now) for info in found]})
+        print_json({"account": account, "certificates": [info.to_dict(now) for info in found]})
         return
     if not found:
         typer.echo(f"No certificates for {account}.")
@@ -138,39 +108,39 @@ def cert_list(
 # --- required signer -------------------------------------------------------------------------------------------
 
 
-@command(signer_app, "set")
+@command(signer_app, "set", LATE_DATA)
 def signer_set(
     ctx: typer.Context,
     package_id: str = typer.Argument(..., metavar="PACKAGE_ID", help="Package id."),
     signer: str = typer.Argument(..., metavar="ACCOUNT|Any", help="An owner of the package, or Any."),
-    config: Path | None = opt.CONFIG, data: Path | None = opt.DATA,
-    database_url: str | None = opt.DATABASE_URL, storage: str | None = opt.STORAGE,
+    *,
+    late: DataOptions,
 ) -> None:
     """Set the required signer of a package: one of its owners, or Any."""
     from nuseal.server.services import signing_rules
 
-    context = _context(ctx, config, data, database_url, storage)
-    state, changed = signing_rules.set_signer(context, _operator(), package_id, signer)
+    services = admin_group.context(ctx, late)
+    state, changed = signing_rules.set_signer(services, operator(), package_id, signer)
     shown = state.required_signer or signing_rules.ANY
     typer.echo(f"The required signer of {state.package_id} is now {shown}." if changed
                else f"The required signer of {state.package_id} already is {shown}.")  # fmt: skip
 
 
-@command(signer_app, "show")
+@command(signer_app, "show", LATE_DATA)
 def signer_show(
     ctx: typer.Context,
     package_id: str = typer.Argument(..., metavar="PACKAGE_ID", help="Package id."),
     as_json: bool = JSON,
-    config: Path | None = opt.CONFIG, data: Path | None = opt.DATA,
-    database_url: str | None = opt.DATABASE_URL, storage: str | None = opt.STORAGE,
+    *,
+    late: DataOptions,
 ) -> None:
     """Show the required signer of a package and what it means for the next push."""
     from nuseal.server.services import signing_rules
 
-    context = _context(ctx, config, data, database_url, storage)
-    state = signing_rules.show_signer(context, _operator(), package_id)
+    services = admin_group.context(ctx, late)
+    state = signing_rules.show_signer(services, operator(), package_id)
     if as_json:
-        _print_json(state.to_dict())
+        print_json(state.to_dict())
         return
     owners = ", ".join(f"{o.name} ({o.certificates} certificate{'' if o.certificates == 1 else 's'})"
                        for o in state.owners)  # fmt: skip

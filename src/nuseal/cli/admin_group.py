@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from nuseal.cli import server_options as opt
-from nuseal.cli.base import group, show_help_without_command
+from nuseal.cli.base import OptionGroup, group, show_help_without_command
 
 if TYPE_CHECKING:
     from nuseal.server.services.context import ServiceContext
@@ -27,11 +27,30 @@ admin_app = group("admin", "Administer a nuseal feed (operators).")
 
 
 @dataclass(frozen=True)
-class _Options:
+class DataOptions:
+    """Where the feed's data is: given to ``nuseal admin`` and, for some commands, after the command too."""
+
     config: Path | None
     data: Path | None
     database_url: str | None
     storage: str | None
+
+    def over(self, earlier: DataOptions | None) -> DataOptions:
+        """These options, each falling back to ``earlier``'s when not given."""
+        if earlier is None:
+            return self
+        return DataOptions(
+            config=self.config if self.config is not None else earlier.config,
+            data=self.data if self.data is not None else earlier.data,
+            database_url=self.database_url if self.database_url is not None else earlier.database_url,
+            storage=self.storage if self.storage is not None else earlier.storage,
+        )
+
+
+#: The data options accepted after a command as well (``nuseal admin cert list alice --data DIR``); they win.
+LATE_DATA = OptionGroup(
+    DataOptions, dict(config=opt.CONFIG, data=opt.DATA, database_url=opt.DATABASE_URL, storage=opt.STORAGE), "late"
+)
 
 
 @admin_app.callback()
@@ -43,22 +62,24 @@ def admin_options(
     storage: str | None = opt.STORAGE,
 ) -> None:
     """Administer a nuseal feed: the same data folder, database and storage options as 'nuseal serve'."""
-    ctx.obj = _Options(config, data, database_url, storage)
+    ctx.obj = DataOptions(config, data, database_url, storage)
     show_help_without_command(ctx)
 
 
-def settings(ctx: typer.Context) -> ServerSettings:
-    options = ctx.find_object(_Options)
+def settings(ctx: typer.Context, late: DataOptions | None = None) -> ServerSettings:
+    options = ctx.find_object(DataOptions)
     assert options is not None  # set by the admin callback
+    if late is not None:
+        options = late.over(options)
     return opt.load_settings(
         options.config, data_dir=options.data, database_url=options.database_url, storage=options.storage
     )
 
 
-def context(ctx: typer.Context) -> ServiceContext:
+def context(ctx: typer.Context, late: DataOptions | None = None) -> ServiceContext:
     from nuseal.server.bootstrap import open_context
 
-    return open_context(settings(ctx))
+    return open_context(settings(ctx, late))
 
 
 def operator() -> Operator:

@@ -36,7 +36,7 @@ repo_app = group("repo-cert", "Repository certificates: the feed's repository si
                  admin_app)
 
 WAIT = typer.Option(False, "--wait", help="Work through the re-signing here too, show progress, print the report.")
-TIMEOUT = typer.Option(None, "--timeout", min=1, help="With --wait: give up waiting after this many seconds.")
+TIMEOUT = typer.Option(None, "--timeout", metavar="SECONDS", min=1, help="With --wait: give up waiting after this many seconds.")
 FINGERPRINT = typer.Argument(..., metavar="FINGERPRINT", help="SHA-256 fingerprint (64 hex digits).")
 _POLL_SECONDS = 0.5
 
@@ -61,11 +61,14 @@ def add(
         ..., "--timestamper", metavar="URL", help="RFC 3161 timestamp service URL for its signatures."
     ),
     certificate_path: Path | None = typer.Option(
-        None, "--certificate-path", help="With --pkcs11-*: PEM certificate chain of the key (default: the token's)."
+        None, "--certificate-path", metavar="FILE",
+        help="With --pkcs11-*: PEM certificate chain of the key (default: the token's).",
     ),
-    pkcs11_module: Path | None = typer.Option(None, "--pkcs11-module", help="PKCS#11 module (.so) path."),
-    pkcs11_token: str | None = typer.Option(None, "--pkcs11-token", help="PKCS#11 token label."),
-    pkcs11_key: str | None = typer.Option(None, "--pkcs11-key", help="Key label, or id:<hex> for a key id."),
+    pkcs11_module: Path | None = typer.Option(None, "--pkcs11-module", metavar="FILE", help="PKCS#11 module (.so)."),
+    pkcs11_token: str | None = typer.Option(None, "--pkcs11-token", metavar="LABEL", help="PKCS#11 token label."),
+    pkcs11_key: str | None = typer.Option(
+        None, "--pkcs11-key", metavar="LABEL", help="Key label, or id:HEX for a key id."
+    ),
 ) -> None:
     """Add a repository certificate and its key; it is listed at once, and signs once activated.
 
