@@ -510,8 +510,9 @@ def _run_here(function: Callable[..., _Outcome], *args: Any) -> Future[_Outcome]
     return done
 
 
-#: Packages up to this size are re-signed in a memory-backed folder when there is one (no disk writes at all).
-SMALL_PACKAGE_BYTES: Final = 4 * 1024 * 1024
+#: Packages up to this size are re-signed in a memory-backed folder when there is one (no disk writes at all). Each
+#: signing thread holds at most two copies at a time, so this stays small even where /dev/shm is (64 MB in a container).
+SMALL_PACKAGE_BYTES: Final = 1024 * 1024
 _SHM: Final = Path("/dev/shm")
 
 
