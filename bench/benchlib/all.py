@@ -16,7 +16,7 @@ from pathlib import Path
 from benchlib import options, report
 from benchlib.measure import load_average
 
-AREAS = ("startup", "verify", "sign", "batch", "timestamp", "resign")
+AREAS = ("startup", "verify", "sign", "batch", "timestamp", "feed", "resign")
 BENCH = Path(__file__).resolve().parents[1]
 
 

@@ -48,7 +48,10 @@ def test_unexpected_exception_becomes_a_marked_verdict(trust: TrustContext) -> N
 def test_cli_batch_goes_on_after_an_internal_error() -> None:
     from nuseal.cli.app import app
 
-    result = CliRunner().invoke(app, ["verify", "--revocation-mode", "offline", str(BROKEN), str(GOOD)])
+    # In process: the stand-in bug is a monkeypatch, which worker processes started by a forkserver (whenever
+    # another test left a thread running, such as the session's TSA) would not have.
+    result = CliRunner().invoke(app, ["verify", "--revocation-mode", "offline", "--parallel", "1", str(BROKEN),
+                                      str(GOOD)])
     assert result.exit_code == 1
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "ZeroDivisionError: stand-in bug" in result.output

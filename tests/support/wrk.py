@@ -43,11 +43,15 @@ def wrk_version() -> str:
     return (done.stdout or done.stderr).splitlines()[0]
 
 
-def run_wrk(url: str, *, threads: int = 1, connections: int = 4, seconds: int = 1) -> WrkResult:
-    """Load ``url`` (a loopback URL) for ``seconds`` and return wrk's summary."""
+def run_wrk(url: str, *, threads: int = 1, connections: int = 4, seconds: int = 1,
+            timeout: int | None = None) -> WrkResult:
+    """Load ``url`` (a loopback URL) for ``seconds`` and return wrk's summary; ``timeout``: seconds before wrk
+    counts a request as timed out (wrk's default: 2)."""
     if not url.startswith(("http://127.", "http://localhost", "http://[::1]")):
         raise RealPartError(f"wrk: refusing a non-loopback target {url}")
     argv = [wrk_binary(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if timeout is not None:
+        argv[-1:-1] = [f"--timeout={timeout}s"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False)
     summary, rps = _SUMMARY.search(done.stdout), _RPS.search(done.stdout)
     if done.returncode != 0 or summary is None or rps is None:

@@ -36,7 +36,9 @@ repo_app = group("repo-cert", "Repository certificates: the feed's repository si
                  admin_app)
 
 WAIT = typer.Option(False, "--wait", help="Work through the re-signing here too, show progress, print the report.")
-TIMEOUT = typer.Option(None, "--timeout", metavar="SECONDS", min=1, help="With --wait: give up waiting after this many seconds.")
+TIMEOUT = typer.Option(
+    None, "--timeout", metavar="SECONDS", min=1, help="With --wait: give up waiting after this many seconds."
+)
 FINGERPRINT = typer.Argument(..., metavar="FINGERPRINT", help="SHA-256 fingerprint (64 hex digits).")
 _POLL_SECONDS = 0.5
 

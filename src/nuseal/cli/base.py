@@ -27,6 +27,7 @@ from typing import Any, NoReturn, get_type_hints
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
+from nuseal.cli import coercion
 from nuseal.errors import NusealError
 
 #: Command (or group) name → the module that defines it. A test checks it against the commands that exist.
@@ -81,7 +82,17 @@ def _format_parameters(ctx: typer.Context, command: TyperCommand | TyperGroup, f
 
 
 class Command(TyperCommand):
-    """A command whose help shows metavars (``PACKAGE...``, ``URL``), as ``dotnet nuget`` does."""
+    """A command whose help shows metavars (``PACKAGE...``, ``URL``), as ``dotnet nuget`` does, and whose options
+    are coerced without pydantic where typer's adapters are not needed (``nuseal.cli.coercion``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        coercion.install(self.params)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        coercion.install([option])
+        return option
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         return _usage_pieces(ctx, self)
@@ -91,7 +102,16 @@ class Command(TyperCommand):
 
 
 class Group(TyperGroup):
-    """A command group with the same help layout; the root group's ``main`` handles every error."""
+    """A command group with the same help layout and coercion; the root group's ``main`` handles every error."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        coercion.install(self.params)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        coercion.install([option])
+        return option
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         return [*_usage_pieces(ctx, self), "COMMAND [ARGS]..."]

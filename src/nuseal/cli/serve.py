@@ -2,8 +2,10 @@
 default) and its background job workers. Both commands take exactly the same options (``opt.SERVE``).
 
 Thin: load the settings, open the context (migrating the embedded database), then
-- ``serve``: finish pushes a crash interrupted, bind, print one "listening" line on stdout, run the job workers
-  inside the process (unless ``serve_worker`` is off), serve until SIGINT/SIGTERM with JSON log lines on stderr;
+- ``serve``: finish pushes a crash interrupted, bind, (``--demo``: seed the demo feed), print one "listening" line
+  on stdout (``--demo``: then the demo's user, key and URLs), run the job workers inside the process (unless
+  ``serve_worker`` is off), serve until SIGINT/SIGTERM (``--workers N``: in N HTTP worker processes) with JSON log
+  lines on stderr;
 - ``worker``: print one "running" line, then run the job workers until SIGINT/SIGTERM.
 Server modules are imported inside the commands, so other commands never pay for them.
 """
@@ -26,9 +28,18 @@ if TYPE_CHECKING:
 
 
 @command(app, "serve", opt.SERVE)
-def serve(*, options: opt.ServeArgs) -> None:
+def serve(
+    workers: int | None = typer.Option(
+        None, "--workers", metavar="N", show_default=False,
+        help="HTTP worker processes sharing the port (default: 1; env: NUSEAL_HTTP_WORKERS)."),
+    demo: bool = typer.Option(
+        False, "--demo",
+        help="Seed a demo feed first (user 'demo', a new API key, package Nuseal.Demo) and print the URLs to use."),
+    *,
+    options: opt.ServeArgs,
+) -> None:
     """Run the NuGet V3 feed server until interrupted (Ctrl+C)."""
-    _serve(options.settings())
+    _serve(options.settings(http_workers=workers), demo=demo)
 
 
 @command(app, "worker", opt.SERVE)
@@ -81,7 +92,30 @@ def _repository_signing_warnings(ctx: ServiceContext, base_url: str, *, create_d
             _warn(warning)
 
 
-def _serve(settings: ServerSettings) -> None:
+def _demo_lines(ctx: ServiceContext, url: str) -> list[str]:
+    """Seed the demo feed (:mod:`nuseal.server.services.demo`) and say how to use it."""
+    from nuseal.server.services import demo
+
+    seeded = demo.wait_available(ctx, demo.seed(ctx, ctx.settings.data_dir / "tmp"))
+    lower_id, version = seeded.package_id.lower(), seeded.version
+    index = f"{url}/v3/index.json"
+    state = "" if seeded.status == "available" else f" ({seeded.status})"
+    return [
+        "demo feed ready:",
+        f"  service index   {index}",
+        f"  user            {seeded.user}",
+        f"  API key         {seeded.api_key}",
+        f"  package         {seeded.package_id} {version}{state}",
+        f"  .nupkg          {url}/v3/flatcontainer/{lower_id}/{version}/{lower_id}.{version}.nupkg",
+        f"  registration    {url}/v3/registration/{lower_id}/index.json",
+        f"  search          {url}/v3/search?q={lower_id}",
+        f"  status          {url}/api/v1/packages/{lower_id}/{version}",
+        f"  install         nuseal install {seeded.package_id} --source {index} --allow-insecure-loopback",
+        f"  push            dotnet nuget push PACKAGE.nupkg --source {index} --api-key {seeded.api_key}",
+    ]
+
+
+def _serve(settings: ServerSettings, *, demo: bool = False) -> None:
     from nuseal.server import app as server_app
     from nuseal.server.services.push import resume_interrupted
 
@@ -96,8 +130,18 @@ def _serve(settings: ServerSettings) -> None:
     url = settings.base_url(bound_port)
     _repository_signing_warnings(ctx, url, create_development=True)
     workers = _start_embedded_workers(ctx, url) if settings.serve_worker else None
+    try:
+        demo_lines = _demo_lines(ctx, url) if demo else []  # after the job workers start: they may publish it
+    except BaseException:
+        if workers is not None:
+            workers.stop()
+        raise
+    processes = f", {settings.http_workers} HTTP worker processes" if settings.http_workers > 1 else ""
     typer.echo(f"nuseal feed listening on {settings.listen_url(bound_port)}/ "
-               f"(service index {url}/v3/index.json, data {settings.data_dir})")  # fmt: skip
+               f"(service index {url}/v3/index.json, data {settings.data_dir}{processes})")  # fmt: skip
+    for line in demo_lines:
+        typer.echo(line)
+    sys.stdout.flush()  # read line by line by scripts and tests while the server runs
     from nuseal.server.services.dev_signing import stop_local_tsas
 
     # Stopped during uvicorn's graceful shutdown: it re-raises the signal afterwards, so nothing after run() runs.

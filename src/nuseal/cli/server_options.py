@@ -63,9 +63,10 @@ class ServeArgs:
     timestamp_roots: Path | None
     revocation_mode: str | None
 
-    def settings(self) -> ServerSettings:
+    def settings(self, **extra: object) -> ServerSettings:
+        """The settings, with ``extra`` command-specific options (field name -> value, None = not given)."""
         given = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("config", "data")}
-        return load_settings(self.config, data_dir=self.data, **given)
+        return load_settings(self.config, data_dir=self.data, **given, **extra)
 
 
 SERVE = OptionGroup(ServeArgs, dict(

@@ -3,7 +3,8 @@
 Output follows ``dotnet nuget sign`` ("Signing package(s) with certificate:", certificate details,
 "Package(s) signed successfully."), plus one line per package saying which signature was added. Errors print
 as ``error: NUxxxx: message (package)`` and make the exit code 1; the other packages are still signed.
-This module is the only place in signing that reads the clock or prints.
+This module is the only place in signing that reads the clock or prints. The library is imported inside the
+commands: ``--help`` and usage errors never load cryptography or the signers (start-up, docs/performance.md).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from cryptography import x509
 
 from nuseal.cli.base import OptionGroup, app, command, fail
 from nuseal.cli.options import (
@@ -35,16 +35,18 @@ from nuseal.enums import HashAlgorithmName
 from nuseal.errors import NusealError
 from nuseal.parallel import default_workers
 from nuseal.render.text import Verbosity, format_time
-from nuseal.sign.author import AuthorSignRequest
-from nuseal.sign.batch import SignJob, SignOutcome, sign_batch
-from nuseal.sign.common import SignOptions, SignResult
-from nuseal.sign.removal import Removal, remove_signature
-from nuseal.sign.repository import RepositorySignRequest
-from nuseal.sign.signers import PemSigner, PfxSigner, Pkcs11Config, Pkcs11Signer, Signer, fingerprint
-from nuseal.x509.roots import trust_store_from_files
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
+    from nuseal.sign.author import AuthorSignRequest
+    from nuseal.sign.batch import SignJob, SignOutcome
+    from nuseal.sign.common import SignOptions, SignResult
+    from nuseal.sign.repository import RepositorySignRequest
+    from nuseal.sign.signers import Signer
     from nuseal.timestamp.client import HttpTimestamper
+
+    MakeRequest = Callable[[Signer, SignOptions], AuthorSignRequest | RepositorySignRequest]
 
 
 def _signing_fingerprint(text: str) -> str:
@@ -125,6 +127,10 @@ def _local_now() -> datetime:
 
 
 def _load_signer(args: SigningArgs) -> Signer:
+    from cryptography import x509
+
+    from nuseal.sign.signers import PemSigner, PfxSigner, Pkcs11Config, Pkcs11Signer
+
     if args.pkcs11_module is not None:
         if args.pkcs11_token is None or args.pkcs11_key is None or args.pkcs11_pin is None:
             raise typer.BadParameter("needs --pkcs11-token, --pkcs11-key and --pkcs11-pin",
@@ -170,6 +176,9 @@ def _looks_like_pem(path: Path) -> bool:
 
 def _sign_options(args: SigningArgs) -> SignOptions:
     """Chains are built at sign time (as NuGet does) only when roots are given: nuseal has no machine store."""
+    from nuseal.sign.common import SignOptions
+    from nuseal.x509.roots import trust_store_from_files
+
     store = None
     if args.trust_roots is not None or args.timestamp_roots is not None:
         store = trust_store_from_files(args.trust_roots, args.timestamp_roots)
@@ -178,6 +187,8 @@ def _sign_options(args: SigningArgs) -> SignOptions:
 
 
 def _describe(cert: x509.Certificate) -> list[str]:
+    from nuseal.sign.signers import fingerprint
+
     return [
         f"  Subject Name: {cert.subject.rfc4514_string()}",
         f"  SHA256 hash: {fingerprint(cert)}",
@@ -192,11 +203,11 @@ _ADDED = {
     "repository-countersignature": "a repository countersignature",
 }
 
-MakeRequest = Callable[[Signer, SignOptions], AuthorSignRequest | RepositorySignRequest]
-
 
 def _run_signing(patterns: list[str], args: SigningArgs, make_request: MakeRequest) -> None:
     """Check every argument, load the key, then sign each package (a failed one does not stop the others)."""
+    from nuseal.sign.batch import SignJob
+
     packages = expand_all(patterns)
     if args.output is not None and args.output.exists() and not args.output.is_dir():
         fail(f"The output path is not a folder ({args.output})")
@@ -225,6 +236,9 @@ def _located(message: str, path: Path) -> str:
 def _sign_all(
     packages: list[Path], signer: Signer, timestamper: HttpTimestamper | None, args: SigningArgs, job: SignJob
 ) -> None:
+    from nuseal.sign.batch import sign_batch
+    from nuseal.sign.signers import fingerprint
+
     text = not args.as_json
     level = args.verbosity
     if args.output is not None:
@@ -305,6 +319,8 @@ def sign_command(
 ) -> None:
     """Author-sign NuGet packages (like 'dotnet nuget sign')."""
 
+    from nuseal.sign.author import AuthorSignRequest
+
     def make_request(signer: Signer, options: SignOptions) -> AuthorSignRequest:
         return AuthorSignRequest(signer, options)
 
@@ -327,6 +343,7 @@ def repo_sign_command(
     """
     # nuget.exe reposign splits -PackageOwners on ';'; empty items are dropped, blank ones are an error.
     owner_list = tuple(o for o in (owners or "").split(";") if o != "")
+    from nuseal.sign.repository import RepositorySignRequest
 
     def make_request(signer: Signer, options: SignOptions) -> RepositorySignRequest:
         return RepositorySignRequest(signer, service_index_url, owner_list, options).checked()
@@ -334,11 +351,6 @@ def repo_sign_command(
     _run_signing(packages, signing, make_request)
 
 
-_REMOVED = {
-    Removal.SIGNATURE_REMOVED: "The package signature was removed",
-    Removal.COUNTERSIGNATURES_REMOVED: "The repository countersignature was removed",
-    Removal.NOTHING_TO_REMOVE: "The package has no repository signature; nothing was removed",
-}
 
 
 @command(app, "remove-signature")
@@ -352,6 +364,13 @@ def remove_signature_command(
 
     With --repository-only, only a repository signature or repository countersignatures.
     """
+    from nuseal.sign.removal import Removal, remove_signature
+
+    said = {
+        Removal.SIGNATURE_REMOVED: "The package signature was removed",
+        Removal.COUNTERSIGNATURES_REMOVED: "The repository countersignature was removed",
+        Removal.NOTHING_TO_REMOVE: "The package has no repository signature; nothing was removed",
+    }
     failed = False
     for package in expand_all(packages):
         try:
@@ -362,7 +381,7 @@ def remove_signature_command(
             typer.echo(f"error: {_located(reason, package)}", err=True)
             continue
         if verbosity >= Verbosity.MINIMAL:
-            typer.echo(f"{_REMOVED[outcome]} ({package}).")
+            typer.echo(f"{said[outcome]} ({package}).")
     if failed:
         raise typer.Exit(1)
 

@@ -1,4 +1,8 @@
-"""``nuseal verify`` and ``nuseal inspect``: parse options, call the engine, render, exit (spec §6.8, §7.2)."""
+"""``nuseal verify`` and ``nuseal inspect``: parse options, call the engine, render, exit (spec §6.8, §7.2).
+
+The library is imported inside the commands, not here: ``nuseal verify --help`` and a command line that does not
+parse never load cryptography, the CMS parser or lxml (start-up, docs/performance.md).
+"""
 
 from __future__ import annotations
 
@@ -6,24 +10,23 @@ import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from nuseal.cli.base import app, command
 from nuseal.cli.options import CONFIGFILE, JSON, TRUST, VERBOSITY, TrustArgs, existing_file, parse_sha256_fingerprint
-from nuseal.cli.paths import expand
+from nuseal.cli.paths import expand, prefetch_hashes
 from nuseal.cli.progress import batch_progress
 from nuseal.codes import NuCode
 from nuseal.parallel import default_workers
-from nuseal.render import json as render_json
 from nuseal.render import text as render_text
-from nuseal.render.inspect import inspect_lines
 from nuseal.render.text import Verbosity
-from nuseal.trust.nuget_config import NuGetSettings
-from nuseal.trust.policy_builder import verify_command_policy
-from nuseal.verify.batch import exit_code, missing_verdict, verify_batch
-from nuseal.verify.policy import VerificationPolicy
-from nuseal.verify.result import PackageVerdict
+
+if TYPE_CHECKING:
+    from nuseal.trust.nuget_config import NuGetSettings
+    from nuseal.verify.policy import VerificationPolicy
+    from nuseal.verify.result import PackageVerdict
 
 
 class ConfigTrust:
@@ -76,11 +79,17 @@ def verify_command(
 
     The exit code is 0 only when every package is valid.
     """
+    paths, unresolved = expand(packages)
+    workers = parallel if parallel is not None else default_workers()
+    prefetch_hashes(paths, workers)  # a large package is hashed on another core while the library loads
+    from nuseal.trust.nuget_config import NuGetSettings
+    from nuseal.trust.policy_builder import verify_command_policy
+    from nuseal.verify.batch import exit_code, missing_verdict, verify_batch
+
     settings = NuGetSettings.load(configfile=configfile, cwd=Path.cwd(), home=Path.home())
     policy = verify_command_policy(settings, certificate_fingerprint)
     config_trust = ConfigTrust(settings, policy)
     setup = trust.setup(policy)
-    paths, unresolved = expand(packages)
     with batch_progress(len(paths), "Verifying") as advance:
 
         def show(verdict: PackageVerdict) -> None:
@@ -89,12 +98,14 @@ def verify_command(
             advance(Path(verdict.path).name)
 
         verdicts = verify_batch(paths, setup, now=datetime.now(UTC), on_verdict=show,
-                                parallel=parallel if parallel is not None else default_workers())
+                                parallel=workers)
     for missing in unresolved:
         verdicts.append(replace(missing_verdict(missing.pattern), error=missing.message))
         if not as_json:
             typer.echo(f"error: {missing.message}", err=True)
     if as_json:
+        from nuseal.render import json as render_json
+
         sys.stdout.write(render_json.dumps(render_json.verify_document(verdicts)) + "\n")
     raise typer.Exit(exit_code(verdicts))
 
@@ -118,6 +129,9 @@ def inspect_command(
 
     Certificates, signed attributes, timestamps and the repository countersignature.
     """
+    from nuseal.render import json as render_json
+    from nuseal.render.inspect import inspect_lines
+
     lines, document = inspect_lines(existing_file(package))
     if as_json:
         sys.stdout.write(render_json.dumps(document) + "\n")

@@ -22,10 +22,11 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
-from asn1crypto import algos, cms, core
+from asn1crypto import cms, core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -33,6 +34,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from nuseal import oids
 from nuseal.codes import NuCode
 from nuseal.errors import SignatureFormatError
+from nuseal.x509 import certs
 
 #: hashlib name -> digest OID, for the three hash algorithms NuGet allows.
 HASH_OIDS: dict[str, str] = {name: oid for oid, name in oids.SHA2_HASHES.items()}
@@ -72,8 +74,14 @@ def _der_set(elements: Iterable[bytes]) -> bytes:
     return _tlv(0x31, b"".join(sorted(elements)))
 
 
+@lru_cache(maxsize=256)
 def _oid(dotted: str) -> bytes:
+    """An OBJECT IDENTIFIER's DER; remembered, as signing encodes the same dozen OIDs for every signature."""
     return _dump(core.ObjectIdentifier(dotted))
+
+
+_DATA_OID = bytes.fromhex("06092a864886f70d010701")
+_SIGNED_DATA_OID = bytes.fromhex("06092a864886f70d010702")
 
 
 def _attribute(oid: str, value_der: bytes) -> bytes:
@@ -101,29 +109,31 @@ def _signing_time_value(when: datetime) -> bytes:
     when = when.astimezone(UTC).replace(microsecond=0)
     # RFC 5652 §11.3: UTCTime for 1950-2049 (what .NET writes, spec §4.2), GeneralizedTime otherwise.
     if 1950 <= when.year < 2050:
-        return _dump(core.UTCTime(when))
+        return _tlv(0x17, when.strftime("%y%m%d%H%M%SZ").encode("ascii"))  # as asn1crypto's UTCTime (tested)
     return _dump(core.GeneralizedTime(when))
 
 
 def signing_certificate_v2_value(certificate: x509.Certificate, hash_algorithm: str) -> bytes:
-    """``SigningCertificateV2`` DER exactly as NuGet writes it (spec §4.4).
+    """``SigningCertificateV2`` DER exactly as NuGet writes it (spec §4.4); made once per certificate and hash.
 
     NuGet quirk: ``hashAlgorithm`` is always written, even for SHA-256 where it equals the DEFAULT, and
     without NULL parameters. asn1crypto would drop a DEFAULT value, so the sequence is encoded here by hand.
     """
     _check_hash(hash_algorithm)
-    der = certificate.public_bytes(Encoding.DER)
-    parsed = asn1_x509.Certificate.load(der)
-    tbs = parsed["tbs_certificate"]
+    entry = certs.facts(certificate)
+    key = f"signing-certificate-v2:{hash_algorithm}"
+    cached = entry.memo.get(key)
+    if isinstance(cached, bytes):
+        return cached
     algorithm = _sequence(_oid(HASH_OIDS[hash_algorithm]))
-    cert_hash = core.OctetString(hashlib.new(hash_algorithm, der).digest()).dump()
+    cert_hash = _tlv(0x04, hashlib.new(hash_algorithm, entry.der).digest())
     # GeneralNames ::= SEQUENCE { [4] directoryName } ; [4] is EXPLICIT (a Name is a CHOICE), so constructed.
-    general_names = _sequence(_tlv(0xA4, tbs["issuer"].dump()))
+    general_names = _sequence(_tlv(0xA4, entry.raw_issuer))
     # The serial exactly as the certificate encodes it, so byte comparison in the verifier matches.
-    serial = tbs["serial_number"].dump()
-    issuer_serial = _sequence(general_names, serial)
-    ess_cert_id_v2 = _sequence(algorithm, cert_hash, issuer_serial)
-    return _sequence(_sequence(ess_cert_id_v2))
+    issuer_serial = _sequence(general_names, entry.raw_serial_number)
+    value = _sequence(_sequence(_sequence(algorithm, cert_hash, issuer_serial)))
+    entry.memo[key] = value
+    return value
 
 
 def service_index_url_value(url: str) -> bytes:
@@ -166,38 +176,32 @@ def check_owners(owners: Sequence[str]) -> None:
 # --- certificate helpers -------------------------------------------------------------------------------
 
 
-def _asn1_certificate(certificate: x509.Certificate) -> asn1_x509.Certificate:
-    return asn1_x509.Certificate.load(certificate.public_bytes(Encoding.DER))
-
-
-def _signer_identifier(certificate: x509.Certificate) -> tuple[cms.SignerIdentifier, str]:
-    """SKI sid (SignerInfo v3) when the certificate has an SKI extension, else issuer+serial (v1); §4.2."""
-    parsed = _asn1_certificate(certificate)
-    ski = parsed.key_identifier
+def _signer_identifier(certificate: x509.Certificate) -> tuple[bytes, int]:
+    """SKI sid (SignerInfo v3) when the certificate has an SKI extension, else issuer+serial (v1); §4.2.
+    Returns the SignerIdentifier DER and the SignerInfo version."""
+    entry = certs.facts(certificate)
+    ski = entry.subject_key_identifier
     if ski is not None:
-        return cms.SignerIdentifier({"subject_key_identifier": ski}), "v3"
-    issuer_and_serial = cms.IssuerAndSerialNumber(
-        {"issuer": parsed.issuer, "serial_number": parsed.serial_number}
-    )
-    return cms.SignerIdentifier({"issuer_and_serial_number": issuer_and_serial}), "v1"
+        return _tlv(0x80, ski), 3  # [0] IMPLICIT SubjectKeyIdentifier
+    return _sequence(entry.raw_issuer, entry.raw_serial_number), 1  # IssuerAndSerialNumber
 
 
-def _digest_algorithm(hash_algorithm: str) -> algos.DigestAlgorithm:
+def _digest_algorithm(hash_algorithm: str) -> bytes:
     # The real vectors carry NULL parameters on digest algorithms; we write the same.
-    return algos.DigestAlgorithm({"algorithm": HASH_OIDS[hash_algorithm], "parameters": core.Null()})
+    return _sequence(_oid(HASH_OIDS[hash_algorithm]), _NULL)
 
 
-def _rsa_signature_algorithm() -> algos.SignedDigestAlgorithm:
-    # spec §4.2: rsaEncryption. Every nuget.org vector writes it with NULL parameters (05 00); so do we.
-    return algos.SignedDigestAlgorithm({"algorithm": oids.RSA_ENCRYPTION, "parameters": core.Null()})
+#: spec §4.2: rsaEncryption. Every nuget.org vector writes it with NULL parameters (05 00); so do we.
+_NULL = b"\x05\x00"
+_RSA_SIGNATURE_ALGORITHM = bytes.fromhex("300d06092a864886f70d0101010500")
 
 
-def _timestamp_attribute(token: bytes) -> cms.CMSAttribute:
-    return cms.CMSAttribute.load(_attribute(oids.SIGNATURE_TIMESTAMP_TOKEN, token))
+def _timestamp_attribute(token: bytes) -> bytes:
+    return _attribute(oids.SIGNATURE_TIMESTAMP_TOKEN, token)
 
 
-def _unsigned_attributes(extra: Sequence[cms.CMSAttribute]) -> cms.CMSAttributes | None:
-    return cms.CMSAttributes(list(extra)) if extra else None
+def _integer(value: int) -> bytes:
+    return _tlv(0x02, value.to_bytes((value + (value < 0)).bit_length() // 8 + 1, "big", signed=True))
 
 
 # --- builders ------------------------------------------------------------------------------------------
@@ -229,30 +233,24 @@ class _SignerFields:
             _attribute(oids.CONTENT_TYPE, _oid(oids.DATA)),
             _attribute(oids.SIGNING_TIME, _signing_time_value(self.signing_time)),
             _attribute(oids.COMMITMENT_TYPE_INDICATION, commitment),
-            _attribute(oids.MESSAGE_DIGEST, core.OctetString(digest).dump()),
+            _attribute(oids.MESSAGE_DIGEST, _tlv(0x04, digest)),
             _attribute(oids.SIGNING_CERTIFICATE_V2, signing_certificate),
         ]
 
-    def _signer_info(
-        self, signed_attributes: bytes, signature_value: bytes, unsigned: Sequence[cms.CMSAttribute]
-    ) -> cms.SignerInfo:
+    def _signer_info(self, signed_attributes: bytes, signature_value: bytes, unsigned: Sequence[bytes]
+                     ) -> tuple[bytes, int]:
+        """The SignerInfo DER (RFC 5652 §5.3) and its version. Assembled from DER pieces rather than with
+        asn1crypto objects, which cost more than the RSA signature (the bytes are the same; tested)."""
         certificate = self._require_signer()
         sid, version = _signer_identifier(certificate)
-        info = cms.SignerInfo(
-            {
-                "version": version,
-                "sid": sid,
-                "digest_algorithm": _digest_algorithm(self.hash_algorithm),
-                # Loaded from our own bytes so asn1crypto keeps them verbatim (explicit ESSCertIDv2 default).
-                "signed_attrs": cms.CMSAttributes.load(signed_attributes),
-                "signature_algorithm": _rsa_signature_algorithm(),
-                "signature": signature_value,
-            }
-        )
-        unsigned_attrs = _unsigned_attributes(unsigned)
-        if unsigned_attrs is not None:
-            info["unsigned_attrs"] = unsigned_attrs
-        return info
+        parts = [
+            _integer(version), sid, _digest_algorithm(self.hash_algorithm),
+            b"\xa0" + signed_attributes[1:],  # [0] IMPLICIT SET OF Attribute: the signed SET, retagged
+            _RSA_SIGNATURE_ALGORITHM, _tlv(0x04, signature_value),
+        ]
+        if unsigned:
+            parts.append(_tlv(0xA1, b"".join(unsigned)))  # [1] IMPLICIT, in the order given (as asn1crypto kept)
+        return _sequence(*parts), version
 
     def _embedded_chain(self, certificate: x509.Certificate) -> list[x509.Certificate]:
         return _dedupe([certificate, *self.chain])
@@ -262,7 +260,7 @@ def _dedupe(certificates: Iterable[x509.Certificate]) -> list[x509.Certificate]:
     seen: set[bytes] = set()
     unique: list[x509.Certificate] = []
     for cert in certificates:
-        der = cert.public_bytes(Encoding.DER)
+        der = certs.der(cert)
         if der not in seen:
             seen.add(der)
             unique.append(cert)
@@ -322,24 +320,24 @@ class PrimarySignatureBuilder(_SignerFields):
         attributes += _repository_attributes(self.repository, self.service_index_url, self.owners)
         return _der_set(attributes)
 
-    def build(self, signature_value: bytes, *, timestamp: bytes | None = None) -> bytes:
-        """The ``.signature.p7s`` bytes: ContentInfo{signedData}. ``timestamp`` is a token ContentInfo DER."""
-        signed_attributes = self.signed_attributes()
+    def build(self, signature_value: bytes, *, timestamp: bytes | None = None,
+              signed_attributes: bytes | None = None) -> bytes:
+        """The ``.signature.p7s`` bytes: ContentInfo{signedData}. ``timestamp`` is a token ContentInfo DER;
+        ``signed_attributes``, what :meth:`signed_attributes` returned for this builder (made again if not given)."""
+        if signed_attributes is None:
+            signed_attributes = self.signed_attributes()
         certificate = self._require_signer()
         assert self.content is not None
         unsigned = [_timestamp_attribute(timestamp)] if timestamp is not None else []
-        signer_info = self._signer_info(signed_attributes, signature_value, unsigned)
-        signed_data = cms.SignedData(
-            {
-                # RFC 5652 §5.1: v3 iff a SignerInfo is v3 (SKI sid); spec §4.2 observes exactly that.
-                "version": signer_info["version"].native,
-                "digest_algorithms": [_digest_algorithm(self.hash_algorithm)],
-                "encap_content_info": {"content_type": "data", "content": self.content},
-                "certificates": [_asn1_certificate(c) for c in self._embedded_chain(certificate)],
-                "signer_infos": [signer_info],
-            }
+        signer_info, version = self._signer_info(signed_attributes, signature_value, unsigned)
+        signed_data = _sequence(
+            _integer(version),  # RFC 5652 §5.1: v3 iff a SignerInfo is v3 (SKI sid); spec §4.2 observes exactly that
+            _der_set([_digest_algorithm(self.hash_algorithm)]),
+            _sequence(_DATA_OID, _tlv(0xA0, _tlv(0x04, self.content))),  # encapContentInfo
+            _tlv(0xA0, b"".join(sorted(certs.der(c) for c in self._embedded_chain(certificate)))),  # [0] SET OF
+            _der_set([signer_info]),
         )
-        return _dump(cms.ContentInfo({"content_type": "signed_data", "content": signed_data}))
+        return _sequence(_SIGNED_DATA_OID, _tlv(0xA0, signed_data))
 
 
 def _repository_attributes(repository: bool, url: str | None, owners: Sequence[str]) -> list[bytes]:
@@ -396,7 +394,7 @@ class CountersignatureBuilder(_SignerFields):
         """The countersigner SignerInfo DER; its own timestamp sits inside it (spec §4.6)."""
         signed_attributes = self.signed_attributes(primary_signature_value)
         unsigned = [_timestamp_attribute(timestamp)] if timestamp is not None else []
-        return _dump(self._signer_info(signed_attributes, signature_value, unsigned))
+        return self._signer_info(signed_attributes, signature_value, unsigned)[0]
 
     def embedded_chain(self) -> list[x509.Certificate]:
         """Certificates to append to the outer SignedData (the countersigner's chain)."""
@@ -451,7 +449,7 @@ def add_timestamp(signature: bytes, token: bytes) -> bytes:
     ``token`` must be a timestamp over HASH_ts(``primary_signature_value(signature)``); the caller obtains it.
     """
     info, _, signer = _load(signature)
-    _with_unsigned(signer, [*_existing_unsigned(signer), _timestamp_attribute(token)])
+    _with_unsigned(signer, [*_existing_unsigned(signer), cms.CMSAttribute.load(_timestamp_attribute(token))])
     return _dump(info)
 
 

@@ -1,12 +1,12 @@
 """Loading NuGet primary signatures and repository countersignatures with NuGet's load-time rules (spec §4.3-4.7).
 
-Parsing uses asn1crypto's CMS structures, walked eagerly at the load boundary by ``nuseal.cms.der`` the way .NET's
-``SignedCms.Decode`` reads them, so that malformed DER is judged when the signature is loaded (NU3003, or NU3031
-inside a countersignature) and never surfaces later as a stray exception. The NuGet-specific rules (exactly one
-signer, signing-certificate-v2 matching, commitment types, service index URL, owners, countersignature placement)
-are written here because no library knows them. Signature *checks* (digest + signature) are in
-``verify_signer_signature`` so that the verifier can report them with NuGet's codes at the right point of its
-pipeline.
+Structures are read at the load boundary by ``nuseal.cms.der`` the way .NET's ``SignedCms.Decode`` reads them (its
+DER walker, with asn1crypto judging anything unusual), so that malformed DER is judged when the signature is
+loaded (NU3003, or NU3031 inside a countersignature) and never surfaces later as a stray exception. The
+NuGet-specific rules (exactly one signer, signing-certificate-v2 matching, commitment types, service index URL,
+owners, countersignature placement) are written here because no library knows them. Signature *checks* (digest +
+signature) are in ``verify_signer_signature`` so that the verifier can report them with NuGet's codes at the right
+point of its pipeline.
 """
 
 from __future__ import annotations
@@ -14,27 +14,27 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from asn1crypto import cms, core
-from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from nuseal import oids
 from nuseal.cms import der
 from nuseal.cms.algorithms import verify_raw_signature
 from nuseal.cms.content import SignatureContent
-from nuseal.cms.der import ASN1_ERRORS, Algorithm, Attribute
+from nuseal.cms.der import ASN1_ERRORS, Algorithm, Attribute, SignerFields, Unusual
 from nuseal.codes import Messages, NuCode
 from nuseal.enums import SignatureKind
 from nuseal.errors import SignatureFormatError
 from nuseal.x509 import certs
 
+if TYPE_CHECKING:
+    from asn1crypto import cms
+
 __all__ = ["EssCertId", "PrimarySignature", "RepositoryCountersignature", "SignerView", "build_signer_view",
-           "certificate_bag", "hash_name", "is_valid_service_index_url", "load_certificates", "load_primary_signature",
-           "load_signed_data", "verify_raw_signature", "verify_signer_signature"]
+           "hash_name", "is_valid_service_index_url", "load_certificates", "load_primary_signature",
+           "verify_raw_signature", "verify_signer_signature"]
 
 
 def _attribute_values(attrs: tuple[Attribute, ...] | None, oid: str) -> list[tuple[bytes, ...]]:
@@ -64,7 +64,7 @@ class EssCertId:
 class SignerView:
     """Facts about one SignerInfo (primary, countersigner, or timestamp token signer), all read at load time."""
 
-    signer_info: cms.SignerInfo
+    raw: bytes  # the SignerInfo's DER
     certificate: x509.Certificate | None
     kind: SignatureKind
     digest_algorithm_oid: str
@@ -94,6 +94,13 @@ class SignerView:
     def has_signing_time(self) -> bool:
         """A signing-time attribute is present (NuGet checks presence only, never the value)."""
         return bool(_attribute_values(self.signed_attributes, oids.SIGNING_TIME))
+
+    @property
+    def signer_info(self) -> cms.SignerInfo:
+        """The SignerInfo as an asn1crypto object (for ``nuseal inspect``; verification never needs it)."""
+        from asn1crypto import cms
+
+        return cms.SignerInfo.load(self.raw)
 
 
 class _SignerFacts:
@@ -127,12 +134,19 @@ class PrimarySignature(_SignerFacts):
     """A loaded ``.signature.p7s``: the one primary signer, its certificates and content."""
 
     raw: bytes
-    signed_data: cms.SignedData
+    version: int  # the SignedData version
     certificates: tuple[x509.Certificate, ...]
     content_bytes: bytes
     content: SignatureContent
     signer: SignerView
     _countersigners: tuple[SignerView, ...] = field(default=())
+
+    @property
+    def signed_data(self) -> cms.SignedData:
+        """The SignedData as an asn1crypto object (for ``nuseal inspect``; verification never needs it)."""
+        from asn1crypto import cms
+
+        return cms.ContentInfo.load(self.raw)["content"]
 
     @property
     def kind(self) -> SignatureKind:
@@ -167,17 +181,14 @@ class PrimarySignature(_SignerFacts):
         return tuple(c.kind for c in self._countersigners)
 
 
-def _resolve_signer_certificate(
-    fields: der.SignerFields, certificates: list[asn1_x509.Certificate], loaded: tuple[x509.Certificate, ...]
-) -> x509.Certificate | None:
+def _resolve_signer_certificate(fields: SignerFields, loaded: tuple[x509.Certificate, ...]) -> x509.Certificate | None:
     """.NET's ``SignerInfo.Certificate``: the bag certificate with the SID's serial number whose issuer name reads
     the same (ordinal string comparison, so case matters and the string encoding does not), or the one whose subject
     key identifier (its extension, else the SHA-1 of its key) equals the SID's."""
     if fields.issuer is not None:
         wanted = der.name_text(fields.issuer)
-        for asn1_cert, cert in zip(certificates, loaded, strict=True):
-            tbs = asn1_cert["tbs_certificate"]
-            if tbs["serial_number"].native == fields.serial_number and _issuer_text(tbs) == wanted:
+        for cert in loaded:
+            if cert.serial_number == fields.serial_number and _issuer_text(cert) == wanted:
                 return cert
         return None
     for cert in loaded:
@@ -186,21 +197,27 @@ def _resolve_signer_certificate(
     return None
 
 
-def _issuer_text(tbs: asn1_x509.TbsCertificate) -> tuple[tuple[tuple[str, str], ...], ...] | None:
-    try:
-        return der.name_text(bytes(tbs["issuer"].dump()))
-    except ASN1_ERRORS:
-        return None  # a bag certificate whose issuer cannot be read is nobody's match
+_Text = tuple[tuple[tuple[str, str], ...], ...]
+
+
+def _issuer_text(certificate: x509.Certificate) -> _Text | None:
+    """``der.name_text`` of the issuer as encoded (kept with the certificate); None when it cannot be read, so that
+    such a bag certificate is nobody's match."""
+    entry = certs.facts(certificate)
+    if "issuer_text" not in entry.memo:
+        try:
+            text: _Text | None = der.name_text(entry.raw_issuer)
+        except ASN1_ERRORS:
+            text = None
+        entry.memo["issuer_text"] = text
+    return entry.memo["issuer_text"]  # type: ignore[return-value]
 
 
 def _key_identifier(certificate: x509.Certificate) -> bytes | None:
-    extensions = certs.extensions(certificate)
-    if extensions is not None:
-        try:
-            return extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-        except x509.ExtensionNotFound:
-            pass
-    key = certs.public_key(certificate)
+    entry = certs.facts(certificate)
+    if entry.subject_key_identifier is not None:
+        return entry.subject_key_identifier
+    key = entry.public_key
     if key is None:
         return None
     try:
@@ -320,14 +337,17 @@ def _issuer_serial_matches(entry: EssCertId, certificate: x509.Certificate) -> b
         return True
     if entry.serial_number != certificate.serial_number:
         return False
-    return der.name_text(entry.issuer_name) == der.name_text(certs.raw_name(certificate, "issuer"))
+    issuer = _issuer_text(certificate)
+    if issuer is None:  # unreadable: raise the parse error, as .NET's decoder does (NU3003 at the load boundary)
+        issuer = der.name_text(certs.raw_name(certificate, "issuer"))
+    return der.name_text(entry.issuer_name) == issuer
 
 
 def _ess_matches(entry: EssCertId, certificate: x509.Certificate) -> bool:
     """NuGet's ``SignatureUtility.IsMatch``: issuerSerial (if present) then certHash, on ``certs[0]`` only."""
     if not _issuer_serial_matches(entry, certificate):
         return False
-    digest = hashlib.new(oids.SHA2_HASHES[entry.hash_algorithm_oid], certificate.public_bytes(Encoding.DER)).digest()
+    digest = hashlib.new(oids.SHA2_HASHES[entry.hash_algorithm_oid], certs.der(certificate)).digest()
     return digest == entry.cert_hash
 
 
@@ -340,13 +360,24 @@ def _service_index_url(attrs: tuple[Attribute, ...] | None, code: NuCode) -> str
             "Exactly one nuget-v3-service-index-url attribute value is required.", NuCode.NU3000)
     raw = values[0][0]
     try:
-        url = core.IA5String.load(raw, strict=True).native
+        url = _ia5_string(raw)
     except ASN1_ERRORS as exc:
         raise SignatureFormatError("The nuget-v3-service-index-url attribute is invalid.", NuCode.NU3000) from exc
     if not is_valid_service_index_url(url):
         raise SignatureFormatError("The nuget-v3-service-index-url attribute value is invalid.", NuCode.NU3000)
     del code
     return str(url)
+
+
+def _ia5_string(raw: bytes) -> str:
+    try:
+        if raw[:1] == b"\x16":
+            return der.contents_of(raw).decode("ascii")
+    except Unusual:
+        pass
+    from asn1crypto import core  # other forms (constructed, BER): asn1crypto reads or refuses them
+
+    return str(core.IA5String.load(raw, strict=True).native)
 
 
 def is_valid_service_index_url(url: str) -> bool:
@@ -362,8 +393,7 @@ def _owners(attrs: tuple[Attribute, ...] | None) -> tuple[str, ...]:
     if len(values) != 1 or len(values[0]) != 1:
         raise SignatureFormatError("Exactly one nuget-package-owners attribute value is required.", NuCode.NU3000)
     try:
-        seq = core.SequenceOf.load(values[0][0], spec=core.UTF8String, strict=True)
-        owners = tuple(str(item.native) for item in seq)
+        owners = _utf8_strings(values[0][0])
     except ASN1_ERRORS as exc:
         raise SignatureFormatError("The nuget-package-owners attribute is invalid.", NuCode.NU3000) from exc
     if not owners or any(not owner.strip() for owner in owners):
@@ -371,10 +401,30 @@ def _owners(attrs: tuple[Attribute, ...] | None) -> tuple[str, ...]:
     return owners
 
 
+def _utf8_strings(raw: bytes) -> tuple[str, ...]:
+    """A SEQUENCE OF UTF8String."""
+    try:
+        if raw[:1] == b"\x30":
+            items = der.tlvs(der.contents_of(raw))
+            if all(item[:1] == b"\x0c" and item[1:2] != b"\x80" for item in items):
+                return tuple(der.contents_of(item).decode("utf-8") for item in items)
+    except Unusual:
+        pass
+    from asn1crypto import core  # other forms: asn1crypto reads or refuses them
+
+    return tuple(str(item.native) for item in core.SequenceOf.load(raw, spec=core.UTF8String, strict=True))
+
+
 def _signing_time(attrs: tuple[Attribute, ...] | None) -> datetime | None:
     values = _attribute_values(attrs, oids.SIGNING_TIME)
     if not values or not values[0]:
         return None
+    try:
+        return der.simple_time(values[0][0])
+    except der.DECODE_ERRORS:
+        pass
+    from asn1crypto import cms  # other time forms (offsets, no seconds, fractions of minutes): asn1crypto's reading
+
     try:
         parsed = cms.Time.load(values[0][0], strict=True).native
     except ASN1_ERRORS:
@@ -387,6 +437,12 @@ def _message_digest(attrs: tuple[Attribute, ...] | None) -> bytes | None:
     if len(values) != 1 or len(values[0]) != 1:
         return None
     try:
+        return der.octet_string(values[0][0])
+    except der.DECODE_ERRORS:
+        pass
+    from asn1crypto import core  # other forms: asn1crypto reads or refuses them
+
+    try:
         return bytes(core.OctetString.load(values[0][0], strict=True).native)
     except ASN1_ERRORS:
         return None  # .NET: the check fails (NU3012 / NU3021), the signature still loads
@@ -397,18 +453,16 @@ def _timestamp_tokens(attrs: tuple[Attribute, ...] | None) -> tuple[bytes, ...]:
 
 
 def build_signer_view(
-    signer_info: cms.SignerInfo, certificates: list[asn1_x509.Certificate], loaded: tuple[x509.Certificate, ...],
-    *, with_nuget_attributes: bool = True,
+    fields: SignerFields, loaded: tuple[x509.Certificate, ...], *, with_nuget_attributes: bool = True,
 ) -> SignerView:
-    """Read every field of a SignerInfo now (``ValueError`` & co. from asn1crypto when malformed); NuGet attribute
-    rule violations raise ``SignatureFormatError``. ``loaded`` are ``certificates`` loaded by cryptography."""
-    fields = der.read_signer_info(signer_info)
+    """The facts of a SignerInfo read by ``nuseal.cms.der``; NuGet attribute rule violations raise
+    ``SignatureFormatError``. ``loaded`` are the SignedData's certificates."""
     signed = fields.signed_attributes
     with der.where("commitment-type-indication attribute"):
         kind = _signature_kind(signed) if with_nuget_attributes else SignatureKind.UNKNOWN
     return SignerView(
-        signer_info=signer_info,
-        certificate=_resolve_signer_certificate(fields, certificates, loaded),
+        raw=fields.raw,
+        certificate=_resolve_signer_certificate(fields, loaded),
         kind=kind,
         digest_algorithm_oid=fields.digest_algorithm.oid,
         signature_algorithm_oid=fields.signature_algorithm.oid,
@@ -425,34 +479,38 @@ def build_signer_view(
     )
 
 
-def certificate_bag(signed_data: cms.SignedData) -> list[asn1_x509.Certificate]:
-    """The X.509 certificates of a SignedData (other certificate choices are skipped)."""
-    certs_field = signed_data["certificates"]
-    if not certs_field:
-        return []
-    return [c.chosen for c in certs_field if c.name == "certificate"]
-
-
-def load_certificates(bag: list[asn1_x509.Certificate]) -> tuple[x509.Certificate, ...]:
-    """The bag loaded by cryptography, as .NET's ``SignedCms.Certificates`` loads it: ``ValueError`` if one fails."""
+def load_certificates(bag: tuple[bytes, ...]) -> tuple[x509.Certificate, ...]:
+    """The bag (certificate DERs) loaded by cryptography, as .NET's ``SignedCms.Certificates`` loads it:
+    ``ValueError`` if one fails. The same certificate in another signature is the same object (``x509.facts``)."""
     loaded = []
     for index, certificate in enumerate(bag, start=1):
         with der.where(f"certificate #{index}"):
-            loaded.append(certs.load_der(bytes(certificate.dump())))
+            try:
+                loaded.append(certs.load_der(certificate))
+            except ValueError:
+                _asn1crypto_reading(certificate)  # its wording of the error, when it has one
+                raise
     return tuple(loaded)
 
 
-def load_signed_data(der_bytes: bytes) -> cms.SignedData:
-    """Decode a ContentInfo that must hold SignedData, walking every field .NET's decoder reads; asn1crypto errors
-    or ``ValueError`` when it does not."""
-    content_info = cms.ContentInfo.load(der_bytes, strict=True)
-    if content_info["content_type"].dotted != oids.SIGNED_DATA:
-        raise ValueError("not SignedData")
-    signed_data = content_info["content"]
-    der.walk_signed_data(signed_data)
-    for signer_info in signed_data["signer_infos"]:
-        der.read_signer_info(signer_info)
-    return signed_data
+def _asn1crypto_reading(certificate: bytes) -> None:
+    """Raise asn1crypto's error for a certificate it cannot read either: the reason nuseal has always given
+    (asn1crypto used to read the bag before cryptography)."""
+    from asn1crypto import x509 as asn1_x509
+
+    asn1_x509.Certificate.load(certificate).dump()
+
+
+def read_signer_info(raw: bytes) -> SignerFields:
+    """One SignerInfo (a countersigner) read eagerly: by the DER walker, or by asn1crypto when the walker does not
+    read it (asn1crypto's errors are raised then)."""
+    try:
+        return der.read_signer_info(raw)
+    except der.DECODE_ERRORS:
+        pass
+    from asn1crypto import cms
+
+    return der.signer_info_fields(cms.SignerInfo.load(raw, strict=True))
 
 
 def load_primary_signature(der_bytes: bytes) -> PrimarySignature:
@@ -472,16 +530,15 @@ def load_primary_signature(der_bytes: bytes) -> PrimarySignature:
 
 
 def _load_primary_signature(der_bytes: bytes) -> PrimarySignature:
-    signed_data = load_signed_data(der_bytes)
-    signer_infos = list(signed_data["signer_infos"])
-    certificates = certificate_bag(signed_data)
-    with der.where("SignedData encapContentInfo"):
-        content_bytes = der.encapsulated_content(signed_data)
+    signed_data = der.signed_data_fields(der_bytes)
+    signer_infos = signed_data.signer_infos
+    if signed_data.content_error is not None:
+        raise ValueError(f"SignedData encapContentInfo: {signed_data.content_error}")
+    content_bytes = signed_data.content
     if len(signer_infos) != 1:
         raise SignatureFormatError(Messages.NOT_ONE_PRIMARY, NuCode.NU3009)
-    cert_objects = load_certificates(certificates)
-    signer_info = signer_infos[0]
-    signer = build_signer_view(signer_info, certificates, cert_objects)
+    cert_objects = load_certificates(signed_data.certificates)
+    signer = build_signer_view(signer_infos[0], cert_objects)
     if signer.certificate is None:
         raise SignatureFormatError(Messages.NO_SIGNING_CERT, NuCode.NU3010)
     attrs = signer.signed_attributes
@@ -501,23 +558,23 @@ def _load_primary_signature(der_bytes: bytes) -> PrimarySignature:
                 "Exactly one nuget-v3-service-index-url attribute value is required.", NuCode.NU3000)
         owners = _owners(attrs)
     signer = _replace(signer, service_index_url=service_index, owners=owners)
-    countersigners = _load_countersigners(signer, certificates, cert_objects)
-    return PrimarySignature(der_bytes, signed_data, cert_objects, content_bytes, content, signer, countersigners)
+    countersigners = _load_countersigners(signer, cert_objects)
+    return PrimarySignature(der_bytes, signed_data.version, cert_objects, content_bytes, content, signer,
+                            countersigners)
 
 
 def _replace(view: SignerView, **changes: Any) -> SignerView:
     return replace(view, **changes)
 
 
-def _load_countersigners(signer: SignerView, certificates: list[asn1_x509.Certificate],
-                         loaded: tuple[x509.Certificate, ...]) -> tuple[SignerView, ...]:
+def _load_countersigners(signer: SignerView, loaded: tuple[x509.Certificate, ...]) -> tuple[SignerView, ...]:
     """Countersigner SignerInfos, each read whole; repository ones get the NU3031 attribute rules (spec §4.3).
     Anything malformed inside a countersignature is NU3031."""
     views: list[SignerView] = []
     for values in _attribute_values(signer.unsigned_attributes, oids.COUNTERSIGNATURE):
         for value in values:
             try:
-                view = build_signer_view(cms.SignerInfo.load(value, strict=True), certificates, loaded)
+                view = build_signer_view(read_signer_info(value), loaded)
                 if view.kind is SignatureKind.REPOSITORY:
                     view = _load_repository_countersigner(view)
             except SignatureFormatError:

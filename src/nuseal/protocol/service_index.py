@@ -55,6 +55,10 @@ class ResourceKind(Enum):
         ("SearchAutocompleteService/Versioned", "SearchAutocompleteService/3.0.0-beta"),
         ("SearchAutocompleteService", "SearchAutocompleteService/3.0.0-beta", "SearchAutocompleteService/3.0.0-rc",
          "SearchAutocompleteService/3.5.0"))
+    # The V2 (OData) feed of the same packages: nuget.exe's `list` reads it (nothing else in NuGet 5+ needs it).
+    LEGACY_GALLERY = ResourceTypes(
+        ("LegacyGallery", "LegacyGallery/2.0.0"),
+        ("LegacyGallery", "LegacyGallery/2.0.0"))
     SYMBOL_PACKAGE_PUBLISH = ResourceTypes(
         ("SymbolPackagePublish/4.9.0",),
         ("SymbolPackagePublish/4.9.0",))

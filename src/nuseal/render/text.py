@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 from nuseal.enums import SignatureKind
-from nuseal.verify.result import PackageVerdict, Severity, SignatureVerdict, TimestampSummary
-from nuseal.x509.certs import CertificateSummary
+from nuseal.findings import Severity
+
+if TYPE_CHECKING:  # the CLI imports Verbosity from here at start-up; the verdict types are only annotations
+    from nuseal.verify.result import PackageVerdict, SignatureVerdict, TimestampSummary
+    from nuseal.x509.summary import CertificateSummary
 
 
 class Verbosity(IntEnum):

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Final
 
@@ -31,6 +33,7 @@ from nuseal.server.api import (
     certificates,
     flatcontainer,
     health,
+    legacy_feed,
     publish,
     registration,
     repository_signatures,
@@ -39,8 +42,10 @@ from nuseal.server.api import (
     signers,
     status,
 )
+from nuseal.server.api.fast_reads import FastReads
 from nuseal.server.api.problems import SCHEMA_REF, problem
 from nuseal.server.api.responses import ReasonPhraseText
+from nuseal.server.db.session import DatabaseBusyError
 from nuseal.server.reason_phrase import ReasonPhraseProtocol
 from nuseal.server.services.context import ServiceContext
 from nuseal.server.services.errors import (
@@ -50,9 +55,11 @@ from nuseal.server.services.errors import (
     NotFoundError,
 )
 from nuseal.server.services.feed_documents import FeedReader
+from nuseal.server.services.legacy_feed import LegacyFeed
 from nuseal.server.services.permissions import AccessDenied
 from nuseal.server.services.push import PushStorageFailed
 from nuseal.server.services.push_checks import PushRejected
+from nuseal.server.settings import ServerSettings
 from nuseal.server.storage import BlobTooLargeError, RangeNotSatisfiableError
 
 _access = logging.getLogger("nuseal.access")
@@ -68,6 +75,7 @@ STATUS_OF: Final[tuple[tuple[type[NusealError], int], ...]] = (
     (RangeNotSatisfiableError, 416),
     (InvalidInputError, 400),
     (PushStorageFailed, 503),
+    (DatabaseBusyError, 503),
 )
 #: Paths NuGet clients push to: their errors are plain text, as nuget.org answers them.
 TEXT_ERROR_PREFIXES: Final = ("/api/v2/",)
@@ -105,19 +113,23 @@ async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
     return problem(422, "InvalidRequest", detail)
 
 
+_HTTP_METHODS: Final = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
 async def _http_error(request: Request, error: Exception) -> Response:
     """Starlette's own answers (404 for no route, 405): problem documents; a 405 lists in ``Allow`` every method
-    the path answers (Starlette names only those of the first route matching the path, and FastAPI makes one
-    route per method)."""
+    the path answers. Starlette names only those of the first route matching the path (FastAPI makes one route per
+    method, and nests included routers), so each method is tried against the whole router instead."""
     assert isinstance(error, HTTPException)
     headers = dict(error.headers or {})
     if error.status_code == 405:
-        methods: set[str] = set()
-        for route in request.app.router.routes:
-            match, _ = route.matches(request.scope)
-            if match is not Match.NONE:
-                methods |= set(getattr(route, "methods", None) or ())
-        headers["Allow"] = ", ".join(sorted(methods))
+        routes = request.app.router.routes
+        allowed = [
+            method
+            for method in _HTTP_METHODS
+            if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+        ]
+        headers["Allow"] = ", ".join(allowed)
     return problem(error.status_code, "HTTPError", str(error.detail), headers=headers)
 
 
@@ -161,15 +173,20 @@ class AccessLog:
 
 def create_app(ctx: ServiceContext, *, public_url: str) -> FastAPI:
     """The feed application for one context; ``public_url`` is the externally visible base URL (no slash)."""
+    # No OpenTelemetry: FastAPI's native telemetry otherwise asks the global providers on every request.
     app = FastAPI(title="nuseal feed", version=_nuseal_version(), docs_url="/api/docs",
-                  openapi_url="/api/openapi.json", redoc_url=None)  # fmt: skip
+                  openapi_url="/api/openapi.json", redoc_url=None,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})  # fmt: skip
     app.state.ctx = ctx
     app.state.public_url = public_url
     app.state.feed = FeedReader(ctx.db, public_url)
+    app.state.legacy = LegacyFeed(app.state.feed)
     app.add_exception_handler(NusealError, _problem)
     app.add_exception_handler(RequestValidationError, _invalid_request)  # issue 10: problem JSON for bad bodies
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_middleware(AccessLog)
+    app.add_middleware(FastReads, feed=app.state.feed, blobs=ctx.blobs)  # inside the access log: reads logged too
+    if ctx.settings.access_log:
+        app.add_middleware(AccessLog)
     app.include_router(health.router)
     app.include_router(signers.router)  # before any /api/v1/packages/{id}/{version} route
     app.include_router(certificates.router)
@@ -180,6 +197,7 @@ def create_app(ctx: ServiceContext, *, public_url: str) -> FastAPI:
     app.include_router(publish.router)
     app.include_router(status.router)
     app.include_router(repository_signatures.router)
+    app.include_router(legacy_feed.router)
     _document_invalid_requests_as_problems(app)
     return app
 
@@ -241,15 +259,9 @@ class _ShutdownHooks:
         await self.app(scope, receiving, send)
 
 
-def run(ctx: ServiceContext, sock: socket.socket, *, public_url: str,
-        on_shutdown: Sequence[Callable[[], None]] = ()) -> None:  # fmt: skip
-    """Serve until SIGINT/SIGTERM on an already bound socket; TLS when the settings name a certificate.
-
-    ``on_shutdown`` runs after the last request, during the graceful shutdown (stopping the job workers).
-    """
-    settings = ctx.settings
-    config = uvicorn.Config(
-        _ShutdownHooks(create_app(ctx, public_url=public_url), on_shutdown),
+def _config(app: Any, settings: ServerSettings, **extra: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
         http=ReasonPhraseProtocol,  # nuget.org's messages as reason phrases
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
@@ -258,10 +270,65 @@ def run(ctx: ServiceContext, sock: socket.socket, *, public_url: str,
         server_header=False,
         proxy_headers=False,
         timeout_graceful_shutdown=10,
+        **extra,
     )
-    server = uvicorn.Server(config)
+
+
+@dataclass(frozen=True)
+class WorkerAppFactory:
+    """Builds the application inside each HTTP worker process (``--workers`` > 1). uvicorn pickles it into every
+    process it spawns; each opens its own database and blob-store connections (the parent migrated the embedded
+    database already, so a worker only checks the revision) and keeps its own document cache, kept fresh by the
+    feed-state serial like any other process's."""
+
+    settings: ServerSettings
+    public_url: str
+
+    def __call__(self) -> ASGIApp:
+        from nuseal.server.bootstrap import open_context
+        from nuseal.server.faults import arm_from_environ
+        from nuseal.server.logs import configure_json_logging
+        from nuseal.server.services.dev_signing import stop_local_tsas
+
+        configure_json_logging()
+        arm_from_environ(os.environ)
+        ctx = open_context(self.settings, migrate_embedded=False)
+        return _ShutdownHooks(create_app(ctx, public_url=self.public_url), [stop_local_tsas, ctx.db.dispose])
+
+
+def run(ctx: ServiceContext, sock: socket.socket, *, public_url: str,
+        on_shutdown: Sequence[Callable[[], None]] = ()) -> None:  # fmt: skip
+    """Serve until SIGINT/SIGTERM on an already bound socket; TLS when the settings name a certificate.
+
+    With ``http_workers`` > 1, uvicorn's supervisor spawns that many worker processes which accept on the same
+    socket (the kernel spreads connections among them) and replaces one that dies; this process then serves no
+    HTTP itself and keeps only what must run once (the job workers of ``on_shutdown``).
+    ``on_shutdown`` runs after the last request, during the graceful shutdown (stopping the job workers).
+    """
+    settings = ctx.settings
+    if settings.http_workers > 1:
+        _run_workers(ctx, sock, public_url=public_url, on_shutdown=on_shutdown)
+        return
+    server = uvicorn.Server(_config(_ShutdownHooks(create_app(ctx, public_url=public_url), on_shutdown), settings))
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+        ctx.db.dispose()
+
+
+def _run_workers(ctx: ServiceContext, sock: socket.socket, *, public_url: str,
+                 on_shutdown: Sequence[Callable[[], None]]) -> None:  # fmt: skip
+    from uvicorn.supervisors import Multiprocess
+
+    settings = ctx.settings
+    # A worker busy serving answers the supervisor's health check from a thread: give it time on a loaded machine.
+    config = _config(WorkerAppFactory(settings, public_url), settings, factory=True, workers=settings.http_workers,
+                     timeout_worker_healthcheck=30)  # fmt: skip
+    try:
+        Multiprocess(config, sockets=[sock]).run()  # returns once SIGINT/SIGTERM stopped every worker
+    finally:
+        sock.close()
+        for hook in on_shutdown:
+            hook()
         ctx.db.dispose()

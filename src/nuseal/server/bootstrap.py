@@ -49,11 +49,13 @@ def migrate_database(
         db.dispose()
 
 
-def open_context(settings: ServerSettings, *, clock: Clock = system_clock) -> ServiceContext:
-    """A :class:`ServiceContext` on a database at the head revision (the embedded one is migrated here)."""
+def open_context(settings: ServerSettings, *, clock: Clock = system_clock,
+                 migrate_embedded: bool = True) -> ServiceContext:
+    """A :class:`ServiceContext` on a database at the head revision (the embedded one is migrated here, unless
+    ``migrate_embedded`` is off: the extra HTTP worker processes of ``serve --workers`` only check it)."""
     db = open_database(settings)
     try:
-        if settings.uses_embedded_database:
+        if settings.uses_embedded_database and migrate_embedded:
             _upgrade(db, Operator("system"), clock)
         else:
             migrate.require_head(db)

@@ -37,3 +37,10 @@ def configure_json_logging(level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("alembic").setLevel(max(level, logging.WARNING))  # "Context impl SQLiteImpl." per check
+    # The JSON lines use no caller file/line, thread or process names: the logging HOWTO's "Optimization" switches
+    # skip computing them for every record (the access log writes one per request; the caller lookup walks the
+    # stack each time).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False

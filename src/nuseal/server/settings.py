@@ -72,6 +72,11 @@ class ServerSettings:
     job_lease_seconds: int = 300
     #: Package versions one re-signing task takes at a time.
     resign_batch_size: int = 50
+    # --- interop (issue 9): HTTP worker processes and the access log -------------------------------------------
+    #: HTTP worker processes of ``nuseal serve`` sharing its socket (``--workers``); the job workers still run once.
+    http_workers: int = 1
+    #: One JSON line per request on stderr (``nuseal.access``); off saves about a tenth of a cached read.
+    access_log: bool = True
 
     @property
     def uses_embedded_database(self) -> bool:
@@ -210,12 +215,14 @@ _PARSERS: Final[Mapping[str, Callable[[str, object, str], Any]]] = {
     "serve_worker": _boolean,
     "job_lease_seconds": _integer(1, 86400),
     "resign_batch_size": _integer(1, 10_000),
+    "http_workers": _integer(1, 64),
+    "access_log": _boolean,
 }
 _PATH_FIELDS: Final = frozenset({"data_dir", "tls_cert", "tls_key", "trust_roots", "timestamp_roots"})
 
 #: CLI option spelling of each field (for error messages): ``data_dir`` is ``--data``.
 OPTION_NAMES: Final[Mapping[str, str]] = {name: "--" + name.replace("_", "-") for name in _PARSERS} | {
-    "data_dir": "--data"
+    "data_dir": "--data", "http_workers": "--workers"
 }
 
 

@@ -2,21 +2,31 @@
 
 A package that cannot be signed (refused, unreadable, a timestamp failure) is that package's outcome, never the end
 of the batch; so is a bug hit while signing it (``error`` then says "internal error"). ``parallel=N`` signs in N
-worker processes (``nuseal.parallel.ordered_map``): each worker opens its own keep-alive connection to the
-timestamp service, so up to N timestamp requests are in flight at once, and the outputs' fsyncs overlap (the file
-system commits them together). Outcomes still arrive, and reach ``on_outcome``, in input order.
+worker processes (``nuseal.parallel.ordered_map``), each with a few packages in flight at once: a worker takes a
+run of up to ``IN_FLIGHT`` packages and signs them on a small thread pool made once per worker, so their timestamp
+requests are concurrent on the worker's keep-alive connections (one ``HttpTimestamper``, whose client pools them)
+and their fsyncs overlap, while the CPU work of one package runs as the others wait (issue 12: a timestamped
+signature is mostly waiting, for the TSA and for the disk). No thread is started per package. Outcomes still
+arrive, and reach ``on_outcome``, in input order.
+
+A worker that dies loses its whole run; the run's packages are then signed again one at a time, each in a process
+of its own, so that only the package that kills its process is lost (as ``ordered_map`` does for single items).
 
 Only in-memory keys (``KeySigner``: PFX and PEM files) go to worker processes; a PKCS#11 session does not survive
-a fork, so a token signs in this process whatever ``parallel`` says. One package, or ``parallel=1``, is signed in
-this process too: no pool start-up.
+a fork, so a token signs in this process whatever ``parallel`` says, one package after the other (a token session
+serves one operation at a time). ``parallel=1`` signs in this process too (no pool start-up), with the same
+``IN_FLIGHT`` packages in flight on threads when the key is in memory and the timestamper an ``HttpTimestamper``
+(or none), which are safe to share between threads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nuseal import parallel as process_pool
 from nuseal.errors import NusealError
@@ -25,6 +35,14 @@ from nuseal.sign.common import SignResult, Timestamper
 from nuseal.sign.repository import RepositorySignRequest, repo_sign_package
 from nuseal.sign.signers import KeySigner
 from nuseal.timestamp.client import HttpTimestamper
+from nuseal.x509 import certs
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+#: Packages one worker process has in flight at once (its run of packages, signed on that many threads). Four
+#: cover a loopback TSA's round trip and two fsyncs per package with the CPU work of the others (bench/timestamp).
+IN_FLIGHT = 4
 
 
 @dataclass(frozen=True)
@@ -86,20 +104,51 @@ def sign_batch(pairs: Sequence[tuple[Path, Path]], job: SignJob, *, parallel: in
             on_outcome(outcome)
 
     if parallel > 1 and len(pairs) > 1 and isinstance(job.request.signer, KeySigner):
-        for outcome in process_pool.ordered_map(
-            _sign_in_worker, [(Path(s), Path(d)) for s, d in pairs], workers=min(parallel, len(pairs)),
-            on_failure=_worker_failed, initializer=_open_worker, initargs=(job,),
-        ):  # fmt: skip
-            record(outcome)
+        workers = min(parallel, len(pairs))
+        size = max(1, min(IN_FLIGHT, -(-len(pairs) // workers)))  # every worker gets work in a short batch
+        runs = [[(Path(s), Path(d)) for s, d in pairs[i : i + size]] for i in range(0, len(pairs), size)]
+        for run, signed in zip(runs, process_pool.ordered_map(
+            _sign_run_in_worker, runs, workers=min(workers, len(runs)), on_failure=_run_failed,
+            initializer=_open_worker, initargs=(job, size),
+        ), strict=True):  # fmt: skip
+            for outcome in signed if signed is not None else _one_by_one(run, job):
+                record(outcome)
         return outcomes
     owned = _http_timestamper(job) if timestamper is None and job.timestamper_url is not None else None
+    stamper = timestamper or owned
     try:
-        for src, dst in pairs:
-            record(sign_one(job, Path(src), Path(dst), timestamper or owned))
+        if len(pairs) > 1 and isinstance(job.request.signer, KeySigner) and (
+                stamper is None or isinstance(stamper, HttpTimestamper)):
+            # The warning filters are process-wide: set once around the threads (see _sign_run_in_worker).
+            with certs.quiet():
+                for outcome in _in_flight(pairs, lambda pair: sign_one(job, Path(pair[0]), Path(pair[1]), stamper)):
+                    record(outcome)
+        else:
+            for src, dst in pairs:
+                record(sign_one(job, Path(src), Path(dst), stamper))
     finally:
         if owned is not None:
             owned.close()
     return outcomes
+
+
+def _in_flight(pairs: Sequence[tuple[Path, Path]], work: Callable[[tuple[Path, Path]], SignOutcome]
+               ) -> Iterator[SignOutcome]:
+    """``work`` for every pair on ``IN_FLIGHT`` threads of this process, outcomes in input order; at most twice
+    that many packages started ahead of the one reported, and none started after the caller stops."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    threads = ThreadPoolExecutor(min(IN_FLIGHT, len(pairs)), thread_name_prefix="nuseal-sign")
+    pending: deque[Future[SignOutcome]] = deque()
+    try:
+        for pair in pairs:
+            pending.append(threads.submit(work, pair))
+            if len(pending) >= 2 * IN_FLIGHT:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        threads.shutdown(wait=True, cancel_futures=True)
 
 
 def _http_timestamper(job: SignJob) -> HttpTimestamper:
@@ -114,19 +163,47 @@ def _internal_error(src: Path, reason: str) -> NusealError:
 
 # --- worker processes ---------------------------------------------------------------------------------------------
 
-#: A worker's job and its own timestamp connection, made once by ``_open_worker`` (a worker serves one batch).
-_worker: tuple[SignJob, Timestamper | None] | None = None
+#: A worker's job, its own timestamp connection and its thread pool, made once by ``_open_worker`` (a worker
+#: serves one batch).
+_worker: tuple[SignJob, Timestamper | None, ThreadPoolExecutor | None] | None = None
 
 
-def _open_worker(job: SignJob) -> None:
+def _open_worker(job: SignJob, in_flight: int = 1) -> None:
     global _worker
-    _worker = (job, _http_timestamper(job) if job.timestamper_url is not None else None)
+    threads = None
+    if in_flight > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        threads = ThreadPoolExecutor(in_flight, thread_name_prefix="nuseal-sign")
+    _worker = (job, _http_timestamper(job) if job.timestamper_url is not None else None, threads)
 
 
 def _sign_in_worker(pair: tuple[Path, Path]) -> SignOutcome:
     assert _worker is not None, "the pool initializer sets up the worker"
-    job, timestamper = _worker
+    job, timestamper, _ = _worker
     return sign_one(job, pair[0], pair[1], timestamper)
+
+
+def _sign_run_in_worker(run: list[tuple[Path, Path]]) -> list[SignOutcome]:
+    """A run of packages signed concurrently on the worker's threads; outcomes in the run's order."""
+    assert _worker is not None, "the pool initializer sets up the worker"
+    job, timestamper, threads = _worker
+    if threads is None or len(run) == 1:
+        return [sign_one(job, src, dst, timestamper) for src, dst in run]
+    # The warning filters are process-wide: set once around the run, so that the threads' own (nested) quiet()
+    # blocks never restore a state without them while another thread still needs them.
+    with certs.quiet():
+        return list(threads.map(lambda pair: sign_one(job, pair[0], pair[1], timestamper), run))
+
+
+def _run_failed(run: list[tuple[Path, Path]], reason: str) -> None:
+    del run, reason  # the run is signed again one package at a time (``_one_by_one``)
+
+
+def _one_by_one(run: list[tuple[Path, Path]], job: SignJob) -> list[SignOutcome]:
+    """A run whose worker died, signed again one package per task: only the package that kills its process fails."""
+    return list(process_pool.ordered_map(_sign_in_worker, run, workers=1, on_failure=_worker_failed,
+                                         initializer=_open_worker, initargs=(job,)))
 
 
 def _worker_failed(pair: tuple[Path, Path], reason: str) -> SignOutcome:

@@ -16,7 +16,6 @@ only the package it was verifying: that package's verdict is ``IssueCode.VERIFIC
 from __future__ import annotations
 
 import contextlib
-import glob
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +25,7 @@ from nuseal import parallel as process_pool
 from nuseal.codes import IssueCode
 from nuseal.package import hashing
 from nuseal.verify.engine import TrustContext, verify_package
+from nuseal.verify.paths import expand_paths
 from nuseal.verify.policy import VerificationPolicy
 from nuseal.verify.result import PackageVerdict
 from nuseal.verify.setup import VerificationSetup
@@ -33,24 +33,11 @@ from nuseal.verify.setup import VerificationSetup
 if TYPE_CHECKING:
     import httpx
 
+__all__ = ["VerdictCallback", "accepted", "exit_code", "expand_paths", "missing_verdict", "verify_batch",
+           "verify_guarded"]
+
 #: Called with each verdict, in input order, as soon as it is known.
 VerdictCallback = Callable[[PackageVerdict], None]
-
-
-def expand_paths(patterns: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """Paths and globs → existing files (sorted per pattern, patterns in order) and the patterns that matched
-    nothing. ``**`` recurses, as in NuGet's verify command."""
-    found: list[Path] = []
-    missing: list[str] = []
-    for pattern in patterns:
-        if glob.has_magic(pattern):
-            matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
-        else:
-            matches = [Path(pattern)] if Path(pattern).is_file() else []
-        if not matches:
-            missing.append(pattern)
-        found.extend(matches)
-    return found, missing
 
 
 def missing_verdict(pattern: str) -> PackageVerdict:

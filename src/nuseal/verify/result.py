@@ -13,7 +13,7 @@ from typing import Any
 from nuseal.codes import IssueCode
 from nuseal.enums import SignatureKind
 from nuseal.findings import Finding, Severity
-from nuseal.x509.certs import CertificateSummary
+from nuseal.x509.summary import CertificateSummary
 
 # Finding and Severity are nuseal.findings' (one finding type for all of nuseal), re-exported for convenience.
 __all__ = ["CertificateSummary", "Finding", "PackageVerdict", "Severity", "SignatureVerdict", "Status",

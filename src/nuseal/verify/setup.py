@@ -3,24 +3,24 @@
 ``VerificationSetup`` is plain data that ``nuseal.trust.policy_builder`` builds for the CLI and the feed server alike.
 ``open()`` turns it into the engine's ``TrustContext`` (it owns the revocation checker's HTTP client for the
 duration). The setup pickles (certificates travel as DER), so a process pool can hand it to its workers and each
-worker opens its own ``TrustContext``.
+worker opens its own ``TrustContext`` (the bundled roots travel by name, other roots as DER).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from nuseal.enums import RevocationMode
 from nuseal.verify.engine import TrustContext
 from nuseal.verify.policy import VerificationPolicy
+from nuseal.x509 import certs
 from nuseal.x509.revocation import RevocationChecker
-from nuseal.x509.roots import TrustStore
+from nuseal.x509.roots import Roots, RootSet, TrustStore
 
 if TYPE_CHECKING:
     import httpx  # only for annotations: importing httpx costs CLI start-up time
@@ -46,17 +46,22 @@ class VerificationSetup:
             yield TrustContext(self.trust_store, checker)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # cryptography's certificates do not pickle: send them as DER.
-        return (_rebuild, (self.policy, _ders(self.trust_store.code_signing), _ders(self.trust_store.timestamping),
-                           self.revocation_mode, self.revocation_timeout))
+        return (_rebuild, (self.policy, _portable(self.trust_store.code_signing),
+                           _portable(self.trust_store.timestamping), self.revocation_mode, self.revocation_timeout))
 
 
-def _ders(certificates: tuple[x509.Certificate, ...]) -> tuple[bytes, ...]:
-    return tuple(c.public_bytes(Encoding.DER) for c in certificates)
+_Portable = RootSet | tuple[bytes, ...]
 
 
-def _rebuild(policy: VerificationPolicy, code_signing: tuple[bytes, ...], timestamping: tuple[bytes, ...],
-             mode: RevocationMode, timeout: float) -> VerificationSetup:
-    store = TrustStore(tuple(x509.load_der_x509_certificate(d) for d in code_signing),
-                       tuple(x509.load_der_x509_certificate(d) for d in timestamping))
-    return VerificationSetup(policy, store, mode, timeout)
+def _portable(roots: Sequence[x509.Certificate]) -> _Portable:
+    """A ``RootSet`` pickles itself (a bundled one by name, never parsed for that); certificates travel as DER."""
+    return roots if isinstance(roots, RootSet) else tuple(certs.der(c) for c in roots)
+
+
+def _restore(roots: _Portable) -> Roots:
+    return roots if isinstance(roots, RootSet) else tuple(certs.load_der(d) for d in roots)
+
+
+def _rebuild(policy: VerificationPolicy, code_signing: _Portable, timestamping: _Portable, mode: RevocationMode,
+             timeout: float) -> VerificationSetup:
+    return VerificationSetup(policy, TrustStore(_restore(code_signing), _restore(timestamping)), mode, timeout)

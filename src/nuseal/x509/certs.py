@@ -8,152 +8,92 @@ cryptography parses a certificate's names, extensions and public key only when t
 certificate that loaded fine can still raise later. Every fact read here is read through a helper that turns those
 late errors into a plain answer (no key, no usages, a hex name), and inside :func:`quiet`, which keeps
 cryptography's warnings about RFC 5280 deviations away from users (docs/decisions.md, "Library warnings").
+Each fact is read once per certificate and kept (``nuseal.x509.facts``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.utils import CryptographyDeprecationWarning
 
 from nuseal import oids
 from nuseal.codes import Messages, NuCode
+from nuseal.x509.facts import CERTIFICATE_ERRORS, Facts, facts, load_der, quiet
+from nuseal.x509.summary import CertificateSummary
+
+__all__ = ["CERTIFICATE_ERRORS", "RSA_MIN_KEY_BITS", "CertificateSummary", "build_summary", "check_certificate",
+    "check_signing_certificate", "der", "extended_key_usages", "extensions", "facts", "fingerprint",
+    "is_self_issued", "is_valid_for_usage", "issuer", "issuer_string", "load_der", "name_string", "not_after",
+    "not_before", "public_key", "quiet", "raw_name", "rsa_key_bits", "signature_algorithm_oid", "subject",
+    "subject_string", "summarize"]
 
 #: NuGet ``SigningSpecificationsV1.RSAPublicKeyMinLength``.
 RSA_MIN_KEY_BITS = 2048
 
-#: What cryptography raises when a lazily parsed part of a loaded certificate (name, extension, public key,
-#: signature algorithm) is malformed or unsupported. ``DuplicateExtension`` and ``UnsupportedGeneralNameType``
-#: are not ``ValueError`` subclasses.
-CERTIFICATE_ERRORS: tuple[type[Exception], ...] = (
-    ValueError, UnsupportedAlgorithm, x509.DuplicateExtension, x509.UnsupportedGeneralNameType,
-)
-
-
-@contextmanager
-def quiet() -> Iterator[None]:
-    """Silence cryptography's warnings about RFC 5280 deviations that .NET accepts: name attributes longer than the
-    X.520 upper bounds (``UserWarning``) and non-positive serial numbers (``CryptographyDeprecationWarning``).
-
-    They never change a verdict (NuGet accepts both), so they are not findings; printing them would leak library
-    noise into ``verify``/``inspect`` output, and ``-W error`` would turn them into crashes.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Attribute's length", category=UserWarning)
-        warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning)
-        yield
-
-
-def load_der(data: bytes) -> x509.Certificate:
-    """A DER certificate; ``ValueError`` whenever cryptography refuses it (``InvalidVersion`` included)."""
-    with quiet():
-        try:
-            return x509.load_der_x509_certificate(data)
-        except x509.InvalidVersion as exc:
-            raise ValueError(f"unsupported certificate version v{exc.parsed_version + 1}") from exc
-
 
 def public_key(certificate: x509.Certificate) -> CertificatePublicKeyTypes | None:
     """The certificate's public key, or None when it cannot be decoded (unknown algorithm, damaged key)."""
-    try:
-        return certificate.public_key()
-    except CERTIFICATE_ERRORS:
-        return None
+    return facts(certificate).public_key
 
 
 def subject(certificate: x509.Certificate) -> x509.Name | None:
     """The subject name, or None when it cannot be decoded."""
-    with quiet():
-        try:
-            return certificate.subject
-        except CERTIFICATE_ERRORS:
-            return None
+    return facts(certificate).subject
 
 
 def issuer(certificate: x509.Certificate) -> x509.Name | None:
     """The issuer name, or None when it cannot be decoded."""
-    with quiet():
-        try:
-            return certificate.issuer
-        except CERTIFICATE_ERRORS:
-            return None
+    return facts(certificate).issuer
 
 
 def raw_name(certificate: x509.Certificate, which: str) -> bytes:
     """The DER of the certificate's ``subject`` or ``issuer`` exactly as encoded (read without decoding it);
     a value unique to the certificate when even that fails, so that it never matches another name."""
-    try:
-        return bytes(asn1_x509.TbsCertificate.load(certificate.tbs_certificate_bytes)[which].dump())
-    except (ValueError, TypeError, KeyError):
-        return b"\x00unreadable:" + der(certificate)
+    entry = facts(certificate)
+    return entry.raw_subject if which == "subject" else entry.raw_issuer
 
 
 def subject_string(certificate: x509.Certificate) -> str:
     """``name_string`` of the subject; the hex DER of the name when it cannot be decoded."""
-    name = subject(certificate)
-    return name_string(name) if name is not None else "#" + raw_name(certificate, "subject").hex()
+    return _name_string_or_hex(facts(certificate), "subject")
 
 
 def issuer_string(certificate: x509.Certificate) -> str:
     """``name_string`` of the issuer; the hex DER of the name when it cannot be decoded."""
-    name = issuer(certificate)
-    return name_string(name) if name is not None else "#" + raw_name(certificate, "issuer").hex()
+    return _name_string_or_hex(facts(certificate), "issuer")
+
+
+def _name_string_or_hex(entry: Facts, which: str) -> str:
+    name = entry.subject if which == "subject" else entry.issuer
+    if name is not None:
+        return name_string(name)
+    return "#" + (entry.raw_subject if which == "subject" else entry.raw_issuer).hex()
 
 
 def extensions(certificate: x509.Certificate) -> x509.Extensions | None:
     """The parsed extensions, or None when they cannot be parsed (a chain reports INVALID_EXTENSION)."""
-    with quiet():
-        try:
-            return certificate.extensions
-        except CERTIFICATE_ERRORS:
-            return None
-
-
-@dataclass(frozen=True)
-class CertificateSummary:
-    """What ``dotnet nuget verify`` prints about a certificate."""
-
-    subject: str
-    issuer: str
-    sha1: str  # uppercase hex, as NuGet prints it
-    sha256: str  # uppercase hex, as NuGet prints it
-    not_before: datetime
-    not_after: datetime
-    serial_number: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"sha256": self.sha256.lower(), "sha1": self.sha1.lower(), "subject": self.subject,
-                "issuer": self.issuer, "not_before": self.not_before.isoformat(),
-                "not_after": self.not_after.isoformat(), "serial_number": self.serial_number}
+    return facts(certificate).extensions
 
 
 def der(certificate: x509.Certificate) -> bytes:
-    return certificate.public_bytes(Encoding.DER)
+    """The certificate's DER (serialized once per certificate, see ``nuseal.x509.facts``)."""
+    return facts(certificate).der
 
 
 def fingerprint(certificate: x509.Certificate, algorithm: str = "sha256") -> str:
     """Uppercase hex fingerprint, as NuGet prints and stores it."""
-    return hashlib.new(algorithm, der(certificate)).hexdigest().upper()
+    return facts(certificate).fingerprint(algorithm)
 
 
 def not_before(certificate: x509.Certificate) -> datetime:
-    return certificate.not_valid_before_utc
+    return facts(certificate).not_before
 
 
 def not_after(certificate: x509.Certificate) -> datetime:
-    return certificate.not_valid_after_utc
+    return facts(certificate).not_after
 
 
 def name_string(name: x509.Name) -> str:
@@ -178,20 +118,27 @@ _LABELS = {
 
 
 def summarize(certificate: x509.Certificate) -> CertificateSummary:
-    """What ``dotnet nuget verify`` shows about a certificate (names it cannot decode are shown as hex DER)."""
-    with quiet():
-        return _summary(certificate)
+    """What ``dotnet nuget verify`` shows about a certificate (names it cannot decode are shown as hex DER); made
+    once per certificate."""
+    entry = facts(certificate)
+    summary = entry.memo.get("summary")
+    if not isinstance(summary, CertificateSummary):
+        with quiet():
+            summary = build_summary(entry)
+        entry.memo["summary"] = summary
+    return summary
 
 
-def _summary(certificate: x509.Certificate) -> CertificateSummary:
+def build_summary(entry: Facts) -> CertificateSummary:
+    """The summary of one certificate's facts (:func:`summarize` keeps it with them)."""
     return CertificateSummary(
-        subject=subject_string(certificate),
-        issuer=issuer_string(certificate),
-        sha1=fingerprint(certificate, "sha1"),
-        sha256=fingerprint(certificate, "sha256"),
-        not_before=not_before(certificate),
-        not_after=not_after(certificate),
-        serial_number=format(certificate.serial_number, "X"),
+        subject=_name_string_or_hex(entry, "subject"),
+        issuer=_name_string_or_hex(entry, "issuer"),
+        sha1=entry.fingerprint("sha1"),
+        sha256=entry.fingerprint("sha256"),
+        not_before=entry.not_before,
+        not_after=entry.not_after,
+        serial_number=format(entry.certificate.serial_number, "X"),
     )
 
 
@@ -201,14 +148,7 @@ def extended_key_usages(certificate: x509.Certificate) -> frozenset[str] | None:
     Extensions that cannot be parsed give the empty set: valid for no usage, which is the safe answer when signing;
     when verifying, chain building reports them (INVALID_EXTENSION).
     """
-    parsed = extensions(certificate)
-    if parsed is None:
-        return frozenset()
-    try:
-        extension = parsed.get_extension_for_class(x509.ExtendedKeyUsage)
-    except x509.ExtensionNotFound:
-        return None
-    return frozenset(oid.dotted_string for oid in extension.value)
+    return facts(certificate).extended_key_usages
 
 
 def is_valid_for_usage(certificate: x509.Certificate, eku: str) -> bool:
@@ -217,14 +157,15 @@ def is_valid_for_usage(certificate: x509.Certificate, eku: str) -> bool:
 
 
 def is_self_issued(certificate: x509.Certificate) -> bool:
-    subject_name, issuer_name = subject(certificate), issuer(certificate)
+    entry = facts(certificate)
+    subject_name, issuer_name = entry.subject, entry.issuer
     if subject_name is not None and issuer_name is not None:
         return subject_name == issuer_name
-    return raw_name(certificate, "subject") == raw_name(certificate, "issuer")
+    return entry.raw_subject == entry.raw_issuer
 
 
 def signature_algorithm_oid(certificate: x509.Certificate) -> str:
-    return certificate.signature_algorithm_oid.dotted_string
+    return facts(certificate).signature_algorithm_oid
 
 
 def rsa_key_bits(certificate: x509.Certificate) -> int | None:

@@ -39,13 +39,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from nuseal import oids
 from nuseal.x509 import certs
+from nuseal.x509.facts import facts
 from nuseal.x509.revocation import COMPROMISE_REASONS, RevocationChecker, RevocationResult
+from nuseal.x509.roots import RootSet
 
 __all__ = ["STATUS_INFORMATION", "ChainElement", "ChainResult", "ChainStatus", "build_chain"]
 
@@ -163,8 +162,8 @@ def build_chain(
     ``verification_time`` decides NOT_TIME_VALID (which NuGet ignores) and whether a revocation counts.
     """
     with certs.quiet():
-        anchors = _anchor_index(trust_anchors)
-        pool = _CertificatePool(extra_certificates, base=anchors.pool)
+        anchors = _anchor_set(trust_anchors)
+        pool = _CertificatePool(extra_certificates, base=anchors)
         path, ending = _Builder(pool, anchors, verification_time).build(leaf)
         statuses = _element_statuses(path, ending, usage_eku, verification_time)
     elements: list[ChainElement] = []
@@ -210,128 +209,34 @@ def _revocation_status(result: RevocationResult, verification_time: datetime) ->
     return ChainStatus.NO_ERROR
 
 
-# --- certificate facts (tolerant of malformed extensions) -----------------------------------------------------------
-
-
-def _der(certificate: x509.Certificate) -> bytes:
-    return certificate.public_bytes(Encoding.DER)
-
-
-def _spki(certificate: x509.Certificate) -> bytes:
-    """The public key as DER SubjectPublicKeyInfo; for a key cryptography cannot decode, a value unique to the
-    certificate (such a certificate can then only be trusted as an anchor, by its exact DER)."""
-    key = certs.public_key(certificate)
-    if key is None:
-        return b"\x00undecodable:" + _der(certificate)
-    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-
-
-def _extensions(certificate: x509.Certificate) -> x509.Extensions | None:
-    """The parsed extensions, or None when they cannot be parsed (INVALID_EXTENSION)."""
-    return certs.extensions(certificate)
-
-
-def _extension_value(certificate: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.ExtensionType | None:
-    extensions = _extensions(certificate)
-    if extensions is None:
-        return None
-    try:
-        return extensions.get_extension_for_class(kind).value
-    except x509.ExtensionNotFound:
-        return None
-
-
-def _subject_key_id(certificate: x509.Certificate) -> bytes | None:
-    value = _extension_value(certificate, x509.SubjectKeyIdentifier)
-    return value.digest if isinstance(value, x509.SubjectKeyIdentifier) else None
-
-
-def _authority_key_id(certificate: x509.Certificate) -> bytes | None:
-    value = _extension_value(certificate, x509.AuthorityKeyIdentifier)
-    return value.key_identifier if isinstance(value, x509.AuthorityKeyIdentifier) else None
-
-
-def _name_key(certificate: x509.Certificate, which: str) -> tuple[tuple[str, str], ...] | bytes:
-    """A comparison key for the certificate's ``subject`` or ``issuer``: RFC 5280-ish (case- and space-insensitive
-    strings), the name's DER when it cannot be decoded (so it still matches the same undecodable name)."""
-    name = certs.subject(certificate) if which == "subject" else certs.issuer(certificate)
-    if name is None:
-        return certs.raw_name(certificate, which)
-    return tuple(
-        (attribute.oid.dotted_string, " ".join(str(attribute.value).casefold().split()))
-        for rdn in name.rdns for attribute in rdn
-    )  # fmt: skip
+# --- certificate facts (read once per certificate: nuseal.x509.facts) ----------------------------------------------
 
 
 def _time_valid(certificate: x509.Certificate, at: datetime) -> bool:
-    return certificate.not_valid_before_utc <= at <= certificate.not_valid_after_utc
-
-
-def _self_issued(certificate: x509.Certificate) -> bool:
-    return _name_key(certificate, "subject") == _name_key(certificate, "issuer")
+    entry = facts(certificate)
+    return entry.not_before <= at <= entry.not_after
 
 
 def _signed_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        certificate.verify_directly_issued_by(issuer)
-    except (InvalidSignature, UnsupportedAlgorithm, TypeError):
-        return False
-    except ValueError:
-        # Names equal by our comparison but not byte for byte (PrintableString vs UTF8String, case): check the
-        # signature against the issuer's key directly.
-        return _signature_matches_key(certificate, issuer)
-    return True
-
-
-def _signature_matches_key(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
-    key = certs.public_key(issuer)
-    try:
-        algorithm = certificate.signature_hash_algorithm
-        if isinstance(key, rsa.RSAPublicKey) and algorithm is not None:
-            parameters = certificate.signature_algorithm_parameters
-            pad = parameters if isinstance(parameters, padding.PSS) else padding.PKCS1v15()
-            key.verify(certificate.signature, certificate.tbs_certificate_bytes, pad, algorithm)
-        elif isinstance(key, ec.EllipticCurvePublicKey) and algorithm is not None:
-            key.verify(certificate.signature, certificate.tbs_certificate_bytes, ec.ECDSA(algorithm))
-        else:
-            return False
-    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
-        return False
-    return True
+    return facts(certificate).issued_by(facts(issuer))
 
 
 # --- anchors and the candidate pool ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _AnchorIndex:
-    """Trust anchors by DER, by (subject, public key) and by subject, built once per anchor tuple."""
-
-    ders: frozenset[bytes]
-    subject_keys: frozenset[tuple[object, bytes]]
-    pool: _CertificatePool
-
-    def trusts(self, certificate: x509.Certificate) -> bool:
-        if _der(certificate) in self.ders:
-            return True
-        return (_name_key(certificate, "subject"), _spki(certificate)) in self.subject_keys
-
-
-_anchor_cache: dict[int, tuple[Sequence[x509.Certificate], _AnchorIndex]] = {}
+_anchor_cache: dict[int, tuple[Sequence[x509.Certificate], RootSet]] = {}
 _anchor_lock = threading.Lock()
 
 
-def _anchor_index(anchors: Sequence[x509.Certificate]) -> _AnchorIndex:
-    """Index anchors; tuples (such as ``TrustStore`` parts) are indexed once and reused by identity."""
+def _anchor_set(anchors: Sequence[x509.Certificate]) -> RootSet:
+    """Anchors as a ``RootSet``; other tuples (a user's roots) are indexed once and reused by identity."""
+    if isinstance(anchors, RootSet):
+        return anchors
     with _anchor_lock:
         cached = _anchor_cache.get(id(anchors))
         if cached is not None and cached[0] is anchors:
             return cached[1]
-    index = _AnchorIndex(
-        ders=frozenset(_der(a) for a in anchors),
-        subject_keys=frozenset((_name_key(a, "subject"), _spki(a)) for a in anchors),
-        pool=_CertificatePool(anchors),
-    )
+    index = RootSet.of(anchors)
     if isinstance(anchors, tuple):  # immutable: safe to reuse for as long as the tuple lives
         with _anchor_lock:
             if len(_anchor_cache) >= 16:
@@ -341,23 +246,22 @@ def _anchor_index(anchors: Sequence[x509.Certificate]) -> _AnchorIndex:
 
 
 class _CertificatePool:
-    """Distinct candidate issuers indexed by subject, optionally on top of another (cached) pool."""
+    """Distinct candidate issuers indexed by subject key, on top of the anchors."""
 
-    def __init__(self, certificates: Sequence[x509.Certificate], base: _CertificatePool | None = None) -> None:
+    def __init__(self, certificates: Sequence[x509.Certificate], base: RootSet) -> None:
         self._base = base
-        self._seen: set[bytes] = set()
-        self._by_subject: dict[object, list[x509.Certificate]] = {}
+        seen: set[bytes] = set()
+        self._by_subject: dict[bytes, list[x509.Certificate]] = {}
         for certificate in certificates:
-            der = _der(certificate)
-            if der in self._seen or (base is not None and der in base._seen):
+            entry = facts(certificate)
+            if entry.sha256 in seen or base.contains(certificate):
                 continue
-            self._seen.add(der)
-            self._by_subject.setdefault(_name_key(certificate, "subject"), []).append(certificate)
+            seen.add(entry.sha256)
+            self._by_subject.setdefault(entry.subject_key, []).append(certificate)
 
-    def named(self, key: object) -> list[x509.Certificate]:
-        """Certificates whose subject has the comparison ``key`` (see ``_name_key``)."""
-        own = self._by_subject.get(key, [])
-        return own + self._base.named(key) if self._base is not None else list(own)
+    def named(self, key: bytes) -> list[x509.Certificate]:
+        """Certificates whose subject has the comparison key ``key`` (``Facts.subject_key``)."""
+        return self._by_subject.get(key, []) + self._base.named(key)
 
 
 # --- path building --------------------------------------------------------------------------------------------------
@@ -371,7 +275,7 @@ class _Ending(enum.Enum):
 
 
 class _Builder:
-    def __init__(self, pool: _CertificatePool, anchors: _AnchorIndex, at: datetime) -> None:
+    def __init__(self, pool: _CertificatePool, anchors: RootSet, at: datetime) -> None:
         self.pool = pool
         self.anchors = anchors
         self.at = at
@@ -379,7 +283,7 @@ class _Builder:
         self.best: tuple[list[x509.Certificate], _Ending] | None = None
 
     def build(self, leaf: x509.Certificate) -> tuple[list[x509.Certificate], _Ending]:
-        found = self._extend([leaf], {_der(leaf)})
+        found = self._extend([leaf], {facts(leaf).sha256})
         if found is not None:
             return found
         assert self.best is not None
@@ -396,7 +300,7 @@ class _Builder:
         unverified: list[x509.Certificate] = []
         cyclic = False
         for candidate in self._issuers(current):
-            if _der(candidate) in on_path:
+            if facts(candidate).sha256 in on_path:
                 cyclic = True
             elif _signed_by(current, candidate):
                 verified.append(candidate)
@@ -410,16 +314,16 @@ class _Builder:
             self.attempts += 1
             if self.attempts > MAX_ATTEMPTS:
                 break
-            der = _der(candidate)
+            digest = facts(candidate).sha256
             path.append(candidate)
-            on_path.add(der)
+            on_path.add(digest)
             found = self._extend(path, on_path)
             path.pop()
-            on_path.discard(der)
+            on_path.discard(digest)
             if found is not None:
                 return found
         if not next_steps:
-            if _self_issued(current):
+            if facts(current).self_issued:
                 ending = _Ending.SELF_SIGNED
             elif cyclic:
                 ending = _Ending.CYCLIC
@@ -430,20 +334,20 @@ class _Builder:
 
     def _issuers(self, certificate: x509.Certificate) -> Iterator[x509.Certificate]:
         """Candidate issuers by name and key identifier, best first."""
-        aki = _authority_key_id(certificate)
-        own = _der(certificate)
+        entry = facts(certificate)
+        aki = entry.authority_key_identifier
         candidates: list[x509.Certificate] = []
-        for candidate in self.pool.named(_name_key(certificate, "issuer")):
-            if _der(candidate) == own:
+        for candidate in self.pool.named(entry.issuer_key):
+            if facts(candidate).der == entry.der:
                 continue
-            ski = _subject_key_id(candidate)
+            ski = facts(candidate).subject_key_identifier
             if aki is not None and ski is not None and aki != ski:
                 continue
             candidates.append(candidate)
         # The anchor itself first (so a chain ends at the store's copy of a root, not at a cross-signed twin from
         # the bag), then certificates trusted through an anchor's subject and key, then time-valid ones.
         candidates.sort(key=lambda c: (
-            _der(c) not in self.anchors.ders, not self.anchors.trusts(c), not _time_valid(c, self.at)
+            not self.anchors.contains(c), not self.anchors.trusts(c), not _time_valid(c, self.at)
         ))
         yield from candidates
 
@@ -461,8 +365,7 @@ def _element_statuses(
     statuses: list[ChainStatus] = []
     for index, certificate in enumerate(path):
         status = ChainStatus.NO_ERROR
-        extensions = _extensions(certificate)
-        if extensions is None:
+        if facts(certificate).extensions is None:
             status |= ChainStatus.INVALID_EXTENSION
         if not _time_valid(certificate, at):
             status |= ChainStatus.NOT_TIME_VALID
@@ -486,10 +389,9 @@ def _element_statuses(
 
 def _valid_for_usage(certificate: x509.Certificate, usage_eku: str) -> bool:
     """No EKU extension means every usage; otherwise it must list the usage or anyExtendedKeyUsage."""
-    value = _extension_value(certificate, x509.ExtendedKeyUsage)
-    if not isinstance(value, x509.ExtendedKeyUsage):
+    usages = facts(certificate).extended_key_usages
+    if usages is None or facts(certificate).extensions is None:  # unparsable extensions: INVALID_EXTENSION only
         return True
-    usages = {oid.dotted_string for oid in value}
     return usage_eku in usages or oids.ANY_EXTENDED_KEY_USAGE in usages
 
 
@@ -499,12 +401,12 @@ def _ca_status(certificate: x509.Certificate, *, issued_below: int) -> ChainStat
     ``issued_below`` is the number of intermediate CA certificates between this one and the leaf.
     """
     status = ChainStatus.NO_ERROR
-    constraints = _extension_value(certificate, x509.BasicConstraints)
+    constraints = facts(certificate).extension(x509.BasicConstraints)
     if isinstance(constraints, x509.BasicConstraints) and (
         not constraints.ca or (constraints.path_length is not None and issued_below > constraints.path_length)
     ):
         status |= ChainStatus.INVALID_BASIC_CONSTRAINTS
-    usage = _extension_value(certificate, x509.KeyUsage)
+    usage = facts(certificate).extension(x509.KeyUsage)
     if isinstance(usage, x509.KeyUsage) and not usage.key_cert_sign:
         status |= ChainStatus.NOT_VALID_FOR_USAGE
     return status

@@ -138,6 +138,36 @@ def test_documents_answer_304_to_their_etag_and_404_as_problem_json(feed: FeedSe
     assert get(feed, "/v3/search?take=100000").status_code == 422
 
 
+def test_the_v2_feed_serves_xml_and_refuses_what_it_does_not_understand(feed: FeedServer, alice: str,
+                                                                         tmp_path: Path) -> None:
+    assert push(feed.url, alice, build_package(tmp_path / "v2.nupkg", "V2.Lib", "1.0.0")).status_code == 201
+    index = ServiceIndex.parse(get(feed, "/v3/index.json").content, source="index")
+    base = index.url(ResourceKind.LEGACY_GALLERY)
+    assert base == f"{feed.url}/api/v2"
+    for path in ("", "/"):
+        service = httpx.get(base + path, timeout=TIMEOUT)
+        assert (service.status_code, service.headers["content-type"]) == (200, "application/xml;charset=utf-8")
+        assert b"<collection href=\"Packages\">" in service.content
+    assert b'FunctionImport Name="Search"' in httpx.get(f"{base}/$metadata", timeout=TIMEOUT).content
+    found = httpx.get(f"{base}/Search()?$filter=IsLatestVersion&$orderby=Id&searchTerm='v2.lib'&targetFramework=''"
+                      "&includePrerelease=false&$skip=0&$top=30&semVerLevel=2.0.0", timeout=TIMEOUT)
+    assert found.headers["content-type"] == "application/atom+xml;type=feed;charset=utf-8"
+    assert b"<d:Id>V2.Lib</d:Id>" in found.content and found.headers["etag"]
+    entry = httpx.get(f"{base}/Packages(Id='V2.Lib',Version='1.0.0')", timeout=TIMEOUT)
+    assert entry.status_code == 200 and b"<d:Version>1.0.0</d:Version>" in entry.content
+    refusals = {
+        "/Search()?$filter=Id eq 'x'": "$filter \"Id eq 'x'\" is not supported by this feed",
+        "/Search()?$select=Id": "query option $select is not supported by this feed",
+        "/Search()?searchTerm='open": "searchTerm: \"'open\" is not an OData string literal",
+        "/Packages()?$orderby=DownloadCount desc": "$orderby 'DownloadCount desc' is not supported by this feed",
+        "/Packages(Id='V2.Lib',Version='9.0.0')": "no listed version '9.0.0' of package 'V2.Lib'",
+    }
+    for path, message in refusals.items():
+        answer = httpx.get(base + path, timeout=TIMEOUT)
+        assert answer.status_code in (400, 404) and answer.headers["content-type"] == "text/plain; charset=utf-8"
+        assert answer.text.startswith(message), (path, answer.text)
+
+
 def test_refusals_have_nuget_org_statuses_and_plain_text_reasons(feed: FeedServer, alice: str, pki: TestPki,
                                                                  tmp_path: Path) -> None:
     path = build_package(tmp_path / "r.nupkg", "Refused.Lib", "1.0.0")

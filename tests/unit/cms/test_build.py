@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,7 @@ from asn1crypto import cms
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from tests.support.pki import IssuedCert, TestPki, new_rsa_key
 
@@ -280,3 +281,68 @@ def test_strip_repository_countersignatures_keeps_primary_intact(pki: TestPki) -
     assert signer_info(stripped)["unsigned_attrs"].native is None
     assert signer_info(stripped)["signed_attrs"].dump() == signer_info(signature)["signed_attrs"].dump()
     assert build.primary_signature_value(stripped) == build.primary_signature_value(signature)
+
+
+def _asn1crypto_build(builder: build.PrimarySignatureBuilder, value: bytes, timestamp: bytes | None) -> bytes:
+    """The same signature built from asn1crypto objects (how nuseal built it before issue 12): the reference."""
+    from asn1crypto import algos, core
+    from asn1crypto import x509 as asn1_x509
+
+    assert builder.certificate is not None and builder.content is not None
+    parsed = asn1_x509.Certificate.load(builder.certificate.public_bytes(Encoding.DER))
+    if parsed.key_identifier is not None:
+        sid, version = cms.SignerIdentifier({"subject_key_identifier": parsed.key_identifier}), "v3"
+    else:
+        sid = cms.SignerIdentifier({"issuer_and_serial_number": cms.IssuerAndSerialNumber(
+            {"issuer": parsed.issuer, "serial_number": parsed.serial_number})})
+        version = "v1"
+    digest = algos.DigestAlgorithm({"algorithm": build.HASH_OIDS[builder.hash_algorithm], "parameters": core.Null()})
+    info = cms.SignerInfo({
+        "version": version, "sid": sid, "digest_algorithm": digest,
+        "signed_attrs": cms.CMSAttributes.load(builder.signed_attributes()),
+        "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": oids.RSA_ENCRYPTION,
+                                                            "parameters": core.Null()}),
+        "signature": value,
+    })
+    if timestamp is not None:
+        info["unsigned_attrs"] = cms.CMSAttributes([cms.CMSAttribute.load(
+            build.encode_attribute(oids.SIGNATURE_TIMESTAMP_TOKEN, timestamp))])
+    chain = list({c.public_bytes(Encoding.DER): c for c in (builder.certificate, *builder.chain)}.values())
+    signed_data = cms.SignedData({
+        "version": version, "digest_algorithms": [digest],
+        "encap_content_info": {"content_type": "data", "content": builder.content},
+        "certificates": [asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in chain],
+        "signer_infos": [info],
+    })
+    return bytes(cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump())
+
+
+@pytest.mark.parametrize("hash_algorithm", ["sha256", "sha512"])
+def test_signatures_are_byte_identical_to_an_asn1crypto_build(pki: TestPki, tsa_authority: object,
+                                                              hash_algorithm: str) -> None:
+    from nuseal.timestamp.client import InProcessTimestamper
+    from nuseal.timestamp.tsa import TimestampAuthority
+
+    assert isinstance(tsa_authority, TimestampAuthority)
+    token = InProcessTimestamper(tsa_authority).timestamp(b"\x01" * 256, "SHA256")
+    no_ski = _certificate_without_ski(pki)
+    author = build.PrimarySignatureBuilder.author()
+    repository = build.PrimarySignatureBuilder.repository_signature(URL, ["a", "b"])
+    for issued, start in ((pki.leaf, author), (no_ski, author), (pki.leaf, repository)):
+        builder = (start.with_signer(issued.cert, issued.chain).with_hash_algorithm(hash_algorithm)
+                   .with_signing_time(NOW).with_content(CONTENT))
+        for timestamp in (None, token):
+            assert builder.build(b"\x05" * 256, timestamp=timestamp) == _asn1crypto_build(builder, b"\x05" * 256,
+                                                                                           timestamp)
+
+
+@pytest.mark.parametrize("when", [
+    datetime(1950, 1, 1, tzinfo=UTC), datetime(2049, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone(timedelta(hours=-5))), datetime(2050, 1, 1, tzinfo=UTC),
+])
+def test_signing_time_is_encoded_as_asn1crypto_encodes_it(when: datetime) -> None:
+    from asn1crypto import core
+
+    utc = when.astimezone(UTC).replace(microsecond=0)
+    reference = core.UTCTime(utc) if 1950 <= utc.year < 2050 else core.GeneralizedTime(utc)
+    assert build._signing_time_value(when) == reference.dump()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import ssl
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from asn1crypto import cms, tsp
@@ -61,6 +63,36 @@ def test_request_is_nugets() -> None:
     assert parsed["cert_req"].native is True
     assert parsed["req_policy"].native is None and parsed["extensions"].native is None
     assert parsed["nonce"].native == int.from_bytes(request.nonce, "big")
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "sha384", "sha512"])
+@pytest.mark.parametrize("nonce", [b"\x00" * 32, b"\x7f" + b"\xff" * 31, b"\x00\x01" + b"\x00" * 30])
+def test_request_bytes_are_asn1cryptos(algorithm: str, nonce: bytes) -> None:
+    # The request is encoded by hand; asn1crypto's encoding of the same request is the reference.
+    request = TimestampRequest.over(SIGNATURE_VALUE, algorithm, nonce)
+    reference = tsp.TimeStampReq({
+        "version": "v1", "message_imprint": {"hash_algorithm": {"algorithm": algorithm},
+                                             "hashed_message": request.digest},
+        "nonce": int.from_bytes(nonce, "big"), "cert_req": True,
+    })
+    assert request.to_der() == reference.dump()
+
+
+def test_granted_answers_are_read_alike_by_the_walker_and_by_asn1crypto(tsa_authority: TimestampAuthority,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from nuseal.timestamp import client
+
+    request = TimestampRequest.over(SIGNATURE_VALUE, "SHA256")
+    answer = tsa_authority.respond(request.to_der())
+    assert client._granted_token(answer) is not None  # the walker reads what nuseal's TSA writes
+    fast = read_response(answer, request, "'test'")
+    monkeypatch.setattr(client, "_granted_token", lambda response_der: None)
+    assert read_response(answer, request, "'test'") == fast
+    other = TimestampRequest.over(SIGNATURE_VALUE, "SHA256")
+    monkeypatch.undo()
+    with pytest.raises(TimestampError) as caught:
+        read_response(answer, other, "'test'")  # another request's nonce, through the walker
+    assert caught.value.code is NuCode.NU3026
 
 
 def test_unsupported_hash_algorithm_is_refused() -> None:
@@ -177,13 +209,79 @@ def test_granted_response_without_token_is_nu3021(tsa_authority: TimestampAuthor
     assert caught.value.code is NuCode.NU3021
 
 
-def test_http_timestamper_reuses_its_client_until_closed(tsa_server: object, pki: TestPki) -> None:
+def test_http_timestamper_reuses_its_client_until_closed(tsa_server: object, pki: TestPki,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9/")  # a proxy keeps httpx (which honours it)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # ... and httpx then bypasses it for the loopback TSA
     with HttpTimestamper(pki.tsa_url) as stamper:
+        assert stamper._plain is None
         stamper.timestamp(SIGNATURE_VALUE, "SHA256")
         first = stamper._owned
         stamper.timestamp(SIGNATURE_VALUE, "SHA256")
         assert first is not None and stamper._owned is first
     assert stamper._owned is None and first.is_closed
+
+
+class _Loopback:
+    """``handler`` serving on 127.0.0.1 in a thread, counting the TCP connections it accepts."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.connections = 0
+        accept = self.server.get_request
+
+        def counting() -> tuple[object, object]:
+            self.connections += 1
+            return accept()
+
+        self.server.get_request = counting  # type: ignore[method-assign,assignment]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/tsa"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+def _tsa_handler(authority: TimestampAuthority, *, one_request_per_connection: bool) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            assert self.path == "/tsa"
+            body = authority.respond(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/timestamp-reply")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            # Closing without saying so is what a server does to a connection left idle too long.
+            self.close_connection = one_request_per_connection
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.mark.parametrize("one_request_per_connection", [False, True])
+def test_plain_http_reuses_keep_alive_connections_and_retries_one_closed_while_idle(
+    tsa_authority: TimestampAuthority, monkeypatch: pytest.MonkeyPatch, one_request_per_connection: bool
+) -> None:
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    server = _Loopback(_tsa_handler(tsa_authority, one_request_per_connection=one_request_per_connection))
+    try:
+        with HttpTimestamper(server.url) as stamper:
+            assert stamper._plain is not None
+            tokens = [stamper.timestamp(SIGNATURE_VALUE, "SHA256") for _ in range(3)]
+            assert stamper._owned is None  # httpx was never needed
+        assert len(set(tokens)) == 3  # three answers (distinct nonces)
+        assert server.connections == (3 if one_request_per_connection else 1)
+    finally:
+        server.close()
 
 
 def test_plain_http_clients_skip_the_ca_bundle_and_fail_closed() -> None:

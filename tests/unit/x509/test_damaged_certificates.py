@@ -12,6 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from tests.conftest import VECTORS
 from tests.fuzz import mutants
@@ -110,7 +111,7 @@ def test_rfc5280_warnings_stay_inside() -> None:
     certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
                    .serial_number(1).not_valid_before(AT).not_valid_after(AT + timedelta(days=1))
                    .sign(key, hashes.SHA256()))
-    der = certificate.public_bytes(certs.Encoding.DER)
+    der = certificate.public_bytes(Encoding.DER)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         loaded = certs.load_der(der)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import pickle
 import re
 from pathlib import Path
 
@@ -12,7 +14,10 @@ from tests.support.pki import TestPki
 
 from nuseal.errors import TrustConfigError
 from nuseal.x509 import roots
+from nuseal.x509.facts import facts
 from nuseal.x509.roots import (
+    RootSet,
+    bundle_index,
     default_trust_store,
     load_pem_bundle,
     load_roots_file,
@@ -27,7 +32,7 @@ def test_default_store_has_the_sdk_bundles() -> None:
     store = default_trust_store()
     assert len(store.code_signing) == 299
     assert len(store.timestamping) == 310
-    assert all(isinstance(c, x509.Certificate) for c in store.code_signing + store.timestamping)
+    assert all(isinstance(c, x509.Certificate) for part in (store.code_signing, store.timestamping) for c in part)
 
 
 def test_default_store_is_parsed_once() -> None:
@@ -111,3 +116,95 @@ def test_roots_file_that_is_neither_pem_nor_der_names_the_file(tmp_path: Path, c
     assert str(path) in info.value.message and reason in info.value.message
     with pytest.raises(TrustConfigError, match=r"missing\.cer"):
         load_roots_file(tmp_path / "missing.cer")
+
+
+# --- the prebuilt index of the bundled roots ----------------------------------------------------------------------
+
+
+def test_the_shipped_index_is_the_index_of_the_shipped_bundles() -> None:
+    # Fails after a bundle update until scripts/roots-index is run (nuseal then parses whole bundles every run).
+    document = json.loads((ROOTS_DIR / "index.json").read_text())
+    for name in ("codesignctl.pem", "timestampctl.pem"):
+        assert document["bundles"][name] == bundle_index((ROOTS_DIR / name).read_bytes())
+
+
+def test_bundled_roots_are_parsed_only_when_a_lookup_reaches_them() -> None:
+    bundled = RootSet.bundled("codesignctl.pem")
+    assert bundled.parsed == 0
+    some_root = bundled[17]
+    assert bundled.parsed == 1
+    assert bundled.named(facts(some_root).subject_key)[0] is some_root
+    assert bundled.contains(some_root) and bundled.trusts(some_root)
+    assert bundled.parsed <= 2  # another root with the same subject (a re-issued root), at most
+
+
+def _lookups(roots: RootSet, probes: list[x509.Certificate]) -> list[tuple[bool, bool, list[bytes]]]:
+    return [(roots.contains(c), roots.trusts(c), [facts(r).der for r in roots.named(facts(c).subject_key)])
+            for c in probes]
+
+
+def test_indexed_lookups_equal_those_of_the_parsed_bundle(pki: TestPki) -> None:
+    for name in ("codesignctl.pem", "timestampctl.pem"):
+        parsed = RootSet.of(parse_pem_bundle((ROOTS_DIR / name).read_bytes(), name))
+        probes = [*parsed, pki.root.cert, pki.intermediate.cert]
+        assert _lookups(RootSet.bundled(name), probes) == _lookups(parsed, probes)
+
+
+def test_a_stale_index_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    document = json.loads((ROOTS_DIR / "index.json").read_text())
+    document["bundles"]["codesignctl.pem"]["sha256"] = "00" * 32  # made from other bytes
+    monkeypatch.setattr(roots, "_prebuilt_index", lambda: document)
+    fallback = RootSet.bundled("codesignctl.pem")
+    assert fallback.parsed == len(fallback) == 299  # parsed whole, as a user's roots file is
+    first = fallback[0]
+    assert fallback.named(facts(first).subject_key) == [first]
+
+
+def test_non_ascii_subject_keys_are_recomputed_under_other_unicode_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    document = json.loads((ROOTS_DIR / "index.json").read_text())
+    document["unicode"] = "0.0.0"
+    monkeypatch.setattr(roots, "_prebuilt_index", lambda: document)
+    bundled = RootSet.bundled("timestampctl.pem")
+    rows = document["bundles"]["timestampctl.pem"]["roots"]
+    non_ascii = [i for i, row in enumerate(rows) if not row[4]]
+    assert non_ascii, "the bundle has roots with non-ASCII names"
+    assert bundled.parsed == 0
+    root = bundled[non_ascii[0]]
+    assert root in bundled.named(facts(root).subject_key)
+    assert bundled.parsed == len(non_ascii)  # the deferred ones, parsed on the first subject lookup
+
+
+def test_root_sets_pickle_bundled_by_name_and_others_as_der(pki: TestPki) -> None:
+    bundled = default_trust_store().code_signing
+    assert isinstance(bundled, RootSet)
+    assert len(pickle.dumps(bundled)) < 200
+    assert pickle.loads(pickle.dumps(bundled)) is bundled  # the process's own copy
+    mine = RootSet.of([pki.root.cert, pki.untrusted_root.cert])
+    copy = pickle.loads(pickle.dumps(mine))
+    assert [facts(c).der for c in copy] == [pki.root.der, pki.untrusted_root.der]
+    assert copy.contains(pki.root.cert) and not copy.contains(pki.intermediate.cert)
+
+
+def test_a_bundled_set_plus_certificates_stays_lazy_and_trusts_both(pki: TestPki) -> None:
+    bundled = RootSet.bundled("codesignctl.pem")
+    extra = (pki.root.cert,)
+    joined = bundled + extra
+    assert isinstance(joined, RootSet) and len(joined) == len(bundled) + 1
+    assert bundled.parsed == 0  # adding reads no bundled root
+    assert joined.trusts(pki.root.cert) and not bundled.trusts(pki.root.cert)
+    assert joined[len(bundled)] is pki.root.cert
+    assert not joined.trusts(pki.intermediate.cert)
+    some_root = bundled[17]
+    assert joined.trusts(some_root) and joined.named(facts(some_root).subject_key)[0] is some_root
+    copy = pickle.loads(pickle.dumps(joined))
+    assert copy.trusts(pki.root.cert) and len(pickle.dumps(joined)) < len(pki.root.der) + 400
+
+
+
+def test_the_default_store_parts_take_extra_roots(pki: TestPki) -> None:
+    # What a feed does with its own repository root (server/services/repository_keys.verification_trust).
+    store = trust_store_from_files(None, None)
+    own = (pki.root.cert,)
+    joined = store.code_signing + own
+    assert joined.trusts(pki.root.cert) if isinstance(joined, RootSet) else pki.root.cert in joined
+    assert not RootSet.of(store.code_signing[:3]).trusts(pki.root.cert)

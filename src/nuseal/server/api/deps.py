@@ -6,6 +6,7 @@ from fastapi import Request
 
 from nuseal.server.services.context import ServiceContext
 from nuseal.server.services.feed_documents import FeedReader
+from nuseal.server.services.legacy_feed import LegacyFeed
 
 
 def service_context(request: Request) -> ServiceContext:
@@ -18,3 +19,9 @@ def feed_reader(request: Request) -> FeedReader:
     feed = request.app.state.feed
     assert isinstance(feed, FeedReader)
     return feed
+
+
+def legacy_feed(request: Request) -> LegacyFeed:
+    legacy = request.app.state.legacy
+    assert isinstance(legacy, LegacyFeed)
+    return legacy

@@ -60,8 +60,9 @@ def _accepts_gzip(request: Request) -> bool:
 
 
 def document_response(request: Request, rendered: Rendered, *, cache_control: str = DOCUMENT_CACHE,
-                      gzip: bool = False) -> Response:
-    """A rendered JSON document (or 304), gzip-encoded when ``gzip`` and the client accepts it."""
+                      gzip: bool = False, media_type: str = JSON) -> Response:
+    """A rendered document (JSON unless ``media_type`` says otherwise) or 304, gzip-encoded when ``gzip`` and the
+    client accepts it."""
     encoded = gzip and _accepts_gzip(request)
     etag = rendered.gzip_etag if encoded else rendered.etag
     headers = {"ETag": etag, "Cache-Control": cache_control}
@@ -71,8 +72,8 @@ def document_response(request: Request, rendered: Rendered, *, cache_control: st
         return Response(status_code=304, headers=headers)
     if encoded:
         headers["Content-Encoding"] = "gzip"
-        return Response(rendered.gzip_body, media_type=JSON, headers=headers)
-    return Response(rendered.body, media_type=JSON, headers=headers)
+        return Response(rendered.gzip_body, media_type=media_type, headers=headers)
+    return Response(rendered.body, media_type=media_type, headers=headers)
 
 
 def _single_range(header: str, size: int) -> tuple[int, int] | None:

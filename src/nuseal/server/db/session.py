@@ -5,12 +5,19 @@ and ``foreign_keys`` on every connection. pysqlite's own transaction handling is
 emits ``BEGIN`` itself: a write transaction starts with ``BEGIN IMMEDIATE`` (it takes the write lock up front, so
 a read-then-write transaction cannot fail with "database is locked" half way), read-only ones with a plain
 ``BEGIN``. This is SQLAlchemy's documented recipe for SQLite transactions.
+
+SQLite has one writer at a time, and its busy handler is a sleep-and-retry loop without any queue: with many
+pushes in one process (threads that also hold the GIL while verifying), a writer could lose the race again and
+again until ``busy_timeout`` ran out ("database is locked", seen with 16 concurrent pushes). So the write
+transactions of one process take a process-wide lock first and wait on it (for at most
+:data:`SQLITE_WRITE_WAIT_SECONDS`); ``busy_timeout`` only arbitrates between processes.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -24,10 +31,16 @@ from nuseal.errors import NusealError
 #: How long a SQLite writer waits for the lock before giving up (milliseconds).
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 _IMMEDIATE = "nuseal_sqlite_immediate"
+#: How long a SQLite write transaction waits for the other write transactions of its process.
+SQLITE_WRITE_WAIT_SECONDS = 60.0
 
 
 class DatabaseError(NusealError):
     """The database URL is unusable or the database cannot be reached."""
+
+
+class DatabaseBusyError(DatabaseError):
+    """The embedded database stayed busy with other writes for too long (the server answers 503)."""
 
 
 def normalize_url(url: str) -> str:
@@ -78,6 +91,8 @@ class Database:
         self._writer = self.engine.execution_options(**{_IMMEDIATE: True})
         self._writes = sessionmaker(bind=self._writer, expire_on_commit=False)
         self._reads = sessionmaker(bind=self.engine, expire_on_commit=False)
+        # Re-entrant: a thread holding a write transaction may open a read session, never a second writer.
+        self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -86,14 +101,20 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session in one write transaction: committed when the block ends, rolled back if it raises."""
-        with self._writes.begin() as session:
+        with self._serialized(), self._writes.begin() as session:
             yield session
 
     @contextmanager
     def write_connection(self) -> Iterator[Connection]:
         """A Core connection in one write transaction (migrations, bulk clean-up)."""
-        with self._writer.begin() as connection:
+        with self._serialized(), self._writer.begin() as connection:
             yield connection
+
+    def _serialized(self) -> AbstractContextManager[object]:
+        lock = self._write_lock
+        if lock is None:
+            return nullcontext()
+        return _held(lock, SQLITE_WRITE_WAIT_SECONDS)
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
@@ -103,3 +124,13 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def _held(lock: threading.RLock, timeout: float) -> Iterator[object]:
+    if not lock.acquire(timeout=timeout):
+        raise DatabaseBusyError(f"the database stayed busy with other writes for {timeout:.0f} s; try again")
+    try:
+        yield lock
+    finally:
+        lock.release()

@@ -134,6 +134,11 @@ class FeedUrls:
         return f"{self.base}/v3/search"
 
     @property
+    def legacy_gallery(self) -> str:
+        """The V2 (OData) feed's root, without a trailing slash (NuGet trims it and appends ``/Search()``)."""
+        return f"{self.base}/api/v2"
+
+    @property
     def autocomplete(self) -> str:
         return f"{self.base}/v3/autocomplete"
 
@@ -222,7 +227,7 @@ class _SerialCache:
 
 
 @dataclass(frozen=True)
-class _Row:
+class VersionRow:
     """One available version as the documents need it."""
 
     package_id: str
@@ -231,22 +236,28 @@ class _Row:
     semver2: bool
     published: datetime | None
     metadata: dict[str, Any]
+    pushed: datetime | None = None
+    package_size: int | None = None
+    package_sha512: str | None = None  # base64, of the served bytes
 
     @property
     def prerelease(self) -> bool:
         return self.version.is_prerelease
 
 
-def _rows(session: Session, where: Sequence[Any]) -> list[tuple[str, _Row]]:
+def _rows(session: Session, where: Sequence[Any]) -> list[tuple[str, VersionRow]]:
     query = (
         select(PackageRegistration.lower_id, PackageRegistration.package_id, PackageVersion.full_version,
                PackageVersion.listed, PackageVersion.is_semver2, PackageVersion.published_at,
-               PackageVersion.package_metadata)
+               PackageVersion.package_metadata, PackageVersion.pushed_at, PackageVersion.package_size,
+               PackageVersion.package_sha512)
         .join(PackageVersion, PackageVersion.registration_id == PackageRegistration.id)
         .where(PackageVersion.status == VersionStatus.AVAILABLE.value, *where)
     )  # fmt: skip
-    return [(lower_id, _Row(package_id, NuGetVersion.parse(full), listed, semver2, published, metadata or {}))
-            for lower_id, package_id, full, listed, semver2, published, metadata in session.execute(query)]
+    return [(lower_id, VersionRow(package_id, NuGetVersion.parse(full), listed, semver2, published, metadata or {},
+                                  pushed, size, sha512))
+            for lower_id, package_id, full, listed, semver2, published, metadata, pushed, size, sha512
+            in session.execute(query)]
 
 
 # --- registration documents -------------------------------------------------------------------------------------
@@ -272,7 +283,7 @@ def _dependency_groups(hive: Hive, urls: FeedUrls, metadata: dict[str, Any]) -> 
     return groups or None
 
 
-def _catalog_entry(hive: Hive, urls: FeedUrls, lower_id: str, row: _Row) -> CatalogEntry:
+def _catalog_entry(hive: Hive, urls: FeedUrls, lower_id: str, row: VersionRow) -> CatalogEntry:
     m = row.metadata
     leaf = urls.registration_leaf(hive, lower_id, row.version)
     return CatalogEntry(
@@ -287,13 +298,13 @@ def _catalog_entry(hive: Hive, urls: FeedUrls, lower_id: str, row: _Row) -> Cata
     )  # fmt: skip
 
 
-def _published(row: _Row) -> datetime:
+def _published(row: VersionRow) -> datetime:
     if not row.listed:
         return UNLISTED_PUBLISHED
     return row.published or UNLISTED_PUBLISHED
 
 
-def _registration_set(hive: Hive, urls: FeedUrls, lower_id: str, rows: list[_Row]) -> _RegistrationSet | None:
+def _registration_set(hive: Hive, urls: FeedUrls, lower_id: str, rows: list[VersionRow]) -> _RegistrationSet | None:
     rows = sorted((r for r in rows if hive.semver2 or not r.semver2), key=lambda r: r.version)
     if not rows:
         return None
@@ -354,13 +365,15 @@ def semver2_level(sem_ver_level: str | None) -> bool:
 
 
 @dataclass(frozen=True)
-class _Package:
+class PackageEntry:
+    """One package id in the search snapshot: its owners and its listed, available versions."""
+
     lower_id: str
     package_id: str
     owners: tuple[str, ...]
-    versions: tuple[_Row, ...]  # listed only, ascending
+    versions: tuple[VersionRow, ...]  # listed only, ascending
 
-    def eligible(self, prerelease: bool, semver2: bool) -> list[_Row]:
+    def eligible(self, prerelease: bool, semver2: bool) -> list[VersionRow]:
         return [r for r in self.versions if (prerelease or not r.prerelease) and (semver2 or not r.semver2)]
 
 
@@ -381,7 +394,7 @@ def _terms(q: str) -> list[tuple[str | None, str]]:
     return terms
 
 
-def _texts(package: _Package, latest: _Row) -> dict[str, list[str]]:
+def _texts(package: PackageEntry, latest: VersionRow) -> dict[str, list[str]]:
     m = latest.metadata
     return {
         "id": [package.lower_id], "title": [(m.get("title") or "").lower()],
@@ -420,7 +433,7 @@ def _term_score(field_name: str | None, value: str, lower_id: str, texts: dict[s
     return score
 
 
-def _score(package: _Package, latest: _Row, terms: list[tuple[str | None, str]]) -> int | None:
+def _score(package: PackageEntry, latest: VersionRow, terms: list[tuple[str | None, str]]) -> int | None:
     """The package's relevance for every term (``None`` when one term does not match)."""
     texts = _texts(package, latest)
     total = 0
@@ -432,12 +445,12 @@ def _score(package: _Package, latest: _Row, terms: list[tuple[str | None, str]])
     return total
 
 
-def _package_types(row: _Row) -> list[str]:
+def _package_types(row: VersionRow) -> list[str]:
     names = [t["name"] for t in row.metadata.get("package_types") or [] if t.get("name")]
     return names or [DEFAULT_PACKAGE_TYPE]
 
 
-def _has_type(row: _Row, package_type: str | None) -> bool:
+def _has_type(row: VersionRow, package_type: str | None) -> bool:
     return not package_type or package_type.lower() in (n.lower() for n in _package_types(row))
 
 
@@ -473,6 +486,9 @@ class FeedReader:
                       for t in ResourceKind.SEARCH_QUERY_SERVICE.advertised]
         resources += [ServiceIndexResource(url=urls.autocomplete, type=t, comment="Package id and version completion")
                       for t in ResourceKind.SEARCH_AUTOCOMPLETE_SERVICE.advertised]
+        resources += [ServiceIndexResource(url=urls.legacy_gallery, type=t,
+                                           comment="V2 (OData) feed, read-only: Search() for nuget.exe list")
+                      for t in ResourceKind.LEGACY_GALLERY.advertised]
         return ServiceIndex(version="3.0.0", resources=resources)
 
     def service_index(self) -> Rendered:
@@ -534,8 +550,8 @@ class FeedReader:
 
     # search and autocomplete -----------------------------------------------------------------------------------
 
-    def _snapshot(self) -> tuple[_Package, ...]:
-        def build() -> tuple[_Package, ...]:
+    def _snapshot(self) -> tuple[PackageEntry, ...]:
+        def build() -> tuple[PackageEntry, ...]:
             with self.db.reading() as session:
                 rows = _rows(session, [PackageVersion.listed.is_(True)])
                 owners: dict[str, list[str]] = {}
@@ -545,18 +561,29 @@ class FeedReader:
                     .join(Account, Account.id == PackageOwner.account_id).order_by(Account.lower_name)
                 ):  # fmt: skip
                     owners.setdefault(lower_id, []).append(name)
-            grouped: dict[str, list[_Row]] = {}
+            grouped: dict[str, list[VersionRow]] = {}
             for lower_id, row in rows:
                 grouped.setdefault(lower_id, []).append(row)
             return tuple(
-                _Package(lower_id, versions[0].package_id, tuple(owners.get(lower_id, ())),
+                PackageEntry(lower_id, versions[0].package_id, tuple(owners.get(lower_id, ())),
                          tuple(sorted(versions, key=lambda r: r.version)))
                 for lower_id, versions in sorted(grouped.items())
             )  # fmt: skip
 
         return self._cache.get(("snapshot",), build)
 
-    def _matches(self, query: SearchQuery) -> list[tuple[int, _Package, list[_Row]]]:
+    def cached(self, key: object, build: Callable[[], T]) -> T:
+        """``build()``, cached with this reader's documents until the feed state changes (for other renderers of
+        the same data, e.g. the V2 feed); ``key`` must not collide with this module's keys (use a tuple starting
+        with the caller's name)."""
+        return self._cache.get(key, build)
+
+    def search_hits(self, query: SearchQuery) -> list[tuple[int, PackageEntry, list[VersionRow]]]:
+        """Every package matching ``query.q`` (paging ignored), most relevant first: ``(score, package, eligible
+        versions ascending)``; the V3 search and the V2 ``Search()`` share it."""
+        return self._snapshot_matches(query)
+
+    def _snapshot_matches(self, query: SearchQuery) -> list[tuple[int, PackageEntry, list[VersionRow]]]:
         terms = _terms(query.q)
         found = []
         for package in self._snapshot():
@@ -571,7 +598,7 @@ class FeedReader:
 
     def search(self, query: SearchQuery) -> Rendered:
         def build() -> Rendered:
-            hits = self._matches(query)
+            hits = self._snapshot_matches(query)
             hive = Hive.for_search(query.semver2)
             data = [self._result(hive, package, eligible)
                     for _, package, eligible in hits[query.skip:query.skip + query.take]]
@@ -579,7 +606,7 @@ class FeedReader:
 
         return self._cache.get(("search", query), build)
 
-    def _result(self, hive: Hive, package: _Package, eligible: list[_Row]) -> SearchResult:
+    def _result(self, hive: Hive, package: PackageEntry, eligible: list[VersionRow]) -> SearchResult:
         latest = eligible[-1]
         m = latest.metadata
         index = self.urls.registration_index(hive, package.lower_id)

@@ -107,9 +107,11 @@ def register(session: Session, package_id: str, owner: Account, *, at: datetime)
     """
     check_package_id(package_id)
     registration = PackageRegistration(package_id=package_id, lower_id=package_id.lower(), created_at=at)
-    session.add(registration)
     try:
+        # Added inside the savepoint: begin_nested() flushes what is pending first, and a conflicting INSERT
+        # flushed there would fail (and roll back) the caller's whole transaction instead of the savepoint.
         with session.begin_nested():
+            session.add(registration)
             session.flush()
     except IntegrityError:
         raise ConflictError(f"the package id '{package_id}' is already registered") from None

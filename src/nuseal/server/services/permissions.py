@@ -258,7 +258,10 @@ def authorize(
             select(PackageRegistration).where(PackageRegistration.lower_id == package_id.lower())
         ).one_or_none()
         if rule.target is Target.NEW_PACKAGE and registration is not None:
-            raise ValueError(f"package '{package_id}' exists: authorize PUSH_NEW_VERSION instead")
+            # Another push created the id since the caller looked (PostgreSQL, READ COMMITTED): it is now a
+            # new version of an existing package, and judged as one.
+            authorize(session, actor, Action.PUSH_NEW_VERSION, package_id=package_id)
+            return
         if rule.target is Target.PACKAGE:
             if registration is None:
                 raise NotFoundError(f"no package '{package_id}'")

@@ -193,11 +193,12 @@ def _version_row(registration: PackageRegistration, actor: Principal, parsed: Pa
 
 
 def _insert(session: Session, row: PackageVersion, registration: PackageRegistration, parsed: ParsedPackage) -> None:
+    package_id = registration.package_id  # read now: a failed flush rolls back and expires every loaded object
     session.add(row)
     try:
         session.flush()
     except IntegrityError:  # the same version pushed concurrently
-        raise ConflictError(conflict_message(registration.package_id, parsed)) from None
+        raise ConflictError(conflict_message(package_id, parsed)) from None
 
 
 def _refusal_event(session: Session, actor: Principal, registration: PackageRegistration, row: PackageVersion,

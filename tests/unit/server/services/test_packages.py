@@ -9,8 +9,10 @@ import re
 from typing import cast
 
 import pytest
+from sqlalchemy import select
 from tests.support.server_factories import OPERATOR, organization, package, user
 
+from nuseal.server.db.models import PackageRegistration
 from nuseal.server.services import accounts, audit, packages
 from nuseal.server.services.context import ServiceContext
 from nuseal.server.services.errors import ConflictError, InvalidInputError, NotFoundError
@@ -35,6 +37,19 @@ def test_the_first_pusher_becomes_the_only_owner_and_ids_are_unique_in_any_case(
     with pytest.raises(ConflictError, match=taken), feed.db.transaction() as session:
         packages.register(session, "CONTOSO.LIB", accounts.find_account(session, "bob"), at=feed.now())
     assert packages.list_owners(feed, "Contoso.Lib") == ["contoso"]
+
+
+def test_a_taken_id_fails_only_the_savepoint_and_the_transaction_goes_on(feed: ServiceContext) -> None:
+    # A push racing another push for a new id gets the conflict, then carries on as a new version of that id in
+    # the same transaction (push._register): the failed INSERT must not have spoiled the transaction.
+    package(feed, "Contoso.Lib", "contoso")
+    with feed.db.transaction() as session:
+        bob = accounts.find_account(session, "bob")
+        with pytest.raises(ConflictError, match="already registered"):
+            packages.register(session, "contoso.LIB", bob, at=feed.now())
+        assert [r.package_id for r in session.scalars(select(PackageRegistration))] == ["Contoso.Lib"]
+        packages.register(session, "Other.Lib", bob, at=feed.now())
+    assert packages.list_owners(feed, "Other.Lib") == ["bob"]
 
 
 @pytest.mark.parametrize("bad", ["", "a b", "a..b", ".a", "a-", "a/b", "x" * 101])

@@ -121,6 +121,16 @@ def test_the_operator_may_do_everything(world: World) -> None:
         assert allowed(world.ctx, OPERATOR, action, package_id)
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_a_new_id_created_meanwhile_is_judged_as_a_new_version(world: World, case: str) -> None:
+    # A push reads "no registration", another push creates it, then this push asks for PUSH_NEW_ID (PostgreSQL
+    # READ COMMITTED, seen with concurrent pushes): it is judged as PUSH_NEW_VERSION of what now exists.
+    actor = principal(world.ctx, *CASES[case])
+    for existing in (A, C):
+        assert allowed(world.ctx, actor, Action.PUSH_NEW_ID, existing) is (
+            case in EXPECTED[(Action.PUSH_NEW_VERSION, existing)])
+
+
 # --- API keys ---------------------------------------------------------------------------------------------------
 
 ALL = ["package:push", "package:pushversion", "package:unlist", "account:certificates", "package:signer"]

@@ -1,0 +1,164 @@
+"""Walking DER by offsets: split a SEQUENCE's or SET's contents into values, read OIDs, integers and X.500 names.
+
+Shared by certificates (``nuseal.x509.facts`` reads a certificate's raw issuer and subject without decoding them)
+and CMS (``nuseal.cms.der`` re-exports it). Hand-written because no library exposes this split: asn1crypto types
+values as it parses them and has no offset-based splitter (slicing per value would make a hostile SET of many tiny
+values quadratic). OIDs and INTEGERs are decoded exactly as asn1crypto decodes them (the same dotted text for any
+contents, tested), without importing it: verification start-up does not load asn1crypto.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ASN1_ERRORS", "contents_of", "dotted", "integer_of", "name_text", "oid_of", "tlvs"]
+
+#: What asn1crypto raises on malformed input (besides ``ValueError``, its documented error, a few edge cases).
+ASN1_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, KeyError, IndexError, OverflowError)
+
+_SEQUENCE, _SET, _OID, _INTEGER = 0x30, 0x31, 0x06, 0x02
+
+#: Deeper nesting than any real signature has; bounds the recursion over indefinite-length values.
+_MAX_DEPTH = 64
+
+
+def _extent(data: bytes, position: int, depth: int = 0) -> tuple[int, int, int]:
+    """(contents start, contents end, value end) of the BER value at ``position``: definite or indefinite length,
+    any tag number. ``ValueError`` when it is cut off or malformed. Works on offsets, so splitting a large SET
+    costs linear time."""
+    end = len(data)
+    if depth > _MAX_DEPTH:
+        raise ValueError("ASN.1 nesting too deep")
+    if position + 2 <= end and data[position] & 0x1F != 0x1F and data[position + 1] < 0x80:
+        stop = position + 2 + data[position + 1]  # the common case: low tag number, short definite length
+        if stop <= end:
+            return position + 2, stop, stop
+    if position + 2 > end:
+        raise ValueError(f"truncated ASN.1 value at offset {position}")
+    constructed = bool(data[position] & 0x20)
+    index = position + 1
+    if data[position] & 0x1F == 0x1F:  # high tag number: base-128 digits, the last without bit 8
+        while index < end and data[index] & 0x80:
+            index += 1
+        index += 1
+    if index >= end:
+        raise ValueError(f"truncated ASN.1 header at offset {position}")
+    length = data[index]
+    index += 1
+    if length == 0x80:
+        if not constructed:
+            raise ValueError(f"indefinite length on a primitive value at offset {position}")
+        start = index
+        while True:
+            if index + 2 > end:
+                raise ValueError(f"no end-of-contents for the value at offset {position}")
+            if data[index] == 0 and data[index + 1] == 0:
+                return start, index, index + 2
+            index = _extent(data, index, depth + 1)[2]
+    if length & 0x80:
+        count = length & 0x7F
+        if count > 8 or index + count > end:
+            raise ValueError(f"bad length at offset {position}")
+        length = int.from_bytes(data[index : index + count], "big")
+        index += count
+    if index + length > end:
+        raise ValueError(f"ASN.1 value at offset {position} needs {length} bytes, {end - index} available")
+    return index, index + length, index + length
+
+
+def tlvs(data: bytes) -> list[bytes]:
+    """Split concatenated BER/DER values (a SEQUENCE's or SET's contents) into their complete encodings."""
+    parts: list[bytes] = []
+    position = 0
+    end = len(data)
+    while position < end:
+        value_end = _extent(data, position)[2]
+        parts.append(data[position:value_end])
+        position = value_end
+    return parts
+
+
+def contents_of(tlv: bytes, tag: int | None = None) -> bytes:
+    """The contents octets of one complete value, checking its first identifier octet when ``tag`` is given."""
+    if tag is not None and (not tlv or tlv[0] != tag):
+        raise ValueError(f"expected tag 0x{tag:02x}, found 0x{tlv[:1].hex() or '--'}")
+    start, stop, value_end = _extent(tlv, 0)
+    if value_end != len(tlv):
+        raise ValueError("trailing data after an ASN.1 value")
+    return tlv[start:stop]
+
+
+_dotted_cache: dict[bytes, str] = {}
+
+
+def oid_of(tlv: bytes) -> str:
+    """The dotted text of an OBJECT IDENTIFIER value (a complete TLV)."""
+    if not tlv or tlv[0] != _OID:
+        raise ValueError("expected an OBJECT IDENTIFIER")
+    return dotted(contents_of(tlv))
+
+
+def dotted(contents: bytes) -> str:
+    """OID contents octets to dotted text, as asn1crypto's ``ObjectIdentifier.dotted`` reads them (base-128 arcs,
+    the first split into two; an unfinished last arc is dropped)."""
+    known = _dotted_cache.get(contents)
+    if known is not None:
+        return known
+    output: list[str] = []
+    part = 0
+    for byte in contents:
+        part = part * 128 + (byte & 0x7F)
+        if not byte & 0x80:
+            if output:
+                output.append(str(part))
+            elif part >= 80:
+                output += ["2", str(part - 80)]
+            elif part >= 40:
+                output += ["1", str(part - 40)]
+            else:
+                output += ["0", str(part)]
+            part = 0
+    text = ".".join(output)
+    if len(_dotted_cache) < 4096:
+        _dotted_cache[bytes(contents)] = text
+    return text
+
+
+def integer_of(tlv: bytes) -> int:
+    """An INTEGER value (a complete TLV), two's complement; empty contents read as 0, as asn1crypto does."""
+    if not tlv or tlv[0] != _INTEGER:
+        raise ValueError("expected an INTEGER")
+    return int.from_bytes(contents_of(tlv), "big", signed=True)
+
+
+# --- names ---------------------------------------------------------------------------------------------------------
+
+_STRING_CODECS = {
+    0x0C: "utf-8",  # UTF8String
+    0x12: "ascii",  # NumericString
+    0x13: "ascii",  # PrintableString
+    0x14: "latin-1",  # TeletexString (T61), read as Latin-1 like .NET
+    0x16: "ascii",  # IA5String
+    0x1A: "ascii",  # VisibleString
+    0x1C: "utf-32-be",  # UniversalString
+    0x1E: "utf-16-be",  # BMPString
+}
+
+
+def name_text(raw: bytes) -> tuple[tuple[tuple[str, str], ...], ...]:
+    """A Name as the sequence of its RDNs' (attribute OID, decoded string) pairs.
+
+    Two names have equal texts exactly when .NET's ``X500DistinguishedName.Name`` strings are equal (ordinal): the
+    string encoding (PrintableString vs UTF8String) does not matter, case and spaces do. Non-string values compare
+    by their DER (.NET prints them as ``#hex``).
+    """
+    rdns: list[tuple[tuple[str, str], ...]] = []
+    for rdn in tlvs(contents_of(raw, _SEQUENCE)):
+        pairs: list[tuple[str, str]] = []
+        for pair in tlvs(contents_of(rdn, _SET)):
+            parts = tlvs(contents_of(pair, _SEQUENCE))
+            if len(parts) != 2:
+                raise ValueError("malformed AttributeTypeAndValue")
+            codec = _STRING_CODECS.get(parts[1][0])
+            text = contents_of(parts[1]).decode(codec) if codec else "#" + parts[1].hex()
+            pairs.append((oid_of(parts[0]), text))
+        rdns.append(tuple(pairs))
+    return tuple(rdns)

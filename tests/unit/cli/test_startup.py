@@ -1,0 +1,61 @@
+"""What the start-up of the fast paths loads (issue 12). ``--help`` and command lines that do not parse (an unknown
+option, a missing argument) load no library they do not use; a malformed value may load pydantic, which typer
+words the error with. Verifying or signing one package loads no CLI framework extras (pydantic, rich), no HTTP
+client it does not use and no process pool. Measured in fresh interpreters, through the console script's entry
+point."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tests.conftest import VECTORS
+from tests.support.pki import TEST_PASSWORD, TestPki
+from tests.unit.sign.helpers import make_package
+
+#: Top-level packages (and nuseal modules) whose import shows in start-up time.
+HEAVY = ("pydantic", "cryptography", "asn1crypto", "lxml", "httpx", "rich", "multiprocessing", "concurrent",
+         "nuseal.protocol", "nuseal.verify.engine", "nuseal.sign", "nuseal.x509.roots", "nuseal.trust.nuget_config")
+_PROBE = """
+import atexit, sys
+def report():
+    loaded = {name for name in sys.modules if any(name == h or name.startswith(h + ".") for h in HEAVY)}
+    print("LOADED", " ".join(sorted(h for h in HEAVY if any(n == h or n.startswith(h + ".") for n in loaded))),
+          file=sys.stderr)
+atexit.register(report)
+from nuseal.cli.entry import main
+main(sys.argv[1:])
+"""
+
+
+def _loaded(*args: str, cwd: Path) -> set[str]:
+    code = f"HEAVY = {HEAVY!r}\n{_PROBE}"
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd)
+    line = next(line for line in done.stderr.splitlines() if line.startswith("LOADED"))
+    return set(line.split()[1:])
+
+
+@pytest.mark.parametrize("args", [("verify", "--help"), ("sign", "--help"), ("verify", "--no-such-option", "x"),
+                                  ("sign", "-v", "q")], ids=" ".join)
+def test_help_and_usage_errors_load_no_library(args: tuple[str, ...], tmp_path: Path) -> None:
+    assert _loaded(*args, cwd=tmp_path) == set()
+
+
+def test_verifying_one_package_loads_only_what_it_uses(tmp_path: Path) -> None:
+    loaded = _loaded("verify", "--revocation-mode", "offline", str(VECTORS / "real" / "Dapper.2.0.78.nupkg"),
+                     cwd=tmp_path)
+    assert loaded == {"cryptography", "asn1crypto", "lxml", "nuseal.verify.engine", "nuseal.x509.roots",
+                      "nuseal.trust.nuget_config"}
+
+
+def test_signing_one_package_loads_only_what_it_uses(pki: TestPki, tmp_path: Path) -> None:
+    package = make_package(tmp_path / "A.1.0.0.nupkg")
+    pfx = pki.leaf.write_pfx(tmp_path / "leaf.pfx")
+    loaded = _loaded("sign", str(package), "--certificate-path", str(pfx), "--certificate-password", TEST_PASSWORD,
+                     cwd=tmp_path)
+    assert "pydantic" not in loaded and "rich" not in loaded and "httpx" not in loaded
+    assert "multiprocessing" not in loaded and "concurrent" not in loaded and "nuseal.protocol" not in loaded
+    assert "nuseal.sign" in loaded
+
