@@ -117,16 +117,20 @@ def test_concurrent_distinct_and_duplicate_pushes(cluster: Cluster, tmp_path: Pa
 
     # Stored once: one row per version (available), one registration and one owner per id.
     with feed.ctx.db.reading() as session:
-        rows = session.execute(select(PackageRegistration.package_id, PackageVersion.version, PackageVersion.status)
-                               .join(PackageVersion)).all()  # fmt: skip
+        rows = session.execute(select(PackageRegistration.package_id, PackageVersion.version, PackageVersion.status,
+                                      PackageVersion.findings).join(PackageVersion)).all()  # fmt: skip
         assert sorted((r.package_id, r.version) for r in rows) == sorted(winners)
-        assert {r.status for r in rows} == {VersionStatus.AVAILABLE.value}
+        assert {r.status for r in rows} == {VersionStatus.AVAILABLE.value}, [
+            (r.package_id, r.version, r.findings) for r in rows if r.status != VersionStatus.AVAILABLE.value][:3]
         assert session.scalar(select(func.count()).select_from(PackageRegistration)) == len(IDS)
         assert session.scalar(select(func.count()).select_from(PackageOwner)) == len(IDS)
     keys = list(feed.ctx.blobs.list_keys())
-    assert [k for k in keys if not k.startswith("packages/")] == []  # nothing left in incoming/
-    assert len([k for k in keys if k.endswith(".nupkg")]) == len([k for k in keys if k.endswith(".nuspec")]) == 100
-    assert len({k.rsplit("/", 1)[0] for k in keys}) == 100  # one folder per version, no strays
+    # nothing left in incoming/; the pushed bytes kept under uploads/ (validation.py), the served ones in packages/
+    assert [k for k in keys if not k.startswith(("packages/", "uploads/"))] == []
+    served = [k for k in keys if k.startswith("packages/")]
+    assert len([k for k in served if k.endswith(".nupkg")]) == len([k for k in served if k.endswith(".nuspec")]) == 100
+    assert len({k.rsplit("/", 1)[0] for k in served}) == 100  # one folder per version, no strays
+    assert len([k for k in keys if k.startswith("uploads/")]) == 100
 
     # Served: the winner's bytes, and the same documents from every process.
     with httpx.Client(timeout=TIMEOUT) as client:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -249,8 +250,10 @@ def persist(ctx: ServiceContext, actor: Principal, parsed: ParsedPackage, verifi
 
 
 def upload_key(lower_id: str, lower_version: str, sha256: str) -> str:
-    """Where the pushed bytes are kept (content-addressed; never served: the feed serves ``package_blob``)."""
-    return f"uploads/{lower_id}/{lower_version}/{sha256[:12]}.nupkg"
+    """Where the pushed bytes are kept (never served: the feed serves ``package_blob``). Each push gets its own
+    key (content prefix + a random part): two pushes of the same bytes race for one version, and the loser
+    deletes its upload after its 409, which must not be the winner's."""
+    return f"uploads/{lower_id}/{lower_version}/{sha256[:12]}-{secrets.token_hex(6)}.nupkg"
 
 
 def _publish_upload(ctx: ServiceContext, parsed: ParsedPackage, staged: StagedBlob) -> StagedBlob:

@@ -339,8 +339,8 @@ def _publish(ctx: ServiceContext, job: _Job, judged: _Judged, served: Path, cert
         raise StorageError(f"blob '{manifest_key}' exists with other bytes: not overwritten")
     faults.checkpoint("validate.blob_written")
     outcome = _commit(ctx, job, judged, key, manifest_key, staged.sha512, staged.size, cert, stripped, action)
-    if outcome is not Outcome.AVAILABLE and key != job.upload_blob:
-        _delete_quietly(ctx, key)  # never referenced: the version was not ours to publish after all
+    if outcome is not Outcome.AVAILABLE and key != job.upload_blob and not _referenced(ctx, key):
+        _delete_quietly(ctx, key)  # the version was not ours to publish after all
     faults.checkpoint("validate.committed")
     return outcome
 
@@ -400,6 +400,13 @@ def _fail_in(session: Session, job: _Job, findings: Sequence[Finding], now: Any)
     _log.info("validated", extra={"fields": {"package": job.subject, "outcome": "failed",
                                              "findings": [f.code.value for f in findings]}})  # fmt: skip
     return Outcome.FAILED
+
+
+def _referenced(ctx: ServiceContext, key: str) -> bool:
+    """Whether a version serves ``key``: an unsigned feed publishes the pushed bytes under a content-addressed key,
+    so a job that lost its lease may have computed the very key the new lease holder published."""
+    with ctx.db.reading() as session:
+        return session.scalar(select(PackageVersion.id).where(PackageVersion.package_blob == key).limit(1)) is not None
 
 
 def _delete_quietly(ctx: ServiceContext, key: str) -> None:
