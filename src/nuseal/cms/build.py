@@ -27,7 +27,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from asn1crypto import cms, core
-from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -429,9 +428,60 @@ def primary_signature_value(signature: bytes) -> bytes:
     return value
 
 
+def _encoded(value: Any) -> bytes:
+    """The DER of an asn1crypto value loaded and then edited in place: every part not edited is copied as read,
+    and only the edited containers around them are encoded again (as asn1crypto would: fields equal to their
+    DEFAULT left out, SET OF values sorted).
+
+    Never ``value.dump()`` on a loaded value: asn1crypto takes any header whose last octet is 0x80 for an
+    indefinite length, so a definite length of 128 (``81 80``), 384 (``82 01 80``), ... makes it re-encode the
+    whole subtree with ``force``, which costs exponential time in the nesting depth (a signature with timestamp
+    tokens and a countersignature never finishes) and would drop a DEFAULT written out (NuGet's ESSCertIDv2
+    ``hashAlgorithm``) from signed bytes.
+    """
+    if isinstance(value, core.Choice):
+        return _explicit(value, _encoded(value.chosen))
+    header: bytes | None = value._header
+    if not isinstance(value, core.Sequence | core.SequenceOf):
+        if header is None:
+            return _dump(value)  # made here, never loaded: nothing below it to re-encode
+        return header + bytes(value.contents) + bytes(value._trailer)
+    children = value.children
+    if header is not None and (children is None or not value._is_mutated()):
+        return header + bytes(value._contents) + bytes(value._trailer)
+    if children is None:
+        contents = bytes(value._contents)
+    elif isinstance(value, core.Sequence):
+        parts: list[bytes] = []
+        fields = value._fields or [(None, None, None)] * len(children)
+        for child, (_, spec, params) in zip(children, fields, strict=False):
+            if child is None:
+                continue
+            part = b"".join(child[3:6]) if isinstance(child, tuple) else _encoded(child)
+            if params and "default" in params and _dump(spec(**params)) == part:
+                continue
+            parts.append(part)
+        contents = b"".join(parts)
+    else:
+        parts = [b"".join(c[3:6]) if isinstance(c, tuple) else _encoded(c) for c in children]
+        contents = b"".join(sorted(parts) if isinstance(value, core.SetOf) else parts)
+    if value.tag >= 31:
+        raise ValueError(f"cannot encode tag number {value.tag}")
+    return _explicit(value, bytes([value.class_ << 6 | 0x20 | value.tag]) + _der_length(len(contents)) + contents)
+
+
+def _explicit(value: Any, encoded: bytes) -> bytes:
+    """``encoded`` inside the EXPLICIT tags of ``value``'s field, outermost last in the list (as asn1crypto)."""
+    for class_, tag in value.explicit or ():
+        encoded = bytes([class_ << 6 | 0x20 | tag]) + _der_length(len(encoded)) + encoded
+    return encoded
+
+
 def _with_unsigned(signer: cms.SignerInfo, attributes: list[cms.CMSAttribute]) -> None:
     if attributes:
-        signer["unsigned_attrs"] = cms.CMSAttributes(attributes)
+        # From DER contents, not from the objects, which asn1crypto would dump (see ``_encoded``); sorted, as
+        # asn1crypto encodes a SET OF.
+        signer["unsigned_attrs"] = cms.CMSAttributes(contents=b"".join(sorted(_encoded(a) for a in attributes)))
     else:
         signer["unsigned_attrs"] = None  # asn1crypto: None drops an OPTIONAL field
 
@@ -440,7 +490,7 @@ def _existing_unsigned(signer: cms.SignerInfo) -> list[cms.CMSAttribute]:
     unsigned = signer["unsigned_attrs"]
     if isinstance(unsigned, core.Void):  # never touch .native here: it decodes every nested token
         return []
-    return [cms.CMSAttribute.load(attribute.dump()) for attribute in unsigned]
+    return [cms.CMSAttribute.load(_encoded(attribute)) for attribute in unsigned]
 
 
 def add_timestamp(signature: bytes, token: bytes) -> bytes:
@@ -450,7 +500,7 @@ def add_timestamp(signature: bytes, token: bytes) -> bytes:
     """
     info, _, signer = _load(signature)
     _with_unsigned(signer, [*_existing_unsigned(signer), cms.CMSAttribute.load(_timestamp_attribute(token))])
-    return _dump(info)
+    return _encoded(info)
 
 
 def add_countersignature(
@@ -461,22 +511,21 @@ def add_countersignature(
     counter = _attribute(oids.COUNTERSIGNATURE, countersigner_info)
     _with_unsigned(signer, [*_existing_unsigned(signer), cms.CMSAttribute.load(counter)])
     _append_certificates(signed_data, certificates)
-    return _dump(info)
+    return _encoded(info)
 
 
 def _append_certificates(signed_data: cms.SignedData, certificates: Sequence[x509.Certificate]) -> None:
     existing = signed_data["certificates"]
     empty = isinstance(existing, core.Void)
-    present = [] if empty else [_dump(c) for c in existing]
+    present = [] if empty else [_encoded(c) for c in existing]
     added = [c.public_bytes(Encoding.DER) for c in certificates]
     merged: list[bytes] = []
     for der in [*present, *added]:
         # We drop exact duplicates (a root shared by both chains); .NET sometimes keeps them (harmless).
         if der not in merged:
             merged.append(der)
-    signed_data["certificates"] = cms.CertificateSet(
-        [cms.CertificateChoices({"certificate": asn1_x509.Certificate.load(der)}) for der in merged]
-    )
+    # From DER contents (see ``_with_unsigned``), sorted as asn1crypto encodes a SET OF.
+    signed_data["certificates"] = cms.CertificateSet(contents=b"".join(sorted(merged)))
 
 
 def countersigner_commitments(signer_info: cms.SignerInfo) -> list[str]:
@@ -486,8 +535,8 @@ def countersigner_commitments(signer_info: cms.SignerInfo) -> list[str]:
         if attribute["type"].dotted != oids.COMMITMENT_TYPE_INDICATION:
             continue
         for value in attribute["values"]:
-            sequence = core.Sequence.load(value.dump())
-            found.append(core.ObjectIdentifier.load(sequence[0].dump()).dotted)
+            sequence = core.Sequence.load(_encoded(value))
+            found.append(core.ObjectIdentifier.load(_encoded(sequence[0])).dotted)
     return found
 
 
@@ -504,14 +553,14 @@ def strip_repository_countersignatures(signature: bytes) -> bytes:
             kept.append(attribute)
             continue
         values = [
-            value.dump()
+            _encoded(value)
             for value in attribute["values"]
-            if oids.PROOF_OF_RECEIPT not in countersigner_commitments(cms.SignerInfo.load(value.dump()))
+            if oids.PROOF_OF_RECEIPT not in countersigner_commitments(cms.SignerInfo.load(_encoded(value)))
         ]
         if values:
             kept.append(cms.CMSAttribute.load(_sequence(_oid(oids.COUNTERSIGNATURE), _der_set(values))))
     _with_unsigned(signer, kept)
-    return _dump(info)
+    return _encoded(info)
 
 
 def repository_countersigner_count(signature: bytes) -> int:
@@ -521,7 +570,7 @@ def repository_countersigner_count(signature: bytes) -> int:
     for attribute in _existing_unsigned(signer):
         if attribute["type"].dotted == oids.COUNTERSIGNATURE:
             for value in attribute["values"]:
-                if oids.PROOF_OF_RECEIPT in countersigner_commitments(cms.SignerInfo.load(value.dump())):
+                if oids.PROOF_OF_RECEIPT in countersigner_commitments(cms.SignerInfo.load(_encoded(value))):
                     count += 1
     return count
 

@@ -26,15 +26,13 @@ from tests.support.server_fixtures import BACKENDS, DatabaseFactory, TlsFiles, s
 from nuseal.enums import SignatureKind
 
 NUSEAL = str(Path(sys.executable).with_name("nuseal"))
-#: The feed's public URL (what its signatures and documents name); tests reach it at its loopback address.
-PUBLIC = "https://feed.example.test"
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def server(request: pytest.FixtureRequest, database_factory: DatabaseFactory, pki: TestPki, tls_files: TlsFiles,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[SigningServer]:  # fmt: skip
     started = start_signing_server(database_factory, request.param, tmp_path_factory.mktemp("pipeline"), pki,
-                                   tls_files, public_url=PUBLIC)  # fmt: skip
+                                   tls_files)  # fmt: skip
     yield started
     started.stop()
 
@@ -156,9 +154,9 @@ def test_a_second_owner_is_named_in_the_signature_sorted_case_insensitively(serv
 def test_the_service_index_advertises_repository_signatures_over_https(server: SigningServer) -> None:
     index = httpx.get(f"{server.url}/v3/index.json", verify=server.verify, timeout=TIMEOUT).json()
     advertised = [(r["@type"], r["@id"]) for r in index["resources"] if "RepositorySignatures" in r["@type"]]
-    assert advertised == [(f"RepositorySignatures/{v}", f"{PUBLIC}/v3/repository-signatures/{v}/index.json")
+    assert advertised == [(f"RepositorySignatures/{v}", f"{server.url}/v3/repository-signatures/{v}/index.json")
                           for v in ("5.0.0", "4.9.0", "4.7.0")]  # fmt: skip
-    document = httpx.get(advertised[0][1].replace(PUBLIC, server.url), verify=server.verify, timeout=TIMEOUT).json()
+    document = httpx.get(advertised[0][1], verify=server.verify, timeout=TIMEOUT).json()
     assert server.certificate in [c["fingerprints"]["2.16.840.1.101.3.4.2.1"] for c in document["signingCertificates"]]
 
 
