@@ -49,7 +49,7 @@ from nuseal.server.db.models import (
     SignatureKindColumn,
     VersionStatus,
 )
-from nuseal.server.services import audit, leases
+from nuseal.server.services import audit, feed_state, leases
 from nuseal.server.services.context import ServiceContext
 from nuseal.server.services.errors import ConflictError
 from nuseal.server.services.permissions import Actor, Operator
@@ -462,6 +462,7 @@ def _switch(ctx: ServiceContext, run_id: int, version_id: int, token: str, old_b
         ))  # fmt: skip
         if switched.rowcount != 1:
             return False
+        feed_state.bump(session)  # the served bytes changed: every server process's cached blob ref is stale
         session.execute(update(ResignRun).where(ResignRun.id == run_id)
                         .values(resigned=ResignRun.resigned + 1).execution_options(synchronize_session=False))
         audit.record(session, SYSTEM, VERSION_RESIGN, subject, at=now,
