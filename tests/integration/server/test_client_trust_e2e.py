@@ -16,6 +16,7 @@ production; nothing is rewritten.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import zipfile
@@ -82,7 +83,7 @@ class Feed:
 
     def new_certificate(self, name: str) -> str:
         """A second repository certificate added and activated through the admin CLI; its SHA-256."""
-        issued = self.server.pki.issue_leaf(name)
+        issued = self.server.pki.issue_leaf(f"{name}-{secrets.token_hex(4)}")  # one PKI per session
         pfx = issued.write_pfx(self.folder / f"{name}.pfx")
         self.admin("repo-cert", "add", str(pfx), "--password-stdin", "--timestamper", self.server.tsa.url,
                    stdin=TEST_PASSWORD + "\n")  # fmt: skip
@@ -177,7 +178,8 @@ def test_trust_source_then_install_in_require_mode_verifies(feed: Feed, client: 
     refused = client.install("E2e.Trusted", "1.0.0", "untrusted")
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert f"Package 'E2e.Trusted 1.0.0' from source '{SOURCE}': NU3034: {Messages.NO_TRUSTED_SIGNERS}" in (
-        refused.stderr), refused.stderr
+        refused.stderr
+    ), refused.stderr
     assert not (client.home / "untrusted").exists()
 
     client.trust("source", "feed", "--source-url", SOURCE)
@@ -213,14 +215,17 @@ def test_rotation_then_sync_keeps_installs_verified(feed: Feed, client: Client, 
     assert done.returncode == 0, done.stdout + done.stderr
     assert _installed(client, "after", "E2e.Rotated", "1.0.0") == served
     # the content (everything but the signature) is what was served before the rotation
-    with zipfile.ZipFile(client.home / "after/e2e.rotated/1.0.0/e2e.rotated.1.0.0.nupkg") as after, \
-            zipfile.ZipFile(client.home / "before/e2e.rotated/1.0.0/e2e.rotated.1.0.0.nupkg") as before:
+    with (
+        zipfile.ZipFile(client.home / "after/e2e.rotated/1.0.0/e2e.rotated.1.0.0.nupkg") as after,
+        zipfile.ZipFile(client.home / "before/e2e.rotated/1.0.0/e2e.rotated.1.0.0.nupkg") as before,
+    ):
         names = [i.filename for i in before.infolist() if i.filename != ".signature.p7s"]
         assert names and all(after.read(n) == before.read(n) for n in names)
 
 
-def test_a_package_still_carrying_a_revoked_certificate_is_refused_after_sync(feed: Feed, client: Client,
-                                                                               tmp_path: Path) -> None:
+def test_a_package_still_carrying_a_revoked_certificate_is_refused_after_sync(
+    feed: Feed, client: Client, tmp_path: Path
+) -> None:
     """(c) Revocation. The client synced while the old certificate was listed. The operator adds and activates a
     new certificate, then revokes the old one WITHOUT --wait while the feed's worker is stopped: the revocation is
     committed (the old certificate leaves RepositorySignatures at once) but the re-sign run waits for a worker, so
@@ -228,7 +233,8 @@ def test_a_package_still_carrying_a_revoked_certificate_is_refused_after_sync(fe
     revocation and the end of its re-sign run (and what a mirror or cache holding older bytes looks like), not a
     forged state: the bytes are the feed's own, served over HTTPS. After `trust sync`, installing that package
     fails with NU3034 (its repository certificate is no longer in the allow list) and nothing is extracted;
-    a package signed with the new certificate still installs."""
+    a package signed with the new certificate still installs, and ``nuseal verify`` with the synced nuget.config
+    refuses the copy the client had installed before the revocation (NU3034) too."""
     old = feed.server.certificate
     feed.publish("E2e.Revoked", "1.0.0")
     client.trust("source", "feed")
@@ -256,3 +262,10 @@ def test_a_package_still_carrying_a_revoked_certificate_is_refused_after_sync(fe
     assert not (client.home / "after").exists()
     done = client.install("E2e.Fresh", "1.0.0", "fresh")
     assert done.returncode == 0, done.stdout + done.stderr
+    # the copy this client installed before the revocation (same bytes) no longer verifies either
+    roots = str(feed.server.roots)
+    copy = client.home / "before/e2e.revoked/1.0.0/e2e.revoked.1.0.0.nupkg"
+    assert copy.read_bytes() == still
+    checked = client.run("verify", str(copy), "--all", "--configfile", str(client.config), "--trust-roots", roots,
+                         "--timestamp-roots", roots, "--revocation-mode", "offline", "--parallel", "1")  # fmt: skip
+    assert checked.returncode == 1 and "NU3034" in checked.stdout + checked.stderr, checked.stdout + checked.stderr
