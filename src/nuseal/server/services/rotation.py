@@ -58,7 +58,7 @@ from nuseal.server.db.models import (
     SignatureKindColumn,
     VersionStatus,
 )
-from nuseal.server.services import audit, leases
+from nuseal.server.services import audit, feed_state, leases
 from nuseal.server.services.context import ServiceContext
 from nuseal.server.services.errors import ConflictError
 from nuseal.server.services.permissions import Actor, Operator
@@ -605,6 +605,7 @@ def _switch_batch(ctx: ServiceContext, run_id: int, token: str, outcomes: Sequen
                  "after": {"certificate": new_certificate, "blob": o.key, "sha512": o.sha512, "run": run_id}}
                 for o in signed
             ])  # fmt: skip
+            feed_state.bump(session)  # the served bytes changed: every server process's cached blob ref is stale
             done.update(o.job.version_id for o in signed)
         failed = 0
         for outcome in outcomes:
