@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -159,3 +159,48 @@ def test_remove_repository_only_drops_a_repository_primary(
     repo_sign_package(src, src, repo_request, timestamper=None, now=now())
     assert remove_signature(src, repository_only=True) is Removal.SIGNATURE_REMOVED
     assert src.read_bytes() == original
+
+
+def _certificate_count(signature: bytes) -> int:
+    return len(load_primary_signature(signature).certificates)
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-intermediate-and-root", "disjoint-chains"])
+def test_countersigning_then_removing_it_gives_back_the_author_signed_bytes(
+    pki: TestPki, tmp_path: Path, repository_cert: IssuedCert, shared: bool
+) -> None:
+    # The repository certificate is under the author's intermediate and root, or under another root entirely.
+    cert = repository_cert if shared else pki.untrusted_leaf
+    src = author_signed(pki, tmp_path / "a.nupkg")
+    author_bytes = src.read_bytes()
+    author_certificates = _certificate_count(signed_part(src))
+    later = now() + timedelta(hours=3, seconds=7)  # the countersigning clock is not the author's
+    request = RepositorySignRequest(signer_for(cert), URL, ("alice",))
+    repo_sign_package(src, src, request, timestamper=LocalTimestamper(pki.tsa), now=later)
+    countersigned = signed_part(src)
+    assert build.repository_countersigner_count(countersigned) == 1
+    # Only the repository certificates not already present are added: the leaf alone when the chains share.
+    assert _certificate_count(countersigned) == author_certificates + (1 if shared else 2)
+    assert package_bytes_without_signature(src) == package_bytes_without_signature_of(author_bytes, tmp_path)
+    assert remove_signature(src, repository_only=True, now=later) is Removal.COUNTERSIGNATURES_REMOVED
+    assert src.read_bytes() == author_bytes
+
+
+def test_countersigning_keeps_the_author_certificates_in_their_order(
+    pki: TestPki, tmp_path: Path, repository_cert: IssuedCert
+) -> None:
+    src = author_signed(pki, tmp_path / "a.nupkg")
+    before = load_primary_signature(signed_part(src)).certificates
+    repo_sign_package(src, src, RepositorySignRequest(signer_for(pki.untrusted_leaf), URL), timestamper=None,
+                      now=now())  # fmt: skip
+    after = load_primary_signature(signed_part(src)).certificates
+    assert list(after[: len(before)]) == list(before)
+    assert {c.subject.rfc4514_string() for c in after[len(before):]} == {
+        pki.untrusted_leaf.cert.subject.rfc4514_string(), pki.untrusted_root.cert.subject.rfc4514_string()
+    }
+
+
+def package_bytes_without_signature_of(data: bytes, folder: Path) -> bytes:
+    copy = folder / "copy.nupkg"
+    copy.write_bytes(data)
+    return package_bytes_without_signature(copy)
