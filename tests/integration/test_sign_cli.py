@@ -195,6 +195,6 @@ def test_repository_countersignature_removed_by_the_commands_gives_back_the_auth
                           "--timestamper", pki.tsa_url)  # fmt: skip
     assert code == 0, stderr
     assert len(src.read_bytes()) > len(author_signed)
-    code, stdout, stderr = run("remove-signature", str(src), "--repository-only")
+    code, _, stderr = run("remove-signature", str(src), "--repository-only")
     assert code == 0, stderr
     assert src.read_bytes() == author_signed

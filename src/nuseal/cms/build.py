@@ -540,8 +540,8 @@ def _bag_chain(bag: Sequence[bytes], signer: cms.SignerInfo) -> list[bytes]:
     parsed = [(der, asn1_x509.Certificate.load(der)) for der in bag]
     sid = signer["sid"]
     if sid.name == "issuer_and_serial_number":
-        wanted = sid.chosen
-        todo = [der for der, c in parsed if c.issuer == wanted["issuer"] and c.serial_number == wanted["serial_number"].native]
+        issuer, serial = sid.chosen["issuer"], sid.chosen["serial_number"].native
+        todo = [der for der, c in parsed if c.issuer == issuer and c.serial_number == serial]
     else:
         key_id = sid.chosen.native
         todo = [der for der, c in parsed if c.key_identifier == key_id]
