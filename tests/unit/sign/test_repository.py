@@ -165,12 +165,21 @@ def _certificate_count(signature: bytes) -> int:
     return len(load_primary_signature(signature).certificates)
 
 
-@pytest.mark.parametrize("shared", [True, False], ids=["shared-intermediate-and-root", "disjoint-chains"])
+@pytest.fixture(scope="session")
+def sibling_ca_cert(pki: TestPki) -> IssuedCert:
+    """A code-signing leaf under another intermediate of the author's root."""
+    ca = pki._issue("sign-tests-sibling-intermediate", issuer=pki.root, ca=True, not_before=pki.now - timedelta(days=1))
+    return pki.issue_leaf("sign-tests-sibling-repository", issuer=ca)
+
+
+@pytest.mark.parametrize(("shared", "added"), [("intermediate", 1), ("root", 2), ("nothing", 2)],
+                         ids=["shared-intermediate-and-root", "shared-root", "disjoint-chains"])  # fmt: skip
 def test_countersigning_then_removing_it_gives_back_the_author_signed_bytes(
-    pki: TestPki, tmp_path: Path, repository_cert: IssuedCert, shared: bool
+    pki: TestPki, tmp_path: Path, repository_cert: IssuedCert, sibling_ca_cert: IssuedCert, shared: str, added: int
 ) -> None:
-    # The repository certificate is under the author's intermediate and root, or under another root entirely.
-    cert = repository_cert if shared else pki.untrusted_leaf
+    # The repository certificate is under the author's intermediate and root, under another intermediate of the
+    # same root, or under another root entirely.
+    cert = {"intermediate": repository_cert, "root": sibling_ca_cert, "nothing": pki.untrusted_leaf}[shared]
     src = author_signed(pki, tmp_path / "a.nupkg")
     author_bytes = src.read_bytes()
     author_certificates = _certificate_count(signed_part(src))
@@ -179,8 +188,8 @@ def test_countersigning_then_removing_it_gives_back_the_author_signed_bytes(
     repo_sign_package(src, src, request, timestamper=LocalTimestamper(pki.tsa), now=later)
     countersigned = signed_part(src)
     assert build.repository_countersigner_count(countersigned) == 1
-    # Only the repository certificates not already present are added: the leaf alone when the chains share.
-    assert _certificate_count(countersigned) == author_certificates + (1 if shared else 2)
+    # Only the repository certificates not already present are added (none of the shared ones).
+    assert _certificate_count(countersigned) == author_certificates + added
     assert package_bytes_without_signature(src) == package_bytes_without_signature_of(author_bytes, tmp_path)
     assert remove_signature(src, repository_only=True, now=later) is Removal.COUNTERSIGNATURES_REMOVED
     assert src.read_bytes() == author_bytes
