@@ -465,15 +465,16 @@ def add_countersignature(
 
 
 def _append_certificates(signed_data: cms.SignedData, certificates: Sequence[x509.Certificate]) -> None:
-    """Keep the set's certificates as they are encoded, in their order, and append only the missing ones.
+    """Add the missing certificates, keeping the present ones as they are encoded and in their order.
 
-    Not re-sorted (asn1crypto sorts a SET OF it re-encodes): removing the countersignature again must give back
-    the author-signed bytes (docs/decisions.md "Repository countersignatures are reversible").
+    A DER-sorted set (what nuseal and .NET write) stays sorted, as on nuget.org's countersigned packages; any other
+    order is kept and the new ones are appended. Either way removing them again gives back the author-signed bytes
+    (docs/decisions.md "Repository countersignatures are reversible").
     """
     present = _certificate_ders(signed_data)
     added = [der for der in dict.fromkeys(c.public_bytes(Encoding.DER) for c in certificates) if der not in present]
     if added:
-        _set_certificates(signed_data, [*present, *added])
+        _set_certificates(signed_data, sorted([*present, *added]) if present == sorted(present) else [*present, *added])
 
 
 def _certificate_ders(signed_data: cms.SignedData) -> list[bytes]:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from asn1crypto import cms
 from tests.support.pki import IssuedCert, TestPki
 from tests.unit.sign.helpers import (
     LocalTimestamper,
@@ -22,9 +23,11 @@ from nuseal.cms import build
 from nuseal.cms.parse import load_primary_signature
 from nuseal.codes import NuCode
 from nuseal.errors import SigningError
+from nuseal.package import archive
 from nuseal.sign.author import AuthorSignRequest, sign_package
 from nuseal.sign.removal import Removal, remove_signature
 from nuseal.sign.repository import RepositorySignRequest, repo_sign_package
+from nuseal.x509 import certs
 
 URL = "https://feed.example/v3/index.json"
 
@@ -195,21 +198,42 @@ def test_countersigning_then_removing_it_gives_back_the_author_signed_bytes(
     assert src.read_bytes() == author_bytes
 
 
-def test_countersigning_keeps_the_author_certificates_in_their_order(
-    pki: TestPki, tmp_path: Path, repository_cert: IssuedCert
+def test_an_unsorted_certificate_set_keeps_its_order_and_comes_back_exactly(
+    pki: TestPki, tmp_path: Path
 ) -> None:
     src = author_signed(pki, tmp_path / "a.nupkg")
-    before = load_primary_signature(signed_part(src)).certificates
+    # Another tool's author signature, its certificates root first (not DER order; they are not signed).
+    info = cms.ContentInfo.load(signed_part(src))
+    reordered = [certs.der(c) for c in load_primary_signature(signed_part(src)).certificates][::-1]
+    assert reordered != sorted(reordered)
+    info["content"]["certificates"] = cms.CertificateSet(contents=b"".join(reordered))
+    archive.insert_signature(src, src, info.dump(), when=datetime(2024, 5, 6, 7, 8, 10), replace_signature=True)
+    author_bytes = src.read_bytes()
     repo_sign_package(src, src, RepositorySignRequest(signer_for(pki.untrusted_leaf), URL), timestamper=None,
                       now=now())  # fmt: skip
-    after = load_primary_signature(signed_part(src)).certificates
-    assert list(after[: len(before)]) == list(before)
-    assert {c.subject.rfc4514_string() for c in after[len(before):]} == {
-        pki.untrusted_leaf.cert.subject.rfc4514_string(), pki.untrusted_root.cert.subject.rfc4514_string()
-    }
+    after = [certs.der(c) for c in load_primary_signature(signed_part(src)).certificates]
+    assert after[: len(reordered)] == reordered
+    assert after[len(reordered):] == [certs.der(pki.untrusted_leaf.cert), certs.der(pki.untrusted_root.cert)]
+    assert remove_signature(src, repository_only=True) is Removal.COUNTERSIGNATURES_REMOVED
+    assert src.read_bytes() == author_bytes
 
 
 def package_bytes_without_signature_of(data: bytes, folder: Path) -> bytes:
     copy = folder / "copy.nupkg"
     copy.write_bytes(data)
     return package_bytes_without_signature(copy)
+
+
+def test_a_sorted_certificate_set_stays_sorted_and_comes_back_exactly(
+    pki: TestPki, tmp_path: Path, repository_cert: IssuedCert
+) -> None:
+    src = author_signed(pki, tmp_path / "a.nupkg")
+    author_bytes = src.read_bytes()
+    ders = [certs.der(c) for c in load_primary_signature(signed_part(src)).certificates]
+    assert ders == sorted(ders)  # nuseal writes the SET OF DER-sorted, as .NET does
+    repo_sign_package(src, src, RepositorySignRequest(signer_for(pki.untrusted_leaf), URL), timestamper=None,
+                      now=now())  # fmt: skip
+    after = [certs.der(c) for c in load_primary_signature(signed_part(src)).certificates]
+    assert after == sorted(after) and len(after) == len(ders) + 2  # as nuget.org's countersigned packages
+    remove_signature(src, repository_only=True)
+    assert src.read_bytes() == author_bytes
