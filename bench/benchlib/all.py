@@ -16,7 +16,7 @@ from pathlib import Path
 from benchlib import options, report
 from benchlib.measure import load_average
 
-AREAS = ("startup", "verify", "sign", "batch", "timestamp", "feed")
+AREAS = ("startup", "verify", "sign", "batch", "timestamp", "feed", "resign")
 BENCH = Path(__file__).resolve().parents[1]
 
 
@@ -24,6 +24,7 @@ def main(argv: list[str]) -> int:
     p = options.parser(__doc__ or "")
     p.add_argument("--areas", default=",".join(AREAS), help=f"comma-separated subset of {','.join(AREAS)}")
     p.add_argument("--sizes", help="package sizes for verify and sign (default: theirs, 1,10,100,200,400)")
+    p.add_argument("--packages", type=int, help="packages bench/resign re-signs (default: its own, 10000)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = p.parse_args(argv)
     load_before = load_average()
@@ -36,6 +37,8 @@ def main(argv: list[str]) -> int:
                        "--json", str(out)]
             if args.sizes and area in ("verify", "sign"):
                 command += ["--sizes", args.sizes]
+            if args.packages and area == "resign":
+                command += ["--packages", str(args.packages)]
             print(f"\n$ bench/{area} --runs {args.runs}", flush=True)
             done = subprocess.run(command)
             if done.returncode != 0 or not out.exists():

@@ -29,7 +29,7 @@ from nuseal.server.storage import (
 )
 from nuseal.server.storage.base import check_key
 from nuseal.server.storage.filesystem import FilesystemBlobStore
-from nuseal.server.storage.s3 import S3Location
+from nuseal.server.storage.s3 import SMALL_BLOB_BYTES, S3Location
 
 STORE_KINDS = ("file", "s3")
 PAYLOAD = os.urandom(3 * 1024 * 1024 + 17)  # several chunks, not a multiple of the chunk size
@@ -51,18 +51,22 @@ def read_all(store: BlobStore, key: str, **kwargs: int) -> bytes:
         return reader.read()
 
 
-def test_stage_computes_size_and_nuget_digests_then_publish_makes_it_readable(blob_store: BlobStore) -> None:
-    staged = blob_store.stage(io.BytesIO(PAYLOAD))
+# S3 stages small blobs with one PutObject and larger ones through the transfer manager: both sides of the limit.
+@pytest.mark.parametrize("size", [len(PAYLOAD), 15_000, SMALL_BLOB_BYTES, SMALL_BLOB_BYTES + 1])
+def test_stage_computes_size_and_nuget_digests_then_publish_makes_it_readable(blob_store: BlobStore,
+                                                                               size: int) -> None:  # fmt: skip
+    payload = PAYLOAD[:size]
+    staged = blob_store.stage(io.BytesIO(payload))
     assert staged.key.startswith("incoming/") and staged.key.endswith(".nupkg")
-    assert staged.size == len(PAYLOAD)
-    assert staged.sha256 == hashlib.sha256(PAYLOAD).hexdigest()
-    assert staged.sha512 == base64.b64encode(hashlib.sha512(PAYLOAD).digest()).decode()
+    assert staged.size == len(payload)
+    assert staged.sha256 == hashlib.sha256(payload).hexdigest()
+    assert staged.sha512 == base64.b64encode(hashlib.sha512(payload).digest()).decode()
 
     assert blob_store.publish(staged, "packages/a/1.0.0/x.nupkg") is PutResult.CREATED
     assert blob_store.stat(staged.key) is None  # the staged copy is gone
     info = blob_store.stat("packages/a/1.0.0/x.nupkg")
-    assert info is not None and info.size == len(PAYLOAD)
-    assert read_all(blob_store, "packages/a/1.0.0/x.nupkg") == PAYLOAD
+    assert info is not None and info.size == len(payload)
+    assert read_all(blob_store, "packages/a/1.0.0/x.nupkg") == payload
 
 
 def test_publish_never_overwrites(blob_store: BlobStore) -> None:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from nuseal.server.api.deps import legacy_feed
 from nuseal.server.api.responses import document_response
-from nuseal.server.api.routing import NOT_FOUND, get_and_head
+from nuseal.server.api.routing import NOT_FOUND, UNSUPPORTED_QUERY, get_and_head
 from nuseal.server.services.errors import InvalidInputError, NotFoundError
 from nuseal.server.services.feed_documents import semver2_level
 from nuseal.server.services.legacy_feed import (
@@ -32,9 +32,15 @@ KNOWN: Final = frozenset({"$filter", "$orderby", "$skip", "$top", "searchTerm", 
                           "includePrerelease", "semVerLevel", "id"})  # fmt: skip
 
 Legacy = Annotated[LegacyFeed, Depends(legacy_feed)]
-Filter = Annotated[str | None, Query(alias="$filter", max_length=256,
-                                     description="IsLatestVersion or IsAbsoluteLatestVersion")]
-OrderBy = Annotated[str | None, Query(alias="$orderby", max_length=64, description="Id (default: relevance)")]
+# The grammars below are documented as patterns (so clients and fuzzers know them) but not enforced by FastAPI:
+# the services refuse anything else with a 400 naming the option and what the feed supports.
+Filter = Annotated[str | None, Query(
+    alias="$filter", max_length=256, description="IsLatestVersion or IsAbsoluteLatestVersion",
+    json_schema_extra={"pattern": "^ *((IsLatestVersion|IsAbsoluteLatestVersion)( +eq +true)?)? *$"})]
+OrderBy = Annotated[str | None, Query(alias="$orderby", max_length=64, description="Id (default: relevance)",
+                                      json_schema_extra={"pattern": "^ *(Id( +asc)?)? *$"})]
+#: An OData string literal ('...' with quotes doubled) or a bare word (one that does not start with a quote).
+LITERAL_PATTERN: Final = r"^\s*([^'\s][\s\S]*)?$|^\s*'([^']|'')*'\s*$"
 Skip = Annotated[int, Query(alias="$skip", ge=0, le=1_000_000, description="Entries to skip")]
 Top = Annotated[int, Query(alias="$top", ge=0, le=1_000_000, description=f"Entries to return (at most {MAX_TOP})")]
 SemVerLevel = Annotated[str | None, Query(alias="semVerLevel", max_length=64,
@@ -59,8 +65,10 @@ def get_metadata(request: Request, legacy: Legacy) -> Response:
 
 def get_search(request: Request, legacy: Legacy,
                search_term: Annotated[str | None, Query(alias="searchTerm", max_length=1024,
+                                                        json_schema_extra={"pattern": LITERAL_PATTERN},
                                                         description="OData string literal, e.g. 'contoso'")] = None,
                target_framework: Annotated[str | None, Query(alias="targetFramework", max_length=256,
+                                                             json_schema_extra={"pattern": LITERAL_PATTERN},
                                                              description="Ignored (every framework)")] = None,
                include_prerelease: Annotated[bool, Query(alias="includePrerelease")] = False,
                filter: Filter = None, order_by: OrderBy = None, skip: Skip = 0, top: Top = MAX_TOP,
@@ -96,8 +104,8 @@ get_and_head(router, "", get_service_document, media_type=XML_TYPE)
 get_and_head(router, "/", get_service_document, media_type=XML_TYPE)
 get_and_head(router, "/$metadata", get_metadata, media_type=XML_TYPE)
 for _path in ("/Search()", "/Search"):
-    get_and_head(router, _path, get_search, media_type=ATOM_TYPE)
+    get_and_head(router, _path, get_search, media_type=ATOM_TYPE, responses=UNSUPPORTED_QUERY)
 for _path in ("/Packages()", "/Packages"):
-    get_and_head(router, _path, get_packages, media_type=ATOM_TYPE)
+    get_and_head(router, _path, get_packages, media_type=ATOM_TYPE, responses=UNSUPPORTED_QUERY)
 get_and_head(router, "/Packages(Id='{id}',Version='{version}')", get_package, media_type=ENTRY_TYPE,
              responses=NOT_FOUND)

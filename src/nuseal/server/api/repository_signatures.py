@@ -5,7 +5,7 @@ or the development flag allows http (the service index advertises them under the
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
@@ -16,6 +16,9 @@ from nuseal.server.services.errors import NotFoundError
 
 router = APIRouter(tags=["repository signatures"])
 _METHODS = ["GET", "HEAD"]
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such document or certificate, or the feed's public URL is http"}
+}
 
 
 def _base_url(request: Request, ctx: ServiceContext) -> str:
@@ -25,7 +28,7 @@ def _base_url(request: Request, ctx: ServiceContext) -> str:
     return base
 
 
-@router.api_route(f"{resource.PATH}/{{version}}/index.json", methods=_METHODS)
+@router.api_route(f"{resource.PATH}/{{version}}/index.json", methods=_METHODS, responses=_NOT_FOUND)
 def get_document(version: str, request: Request,
                  ctx: Annotated[ServiceContext, Depends(service_context)]) -> Response:  # fmt: skip
     """A RepositorySignatures document; ``allRepositorySigned`` is computed under 5.0.0 and false under 4.x."""
@@ -38,7 +41,7 @@ def get_document(version: str, request: Request,
                     headers={"ETag": etag, "Cache-Control": "no-cache"})  # fmt: skip
 
 
-@router.api_route(f"{resource.PATH}/certificates/{{name}}", methods=_METHODS)
+@router.api_route(f"{resource.PATH}/certificates/{{name}}", methods=_METHODS, responses=_NOT_FOUND)
 def get_certificate(name: str, request: Request,
                     ctx: Annotated[ServiceContext, Depends(service_context)]) -> Response:  # fmt: skip
     """The DER certificate at a document's ``contentUrl`` (``{sha256}.crt``): content-addressed, so immutable."""

@@ -9,6 +9,8 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such package, version or document"}}
+#: The V2 feed's OData options nuseal does not implement (a ``$filter`` other than the latest-version ones).
+UNSUPPORTED_QUERY: dict[int | str, dict[str, Any]] = {400: {"description": "A query option this feed does not support"}}
 
 
 def get_and_head(router: APIRouter, path: str, endpoint: Callable[..., Any], *, model: type[Any] | None = None,

@@ -9,8 +9,8 @@ with the embedded SQLite database it defaults to a random one generated once int
 A key on a PKCS#11 token is stored as a reference (module, token, key label or id); its PIN comes from the
 settings of each worker (``NUSEAL_REPOSITORY_PKCS11_PIN``) and is never stored.
 
-:class:`Keyring` is the per-process cache workers sign through: opened signers (one PKCS#11 session per thread)
-and timestampers (one HTTP client per thread and URL).
+:class:`Keyring` is the per-process cache workers sign through: opened signers (one PKCS#11 session per thread),
+timestampers (one keep-alive HTTP client per thread and URL) and the signing threads a re-sign batch runs on.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import secrets
 import stat
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -49,6 +50,9 @@ _NONCE_BYTES: Final = 12
 # deliberately slow; it runs once per key and process (cached).
 _SCRYPT_N: Final = 2**15
 _SCRYPT_R: Final = 8
+#: Packages a worker process signs at once: the signing itself holds the GIL, so more threads only help to overlap
+#: the waits (TSA round trips, blob downloads and uploads, each thread on its own keep-alive connection).
+SIGNING_THREADS: Final = 4
 
 
 class RepositoryKeyError(NusealError):
@@ -214,14 +218,29 @@ class Keyring:
     """
 
     def __init__(self, settings: ServerSettings, *, local_tsa_url: Callable[[], str] | None = None,
-                 clock: Callable[[], datetime] | None = None) -> None:  # fmt: skip
+                 clock: Callable[[], datetime] | None = None, threads: int = SIGNING_THREADS) -> None:  # fmt: skip
         self.settings = settings
         self._local_tsa_url = local_tsa_url
         self._clock = clock
+        self._threads = threads
         self._shared: dict[str, RepositoryCert] = {}
         self._lock = threading.Lock()
         self._local = threading.local()
         self._closers: list[Callable[[], None]] = []
+        self._executor: ThreadPoolExecutor | None = None
+
+    def executor(self) -> ThreadPoolExecutor:
+        """The process's signing threads (started on first use, kept until :meth:`close`): long-lived, so each
+        keeps its keep-alive connection to the TSA from one batch to the next."""
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="nuseal-sign")
+            return self._executor
+
+    @staticmethod
+    def shareable(cert: RepositoryCert) -> bool:
+        """Whether ``cert`` can sign from any thread (an in-memory key); a PKCS#11 session belongs to its thread."""
+        return isinstance(cert.signer, KeySigner)
 
     def certificate(self, row: RepositoryCertificate) -> RepositoryCert:
         """The opened certificate of ``row`` (a sealed key is shared; a token session is this thread's)."""
@@ -277,6 +296,10 @@ class Keyring:
             self._shared.pop(sha256, None)
 
     def close(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
         with self._lock:
             closers, self._closers = self._closers, []
         for close in closers:

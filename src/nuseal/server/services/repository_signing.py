@@ -135,7 +135,7 @@ def sign_for_feed(
     owner_list = sort_owners(owners)
     if not owner_list:
         raise RepositorySigningError("a repository signature names the package owners: the package has none")
-    primary = _read_primary(src)
+    raw, primary = _read_primary(src)
     stripped: tuple[str, ...] = ()
     if primary is not None:
         if primary.kind is SignatureKind.UNKNOWN:
@@ -148,7 +148,9 @@ def sign_for_feed(
                 return FeedSignature(FeedSignatureAction.KEPT, repo_cert.sha256, hashing.content_hash(dst),
                                      dst.stat().st_size, primary.kind is SignatureKind.AUTHOR)  # fmt: skip
             stripped = (found.description,)
-    request = RepositorySignRequest(repo_cert.signer, service_index_url, owner_list, SignOptions(overwrite=True))
+    # durable=False: the output is a working copy; the blob store's publish is what makes the bytes durable.
+    request = RepositorySignRequest(repo_cert.signer, service_index_url, owner_list,
+                                    SignOptions(overwrite=True, durable=False))  # fmt: skip
     try:
         # overwrite: an existing repository primary signature is replaced and repository countersignatures are
         # stripped in the same pass (nuget.org strips, then ScanAndSign signs: the same bytes).
@@ -161,8 +163,8 @@ def sign_for_feed(
         detail = "; ".join(f"{f.code.value}: {f.message}" for f in problems) or verdict.error or "not valid"
         raise RepositorySigningError(f"the repository-signed package did not verify: {detail}",
                                      findings=problems)  # fmt: skip
-    if primary is not None and primary.kind is SignatureKind.AUTHOR:
-        _check_author_signature_intact(primary, dst)
+    if raw is not None and primary is not None and primary.kind is SignatureKind.AUTHOR:
+        _check_author_signature_intact(raw, result.signature)
     action = (FeedSignatureAction.COUNTERSIGNATURE if result.kind == "repository-countersignature"
               else FeedSignatureAction.PRIMARY)  # fmt: skip
     return FeedSignature(action, repo_cert.sha256, verdict.content_hash or hashing.content_hash(dst),
@@ -170,10 +172,11 @@ def sign_for_feed(
                          stripped)  # fmt: skip
 
 
-def _read_primary(path: Path) -> PrimarySignature | None:
+def _read_primary(path: Path) -> tuple[bytes | None, PrimarySignature | None]:
+    """The package's signature entry and its primary signature, read once (both None when unsigned)."""
     try:
         raw = read_signature(path)
-        return load_primary_signature(raw) if raw is not None else None
+        return raw, load_primary_signature(raw) if raw is not None else None
     except (PackageFormatError, SignatureEntryError, SignatureFormatError) as exc:
         raise RepositorySigningError(f"cannot read the package signature: {exc}", exc.code) from None
 
@@ -225,10 +228,30 @@ def _verify(path: Path, repo_cert: RepositoryCert, now: datetime) -> PackageVerd
         return verify_package(path, policy=setup.policy, trust=trust, now=now, compute_content_hash=True)
 
 
-def _check_author_signature_intact(before: PrimarySignature, path: Path) -> None:
-    after = _read_primary(path)
-    if (after is None or after.kind is not SignatureKind.AUTHOR or after.signature_value != before.signature_value
-            or after.content_bytes != before.content_bytes or after.signer_certificate != before.signer_certificate):
+def _author_parts(signature: bytes) -> tuple[bytes, bytes, bytes, bytes, frozenset[bytes]]:
+    """What a repository countersignature must leave alone, as DER: the primary signer's identifier, signed
+    attributes and signature value, the signed content, and the certificates (countersigning only adds some).
+
+    Read with asn1crypto's lazy parser (only these fields are decoded): the output was verified as a whole just
+    before, so this only has to see that the author's part is byte-identical, not parse it again."""
+    from asn1crypto import cms
+
+    signed_data = cms.ContentInfo.load(signature)["content"]
+    signer = signed_data["signer_infos"][0]
+    certificates = frozenset(c.dump() for c in signed_data["certificates"] or ())
+    return (signer["sid"].dump(), signer["signed_attrs"].dump(), signer["signature"].contents,
+            signed_data["encap_content_info"].dump(), certificates)  # fmt: skip
+
+
+def _check_author_signature_intact(before: bytes, after: bytes) -> None:
+    """``after`` (the signature written) keeps the author signature of ``before`` (the one pushed) byte for byte."""
+    try:
+        *kept, certificates = _author_parts(before)
+        *now, certificates_now = _author_parts(after)
+        intact = kept == now and certificates <= certificates_now
+    except (ValueError, TypeError, KeyError, IndexError):
+        intact = False
+    if not intact:
         # Cannot happen unless the signing library regresses: refuse to publish rather than serve it.
         raise RepositorySigningError("the author signature changed while repository-signing: not published",
                                      findings=[Finding(NuCode.NU3008, Severity.ERROR, "author signature altered")])

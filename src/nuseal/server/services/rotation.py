@@ -9,28 +9,34 @@
 
 A run (``resign_runs``) is worked through in batches (:func:`process_batch`) by any number of workers: each batch
 takes a lease on up to ``resign_batch_size`` versions (:mod:`nuseal.server.services.leases`: one conditional UPDATE,
-``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so no two workers hold the same version. Per version: read the served
-bytes, replace only the repository signature (``sign_for_feed``: the author signature is kept), store the new bytes
-under a new content-addressed key, then switch the row in one transaction that also counts it, *only if* the lease
-is still ours, the row still serves the bytes we started from and the signing certificate is still the active one
-(so a version is never re-signed twice over, whatever crashes or duplicate deliveries happen), then delete the old
-blob. Every step is safe to repeat after SIGKILL: a crash before the switch leaves an unreferenced blob (never
-served) and a lease that expires; a crash after it leaves an old blob to delete later. A version the run cannot
-re-sign is recorded with the reason and keeps its old signature (a retired certificate then stays published); a new
-``retire``/``revoke`` of the certificate starts a new run that tries it again.
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so no two workers hold the same version. The versions of a batch are
+signed at once on the keyring's threads (their TSA round trips and blob transfers overlap): read the served bytes,
+replace only the repository signature (``sign_for_feed``: the author signature is kept), store the new bytes under a
+new content-addressed key. Then one transaction switches every row of the batch, counts them and writes one audit
+event per package, each row *only if* the lease is still ours, the row still serves the bytes we started from and the
+signing certificate is still the active one (so a version is never re-signed twice over, whatever crashes or
+duplicate deliveries happen); the old blobs are deleted after it. Every step is safe to repeat after SIGKILL: a crash
+before the switch leaves unreferenced blobs (never served) and leases that expire; a crash after it leaves old blobs
+to delete later. A version the run cannot re-sign is recorded with the reason (in the same transaction) and keeps its
+old signature (a retired certificate then stays published); a new ``retire``/``revoke`` of the certificate starts a
+new run that tries it again. An outage in the middle of a batch (TSA, storage) switches what was done, gives the
+rest back at once and raises, so the task is retried.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, cast
 
-from sqlalchemy import CursorResult, exists, func, select, update
+from sqlalchemy import Table, bindparam, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -38,6 +44,9 @@ from nuseal.codes import NuCode
 from nuseal.errors import NusealError, SigningError
 from nuseal.server import faults
 from nuseal.server.db.models import (
+    Account,
+    AuditEvent,
+    PackageOwner,
     PackageRegistration,
     PackageVersion,
     RepositoryCertificate,
@@ -359,13 +368,80 @@ def claim(ctx: ServiceContext, run_id: int, token: str, limit: int) -> list[int]
                            limit=limit)  # fmt: skip
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One leased version as the batch read it: what to sign and what the switch must still find."""
+
+    version_id: int
+    old_blob: str
+    size: int | None
+    lower_id: str
+    lower_version: str
+    subject: str  # "Id/Version", for the audit event
+    owners: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Signed:
+    job: _Job
+    key: str  # the new blob, already published
+    sha512: str
+    size: int
+
+
+@dataclass(frozen=True)
+class _Failed:
+    job: _Job
+    reason: str
+
+
+_Outcome = _Signed | _Failed
+
+
+def _load_jobs(ctx: ServiceContext, version_ids: Sequence[int], token: str, old_certificate: str) -> list[_Job]:
+    """The leased versions still to re-sign, with their owners: two queries for the whole batch."""
+    if not version_ids:
+        return []
+    with ctx.db.reading() as session:
+        rows = session.execute(
+            select(PackageVersion.id, PackageVersion.registration_id, PackageVersion.package_blob,
+                   PackageVersion.package_size, PackageVersion.version, PackageVersion.lower_version,
+                   PackageRegistration.package_id, PackageRegistration.lower_id)
+            .join(PackageRegistration, PackageRegistration.id == PackageVersion.registration_id)
+            .where(PackageVersion.id.in_(list(version_ids)), leases.owned_by(token),
+                   PackageVersion.status == VersionStatus.AVAILABLE.value,
+                   PackageVersion.repo_cert_sha256 == old_certificate, PackageVersion.package_blob.is_not(None))
+            .order_by(PackageVersion.id)
+        ).all()  # fmt: skip
+        registrations = {row.registration_id for row in rows}
+        owners: dict[int, list[str]] = {}
+        if registrations:
+            for registration_id, name in session.execute(
+                select(PackageOwner.registration_id, Account.name)
+                .join(Account, Account.id == PackageOwner.account_id)
+                .where(PackageOwner.registration_id.in_(registrations))
+            ):  # fmt: skip
+                owners.setdefault(int(registration_id), []).append(str(name))
+    return [_Job(int(r.id), str(r.package_blob), r.package_size, str(r.lower_id), str(r.lower_version),
+                 f"{r.package_id}/{r.version}", tuple(owners.get(int(r.registration_id), ())))
+            for r in rows]  # fmt: skip
+
+
 def process_batch(
     ctx: ServiceContext, keyring: Keyring, run_id: int, *, service_index_url: str, limit: int | None = None
 ) -> BatchResult:
-    """Re-sign one batch of the run: claim, re-sign each version, complete the run when nothing is left.
+    """Re-sign one batch of the run: claim, re-sign each version, switch them all in one transaction, complete the
+    run when nothing is left.
 
-    Raises (after giving the leases back) when this process cannot sign or a service is unreachable: the task
-    is retried and no package is marked failed for it.
+    The versions of a batch are signed by the keyring's threads at once (their timestamp requests, downloads and
+    uploads overlap), each new blob is published before the commit, and one transaction then switches every row
+    that is still ours (one conditional UPDATE and one audit event per package) and records the failures; the old
+    blobs are deleted after it. A crash anywhere loses nothing: before the commit, the leases expire and the
+    versions are signed again (the blobs already written are orphans, never served); after it, only old blobs are
+    left to delete.
+
+    Raises (after switching what was done and giving the other leases back) when this process cannot sign or a
+    service is unreachable: the task is retried and no package is marked failed for it.
     """
     with ctx.db.reading() as session:
         run = session.get(ResignRun, run_id)
@@ -376,64 +452,103 @@ def process_batch(
     token = leases.new_token()
     claimed = claim(ctx, run_id, token, limit or ctx.settings.resign_batch_size)
     faults.checkpoint("resign.claimed")
-    counts = {"resigned": 0, "failed": 0, "skipped": 0}
-    pending = list(claimed)
+    error: BaseException | None = None
+    committed: set[int] = set()
+    counts = {"resigned": 0, "failed": 0}
     try:
-        with tempfile.TemporaryDirectory(prefix="nuseal-resign-") as folder:
-            for version_id in claimed:
-                outcome = _resign_one(ctx, keyring, cert, run_id, certificate_sha256, version_id, token,
-                                      service_index_url, Path(folder))  # fmt: skip
-                counts[outcome] += 1
-                pending.remove(version_id)
+        jobs = _load_jobs(ctx, claimed, token, certificate_sha256)
+        outcomes, error = _sign_all(ctx, keyring, cert, jobs, service_index_url)
+        if outcomes:
+            committed = _switch_batch(ctx, run_id, token, outcomes, cert.sha256, certificate_sha256)
+            faults.checkpoint("resign.committed")
+            # After the commit, outside the transaction: a crash here leaves unreferenced blobs, never missing ones.
+            _delete_all(ctx, keyring, [o.job.old_blob if o.job.version_id in committed else o.key
+                                       for o in outcomes if isinstance(o, _Signed)])  # fmt: skip
+            faults.checkpoint("resign.old_blob_deleted")
+            counts["resigned"] = sum(1 for o in outcomes if isinstance(o, _Signed) and o.job.version_id in committed)
+            counts["failed"] = sum(1 for o in outcomes if isinstance(o, _Failed) and o.job.version_id in committed)
     finally:
-        leases.release(ctx, token, pending)
+        # Whatever this batch did not switch or record goes back at once (the switch released its own).
+        leases.release(ctx, token, [i for i in claimed if i not in committed])
+    if error is not None:
+        raise error
+    skipped = len(claimed) - counts["resigned"] - counts["failed"]
     with ctx.db.reading() as session:
         run = session.get(ResignRun, run_id)
         remaining = _remaining(session, run) if run is not None else 0
     completed = remaining == 0 and finalize(ctx, run_id)
-    return BatchResult(len(claimed), counts["resigned"], counts["failed"], counts["skipped"], remaining, completed)
+    return BatchResult(len(claimed), counts["resigned"], counts["failed"], skipped, remaining, completed)
 
 
-def _resign_one(ctx: ServiceContext, keyring: Keyring, cert: RepositoryCert, run_id: int, old_certificate: str,
-                version_id: int, token: str, service_index_url: str, folder: Path) -> str:  # fmt: skip
-    with ctx.db.reading() as session:
-        row = session.get(PackageVersion, version_id)
-        if (row is None or row.lease_owner != token or row.status != VersionStatus.AVAILABLE.value
-                or row.repo_cert_sha256 != old_certificate or row.package_blob is None):
-            return "skipped"
-        registration = row.registration
-        owners = [owner.name for owner in registration.owners]
-        old_blob, lower_id, lower = row.package_blob, registration.lower_id, row.lower_version
-        subject = f"{registration.package_id}/{row.version}"
-    src, dst = folder / f"{version_id}.nupkg", folder / f"{version_id}.signed.nupkg"
+def _sign_all(ctx: ServiceContext, keyring: Keyring, cert: RepositoryCert, jobs: Sequence[_Job],
+              service_index_url: str) -> tuple[list[_Outcome], BaseException | None]:  # fmt: skip
+    """Sign and publish every job on the keyring's threads; the outcomes, and the first error that is not a
+    package's own (the jobs it stopped are left out: their leases are given back)."""
+    outcomes: list[_Outcome] = []
+    error: BaseException | None = None
+    with tempfile.TemporaryDirectory(prefix="nuseal-resign-", dir=_scratch_dir(jobs)) as folder:
+        if keyring.shareable(cert):
+            pool = keyring.executor()
+            futures = [pool.submit(_sign_one, ctx, keyring, cert, job, service_index_url, Path(folder))
+                       for job in jobs]  # fmt: skip
+        else:  # a token session belongs to the thread that opened it: sign here, one after the other
+            futures = [_run_here(_sign_one, ctx, keyring, cert, job, service_index_url, Path(folder)) for job in jobs]
+        for future in futures:
+            try:
+                outcomes.append(future.result())
+            except BaseException as exc:  # a service is down or this process cannot sign: raised after the commit
+                error = error or exc
+    return outcomes, error
+
+
+def _run_here(function: Callable[..., _Outcome], *args: Any) -> Future[_Outcome]:
+    done: Future[_Outcome] = Future()
     try:
-        _download(ctx, old_blob, src)
-        sign_for_feed(src, dst, owners=owners, service_index_url=service_index_url, repo_cert=cert,
+        done.set_result(function(*args))
+    except BaseException as exc:
+        done.set_exception(exc)
+    return done
+
+
+#: Packages up to this size are re-signed in a memory-backed folder when there is one (no disk writes at all). Each
+#: signing thread holds at most two copies at a time, so this stays small even where /dev/shm is (64 MB in a container).
+SMALL_PACKAGE_BYTES: Final = 1024 * 1024
+_SHM: Final = Path("/dev/shm")
+
+
+def _scratch_dir(jobs: Sequence[_Job]) -> str | None:
+    """``/dev/shm`` for a batch of small packages (the copies are throw-away: the blob store is the durable one),
+    else the default temporary folder."""
+    small = all(job.size is not None and job.size <= SMALL_PACKAGE_BYTES for job in jobs)
+    return str(_SHM) if small and _SHM.is_dir() and os.access(_SHM, os.W_OK) else None
+
+
+def _sign_one(ctx: ServiceContext, keyring: Keyring, cert: RepositoryCert, job: _Job, service_index_url: str,
+              folder: Path) -> _Outcome:  # fmt: skip
+    src, dst = folder / f"{job.version_id}.nupkg", folder / f"{job.version_id}.signed.nupkg"
+    try:
+        _download(ctx, job.old_blob, src)
+        sign_for_feed(src, dst, owners=job.owners, service_index_url=service_index_url, repo_cert=cert,
                       timestamper=keyring.timestamper(cert), now=ctx.now())  # fmt: skip
     except (RepositorySigningError, BlobNotFoundError) as exc:
-        _fail(ctx, run_id, version_id, token, str(exc))
-        return "failed"
+        return _Failed(job, str(exc))
     except SigningError as exc:
         if exc.code not in _PACKAGE_SIGNING_CODES:
             raise
-        _fail(ctx, run_id, version_id, token, str(exc))
-        return "failed"
+        return _Failed(job, str(exc))
+    finally:
+        src.unlink(missing_ok=True)
     faults.checkpoint("resign.signed")
-    with dst.open("rb") as data:
-        staged = ctx.blobs.stage(data)
-    key = package_blob_key(lower_id, lower, staged.sha256)
+    try:
+        with dst.open("rb") as data:
+            staged = ctx.blobs.stage(data)
+    finally:
+        dst.unlink(missing_ok=True)
+    key = package_blob_key(job.lower_id, job.lower_version, staged.sha256)
     if ctx.blobs.publish(staged, key) is PutResult.CONFLICT:
         raise StorageError(f"blob '{key}' exists with other bytes (a 48-bit prefix collision): not overwritten")
     faults.checkpoint("resign.blob_written")
-    committed = _switch(ctx, run_id, version_id, token, old_blob, key, staged.sha512, staged.size, cert.sha256,
-                        old_certificate, subject)  # fmt: skip
-    faults.checkpoint("resign.committed")
-    # After the commit, outside the transaction: a crash here leaves an unreferenced blob, never a missing one.
-    _delete_quietly(ctx, old_blob if committed else key)
-    faults.checkpoint("resign.old_blob_deleted")
-    src.unlink(missing_ok=True)
-    dst.unlink(missing_ok=True)
-    return "resigned" if committed else "skipped"
+    return _Signed(job, key, staged.sha512, staged.size)
 
 
 def _download(ctx: ServiceContext, key: str, path: Path) -> None:
@@ -441,49 +556,101 @@ def _download(ctx: ServiceContext, key: str, path: Path) -> None:
         shutil.copyfileobj(reader, out)
 
 
-def _switch(ctx: ServiceContext, run_id: int, version_id: int, token: str, old_blob: str, new_blob: str,
-            sha512: str, size: int, new_certificate: str, old_certificate: str, subject: str) -> bool:  # fmt: skip
-    """Serve the new bytes, in one transaction that also counts them; False (nothing changed) unless the lease is
-    still ours, the row still serves ``old_blob``, and the signing certificate is still the active one."""
+#: The switch of one version, run for the whole batch at once (executemany); the transaction read and locked the
+#: rows first, and the WHERE clause repeats the lease (fencing), so nothing changes for a version no longer ours.
+_VERSIONS = cast(Table, PackageVersion.__table__)
+_AUDIT_EVENTS = cast(Table, AuditEvent.__table__)
+_SWITCH_ONE = (
+    update(_VERSIONS)
+    .where(_VERSIONS.c.id == bindparam("version_id"), _VERSIONS.c.lease_owner == bindparam("token"),
+           _VERSIONS.c.package_blob == bindparam("old_blob"))
+    .values(package_blob=bindparam("new_blob"), package_sha512=bindparam("sha512"), package_size=bindparam("size"),
+            repo_cert_sha256=bindparam("certificate"), signature_kind=SignatureKindColumn.REPOSITORY.value,
+            lease_owner=None, lease_until=None)
+)  # fmt: skip
+
+
+def _switch_batch(ctx: ServiceContext, run_id: int, token: str, outcomes: Sequence[_Outcome], new_certificate: str,
+                  old_certificate: str) -> set[int]:  # fmt: skip
+    """In one transaction: serve the new bytes of every signed version that is still ours (lease held, row still
+    serving the blob we started from, still available, signing certificate still the active one), record the
+    failures, count both, one audit event per package; the ids of the versions switched or recorded. Versions not
+    switched change nothing."""
     now = ctx.now()
+    done: set[int] = set()
     with ctx.db.transaction() as session:
-        if not signs_now(session, new_certificate):
-            # Rotated again meanwhile: give the version back; the next batch signs it with the new active one.
-            leases.release_in(session, token, [version_id])
-            return False
-        switched = cast(CursorResult[Any], session.execute(
-            update(PackageVersion)
-            .where(PackageVersion.id == version_id, leases.owned_by(token),
-                   PackageVersion.package_blob == old_blob, PackageVersion.status == VersionStatus.AVAILABLE.value)
-            .values(package_blob=new_blob, package_sha512=sha512, package_size=size,
-                    repo_cert_sha256=new_certificate, signature_kind=SignatureKindColumn.REPOSITORY.value,
-                    lease_owner=None, lease_until=None)
-            .execution_options(synchronize_session=False)
-        ))  # fmt: skip
-        if switched.rowcount != 1:
-            return False
-        session.execute(update(ResignRun).where(ResignRun.id == run_id)
-                        .values(resigned=ResignRun.resigned + 1).execution_options(synchronize_session=False))
-        audit.record(session, SYSTEM, VERSION_RESIGN, subject, at=now,
-                     before={"certificate": old_certificate, "blob": old_blob},
-                     after={"certificate": new_certificate, "blob": new_blob, "sha512": sha512, "run": run_id})
+        signed = [o for o in outcomes if isinstance(o, _Signed)]
+        if signed and not signs_now(session, new_certificate):
+            # Rotated again meanwhile: give the versions back; the next batch signs them with the new active one.
+            leases.release_in(session, token, [o.job.version_id for o in signed])
+            signed = []
+        if signed:
+            # Lock the rows (PostgreSQL; SQLite's write transaction is exclusive) and keep those still ours.
+            current = {int(i): blob for i, blob in session.execute(
+                select(PackageVersion.id, PackageVersion.package_blob)
+                .where(PackageVersion.id.in_([o.job.version_id for o in signed]), leases.owned_by(token),
+                       PackageVersion.status == VersionStatus.AVAILABLE.value)
+                .with_for_update()
+            )}  # fmt: skip
+            signed = [o for o in signed if current.get(o.job.version_id) == o.job.old_blob]
+        if signed:
+            session.connection().execute(_SWITCH_ONE, [
+                {"version_id": o.job.version_id, "token": token, "old_blob": o.job.old_blob, "new_blob": o.key,
+                 "sha512": o.sha512, "size": o.size, "certificate": new_certificate} for o in signed
+            ])  # fmt: skip
+            # audit.record's row, written for the whole batch in one statement (one event per package).
+            session.connection().execute(insert(_AUDIT_EVENTS), [
+                {"at": now, "actor": SYSTEM.label, "action": VERSION_RESIGN, "subject": o.job.subject,
+                 "before": {"certificate": old_certificate, "blob": o.job.old_blob},
+                 "after": {"certificate": new_certificate, "blob": o.key, "sha512": o.sha512, "run": run_id}}
+                for o in signed
+            ])  # fmt: skip
+            done.update(o.job.version_id for o in signed)
+        failed = 0
+        for outcome in outcomes:
+            if isinstance(outcome, _Failed) and _record_failure(session, run_id, token, outcome, now):
+                done.add(outcome.job.version_id)
+                failed += 1
+        resigned = len(done) - failed
+        if resigned or failed:
+            session.execute(update(ResignRun).where(ResignRun.id == run_id)
+                            .values(resigned=ResignRun.resigned + resigned, failed=ResignRun.failed + failed)
+                            .execution_options(synchronize_session=False))  # fmt: skip
+    return done
+
+
+def _record_failure(session: Session, run_id: int, token: str, failed: _Failed, now: datetime) -> bool:
+    """Record (once) that the run could not re-sign the version and give it back; False when the lease was lost or
+    another worker recorded it already."""
+    job = failed.job
+    held = session.scalar(select(func.count()).select_from(PackageVersion)
+                          .where(PackageVersion.id == job.version_id, leases.owned_by(token)))  # fmt: skip
+    if not held:
+        return False
+    leases.release_in(session, token, [job.version_id])
+    try:
+        with session.begin_nested():
+            session.add(ResignFailure(run_id=run_id, version_id=job.version_id, reason=failed.reason[:4000], at=now))
+    except IntegrityError:
+        return False  # another worker (lease expired under a slow one) recorded it already
+    _log.warning("re-signing failed", extra={"fields": {"run": run_id, "version_id": job.version_id,
+                                                        "reason": failed.reason}})  # fmt: skip
     return True
 
 
-def _fail(ctx: ServiceContext, run_id: int, version_id: int, token: str, reason: str) -> None:
-    """Record that the run could not re-sign the version (once) and give the version back."""
-    now = ctx.now()
-    with ctx.db.transaction() as session:
-        try:
-            with session.begin_nested():
-                session.add(ResignFailure(run_id=run_id, version_id=version_id, reason=reason[:4000], at=now))
-        except IntegrityError:
-            pass  # another worker (lease expired under a slow one) recorded it already
-        else:
-            session.execute(update(ResignRun).where(ResignRun.id == run_id)
-                            .values(failed=ResignRun.failed + 1).execution_options(synchronize_session=False))
-        leases.release_in(session, token, [version_id])
-    _log.warning("re-signing failed", extra={"fields": {"run": run_id, "version_id": version_id, "reason": reason}})
+def _switch(ctx: ServiceContext, run_id: int, version_id: int, token: str, old_blob: str, new_blob: str,
+            sha512: str, size: int, new_certificate: str, old_certificate: str, subject: str) -> bool:  # fmt: skip
+    """Switch one version (:func:`_switch_batch` for a batch of one); True when it now serves ``new_blob``."""
+    lower_id, _, rest = new_blob.removeprefix("packages/").partition("/")
+    job = _Job(version_id, old_blob, None, lower_id, rest.partition("/")[0], subject, ())
+    done = _switch_batch(ctx, run_id, token, [_Signed(job, new_blob, sha512, size)], new_certificate,
+                         old_certificate)  # fmt: skip
+    return version_id in done
+
+
+def _delete_all(ctx: ServiceContext, keyring: Keyring, keys: Sequence[str]) -> None:
+    for future in [keyring.executor().submit(_delete_quietly, ctx, key) for key in keys]:
+        future.result()
 
 
 def _delete_quietly(ctx: ServiceContext, key: str) -> None:

@@ -40,6 +40,43 @@ from nuseal.server.storage.base import (
 )
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+#: Blobs up to this size are staged with one PutObject from memory (a re-signed small package is ~15 KB).
+SMALL_BLOB_BYTES = 1024 * 1024
+
+
+def _read_up_to(reader: HashingReader, size: int) -> bytes:
+    parts: list[bytes] = []
+    remaining = size
+    while remaining > 0:
+        chunk = reader.read(remaining)
+        if not chunk:
+            break
+        parts.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(parts)
+
+
+class _Prefixed:
+    """``first`` then the rest of ``reader``, for the transfer manager (not seekable: read in order, once)."""
+
+    def __init__(self, first: bytes, reader: HashingReader) -> None:
+        self._first = first
+        self._reader = reader
+
+    def read(self, size: int = -1) -> bytes:
+        if self._first:
+            if size is None or size < 0:
+                data, self._first = self._first + self._reader.read(-1), b""
+                return data
+            data, self._first = self._first[:size], self._first[size:]
+            return data
+        return self._reader.read(size)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
 
 
 @dataclass(frozen=True)
@@ -142,6 +179,8 @@ class S3BlobStore:
         return None if head is None else BlobInfo(key=key, size=int(head["ContentLength"]))
 
     def open(self, key: str, *, offset: int = 0, length: int | None = None) -> BlobReader:
+        if offset == 0 and length is None:
+            return self._open_whole(key)
         head = self._head(key)
         if head is None:
             raise BlobNotFoundError(f"no blob '{key}' in {self.describe()}")
@@ -158,11 +197,29 @@ class S3BlobStore:
             raise self._error("read", key, exc) from None
         return BlobReader(body, key=key, offset=offset, length=count, total_size=size)
 
+    def _open_whole(self, key: str) -> BlobReader:
+        """The whole blob with one GET (its length comes with the answer): no HEAD first."""
+        try:
+            answer = self._client.get_object(Bucket=self.location.bucket, Key=self._object(key))
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) in _NOT_FOUND:
+                raise BlobNotFoundError(f"no blob '{key}' in {self.describe()}") from None
+            raise self._error("read", key, exc) from None
+        except BotoCoreError as exc:
+            raise self._error("read", key, exc) from None
+        size = int(answer["ContentLength"])
+        return BlobReader(answer["Body"], key=key, offset=0, length=size, total_size=size)
+
     def stage(self, data: BinaryIO, *, suffix: str = ".nupkg", max_bytes: int | None = None) -> StagedBlob:
         key = check_key(f"{STAGING_PREFIX}{uuid.uuid4().hex}{suffix}")
         reader = HashingReader(data, max_bytes=max_bytes, key=key)
         try:
-            self._client.upload_fileobj(reader, self.location.bucket, self._object(key), Config=self._transfer)
+            first = _read_up_to(reader, SMALL_BLOB_BYTES + 1)
+            if len(first) <= SMALL_BLOB_BYTES:  # one PutObject: the transfer manager costs more CPU than the upload
+                self._client.put_object(Bucket=self.location.bucket, Key=self._object(key), Body=first)
+            else:
+                self._client.upload_fileobj(_Prefixed(first, reader), self.location.bucket, self._object(key),
+                                            Config=self._transfer)  # fmt: skip
         except (ClientError, BotoCoreError) as exc:
             self.delete(key)
             raise self._error("write", key, exc) from None
@@ -188,8 +245,15 @@ class S3BlobStore:
             )
         except (ClientError, BotoCoreError) as exc:
             raise self._error("publish", key, exc) from None
-        self.delete(staged.key)
+        self._delete_staged(staged.key)
         return PutResult.CREATED
+
+    def _delete_staged(self, key: str) -> None:
+        """Delete a staged object this store just wrote (no HEAD first: it is there, and DELETE is idempotent)."""
+        try:
+            self._client.delete_object(Bucket=self.location.bucket, Key=self._object(key))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("delete", key, exc) from None
 
     def _sha256(self, key: str) -> str:
         digest = hashlib.sha256()

@@ -1,0 +1,197 @@
+"""Re-signing in batches, on both backends: one write transaction switches a whole batch, and a crash or an outage
+in the middle of a batch loses nothing and signs nothing twice (every package ends with exactly one re-sign event,
+served bytes are always whole)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, func, select
+from tests.support.repository_signing import OPERATOR, SERVICE_INDEX, SigningFeed, signatures_of
+
+from nuseal.server.db.models import AuditEvent, PackageVersion
+from nuseal.server.services import leases, repository_signing, rotation
+from nuseal.server.services import repository_certificates as repo
+from nuseal.server.storage import StorageError
+
+
+class SimulatedCrash(BaseException):
+    """Stands for SIGKILL: nothing after it runs (leases are not given back either)."""
+
+
+def _start(feed: SigningFeed, count: int) -> tuple[str, str, list[int], int]:
+    with feed.ctx.db.reading() as session:
+        active = repo.active_certificate(session)
+        assert active is not None
+    versions = [feed.publish(f"Contoso.Batch{i}", "1.0.0", owners=("alice",), author_signed=i % 2 == 0)
+                for i in range(count)]  # fmt: skip
+    new = feed.add_certificate()
+    return active.sha256, new, versions, rotation.retire(feed.ctx, OPERATOR, active.sha256).run_id
+
+
+def _drain(feed: SigningFeed, run_id: int, limit: int | None = None) -> rotation.RunReport:
+    for _ in range(50):
+        result = rotation.process_batch(feed.ctx, feed.keyring, run_id, service_index_url=SERVICE_INDEX, limit=limit)
+        if result.completed or not result.more or not result.claimed:
+            break
+    return rotation.run_report(feed.ctx, run_id)
+
+
+def _events(feed: SigningFeed) -> dict[str, int]:
+    with feed.ctx.db.reading() as session:
+        rows = session.execute(select(AuditEvent.subject, func.count())
+                               .where(AuditEvent.action == rotation.VERSION_RESIGN).group_by(AuditEvent.subject))
+        return {str(subject): int(count) for subject, count in rows}
+
+
+def _check_done(feed: SigningFeed, versions: list[int], new: str, tmp_path: Path) -> None:
+    assert rotation.running_runs(feed.ctx) == []  # the run completed
+    assert _events(feed) == {f"Contoso.Batch{i}/1.0.0": 1 for i in range(len(versions))}  # none lost, none twice
+    for version in versions:
+        row, data = feed.served(version)
+        carried = signatures_of(data, tmp_path)
+        assert (row.repo_cert_sha256, carried.repository_cert, carried.repository_signatures) == (new, new, 1)
+        assert row.lease_owner is None
+
+
+def _commits(feed: SigningFeed) -> list[int]:
+    counter = [0]
+
+    def count(_connection: Any) -> None:
+        counter[0] += 1
+
+    event.listen(feed.ctx.db.engine, "commit", count)
+    return counter
+
+
+def test_a_batch_is_switched_in_one_transaction_whatever_its_size(feed: SigningFeed, tmp_path: Path) -> None:
+    _, new, versions, run_id = _start(feed, 7)
+    commits = _commits(feed)
+    small = rotation.process_batch(feed.ctx, feed.keyring, run_id, service_index_url=SERVICE_INDEX, limit=2)
+    small_commits = commits[0]
+    commits[0] = 0
+    large = rotation.process_batch(feed.ctx, feed.keyring, run_id, service_index_url=SERVICE_INDEX, limit=5)
+    assert (small.resigned, large.resigned, large.remaining, large.completed) == (2, 5, 0, True)
+    # claim + switch (+ the completion for the last one): the same number of commits for 2 and for 5 packages
+    assert small_commits == 2 and commits[0] == 3
+    _check_done(feed, versions, new, tmp_path)
+
+
+def test_a_crash_before_the_commit_loses_nothing_and_signs_nothing_twice(
+    feed: SigningFeed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, new, versions, run_id = _start(feed, 5)
+    before = {v: feed.served(v)[0].package_blob for v in versions}
+
+    def crash(*_args: object, **_kwargs: object) -> set[int]:
+        raise SimulatedCrash
+
+    with monkeypatch.context() as patch:
+        patch.setattr(rotation, "_switch_batch", crash)
+        patch.setattr(leases, "release", lambda *_a, **_k: None)  # a killed process gives nothing back
+        with pytest.raises(SimulatedCrash):
+            rotation.process_batch(feed.ctx, feed.keyring, run_id, service_index_url=SERVICE_INDEX, limit=4)
+    # The four new blobs were published, but the database still serves the old bytes, leased to the dead worker.
+    rows = [feed.served(v)[0] for v in versions]
+    assert [r.package_blob for r in rows] == [before[v] for v in versions]
+    assert {r.repo_cert_sha256 for r in rows} == {old}
+    assert sum(r.lease_owner is not None for r in rows) == 4 and _events(feed) == {}
+    assert rotation.run_report(feed.ctx, run_id).resigned == 0
+    # Only the fifth is free until the leases expire; then everything is re-signed, each package once.
+    assert _drain(feed, run_id, limit=4).resigned == 1
+    feed.clock.advance(timedelta(seconds=feed.ctx.settings.job_lease_seconds + 1))
+    final = _drain(feed, run_id, limit=4)
+    assert (final.state, final.resigned, final.failed) == ("completed", 5, 0)
+    _check_done(feed, versions, new, tmp_path)
+
+
+def test_a_crash_after_the_commit_leaves_only_old_blobs(
+    feed: SigningFeed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, new, versions, run_id = _start(feed, 4)
+    before = {v: feed.served(v)[0].package_blob or "" for v in versions}
+
+    def crash(*_args: object, **_kwargs: object) -> None:
+        raise SimulatedCrash
+
+    with monkeypatch.context() as patch:
+        patch.setattr(rotation, "_delete_all", crash)
+        patch.setattr(leases, "release", lambda *_a, **_k: None)
+        with pytest.raises(SimulatedCrash):
+            rotation.process_batch(feed.ctx, feed.keyring, run_id, service_index_url=SERVICE_INDEX, limit=4)
+    assert all(feed.ctx.blobs.stat(key) is not None for key in before.values())  # orphans, never served
+    assert rotation.run_report(feed.ctx, run_id).resigned == 4
+    final = _drain(feed, run_id)  # nothing left to sign: the run just completes
+    assert (final.state, final.resigned) == ("completed", 4)
+    _check_done(feed, versions, new, tmp_path)
+
+
+def test_an_outage_in_the_middle_of_a_batch_keeps_what_was_done(
+    feed: SigningFeed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, new, versions, run_id = _start(feed, 5)
+    unlucky = versions[2]
+    real = rotation._sign_one
+
+    def flaky(ctx: Any, keyring: Any, cert: Any, job: Any, *rest: Any) -> Any:
+        if job.version_id == unlucky:
+            raise StorageError("the blob store is unreachable (simulated)")
+        return real(ctx, keyring, cert, job, *rest)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(rotation, "_sign_one", flaky)
+        with pytest.raises(StorageError, match="unreachable"):
+            rotation.process_batch(feed.ctx, feed.keyring, run_id, service_index_url=SERVICE_INDEX, limit=5)
+    report = rotation.run_report(feed.ctx, run_id)
+    assert (report.resigned, report.failed, report.remaining) == (4, 0, 1)  # the outage is no package's failure
+    row, _ = feed.served(unlucky)
+    assert row.lease_owner is None and row.repo_cert_sha256 != new  # given back at once, not waiting for expiry
+    assert _drain(feed, run_id).resigned == 5
+    _check_done(feed, versions, new, tmp_path)
+
+
+def test_the_author_signature_check_sees_any_change(feed: SigningFeed, tmp_path: Path) -> None:
+    src = feed.build("Contoso.Author", "1.0.0", author_signed=True)
+    with feed.ctx.db.reading() as session:
+        row = repo.active_certificate(session)
+        assert row is not None
+        cert = feed.keyring.certificate(row)
+    from nuseal.sign.repository import read_signature
+
+    dst = tmp_path / "signed.nupkg"
+    repository_signing.sign_for_feed(src, dst, owners=["alice"], service_index_url=SERVICE_INDEX, repo_cert=cert,
+                                     timestamper=feed.keyring.timestamper(cert), now=feed.clock())  # fmt: skip
+    before, after = read_signature(src), read_signature(dst)
+    assert before is not None and after is not None and before != after
+    repository_signing._check_author_signature_intact(before, after)  # countersigned: the author's part is intact
+    other = read_signature(feed.build("Contoso.Other", "1.0.0", author_signed=True))
+    assert other is not None
+    with pytest.raises(repository_signing.RepositorySigningError, match="author signature changed"):
+        repository_signing._check_author_signature_intact(before, other)
+    with pytest.raises(repository_signing.RepositorySigningError, match="author signature changed"):
+        repository_signing._check_author_signature_intact(before, b"\x30\x03garbage")
+
+
+def test_versions_stay_whole_while_a_batch_is_signed(
+    feed: SigningFeed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The served row only ever names a blob that exists and carries exactly one repository signature."""
+    old, new, versions, run_id = _start(feed, 3)
+    seen: list[tuple[str | None, str | None]] = []
+    real = rotation._switch_batch
+
+    def watching(*args: Any, **kwargs: Any) -> set[int]:
+        for version in versions:  # the new blobs are published, the rows not switched yet
+            row, data = feed.served(version)
+            seen.append((row.repo_cert_sha256, signatures_of(data, tmp_path).repository_cert))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rotation, "_switch_batch", watching)
+    _drain(feed, run_id, limit=3)
+    assert seen == [(old, old)] * 3
+    with feed.ctx.db.reading() as session:
+        assert session.scalar(select(func.count()).select_from(PackageVersion)
+                              .where(PackageVersion.repo_cert_sha256 == new)) == 3  # fmt: skip
