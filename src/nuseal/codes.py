@@ -102,8 +102,8 @@ class IssueCode(str, Enum):
     SIGNED_TO_UNSIGNED_TRANSITION = "SignedToUnsignedTransition"
     #: The version already exists (a push would get 409).
     PACKAGE_ALREADY_EXISTS = "PackageAlreadyExists"
-    #: (branch govwire) The pushed package carries a repository signature (primary or countersignature), which the
-    #: feed does not take yet (nuget.org strips foreign ones; the validation pipeline will).
+    #: (branch govwire) No longer issued: pushes carrying a repository signature are accepted and the validation job
+    #: strips foreign ones, as nuget.org does. Kept so that refusals recorded before still read back.
     REPOSITORY_SIGNATURE_NOT_ACCEPTED = "RepositorySignatureNotAccepted"
 
     # --- feed push checks (branch feedapi). nuget.org's ValidationIssueCode names where it has one, otherwise

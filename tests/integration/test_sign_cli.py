@@ -177,3 +177,24 @@ def test_repo_sign_says_which_signature_it_added(pki: TestPki, tmp_path: Path) -
     code, quiet, err = run("repo-sign", str(unsigned), *key, "--service-index-url",
                            "https://feed.example/v3/index.json", "--overwrite", "-v", "q")
     assert code == 0 and quiet == "" and "warn : NU3002" in err
+
+
+def test_repository_countersignature_removed_by_the_commands_gives_back_the_author_signed_bytes(
+    pki: TestPki, tsa_server: LoopbackServer, tmp_path: Path
+) -> None:
+    src = make_package(tmp_path / "a.nupkg")
+    pfx = pki.leaf.write_pfx(tmp_path / "leaf.pfx")
+    code, _, stderr = run("sign", str(src), "--certificate-path", str(pfx), "--certificate-password", TEST_PASSWORD,
+                          "--timestamper", pki.tsa_url)  # fmt: skip
+    assert code == 0, stderr
+    author_signed = src.read_bytes()
+    # A repository certificate from another root: its leaf and root are added to the signature, then dropped.
+    files = pki.untrusted_leaf.write_pem_key_and_chain(tmp_path / "pem")
+    code, _, stderr = run("repo-sign", str(src), "--service-index-url", "https://feed.example/v3/index.json",
+                          "--certificate-path", str(files.chain), "--key-path", str(files.key),
+                          "--timestamper", pki.tsa_url)  # fmt: skip
+    assert code == 0, stderr
+    assert len(src.read_bytes()) > len(author_signed)
+    code, _, stderr = run("remove-signature", str(src), "--repository-only")
+    assert code == 0, stderr
+    assert src.read_bytes() == author_signed

@@ -515,17 +515,26 @@ def add_countersignature(
 
 
 def _append_certificates(signed_data: cms.SignedData, certificates: Sequence[x509.Certificate]) -> None:
+    """Add the missing certificates, keeping the present ones as they are encoded and in their order.
+
+    A DER-sorted set (what nuseal and .NET write) stays sorted, as on nuget.org's countersigned packages; any other
+    order is kept and the new ones are appended. Either way removing them again gives back the author-signed bytes
+    (docs/decisions.md "Repository countersignatures are reversible").
+    """
+    present = _certificate_ders(signed_data)
+    added = [der for der in dict.fromkeys(c.public_bytes(Encoding.DER) for c in certificates) if der not in present]
+    if added:
+        _set_certificates(signed_data, sorted([*present, *added]) if present == sorted(present) else [*present, *added])
+
+
+def _certificate_ders(signed_data: cms.SignedData) -> list[bytes]:
     existing = signed_data["certificates"]
-    empty = isinstance(existing, core.Void)
-    present = [] if empty else [_encoded(c) for c in existing]
-    added = [c.public_bytes(Encoding.DER) for c in certificates]
-    merged: list[bytes] = []
-    for der in [*present, *added]:
-        # We drop exact duplicates (a root shared by both chains); .NET sometimes keeps them (harmless).
-        if der not in merged:
-            merged.append(der)
-    # From DER contents (see ``_with_unsigned``), sorted as asn1crypto encodes a SET OF.
-    signed_data["certificates"] = cms.CertificateSet(contents=b"".join(sorted(merged)))
+    return [] if isinstance(existing, core.Void) else [_encoded(c) for c in existing]
+
+
+def _set_certificates(signed_data: cms.SignedData, ders: Sequence[bytes]) -> None:
+    # ``contents=`` keeps the given order: building the SET from values would DER-sort it.
+    signed_data["certificates"] = cms.CertificateSet(contents=b"".join(ders)) if ders else None
 
 
 def countersigner_commitments(signer_info: cms.SignerInfo) -> list[str]:
@@ -543,24 +552,62 @@ def countersigner_commitments(signer_info: cms.SignerInfo) -> list[str]:
 def strip_repository_countersignatures(signature: bytes) -> bytes:
     """Remove every countersigner with proof-of-receipt and re-encode (NuGet ``RemoveRepositorySignatures``).
 
-    Other countersigners and the timestamp stay. The countersigners' certificates stay in ``certificates``:
-    NuGet re-encodes without pruning them and a verifier only resolves what it needs.
+    Other countersigners and the timestamp stay. Unlike NuGet, the certificates that only the removed
+    countersigners need (their chains as found in ``certificates``) are dropped too, and the others keep their
+    encoding and order, so that this undoes ``add_countersignature`` byte for byte (a certificate the remaining
+    signers' chains use, such as a root both chains share, stays).
     """
-    info, _, signer = _load(signature)
+    info, signed_data, signer = _load(signature)
     kept: list[cms.CMSAttribute] = []
+    removed: list[cms.SignerInfo] = []
+    remaining: list[cms.SignerInfo] = [signer]
     for attribute in _existing_unsigned(signer):
         if attribute["type"].dotted != oids.COUNTERSIGNATURE:
             kept.append(attribute)
             continue
-        values = [
-            _encoded(value)
-            for value in attribute["values"]
-            if oids.PROOF_OF_RECEIPT not in countersigner_commitments(cms.SignerInfo.load(_encoded(value)))
-        ]
+        values: list[bytes] = []
+        for value in attribute["values"]:
+            counter = cms.SignerInfo.load(_encoded(value))
+            if oids.PROOF_OF_RECEIPT in countersigner_commitments(counter):
+                removed.append(counter)
+            else:
+                values.append(_encoded(value))
+                remaining.append(counter)
         if values:
             kept.append(cms.CMSAttribute.load(_sequence(_oid(oids.COUNTERSIGNATURE), _der_set(values))))
     _with_unsigned(signer, kept)
+    present = _certificate_ders(signed_data)
+    needed = {der for s in remaining for der in _bag_chain(present, s)}
+    unneeded = {der for s in removed for der in _bag_chain(present, s)} - needed
+    if unneeded:
+        _set_certificates(signed_data, [der for der in present if der not in unneeded])
     return _encoded(info)
+
+
+def _bag_chain(bag: Sequence[bytes], signer: cms.SignerInfo) -> list[bytes]:
+    """The DER certificates of ``bag`` that form ``signer``'s chain: its certificate (by issuer and serial or by
+    subject key identifier), then issuers matched by name up to a self-issued one. Every candidate issuer of a
+    name is followed (a cross-signed or renewed CA), so nothing a chain could use is counted as unused."""
+    parsed = [(der, asn1_x509.Certificate.load(der)) for der in bag]
+    sid = signer["sid"]
+    if sid.name == "issuer_and_serial_number":
+        issuer, serial = sid.chosen["issuer"], sid.chosen["serial_number"].native
+        todo = [der for der, c in parsed if c.issuer == issuer and c.serial_number == serial]
+    else:
+        key_id = sid.chosen.native
+        todo = [der for der, c in parsed if c.key_identifier == key_id]
+    chain: list[bytes] = []
+    by_der = dict(parsed)
+    while todo:
+        der = todo.pop()
+        if der in chain:
+            continue
+        chain.append(der)
+        cert = by_der[der]
+        if cert.self_issued:
+            continue
+        todo += [other for other, c in parsed if c.subject == cert.issuer and other not in chain]
+    return chain
 
 
 def repository_countersigner_count(signature: bytes) -> int:

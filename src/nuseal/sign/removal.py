@@ -11,7 +11,7 @@ from nuseal.cms import build
 from nuseal.codes import Messages, NuCode
 from nuseal.errors import SigningError
 from nuseal.package import archive
-from nuseal.sign.repository import read_signature
+from nuseal.sign.repository import read_signature_entry
 
 
 class Removal(StrEnum):
@@ -28,14 +28,17 @@ def remove_signature(
     """Remove the signature of ``path`` (written to ``dst``, default in place, via temp file + rename).
 
     ``repository_only`` follows NuGet's ``RemoveRepositorySignaturesAsync``: a repository primary signature is
-    removed entirely; an author signature loses its repository countersigners and is re-encoded, which needs
-    ``now`` (the re-inserted entry's local DOS time). ``SigningError`` NU3004 if the package is unsigned.
+    removed entirely; an author signature loses its repository countersigners (and the certificates only they
+    used) and the entry is rewritten with its DOS time kept, so a package countersigned by nuseal comes back
+    byte for byte as it was author-signed. ``now`` stamps the entry only when its old time is not a valid date
+    (default: the local time now). ``SigningError`` NU3004 if the package is unsigned.
     """
     path = Path(path)
     target = Path(dst) if dst is not None else path
-    signature = read_signature(path)
-    if signature is None:
+    found = read_signature_entry(path)
+    if found is None:
         raise SigningError(f"{Messages.NOT_SIGNED} ({path})", NuCode.NU3004)
+    signature, entry_time = found
     if not repository_only:
         archive.remove_signature(path, target)
         return Removal.SIGNATURE_REMOVED
@@ -44,8 +47,7 @@ def remove_signature(
         return Removal.SIGNATURE_REMOVED
     if build.repository_countersigner_count(signature) == 0:
         return Removal.NOTHING_TO_REMOVE
-    if now is None:
-        raise ValueError("now is required to re-insert the re-encoded signature")
     signature = build.strip_repository_countersignatures(signature)
-    archive.insert_signature(path, target, signature, when=now, replace_signature=True)
+    when = entry_time if entry_time is not None else now
+    archive.insert_signature(path, target, signature, when=when, replace_signature=True)
     return Removal.COUNTERSIGNATURES_REMOVED

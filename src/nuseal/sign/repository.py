@@ -47,12 +47,28 @@ class RepositorySignRequest:
 
 def read_signature(path: Path) -> bytes | None:
     """The ``.signature.p7s`` bytes, or None when the package is unsigned (NU3005 errors propagate)."""
+    found = read_signature_entry(path)
+    return None if found is None else found[0]
+
+
+def read_signature_entry(path: Path) -> tuple[bytes, datetime | None] | None:
+    """The ``.signature.p7s`` bytes and the entry's local DOS time (None when it is not a valid date), or None
+    when the package is unsigned (NU3005 errors propagate)."""
     with open(path, "rb") as f:
         layout = zipformat.read_layout(f)
         if not zipformat.has_signature_entry(layout):
             return None
         entry = zipformat.find_signature_entry(f, layout)
-        return zipformat.read_signature_bytes(f, entry)
+        return zipformat.read_signature_bytes(f, entry), _entry_time(entry.central.dos_date, entry.central.dos_time)
+
+
+def _entry_time(dos_date: int, dos_time: int) -> datetime | None:
+    """The naive local time a DOS date/time stands for; writing it back gives the same two fields."""
+    try:
+        return datetime(1980 + (dos_date >> 9), (dos_date >> 5) & 0xF, dos_date & 0x1F,
+                        dos_time >> 11, (dos_time >> 5) & 0x3F, (dos_time & 0x1F) * 2)  # fmt: skip
+    except ValueError:
+        return None
 
 
 def repo_sign_package(
@@ -67,7 +83,8 @@ def repo_sign_package(
     request = request.checked()
     src, dst = Path(src), Path(dst)
     archive.check_signable(src, replace_signature=True)  # NU3006 / NU3039 before anything else
-    existing = read_signature(src)
+    found = read_signature_entry(src)
+    existing, entry_time = found if found is not None else (None, None)
     overwrite = request.options.overwrite
     if existing is not None:
         commitments = build.primary_commitments(existing)
@@ -76,7 +93,7 @@ def repo_sign_package(
                 f"{Messages.REPO_PRIMARY_WITH_COUNTER} ({src} is repository signed)", NuCode.NU3033
             )
         if oids.PROOF_OF_ORIGIN in commitments and oids.PROOF_OF_RECEIPT not in commitments:
-            return _countersign(src, dst, existing, request, timestamper=timestamper, now=now)
+            return _countersign(src, dst, existing, request, timestamper=timestamper, now=now, entry_time=entry_time)
         if not overwrite:
             raise SigningError(f"{Messages.ALREADY_SIGNED} ({src})", NuCode.NU3001)
     primary = build.PrimarySignatureBuilder.repository_signature(request.service_index_url, request.owners)
@@ -98,6 +115,7 @@ def _countersign(
     *,
     timestamper: Timestamper | None,
     now: datetime,
+    entry_time: datetime | None,
 ) -> SignResult:
     if build.repository_countersigner_count(primary) > 0:
         if not request.options.overwrite:
@@ -122,6 +140,8 @@ def _countersign(
     token = timestamp_value(timestamper, value, options.timestamp_hash_algorithm, now, options.trust_store)
     countersigner = builder.build(primary_value, value, timestamp=token)
     signature = build.add_countersignature(primary, countersigner, builder.embedded_chain())
-    # The package hash is unchanged: only the signature entry is swapped.
-    archive.insert_signature(src, dst, signature, when=now, replace_signature=True, durable=options.durable)
+    # The package hash is unchanged: only the signature entry is swapped. It keeps its DOS time (NuGet stamps
+    # it now; nothing reads it), so removing the countersignature gives back the author-signed bytes.
+    when = entry_time if entry_time is not None else now
+    archive.insert_signature(src, dst, signature, when=when, replace_signature=True, durable=options.durable)
     return SignResult(dst, "repository-countersignature", signature, token is not None, tuple(warnings))

@@ -2,11 +2,14 @@
 until the validation job repository-signed it; unsigned pushes get a repository primary signature, author-signed
 ones a repository countersignature with the owners and the service index while the author signature stays
 byte-identical; both verify with ``nuseal verify`` (trusting the PKI root) and ``openssl cms -verify``; removing
-the repository signature gives back the pushed bytes exactly. Plus: the service index advertises
-RepositorySignatures only over https, or over http with the development flag (and a warning)."""
+the repository signature (``nuseal remove-signature --repository-only``) gives back the pushed bytes exactly. Foreign
+repository signatures (a countersignature, a primary signature) are accepted at push and replaced by the feed's.
+Plus: the service index advertises RepositorySignatures only over https, or over http with the development flag
+(and a warning)."""
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
 import zipfile
@@ -17,13 +20,16 @@ import httpx
 import pytest
 from tests.support.feed_http import TIMEOUT, api_key, package_status, push, wait_available
 from tests.support.feed_packages import build_package, sign
-from tests.support.pipeline import SigningServer, author, served_bytes, start_signing_server
+from tests.support.pipeline import OPERATOR, SigningServer, author, served_bytes, start_signing_server
 from tests.support.pki import TestPki
 from tests.support.repository_signing import signatures_of
 from tests.support.server_factories import user
 from tests.support.server_fixtures import BACKENDS, DatabaseFactory, TlsFiles, start_serve
+from tests.unit.sign.helpers import signer_for
 
 from nuseal.enums import SignatureKind
+from nuseal.server.services import packages
+from nuseal.sign.repository import RepositorySignRequest, repo_sign_package
 
 NUSEAL = str(Path(sys.executable).with_name("nuseal"))
 
@@ -95,9 +101,7 @@ def test_an_unsigned_push_is_served_with_a_repository_primary_signature(server: 
     removed = subprocess.run([NUSEAL, "remove-signature", str(served), "--repository-only"], capture_output=True,
                              text=True, timeout=60, check=False)  # fmt: skip
     assert removed.returncode == 0, removed.stderr
-    with zipfile.ZipFile(served) as after, zipfile.ZipFile(pushed) as before:
-        assert {i.filename: after.read(i) for i in after.infolist()} == {
-            i.filename: before.read(i) for i in before.infolist()}
+    assert served.read_bytes() == pushed.read_bytes()
 
 
 def test_an_author_signed_push_is_countersigned_and_its_author_signature_kept(server: SigningServer, alice: str,
@@ -122,24 +126,14 @@ def test_an_author_signed_push_is_countersigned_and_its_author_signature_kept(se
     removed = subprocess.run([NUSEAL, "remove-signature", str(served), "--repository-only"], capture_output=True,
                              text=True, timeout=60, check=False)  # fmt: skip
     assert removed.returncode == 0, removed.stderr
-    # Every other entry as pushed, the author signature intact and no repository signature left. Not the whole
-    # file: the countersigner's certificates stay in the SignedData certificate set after the countersignature is
-    # removed (as NuGet's RemoveRepositorySignaturesAsync leaves them), so .signature.p7s is larger than pushed.
+    # The pushed bytes exactly: the countersigner's certificates go with it, and the entry keeps its DOS time.
+    assert served.read_bytes() == original
     stripped = signatures_of(served.read_bytes(), tmp_path)
     assert (stripped.primary, stripped.repository_signatures) == (SignatureKind.AUTHOR, 0)
-    assert stripped.author_signature_value == before.author_signature_value
-    with zipfile.ZipFile(served) as after, zipfile.ZipFile(pushed) as before_zip:
-        assert [i.filename for i in after.infolist()] == [i.filename for i in before_zip.infolist()]
-        assert {i.filename: after.read(i) for i in after.infolist() if i.filename != ".signature.p7s"} == {
-            i.filename: before_zip.read(i) for i in before_zip.infolist() if i.filename != ".signature.p7s"}
 
 
 def test_a_second_owner_is_named_in_the_signature_sorted_case_insensitively(server: SigningServer, carol: str,
                                                                              tmp_path: Path) -> None:  # fmt: skip
-    from tests.support.pipeline import OPERATOR
-
-    from nuseal.server.services import packages
-
     assert push(server.url, carol, build_package(tmp_path / "o1.nupkg", "Pipeline.Owners", "1.0.0"),
                 verify=server.verify).status_code == 201  # fmt: skip
     user(server.feed.ctx, "Abe")
@@ -197,3 +191,66 @@ def _http_key(data: Path) -> str:
         return api_key(ctx, "henry")
     finally:
         ctx.db.dispose()
+
+
+FOREIGN_FEED = "https://elsewhere.example.test/v3/index.json"
+
+
+def _foreign_repository_sign(path: Path, pki: TestPki) -> Path:
+    """Repository-sign ``path`` in place as another feed would (its certificate is not listed here)."""
+    foreign = pki.issue_leaf(f"pipeline-foreign-{secrets.token_hex(4)}")
+    request = RepositorySignRequest(signer_for(foreign), FOREIGN_FEED, ("mallory",))
+    repo_sign_package(path, path, request, timestamper=None, now=pki.now)
+    return path
+
+
+def test_a_foreign_repository_countersignature_is_replaced_by_the_feeds(server: SigningServer, alice: str,
+                                                                        pki: TestPki, tmp_path: Path) -> None:
+    authored = sign(build_package(tmp_path / "f.nupkg", "Pipeline.ForeignCounter", "1.0.0"), pki)
+    author_signed = authored.read_bytes()
+    pushed = _foreign_repository_sign(authored, pki)
+    assert signatures_of(pushed.read_bytes(), tmp_path).service_index_url == FOREIGN_FEED
+    # nuget.org's push does not judge repository signatures: accepted, and its job strips the foreign one.
+    assert push(server.url, alice, pushed, verify=server.verify).status_code == 201
+    assert wait_available(server.url, "Pipeline.ForeignCounter", "1.0.0", verify=server.verify)["findings"] == []
+    data = served_bytes(server, "Pipeline.ForeignCounter", "1.0.0")
+    found, before = signatures_of(data, tmp_path), signatures_of(author_signed, tmp_path)
+    assert (found.primary, found.repository_cert, found.repository_signatures) == (
+        SignatureKind.AUTHOR, server.certificate, 1)
+    assert (found.service_index_url, found.owners) == (server.service_index, ("alice",))
+    assert found.author_signature_value == before.author_signature_value is not None
+    served = tmp_path / "served-foreign-counter.nupkg"
+    served.write_bytes(data)
+    removed = subprocess.run([NUSEAL, "remove-signature", str(served), "--repository-only"], capture_output=True,
+                             text=True, timeout=60, check=False)  # fmt: skip
+    assert removed.returncode == 0, removed.stderr
+    assert served.read_bytes() == author_signed  # the author signature exactly as its author made it
+
+
+def test_a_foreign_repository_primary_signature_is_replaced_by_the_feeds(server: SigningServer, alice: str,
+                                                                         carol: str, pki: TestPki,
+                                                                         tmp_path: Path) -> None:
+    # Carol alone has no certificate: a signed push is refused at push, as nuget.org refuses it.
+    unsigned = build_package(tmp_path / "p1.nupkg", "Pipeline.ForeignPrimary", "1.0.0")
+    assert push(server.url, carol, unsigned, verify=server.verify).status_code == 201
+    refused = push(server.url, carol, _foreign_repository_sign(
+        build_package(tmp_path / "p2.nupkg", "Pipeline.ForeignPrimary", "2.0.0"), pki), verify=server.verify)
+    assert refused.status_code == 400 and "The package was signed." in refused.text
+    # With Alice (who has one) as a co-owner, signing is allowed but not required: the foreign repository primary
+    # signature is accepted, stripped by the job, and the unsigned package gets the feed's primary signature.
+    packages.add_owner(server.feed.ctx, OPERATOR, "Pipeline.ForeignPrimary", "alice")
+    original = build_package(tmp_path / "p3.nupkg", "Pipeline.ForeignPrimary", "3.0.0").read_bytes()
+    pushed = _foreign_repository_sign(tmp_path / "p3.nupkg", pki)
+    assert push(server.url, carol, pushed, verify=server.verify).status_code == 201
+    assert wait_available(server.url, "Pipeline.ForeignPrimary", "3.0.0", verify=server.verify)["findings"] == []
+    data = served_bytes(server, "Pipeline.ForeignPrimary", "3.0.0")
+    found = signatures_of(data, tmp_path)
+    assert (found.primary, found.repository_cert, found.repository_signatures) == (
+        SignatureKind.REPOSITORY, server.certificate, 1)
+    assert (found.service_index_url, found.owners) == (server.service_index, ("alice", "carol"))
+    served = tmp_path / "served-foreign-primary.nupkg"
+    served.write_bytes(data)
+    removed = subprocess.run([NUSEAL, "remove-signature", str(served), "--repository-only"], capture_output=True,
+                             text=True, timeout=60, check=False)  # fmt: skip
+    assert removed.returncode == 0, removed.stderr
+    assert served.read_bytes() == original

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from asn1crypto import cms
 from tests.support.pki import IssuedCert, TestPki
 from tests.unit.sign.helpers import (
     LocalTimestamper,
@@ -22,9 +23,11 @@ from nuseal.cms import build
 from nuseal.cms.parse import load_primary_signature
 from nuseal.codes import NuCode
 from nuseal.errors import SigningError
+from nuseal.package import archive
 from nuseal.sign.author import AuthorSignRequest, sign_package
 from nuseal.sign.removal import Removal, remove_signature
 from nuseal.sign.repository import RepositorySignRequest, repo_sign_package
+from nuseal.x509 import certs
 
 URL = "https://feed.example/v3/index.json"
 
@@ -159,3 +162,78 @@ def test_remove_repository_only_drops_a_repository_primary(
     repo_sign_package(src, src, repo_request, timestamper=None, now=now())
     assert remove_signature(src, repository_only=True) is Removal.SIGNATURE_REMOVED
     assert src.read_bytes() == original
+
+
+def _certificate_count(signature: bytes) -> int:
+    return len(load_primary_signature(signature).certificates)
+
+
+@pytest.fixture(scope="session")
+def sibling_ca_cert(pki: TestPki) -> IssuedCert:
+    """A code-signing leaf under another intermediate of the author's root."""
+    ca = pki._issue("sign-tests-sibling-intermediate", issuer=pki.root, ca=True, not_before=pki.now - timedelta(days=1))
+    return pki.issue_leaf("sign-tests-sibling-repository", issuer=ca)
+
+
+@pytest.mark.parametrize(("shared", "added"), [("intermediate", 1), ("root", 2), ("nothing", 2)],
+                         ids=["shared-intermediate-and-root", "shared-root", "disjoint-chains"])  # fmt: skip
+def test_countersigning_then_removing_it_gives_back_the_author_signed_bytes(
+    pki: TestPki, tmp_path: Path, repository_cert: IssuedCert, sibling_ca_cert: IssuedCert, shared: str, added: int
+) -> None:
+    # The repository certificate is under the author's intermediate and root, under another intermediate of the
+    # same root, or under another root entirely.
+    cert = {"intermediate": repository_cert, "root": sibling_ca_cert, "nothing": pki.untrusted_leaf}[shared]
+    src = author_signed(pki, tmp_path / "a.nupkg")
+    author_bytes = src.read_bytes()
+    author_certificates = _certificate_count(signed_part(src))
+    later = now() + timedelta(hours=3, seconds=7)  # the countersigning clock is not the author's
+    request = RepositorySignRequest(signer_for(cert), URL, ("alice",))
+    repo_sign_package(src, src, request, timestamper=LocalTimestamper(pki.tsa), now=later)
+    countersigned = signed_part(src)
+    assert build.repository_countersigner_count(countersigned) == 1
+    # Only the repository certificates not already present are added (none of the shared ones).
+    assert _certificate_count(countersigned) == author_certificates + added
+    assert package_bytes_without_signature(src) == package_bytes_without_signature_of(author_bytes, tmp_path)
+    assert remove_signature(src, repository_only=True, now=later) is Removal.COUNTERSIGNATURES_REMOVED
+    assert src.read_bytes() == author_bytes
+
+
+def test_an_unsorted_certificate_set_keeps_its_order_and_comes_back_exactly(
+    pki: TestPki, tmp_path: Path
+) -> None:
+    src = author_signed(pki, tmp_path / "a.nupkg")
+    # Another tool's author signature, its certificates root first (not DER order; they are not signed).
+    info = cms.ContentInfo.load(signed_part(src))
+    reordered = [certs.der(c) for c in load_primary_signature(signed_part(src)).certificates][::-1]
+    assert reordered != sorted(reordered)
+    info["content"]["certificates"] = cms.CertificateSet(contents=b"".join(reordered))
+    archive.insert_signature(src, src, info.dump(), when=datetime(2024, 5, 6, 7, 8, 10), replace_signature=True)
+    author_bytes = src.read_bytes()
+    repo_sign_package(src, src, RepositorySignRequest(signer_for(pki.untrusted_leaf), URL), timestamper=None,
+                      now=now())  # fmt: skip
+    after = [certs.der(c) for c in load_primary_signature(signed_part(src)).certificates]
+    assert after[: len(reordered)] == reordered
+    assert after[len(reordered):] == [certs.der(pki.untrusted_leaf.cert), certs.der(pki.untrusted_root.cert)]
+    assert remove_signature(src, repository_only=True) is Removal.COUNTERSIGNATURES_REMOVED
+    assert src.read_bytes() == author_bytes
+
+
+def package_bytes_without_signature_of(data: bytes, folder: Path) -> bytes:
+    copy = folder / "copy.nupkg"
+    copy.write_bytes(data)
+    return package_bytes_without_signature(copy)
+
+
+def test_a_sorted_certificate_set_stays_sorted_and_comes_back_exactly(
+    pki: TestPki, tmp_path: Path, repository_cert: IssuedCert
+) -> None:
+    src = author_signed(pki, tmp_path / "a.nupkg")
+    author_bytes = src.read_bytes()
+    ders = [certs.der(c) for c in load_primary_signature(signed_part(src)).certificates]
+    assert ders == sorted(ders)  # nuseal writes the SET OF DER-sorted, as .NET does
+    repo_sign_package(src, src, RepositorySignRequest(signer_for(pki.untrusted_leaf), URL), timestamper=None,
+                      now=now())  # fmt: skip
+    after = [certs.der(c) for c in load_primary_signature(signed_part(src)).certificates]
+    assert after == sorted(after) and len(after) == len(ders) + 2  # as nuget.org's countersigned packages
+    remove_signature(src, repository_only=True)
+    assert src.read_bytes() == author_bytes

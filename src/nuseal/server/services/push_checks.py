@@ -21,11 +21,11 @@ rules once more inside its transaction) and records a refused one; the dry run o
   a failed version be pushed again and so do we. The signing requirements are read here too.
 - **signing, fast stage** (:func:`~.signing_rules.fast_checks`, nuget.org's ``ValidateSignatureFilePresenceAsync``):
   only whether ``.signature.p7s`` is present, against IsSigningRequired / IsSigningAllowed, with nuget.org's texts.
-- **verify**: a signed package is verified by the library under the feed policy (``feed_push_setup``: a trusted
-  author signature, exactly one timestamp, the feed's trust roots, revocation as configured with bounded
-  timeouts, no countersignature verified). Packages carrying a repository signature (primary or countersignature)
-  are refused for now, with a message saying so: the feed does not strip or keep foreign repository signatures
-  yet (the validation pipeline of issue 11 will).
+- **verify**: the author signature of a signed package is verified by the library under the feed policy
+  (``feed_push_setup``: a trusted author signature, exactly one timestamp, the feed's trust roots, revocation as
+  configured with bounded timeouts, no countersignature verified). Repository signatures, primary or
+  countersignature, are accepted and not judged here, as on nuget.org: the validation job strips those that are not
+  this feed's (:mod:`~nuseal.server.services.validation`) and signs with the feed's own.
 - **signing, full stage** (:func:`~.signing_rules.judge_push`): the library's findings (NU codes), author
   countersignatures, signature kinds, and the signing certificate registered to an account the signer rules
   accept; plus the warnings (the signed-to-unsigned transition, for ``X-NuGet-Warning``).
@@ -121,17 +121,6 @@ _ANY_ID = re.compile(r"^\w+(?:[.-]\w+)*$")
 # NuGetGallery's IsValidVersionForLegacyClients: a SemVer 1 version whose release label starts with a letter.
 _LEGACY_VERSION = re.compile(r"^\d+(?:\.\d+){0,3}(?:-[a-z][0-9a-z-]*)?$", re.IGNORECASE)
 
-
-#: The package carries a repository signature: refused until the validation pipeline strips or keeps them.
-REPOSITORY_PRIMARY: Final = (
-    "The package has a repository signature (from {0}). This feed accepts packages as their author published "
-    "them, unsigned or author-signed, and does not take repository signatures yet: push the package without it."
-)
-REPOSITORY_COUNTERSIGNATURE: Final = (
-    "The package's author signature is countersigned by a repository (from {0}). This feed does not take "
-    "repository signatures yet: push the package as its author signed it (remove the countersignature with "
-    "'nuseal remove-signature --repository-only')."
-)
 
 
 class Stage(str, enum.Enum):
@@ -449,8 +438,6 @@ class Verification:
     verdict: PackageVerdict | None = None
     signature_kind: SignatureKindColumn = SignatureKindColumn.UNSIGNED
     author_cert_sha256: str | None = None
-    #: Refusals of the verify step itself (repository signatures), before the library is asked.
-    refusals: tuple[Finding, ...] = ()
 
 
 @functools.lru_cache(maxsize=8)
@@ -467,28 +454,23 @@ def verification_setup(ctx: ServiceContext) -> VerificationSetup:
     return _setup(settings.trust_roots, settings.timestamp_roots, settings.revocation_mode, DEFAULT_REVOCATION_TIMEOUT)
 
 
-def _repository_refusals(parsed: ParsedPackage) -> tuple[Finding, ...]:
-    found: list[Finding] = []
-    if parsed.repository_primary is not None:
-        found.append(_error(IssueCode.REPOSITORY_SIGNATURE_NOT_ACCEPTED,
-                            REPOSITORY_PRIMARY.format(parsed.repository_primary or "an unnamed repository")))
-    if parsed.repository_countersignature is not None:
-        found.append(_error(IssueCode.REPOSITORY_SIGNATURE_NOT_ACCEPTED, REPOSITORY_COUNTERSIGNATURE.format(
-            parsed.repository_countersignature or "an unnamed repository")))
-    return tuple(found)
-
-
 def verify(ctx: ServiceContext, parsed: ParsedPackage) -> Verification:
-    """Verify a signed package under the feed policy as of now (unsigned packages have nothing to verify: the
-    signer rules decide about them). The verdict is judged by the signer rules' full stage, not here."""
+    """Verify the author signature of a signed package under the feed policy as of now (unsigned packages have
+    nothing to verify: the signer rules decide about them). The verdict is judged by the signer rules' full stage,
+    not here.
+
+    Repository signatures are the validation job's (§B.2 step 4: it strips those that are not this feed's) and are
+    not judged at push, as on nuget.org: a repository primary signature leaves nothing to verify (the signer rules
+    judge such a package as unsigned), and the feed policy never verifies a repository countersignature, so an
+    author signature is judged the same with or without one.
+    """
     if not parsed.signed:
         return Verification()
     kind = SignatureKindColumn.AUTHOR if parsed.signature.primary is PrimarySignature.AUTHOR else \
         SignatureKindColumn.REPOSITORY if parsed.signature.primary is PrimarySignature.REPOSITORY else \
         SignatureKindColumn.UNSIGNED  # fmt: skip
-    refusals = _repository_refusals(parsed)
-    if refusals:
-        return Verification(None, kind, None, refusals)
+    if parsed.signature.primary is PrimarySignature.REPOSITORY:
+        return Verification(None, kind, None)
     setup = verification_setup(ctx)
     with setup.open() as trust:
         verdict = verify_guarded(parsed.path, policy=setup.policy, trust=trust, now=ctx.now())
@@ -537,8 +519,6 @@ def check_push(ctx: ServiceContext, actor: Principal, path: Path) -> PushCheck:
     if fast:
         return PushCheck(parsed, Stage.FAST, fast, access=access)
     verification = verify(ctx, parsed)
-    if verification.refusals:
-        return PushCheck(parsed, Stage.FULL, verification.refusals, access=access, verification=verification)
     judgement = signing_rules.judge_push(access.requirements, parsed.signature, access.pusher, access.earlier,
                                          verification.verdict)  # fmt: skip
     if judgement.errors:

@@ -33,7 +33,7 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
-from nuseal.cms.build import check_service_index_url
+from nuseal.cms.build import check_service_index_url, strip_repository_countersignatures
 from nuseal.cms.parse import PrimarySignature, load_primary_signature
 from nuseal.codes import NuCode
 from nuseal.enums import RevocationMode, SignatureKind
@@ -244,12 +244,13 @@ def _author_parts(signature: bytes) -> tuple[bytes, bytes, bytes, bytes, frozens
 
 
 def _check_author_signature_intact(before: bytes, after: bytes) -> None:
-    """``after`` (the signature written) keeps the author signature of ``before`` (the one pushed) byte for byte."""
+    """``after`` (the signature written) keeps the author signature of ``before`` (the one pushed) byte for byte.
+    The certificates that only ``before``'s repository countersignatures needed go with them (they are replaced)."""
     try:
-        *kept, certificates = _author_parts(before)
+        *kept, certificates = _author_parts(strip_repository_countersignatures(before))
         *now, certificates_now = _author_parts(after)
         intact = kept == now and certificates <= certificates_now
-    except (ValueError, TypeError, KeyError, IndexError):
+    except (ValueError, TypeError, KeyError, IndexError, SignatureFormatError):
         intact = False
     if not intact:
         # Cannot happen unless the signing library regresses: refuse to publish rather than serve it.

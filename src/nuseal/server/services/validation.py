@@ -295,8 +295,6 @@ def _examine(ctx: ServiceContext, job: _Job, pushed: Path, folder: Path, signing
 def _judge(ctx: ServiceContext, job: _Job, parsed: ParsedPackage) -> push_checks.Verification:
     """The feed policy and the signer rules, with the push's own code (verification, then the judgement)."""
     verification = push_checks.verify(ctx, parsed)
-    if verification.refusals:
-        raise _Refused(verification.refusals)
     with ctx.db.reading() as session:
         errors = _judgement_errors(session, job, parsed, verification)
     if errors:

@@ -186,7 +186,8 @@ def test_a_removal_waits_for_the_push_being_committed(ctx: ServiceContext, pki: 
 def test_the_feed_policy_refuses_each_signature_problem_with_its_codes(ctx: ServiceContext, pki: TestPki,
                                                                       signed_packages: Packages) -> None:
     # nuget.org's author settings (spec §B.3): one timestamp exactly, a trusted chain, a readable signature; and
-    # repository signatures are not taken yet. The signers are registered: only the signature problem remains.
+    # a repository countersignature is not judged at push. The signers are registered: only the signature problem
+    # remains.
     register(ctx, pki.leaf)
     register(ctx, pki.untrusted_leaf)
     key = alice(ctx)
@@ -194,9 +195,6 @@ def test_the_feed_policy_refuses_each_signature_problem_with_its_codes(ctx: Serv
         "author_no_timestamp": (["NU3027"], "NU3027: The author primary signature should be timestamped"),
         "two_timestamps": (["NU3000"], "NU3000: Multiple timestamps are not accepted."),
         "untrusted": (["NU3018"], "NU3018: The author primary signature's signing certificate is not trusted"),
-        "countersigned": (["RepositorySignatureNotAccepted"], "The package's author signature is countersigned by a "
-                          "repository (from https://feed.example/v3/index.json). This feed does not take repository "
-                          "signatures yet"),
         "corrupt_signature": (["NU3003"], "NU3003: The package signature is invalid"),
     }  # fmt: skip
     for name, (codes, reason) in expected.items():
@@ -204,4 +202,11 @@ def test_the_feed_policy_refuses_each_signature_problem_with_its_codes(ctx: Serv
             push.push_package(ctx, key, getattr(signed_packages, name))
         assert (refused.value.stage, [f.code.value for f in refused.value.findings]) == ("full", codes), name
         assert refused.value.reason.startswith(reason), (name, refused.value.reason)
-    assert push.push_package(ctx, key, signed_packages.author).status == "available"  # the failed 1.0.0 replaced
+    # A foreign repository countersignature is accepted (the failed 1.0.0 replaced) and stripped by the job: the
+    # version is served exactly as its author signed it.
+    assert push.push_package(ctx, key, signed_packages.countersigned).status == "available"
+    with ctx.db.reading() as session:
+        served = session.scalars(select(PackageVersion.package_blob).where(PackageVersion.status == "available")).one()
+    assert served is not None
+    with ctx.blobs.open(served) as reader:
+        assert reader.read() == signed_packages.author.read_bytes()

@@ -327,10 +327,9 @@ def test_the_dry_run_on_real_files_stores_nothing(ctx: ServiceContext, pki: Test
 
     repository = check_package(checking, alice, repository_signed_nupkg(tmp_path / "r.nupkg", "Alice.Lib", "2.0.0",
                                                                         certs.bob, pki))  # fmt: skip
-    assert (repository.stage, [f.code for f in repository.findings]) == (
-        Stage.FULL, [IssueCode.REPOSITORY_SIGNATURE_NOT_ACCEPTED])
-    assert repository.findings[0].message.startswith(
-        "The package has a repository signature (from https://feed.example/v3/index.json). This feed accepts")
+    # A repository primary signature is not judged at push: the job would strip it, leaving an unsigned package,
+    # which Alice's registered certificate refuses (nuget.org: PackageIsNotSigned from its job).
+    assert (repository.stage, [f.code for f in repository.findings]) == (Stage.FULL, [IssueCode.PACKAGE_IS_NOT_SIGNED])
 
     duplicate = check_package(checking, alice, signed_nupkg(tmp_path / "d.nupkg", "alice.lib", "1.0", certs.alice,
                                                             pki))  # fmt: skip
