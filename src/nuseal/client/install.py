@@ -11,8 +11,6 @@ are renamed into place only once every package verified and extracted. A package
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import shutil
@@ -29,6 +27,7 @@ from nuseal.client.source import FeedSource, ProgressCallback
 from nuseal.codes import IssueCode
 from nuseal.errors import FetchError, NusealError
 from nuseal.findings import Finding, Severity
+from nuseal.package.hashing import file_sha512_base64
 from nuseal.trust.policy_builder import apply_repository_info
 from nuseal.verify.batch import accepted, verify_guarded
 from nuseal.verify.engine import TrustContext
@@ -236,14 +235,6 @@ def _verify_all(packages: list[_Downloaded], output: Path, policy: VerificationP
     return results
 
 
-def _sha512_base64(path: Path) -> str:
-    digest = hashlib.sha512()
-    with path.open("rb") as f:
-        while chunk := f.read(1024 * 1024):
-            digest.update(chunk)
-    return base64.b64encode(digest.digest()).decode("ascii")
-
-
 @dataclass(frozen=True)
 class _Staged:
     folder: Path
@@ -263,7 +254,7 @@ def _stage(downloaded: _Downloaded, verdict: PackageVerdict, staging: Path, limi
         raise _install_error(code, f"{prefix(ident.id, ident.version, downloaded.source.url)}{detail}") from exc
     stem = f"{lower_id}.{lower_version}"
     (folder / f"{lower_id}.nuspec").write_bytes(downloaded.nuspec.data)
-    (folder / f"{stem}.nupkg.sha512").write_text(_sha512_base64(downloaded.path), encoding="ascii")
+    (folder / f"{stem}.nupkg.sha512").write_text(file_sha512_base64(downloaded.path), encoding="ascii")
     metadata = {"version": 2, "contentHash": verdict.content_hash, "source": downloaded.source.url}
     os.replace(downloaded.path, folder / f"{stem}.nupkg")
     # Written last: its presence marks a complete package folder, as in NuGet.

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from asn1crypto import cms, core
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 

@@ -307,3 +307,10 @@ def _take_prefetched(f: BinaryIO, plan: list[Segment], algorithms: tuple[str, ..
     if job.result is None:
         return None  # it failed: hash again here, where the error is reported
     return tuple(job.result[job.algorithms.index(name)] for name in algorithms)
+
+
+def file_sha512_base64(path: Path) -> str:
+    """The whole file's SHA-512, base64: what NuGet writes to ``.nupkg.sha512`` next to an installed package and
+    what a feed records as the package hash."""
+    with path.open("rb") as handle:
+        return base64.b64encode(hashlib.file_digest(handle, "sha512").digest()).decode("ascii")

@@ -36,7 +36,6 @@ conflict) record nothing.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import secrets
@@ -51,6 +50,7 @@ from sqlalchemy.orm import Session
 
 from nuseal.codes import IssueCode
 from nuseal.findings import Finding, Severity
+from nuseal.package.hashing import file_sha512_base64
 from nuseal.package.nuspec import Manifest
 from nuseal.server import faults
 from nuseal.server.db.models import Account, PackageRegistration, PackageVersion, VersionStatus
@@ -270,14 +270,6 @@ def _publish_upload(ctx: ServiceContext, parsed: ParsedPackage, staged: StagedBl
     return StagedBlob(key, staged.size, staged.sha256, staged.sha512)
 
 
-def _sha512(path: Path) -> str:
-    digest = hashlib.sha512()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1024 * 1024):
-            digest.update(chunk)
-    return base64.b64encode(digest.digest()).decode("ascii")
-
-
 def record_refusal(ctx: ServiceContext, actor: Principal, check: PushCheck) -> None:
     """Record a push the signing steps refused as a ``failed`` version with its findings and no blob (see the
     module's docstring), in one transaction with its audit event. Nothing is recorded when the version was
@@ -285,7 +277,7 @@ def record_refusal(ctx: ServiceContext, actor: Principal, check: PushCheck) -> N
     assert check.stage in (Stage.FAST, Stage.FULL)
     parsed = check.parsed
     at = ctx.now()
-    sha512 = _sha512(parsed.path)
+    sha512 = file_sha512_base64(parsed.path)
     try:
         with ctx.db.transaction() as session:
             registration, created, replaced = _take_version(session, actor, parsed, at)

@@ -39,7 +39,6 @@ foreign repository signatures, are published as they are.
 
 from __future__ import annotations
 
-import base64
 import enum
 import hashlib
 import io
@@ -59,6 +58,7 @@ from nuseal.codes import IssueCode, NuCode
 from nuseal.enums import SignatureKind
 from nuseal.errors import NusealError, PackageFormatError, SignatureEntryError, SignatureFormatError, SigningError
 from nuseal.findings import Finding, Severity
+from nuseal.package.hashing import file_sha512_base64
 from nuseal.server import faults
 from nuseal.server.db.models import PackageVersion, SignatureKindColumn, VersionStatus
 from nuseal.server.services import audit, feed_state, leases, push_checks, signing_rules
@@ -219,17 +219,8 @@ def _download(ctx: ServiceContext, key: str, path: Path, sha512: str | None) -> 
             shutil.copyfileobj(reader, out)
     except BlobNotFoundError:
         raise _Refused([_error(IssueCode.PACKAGE_STORAGE_FAILED, UPLOAD_GONE)]) from None
-    if sha512 is not None and _sha512(path) != sha512:
+    if sha512 is not None and file_sha512_base64(path) != sha512:
         raise _Refused([_error(IssueCode.PACKAGE_STORAGE_FAILED, UPLOAD_CHANGED)])
-
-
-def _sha512(path: Path) -> str:
-    """Base64 SHA-512 of the whole file, as staging records it."""
-    digest = hashlib.sha512()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1024 * 1024):
-            digest.update(chunk)
-    return base64.b64encode(digest.digest()).decode("ascii")
 
 
 def _parse(path: Path) -> ParsedPackage:
