@@ -22,7 +22,7 @@ import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn, get_type_hints
+from typing import Any, NoReturn, cast, get_type_hints
 
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
@@ -81,43 +81,41 @@ def _format_parameters(ctx: typer.Context, command: TyperCommand | TyperGroup, f
             formatter.write_dl(options)
 
 
-class Command(TyperCommand):
-    """A command whose help shows metavars (``PACKAGE...``, ``URL``), as ``dotnet nuget`` does, and whose options
-    are coerced without pydantic where typer's adapters are not needed (``nuseal.cli.coercion``)."""
+class _Layout:
+    """What nuseal's commands and groups share: option values coerced without pydantic where typer's adapters are
+    not needed (``nuseal.cli.coercion``), and the help layout with metavars (``PACKAGE...``, ``URL``), as
+    ``dotnet nuget`` shows them. Mixed in before click's class, so ``super()`` reaches it."""
+
+    params: list[Any]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         coercion.install(self.params)
 
     def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
+        option = super().get_help_option(ctx)  # type: ignore[misc]
         coercion.install([option])
         return option
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
-        return _usage_pieces(ctx, self)
+        return _usage_pieces(ctx, cast("TyperCommand | TyperGroup", self))
 
     def format_options(self, ctx: Any, formatter: Any) -> None:
-        _format_parameters(ctx, self, formatter)
+        _format_parameters(ctx, cast("TyperCommand | TyperGroup", self), formatter)
 
 
-class Group(TyperGroup):
-    """A command group with the same help layout and coercion; the root group's ``main`` handles every error."""
+class Command(_Layout, TyperCommand):
+    """A nuseal command."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        coercion.install(self.params)
 
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        coercion.install([option])
-        return option
+class Group(_Layout, TyperGroup):
+    """A command group; the root group's ``main`` handles every error."""
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         return [*_usage_pieces(ctx, self), "COMMAND [ARGS]..."]
 
     def format_options(self, ctx: Any, formatter: Any) -> None:
-        _format_parameters(ctx, self, formatter)
+        super().format_options(ctx, formatter)
         self.format_commands(ctx, formatter)
 
     def list_commands(self, ctx: Any) -> list[str]:
