@@ -160,10 +160,14 @@ def _verify_path(path: Path, policy: VerificationPolicy, trust: TrustContext, no
         return PackageVerdict(str(path), None, None, False, (), error=f"'{path}' cannot be read: {exc.strerror}")
 
 
+#: Frames in this folder are nuseal's own (a checkout's folder may be called "nuseal" too: its tests are not).
+_PACKAGE_FOLDER = str(Path(__file__).resolve().parent.parent) + os.sep
+
+
 def _internal_error(path: Path, exc: Exception) -> PackageVerdict:
     frames = traceback.extract_tb(exc.__traceback__)
     site = next((f"{Path(frame.filename).name}:{frame.lineno} ({frame.name})" for frame in reversed(frames)
-                 if f"{os.sep}nuseal{os.sep}" in frame.filename), "?")
+                 if str(Path(frame.filename).resolve()).startswith(_PACKAGE_FOLDER)), "?")
     what = f"{type(exc).__name__}: {exc}"
     message = (f"{Messages.SIGNATURE_INVALID} (internal error in nuseal while verifying '{path}': {what}, "
                f"raised at {site}; please report it)")
