@@ -4,56 +4,17 @@ A feed pinned to a public URL (``https://feed.example.test``) names that host in
 repository signatures and every document; a client must reach it there. :class:`ConnectProxy` is a loopback
 HTTP ``CONNECT`` proxy that tunnels only the pinned ``host:443`` to the feed's real loopback port (anything else is
 refused with 403), so a client given ``HTTPS_PROXY`` talks TLS end to end to the feed under its public name, as it
-would behind a reverse proxy. :func:`tls_for` issues the feed a TLS certificate for that name (plus 127.0.0.1 and
-localhost, so tests can still reach it directly). Hand-written: a CONNECT tunnel is ~40 lines of sockets, and no
-test dependency offers one.
+would behind a reverse proxy. ``tls_for`` (server_fixtures) issues the feed a TLS certificate for that name
+(plus 127.0.0.1 and localhost, so tests can still reach it directly). Hand-written: a CONNECT tunnel is ~40 lines
+of sockets, and no test dependency offers one.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import select
 import socket
 import socketserver
 import threading
-from datetime import timedelta
-from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-from tests.support.pki import TestPki
-from tests.support.server_fixtures import TlsFiles
-
-
-def tls_for(pki: TestPki, folder: Path, name: str) -> TlsFiles:
-    """A TLS server certificate for ``name``, 127.0.0.1 and localhost from the PKI's intermediate CA."""
-    folder.mkdir(parents=True, exist_ok=True)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    issuer = pki.intermediate
-    names: list[x509.GeneralName] = [x509.DNSName(name), x509.DNSName("localhost"),
-                                     x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]  # fmt: skip
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(issuer.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(pki.now - timedelta(days=1))
-        .not_valid_after(pki.now + timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .sign(issuer.key, hashes.SHA256())
-    )
-    chain, key_path, bundle = folder / "chain.pem", folder / "key.pem", folder / "ca.pem"
-    chain.write_bytes(certificate.public_bytes(serialization.Encoding.PEM) + issuer.pem)
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))  # fmt: skip
-    bundle.write_bytes(pki.root.pem)
-    return TlsFiles(chain=chain, key=key_path, ca_bundle=bundle)
 
 
 class ConnectProxy:

@@ -355,14 +355,18 @@ class TlsFiles:
     ca_bundle: Path  # the test PKI's root, for clients
 
 
-@pytest.fixture(scope="session")
-def tls_files(pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    """A TLS server certificate for 127.0.0.1 and localhost, issued by the test PKI's intermediate CA."""
+def tls_for(pki: TestPki, folder: Path, name: str | None = None) -> TlsFiles:
+    """A TLS server certificate for 127.0.0.1, localhost and ``name`` (when given), issued by the test PKI's
+    intermediate CA, written to ``folder`` with its chain, key and the root for clients."""
+    folder.mkdir(parents=True, exist_ok=True)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     issuer = pki.intermediate
+    names: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+    if name is not None:
+        names.insert(0, x509.DNSName(name))
     certificate = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nuseal test feed")]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name or "nuseal test feed")]))
         .issuer_name(issuer.cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -370,19 +374,19 @@ def tls_files(pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> TlsFile
         .not_valid_after(pki.now + timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-            critical=False,
-        )
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .sign(issuer.key, hashes.SHA256())
     )
-    folder = tmp_path_factory.mktemp("tls")
-    chain = folder / "chain.pem"
+    chain, key_path, bundle = folder / "chain.pem", folder / "key.pem", folder / "ca.pem"
     chain.write_bytes(certificate.public_bytes(serialization.Encoding.PEM) + issuer.pem)
-    key_path = folder / "key.pem"
     key_path.write_bytes(key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ))  # fmt: skip
-    bundle = folder / "ca.pem"
     bundle.write_bytes(pki.root.pem)
     return TlsFiles(chain=chain, key=key_path, ca_bundle=bundle)
+
+
+@pytest.fixture(scope="session")
+def tls_files(pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A TLS server certificate for 127.0.0.1 and localhost, issued by the test PKI's intermediate CA."""
+    return tls_for(pki, tmp_path_factory.mktemp("tls"))

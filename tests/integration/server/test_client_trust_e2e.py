@@ -31,10 +31,10 @@ from tests.support.feed_http import TIMEOUT, api_key, push, wait_available
 from tests.support.feed_packages import build_package
 from tests.support.pipeline import SigningServer, served_bytes, start_signing_server
 from tests.support.pki import TEST_PASSWORD, TestPki
-from tests.support.public_name import ConnectProxy, tls_for
+from tests.support.public_name import ConnectProxy
 from tests.support.repository_signing import signatures_of
 from tests.support.server_factories import user
-from tests.support.server_fixtures import BACKENDS, DatabaseFactory
+from tests.support.server_fixtures import BACKENDS, DatabaseFactory, tls_for
 
 from nuseal.codes import Messages
 from nuseal.enums import HashAlgorithmName
