@@ -21,6 +21,10 @@ def main(argv: list[str] | None = None) -> None:
 
         code = lean.verify(args[1:])
         if code is not None:
+            if argv is None:  # the console script: this process ends here (not a caller's, such as a test's)
+                from nuseal.cli.guard import exit_now
+
+                exit_now(code)
             sys.exit(code)
     from nuseal.cli.base import COMMAND_MODULES, app, register
 

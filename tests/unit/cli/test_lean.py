@@ -5,6 +5,8 @@ errors, unusual forms) is left to typer. Output and exit codes match the typer p
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -154,3 +156,19 @@ def test_help_declarations_it_cannot_lay_out_are_left_to_typer() -> None:
     no_metavar = {"name": declare.Opt("a", ("--name",), help="A name.")}
     assert page("nuseal x", "Doc.", no_metavar, set()) is None
     assert page("nuseal x", "\b\nraw", {}, set()) is None
+
+
+def test_console_script_exit_runs_atexit_and_flushes_everything(packages: Path) -> None:
+    """The lean path ends the process without the interpreter's teardown (``guard.exit_now``): atexit functions
+    still run, every line is written, and the exit code is the verdict's."""
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('atexit ran', file=sys.stderr))\n"
+            "from nuseal.cli.entry import main\n"
+            "sys.argv = ['nuseal', *sys.argv[1:]]\n"
+            "main()\n")
+    argv = ["verify", "--revocation-mode", "offline", "-v", "diag", "*.nupkg"]
+    done = subprocess.run([sys.executable, "-c", code, *argv], cwd=packages, capture_output=True, text=True)
+    assert done.returncode == 1  # the tampered package
+    assert done.stderr.endswith("atexit ran\n")
+    assert done.stdout.count("Verifying Dapper.2.0.78") == 1 and len(done.stdout) > 4000
+    assert done.stdout == script(*argv, cwd=packages).stdout
