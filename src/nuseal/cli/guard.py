@@ -12,7 +12,6 @@ import os
 import re
 import sys
 import threading
-import traceback
 from collections.abc import Callable
 from typing import Any, NoReturn, TextIO
 
@@ -64,6 +63,8 @@ def failure_code(exc: Exception) -> int:
     if isinstance(exc, OSError):
         return error(os_error_text(exc), EXIT_FAILURE)
     if os.environ.get(TRACEBACK_ENV) == "1":
+        import traceback
+
         traceback.print_exc()
     return error(f"unexpected {type(exc).__name__}: {exc} (a bug in nuseal; set {TRACEBACK_ENV}=1 to see "
                  "where, and please report it)", EXIT_FAILURE)
