@@ -85,10 +85,11 @@ def exit_now(code: int) -> NoReturn:
     Tearing down the modules and objects of a verification (cryptography, lxml, the library's caches) cost more
     CPU than verifying a small package (~40-110 ms on the 2-core VM, docs/performance.md). With no other thread
     running, nothing is left for the teardown to finish: the atexit functions are run, stdout and stderr flushed,
-    and the process ends with ``os._exit``. Otherwise (another thread alive, an output that cannot be flushed)
-    it is the ordinary ``sys.exit``.
+    and the process ends with ``os._exit``. Otherwise (another thread alive, a profiler or tracer such as
+    ``python -m cProfile`` or coverage, which write their results after the program, an output that cannot be
+    flushed) it is the ordinary ``sys.exit``.
     """
-    if threading.active_count() == 1:
+    if threading.active_count() == 1 and sys.getprofile() is None and sys.gettrace() is None:
         try:
             atexit._run_exitfuncs()
             sys.stdout.flush()
