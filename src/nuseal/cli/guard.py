@@ -70,13 +70,39 @@ def failure_code(exc: Exception) -> int:
                  "where, and please report it)", EXIT_FAILURE)
 
 
+#: Exit code after Ctrl-C, as typer gives it (128 + SIGINT).
+EXIT_INTERRUPTED = 130
+
+
 def run_command(invoke: Callable[[], Any]) -> int:
-    """Run ``invoke`` and return its exit code (an int result, else 0), or the code of its failure."""
+    """Run ``invoke`` and return its exit code (an int result, else 0), or the code of its failure.
+
+    Outside typer (the lean ``verify`` path) this also does what typer's main does: Ctrl-C ends with 130 and no
+    message, end of input is "aborted", and a closed output pipe ends quietly with 1.
+    """
     try:
         result = invoke()
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except EOFError:
+        echo("", err=True)
+        return error("aborted", EXIT_FAILURE)
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_FAILURE
     except Exception as exc:
         return failure_code(exc)
     return result if isinstance(result, int) else 0
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null: the reader is gone, and flushing what is buffered must not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor (a test's stream): nothing is buffered for a pipe
+        pass
 
 
 def exit_now(code: int) -> NoReturn:

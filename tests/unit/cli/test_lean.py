@@ -172,3 +172,29 @@ def test_console_script_exit_runs_atexit_and_flushes_everything(packages: Path) 
     assert done.stderr.endswith("atexit ran\n")
     assert done.stdout.count("Verifying Dapper.2.0.78") == 1 and len(done.stdout) > 4000
     assert done.stdout == script(*argv, cwd=packages).stdout
+
+
+def test_lean_interrupts_end_as_typers_do(capsys: pytest.CaptureFixture[str]) -> None:
+    from nuseal.cli.guard import EXIT_FAILURE, EXIT_INTERRUPTED, run_command
+
+    def raising(exc: BaseException) -> None:
+        raise exc
+
+    assert run_command(lambda: raising(KeyboardInterrupt())) == EXIT_INTERRUPTED == 130
+    assert capsys.readouterr() == ("", "")
+    assert run_command(lambda: raising(EOFError())) == EXIT_FAILURE
+    assert capsys.readouterr() == ("", "\nerror: aborted\n")
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    for copy in range(60):  # ~2 KB of diagnostic output each: more than a pipe holds
+        (tmp_path / f"Dapper.{copy}.nupkg").write_bytes((REAL / "Dapper.2.0.78.nupkg").read_bytes())
+    reader = subprocess.Popen([str(Path(sys.executable).parent / "nuseal"), "verify", "--revocation-mode", "offline",
+                               "-v", "diag", "--parallel", "1", "*.nupkg"], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    assert reader.stdout is not None and reader.stderr is not None
+    assert b"Verifying" in reader.stdout.read(20)
+    reader.stdout.close()  # the reader goes away while nuseal still writes
+    err = reader.stderr.read().decode()
+    assert reader.wait(timeout=120) == 1  # every package is valid: 1 is the closed pipe, as with typer
+    assert err == "", err
