@@ -73,9 +73,9 @@ def parse(argv: Sequence[str], options: Mapping[str, Opt], hints: Mapping[str, A
     while index < len(argv):
         word = argv[index]
         index += 1
-        if not word.startswith("-") or word == "-":
-            if word == "-":
-                return None
+        if word == "-":
+            return None  # click reads it as an argument; nuseal has no use for it: typer's to judge
+        if not word.startswith("-"):
             words.append(word)
             continue
         flag, equals, attached = word.partition("=")
@@ -95,16 +95,16 @@ def parse(argv: Sequence[str], options: Mapping[str, Opt], hints: Mapping[str, A
             value = argv[index]
             index += 1
         given.setdefault(name, []).append(value)
+    if words and not arguments:
+        return None  # extra arguments: typer's usage error
     values: dict[str, Any] = {}
     try:
         for name, opt in options.items():
             kind = kinds[name]
             if not opt.flags:
-                if not words and opt.default is ...:
-                    return None  # a missing argument: typer's usage error
-                values[name] = list(words) if kind == "list" else (words[0] if len(words) == 1 else None)
-                if kind != "list" and len(words) > 1:
-                    return None
+                if kind != "list" or (not words and opt.default is ...):
+                    return None  # a missing argument (typer's usage error); single arguments are not read here
+                values[name] = list(words) if words else list(opt.default)
             elif kind == "flag":
                 values[name] = True if name in flags else opt.default
             elif kind == "list":

@@ -198,3 +198,11 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     err = reader.stderr.read().decode()
     assert reader.wait(timeout=120) == 1  # every package is valid: 1 is the closed pipe, as with typer
     assert err == "", err
+
+
+def test_parse_leaves_extra_and_single_arguments_to_typer() -> None:
+    flag_only = {"as_json": declare.JSON}
+    assert lean.parse(["--json"], flag_only, {"as_json": bool}) == {"as_json": True}
+    assert lean.parse(["--json", "extra"], flag_only, {"as_json": bool}) is None
+    single = {"package": declare.Opt(..., metavar="FILE", help="A file.")}
+    assert lean.parse(["a"], single, {"package": Path}) is None
