@@ -24,7 +24,8 @@ _DIGITS = frozenset("0123456789")
 
 
 def _kind(annotation: Any) -> str:
-    """``flag``, ``list``, ``int``, ``path`` or ``str``: how a parameter of type ``annotation`` takes its text."""
+    """How a parameter of type ``annotation`` takes its text: ``flag`` (``bool``), ``list`` (``list[...]``, one
+    value per occurrence), ``int``, ``path``, ``str``, or ``other`` (typer's to convert, unless a parser is given)."""
     if annotation is bool:
         return "flag"
     origin = typing.get_origin(annotation)
@@ -32,11 +33,12 @@ def _kind(annotation: Any) -> str:
         return "list"
     members = typing.get_args(annotation) if origin in (types.UnionType, typing.Union) else (annotation,)
     members = tuple(m for m in members if m is not type(None))
-    if members == (int,):
-        return "int"
-    if members == (Path,):
-        return "path"
-    return "str"
+    return {(int,): "int", (Path,): "path", (str,): "str"}.get(members, "other")
+
+
+def _item_kind(annotation: Any) -> str:
+    (item,) = typing.get_args(annotation) or (str,)
+    return _kind(item)
 
 
 def _convert(opt: Opt, kind: str, text: str) -> Any:
@@ -52,7 +54,9 @@ def _convert(opt: Opt, kind: str, text: str) -> Any:
         return number
     if kind == "path":
         return Path(text)
-    return text
+    if kind == "str":
+        return text
+    raise ValueError(f"{kind} values are converted by typer")
 
 
 def parse(argv: Sequence[str], options: Mapping[str, Opt], hints: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -104,11 +108,13 @@ def parse(argv: Sequence[str], options: Mapping[str, Opt], hints: Mapping[str, A
             if not opt.flags:
                 if kind != "list" or (not words and opt.default is ...):
                     return None  # a missing argument (typer's usage error); single arguments are not read here
-                values[name] = list(words) if words else list(opt.default)
+                item = _item_kind(hints[name])
+                values[name] = [_convert(opt, item, w) for w in words] if words else list(opt.default)
             elif kind == "flag":
                 values[name] = True if name in flags else opt.default
             elif kind == "list":
-                values[name] = [_convert(opt, kind, text) for text in given[name]] if name in given \
+                item = _item_kind(hints[name])
+                values[name] = [_convert(opt, item, text) for text in given[name]] if name in given \
                     else list(opt.default)
             elif name in given:
                 values[name] = _convert(opt, kind, given[name][-1])  # the last one wins, as in click

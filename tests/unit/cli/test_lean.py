@@ -206,3 +206,10 @@ def test_parse_leaves_extra_and_single_arguments_to_typer() -> None:
     assert lean.parse(["--json", "extra"], flag_only, {"as_json": bool}) is None
     single = {"package": declare.Opt(..., metavar="FILE", help="A file.")}
     assert lean.parse(["a"], single, {"package": Path}) is None
+
+
+def test_parse_converts_only_the_types_it_knows() -> None:
+    ratio = {"ratio": declare.Opt(None, ("--ratio",), metavar="X", help="A float without a parser.")}
+    assert lean.parse(["--ratio", "1.5"], ratio, {"ratio": float | None}) is None
+    paths = {"files": declare.Opt(..., metavar="FILE...", help="Files.")}
+    assert lean.parse(["a", "b"], paths, {"files": list[Path]}) == {"files": [Path("a"), Path("b")]}
