@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from nuseal.cms.build import PrimarySignatureBuilder
 from nuseal.cms.content import SignatureContent
@@ -23,7 +23,9 @@ from nuseal.package import archive
 from nuseal.sign.checks import check_signing_certificate, check_timestamp_token
 from nuseal.sign.signers import Signer, check_signature
 from nuseal.timestamp.client import HttpTimestamper, InProcessTimestamper
-from nuseal.x509.roots import TrustStore
+
+if TYPE_CHECKING:
+    from nuseal.x509.roots import TrustStore
 
 
 class Timestamper(Protocol):
