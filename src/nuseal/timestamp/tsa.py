@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import socketserver
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -320,6 +321,20 @@ IDLE_TIMEOUT_SECONDS = 300.0
 _RECEIVE_BYTES = 64 * 1024
 
 
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    """The Date header, formatted once per second."""
+    global _date_cache
+    now = int(time.time())
+    second, text = _date_cache
+    if second != now:
+        text = formatdate(now, usegmt=True)
+        _date_cache = (now, text)
+    return text
+
+
 class _Reply(Exception):
     """An HTTP answer decided before the body was read (the connection is closed after it)."""
 
@@ -368,7 +383,7 @@ def _handler_class(
                 status, content_type, body, close = exc.error_status_hint, "text/plain", f"{exc}".encode(), True
                 request = None
             headers = [("Content-Type", content_type), ("Content-Length", str(len(body))),
-                       ("Date", formatdate(usegmt=True)), ("Server", "nuseal-tsa")]
+                       ("Date", _http_date()), ("Server", "nuseal-tsa")]
             if close:
                 headers.append(("Connection", "close"))
             try:
