@@ -17,18 +17,21 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import os
 import sys
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn, cast, get_type_hints
+from typing import Any, cast, get_type_hints
 
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from nuseal.cli import coercion
-from nuseal.errors import NusealError
+from nuseal.cli.declare import HELP_WIDTH
+from nuseal.cli.guard import EXIT_FAILURE, EXIT_USAGE, TRACEBACK_ENV, error, fail, failure_code, os_error_text
+
+__all__ = ["COMMAND_MODULES", "EXIT_FAILURE", "EXIT_USAGE", "TRACEBACK_ENV", "Command", "Group", "OptionGroup",
+           "app", "command", "fail", "group", "os_error_text", "register", "run_guarded",
+           "show_help_without_command"]
 
 #: Command (or group) name → the module that defines it. A test checks it against the commands that exist.
 COMMAND_MODULES: dict[str, str] = {
@@ -38,16 +41,6 @@ COMMAND_MODULES: dict[str, str] = {
     "serve": "serve", "worker": "serve",
     "admin": "admin",
 }
-
-#: Set to 1 to see the Python traceback of an unexpected error (a bug) instead of the one-line message.
-TRACEBACK_ENV = "NUSEAL_TRACEBACK"
-
-#: Exit codes: 1 when the command ran and failed (or could not run on its input), 2 for a command line that
-#: does not parse (unknown option, missing argument, a value of the wrong form), as click and POSIX tools do.
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-
-HELP_WIDTH = 100
 
 
 def _usage_pieces(ctx: typer.Context, command: TyperCommand | TyperGroup) -> list[str]:
@@ -138,42 +131,19 @@ def run_guarded(invoke: Callable[[], Any]) -> int:
     """The CLI's only error handler: run ``invoke`` (click in non-standalone mode) and return the exit code.
 
     Every failure becomes one line on stderr, ``error: <what> (<where>)``, never a traceback: usage errors
-    (exit 2) name the command, ``NusealError`` and ``OSError`` (exit 1) name the file, URL or entry.
+    (exit 2) name the command; the rest is ``nuseal.cli.guard``'s (shared with the lean ``verify`` path).
     """
     try:
         result = invoke()
     except typer.TyperException as exc:  # click's ClickException / UsageError family
         ctx = getattr(exc, "ctx", None)
         where = f" ({ctx.command_path})" if ctx is not None else ""
-        return _error(f"{exc.format_message()}{where}", exc.exit_code)
-    except NusealError as exc:
-        return _error(str(exc), EXIT_FAILURE)
-    except OSError as exc:
-        return _error(os_error_text(exc), EXIT_FAILURE)
+        return error(f"{exc.format_message()}{where}", exc.exit_code)
     except typer.Abort:
-        return _error("aborted", EXIT_FAILURE)
+        return error("aborted", EXIT_FAILURE)
     except Exception as exc:
-        if os.environ.get(TRACEBACK_ENV) == "1":
-            traceback.print_exc()
-        return _error(f"unexpected {type(exc).__name__}: {exc} (a bug in nuseal; set {TRACEBACK_ENV}=1 to see "
-                      "where, and please report it)", EXIT_FAILURE)
+        return failure_code(exc)
     return result if isinstance(result, int) else 0
-
-
-def os_error_text(exc: OSError) -> str:
-    """``No such file or directory (packages/a.nupkg)``: the reason, then the path when there is one."""
-    reason = exc.strerror or str(exc)
-    return f"{reason} ({exc.filename})" if exc.filename is not None else reason
-
-
-def _error(message: str, code: int) -> int:
-    typer.echo(f"error: {message}", err=True)
-    return code
-
-
-def fail(message: str) -> NoReturn:
-    """Stop the command with ``error: message`` and exit code 1 (the message names what and where)."""
-    raise NusealError(message)
 
 
 def _version() -> str:

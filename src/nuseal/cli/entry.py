@@ -1,10 +1,13 @@
-"""Console-script entry point: import only the module of the invoked command (all of them for help or a typo)."""
+"""Console-script entry point: import only the module of the invoked command (all of them for help or a typo).
+
+``nuseal verify ...`` with an ordinary command line runs without typer (``nuseal.cli.lean``): the CLI framework's
+import is most of a small verification's start-up. Everything else, and every ``verify`` command line the lean
+parser does not take (help, usage errors), goes through typer.
+"""
 
 from __future__ import annotations
 
 import sys
-
-from nuseal.cli.base import COMMAND_MODULES, app, register
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -13,6 +16,18 @@ def main(argv: list[str] | None = None) -> None:
     The root group has no option that takes a value, so the first word that is not an option is the command.
     """
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["verify"]:
+        from nuseal.cli import lean
+
+        code = lean.verify(args[1:])
+        if code is not None:
+            if argv is None:  # the console script: this process ends here (not a caller's, such as a test's)
+                from nuseal.cli.guard import exit_now
+
+                exit_now(code)
+            sys.exit(code)
+    from nuseal.cli.base import COMMAND_MODULES, app, register
+
     first = next((a for a in args if not a.startswith("-")), None)
     if first in COMMAND_MODULES:
         register({COMMAND_MODULES[first]})

@@ -6,7 +6,7 @@ import glob
 from dataclasses import dataclass
 from pathlib import Path
 
-from nuseal.cli.base import fail
+from nuseal.cli.guard import fail
 from nuseal.verify.paths import expand_paths
 
 

@@ -10,7 +10,6 @@ MGF1), use a trailer of 1 and a salt as long as the digest. nuseal applies the s
 
 from __future__ import annotations
 
-from asn1crypto import algos
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -93,6 +92,8 @@ def _rsa_problem(algorithm: Algorithm, digest_oid: str, digest_name: str) -> str
         return None
     if algorithm.parameters is None:
         return "RSASSA-PSS parameters are missing"
+    from asn1crypto import algos  # only for RSASSA-PSS (rare): keeps asn1crypto out of verify's start-up
+
     try:
         params = algos.RSASSAPSSParams.load(algorithm.parameters, strict=True)
         hash_oid = params["hash_algorithm"]["algorithm"].dotted

@@ -28,9 +28,7 @@ import contextlib
 import errno
 import mmap
 import os
-import queue
 import stat
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -250,6 +248,8 @@ class _BackgroundWriter:
             if exc.errno not in _NO_DIRECT_IO:
                 os.close(self._buffered_fd)
                 raise
+        import queue  # here: verification reads through this module and never writes
+
         self._queue: queue.Queue[tuple[Window, int] | None] = queue.Queue(_WRITE_QUEUE)
         self._error: BaseException | None = None
         self._abandoned = False  # the caller failed: skip what is still queued
@@ -362,6 +362,8 @@ def atomic_output_path(
     deleted and ``dst`` is left as it was.
     """
     dst = Path(dst)
+    import tempfile  # here: verification reads through this module and never writes
+
     fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
     try:

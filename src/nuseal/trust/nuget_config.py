@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -629,6 +628,8 @@ class ConfigFile:
             return
         data = self.to_bytes()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        import tempfile  # only when saving: keeps it out of nuseal verify's start-up
+
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import os
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -165,6 +164,8 @@ _PACKAGE_FOLDER = str(Path(__file__).resolve().parent.parent) + os.sep
 
 
 def _internal_error(path: Path, exc: Exception) -> PackageVerdict:
+    import traceback  # only for a bug's verdict
+
     frames = traceback.extract_tb(exc.__traceback__)
     site = next((f"{Path(frame.filename).name}:{frame.lineno} ({frame.name})" for frame in reversed(frames)
                  if str(Path(frame.filename).resolve()).startswith(_PACKAGE_FOLDER)), "?")

@@ -404,8 +404,8 @@ def default_trust_store() -> TrustStore:
 def trust_store_from_files(code_signing: Path | None, timestamping: Path | None) -> TrustStore:
     """Replace either part of the default store with a roots file (PEM bundle or DER certificate, see
     :func:`load_roots_file`); ``None`` keeps that part of the default."""
-    default = default_trust_store()
+    # The bundled roots are indexed only for a part that uses them (bench/verify gives both files).
     return TrustStore(
-        code_signing=default.code_signing if code_signing is None else load_roots_file(code_signing),
-        timestamping=default.timestamping if timestamping is None else load_roots_file(timestamping),
+        code_signing=default_trust_store().code_signing if code_signing is None else load_roots_file(code_signing),
+        timestamping=default_trust_store().timestamping if timestamping is None else load_roots_file(timestamping),
     )

@@ -18,6 +18,8 @@ from tests.unit.sign.helpers import make_package
 #: Top-level packages (and nuseal modules) whose import shows in start-up time.
 HEAVY = ("pydantic", "cryptography", "asn1crypto", "lxml", "httpx", "rich", "multiprocessing", "concurrent",
          "nuseal.protocol", "nuseal.verify.engine", "nuseal.sign", "nuseal.x509.roots", "nuseal.trust.nuget_config")
+#: Also checked on verify's lean path (``nuseal.cli.lean``): the CLI framework and the modules only typer needs.
+CLI_FRAMEWORK = ("typer", "click", "nuseal.cli.base", "nuseal.cli.options", "nuseal.cli.coercion")
 _PROBE = """
 import atexit, sys
 def report():
@@ -30,8 +32,8 @@ main(sys.argv[1:])
 """
 
 
-def _loaded(*args: str, cwd: Path) -> set[str]:
-    code = f"HEAVY = {HEAVY!r}\n{_PROBE}"
+def _loaded(*args: str, cwd: Path, heavy: tuple[str, ...] = HEAVY) -> set[str]:
+    code = f"HEAVY = {heavy!r}\n{_PROBE}"
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd)
     line = next(line for line in done.stderr.splitlines() if line.startswith("LOADED"))
     return set(line.split()[1:])
@@ -46,8 +48,18 @@ def test_help_and_usage_errors_load_no_library(args: tuple[str, ...], tmp_path: 
 def test_verifying_one_package_loads_only_what_it_uses(tmp_path: Path) -> None:
     loaded = _loaded("verify", "--revocation-mode", "offline", str(VECTORS / "real" / "Dapper.2.0.78.nupkg"),
                      cwd=tmp_path)
-    assert loaded == {"cryptography", "asn1crypto", "lxml", "nuseal.verify.engine", "nuseal.x509.roots",
-                      "nuseal.trust.nuget_config"}
+    assert loaded == {"cryptography", "lxml", "nuseal.verify.engine", "nuseal.x509.roots", "nuseal.trust.nuget_config"}
+
+
+@pytest.mark.parametrize("extra", [(), ("--json", "-v", "detailed"), ("--parallel", "2", "--certificate-fingerprint",
+                                                                        "AB" * 32)], ids=" ".join)
+def test_verifying_real_packages_loads_no_cli_framework_and_no_asn1crypto(extra: tuple[str, ...],
+                                                                           tmp_path: Path) -> None:
+    packages = [str(p) for p in sorted((VECTORS / "real").glob("*.nupkg"))]
+    loaded = _loaded("verify", "--revocation-mode", "offline", *extra, *packages, cwd=tmp_path,
+                     heavy=(*HEAVY, *CLI_FRAMEWORK))
+    assert loaded.isdisjoint({"asn1crypto", "pydantic", "rich", "httpx", *CLI_FRAMEWORK}), loaded
+    assert "nuseal.verify.engine" in loaded  # the probe saw a verification
 
 
 def test_signing_one_package_loads_only_what_it_uses(pki: TestPki, tmp_path: Path) -> None:
