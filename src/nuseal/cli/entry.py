@@ -1,8 +1,8 @@
 """Console-script entry point: import only the module of the invoked command (all of them for help or a typo).
 
-``nuseal verify ...`` with an ordinary command line runs without typer (``nuseal.cli.lean``): the CLI framework's
-import is most of a small verification's start-up. Everything else, and every ``verify`` command line the lean
-parser does not take (help, usage errors), goes through typer.
+``nuseal verify ...`` and ``nuseal sign ...`` with an ordinary command line run without typer (``nuseal.cli.lean``):
+the CLI framework's import is most of a small verification's start-up and a fixed share of every signing.
+Everything else, and every such command line the lean parser does not take (usage errors), goes through typer.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ def main(argv: list[str] | None = None) -> None:
     The root group has no option that takes a value, so the first word that is not an option is the command.
     """
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["verify"]:
+    if args[:1] == ["verify"] or args[:1] == ["sign"]:  # nuseal.cli.lean.COMMANDS (a test checks they agree)
         from nuseal.cli import lean
 
-        code = lean.verify(args[1:])
+        code = lean.run(args[0], args[1:])
         if code is not None:
             if argv is None:  # the console script: this process ends here (not a caller's, such as a test's)
                 from nuseal.cli.guard import exit_now
