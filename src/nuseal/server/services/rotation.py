@@ -77,7 +77,7 @@ from nuseal.server.services.repository_signing import (
     sign_for_feed,
     trial_sign,
 )
-from nuseal.server.storage import BlobNotFoundError, PutResult, StorageError
+from nuseal.server.storage import BlobNotFoundError, PutResult, StorageError, digests_of
 
 _log = logging.getLogger(__name__)
 
@@ -540,12 +540,21 @@ def _sign_one(ctx: ServiceContext, keyring: Keyring, cert: RepositoryCert, job: 
         src.unlink(missing_ok=True)
     faults.checkpoint("resign.signed")
     try:
-        with dst.open("rb") as data:
-            staged = ctx.blobs.stage(data)
+        if dst.stat().st_size <= SMALL_PACKAGE_BYTES:
+            # In memory: hashed once here, written straight to its content-addressed key (no staged copy to copy
+            # and delete: two S3 requests instead of four).
+            data = dst.read_bytes()
+            staged = digests_of(data)
+            key = package_blob_key(job.lower_id, job.lower_version, staged.sha256)
+            result = ctx.blobs.put_new(key, data, staged)
+        else:
+            with dst.open("rb") as stream:
+                staged = ctx.blobs.stage(stream)
+            key = package_blob_key(job.lower_id, job.lower_version, staged.sha256)
+            result = ctx.blobs.publish(staged, key)
     finally:
         dst.unlink(missing_ok=True)
-    key = package_blob_key(job.lower_id, job.lower_version, staged.sha256)
-    if ctx.blobs.publish(staged, key) is PutResult.CONFLICT:
+    if result is PutResult.CONFLICT:
         raise StorageError(f"blob '{key}' exists with other bytes (a 48-bit prefix collision): not overwritten")
     faults.checkpoint("resign.blob_written")
     return _Signed(job, key, staged.sha512, staged.size)
@@ -656,7 +665,7 @@ def _delete_all(ctx: ServiceContext, keyring: Keyring, keys: Sequence[str]) -> N
 
 def _delete_quietly(ctx: ServiceContext, key: str) -> None:
     try:
-        ctx.blobs.delete(key)
+        ctx.blobs.discard(key)
     except (StorageError, OSError):  # an orphan is harmless (never served); log it for clean-up
         _log.exception("could not delete blob %s", key)
 
