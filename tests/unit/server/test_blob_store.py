@@ -102,6 +102,16 @@ def test_discard_removes_a_blob_and_ignores_a_missing_one(blob_store: BlobStore)
     assert list(blob_store.list_keys()) == []
 
 
+def test_discard_many_removes_every_key_given_and_no_other(blob_store: BlobStore) -> None:
+    keys = [f"packages/p{i}/1/p{i}.nupkg" for i in range(5)]
+    for key in [*keys, "packages/keep/1/keep.nupkg"]:
+        blob_store.put(key, io.BytesIO(key.encode()))
+    blob_store.discard_many([*keys[:4], "packages/missing/1/m.nupkg"])  # a missing key is not an error
+    assert sorted(blob_store.list_keys()) == sorted([keys[4], "packages/keep/1/keep.nupkg"])
+    blob_store.discard_many([])
+    assert len(list(blob_store.list_keys())) == 2
+
+
 @pytest.mark.parametrize(
     ("offset", "length"), [(0, 10), (5, 1), (len(PAYLOAD) - 3, 3), (1024 * 1024 - 1, 2 * 1024 * 1024), (7, None)]
 )

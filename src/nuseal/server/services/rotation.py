@@ -462,7 +462,7 @@ def process_batch(
             committed = _switch_batch(ctx, run_id, token, outcomes, cert.sha256, certificate_sha256)
             faults.checkpoint("resign.committed")
             # After the commit, outside the transaction: a crash here leaves unreferenced blobs, never missing ones.
-            _delete_all(ctx, keyring, [o.job.old_blob if o.job.version_id in committed else o.key
+            _delete_all(ctx, [o.job.old_blob if o.job.version_id in committed else o.key
                                        for o in outcomes if isinstance(o, _Signed)])  # fmt: skip
             faults.checkpoint("resign.old_blob_deleted")
             counts["resigned"] = sum(1 for o in outcomes if isinstance(o, _Signed) and o.job.version_id in committed)
@@ -658,16 +658,13 @@ def _switch(ctx: ServiceContext, run_id: int, version_id: int, token: str, old_b
     return version_id in done
 
 
-def _delete_all(ctx: ServiceContext, keyring: Keyring, keys: Sequence[str]) -> None:
-    for future in [keyring.executor().submit(_delete_quietly, ctx, key) for key in keys]:
-        future.result()
-
-
-def _delete_quietly(ctx: ServiceContext, key: str) -> None:
+def _delete_all(ctx: ServiceContext, keys: Sequence[str]) -> None:
+    """Delete the batch's old (or unused) blobs at once (S3: one DeleteObjects request)."""
     try:
-        ctx.blobs.discard(key)
+        ctx.blobs.discard_many(keys)
     except (StorageError, OSError):  # an orphan is harmless (never served); log it for clean-up
-        _log.exception("could not delete blob %s", key)
+        _log.exception("could not delete the %d blobs a re-signing batch left, first %s", len(keys),
+                       keys[0] if keys else "-")  # fmt: skip
 
 
 # --- the sweep ------------------------------------------------------------------------------------------------

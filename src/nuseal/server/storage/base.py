@@ -13,7 +13,7 @@ import base64
 import enum
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import BinaryIO, Protocol, Self
@@ -212,6 +212,10 @@ class BlobStore(Protocol):
 
     def discard(self, key: str) -> None:
         """Remove the blob if it is there, without saying whether it was (one request fewer than ``delete`` on S3)."""
+        ...
+
+    def discard_many(self, keys: Sequence[str]) -> None:
+        """:meth:`discard` every key (S3: one DeleteObjects request per 1,000 keys)."""
         ...
 
     def list_keys(self, prefix: str = "") -> Iterator[str]:

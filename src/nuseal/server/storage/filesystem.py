@@ -11,7 +11,7 @@ import hashlib
 import io
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -131,6 +131,10 @@ class FilesystemBlobStore:
 
     def discard(self, key: str) -> None:
         self.delete(key)
+
+    def discard_many(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self.delete(key)
 
     def list_keys(self, prefix: str = "") -> Iterator[str]:
         for path in self.root.rglob("*"):
