@@ -4,7 +4,9 @@ against 200 keep-alive POSTs of a timestamp request to the same TSA in the same 
 The POSTs (``curl`` with the TSA's URL 200 times: one connection, requests one after the other) are what the
 TSA itself can do for one client; nuseal signs, timestamps and writes every package within the same call, start-up
 included. Packages are ~150 KB; outputs go to a folder emptied before every run (untimed). ``--parallel 1`` and
-``--no-fsync`` are shown for information.
+``--no-fsync`` are shown for information, and so are the CPU figures that decide the rate on a machine whose cores
+the signer and the TSA share: the signer's CPU (user+sys of the command and its workers) per signature and the
+TSA process's CPU per request (read from /proc between runs, which run one at a time).
 
 Target (issue 12): >= 300 signatures/s with the default options (durable outputs, one worker per core).
 """
@@ -15,7 +17,7 @@ import os
 import shutil
 import subprocess
 import zipfile
-from functools import partial
+from collections.abc import Callable
 from pathlib import Path
 
 from benchlib import fixtures, options, report
@@ -35,6 +37,33 @@ def small_packages(folder: Path, count: int, size: int) -> list[Path]:
             zf.writestr("lib/net8.0/Bench.dll", os.urandom(size), compress_type=zipfile.ZIP_STORED)
         packages.append(path)
     return packages
+
+
+class ProcessCpu:
+    """CPU seconds (user+sys) a process used between marks, credited to the label of the earlier mark."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.used: dict[str, list[float]] = {}
+        self._last: tuple[str, float] | None = None
+
+    def _cpu(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def mark(self, label: str | None) -> None:
+        now = self._cpu()
+        if self._last is not None:
+            self.used.setdefault(self._last[0], []).append(now - self._last[1])
+        self._last = (label, now) if label is not None else None
+
+
+def _tsa_pid(tsa_pfx: Path) -> int:
+    found = subprocess.run(["pgrep", "-n", "-f", f"tsa serve --certificate-path {tsa_pfx}"], capture_output=True,
+                           text=True).stdout.split()
+    if not found:
+        report.fail("cannot find the process of nuseal tsa serve")
+    return int(found[0])
 
 
 def main(argv: list[str]) -> int:
@@ -60,22 +89,34 @@ def main(argv: list[str]) -> int:
             if "Granted" not in status:
                 report.fail(f"the TSA at {url} did not grant the request:\n{status}")
             out = work / "out"
+            tsa_cpu = ProcessCpu(_tsa_pid(pki.tsa_pfx))
+
+            def before(label: str, clear: bool = True) -> Callable[[], None]:
+                def prepare() -> None:
+                    if clear:
+                        fixtures.clear(out)
+                    tsa_cpu.mark(label)
+                return prepare
+
             sign = [fixtures.nuseal(), "sign", *packages, *fixtures.sign_args(pki), "--timestamper", url, "-o", out]
+            labels = [f"nuseal sign {args.count} packages --timestamper", f"curl: {args.count} keep-alive POSTs",
+                      "nuseal sign ... --parallel 1 (info)", "nuseal sign ... --no-fsync (info)"]
             commands = [
-                Command(f"nuseal sign {args.count} packages --timestamper", sign, before=partial(fixtures.clear, out)),
-                Command(f"curl: {args.count} keep-alive POSTs",
+                Command(labels[0], sign, before=before(labels[0])),
+                Command(labels[1],
                         ["curl", "-s", "-H", "Content-Type: application/timestamp-query", "--data-binary", f"@{query}",
-                         *[url] * args.count]),
-                Command("nuseal sign ... --parallel 1 (info)", [*sign, "--parallel", "1"],
-                        before=partial(fixtures.clear, out)),
-                Command("nuseal sign ... --no-fsync (info)", [*sign, "--no-fsync"],
-                        before=partial(fixtures.clear, out)),
+                         *[url] * args.count], before=before(labels[1], clear=False)),
+                Command(labels[2], [*sign, "--parallel", "1"], before=before(labels[2])),
+                Command(labels[3], [*sign, "--no-fsync"], before=before(labels[3])),
             ]
             print(f"\n{args.count} packages of {args.size_kb} KB, TSA {url} ({args.runs} runs each, alternated):")
             series = alternate(commands, runs=args.runs, warmup=args.warmup)
+            tsa_cpu.mark(None)
         report.print_series(series)
         rates = {s.command.label: [args.count / r.wall for r in s.runs] for s in series}
-        labels = [s.command.label for s in series]
+        # The warm-up runs are marked too: only the last ``runs`` of each label are the counted ones.
+        tsa_ms = {label: [1000 * cpu / args.count for cpu in used[-args.runs:]] for label, used in tsa_cpu.used.items()}
+        signer_ms = {s.command.label: [1000 * r.cpu / args.count for r in s.runs] for s in series}
         checks = [
             report.value_check(AREA, f"timestamped signing, {args.count} packages", rates[labels[0]], "/s", ">=",
                                300),
@@ -84,6 +125,11 @@ def main(argv: list[str]) -> int:
             report.value_check(AREA, "keep-alive POSTs to the TSA", rates[labels[1]], "/s", "info", 0),
             report.value_check(AREA, "timestamped signing --parallel 1", rates[labels[2]], "/s", "info", 0),
             report.value_check(AREA, "timestamped signing --no-fsync", rates[labels[3]], "/s", "info", 0),
+            report.value_check(AREA, "signer CPU per signature (user+sys, workers included)", signer_ms[labels[0]],
+                               "ms", "info", 0),
+            report.value_check(AREA, "TSA CPU per request, while signing", tsa_ms[labels[0]], "ms", "info", 0),
+            report.value_check(AREA, "TSA CPU per request, curl's keep-alive POSTs", tsa_ms[labels[1]], "ms", "info",
+                               0),
         ]
         report.print_checks(checks)
     finally:

@@ -71,3 +71,78 @@ def test_session_tsa_server_fixture(tsa_server: LoopbackServer) -> None:
     with tsa_server.stopped(), pytest.raises(httpx.ConnectError):
         httpx.post(tsa_server.url, content=make_request(), headers=HEADERS, timeout=2)
     assert httpx.post(tsa_server.url, content=make_request(), headers=HEADERS).status_code == 200
+
+
+def _raw_exchange(url: str, payload: bytes, *, replies: int = 1) -> list[bytes]:
+    """Send ``payload`` on one TCP connection and read ``replies`` complete HTTP responses (status line, headers and
+    a Content-Length body each)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(payload)
+        buffer = b""
+        answers: list[bytes] = []
+        while len(answers) < replies:
+            while b"\r\n\r\n" not in buffer:
+                chunk = sock.recv(65536)
+                assert chunk, f"connection closed after {len(answers)} replies: {buffer!r}"
+                buffer += chunk
+            head, _, rest = buffer.partition(b"\r\n\r\n")
+            if head.startswith(b"HTTP/1.1 100"):
+                buffer = rest
+                answers.append(head)
+                continue
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(
+                b"content-length:")))
+            while len(rest) < length:
+                chunk = sock.recv(65536)
+                assert chunk, "connection closed in a body"
+                rest += chunk
+            answers.append(head + b"\r\n\r\n" + rest[:length])
+            buffer = rest[length:]
+        return answers
+
+
+def _post(body: bytes, extra: bytes = b"") -> bytes:
+    return (b"POST / HTTP/1.1\r\nHost: tsa\r\nContent-Type: application/timestamp-query\r\n" + extra
+            + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+def _status(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+def _token_nonce(answer: bytes) -> int:
+    body = answer.partition(b"\r\n\r\n")[2]
+    tst = TimeStampResponse.load(body)["time_stamp_token"]["content"]["encap_content_info"]["content"].parsed
+    return int(tst["nonce"].native)
+
+
+def test_keep_alive_answers_requests_in_order_on_one_connection(nuseal_tsa_url: str) -> None:
+    get = b"GET / HTTP/1.1\r\nHost: tsa\r\n\r\n"
+    answers = _raw_exchange(nuseal_tsa_url, _post(make_request(nonce=1)) + get + _post(make_request(nonce=2)),
+                            replies=3)
+    assert [_status(a) for a in answers] == [200, 405, 200]
+    assert [_token_nonce(answers[0]), _token_nonce(answers[2])] == [1, 2]
+    assert all(b"Connection: close" not in a for a in answers)
+
+
+def test_chunked_bodies_and_expect_100_continue(nuseal_tsa_url: str) -> None:
+    body = make_request(nonce=3)
+    chunked = (b"POST / HTTP/1.1\r\nHost: tsa\r\nContent-Type: application/timestamp-query\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n" + f"{len(body) - 10:x}\r\n".encode() + body[:-10] + b"\r\n"
+               + b"a\r\n" + body[-10:] + b"\r\n0\r\n\r\n")
+    assert _token_nonce(_raw_exchange(nuseal_tsa_url, chunked)[0]) == 3
+    continued = _raw_exchange(nuseal_tsa_url, _post(make_request(nonce=4), b"Expect: 100-continue\r\n"), replies=2)
+    assert continued[0].startswith(b"HTTP/1.1 100")
+    assert _token_nonce(continued[1]) == 4
+
+
+def test_requests_without_a_length_or_malformed_are_refused_and_closed(nuseal_tsa_url: str) -> None:
+    no_length = b"POST / HTTP/1.1\r\nHost: tsa\r\nContent-Type: application/timestamp-query\r\n\r\n"
+    answer = _raw_exchange(nuseal_tsa_url, no_length)[0]
+    assert _status(answer) == 411 and b"Connection: close" in answer
+    answer = _raw_exchange(nuseal_tsa_url, b"NOT HTTP AT ALL\r\n\r\n")[0]
+    assert _status(answer) == 400 and b"Connection: close" in answer

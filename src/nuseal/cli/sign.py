@@ -177,10 +177,11 @@ def _looks_like_pem(path: Path) -> bool:
 def _sign_options(args: SigningArgs) -> SignOptions:
     """Chains are built at sign time (as NuGet does) only when roots are given: nuseal has no machine store."""
     from nuseal.sign.common import SignOptions
-    from nuseal.x509.roots import trust_store_from_files
 
     store = None
     if args.trust_roots is not None or args.timestamp_roots is not None:
+        from nuseal.x509.roots import trust_store_from_files  # the root bundle's modules: only when asked for
+
         store = trust_store_from_files(args.trust_roots, args.timestamp_roots)
     return SignOptions(args.hash_algorithm, args.timestamp_hash_algorithm, args.overwrite, trust_store=store,
                        durable=not args.no_fsync)

@@ -23,11 +23,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
-from asn1crypto import cms, core
-from asn1crypto import x509 as asn1_x509
+from asn1crypto import core
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -35,6 +34,13 @@ from nuseal import oids
 from nuseal.codes import NuCode
 from nuseal.errors import SignatureFormatError
 from nuseal.x509 import certs
+
+if TYPE_CHECKING:
+    from asn1crypto import cms
+
+# asn1crypto.cms (with its x509, algos, crl, ocsp modules) is imported only by the functions that edit a loaded
+# signature (timestamping an existing one, countersigning, stripping): building a new signature does not need it,
+# and it cost ~30 ms of every signing command's start-up.
 
 #: hashlib name -> digest OID, for the three hash algorithms NuGet allows.
 HASH_OIDS: dict[str, str] = {name: oid for oid, name in oids.SHA2_HASHES.items()}
@@ -405,6 +411,8 @@ class CountersignatureBuilder(_SignerFields):
 
 
 def _load(signature: bytes) -> tuple[cms.ContentInfo, cms.SignedData, cms.SignerInfo]:
+    from asn1crypto import cms
+
     try:
         info = cms.ContentInfo.load(signature)
         if info["content_type"].dotted != oids.SIGNED_DATA:
@@ -479,6 +487,8 @@ def _explicit(value: Any, encoded: bytes) -> bytes:
 
 
 def _with_unsigned(signer: cms.SignerInfo, attributes: list[cms.CMSAttribute]) -> None:
+    from asn1crypto import cms
+
     if attributes:
         # From DER contents, not from the objects, which asn1crypto would dump (see ``_encoded``); sorted, as
         # asn1crypto encodes a SET OF.
@@ -488,6 +498,8 @@ def _with_unsigned(signer: cms.SignerInfo, attributes: list[cms.CMSAttribute]) -
 
 
 def _existing_unsigned(signer: cms.SignerInfo) -> list[cms.CMSAttribute]:
+    from asn1crypto import cms
+
     unsigned = signer["unsigned_attrs"]
     if isinstance(unsigned, core.Void):  # never touch .native here: it decodes every nested token
         return []
@@ -499,6 +511,8 @@ def add_timestamp(signature: bytes, token: bytes) -> bytes:
 
     ``token`` must be a timestamp over HASH_ts(``primary_signature_value(signature)``); the caller obtains it.
     """
+    from asn1crypto import cms
+
     info, _, signer = _load(signature)
     _with_unsigned(signer, [*_existing_unsigned(signer), cms.CMSAttribute.load(_timestamp_attribute(token))])
     return _encoded(info)
@@ -508,6 +522,8 @@ def add_countersignature(
     signature: bytes, countersigner_info: bytes, certificates: Sequence[x509.Certificate]
 ) -> bytes:
     """Attach a countersigner SignerInfo (unsigned attr 1.2.840.113549.1.9.6), append its chain (§4.6)."""
+    from asn1crypto import cms
+
     info, signed_data, signer = _load(signature)
     counter = _attribute(oids.COUNTERSIGNATURE, countersigner_info)
     _with_unsigned(signer, [*_existing_unsigned(signer), cms.CMSAttribute.load(counter)])
@@ -534,6 +550,8 @@ def _certificate_ders(signed_data: cms.SignedData) -> list[bytes]:
 
 
 def _set_certificates(signed_data: cms.SignedData, ders: Sequence[bytes]) -> None:
+    from asn1crypto import cms
+
     # ``contents=`` keeps the given order: building the SET from values would DER-sort it.
     signed_data["certificates"] = cms.CertificateSet(contents=b"".join(ders)) if ders else None
 
@@ -558,6 +576,8 @@ def strip_repository_countersignatures(signature: bytes) -> bytes:
     encoding and order, so that this undoes ``add_countersignature`` byte for byte (a certificate the remaining
     signers' chains use, such as a root both chains share, stays).
     """
+    from asn1crypto import cms
+
     info, signed_data, signer = _load(signature)
     kept: list[cms.CMSAttribute] = []
     removed: list[cms.SignerInfo] = []
@@ -622,12 +642,16 @@ def _chain_facts(der: bytes) -> _ChainFacts:
     """What chain matching reads of a certificate, per DER (a feed re-signing thousands of packages meets the same
     few certificates every time). Names as asn1crypto's ``hashable``: the RFC 5280 §7.1 prepared values its ``==``
     compares, prepared once instead of on every comparison."""
+    from asn1crypto import x509 as asn1_x509
+
     cert = asn1_x509.Certificate.load(der)
     return _ChainFacts(cert.subject.hashable, cert.issuer.hashable, cert.serial_number, cert.key_identifier)
 
 
 def repository_countersigner_count(signature: bytes) -> int:
     """How many countersigners with proof-of-receipt the primary signature carries."""
+    from asn1crypto import cms
+
     _, _, signer = _load(signature)
     count = 0
     for attribute in _existing_unsigned(signer):

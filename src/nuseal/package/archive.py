@@ -174,16 +174,18 @@ class SignedPackageWriter:
 
     ``replace_signature=True`` accepts a signed ``src`` and writes it without its old signature entry
     (``--overwrite``): the same bytes as removing the signature and then signing, in one pass.
-    ``name_source=True`` puts ``src``'s path in the refusals (NU3006/NU3001/NU3039).
+    ``name_source=True`` puts ``src``'s path in the refusals (NU3006/NU3001/NU3039). ``durable`` and
+    ``sync_folder``: see ``fileio.atomic_output_path``.
     """
 
     def __init__(self, src: Path, dst: Path, *, replace_signature: bool = False, name_source: bool = False,
-                 durable: bool = True) -> None:
+                 durable: bool = True, sync_folder: bool = True) -> None:
         self._src = Path(src)
         self._dst = Path(dst)
         self._replace = replace_signature
         self._where = str(self._src) if name_source else ""
         self._durable = durable
+        self._sync_folder = sync_folder
         self._stack = contextlib.ExitStack()
         self._done = False
         self._written: int | None = None  # output bytes so far, once the entries are written
@@ -193,7 +195,8 @@ class SignedPackageWriter:
             self._source = self._stack.enter_context(open(self._src, "rb"))
             self._parts = _signable_parts(self._source, replace_signature=self._replace, where=self._where)
             self._tmp, self._out = self._stack.enter_context(
-                atomic_output_path(self._dst, mode_from=self._src, durable=self._durable)
+                atomic_output_path(self._dst, mode_from=self._src, durable=self._durable,
+                                   sync_folder=self._sync_folder)
             )
         except BaseException:
             self._stack.close()

@@ -350,15 +350,16 @@ def fsync_directory(folder: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_output_path(
-    dst: Path, *, mode_from: Path | None = None, durable: bool = True
+    dst: Path, *, mode_from: Path | None = None, durable: bool = True, sync_folder: bool = True
 ) -> Iterator[tuple[Path, BinaryIO]]:
     """Yield ``(temporary path, binary file)``; the file becomes ``dst`` only if the block completes.
 
     The temporary file lives in ``dst``'s directory so the final ``os.replace`` is a rename on one file system.
     ``durable``: fsync the file before the rename (a crash never leaves a renamed but empty package) and the
-    folder after it (the rename itself survives a crash). ``mode_from`` copies that file's permission bits
-    (temporary files are created 0600). On any exception the temporary file is deleted and ``dst`` is left as it
-    was.
+    folder after it (the rename itself survives a crash; ``sync_folder=False`` leaves that fsync to a caller that
+    writes many files to one folder and fsyncs it once, before it reports them written). ``mode_from`` copies
+    that file's permission bits (temporary files are created 0600). On any exception the temporary file is
+    deleted and ``dst`` is left as it was.
     """
     dst = Path(dst)
     fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
@@ -375,7 +376,7 @@ def atomic_output_path(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    if durable:
+    if durable and sync_folder:
         fsync_directory(dst.parent)
 
 

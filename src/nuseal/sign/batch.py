@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -175,6 +175,11 @@ def _open_worker(job: SignJob, in_flight: int = 1) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         threads = ThreadPoolExecutor(in_flight, thread_name_prefix="nuseal-sign")
+        if job.request.options.durable:
+            # Each output is still fsynced before its rename; the folder (which makes the renames durable) is
+            # fsynced once per run by ``_sign_run_in_worker``, before the run's outcomes are reported.
+            options = replace(job.request.options, sync_folder=False)
+            job = replace(job, request=replace(job.request, options=options))
     _worker = (job, _http_timestamper(job) if job.timestamper_url is not None else None, threads)
 
 
@@ -189,11 +194,31 @@ def _sign_run_in_worker(run: list[tuple[Path, Path]]) -> list[SignOutcome]:
     assert _worker is not None, "the pool initializer sets up the worker"
     job, timestamper, threads = _worker
     if threads is None or len(run) == 1:
-        return [sign_one(job, src, dst, timestamper) for src, dst in run]
-    # The warning filters are process-wide: set once around the run, so that the threads' own (nested) quiet()
-    # blocks never restore a state without them while another thread still needs them.
-    with certs.quiet():
-        return list(threads.map(lambda pair: sign_one(job, pair[0], pair[1], timestamper), run))
+        outcomes = [sign_one(job, src, dst, timestamper) for src, dst in run]
+    else:
+        # The warning filters are process-wide: set once around the run, so that the threads' own (nested)
+        # quiet() blocks never restore a state without them while another thread still needs them.
+        with certs.quiet():
+            outcomes = list(threads.map(lambda pair: sign_one(job, pair[0], pair[1], timestamper), run))
+    options = job.request.options
+    return _sync_folders(outcomes) if options.durable and not options.sync_folder else outcomes
+
+
+def _sync_folders(outcomes: list[SignOutcome]) -> list[SignOutcome]:
+    """fsync the folder of every written output once (durable renames); an output whose folder cannot be synced
+    becomes that error: it is not reported written."""
+    from nuseal.package.fileio import fsync_directory
+
+    failed: dict[Path, OSError] = {}
+    for folder in dict.fromkeys(o.dst.parent for o in outcomes if o.result is not None):
+        try:
+            fsync_directory(folder)
+        except OSError as exc:
+            failed[folder] = exc
+    if not failed:
+        return outcomes
+    return [SignOutcome(o.src, o.dst, error=failed[o.dst.parent]) if o.result is not None and o.dst.parent in failed
+            else o for o in outcomes]
 
 
 def _run_failed(run: list[tuple[Path, Path]], reason: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
@@ -23,14 +24,13 @@ from nuseal.errors import CertificateError, TimestampError
 from nuseal.findings import Finding, Severity, Target
 from nuseal.timestamp.token import Timestamp, check_timestamp, load_timestamp
 from nuseal.x509 import certs
-from nuseal.x509.chain import ChainResult, ChainStatus, build_chain
-from nuseal.x509.roots import TrustStore
 
-#: Chain statuses that never fail signing: time validity is checked explicitly (NU3018 "expired" below) and
-#: revocation is not looked up at sign time.
-_IGNORED_CHAIN_STATUS = (ChainStatus.NOT_TIME_VALID | ChainStatus.NOT_TIME_NESTED
-                         | ChainStatus.REVOCATION_STATUS_UNKNOWN | ChainStatus.OFFLINE_REVOCATION)
-_UNTRUSTED = ChainStatus.UNTRUSTED_ROOT | ChainStatus.PARTIAL_CHAIN
+if TYPE_CHECKING:
+    from nuseal.x509.chain import ChainResult
+    from nuseal.x509.roots import TrustStore
+
+# Chain building (``nuseal.x509.chain``, with revocation and the root bundle's modules) is imported only when a
+# trust store asks for it: signing without one (the usual case) does not load it at start-up.
 
 
 def check_signing_certificate(
@@ -56,6 +56,8 @@ def check_signing_certificate(
             )
     if trust_store is None:
         return _unbuilt_chain_warnings(chain)
+    from nuseal.x509.chain import build_chain
+
     built = build_chain(leaf, extra_certificates=chain, trust_anchors=trust_store.code_signing,
                         usage_eku=oids.CODE_SIGNING_EKU, verification_time=now, revocation=None)
     return _chain_findings(built, fp, NuCode.NU3018, self_issued_ok=certs.is_self_issued(leaf))
@@ -84,14 +86,20 @@ def _unbuilt_chain_warnings(chain: Sequence[x509.Certificate]) -> list[Finding]:
 
 def _chain_findings(built: ChainResult, fp: str, code: NuCode, *, self_issued_ok: bool) -> list[Finding]:
     """Raise for a chain problem (``CertificateError`` / ``TimestampError`` by ``code``); return warnings."""
-    status = built.status & ~_IGNORED_CHAIN_STATUS
+    from nuseal.x509.chain import ChainStatus
+
+    # Never fatal at sign time: time validity is checked explicitly (NU3018 "expired" above) and revocation is
+    # not looked up.
+    ignored = (ChainStatus.NOT_TIME_VALID | ChainStatus.NOT_TIME_NESTED | ChainStatus.REVOCATION_STATUS_UNKNOWN
+               | ChainStatus.OFFLINE_REVOCATION)
+    status = built.status & ~ignored
     error_class = TimestampError if code is NuCode.NU3028 else CertificateError
     fatal = status & ~ChainStatus.UNTRUSTED_ROOT if self_issued_ok else status
     if fatal:
         names = tuple(flag.dotnet_name for flag in fatal.flags())
         details = "; ".join(m for m in built.status_messages() if m.startswith(names))
         raise error_class(f"Certificate chain validation failed for certificate {fp}: {details}", code)
-    if status & _UNTRUSTED:
+    if status & (ChainStatus.UNTRUSTED_ROOT | ChainStatus.PARTIAL_CHAIN):
         # NuGet quirk: a self-issued signing certificate only warns at sign time (SigningUtility); we do the same.
         return [_warning(code, "A certificate chain processed, but terminated in a root certificate which is not "
                                f"trusted by the trust provider (self-issued certificate {fp}).", fp)]
@@ -124,6 +132,8 @@ def check_timestamp_token(
 
 
 def _check_tsa_chain(timestamp: Timestamp, trust_store: TrustStore) -> None:
+    from nuseal.x509.chain import build_chain
+
     built = build_chain(timestamp.signer_certificate, extra_certificates=timestamp.certificates,
                         trust_anchors=trust_store.timestamping, usage_eku=oids.TIME_STAMPING_EKU,
                         verification_time=timestamp.upper_limit, revocation=None)

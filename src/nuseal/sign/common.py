@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from nuseal.cms.build import PrimarySignatureBuilder
 from nuseal.cms.content import SignatureContent
@@ -23,7 +23,9 @@ from nuseal.package import archive
 from nuseal.sign.checks import check_signing_certificate, check_timestamp_token
 from nuseal.sign.signers import Signer, check_signature
 from nuseal.timestamp.client import HttpTimestamper, InProcessTimestamper
-from nuseal.x509.roots import TrustStore
+
+if TYPE_CHECKING:
+    from nuseal.x509.roots import TrustStore
 
 
 class Timestamper(Protocol):
@@ -36,13 +38,17 @@ class Timestamper(Protocol):
 class SignOptions:
     """Hash algorithms, overwrite behaviour, (optionally) the roots to build chains against at sign time, and
     whether outputs are fsynced before ``sign_package`` returns (``durable``; docs/decisions.md "Durable outputs":
-    turn it off only where something else is the durability point, such as a feed's database commit)."""
+    turn it off only where something else is the durability point, such as a feed's database commit).
+    ``sync_folder=False`` (with ``durable``) leaves the fsync of the output's folder, which makes the rename
+    durable, to the caller: ``sign_batch``'s workers fsync each folder once per run of packages, before reporting
+    them."""
 
     hash_algorithm: HashAlgorithmName = HashAlgorithmName.SHA256
     timestamp_hash_algorithm: HashAlgorithmName = HashAlgorithmName.SHA256
     overwrite: bool = False
     trust_store: TrustStore | None = None
     durable: bool = True
+    sync_folder: bool = True
 
 
 @dataclass(frozen=True)
@@ -111,7 +117,8 @@ def sign_primary(
     # Starts writing the unchanged entries to the output while the hash is computed. With overwrite, the
     # old signature is left out in the same pass (NuGet removes it first, then signs: same bytes).
     with archive.SignedPackageWriter(
-        Path(src), Path(dst), replace_signature=options.overwrite, name_source=True, durable=options.durable
+        Path(src), Path(dst), replace_signature=options.overwrite, name_source=True, durable=options.durable,
+        sync_folder=options.sync_folder,
     ) as writer:
         package_hash = writer.package_hash(algorithm)
         content = SignatureContent(options.hash_algorithm.oid, package_hash).to_bytes()

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
     import httpx
 
+    from nuseal.timestamp.tsa import TimestampAuthority
+
 import hashlib
 import os
 import threading
@@ -25,16 +27,12 @@ from datetime import datetime
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from asn1crypto import cms
-from asn1crypto.core import Void
-
 from nuseal import oids
 from nuseal.cms import der as _walker
 from nuseal.codes import Messages, NuCode
 from nuseal.errors import FetchError, TimestampError
 from nuseal.timestamp import _der
 from nuseal.timestamp import token as token_rules
-from nuseal.timestamp.tsa import TimestampAuthority, TimeStampResponse
 
 QUERY_CONTENT_TYPE = "application/timestamp-query"
 #: Imprint algorithms NuGet offers for ``--timestamp-hash-algorithm`` (spec §5.1).
@@ -107,6 +105,12 @@ def read_response(response_der: bytes, request: TimestampRequest, source: str) -
     if fast is not None:
         token_der, nonce, imprint_algorithm, imprint_digest = fast
         return _matched(token_der, request, nonce, imprint_algorithm, imprint_digest)
+    # Refusals and unusual encodings: asn1crypto reads and words them (imported only here: signing start-up).
+    from asn1crypto import cms
+    from asn1crypto.core import Void
+
+    from nuseal.timestamp.tsa import TimeStampResponse
+
     try:
         response = TimeStampResponse.load(response_der)
         status = response["status"]
@@ -320,6 +324,10 @@ class _PlainHttpPool:
     """
 
     def __init__(self, url: str, host: str, port: int, target: str, timeout: float) -> None:
+        # Imported when a pool is made, not at the first request: a batch's worker processes are forked after
+        # the pool exists and then share this import instead of each paying it.
+        import http.client  # noqa: F401
+
         self.url = url
         self.host, self.port, self.target, self.timeout = host, port, target, timeout
         self._idle: list[http.client.HTTPConnection] = []

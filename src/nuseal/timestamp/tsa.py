@@ -5,21 +5,33 @@ attributes are content-type (id-ct-TSTInfo), signing-time, message-digest and si
 issuerSerial (what NuGet's timestamp loader requires, spec §5.3). Bad requests get a ``rejection`` status
 with a failInfo; ``respond`` never raises for anything a client can send.
 
-Requests are parsed with asn1crypto. Tokens are assembled from DER pieces (``_der``): everything that does not
-change between tokens (the TSA name, the issuer and serial, the signing-certificate-v2 attribute, the certificate
-set) is encoded once with asn1crypto when the authority is made, and each token only encodes its TSTInfo, its
-signed attributes and the signature around them. Building every token with asn1crypto cost ~2 ms of CPU, more
-than the RSA signature, and a signing server's throughput is bounded by its TSA (bench/timestamp).
+Requests in the form every client sends (NuGet's, OpenSSL's: DER, the three SHA-2 imprints, no policy, no
+extensions) are read by the DER walker (``_read_plain_request``); anything else, malformed or merely unusual, is
+judged by asn1crypto, whose wording the rejections keep. Tokens are assembled from DER pieces (``_der``):
+everything that does not change between tokens (the TSA name, the issuer and serial, the signing-certificate-v2
+attribute, the certificate set) is encoded once with asn1crypto when the authority is made, and each token only
+encodes its TSTInfo, its signed attributes and the signature around them. Building every token with asn1crypto
+cost ~2 ms of CPU, more than the RSA signature, and a signing server's throughput is bounded by its TSA
+(bench/timestamp).
+
+HTTP is served by a thread per connection speaking HTTP/1.1 through ``h11`` (keep-alive, Content-Length or
+chunked bodies, ``Expect: 100-continue``); ``http.server``'s request parsing and multi-write replies cost about as
+much CPU per token as the token itself (docs/performance.md, "Timestamped signing").
 """
 
 from __future__ import annotations
 
 import hashlib
+import socketserver
 import threading
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.utils import formatdate
+from http.server import ThreadingHTTPServer
 
+import h11
 from asn1crypto import algos, cms, core, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
@@ -29,6 +41,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from nuseal.errors import CertificateError
 from nuseal.timestamp import _der
+from nuseal.x509 import der as walker
 
 #: Imprint hash algorithms the TSA accepts: the ones NuGet accepts (spec §5.2-5.3); anything else is badAlg.
 ACCEPTED_IMPRINT_ALGORITHMS: dict[str, int] = {"sha256": 32, "sha384": 48, "sha512": 64}
@@ -56,6 +69,63 @@ class TimeStampResponse(core.Sequence):  # type: ignore[misc]
         ("status", tsp.PKIStatusInfo),
         ("time_stamp_token", cms.ContentInfo, {"optional": True}),
     ]
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What a token needs from an accepted request: the MessageImprint as sent (its DER, copied into the TSTInfo),
+    the nonce and certReq."""
+
+    message_imprint: bytes
+    nonce: int | None
+    cert_req: bool
+
+
+#: MessageImprint hashAlgorithm TLVs the walker accepts (the three SHA-2 OIDs, parameters absent or NULL), with the
+#: imprint length each needs.
+_PLAIN_IMPRINT_ALGORITHMS: dict[bytes, int] = {
+    bytes.fromhex(oid) + parameters: size
+    for oid, size in (("0609608648016503040201", 32), ("0609608648016503040202", 48), ("0609608648016503040203", 64))
+    for parameters in (b"", b"\x05\x00")
+}
+
+
+def _read_plain_request(request_der: bytes) -> _Request | None:
+    """A TimeStampReq in the form every client sends, read by the DER walker: version 1, a SHA-2 imprint of the
+    right length, no policy, an optional nonce, certReq TRUE, FALSE or absent, no extensions, nothing after it, short
+    tags and definite lengths only (the imprint is copied into the TSTInfo as sent, as asn1crypto's ``dump`` of
+    the parsed value did). None for anything else (asn1crypto then judges and words it)."""
+    try:
+        if request_der[:1] != b"\x30":
+            return None
+        fields = walker.tlvs(walker.contents_of(request_der))
+        if len(fields) < 2 or fields[0] != b"\x02\x01\x01" or fields[1][:1] != b"\x30":
+            return None
+        imprint = walker.tlvs(walker.contents_of(fields[1]))
+        if len(imprint) != 2 or imprint[0][:1] != b"\x30" or imprint[1][:1] != b"\x04":
+            return None
+        size = _PLAIN_IMPRINT_ALGORITHMS.get(walker.contents_of(imprint[0]))
+        if size is None or len(walker.contents_of(imprint[1])) != size:
+            return None
+        nonce: int | None = None
+        cert_req = False
+        rest = fields[2:]
+        if rest and rest[0][:1] == b"\x02":
+            contents = walker.contents_of(rest[0])
+            if not contents:
+                return None
+            nonce = int.from_bytes(contents, "big", signed=True)
+            rest = rest[1:]
+        if rest and rest[0] in (b"\x01\x01\xff", b"\x01\x01\x00"):
+            cert_req = rest[0] == b"\x01\x01\xff"
+            rest = rest[1:]
+        if rest:
+            return None  # a policy, extensions or anything else: asn1crypto's reading decides
+    except walker.ASN1_ERRORS:
+        return None
+    if 0x80 in (request_der[1], fields[1][1], imprint[0][1]):
+        return None  # an indefinite length (BER): asn1crypto's reading decides
+    return _Request(fields[1], nonce, cert_req)
 
 
 class _Rejection(Exception):
@@ -129,9 +199,12 @@ class TimestampAuthority:
 
     # --- request --------------------------------------------------------------------------------------------
 
-    def _parse_request(self, request_der: bytes) -> tsp.TimeStampReq:
+    def _parse_request(self, request_der: bytes) -> _Request:
         if len(request_der) > MAX_REQUEST_BYTES:
             raise _Rejection("bad_data_format", f"The request is larger than {MAX_REQUEST_BYTES} bytes.")
+        plain = _read_plain_request(request_der)
+        if plain is not None:
+            return plain
         try:
             request = tsp.TimeStampReq.load(request_der, strict=True)
             _ = request.native  # forces a full parse: asn1crypto decodes lazily
@@ -150,7 +223,7 @@ class TimestampAuthority:
             raise _Rejection("unaccepted_policy", f"The policy '{policy}' is not offered by this authority.")
         if request["extensions"].native:
             raise _Rejection("unaccepted_extensions", "Request extensions are not supported.")
-        return request
+        return _Request(bytes(imprint.dump()), request["nonce"].native, bool(request["cert_req"].native))
 
     def _rejection(self, fail_info: str, text: str) -> bytes:
         status = tsp.PKIStatusInfo(
@@ -166,17 +239,17 @@ class TimestampAuthority:
             self._last_serial = max(self._last_serial + 1, int(gen_time.timestamp() * 1_000_000))
             return self._last_serial
 
-    def _issue_token(self, request: tsp.TimeStampReq) -> bytes:
+    def _issue_token(self, request: _Request) -> bytes:
         """The TimeStampToken (ContentInfo DER) answering ``request``."""
         # Whole seconds: the accuracy is whole seconds anyway, and it keeps GeneralizedTime free of fractions.
         gen_time = self.clock().replace(microsecond=0)
         if gen_time.tzinfo is None:
             raise ValueError("the TSA clock must return timezone-aware datetimes")
         gen_time = gen_time.astimezone(UTC)
-        nonce = request["nonce"].native
+        nonce = request.nonce
         tst_der = _der.sequence(
             self._tst_info_head,
-            request["message_imprint"].dump(),
+            request.message_imprint,
             _der.integer(self._next_serial(gen_time)),
             _der.generalized_time(gen_time),
             self._accuracy,
@@ -199,7 +272,7 @@ class TimestampAuthority:
             _der.integer(3),  # RFC 5652 §5.1: eContentType other than id-data
             _der.set_of(_SHA256_ALGORITHM),
             _der.sequence(_TST_INFO_OID, _der.tlv(0xA0, _der.octet_string(tst_der))),
-            self._certificates if request["cert_req"].native else b"",
+            self._certificates if request.cert_req else b"",
             _der.set_of(signer_info),
         )
         return _der.sequence(_SIGNED_DATA_OID, _der.tlv(0xA0, signed_data))
@@ -241,44 +314,134 @@ class TimestampAuthority:
 # --- HTTP ---------------------------------------------------------------------------------------------------
 
 
+#: Largest request head (request line and headers) the TSA reads; a TimeStampReq client sends a few hundred bytes.
+MAX_HEAD_BYTES = 16 * 1024
+#: Idle keep-alive connections are closed after this many seconds (each holds a thread).
+IDLE_TIMEOUT_SECONDS = 300.0
+_RECEIVE_BYTES = 64 * 1024
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    """The Date header, formatted once per second."""
+    global _date_cache
+    now = int(time.time())
+    second, text = _date_cache
+    if second != now:
+        text = formatdate(now, usegmt=True)
+        _date_cache = (now, text)
+    return text
+
+
+class _Reply(Exception):
+    """An HTTP answer decided before the body was read (the connection is closed after it)."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.body = text.encode()
+
+
 def _handler_class(
     tsa: TimestampAuthority, log: Callable[[str], None] | None
-) -> type[BaseHTTPRequestHandler]:
-    class TimestampHandler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "nuseal-tsa"
-        # Headers and body go out in two writes; with Nagle on, a keep-alive client's delayed ACK held the
-        # body back ~40 ms per token.
-        disable_nagle_algorithm = True
+) -> type[socketserver.BaseRequestHandler]:
+    class TimestampHandler(socketserver.BaseRequestHandler):
+        """One connection: HTTP/1.1 requests one after the other (keep-alive), each answered in one write."""
 
-        def do_POST(self) -> None:
-            content_type = (self.headers.get("Content-Type") or QUERY_CONTENT_TYPE).split(";")[0].strip()
-            if content_type.lower() != QUERY_CONTENT_TYPE:
-                self._reply(415, "text/plain", f"Expected Content-Type {QUERY_CONTENT_TYPE}.".encode())
-                return
-            length_header = self.headers.get("Content-Length")
-            if length_header is None or not length_header.isdigit():
-                self._reply(411, "text/plain", b"Content-Length is required.")
-                return
-            if int(length_header) > MAX_REQUEST_BYTES:
-                self._reply(413, "text/plain", f"Requests are limited to {MAX_REQUEST_BYTES} bytes.".encode())
-                self.close_connection = True
-                return
-            self._reply(200, REPLY_CONTENT_TYPE, tsa.respond(self.rfile.read(int(length_header))))
+        def setup(self) -> None:
+            import socket
 
-        def do_GET(self) -> None:
-            self._reply(405, "text/plain", b"POST an application/timestamp-query body.")
+            self.request.settimeout(IDLE_TIMEOUT_SECONDS)
+            # Replies go out in one write; without Nagle a keep-alive client's delayed ACK cannot hold them back.
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
 
-        def _reply(self, status: int, content_type: str, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+        def handle(self) -> None:
+            try:
+                while self._one_exchange():
+                    self.connection.start_next_cycle()
+            except (OSError, h11.LocalProtocolError):
+                pass  # the client went away (or timed out): nothing to answer
 
-        def log_message(self, format: str, *args: object) -> None:
+        def _one_exchange(self) -> bool:
+            """Read one request and answer it; False when the connection must close."""
+            conn = self.connection
+            try:
+                request = self._next_event()
+                if not isinstance(request, h11.Request):
+                    return False  # closed by the client between requests
+                status, content_type, body = self._answer(request)
+                close = False
+            except _Reply as early:
+                status, content_type, body, close = early.status, "text/plain", early.body, True
+                request = None
+            except h11.RemoteProtocolError as exc:
+                if conn.our_state is not h11.SEND_RESPONSE and conn.our_state is not h11.IDLE:
+                    return False
+                status, content_type, body, close = exc.error_status_hint, "text/plain", f"{exc}".encode(), True
+                request = None
+            headers = [("Content-Type", content_type), ("Content-Length", str(len(body))),
+                       ("Date", _http_date()), ("Server", "nuseal-tsa")]
+            if close:
+                headers.append(("Connection", "close"))
+            try:
+                data = conn.send(h11.Response(status_code=status, headers=headers))
+            except h11.LocalProtocolError:
+                return False
+            data = (data or b"") + (conn.send(h11.Data(data=body)) or b"") + (conn.send(h11.EndOfMessage()) or b"")
+            self.request.sendall(data)
             if log is not None:
-                log(f"{self.address_string()} {format % args}")
+                line = f'{request.method.decode("ascii", "replace")} {request.target.decode("ascii", "replace")} ' \
+                       f'HTTP/{request.http_version.decode("ascii", "replace")}' if request is not None else "-"
+                log(f'{self.client_address[0]} "{line}" {status} {len(body)}')
+            return not close and conn.our_state is h11.DONE and conn.their_state is h11.DONE
+
+        def _answer(self, request: h11.Request) -> tuple[int, str, bytes]:
+            if request.method != b"POST":
+                self._skip_body()
+                return 405, "text/plain", b"POST an application/timestamp-query body."
+            headers = {name: value for name, value in request.headers}
+            content_type = headers.get(b"content-type", QUERY_CONTENT_TYPE.encode()).split(b";")[0].strip()
+            if content_type.lower() != QUERY_CONTENT_TYPE.encode():
+                self._skip_body()
+                return 415, "text/plain", f"Expected Content-Type {QUERY_CONTENT_TYPE}.".encode()
+            length = headers.get(b"content-length")
+            if length is None and b"transfer-encoding" not in headers:
+                raise _Reply(411, "Content-Length is required.")
+            if length is not None and int(length) > MAX_REQUEST_BYTES:
+                raise _Reply(413, f"Requests are limited to {MAX_REQUEST_BYTES} bytes.")
+            return 200, REPLY_CONTENT_TYPE, tsa.respond(self._body(MAX_REQUEST_BYTES))
+
+        def _body(self, limit: int) -> bytes:
+            if self.connection.they_are_waiting_for_100_continue:
+                self.request.sendall(self.connection.send(h11.InformationalResponse(status_code=100, headers=[])))
+            parts: list[bytes] = []
+            size = 0
+            while True:
+                event = self._next_event()
+                if isinstance(event, h11.EndOfMessage):
+                    return b"".join(parts)
+                if not isinstance(event, h11.Data):
+                    raise _Reply(400, "The request body ended early.")
+                size += len(event.data)
+                if size > limit:
+                    raise _Reply(413, f"Requests are limited to {limit} bytes.")
+                parts.append(bytes(event.data))
+
+        def _skip_body(self) -> None:
+            """Read (and drop) a small body so the connection can serve the next request; close for a large one."""
+            if self.connection.they_are_waiting_for_100_continue:
+                return  # the client has not sent it: h11 then ends the cycle by closing
+            self._body(MAX_REQUEST_BYTES)
+
+        def _next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+            while True:
+                event = self.connection.next_event()
+                if event is not h11.NEED_DATA:
+                    return event
+                self.connection.receive_data(self.request.recv(_RECEIVE_BYTES))
 
     return TimestampHandler
 

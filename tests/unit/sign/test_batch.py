@@ -260,3 +260,66 @@ def test_one_http_timestamper_serves_threads_concurrently(tsa: Tsa) -> None:
         assert tsa.authority.peak >= 2  # in flight together, each on a connection of the client's pool
         stamper.timestamp(b"again" * 50, "SHA256")
     assert len(tsa.connections) <= 4  # kept alive and reused, not one per request
+
+
+def test_a_worker_fsyncs_each_output_folder_once_per_run_before_reporting(
+    pki: TestPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nuseal.package import fileio
+
+    synced: list[Path] = []
+    file_syncs: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(fileio, "fsync_directory", lambda folder: synced.append(Path(folder)))
+    monkeypatch.setattr(fileio.os, "fsync", lambda fd: (file_syncs.append(fd), real_fsync(fd))[1])
+    pairs = _packages(tmp_path, 4)
+    pairs[3] = (pairs[3][0], tmp_path / "elsewhere" / pairs[3][1].name)
+    (tmp_path / "elsewhere").mkdir()
+    job = batch.SignJob(AuthorSignRequest(signer_for(pki.leaf)), utc_now)
+    batch._open_worker(job, 4)
+    try:
+        outcomes = batch._sign_run_in_worker(pairs)
+    finally:
+        batch._worker = None
+    assert [o.error for o in outcomes] == [None] * 4
+    assert all(dst.is_file() for _, dst in pairs)
+    assert len(file_syncs) == 4  # every output is still fsynced before its rename
+    assert sorted(synced) == sorted([tmp_path / "out", tmp_path / "elsewhere"])  # each folder once, not per package
+
+
+def test_an_output_folder_that_cannot_be_synced_fails_its_packages(
+    pki: TestPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nuseal.package import fileio
+
+    def fail_for_out(folder: Path) -> None:
+        if Path(folder).name == "out":
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(fileio, "fsync_directory", fail_for_out)
+    pairs = _packages(tmp_path, 3)
+    pairs[2] = (pairs[2][0], tmp_path / "elsewhere" / pairs[2][1].name)
+    (tmp_path / "elsewhere").mkdir()
+    job = batch.SignJob(AuthorSignRequest(signer_for(pki.leaf)), utc_now)
+    batch._open_worker(job, 4)
+    try:
+        outcomes = batch._sign_run_in_worker(pairs)
+    finally:
+        batch._worker = None
+    assert [type(o.error) for o in outcomes] == [OSError, OSError, type(None)]
+    assert outcomes[2].result is not None
+
+
+def test_no_fsync_jobs_sync_no_folder(pki: TestPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nuseal.package import fileio
+
+    synced: list[Path] = []
+    monkeypatch.setattr(fileio, "fsync_directory", lambda folder: synced.append(Path(folder)))
+    job = batch.SignJob(AuthorSignRequest(signer_for(pki.leaf), SignOptions(durable=False)), utc_now)
+    batch._open_worker(job, 4)
+    try:
+        outcomes = batch._sign_run_in_worker(_packages(tmp_path, 2))
+    finally:
+        batch._worker = None
+    assert [o.error for o in outcomes] == [None, None]
+    assert synced == []

@@ -16,6 +16,7 @@ from tests.support.servers import timestamp_request as make_request
 
 from nuseal.errors import CertificateError
 from nuseal.timestamp import _der
+from nuseal.timestamp import tsa as tsa_module
 from nuseal.timestamp.tsa import TimestampAuthority, TimeStampResponse
 
 
@@ -285,3 +286,58 @@ def test_signing_time_switches_to_generalized_time_after_2049() -> None:
     late = datetime(2050, 1, 1, tzinfo=UTC)
     assert _der.cms_time(early) == cms.Time({"utc_time": early}).dump()
     assert _der.cms_time(late) == cms.Time({"generalized_time": late}).dump()
+
+
+def _asn1crypto_reading(tsa: TimestampAuthority, request_der: bytes, monkeypatch: pytest.MonkeyPatch) -> object:
+    with monkeypatch.context() as patch:
+        patch.setattr(tsa_module, "_read_plain_request", lambda der: None)
+        return tsa._parse_request(request_der)
+
+
+def _without_null_parameters(request_der: bytes) -> bytes:
+    """The request with its hash AlgorithmIdentifier's NULL parameters left out (both forms are in use)."""
+    request = tsp.TimeStampReq.load(request_der)
+    imprint = request["message_imprint"]
+    algorithm = core.Sequence.load(imprint["hash_algorithm"].dump())
+    oid = algorithm.contents[: algorithm.contents.index(b"\x05\x00")] if b"\x05\x00" in algorithm.contents else b""
+    assert oid, "asn1crypto wrote NULL parameters"
+    new_imprint = _der.sequence(_der.sequence(oid), imprint["hashed_message"].dump())
+    rest = b"".join(request[name].dump() for name in ("nonce", "cert_req") if request[name].native is not None)
+    return _der.sequence(request["version"].dump(), new_imprint, rest)
+
+
+@pytest.mark.parametrize(
+    "request_der",
+    [
+        make_request(),
+        make_request(algorithm="sha384"),
+        make_request(algorithm="sha512", nonce=None),
+        make_request(nonce=-5),
+        make_request(nonce=int.from_bytes(b"\x7f" + b"\xab" * 31, "big")),
+        make_request(cert_req=False),
+        _without_null_parameters(make_request()),
+    ],
+    ids=["nuget", "sha384", "sha512-no-nonce", "negative-nonce", "32-byte-nonce", "no-cert-req", "no-null-params"],
+)
+def test_the_walker_reads_usual_requests_as_asn1crypto_does(
+    fixed_tsa: TimestampAuthority, request_der: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    walked = tsa_module._read_plain_request(request_der)
+    assert walked is not None
+    assert walked == _asn1crypto_reading(fixed_tsa, request_der, monkeypatch)
+
+
+@pytest.mark.parametrize(
+    "request_der",
+    [
+        make_request(policy="1.2.3.4.1"),
+        make_request() + b"\x00",
+        make_request(algorithm="sha1"),
+        make_request(digest=b"\x00" * 31),
+        b"\x30\x80" + make_request()[2:] + b"\x00\x00",  # BER indefinite length
+        make_request().replace(b"\x02\x01\x01", b"\x02\x01\x02", 1),  # version 2
+    ],
+    ids=["policy", "trailing-byte", "sha1", "short-digest", "indefinite-length", "version-2"],
+)
+def test_unusual_requests_are_left_to_asn1crypto(request_der: bytes) -> None:
+    assert tsa_module._read_plain_request(request_der) is None
