@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from asn1crypto import core
@@ -609,28 +609,43 @@ def _bag_chain(bag: Sequence[bytes], signer: cms.SignerInfo) -> list[bytes]:
     """The DER certificates of ``bag`` that form ``signer``'s chain: its certificate (by issuer and serial or by
     subject key identifier), then issuers matched by name up to a self-issued one. Every candidate issuer of a
     name is followed (a cross-signed or renewed CA), so nothing a chain could use is counted as unused."""
-    from asn1crypto import x509 as asn1_x509
-
-    parsed = [(der, asn1_x509.Certificate.load(der)) for der in bag]
+    facts = {der: _chain_facts(der) for der in bag}
     sid = signer["sid"]
     if sid.name == "issuer_and_serial_number":
-        issuer, serial = sid.chosen["issuer"], sid.chosen["serial_number"].native
-        todo = [der for der, c in parsed if c.issuer == issuer and c.serial_number == serial]
+        issuer, serial = sid.chosen["issuer"].hashable, sid.chosen["serial_number"].native
+        todo = [der for der, f in facts.items() if f.issuer == issuer and f.serial == serial]
     else:
         key_id = sid.chosen.native
-        todo = [der for der, c in parsed if c.key_identifier == key_id]
+        todo = [der for der, f in facts.items() if f.key_identifier == key_id]
     chain: list[bytes] = []
-    by_der = dict(parsed)
     while todo:
         der = todo.pop()
         if der in chain:
             continue
         chain.append(der)
-        cert = by_der[der]
-        if cert.self_issued:
+        issuer = facts[der].issuer
+        if facts[der].subject == issuer:  # self-issued
             continue
-        todo += [other for other, c in parsed if c.subject == cert.issuer and other not in chain]
+        todo += [other for other, f in facts.items() if f.subject == issuer and other not in chain]
     return chain
+
+
+class _ChainFacts(NamedTuple):
+    subject: str
+    issuer: str
+    serial: int
+    key_identifier: bytes | None
+
+
+@lru_cache(maxsize=256)
+def _chain_facts(der: bytes) -> _ChainFacts:
+    """What chain matching reads of a certificate, per DER (a feed re-signing thousands of packages meets the same
+    few certificates every time). Names as asn1crypto's ``hashable``: the RFC 5280 §7.1 prepared values its ``==``
+    compares, prepared once instead of on every comparison."""
+    from asn1crypto import x509 as asn1_x509
+
+    cert = asn1_x509.Certificate.load(der)
+    return _ChainFacts(cert.subject.hashable, cert.issuer.hashable, cert.serial_number, cert.key_identifier)
 
 
 def repository_countersigner_count(signature: bytes) -> int:

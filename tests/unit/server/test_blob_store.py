@@ -25,6 +25,7 @@ from nuseal.server.storage import (
     PutResult,
     RangeNotSatisfiableError,
     StorageError,
+    digests_of,
     open_blob_store,
 )
 from nuseal.server.storage.base import check_key
@@ -76,6 +77,39 @@ def test_publish_never_overwrites(blob_store: BlobStore) -> None:
     assert blob_store.put(key, io.BytesIO(b"other")) is PutResult.CONFLICT
     assert read_all(blob_store, key) == b"first"
     assert list(blob_store.list_keys("incoming/")) == []  # no staged leftovers in any case
+
+
+def test_put_new_writes_bytes_in_memory_without_overwriting(blob_store: BlobStore) -> None:
+    key = "packages/a/1.0.0/y.nupkg"
+    first, other = b"signed package bytes", b"other bytes, same key"
+    digests = digests_of(first)
+    assert digests.size == len(first) and digests.sha256 == hashlib.sha256(first).hexdigest()
+    assert digests.sha512 == base64.b64encode(hashlib.sha512(first).digest()).decode()
+    assert blob_store.put_new(key, first, digests) is PutResult.CREATED
+    assert blob_store.put_new(key, first, digests) is PutResult.ALREADY_EXISTS
+    assert blob_store.put_new(key, other, digests_of(other)) is PutResult.CONFLICT
+    assert read_all(blob_store, key) == first
+    assert list(blob_store.list_keys("incoming/")) == []  # no staged leftovers
+    # What publish writes and what put_new writes are told apart the same way.
+    assert blob_store.put(key, io.BytesIO(first)) is PutResult.ALREADY_EXISTS
+
+
+def test_discard_removes_a_blob_and_ignores_a_missing_one(blob_store: BlobStore) -> None:
+    blob_store.put("packages/a/1/a.nupkg", io.BytesIO(b"old bytes"))
+    blob_store.discard("packages/a/1/a.nupkg")
+    assert blob_store.stat("packages/a/1/a.nupkg") is None
+    blob_store.discard("packages/a/1/a.nupkg")  # gone already: no error
+    assert list(blob_store.list_keys()) == []
+
+
+def test_discard_many_removes_every_key_given_and_no_other(blob_store: BlobStore) -> None:
+    keys = [f"packages/p{i}/1/p{i}.nupkg" for i in range(5)]
+    for key in [*keys, "packages/keep/1/keep.nupkg"]:
+        blob_store.put(key, io.BytesIO(key.encode()))
+    blob_store.discard_many([*keys[:4], "packages/missing/1/m.nupkg"])  # a missing key is not an error
+    assert sorted(blob_store.list_keys()) == sorted([keys[4], "packages/keep/1/keep.nupkg"])
+    blob_store.discard_many([])
+    assert len(list(blob_store.list_keys())) == 2
 
 
 @pytest.mark.parametrize(

@@ -13,12 +13,15 @@ run one ``nuseal worker`` per core.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Final
 
 from huey.consumer import Consumer
 
+from nuseal.errors import NusealError
 from nuseal.server.jobs.queue import JobQueue
 from nuseal.server.jobs.runtime import WorkerRuntime
+from nuseal.server.services import rotation
 
 _log = logging.getLogger(__name__)
 
@@ -39,6 +42,17 @@ class _QuietConsumer(Consumer):  # type: ignore[misc]
 
     def _set_signal_handlers(self) -> None:  # huey's hook; uvicorn must keep its own handlers
         return None
+
+
+def _warm_up(runtime: WorkerRuntime) -> None:
+    """Open the active signing certificate once (best effort: a job that needs it reports what is wrong)."""
+    try:
+        cert = rotation.signing_certificate(runtime.ctx, runtime.keyring, runtime.service_index_url)
+        _log.info("signing ready", extra={"fields": {"worker": runtime.name, "certificate": cert.sha256}})
+    except NusealError as exc:
+        _log.info("signing warm-up skipped", extra={"fields": {"worker": runtime.name, "reason": exc.message}})
+    except Exception:  # never let the warm-up thread die noisily: the jobs meet the same problem and report it
+        _log.exception("signing warm-up failed")
 
 
 def _start_up(queue: JobQueue, runtime: WorkerRuntime) -> None:
@@ -70,6 +84,9 @@ class EmbeddedWorkers:
 def run_workers(queue: JobQueue, runtime: WorkerRuntime, *, threads: int) -> None:
     """``nuseal worker``: run until SIGINT/SIGTERM (huey's consumer loop, with its health checks)."""
     _start_up(queue, runtime)
+    # Unseal the active key and make the trial signature now, beside the consumer, rather than in the first job:
+    # a worker started for a rotation or a burst of pushes then signs at full speed from its first package.
+    threading.Thread(target=_warm_up, args=(runtime,), name="nuseal-warm-up", daemon=True).start()
     consumer = Consumer(queue.huey, **_consumer_options(threads))
     try:
         consumer.run()

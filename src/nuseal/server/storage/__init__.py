@@ -18,6 +18,7 @@ from nuseal.server.storage.base import (
     RangeNotSatisfiableError,
     StagedBlob,
     StorageError,
+    digests_of,
 )
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "RangeNotSatisfiableError",
     "StagedBlob",
     "StorageError",
+    "digests_of",
     "open_blob_store",
 ]
 

@@ -13,7 +13,7 @@ import base64
 import enum
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import BinaryIO, Protocol, Self
@@ -200,10 +200,30 @@ class BlobStore(Protocol):
         """Stage then publish ``data`` under ``key``."""
         ...
 
+    def put_new(self, key: str, data: bytes, digests: StagedBlob) -> PutResult:
+        """Write ``data`` (already in memory, ``digests`` its size and hashes, as :func:`digests_of` gives them)
+        under ``key`` without overwriting, as ``publish`` would: readers see all of it or nothing, and it is durable
+        on return. For small blobs whose key is derived from their content (a re-signed package): no staged copy."""
+        ...
+
     def delete(self, key: str) -> bool:
         """Remove the blob; ``False`` when there was none."""
+        ...
+
+    def discard(self, key: str) -> None:
+        """Remove the blob if it is there, without saying whether it was (one request fewer than ``delete`` on S3)."""
+        ...
+
+    def discard_many(self, keys: Sequence[str]) -> None:
+        """:meth:`discard` every key (S3: one DeleteObjects request per 1,000 keys)."""
         ...
 
     def list_keys(self, prefix: str = "") -> Iterator[str]:
         """Every key starting with ``prefix`` (for clean-up jobs and tests), in no particular order."""
         ...
+
+
+def digests_of(data: bytes, key: str = "") -> StagedBlob:
+    """Size, SHA-256 and SHA-512 of bytes in memory, as staging computes them (``key``: where they will go)."""
+    return StagedBlob(key=key, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                      sha512=base64.b64encode(hashlib.sha512(data).digest()).decode("ascii"))  # fmt: skip

@@ -8,9 +8,10 @@ and removes the staged name. Readers therefore only ever see complete files.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -116,12 +117,24 @@ class FilesystemBlobStore:
         check_key(key)
         return self.publish(self.stage(data, suffix=".tmp"), key)
 
+    def put_new(self, key: str, data: bytes, digests: StagedBlob) -> PutResult:
+        # A file appears whole or not at all only through a link from a complete, fsynced file: staged as usual.
+        staged = self.stage(io.BytesIO(data))
+        return self.publish(staged, key)
+
     def delete(self, key: str) -> bool:
         try:
             self._path(key).unlink()
         except FileNotFoundError:
             return False
         return True
+
+    def discard(self, key: str) -> None:
+        self.delete(key)
+
+    def discard_many(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self.delete(key)
 
     def list_keys(self, prefix: str = "") -> Iterator[str]:
         for path in self.root.rglob("*"):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import parse_qs, urlsplit
@@ -40,6 +40,8 @@ from nuseal.server.storage.base import (
 )
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+#: Keys per DeleteObjects request (S3's limit).
+_DELETE_BATCH = 1000
 #: Blobs up to this size are staged with one PutObject from memory (a re-signed small package is ~15 KB).
 SMALL_BLOB_BYTES = 1024 * 1024
 
@@ -265,6 +267,22 @@ class S3BlobStore:
         check_key(key)
         return self.publish(self.stage(data, suffix=".tmp"), key)
 
+    def put_new(self, key: str, data: bytes, digests: StagedBlob) -> PutResult:
+        """HEAD (never overwrite), then one PutObject straight to ``key``: a PUT is atomic on S3 (the object appears
+        whole or not at all), so bytes already in memory need no staged copy; 2 requests instead of stage + publish's
+        4 (PUT, HEAD, CopyObject, DELETE), ~3 ms of boto3 CPU each."""
+        check_key(key)
+        head = self._head(key)
+        if head is not None:
+            existing = head.get("Metadata", {}).get("sha256") or self._sha256(key)
+            return PutResult.ALREADY_EXISTS if existing == digests.sha256 else PutResult.CONFLICT
+        try:
+            self._client.put_object(Bucket=self.location.bucket, Key=self._object(key), Body=data,
+                                    Metadata={"sha256": digests.sha256})  # fmt: skip
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("write", key, exc) from None
+        return PutResult.CREATED
+
     def delete(self, key: str) -> bool:
         if self._head(key) is None:
             return False
@@ -273,6 +291,27 @@ class S3BlobStore:
         except (ClientError, BotoCoreError) as exc:
             raise self._error("delete", key, exc) from None
         return True
+
+    def discard(self, key: str) -> None:
+        try:  # DELETE is idempotent: no HEAD first
+            self._client.delete_object(Bucket=self.location.bucket, Key=self._object(key))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("delete", key, exc) from None
+
+    def discard_many(self, keys: Sequence[str]) -> None:
+        for start in range(0, len(keys), _DELETE_BATCH):
+            chunk = [{"Key": self._object(check_key(key))} for key in keys[start : start + _DELETE_BATCH]]
+            try:
+                answer = self._client.delete_objects(Bucket=self.location.bucket,
+                                                     Delete={"Objects": chunk, "Quiet": True})  # fmt: skip
+            except (ClientError, BotoCoreError) as exc:
+                raise self._error("delete", chunk[0]["Key"], exc) from None
+            # Quiet mode lists only the failures; a key that was not there is not one (DELETE is idempotent).
+            failed = [e for e in answer.get("Errors", []) if str(e.get("Code")) not in _NOT_FOUND]
+            if failed:
+                first = failed[0]
+                raise StorageError(f"cannot delete {len(failed)} blob(s) in {self.describe()}, first "
+                                   f"'{first.get('Key')}': {first.get('Code')} {first.get('Message', '')}".rstrip())
 
     def list_keys(self, prefix: str = "") -> Iterator[str]:
         paginator = self._client.get_paginator("list_objects_v2")
