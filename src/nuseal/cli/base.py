@@ -26,21 +26,13 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from nuseal.cli import coercion
+from nuseal.cli.commands import COMMAND_MODULES, ROOT_DOC, VERSION
 from nuseal.cli.declare import HELP_WIDTH
 from nuseal.cli.guard import EXIT_FAILURE, EXIT_USAGE, TRACEBACK_ENV, error, fail, failure_code, os_error_text
 
 __all__ = ["COMMAND_MODULES", "EXIT_FAILURE", "EXIT_USAGE", "TRACEBACK_ENV", "Command", "Group", "OptionGroup",
            "app", "command", "fail", "group", "os_error_text", "register", "run_guarded",
            "show_help_without_command"]
-
-#: Command (or group) name → the module that defines it. A test checks it against the commands that exist.
-COMMAND_MODULES: dict[str, str] = {
-    "verify": "verify", "inspect": "verify",
-    "sign": "sign", "repo-sign": "sign", "remove-signature": "sign",
-    "trust": "trust", "cert": "cert", "tsa": "tsa", "install": "install",
-    "serve": "serve", "worker": "serve",
-    "admin": "admin",
-}
 
 
 def _usage_pieces(ctx: typer.Context, command: TyperCommand | TyperGroup) -> list[str]:
@@ -163,7 +155,7 @@ def _print_version(value: bool) -> None:
 
 app = typer.Typer(
     name="nuseal",
-    help="Sign, verify and trust NuGet packages, byte-compatible with the NuGet client.",
+    help=ROOT_DOC,
     cls=Group,
     invoke_without_command=True,
     add_completion=False,
@@ -179,11 +171,13 @@ app = typer.Typer(
 def root(
     ctx: typer.Context,
     version: bool = typer.Option(
-        False, "--version", help="Print nuseal's version and exit.", is_eager=True, callback=_print_version
+        VERSION.default, *VERSION.flags, help=VERSION.help, is_eager=True, callback=_print_version
     ),
 ) -> None:
-    """Sign, verify and trust NuGet packages, byte-compatible with the NuGet client."""
     show_help_without_command(ctx)
+
+
+root.__doc__ = ROOT_DOC  # declared once (nuseal.cli.commands): the lean root help shows it too
 
 
 def show_help_without_command(ctx: typer.Context) -> None:

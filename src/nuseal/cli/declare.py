@@ -1,8 +1,9 @@
 """Option declarations and value parsers, without the CLI framework: the one definition of every shared option.
 
 ``nuseal.cli.options`` turns each :class:`Opt` into typer's declaration (``typer_option``); the lean ``verify``
-path (``nuseal.cli.lean``) parses a command line with the same :class:`Opt` objects, so names, defaults, parsers
-and environment variables cannot drift apart. This module imports no typer: it is on ``nuseal verify``'s start-up.
+and ``sign`` paths (``nuseal.cli.lean``) parse a command line with the same :class:`Opt` objects, so names,
+defaults, parsers and environment variables cannot drift apart. This module imports no typer: it is on the
+start-up of ``nuseal verify`` and ``nuseal sign``.
 
 Parsers turn a malformed value into ``typer.BadParameter``: a usage error (exit 2) naming the option. typer is
 imported only to raise it (the lean path then hands the whole command line to typer, which words the error).
@@ -197,3 +198,87 @@ VERIFY: dict[str, Opt] = {
     "parallel": Opt(None, ("--parallel",), metavar="N", min=1,
                     help="Worker processes (default: one per core; 1 verifies in this process)."),
 }  # fmt: skip
+
+
+def parse_signing_fingerprint(text: str) -> str:
+    # NuGet selects the hash by the length; SHA-1 still selects (with NU3043 as a warning) in NuGet 6.12.
+    return check_fingerprint(text, ("SHA1", "SHA256", "SHA384", "SHA512"))
+
+
+@dataclass(frozen=True)
+class SigningArgs:
+    """The options ``sign`` and ``repo-sign`` share: key, hashes, timestamper, output, roots, verbosity."""
+
+    certificate_path: Path | None
+    key_path: Path | None
+    certificate_password: str | None
+    certificate_fingerprint: str | None
+    hash_algorithm: HashAlgorithmName
+    timestamper: str | None
+    timestamp_hash_algorithm: HashAlgorithmName
+    output: Path | None
+    overwrite: bool
+    trust_roots: Path | None
+    timestamp_roots: Path | None
+    pkcs11_module: Path | None
+    pkcs11_token: str | None
+    pkcs11_key: str | None
+    pkcs11_pin: str | None
+    verbosity: Verbosity
+    as_json: bool
+    parallel: int | None
+    no_fsync: bool
+
+
+#: Each ``SigningArgs`` field's declaration, in help order (``sign`` and ``repo-sign`` list them after their own).
+SIGNING: dict[str, Opt] = {
+    "certificate_path": Opt(
+        None, ("--certificate-path",), metavar="FILE", help="PFX/P12 file, or PEM with key and certificates."),
+    "key_path": Opt(
+        None, ("--key-path",), metavar="FILE", help="PEM private key when --certificate-path has only certificates."),
+    "certificate_password": Opt(
+        None, ("--certificate-password",), metavar="PASSWORD", help="Password of the PFX file or of the PEM key."),
+    "certificate_fingerprint": Opt(
+        None, ("--certificate-fingerprint",), metavar="HEX", parser=parse_signing_fingerprint,
+        help="SHA-256/384/512 fingerprint of the certificate to use, when the file holds several."),
+    "hash_algorithm": Opt(
+        "SHA256", ("--hash-algorithm",), metavar="SHA256|SHA384|SHA512", parser=parse_hash_algorithm,
+        help="Hash algorithm of the signature."),
+    "timestamper": Opt(
+        None, ("--timestamper",), metavar="URL", parser=parse_http_url, help="RFC 3161 timestamp server."),
+    "timestamp_hash_algorithm": Opt(
+        "SHA256", ("--timestamp-hash-algorithm",), metavar="SHA256|SHA384|SHA512", parser=parse_hash_algorithm,
+        help="Hash algorithm of the timestamp request."),
+    "output": Opt(
+        None, ("-o", "--output"), metavar="FOLDER", help="Write the signed packages here (default: sign in place)."),
+    "overwrite": Opt(False, ("--overwrite",), help="Replace an existing signature."),
+    "trust_roots": roots("--trust-roots", "code-signing", "to build the signing chain before signing"),
+    "timestamp_roots": roots("--timestamp-roots", "timestamping", "to build the TSA chain after timestamping"),
+    "pkcs11_module": Opt(None, ("--pkcs11-module",), metavar="FILE", help="PKCS#11 module (.so)."),
+    "pkcs11_token": Opt(None, ("--pkcs11-token",), metavar="LABEL", help="PKCS#11 token label."),
+    "pkcs11_key": Opt(None, ("--pkcs11-key",), metavar="LABEL", help="Key label, or id:HEX for a key id."),
+    "pkcs11_pin": Opt(None, ("--pkcs11-pin",), metavar="PIN", help="User PIN of the token."),
+    "verbosity": VERBOSITY,
+    "as_json": JSON,
+    "parallel": Opt(
+        None, ("--parallel",), metavar="N", min=1,
+        help="Worker processes (default: one per core; 1 signs in this process)."),
+    "no_fsync": Opt(
+        False, ("--no-fsync",),
+        help="Do not fsync outputs (still written atomically). Only where something else makes them durable."),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SignArgs:
+    """``nuseal sign``'s own arguments (its options are :class:`SigningArgs`)."""
+
+    packages: list[str]
+
+
+SIGN_DOC = """Author-sign NuGet packages (like 'dotnet nuget sign')."""
+
+#: ``nuseal sign``'s own parameters (the signing options follow).
+SIGN: dict[str, Opt] = {
+    "packages": Opt(..., metavar="PACKAGE...", help="Packages to author-sign: paths or globs."),
+}

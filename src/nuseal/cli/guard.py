@@ -1,5 +1,5 @@
 """The CLI's error handling and output lines without the CLI framework, shared by the typer commands
-(``nuseal.cli.base``) and the lean ``verify`` path (``nuseal.cli.lean``), which must not import typer.
+(``nuseal.cli.base``) and the lean ``verify`` and ``sign`` paths (``nuseal.cli.lean``), which must not import typer.
 
 Every failure becomes one line on stderr, ``error: <what> (<where>)``, never a traceback: ``NusealError`` and
 ``OSError`` (exit 1) name the file, URL or entry; any other exception is a bug in nuseal, worded as such.
@@ -13,6 +13,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from nuseal.errors import NusealError
@@ -42,6 +43,28 @@ def echo(line: str, *, err: bool = False) -> None:
 def fail(message: str) -> NoReturn:
     """Stop the command with ``error: message`` and exit code 1 (the message names what and where)."""
     raise NusealError(message)
+
+
+def existing_file(path: Path, what: str = "File") -> Path:
+    """``path`` if it is a regular file; otherwise a NusealError naming it (missing, or a folder)."""
+    if path.is_dir():
+        fail(f"The path is a directory, not a file ({path})")
+    if not path.is_file():
+        fail(f"{what} does not exist ({path})")
+    return path
+
+
+class BadOption(Exception):
+    """A usage error (exit 2) found once the command runs: an option's value or a missing companion option.
+
+    The typer commands re-raise it as ``typer.BadParameter`` (click words it); :func:`run_command` words it the
+    same way on the lean path: ``Invalid value for '--flag': message (nuseal sign)``.
+    """
+
+    def __init__(self, flag: str, message: str) -> None:
+        super().__init__(message)
+        self.flag = flag
+        self.message = message
 
 
 def os_error_text(exc: OSError) -> str:
@@ -74,8 +97,10 @@ def failure_code(exc: Exception) -> int:
 EXIT_INTERRUPTED = 130
 
 
-def run_command(invoke: Callable[[], Any]) -> int:
+def run_command(invoke: Callable[[], Any], command_path: str = "nuseal") -> int:
     """Run ``invoke`` and return its exit code (an int result, else 0), or the code of its failure.
+
+    A :class:`BadOption` is a usage error of ``command_path`` (exit 2), worded as click words it.
 
     Outside typer (the lean ``verify`` path) this also does what typer's main does: Ctrl-C ends with 130 and no
     message, end of input is "aborted", and a closed output pipe ends quietly with 1.
@@ -90,6 +115,8 @@ def run_command(invoke: Callable[[], Any]) -> int:
     except BrokenPipeError:
         _discard_stdout()
         return EXIT_FAILURE
+    except BadOption as exc:
+        return error(f"Invalid value for '{exc.flag}': {exc.message} ({command_path})", EXIT_USAGE)
     except Exception as exc:
         return failure_code(exc)
     return result if isinstance(result, int) else 0

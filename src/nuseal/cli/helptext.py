@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from nuseal.cli.declare import HELP_WIDTH, Opt
 
@@ -67,9 +67,12 @@ def _option_row(opt: Opt, is_flag: bool) -> tuple[str, str] | None:
     return name, help_text
 
 
-def page(command_path: str, doc: str, options: Mapping[str, Opt], flags: set[str]) -> str | None:
+def page(command_path: str, doc: str, options: Mapping[str, Opt], flags: set[str],
+         commands: Sequence[tuple[str, str]] | None = None) -> str | None:
     """The help page of ``command_path`` (``nuseal verify``) documented by ``doc``, with ``options`` in order
-    (``flags``: the names of the on/off options); ``None`` when the declarations use something not laid out here."""
+    (``flags``: the names of the on/off options); ``None`` when the declarations use something not laid out here.
+
+    ``commands`` (a group's page): each sub-command's name and summary, as click shortens it for the page."""
     text = inspect.cleandoc(doc)
     if "\b" in text or "\f" in text:
         return None
@@ -85,9 +88,12 @@ def page(command_path: str, doc: str, options: Mapping[str, Opt], flags: set[str
     if any(not label.endswith("...") or opt.default is not ... for (label, _), opt in
            zip(arguments, (o for o in options.values() if not o.flags), strict=True)):
         return None  # only required ``NAME...`` arguments are laid out here
-    usage = " ".join([f"Usage: {command_path}", "[options]", *(label for label, _ in arguments)])
+    group = ["COMMAND [ARGS]..."] if commands is not None else []
+    usage = " ".join([f"Usage: {command_path}", "[options]", *(label for label, _ in arguments), *group])
     lines = [usage, "", _fill(text, HELP_WIDTH, " " * _INDENT)]
     if arguments:
         lines += ["", "Arguments:", *_definitions(arguments)]
     lines += ["", "Options:", *_definitions(rows)]
+    if commands:
+        lines += ["", "Commands:", *_definitions(list(commands))]
     return "\n".join(lines) + "\n"

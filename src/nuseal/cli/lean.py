@@ -1,11 +1,13 @@
-"""``nuseal verify`` without the CLI framework: typer, its vendored click and their imports cost more start-up
-than the rest of a verification of a few packages (issue 12, docs/performance.md).
+"""``nuseal verify`` and ``nuseal sign`` without the CLI framework: typer, its vendored click and their imports
+cost more start-up than the rest of a verification of a few packages, and a fixed share of every signing (issue 12,
+docs/performance.md).
 
-:func:`parse` reads a command line with the same :class:`~nuseal.cli.declare.Opt` declarations typer's command is
-built from (``nuseal.cli.verify``), so there is one definition of every option. It accepts only the plain forms,
-``--name value``, ``--name=value``, ``-v value``, flags and arguments in any order, and returns ``None`` for
-anything else: help, an unknown option, a missing argument or value, a value its parser refuses, ``--``. The
-caller then hands the command line to typer, which prints the help or words the usage error exactly as before.
+:func:`parse` reads a command line with the same :class:`~nuseal.cli.declare.Opt` declarations typer's commands are
+built from (``nuseal.cli.verify``, ``nuseal.cli.sign``), so there is one definition of every option. It accepts
+only the plain forms, ``--name value``, ``--name=value``, ``-v value``, flags and arguments in any order, and
+returns ``None`` for anything else: help, an unknown option, a missing argument or value, a value its parser
+refuses, ``--``. The caller then hands the command line to typer, which prints the help or words the usage error
+exactly as before.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import types
 import typing
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -132,20 +135,59 @@ def parse(argv: Sequence[str], options: Mapping[str, Opt], hints: Mapping[str, A
 HELP_FLAGS = ("-h", "--help")
 
 
-def verify(argv: Sequence[str]) -> int | None:
-    """Run ``nuseal verify ARGV`` without typer and return its exit code; ``None`` when typer must parse it."""
-    hints = typing.get_type_hints(declare.VerifyArgs) | typing.get_type_hints(declare.TrustArgs)
-    options = {**declare.VERIFY, **declare.TRUST}
+@dataclass(frozen=True)
+class LeanCommand:
+    """A command the lean path runs: its help text, its parameters as (dataclass, declarations) groups in help
+    order, and the function (``module``'s ``function``, looked up when it runs) that takes one instance of each."""
+
+    doc: str
+    groups: tuple[tuple[type[Any], Mapping[str, Opt]], ...]
+    module: str
+    function: str
+
+
+#: The commands with a lean path; the console entry point (``nuseal.cli.entry``) hands them their arguments.
+COMMANDS: dict[str, LeanCommand] = {
+    "verify": LeanCommand(declare.VERIFY_DOC,
+                          ((declare.VerifyArgs, declare.VERIFY), (declare.TrustArgs, declare.TRUST)),
+                          "nuseal.cli.verify_run", "run"),
+    "sign": LeanCommand(declare.SIGN_DOC,
+                        ((declare.SignArgs, declare.SIGN), (declare.SigningArgs, declare.SIGNING)),
+                        "nuseal.cli.sign_run", "sign"),
+}
+
+
+def run(name: str, argv: Sequence[str]) -> int | None:
+    """Run ``nuseal NAME ARGV`` without typer and return its exit code; ``None`` when typer must parse it."""
+    lean = COMMANDS[name]
+    hints: dict[str, Any] = {}
+    options: dict[str, Opt] = {}
+    for type_, declared in lean.groups:
+        hints |= typing.get_type_hints(type_)
+        options |= declared
+    command_path = f"nuseal {name}"
     if len(argv) == 1 and argv[0] in HELP_FLAGS:
-        return show_help("nuseal verify", declare.VERIFY_DOC, options, hints)
+        return show_help(command_path, lean.doc, options, hints)
     values = parse(argv, options, hints)
     if values is None:
         return None
-    from nuseal.cli.guard import run_command
-    from nuseal.cli.verify_run import run
+    import importlib
 
-    trust = declare.TrustArgs(**{name: values.pop(name) for name in declare.TRUST})
-    return run_command(lambda: run(declare.VerifyArgs(**values), trust))
+    from nuseal.cli.guard import run_command
+
+    function = getattr(importlib.import_module(lean.module), lean.function)
+    parts = [type_(**{field: values[field] for field in declared}) for type_, declared in lean.groups]
+    return run_command(lambda: function(*parts), command_path)
+
+
+def verify(argv: Sequence[str]) -> int | None:
+    """``run("verify", argv)``."""
+    return run("verify", argv)
+
+
+def sign(argv: Sequence[str]) -> int | None:
+    """``run("sign", argv)``."""
+    return run("sign", argv)
 
 
 def show_help(command_path: str, doc: str, options: Mapping[str, Opt], hints: Mapping[str, Any]) -> int | None:

@@ -7,13 +7,12 @@ value *refers to* (a missing file, an unreachable URL) is checked when the comma
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import typer
 
 from nuseal.cli import declare
-from nuseal.cli.base import OptionGroup, fail
+from nuseal.cli.base import OptionGroup
 from nuseal.cli.declare import (
     FINGERPRINT_LENGTHS,
     REVOCATION_ENV,
@@ -28,6 +27,7 @@ from nuseal.cli.declare import (
     parse_verbosity,
     url_parser,
 )
+from nuseal.cli.guard import existing_file
 
 __all__ = ["ALLOW_INSECURE_LOOPBACK", "CONFIGFILE", "FINGERPRINT_LENGTHS", "JSON", "REVOCATION_ENV", "TRUST",
            "VERBOSITY", "TrustArgs", "check_fingerprint", "existing_file", "option_group", "parse_hash_algorithm",
@@ -69,11 +69,3 @@ ALLOW_INSECURE_LOOPBACK = typer.Option(
     False, "--allow-insecure-loopback", help="Allow plain http to 127.0.0.1, localhost and [::1] (for tests)."
 )
 
-
-def existing_file(path: Path, what: str = "File") -> Path:
-    """``path`` if it is a regular file; otherwise a NusealError naming it (missing, or a folder)."""
-    if path.is_dir():
-        fail(f"The path is a directory, not a file ({path})")
-    if not path.is_file():
-        fail(f"{what} does not exist ({path})")
-    return path

@@ -18,7 +18,8 @@ from tests.unit.sign.helpers import make_package
 #: Top-level packages (and nuseal modules) whose import shows in start-up time.
 HEAVY = ("pydantic", "cryptography", "asn1crypto", "lxml", "httpx", "rich", "multiprocessing", "concurrent",
          "nuseal.protocol", "nuseal.verify.engine", "nuseal.sign", "nuseal.x509.roots", "nuseal.trust.nuget_config")
-#: Also checked on verify's lean path (``nuseal.cli.lean``): the CLI framework and the modules only typer needs.
+#: Also checked on the lean paths of verify and sign (``nuseal.cli.lean``): the CLI framework and what only typer
+#: needs.
 CLI_FRAMEWORK = ("typer", "click", "nuseal.cli.base", "nuseal.cli.options", "nuseal.cli.coercion")
 _PROBE = """
 import atexit, sys
@@ -70,4 +71,15 @@ def test_signing_one_package_loads_only_what_it_uses(pki: TestPki, tmp_path: Pat
     assert "pydantic" not in loaded and "rich" not in loaded and "httpx" not in loaded
     assert "multiprocessing" not in loaded and "concurrent" not in loaded and "nuseal.protocol" not in loaded
     assert "nuseal.sign" in loaded
+
+
+@pytest.mark.parametrize("extra", [(), ("--json", "-v", "detailed", "-o", "out"),
+                                   ("--parallel", "1", "--hash-algorithm", "SHA384")], ids=" ".join)
+def test_signing_one_package_loads_no_cli_framework(extra: tuple[str, ...], pki: TestPki, tmp_path: Path) -> None:
+    package = make_package(tmp_path / "A.1.0.0.nupkg")
+    pfx = pki.leaf.write_pfx(tmp_path / "leaf.pfx")
+    loaded = _loaded("sign", str(package), "--certificate-path", str(pfx), "--certificate-password", TEST_PASSWORD,
+                     *extra, cwd=tmp_path, heavy=(*HEAVY, *CLI_FRAMEWORK))
+    assert loaded.isdisjoint({"pydantic", "rich", "httpx", *CLI_FRAMEWORK}), loaded
+    assert "nuseal.sign" in loaded  # the probe saw a signing
 
