@@ -285,7 +285,12 @@ def _attributes(tlv: bytes) -> tuple[Attribute, ...]:
         parts = _children(attribute, _SEQUENCE)
         if not parts or _tag(parts[0]) != 0x06 or len(parts) != 2 or _tag(parts[1]) != _SET:
             raise Unusual
-        found.append(_attribute(oid_of(parts[0]), _definite(attribute)))
+        # The SEQUENCE is split once (above), not again by _attribute: this runs for every signed attribute of
+        # every signature and timestamp token. Same checks, same errors (_attribute's, for the value SET).
+        oid = oid_of(parts[0])
+        with where(f"attribute {oid}"):
+            values = tuple(tlvs(contents_of(parts[1])))
+        found.append(Attribute(oid, values))
     return tuple(found)
 
 

@@ -19,301 +19,35 @@ NuGet quirks kept: elements are matched by local name in any namespace (the nusp
 over the years); ``minClientVersion`` is an attribute of ``<metadata>``; ``<dependencies>`` holds either
 ``<group targetFramework>`` elements or, the pre-2.0 form, bare ``<dependency>`` elements, and the bare ones are
 ignored once any group exists; a dependency without a ``version`` means any version.
+
+Where it lives: the shared hardened parse and :func:`parse_identity` in :mod:`nuseal.package.nuspec_xml`, the full
+manifest in :mod:`nuseal.package.manifest` (loaded on first use, see ``_MANIFEST_NAMES``), finding the nuspec in a
+zip here; every name is importable from this module.
 """
 
 from __future__ import annotations
 
 import lzma
-import re
 import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-
-from lxml import etree
+from typing import TYPE_CHECKING
 
 from nuseal.errors import PackageFormatError
-from nuseal.package.xmlsafe import declares_dtd, hardened_parser, prolog_declares_dtd
-from nuseal.versioning import NuGetVersion, VersionRange
+from nuseal.package.nuspec_xml import MAX_NUSPEC_BYTES as MAX_NUSPEC_BYTES
+from nuseal.package.nuspec_xml import PackageIdentity as PackageIdentity
+from nuseal.package.nuspec_xml import parse_identity as parse_identity
 
-# A nuspec is a few KiB; refuse anything absurd before parsing it (zip bombs, hostile packages).
-MAX_NUSPEC_BYTES = 4 * 1024 * 1024
-
-_PARSER = hardened_parser()
-
-#: Metadata elements that hold one value: giving one twice is an error in NuGet's strict reading.
-_SINGLE_VALUED = (
-    "id", "version", "title", "authors", "owners", "description", "summary", "releaseNotes", "copyright",
-    "language", "tags", "projectUrl", "licenseUrl", "iconUrl", "icon", "readme", "license", "repository",
-    "requireLicenseAcceptance", "developmentDependency", "serviceable", "packageTypes", "dependencies",
-)
-_SPLIT_TAGS = re.compile(r"[\s,;]+")
-
-
-@dataclass(frozen=True, slots=True)
-class PackageIdentity:
-    """A package id as written in the nuspec and its version normalized like NuGet."""
-
-    id: str
-    version: str
-
-
-@dataclass(frozen=True, slots=True)
-class ManifestDependency:
-    """``<dependency id version include exclude>``; ``range`` is ``VersionRange.ALL`` when no version is given."""
-
-    id: str
-    range: VersionRange
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ManifestDependencyGroup:
-    """The dependencies for one target framework (``None``: every framework, or the pre-2.0 flat list)."""
-
-    target_framework: str | None
-    dependencies: tuple[ManifestDependency, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ManifestLicense:
-    """``<license type="expression|file" version>``: the type as written (lower-cased), the text, the version."""
-
-    type: str
-    value: str
-    version: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ManifestRepository:
-    """``<repository type url branch commit>`` (absent attributes are empty strings, as in NuGet)."""
-
-    type: str = ""
-    url: str = ""
-    branch: str = ""
-    commit: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ManifestPackageType:
-    """``<packageType name version>``."""
-
-    name: str
-    version: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Manifest:
-    """Everything a nuspec's ``<metadata>`` says. Text fields are stripped; absent ones are ``None``."""
-
-    id: str
-    version: NuGetVersion  # as written, parsed (build metadata kept: ``version.full``)
-    original_version: str
-    title: str | None = None
-    description: str | None = None
-    summary: str | None = None
-    authors: str | None = None  # NuGet keeps the comma-separated text
-    owners: str | None = None
-    tags: tuple[str, ...] = ()
-    project_url: str | None = None
-    license_url: str | None = None
-    license: ManifestLicense | None = None
-    icon_url: str | None = None
-    icon: str | None = None
-    readme: str | None = None
-    require_license_acceptance: bool = False
-    development_dependency: bool = False
-    serviceable: bool = False
-    min_client_version: str | None = None
-    dependency_groups: tuple[ManifestDependencyGroup, ...] = ()
-    package_types: tuple[ManifestPackageType, ...] = ()
-    release_notes: str | None = None
-    language: str | None = None
-    copyright: str | None = None
-    repository: ManifestRepository | None = None
-
-    @property
-    def identity(self) -> PackageIdentity:
-        return PackageIdentity(self.id, self.version.normalized)
-
-    @property
-    def author_list(self) -> tuple[str, ...]:
-        """``authors`` split on commas, as nuget.org lists them."""
-        return tuple(a.strip() for a in (self.authors or "").split(",") if a.strip())
-
-
-# --- parsing ----------------------------------------------------------------------------------------------------
-
-
-def _local_name(element: etree._Element) -> str:
-    return etree.QName(element).localname if isinstance(element.tag, str) else ""
-
-
-def _children(parent: etree._Element, name: str) -> list[etree._Element]:
-    return [child for child in parent if _local_name(child) == name]
-
-
-def _child_text(parent: etree._Element, name: str) -> str | None:
-    for child in parent:
-        if _local_name(child) == name:
-            return (child.text or "").strip()
-    return None
-
-
-def _prolog_text(data: bytes) -> str:
-    """The document as text for the prolog scan (markup before the root is ASCII in every encoding NuGet reads)."""
-    head = data
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return head.decode("utf-16", errors="replace")
-    return head.decode("utf-8", errors="replace").removeprefix("\ufeff")
-
-
-def _parse_metadata(nuspec: bytes, where: str) -> etree._Element:
-    """The ``<metadata>`` element of hardened-parsed nuspec bytes (no DTD, no entities, no network)."""
-    if len(nuspec) > MAX_NUSPEC_BYTES:
-        raise PackageFormatError(f"{where}: the nuspec is larger than the {MAX_NUSPEC_BYTES} bytes allowed.")
-    dtd = PackageFormatError(f"{where}: the nuspec declares a DTD (<!DOCTYPE>), which NuGet does not allow.")
-    if prolog_declares_dtd(_prolog_text(nuspec)):
-        raise dtd
-    try:
-        root = etree.fromstring(nuspec, _PARSER)
-    except etree.XMLSyntaxError as exc:
-        raise PackageFormatError(f"{where}: the nuspec is not well-formed XML: {exc}") from exc
-    if declares_dtd(root):
-        raise dtd
-    if _local_name(root) != "package":
-        raise PackageFormatError(f"{where}: the nuspec root element is <{_local_name(root)}>, not <package>.")
-    metadata = next((child for child in root if _local_name(child) == "metadata"), None)
-    if metadata is None:
-        raise PackageFormatError(f"{where}: the nuspec has no <metadata> element.")
-    return metadata
-
-
-def _id_and_version(metadata: etree._Element, where: str) -> tuple[str, str, NuGetVersion]:
-    package_id = _child_text(metadata, "id")
-    version = _child_text(metadata, "version")
-    if not package_id:
-        raise PackageFormatError(f"{where}: the nuspec has no package id (<metadata><id>).")
-    if not version:
-        raise PackageFormatError(f"{where}: the nuspec has no package version (<metadata><version>).")
-    try:
-        parsed = NuGetVersion.parse(version)
-    except ValueError as exc:
-        raise PackageFormatError(f"{where}: <metadata><version>: {exc}.") from exc
-    return package_id, version, parsed
-
-
-def parse_identity(nuspec: bytes, where: str = "nuspec") -> PackageIdentity:
-    """Read ``package/metadata/id`` and ``.../version`` (any namespace) from nuspec bytes."""
-    package_id, _, version = _id_and_version(_parse_metadata(nuspec, where), where)
-    return PackageIdentity(id=package_id, version=version.normalized)
-
-
-def _boolean(metadata: etree._Element, name: str, where: str) -> bool:
-    text = _child_text(metadata, name)
-    if text is None or text == "":
-        return False
-    # .NET's bool.TryParse: "true"/"false" in any case, surrounding white space ignored.
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    raise PackageFormatError(f"{where}: <metadata><{name}> is '{text}', expected true or false.")
-
-
-def _flags(value: str | None) -> tuple[str, ...]:
-    return tuple(flag.strip() for flag in (value or "").split(",") if flag.strip())
-
-
-def _dependency(element: etree._Element, where: str, group: str) -> ManifestDependency:
-    dep_id = (element.get("id") or "").strip()
-    if not dep_id:
-        raise PackageFormatError(f"{where}: a <dependency> in {group} has no id.")
-    text = (element.get("version") or "").strip()
-    try:
-        version_range = VersionRange.parse(text) if text else VersionRange.ALL
-    except ValueError as exc:
-        raise PackageFormatError(f"{where}: <dependency id=\"{dep_id}\"> in {group}: {exc}.") from exc
-    return ManifestDependency(dep_id, version_range, _flags(element.get("include")), _flags(element.get("exclude")))
-
-
-def _dependency_groups(metadata: etree._Element, where: str) -> tuple[ManifestDependencyGroup, ...]:
-    containers = _children(metadata, "dependencies")
-    if not containers:
-        return ()
-    groups = _children(containers[0], "group")
-    if groups:
-        found = []
-        for group in groups:
-            framework = (group.get("targetFramework") or "").strip() or None
-            label = f"<group targetFramework=\"{framework}\">" if framework else "<group>"
-            found.append(ManifestDependencyGroup(
-                framework, tuple(_dependency(d, where, label) for d in _children(group, "dependency"))))
-        return tuple(found)
-    flat = tuple(_dependency(d, where, "<dependencies>") for d in _children(containers[0], "dependency"))
-    return (ManifestDependencyGroup(None, flat),) if flat else ()
-
-
-def _package_types(metadata: etree._Element, where: str) -> tuple[ManifestPackageType, ...]:
-    found = []
-    for container in _children(metadata, "packageTypes"):
-        for element in _children(container, "packageType"):
-            name = (element.get("name") or "").strip()
-            if not name:
-                raise PackageFormatError(f"{where}: a <packageType> has no name.")
-            found.append(ManifestPackageType(name, (element.get("version") or "").strip() or None))
-    return tuple(found)
-
-
-def _license(metadata: etree._Element) -> ManifestLicense | None:
-    elements = _children(metadata, "license")
-    if not elements:
-        return None
-    element = elements[0]
-    return ManifestLicense((element.get("type") or "").strip().lower(), (element.text or "").strip(),
-                           (element.get("version") or "").strip() or None)
-
-
-def _repository(metadata: etree._Element) -> ManifestRepository | None:
-    elements = _children(metadata, "repository")
-    if not elements:
-        return None
-    element = elements[0]
-    return ManifestRepository(*((element.get(name) or "").strip() for name in ("type", "url", "branch", "commit")))
-
-
-def parse_manifest(nuspec: bytes, where: str = "nuspec") -> Manifest:
-    """Every metadata field of nuspec bytes; :class:`PackageFormatError` naming the field (and ``where``) when the
-    nuspec is malformed, declares a DTD, lacks an id or version, or breaks NuGet's strict reading."""
-    metadata = _parse_metadata(nuspec, where)
-    names = [_local_name(child) for child in metadata]
-    duplicated = sorted({name for name in names if name in _SINGLE_VALUED and names.count(name) > 1})
-    if duplicated:
-        raise PackageFormatError(f"{where}: the nuspec has duplicate metadata elements: "
-                                 f"{', '.join(f'<{n}>' for n in duplicated)}.")
-    package_id, original, version = _id_and_version(metadata, where)
-    min_client = (metadata.get("minClientVersion") or "").strip() or None
-    if min_client is not None and NuGetVersion.try_parse(min_client) is None:
-        raise PackageFormatError(f"{where}: <metadata minClientVersion=\"{min_client}\"> is not a version.")
-
-    def text(name: str) -> str | None:
-        value = _child_text(metadata, name)
-        return value or None
-
-    return Manifest(
-        id=package_id, version=version, original_version=original,
-        title=text("title"), description=text("description"), summary=text("summary"), authors=text("authors"),
-        owners=text("owners"), tags=tuple(t for t in _SPLIT_TAGS.split(text("tags") or "") if t),
-        project_url=text("projectUrl"), license_url=text("licenseUrl"), license=_license(metadata),
-        icon_url=text("iconUrl"), icon=text("icon"), readme=text("readme"),
-        require_license_acceptance=_boolean(metadata, "requireLicenseAcceptance", where),
-        development_dependency=_boolean(metadata, "developmentDependency", where),
-        serviceable=_boolean(metadata, "serviceable", where), min_client_version=min_client,
-        dependency_groups=_dependency_groups(metadata, where), package_types=_package_types(metadata, where),
-        release_notes=text("releaseNotes"), language=text("language"), copyright=text("copyright"),
-        repository=_repository(metadata),
-    )  # fmt: skip
-
+if TYPE_CHECKING:
+    from nuseal.package.manifest import Manifest as Manifest
+    from nuseal.package.manifest import ManifestDependency as ManifestDependency
+    from nuseal.package.manifest import ManifestDependencyGroup as ManifestDependencyGroup
+    from nuseal.package.manifest import ManifestLicense as ManifestLicense
+    from nuseal.package.manifest import ManifestPackageType as ManifestPackageType
+    from nuseal.package.manifest import ManifestRepository as ManifestRepository
+    from nuseal.package.manifest import parse_manifest as parse_manifest
 
 # --- finding the nuspec in a package ----------------------------------------------------------------------------
 
@@ -390,6 +124,8 @@ def read_identity(path: Path) -> PackageIdentity:
 
 def read_manifest(path: Path) -> Manifest:
     """The full :class:`Manifest` of the package at ``path`` (see :func:`parse_manifest`)."""
+    from nuseal.package.manifest import parse_manifest  # see _MANIFEST_NAMES
+
     found = read_nuspec_file(path)
     return parse_manifest(found.data, found.where(path))
 
@@ -402,3 +138,19 @@ ZIP_ERRORS: tuple[type[Exception], ...] = (
     RuntimeError, ValueError, struct.error,
 )
 _ZIP_ERRORS = ZIP_ERRORS
+
+
+#: The full manifest's names, defined in :mod:`nuseal.package.manifest` and loaded on first use: verification
+#: reads only the identity, and the manifest's records cost start-up time (issue 12).
+_MANIFEST_NAMES = frozenset({
+    "Manifest", "ManifestDependency", "ManifestDependencyGroup", "ManifestLicense", "ManifestPackageType",
+    "ManifestRepository", "parse_manifest",
+})  # fmt: skip
+
+
+def __getattr__(name: str) -> object:
+    if name in _MANIFEST_NAMES:
+        from nuseal.package import manifest
+
+        return getattr(manifest, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

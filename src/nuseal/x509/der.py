@@ -70,7 +70,14 @@ def tlvs(data: bytes) -> list[bytes]:
     position = 0
     end = len(data)
     while position < end:
-        value_end = _extent(data, position)[2]
+        # _extent's common case inlined (low tag number, short definite length): this loop runs for every value of
+        # every signature, certificate and timestamp token; the function call was a third of its cost.
+        if position + 2 <= end and data[position] & 0x1F != 0x1F and data[position + 1] < 0x80:
+            value_end = position + 2 + data[position + 1]
+            if value_end > end:
+                value_end = _extent(data, position)[2]
+        else:
+            value_end = _extent(data, position)[2]
         parts.append(data[position:value_end])
         position = value_end
     return parts

@@ -27,12 +27,16 @@ from functools import cached_property
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives._serialization import Encoding, PublicFormat  # see _ENUMS_NOTE
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.utils import CryptographyDeprecationWarning
 
 from nuseal.x509 import der as der_walker
+
+# _ENUMS_NOTE: Encoding and PublicFormat come from the module that defines them, which cryptography.x509 loads
+# anyway: the public ``serialization`` package also imports cryptography's SSH and cipher modules, ~25 ms of CPU
+# at every start-up (issue 12). tests/unit/x509/test_import_cost.py checks that they are the public objects.
 
 __all__ = ["CERTIFICATE_ERRORS", "MAX_CERTIFICATES", "Facts", "facts", "load_der", "name_key_digest", "quiet"]
 

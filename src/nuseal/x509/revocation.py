@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import httpx
+    from cryptography.x509 import ocsp
 
 import hashlib
 import threading
@@ -45,13 +46,16 @@ from typing import Literal
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives._serialization import Encoding, PublicFormat  # see _ENUMS_NOTE
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from nuseal.enums import RevocationMode
 from nuseal.errors import TrustConfigError
+
+# _ENUMS_NOTE: Encoding and PublicFormat come from the module that defines them, which cryptography.x509 loads
+# anyway: the public ``serialization`` package also imports cryptography's SSH and cipher modules, ~25 ms of CPU
+# at every start-up (issue 12). tests/unit/x509/test_import_cost.py checks that they are the public objects.
 
 __all__ = [
     "COMPROMISE_REASONS", "RevocationCache", "RevocationChecker", "RevocationMode", "RevocationResult",
@@ -240,6 +244,8 @@ class RevocationChecker:
                 "unknown", "certificate",
                 detail=_join("the certificate has no OCSP URL and no http(s) CRL distribution point", notes),
             )  # fmt: skip
+        from cryptography.x509 import ocsp  # only when a responder is asked (see _load_ocsp)
+
         deadline = time.monotonic() + self.total_timeout
         reached = False
         for url in ocsp_urls:
@@ -299,6 +305,8 @@ class RevocationChecker:
     def _fetch_ocsp(
         self, url: str, certificate: x509.Certificate, issuer: x509.Certificate, deadline: float, now: datetime | None
     ) -> bytes:
+        from cryptography.x509 import ocsp  # see _load_ocsp
+
         request = ocsp.OCSPRequestBuilder().add_certificate(certificate, issuer, hashes.SHA1()).build()
         return self._fetch(url, "POST", request.public_bytes(Encoding.DER), deadline, now)
 
@@ -455,6 +463,10 @@ def _join(summary: str, notes: Iterable[str]) -> str:
 
 
 def _load_ocsp(blob: bytes, source: str) -> ocsp.OCSPResponse:
+    # cryptography's OCSP module is imported where OCSP is used: an offline verification or one whose certificates
+    # are answered by CRLs never needs it (~1-3 ms of start-up, issue 12).
+    from cryptography.x509 import ocsp
+
     try:
         return ocsp.load_der_ocsp_response(blob)
     except ValueError as exc:
@@ -489,6 +501,8 @@ def _evaluate_ocsp(
 ) -> tuple[RevocationResult, datetime | None] | None:
     """The answer ``response`` gives for ``certificate`` and until when to cache it; None when it is about
     other certificates."""
+    from cryptography.x509 import ocsp  # see _load_ocsp
+
     if response.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
         return _unknown(source, f"OCSP responder status {response.response_status.name}")
     single = _matching_single_response(response, certificate, issuer)

@@ -28,7 +28,6 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, overload
 
@@ -331,8 +330,14 @@ def load_roots_file(path: Path) -> tuple[x509.Certificate, ...]:
         ) from exc
 
 
+#: The bundled sets and their index, package data next to this module. A plain path, not ``importlib.resources``:
+#: nuseal installs as files (never zipped), and the resources machinery costs ~3-10 ms of every verification's
+#: start-up (issue 12).
+_ROOTS_FOLDER = Path(__file__).resolve().parent / "roots"
+
+
 def _bundle_bytes(name: str) -> bytes:
-    return resources.files("nuseal.x509").joinpath("roots", name).read_bytes()
+    return (_ROOTS_FOLDER / name).read_bytes()
 
 
 def bundle_index(data: bytes) -> dict[str, Any]:
@@ -371,7 +376,7 @@ def write_index(path: Path) -> None:
 @lru_cache(maxsize=1)
 def _prebuilt_index() -> dict[str, Any] | None:
     try:
-        document = json.loads(resources.files("nuseal.x509").joinpath("roots", INDEX_FILE).read_bytes())
+        document = json.loads((_ROOTS_FOLDER / INDEX_FILE).read_bytes())
     except (OSError, ValueError):
         return None
     return document if isinstance(document, dict) and document.get("format") == INDEX_FORMAT else None
