@@ -87,13 +87,15 @@ def repo_sign_package(
     existing, entry_time = found if found is not None else (None, None)
     overwrite = request.options.overwrite
     if existing is not None:
-        commitments = build.primary_commitments(existing)
+        facts = build.primary_facts(existing)  # one parse for the checks and the countersignature
+        commitments = facts.commitments
         if oids.PROOF_OF_RECEIPT in commitments and not overwrite:
             raise SigningError(
                 f"{Messages.REPO_PRIMARY_WITH_COUNTER} ({src} is repository signed)", NuCode.NU3033
             )
         if oids.PROOF_OF_ORIGIN in commitments and oids.PROOF_OF_RECEIPT not in commitments:
-            return _countersign(src, dst, existing, request, timestamper=timestamper, now=now, entry_time=entry_time)
+            return _countersign(src, dst, existing, facts, request, timestamper=timestamper, now=now,
+                                entry_time=entry_time)  # fmt: skip
         if not overwrite:
             raise SigningError(f"{Messages.ALREADY_SIGNED} ({src})", NuCode.NU3001)
     primary = build.PrimarySignatureBuilder.repository_signature(request.service_index_url, request.owners)
@@ -111,13 +113,14 @@ def _countersign(
     src: Path,
     dst: Path,
     primary: bytes,
+    facts: build.PrimaryFacts,
     request: RepositorySignRequest,
     *,
     timestamper: Timestamper | None,
     now: datetime,
     entry_time: datetime | None,
 ) -> SignResult:
-    if build.repository_countersigner_count(primary) > 0:
+    if facts.repository_countersigners > 0:
         if not request.options.overwrite:
             raise SigningError(
                 "The package already contains a repository countersignature. Please remove the existing "
@@ -134,7 +137,8 @@ def _countersign(
         .with_hash_algorithm(options.hash_algorithm.hashlib_name)
         .with_signing_time(now)
     )
-    primary_value = build.primary_signature_value(primary)
+    # Stripping countersignatures leaves the primary SignerInfo's signature value as it was.
+    primary_value = facts.signature_value
     value = sign_raw_checked(signer, builder.signed_attributes(primary_value), options.hash_algorithm)
     # The countersignature's own timestamp covers the countersignature value and sits inside it (spec §4.6).
     token = timestamp_value(timestamper, value, options.timestamp_hash_algorithm, now, options.trust_store)
