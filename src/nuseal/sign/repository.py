@@ -10,7 +10,9 @@ from pathlib import Path
 
 from nuseal import oids
 from nuseal.cms import build
+from nuseal.cms.parse import PrimarySignature
 from nuseal.codes import Messages, NuCode
+from nuseal.enums import SignatureKind
 from nuseal.errors import SigningError
 from nuseal.package import archive, zipformat
 from nuseal.sign.common import (
@@ -45,6 +47,25 @@ class RepositorySignRequest:
         return self
 
 
+@dataclass(frozen=True)
+class ReadSignature:
+    """A package's signature entry as a caller already read and parsed it (``sign_for_feed`` loads it whole to
+    judge the package first): :func:`repo_sign_package` then neither reads nor parses it again."""
+
+    raw: bytes
+    entry_time: datetime | None  # the entry's DOS time, kept on a countersigned package
+    facts: build.PrimaryFacts
+
+    @classmethod
+    def of(cls, raw: bytes, entry_time: datetime | None, primary: PrimarySignature) -> ReadSignature:
+        """From the signature as ``load_primary_signature`` read it: its kind stands for the commitment types (it
+        refuses both together) and a countersigner of kind repository is one with proof-of-receipt."""
+        commitments = {SignatureKind.AUTHOR: (oids.PROOF_OF_ORIGIN,),
+                       SignatureKind.REPOSITORY: (oids.PROOF_OF_RECEIPT,)}.get(primary.kind, ())  # fmt: skip
+        repository = sum(1 for kind in primary.countersignature_kinds if kind is SignatureKind.REPOSITORY)
+        return cls(raw, entry_time, build.PrimaryFacts(commitments, repository, primary.signature_value))
+
+
 def read_signature(path: Path) -> bytes | None:
     """The ``.signature.p7s`` bytes, or None when the package is unsigned (NU3005 errors propagate)."""
     found = read_signature_entry(path)
@@ -72,22 +93,28 @@ def _entry_time(dos_date: int, dos_time: int) -> datetime | None:
 
 
 def repo_sign_package(
-    src: Path, dst: Path, request: RepositorySignRequest, *, timestamper: Timestamper | None, now: datetime
+    src: Path, dst: Path, request: RepositorySignRequest, *, timestamper: Timestamper | None, now: datetime,
+    read: ReadSignature | None = None,
 ) -> SignResult:
     """Repository-sign ``src`` into ``dst``: primary signature if unsigned, countersignature if author-signed.
 
     Refuses a package whose primary signature is already a repository signature (NU3033) or that already has a
     repository countersignature (NU3032), unless ``options.overwrite``: then the repository primary signature
     is replaced, or the old countersignature is stripped first. Other errors as in ``sign_package``.
+    ``read``: ``src``'s signature entry, already read by the caller (it must be ``src``'s; None: read here).
     """
     request = request.checked()
     src, dst = Path(src), Path(dst)
     archive.check_signable(src, replace_signature=True)  # NU3006 / NU3039 before anything else
-    found = read_signature_entry(src)
-    existing, entry_time = found if found is not None else (None, None)
+    if read is None:
+        found = read_signature_entry(src)
+        existing, entry_time = found if found is not None else (None, None)
+    else:
+        existing, entry_time = read.raw, read.entry_time
     overwrite = request.options.overwrite
     if existing is not None:
-        facts = build.primary_facts(existing)  # one parse for the checks and the countersignature
+        # One parse for the checks and the countersignature.
+        facts = read.facts if read is not None else build.primary_facts(existing)
         commitments = facts.commitments
         if oids.PROOF_OF_RECEIPT in commitments and not overwrite:
             raise SigningError(
