@@ -568,8 +568,12 @@ def countersigner_commitments(signer_info: cms.SignerInfo) -> list[str]:
     return found
 
 
+@lru_cache(maxsize=64)
 def strip_repository_countersignatures(signature: bytes) -> bytes:
     """Remove every countersigner with proof-of-receipt and re-encode (NuGet ``RemoveRepositorySignatures``).
+
+    Cached per input (bytes in, bytes out, no state): a feed's re-sign strips the same pushed signature when
+    countersigning and again when checking that the author signature came through intact (~1 ms each).
 
     Other countersigners and the timestamp stay. Unlike NuGet, the certificates that only the removed
     countersigners need (their chains as found in ``certificates``) are dropped too, and the others keep their
@@ -648,11 +652,31 @@ def _chain_facts(der: bytes) -> _ChainFacts:
     return _ChainFacts(cert.subject.hashable, cert.issuer.hashable, cert.serial_number, cert.key_identifier)
 
 
+class PrimaryFacts(NamedTuple):
+    """What repository signing reads of an existing primary signature before editing it, from one parse."""
+
+    commitments: tuple[str, ...]  # commitment-type OIDs of the primary signer
+    repository_countersigners: int  # countersigners with proof-of-receipt
+    signature_value: bytes  # the primary SignerInfo's signature octets
+
+
+def primary_facts(signature: bytes) -> PrimaryFacts:
+    """:func:`primary_commitments`, :func:`repository_countersigner_count` and :func:`primary_signature_value` in
+    one parse (each alone parses the signature again)."""
+    _, _, signer = _load(signature)
+    value: bytes = signer["signature"].native
+    return PrimaryFacts(tuple(countersigner_commitments(signer)), _repository_countersigners(signer), value)
+
+
 def repository_countersigner_count(signature: bytes) -> int:
     """How many countersigners with proof-of-receipt the primary signature carries."""
+    _, _, signer = _load(signature)
+    return _repository_countersigners(signer)
+
+
+def _repository_countersigners(signer: cms.SignerInfo) -> int:
     from asn1crypto import cms
 
-    _, _, signer = _load(signature)
     count = 0
     for attribute in _existing_unsigned(signer):
         if attribute["type"].dotted == oids.COUNTERSIGNATURE:

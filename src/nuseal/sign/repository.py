@@ -10,7 +10,9 @@ from pathlib import Path
 
 from nuseal import oids
 from nuseal.cms import build
+from nuseal.cms.parse import PrimarySignature
 from nuseal.codes import Messages, NuCode
+from nuseal.enums import SignatureKind
 from nuseal.errors import SigningError
 from nuseal.package import archive, zipformat
 from nuseal.sign.common import (
@@ -45,6 +47,25 @@ class RepositorySignRequest:
         return self
 
 
+@dataclass(frozen=True)
+class ReadSignature:
+    """A package's signature entry as a caller already read and parsed it (``sign_for_feed`` loads it whole to
+    judge the package first): :func:`repo_sign_package` then neither reads nor parses it again."""
+
+    raw: bytes
+    entry_time: datetime | None  # the entry's DOS time, kept on a countersigned package
+    facts: build.PrimaryFacts
+
+    @classmethod
+    def of(cls, raw: bytes, entry_time: datetime | None, primary: PrimarySignature) -> ReadSignature:
+        """From the signature as ``load_primary_signature`` read it: its kind stands for the commitment types (it
+        refuses both together) and a countersigner of kind repository is one with proof-of-receipt."""
+        commitments = {SignatureKind.AUTHOR: (oids.PROOF_OF_ORIGIN,),
+                       SignatureKind.REPOSITORY: (oids.PROOF_OF_RECEIPT,)}.get(primary.kind, ())  # fmt: skip
+        repository = sum(1 for kind in primary.countersignature_kinds if kind is SignatureKind.REPOSITORY)
+        return cls(raw, entry_time, build.PrimaryFacts(commitments, repository, primary.signature_value))
+
+
 def read_signature(path: Path) -> bytes | None:
     """The ``.signature.p7s`` bytes, or None when the package is unsigned (NU3005 errors propagate)."""
     found = read_signature_entry(path)
@@ -72,28 +93,36 @@ def _entry_time(dos_date: int, dos_time: int) -> datetime | None:
 
 
 def repo_sign_package(
-    src: Path, dst: Path, request: RepositorySignRequest, *, timestamper: Timestamper | None, now: datetime
+    src: Path, dst: Path, request: RepositorySignRequest, *, timestamper: Timestamper | None, now: datetime,
+    read: ReadSignature | None = None,
 ) -> SignResult:
     """Repository-sign ``src`` into ``dst``: primary signature if unsigned, countersignature if author-signed.
 
     Refuses a package whose primary signature is already a repository signature (NU3033) or that already has a
     repository countersignature (NU3032), unless ``options.overwrite``: then the repository primary signature
     is replaced, or the old countersignature is stripped first. Other errors as in ``sign_package``.
+    ``read``: ``src``'s signature entry, already read by the caller (it must be ``src``'s; None: read here).
     """
     request = request.checked()
     src, dst = Path(src), Path(dst)
     archive.check_signable(src, replace_signature=True)  # NU3006 / NU3039 before anything else
-    found = read_signature_entry(src)
-    existing, entry_time = found if found is not None else (None, None)
+    if read is None:
+        found = read_signature_entry(src)
+        existing, entry_time = found if found is not None else (None, None)
+    else:
+        existing, entry_time = read.raw, read.entry_time
     overwrite = request.options.overwrite
     if existing is not None:
-        commitments = build.primary_commitments(existing)
+        # One parse for the checks and the countersignature.
+        facts = read.facts if read is not None else build.primary_facts(existing)
+        commitments = facts.commitments
         if oids.PROOF_OF_RECEIPT in commitments and not overwrite:
             raise SigningError(
                 f"{Messages.REPO_PRIMARY_WITH_COUNTER} ({src} is repository signed)", NuCode.NU3033
             )
         if oids.PROOF_OF_ORIGIN in commitments and oids.PROOF_OF_RECEIPT not in commitments:
-            return _countersign(src, dst, existing, request, timestamper=timestamper, now=now, entry_time=entry_time)
+            return _countersign(src, dst, existing, facts, request, timestamper=timestamper, now=now,
+                                entry_time=entry_time)  # fmt: skip
         if not overwrite:
             raise SigningError(f"{Messages.ALREADY_SIGNED} ({src})", NuCode.NU3001)
     primary = build.PrimarySignatureBuilder.repository_signature(request.service_index_url, request.owners)
@@ -111,13 +140,14 @@ def _countersign(
     src: Path,
     dst: Path,
     primary: bytes,
+    facts: build.PrimaryFacts,
     request: RepositorySignRequest,
     *,
     timestamper: Timestamper | None,
     now: datetime,
     entry_time: datetime | None,
 ) -> SignResult:
-    if build.repository_countersigner_count(primary) > 0:
+    if facts.repository_countersigners > 0:
         if not request.options.overwrite:
             raise SigningError(
                 "The package already contains a repository countersignature. Please remove the existing "
@@ -134,7 +164,8 @@ def _countersign(
         .with_hash_algorithm(options.hash_algorithm.hashlib_name)
         .with_signing_time(now)
     )
-    primary_value = build.primary_signature_value(primary)
+    # Stripping countersignatures leaves the primary SignerInfo's signature value as it was.
+    primary_value = facts.signature_value
     value = sign_raw_checked(signer, builder.signed_attributes(primary_value), options.hash_algorithm)
     # The countersignature's own timestamp covers the countersignature value and sits inside it (spec §4.6).
     token = timestamp_value(timestamper, value, options.timestamp_hash_algorithm, now, options.trust_store)

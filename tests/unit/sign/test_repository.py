@@ -25,8 +25,9 @@ from nuseal.codes import NuCode
 from nuseal.errors import SigningError
 from nuseal.package import archive
 from nuseal.sign.author import AuthorSignRequest, sign_package
+from nuseal.sign.common import SignOptions
 from nuseal.sign.removal import Removal, remove_signature
-from nuseal.sign.repository import RepositorySignRequest, repo_sign_package
+from nuseal.sign.repository import ReadSignature, RepositorySignRequest, read_signature_entry, repo_sign_package
 from nuseal.x509 import certs
 
 URL = "https://feed.example/v3/index.json"
@@ -237,3 +238,27 @@ def test_a_sorted_certificate_set_stays_sorted_and_comes_back_exactly(
     assert after == sorted(after) and len(after) == len(ders) + 2  # as nuget.org's countersigned packages
     remove_signature(src, repository_only=True)
     assert src.read_bytes() == author_bytes
+
+
+def test_a_signature_read_by_the_caller_gives_the_same_facts_and_bytes(
+    pki: TestPki, tmp_path: Path, repository_cert: IssuedCert
+) -> None:
+    # sign_for_feed hands repo_sign_package the signature it parsed: the facts taken from that parse must be the
+    # ones repo_sign_package reads itself, and the output the same bytes (the countersignature, then a re-sign).
+    later = now() + timedelta(hours=1)
+    request = RepositorySignRequest(signer_for(repository_cert), URL, ("alice",), SignOptions(overwrite=True))
+    author = author_signed(pki, tmp_path / "a.nupkg")
+    countersigned = tmp_path / "c.nupkg"
+    repo_sign_package(author, countersigned, request, timestamper=None, now=later)
+    for src in (author, countersigned):
+        raw = signed_part(src)
+        read = ReadSignature.of(raw, None, load_primary_signature(raw))
+        assert read.facts == build.primary_facts(raw)
+        assert read.facts.repository_countersigners == (src == countersigned)
+        mine, theirs = tmp_path / "mine.nupkg", tmp_path / "theirs.nupkg"
+        entry_time = read_signature_entry(src)
+        assert entry_time is not None
+        repo_sign_package(src, mine, request, timestamper=None, now=later)
+        repo_sign_package(src, theirs, request, timestamper=None, now=later,
+                          read=ReadSignature.of(raw, entry_time[1], load_primary_signature(raw)))  # fmt: skip
+        assert mine.read_bytes() == theirs.read_bytes()

@@ -42,7 +42,7 @@ from nuseal.findings import Finding, Severity
 from nuseal.package import hashing
 from nuseal.server.services.repository_keys import RepositoryCert
 from nuseal.sign.common import SignOptions, Timestamper
-from nuseal.sign.repository import RepositorySignRequest, read_signature, repo_sign_package
+from nuseal.sign.repository import ReadSignature, RepositorySignRequest, read_signature_entry, repo_sign_package
 from nuseal.trust.policy_builder import feed_repository_policy
 from nuseal.verify.engine import verify_package
 from nuseal.verify.result import PackageVerdict
@@ -135,7 +135,7 @@ def sign_for_feed(
     owner_list = sort_owners(owners)
     if not owner_list:
         raise RepositorySigningError("a repository signature names the package owners: the package has none")
-    raw, primary = _read_primary(src)
+    raw, primary, entry_time = _read_primary(src)
     stripped: tuple[str, ...] = ()
     if primary is not None:
         if primary.kind is SignatureKind.UNKNOWN:
@@ -154,7 +154,8 @@ def sign_for_feed(
     try:
         # overwrite: an existing repository primary signature is replaced and repository countersignatures are
         # stripped in the same pass (nuget.org strips, then ScanAndSign signs: the same bytes).
-        result = repo_sign_package(src, dst, request, timestamper=timestamper, now=now)
+        read = None if raw is None or primary is None else ReadSignature.of(raw, entry_time, primary)
+        result = repo_sign_package(src, dst, request, timestamper=timestamper, now=now, read=read)
     except (PackageFormatError, SignatureEntryError, SignatureFormatError) as exc:
         raise RepositorySigningError(f"cannot repository-sign the package: {exc}", exc.code) from None
     verdict = _verify(dst, repo_cert, now)
@@ -172,11 +173,14 @@ def sign_for_feed(
                          stripped)  # fmt: skip
 
 
-def _read_primary(path: Path) -> tuple[bytes | None, PrimarySignature | None]:
-    """The package's signature entry and its primary signature, read once (both None when unsigned)."""
+def _read_primary(path: Path) -> tuple[bytes | None, PrimarySignature | None, datetime | None]:
+    """The package's signature entry, its primary signature and the entry's DOS time, read once (all None when
+    unsigned); signing is handed what it needs of them (:class:`ReadSignature`)."""
     try:
-        raw = read_signature(path)
-        return raw, load_primary_signature(raw) if raw is not None else None
+        found = read_signature_entry(path)
+        if found is None:
+            return None, None, None
+        return found[0], load_primary_signature(found[0]), found[1]
     except (PackageFormatError, SignatureEntryError, SignatureFormatError) as exc:
         raise RepositorySigningError(f"cannot read the package signature: {exc}", exc.code) from None
 
