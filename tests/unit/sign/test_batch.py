@@ -262,6 +262,16 @@ def test_one_http_timestamper_serves_threads_concurrently(tsa: Tsa) -> None:
     assert len(tsa.connections) <= 4  # kept alive and reused, not one per request
 
 
+def _run_in_one_worker(pki: TestPki, pairs: list[tuple[Path, Path]]) -> list[batch.SignOutcome]:
+    """Sign ``pairs`` as one run of a batch worker made in this process (the folder-sync tests watch its calls)."""
+    job = batch.SignJob(AuthorSignRequest(signer_for(pki.leaf)), utc_now)
+    batch._open_worker(job, 4)
+    try:
+        return batch._sign_run_in_worker(pairs)
+    finally:
+        batch._worker = None
+
+
 def test_a_worker_fsyncs_each_output_folder_once_per_run_before_reporting(
     pki: TestPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -275,12 +285,7 @@ def test_a_worker_fsyncs_each_output_folder_once_per_run_before_reporting(
     pairs = _packages(tmp_path, 4)
     pairs[3] = (pairs[3][0], tmp_path / "elsewhere" / pairs[3][1].name)
     (tmp_path / "elsewhere").mkdir()
-    job = batch.SignJob(AuthorSignRequest(signer_for(pki.leaf)), utc_now)
-    batch._open_worker(job, 4)
-    try:
-        outcomes = batch._sign_run_in_worker(pairs)
-    finally:
-        batch._worker = None
+    outcomes = _run_in_one_worker(pki, pairs)
     assert [o.error for o in outcomes] == [None] * 4
     assert all(dst.is_file() for _, dst in pairs)
     assert len(file_syncs) == 4  # every output is still fsynced before its rename
@@ -300,12 +305,7 @@ def test_an_output_folder_that_cannot_be_synced_fails_its_packages(
     pairs = _packages(tmp_path, 3)
     pairs[2] = (pairs[2][0], tmp_path / "elsewhere" / pairs[2][1].name)
     (tmp_path / "elsewhere").mkdir()
-    job = batch.SignJob(AuthorSignRequest(signer_for(pki.leaf)), utc_now)
-    batch._open_worker(job, 4)
-    try:
-        outcomes = batch._sign_run_in_worker(pairs)
-    finally:
-        batch._worker = None
+    outcomes = _run_in_one_worker(pki, pairs)
     assert [type(o.error) for o in outcomes] == [OSError, OSError, type(None)]
     assert outcomes[2].result is not None
 
