@@ -27,7 +27,6 @@ import contextlib
 import os
 import queue
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -49,6 +48,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from benchlib import fixtures, options, report
 from benchlib.measure import child_env, load_average, scratch_dir
+
+sys.path.insert(0, str(fixtures.REPO))  # tests.support: the process helpers and the real parts the tests use too
+from tests.support.processes import terminate
 
 AREA = "resign"
 FEED_URL = "https://feed.bench.invalid"
@@ -277,13 +279,7 @@ class Worker:
         return cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
 
 
 def start_worker(feed: Feed, log: Path) -> Worker:
@@ -406,7 +402,6 @@ def backend(name: str, work: Path, tsa_url: str, pki: Pki, batch_size: int) -> I
     }  # fmt: skip
     with contextlib.ExitStack() as stack:
         if name == "postgres":
-            sys.path.insert(0, str(fixtures.REPO))
             try:
                 from tests.support.postgres import running_postgres
                 from tests.support.s3 import running_s3

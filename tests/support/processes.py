@@ -187,3 +187,18 @@ class failing_clearly:  # lowercase: used like contextlib's context managers
             except BaseException as failed:  # pytest's Failed: report the message once, not the chain
                 failed.__suppress_context__ = True
                 raise
+
+
+def terminate(process: subprocess.Popen[str], timeout: float = 30.0) -> bool:
+    """Stop ``process`` as an operator would (SIGTERM, so it shuts down gracefully), killing it after ``timeout``
+    seconds; returns whether it stopped by itself in time (a process already gone counts as stopped)."""
+    if process.poll() is not None:
+        return True
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return False
+    return True

@@ -15,7 +15,6 @@ import json
 import os
 import queue
 import secrets
-import signal
 import subprocess
 import sys
 import threading
@@ -49,6 +48,7 @@ from nuseal.timestamp.client import InProcessTimestamper
 from nuseal.timestamp.tsa import TimestampAuthority, make_server
 from nuseal.x509 import certs
 from tests.support.pki import IssuedCert, TestPki
+from tests.support.processes import terminate
 from tests.support.s3 import S3Bucket
 from tests.support.server_fixtures import FakeClock
 from tests.unit.sign.helpers import signer_for
@@ -327,13 +327,7 @@ class WorkerProcess:
     log_path: Path
 
     def stop(self) -> int | None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         return self.process.returncode
 
     def log_lines(self) -> list[dict[str, object]]:

@@ -20,7 +20,6 @@ import os
 import queue
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -48,6 +47,7 @@ from nuseal.server.settings import load_settings
 from nuseal.server.storage import BlobStore, open_blob_store
 from tests.support.pki import TestPki
 from tests.support.postgres import PostgresServer
+from tests.support.processes import terminate
 from tests.support.s3 import S3Server
 
 #: ``embedded`` = SQLite + folder, ``scale`` = PostgreSQL + S3.
@@ -243,14 +243,8 @@ class ServeProcess:
     def stop(self) -> int:
         """SIGTERM, then wait; returns the exit code (uvicorn shuts down gracefully, then re-raises the signal,
         so a clean stop is ``-SIGTERM``)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                return self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-                pytest.fail("nuseal serve did not stop within 30 s of SIGTERM")
+        if not terminate(self.process):
+            pytest.fail("nuseal serve did not stop within 30 s of SIGTERM")
         return int(self.process.returncode)
 
     def log_lines(self) -> list[dict[str, object]]:
