@@ -29,6 +29,7 @@ from nuseal.cli import coercion
 from nuseal.cli.commands import COMMAND_MODULES, ROOT_DOC, VERSION
 from nuseal.cli.declare import HELP_WIDTH
 from nuseal.cli.guard import EXIT_FAILURE, EXIT_USAGE, TRACEBACK_ENV, error, fail, failure_code, os_error_text
+from nuseal.cli.lean import HELP_FLAGS
 
 __all__ = ["COMMAND_MODULES", "EXIT_FAILURE", "EXIT_USAGE", "TRACEBACK_ENV", "Command", "Group", "OptionGroup",
            "app", "command", "fail", "group", "os_error_text", "register", "run_guarded",
@@ -162,7 +163,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     # A fixed width: help reads the same on every terminal, in pipes and in the README.
-    context_settings={"help_option_names": ["-h", "--help"], "terminal_width": HELP_WIDTH,
+    context_settings={"help_option_names": list(HELP_FLAGS), "terminal_width": HELP_WIDTH,
                       "max_content_width": HELP_WIDTH},
 )
 

@@ -180,16 +180,6 @@ def run(name: str, argv: Sequence[str]) -> int | None:
     return run_command(lambda: function(*parts), command_path)
 
 
-def verify(argv: Sequence[str]) -> int | None:
-    """``run("verify", argv)``."""
-    return run("verify", argv)
-
-
-def sign(argv: Sequence[str]) -> int | None:
-    """``run("sign", argv)``."""
-    return run("sign", argv)
-
-
 def show_help(command_path: str, doc: str, options: Mapping[str, Opt], hints: Mapping[str, Any]) -> int | None:
     """Print the help page (``nuseal.cli.helptext``) and return 0; ``None`` when typer must print it."""
     from nuseal.cli.helptext import page

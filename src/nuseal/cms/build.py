@@ -568,12 +568,14 @@ def countersigner_commitments(signer_info: cms.SignerInfo) -> list[str]:
     return found
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=8)
 def strip_repository_countersignatures(signature: bytes) -> bytes:
     """Remove every countersigner with proof-of-receipt and re-encode (NuGet ``RemoveRepositorySignatures``).
 
     Cached per input (bytes in, bytes out, no state): a feed's re-sign strips the same pushed signature when
-    countersigning and again when checking that the author signature came through intact (~1 ms each).
+    countersigning and again when checking that the author signature came through intact (~1 ms each). The two
+    calls come close together on one signing thread, so a few entries serve a worker's threads; a larger cache
+    would only hold signature entries (up to 8 MiB each) in a long-running worker.
 
     Other countersigners and the timestamp stay. Unlike NuGet, the certificates that only the removed
     countersigners need (their chains as found in ``certificates``) are dropped too, and the others keep their

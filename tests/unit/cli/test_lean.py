@@ -69,7 +69,7 @@ def _typer_values(argv: list[str], calls: list[tuple[VerifyArgs, TrustArgs]]) ->
 
 @pytest.mark.parametrize("argv", TAKEN, ids=" ".join)
 def test_lean_reads_every_option_as_typer_does(argv: list[str], captured: list[Any]) -> None:
-    assert lean.verify(argv) == 0
+    assert lean.run("verify", argv) == 0
     ours = captured.pop()
     assert ours == _typer_values(argv, captured)
 
@@ -78,7 +78,7 @@ def test_lean_reads_every_option_as_typer_does(argv: list[str], captured: list[A
 def test_revocation_mode_from_the_environment(value: str, captured: list[Any],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(declare.REVOCATION_ENV, value)
-    assert lean.verify(["a.nupkg"]) == 0
+    assert lean.run("verify", ["a.nupkg"]) == 0
     ours = captured.pop()
     assert ours == _typer_values(["a.nupkg"], captured)
     assert ours[1].revocation.value == (value.lower() or "online")
@@ -86,7 +86,7 @@ def test_revocation_mode_from_the_environment(value: str, captured: list[Any],
 
 @pytest.mark.parametrize("argv", LEFT, ids=lambda a: " ".join(a) or "(nothing)")
 def test_lean_leaves_help_and_usage_errors_to_typer(argv: list[str], captured: list[Any]) -> None:
-    assert lean.verify(argv) is None
+    assert lean.run("verify", argv) is None
     assert captured == []
 
 
@@ -134,7 +134,7 @@ def test_lean_output_matches_typer(argv: list[str], packages: Path, monkeypatch:
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])
 def test_lean_help_is_typers_help_byte_for_byte(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert lean.verify([flag]) == 0
+    assert lean.run("verify", [flag]) == 0
     ours = capsys.readouterr().out
     code, typers, _ = run("verify", "--json", flag)  # not a lone help flag: typer prints it
     assert code == 0
