@@ -230,13 +230,17 @@ class S3BlobStore:
             raise
         return reader.staged(key)
 
+    def _outcome_over(self, key: str, head: dict[str, Any], sha256: str) -> PutResult:
+        """A write to ``key``, which exists (``head``): the same bytes already there, or a conflict."""
+        # Servers that drop user metadata (rclone on a plain folder) get the existing object hashed instead.
+        existing = head.get("Metadata", {}).get("sha256") or self._sha256(key)
+        return PutResult.ALREADY_EXISTS if existing == sha256 else PutResult.CONFLICT
+
     def publish(self, staged: StagedBlob, key: str) -> PutResult:
         head = self._head(key)
         if head is not None:
-            # Servers that drop user metadata (rclone on a plain folder) get the existing object hashed instead.
-            existing = head.get("Metadata", {}).get("sha256") or self._sha256(key)
             self.delete(staged.key)
-            return PutResult.ALREADY_EXISTS if existing == staged.sha256 else PutResult.CONFLICT
+            return self._outcome_over(key, head, staged.sha256)
         try:  # one CopyObject (up to 5 GiB): several S3 clones (rclone) lack UploadPartCopy, a multipart copy
             self._client.copy_object(
                 CopySource={"Bucket": self.location.bucket, "Key": self._object(staged.key)},
@@ -274,8 +278,7 @@ class S3BlobStore:
         check_key(key)
         head = self._head(key)
         if head is not None:
-            existing = head.get("Metadata", {}).get("sha256") or self._sha256(key)
-            return PutResult.ALREADY_EXISTS if existing == digests.sha256 else PutResult.CONFLICT
+            return self._outcome_over(key, head, digests.sha256)
         try:
             self._client.put_object(Bucket=self.location.bucket, Key=self._object(key), Body=data,
                                     Metadata={"sha256": digests.sha256})  # fmt: skip
