@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from nuseal import oids
 from nuseal.errors import CertificateError
 from nuseal.timestamp import _der
 from nuseal.x509 import der as walker
@@ -84,8 +85,8 @@ class _Request:
 #: MessageImprint hashAlgorithm TLVs the walker accepts (the three SHA-2 OIDs, parameters absent or NULL), with the
 #: imprint length each needs.
 _PLAIN_IMPRINT_ALGORITHMS: dict[bytes, int] = {
-    bytes.fromhex(oid) + parameters: size
-    for oid, size in (("0609608648016503040201", 32), ("0609608648016503040202", 48), ("0609608648016503040203", 64))
+    core.ObjectIdentifier(oid).dump() + parameters: ACCEPTED_IMPRINT_ALGORITHMS[name]
+    for oid, name in oids.SHA2_HASHES.items()
     for parameters in (b"", b"\x05\x00")
 }
 
