@@ -12,13 +12,15 @@ import base64
 import contextlib
 import hashlib
 import os
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from nuseal.errors import NusealError, PackageFormatError
+from nuseal.oids import SHA2_HASHES
 from nuseal.package import fileio
 from nuseal.package.zipformat import (
     ArchiveLayout,
@@ -28,6 +30,7 @@ from nuseal.package.zipformat import (
     pack_eocd_counts,
     read_eocd_counts,
     read_layout,
+    read_signature_bytes,
 )
 
 CHUNK_SIZE = fileio.READ_CHUNK
@@ -182,14 +185,18 @@ def plan_digests(f: BinaryIO, plan: list[Segment], algorithms: tuple[str, ...]) 
     return _plan_digests(f, plan, algorithms)
 
 
-def _plan_digests(f: BinaryIO, plan: list[Segment], algorithms: tuple[str, ...]) -> tuple[bytes, ...]:
+def _plan_digests(f: BinaryIO, plan: list[Segment], algorithms: tuple[str, ...],
+                  stopped: Callable[[], bool] | None = None) -> tuple[bytes, ...]:
+    """The digests; ``_Stopped`` before the next window once ``stopped()`` is true."""
     digests = [_new_hash(name) for name in algorithms]
 
     def update(chunk: memoryview) -> None:
+        if stopped is not None and stopped():
+            raise _Stopped
         for digest in digests:
             digest.update(chunk)
 
-    feed_plan(f, plan, digests[0].update if len(digests) == 1 else update)
+    feed_plan(f, plan, digests[0].update if len(digests) == 1 and stopped is None else update)
     return tuple(digest.digest() for digest in digests)
 
 
@@ -226,6 +233,20 @@ def content_hash(path: Path) -> str:
 
 # --- hashing ahead of time ----------------------------------------------------------------------------------------
 
+#: In ``prefetch``'s algorithms: the package hash algorithm the package's signature names.
+SIGNED_ALGORITHM = "signed"
+
+#: The GIL switch interval while a prefetch runs (seconds; Python's default is 0.005).
+#:
+#: The hashing thread needs the GIL back after every window it hashed (and after each mmap/munmap around it). While
+#: the main thread runs Python code (importing the verifier, verifying the previous package) it gives the GIL up
+#: only when asked and only after the switch interval: at the default 5 ms the thread waited ~1.3 ms for every ms
+#: of hashing, so a 200 MB hash that takes 0.16 s alone took 0.32 s next to the imports (docs/performance.md,
+#: "earlyhash"). At 0.1 ms the wait is ~0.1 ms per ms. The main thread pays only the switches the hashing thread
+#: asks for (a few hundred per 200 MB, microseconds each): with no other thread waiting the interval changes
+#: nothing. Larger windows would also mean fewer switches, but every mapped byte counts in the resident set.
+PREFETCH_SWITCH_INTERVAL = 0.0001
+
 
 @dataclass
 class _Prefetch:
@@ -241,6 +262,39 @@ _MAX_PREFETCHES = 8
 _prefetch_lock = threading.Lock()
 
 
+class _Stopped(Exception):
+    """A prefetch was stopped (``stop_prefetches``)."""
+
+
+class _Generation:
+    """Prefetches started before the last ``stop_prefetches`` stop at their next window."""
+
+    current = 0
+
+
+class _SwitchInterval:
+    """``PREFETCH_SWITCH_INTERVAL`` while at least one prefetch runs; the interval found before, after the last."""
+
+    running = 0
+    saved = 0.0
+
+    @classmethod
+    @contextlib.contextmanager
+    def shortened(cls) -> Iterator[None]:
+        with _prefetch_lock:
+            if cls.running == 0:
+                cls.saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(cls.saved, PREFETCH_SWITCH_INTERVAL))
+            cls.running += 1
+        try:
+            yield
+        finally:
+            with _prefetch_lock:
+                cls.running -= 1
+                if cls.running == 0:
+                    sys.setswitchinterval(cls.saved)
+
+
 def _identity(f: BinaryIO) -> tuple[int, int, int, int] | None:
     try:
         st = os.fstat(f.fileno())
@@ -249,14 +303,29 @@ def _identity(f: BinaryIO) -> tuple[int, int, int, int] | None:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
-def prefetch(path: Path, algorithms: tuple[str, ...] = ("sha256",)) -> bool:
+def _signed_algorithm(f: BinaryIO, entry: SignatureEntry) -> str:
+    """The package hash algorithm the signature names, found as the ``<oid>-Hash:`` text of its signed content
+    (spec §3) in the signature file's bytes: a guess, good enough to choose what to hash ahead (the verifier
+    parses the signature and hashes again if the guess was wrong), for the cost of a byte search instead of the
+    CMS parser's imports. SHA-256 when no such text is found."""
+    try:
+        data = read_signature_bytes(f, entry)
+    except NusealError:
+        return "sha256"
+    found = [(data.find(oid.encode("ascii") + b"-Hash:"), name) for oid, name in SHA2_HASHES.items()]
+    return min(((at, name) for at, name in found if at >= 0), default=(0, "sha256"))[1]
+
+
+def prefetch(path: Path, algorithms: tuple[str, ...] = (SIGNED_ALGORITHM,)) -> bool:
     """Start hashing the §2.2 stream of the signed package ``path`` in a background thread.
 
-    A later ``package_hash``/``plan_digests`` of the same file (same device, inode, size and mtime) and plan then
-    waits for that result instead of reading the file again. ``hashlib`` releases the GIL, so the hash runs on
-    another core while this thread does something else: importing the verifier, verifying the previous package of
-    a batch. Returns False (and starts nothing) for an unsigned, unreadable or malformed package: the verifier
-    reports those itself.
+    ``algorithms`` are hashlib names or ``SIGNED_ALGORITHM`` (the one the package's signature names). A later
+    ``package_hash``/``plan_digests`` of the same file (same device, inode, size and mtime) and plan, with
+    algorithms among these, then waits for that result instead of reading the file again. ``hashlib`` releases the
+    GIL, so the hash runs on another core while this thread does something else: importing the verifier, verifying
+    the previous package of a batch. Returns False (and starts nothing) for an unsigned, unreadable or malformed
+    package: the verifier reports those itself; True also when a prefetch of the same file and algorithms is
+    already running (a second one would only hash it twice).
     """
     try:
         f = open(path, "rb")  # noqa: SIM115 (the hashing thread closes it)
@@ -267,8 +336,12 @@ def prefetch(path: Path, algorithms: tuple[str, ...] = ("sha256",)) -> bool:
         if not has_signature_entry(layout):
             f.close()
             return False
-        plan = unsigned_view_plan(f, layout, find_signature_entry(f, layout, check_fields=False))
+        entry = find_signature_entry(f, layout, check_fields=False)
+        plan = unsigned_view_plan(f, layout, entry)
         identity = _identity(f)
+        if SIGNED_ALGORITHM in algorithms:
+            signed = _signed_algorithm(f, entry)
+            algorithms = tuple(dict.fromkeys(signed if name == SIGNED_ALGORITHM else name for name in algorithms))
         for name in algorithms:
             _new_hash(name)
     except (NusealError, OSError, ValueError):
@@ -278,19 +351,37 @@ def prefetch(path: Path, algorithms: tuple[str, ...] = ("sha256",)) -> bool:
         f.close()
         return False
     job = _Prefetch(identity, plan, algorithms)
+    generation = _Generation.current
 
     def run() -> None:
         # A failure leaves ``result`` unset: the verifier then reads the file itself and reports what is wrong.
-        with contextlib.suppress(Exception), f:
-            job.result = _plan_digests(f, plan, algorithms)
+        with contextlib.suppress(Exception), f, _SwitchInterval.shortened():
+            job.result = _plan_digests(f, plan, algorithms, lambda: _Generation.current != generation)
 
     job.thread = threading.Thread(target=run, name="nuseal-prefetch-hash", daemon=True)
     with _prefetch_lock:
+        running = _prefetches.get(identity)
+        if running is not None and running.plan == plan and set(algorithms) <= set(running.algorithms):
+            f.close()
+            return True
         _prefetches[identity] = job
         while len(_prefetches) > _MAX_PREFETCHES:  # never used (say the verifier stopped before hashing): forget
             del _prefetches[next(iter(_prefetches))]
-    job.thread.start()
+        job.thread.start()  # under the lock: ``stop_prefetches`` never sees a registered job not yet started
     return True
+
+
+def stop_prefetches() -> None:
+    """Stop every prefetch that is running (within a window) and forget them all; returns once their threads have
+    ended. For a caller about to fork worker processes that hash their own packages: a process with other threads
+    running cannot fork them safely (``nuseal.parallel``)."""
+    with _prefetch_lock:
+        _Generation.current += 1
+        jobs = list(_prefetches.values())
+        _prefetches.clear()
+    for job in jobs:
+        if job.thread is not None:
+            job.thread.join()
 
 
 def _take_prefetched(f: BinaryIO, plan: list[Segment], algorithms: tuple[str, ...]) -> tuple[bytes, ...] | None:
