@@ -5,15 +5,18 @@ another core meanwhile (``nuseal.package.hashing.prefetch``) and the verifier ta
 The earlier it starts the more of it is hidden, so the console entry starts it from the raw command line before
 even the command-line parser is imported (``from_command_line``), and ``nuseal.cli.verify_run`` once more from the
 parsed, expanded paths (``for_paths``: globs, and command lines typer parses), where it finds the first one running.
-Nothing beyond ``os`` is imported until a prefetch starts.
+Nothing beyond ``os`` is imported until a prefetch starts, and then only the hashing modules (not even ``pathlib``).
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
 
 #: Below this size the hash is over before a thread would help.
 PREFETCH_MIN_BYTES = 4 << 20
@@ -40,7 +43,7 @@ def from_command_line(words: Sequence[str]) -> None:
     if len(large) == 1:
         from nuseal.package import hashing
 
-        hashing.prefetch(Path(large[0]))
+        hashing.prefetch(large[0])
 
 
 def for_paths(paths: Sequence[Path], workers: int) -> None:

@@ -16,8 +16,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from nuseal.errors import NusealError, PackageFormatError
 from nuseal.oids import SHA2_HASHES
@@ -32,6 +31,9 @@ from nuseal.package.zipformat import (
     read_layout,
     read_signature_bytes,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path  # not imported to run: ``nuseal verify`` starts a prefetch before pathlib is loaded
 
 CHUNK_SIZE = fileio.READ_CHUNK
 SUPPORTED_ALGORITHMS = ("sha256", "sha384", "sha512")
@@ -316,7 +318,7 @@ def _signed_algorithm(f: BinaryIO, entry: SignatureEntry) -> str:
     return min(((at, name) for at, name in found if at >= 0), default=(0, "sha256"))[1]
 
 
-def prefetch(path: Path, algorithms: tuple[str, ...] = (SIGNED_ALGORITHM,)) -> bool:
+def prefetch(path: str | Path, algorithms: tuple[str, ...] = (SIGNED_ALGORITHM,)) -> bool:
     """Start hashing the §2.2 stream of the signed package ``path`` in a background thread.
 
     ``algorithms`` are hashlib names or ``SIGNED_ALGORITHM`` (the one the package's signature names). A later
