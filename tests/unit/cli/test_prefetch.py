@@ -39,11 +39,11 @@ def hash_passes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
 
 @pytest.fixture
-def started(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+def started(monkeypatch: pytest.MonkeyPatch) -> list[str | Path]:
     """The paths ``hashing.prefetch`` is called with (nothing is hashed)."""
-    calls: list[Path] = []
+    calls: list[str | Path] = []
 
-    def fake(path: Path, algorithms: tuple[str, ...] = (hashing.SIGNED_ALGORITHM,)) -> bool:
+    def fake(path: str | Path, algorithms: tuple[str, ...] = (hashing.SIGNED_ALGORITHM,)) -> bool:
         calls.append(path)
         return True
 
@@ -72,9 +72,9 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (["root.pem", "missing.nupkg", "*.nupkg"], []),
 ], ids=" ".join)  # fmt: skip
 def test_the_command_line_names_the_package_to_prefetch(words: list[str], expected: list[str], files: Path,
-                                                        started: list[Path]) -> None:
+                                                        started: list[str | Path]) -> None:
     prefetch.from_command_line(words)
-    assert started == [Path(name) for name in expected]
+    assert [Path(path) for path in started] == [Path(name) for name in expected]
 
 
 @pytest.mark.parametrize(("names", "workers", "expected"), [
@@ -85,7 +85,7 @@ def test_the_command_line_names_the_package_to_prefetch(words: list[str], expect
     ([], 1, []),
 ], ids=str)  # fmt: skip
 def test_parsed_paths_prefetch_only_what_this_process_verifies(names: list[str], workers: int, expected: list[str],
-                                                               files: Path, started: list[Path]) -> None:
+                                                               files: Path, started: list[str | Path]) -> None:
     prefetch.for_paths([Path(name) for name in names], workers)
     assert started == [Path(name) for name in expected]
 
