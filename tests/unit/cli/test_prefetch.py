@@ -146,3 +146,28 @@ def test_a_batch_for_worker_processes_stops_the_prefetch_first(files: Path, hash
     capsys.readouterr()
     assert prefetched == [True]  # from the command line, before the paths were parsed
     assert seen == [([], 0)]  # stopped and forgotten by the time the pool started
+
+
+def test_the_verifier_checks_the_signatures_before_it_waits_for_the_hash(files: Path, hash_passes: list[str],
+                                                                         monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from nuseal.verify import engine
+
+    events: list[str] = []
+    real_trust, real_digests = engine._trust_and_validity, hashing.plan_digests
+
+    def trust(*args: Any) -> Any:
+        events.append("signatures")
+        return real_trust(*args)
+
+    def digests(*args: Any) -> tuple[bytes, ...]:
+        events.append("package hash")
+        return real_digests(*args)
+
+    monkeypatch.setattr(engine, "_trust_and_validity", trust)
+    monkeypatch.setattr(hashing, "plan_digests", digests)
+    assert _verify("big.nupkg") == 0
+    capsys.readouterr()
+    # The hash still running on the other core is waited for last (the findings keep NuGet's order).
+    assert events == ["signatures", "package hash"]
+    assert hash_passes == [PREFETCH_THREAD]
