@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+from msgspec import Struct
+from msgspec.structs import force_setattr
 
 _INT32_MAX = 2**31 - 1
 # ASCII only: NuGet accepts [0-9A-Za-z-] and Python's \d would also match other scripts' digits.
@@ -71,8 +73,7 @@ def _problem(numbers: Iterable[int], labels: Iterable[str], metadata: str | None
     return ""
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class NuGetVersion:
+class NuGetVersion(Struct, frozen=True, dict=True):
     """A parsed NuGet version. ``str(v)`` is the normalized form; ordering and equality are NuGet's."""
 
     major: int
@@ -81,15 +82,16 @@ class NuGetVersion:
     revision: int = 0
     release_labels: tuple[str, ...] = ()
     metadata: str | None = None
-    _key: _VersionKey = field(init=False, repr=False)
+    if TYPE_CHECKING:  # not a field (so not a constructor argument): the sort key, set once by __post_init__
+        _key: ClassVar[_VersionKey]
 
     def __post_init__(self) -> None:
         if problem := _problem((self.major, self.minor, self.patch, self.revision), self.release_labels,
                                self.metadata):
             raise ValueError(f"not a valid NuGet version: {problem}")
-        object.__setattr__(self, "_key", (self.major, self.minor, self.patch, self.revision,
-                                          0 if self.release_labels else 1,
-                                          tuple(_label_key(label) for label in self.release_labels)))
+        # A frozen struct refuses attribute writes; dict=True gives it a __dict__ for this derived value.
+        self.__dict__["_key"] = (self.major, self.minor, self.patch, self.revision, 0 if self.release_labels else 1,
+                                 tuple(_label_key(label) for label in self.release_labels))
 
     @classmethod
     def parse(cls, text: str, *, strict: bool = False) -> NuGetVersion:
@@ -199,8 +201,7 @@ def _bound(text: str, part: str) -> NuGetVersion | None:
         raise _invalid_range(text, str(exc)) from None
 
 
-@dataclass(frozen=True, slots=True)
-class VersionRange:
+class VersionRange(Struct, frozen=True):
     """A NuGet version range. An absent bound is unbounded (its ``*_inclusive`` flag is then False).
 
     ``original`` is the text it was parsed from (``None`` when built); ``str()`` gives it back when known,
@@ -211,16 +212,27 @@ class VersionRange:
     min_inclusive: bool = False
     max_version: NuGetVersion | None = None
     max_inclusive: bool = False
-    original: str | None = field(default=None, compare=False)
+    original: str | None = None  # not compared nor hashed (__eq__, __hash__)
 
     ALL: ClassVar[VersionRange]
 
     def __post_init__(self) -> None:
         # One representation per meaning: inclusiveness of a missing bound means nothing.
         if self.min_version is None:
-            object.__setattr__(self, "min_inclusive", False)
+            force_setattr(self, "min_inclusive", False)
         if self.max_version is None:
-            object.__setattr__(self, "max_inclusive", False)
+            force_setattr(self, "max_inclusive", False)
+
+    def _compared(self) -> tuple[NuGetVersion | None, bool, NuGetVersion | None, bool]:
+        return (self.min_version, self.min_inclusive, self.max_version, self.max_inclusive)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not VersionRange:
+            return NotImplemented
+        return self._compared() == other._compared()
+
+    def __hash__(self) -> int:
+        return hash(self._compared())
 
     @classmethod
     def parse(cls, text: str) -> VersionRange:

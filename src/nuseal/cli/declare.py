@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import string
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+from msgspec import Struct
 
 from nuseal.enums import HashAlgorithmName, RevocationMode
 from nuseal.render.text import Verbosity
@@ -33,11 +34,10 @@ HELP_WIDTH = 100
 REVOCATION_ENV = "NUGET_CERT_REVOCATION_MODE"
 
 
-@dataclass(frozen=True)
-class Opt:
+class Opt(Struct, frozen=True):
     """One option (``flags`` given) or argument (no ``flags``) of a command, as typer and the lean parser read it.
 
-    The value's type is the annotation of the command parameter (or dataclass field) it fills: ``bool`` is a flag,
+    The value's type is the annotation of the command parameter (or record field) it fills: ``bool`` is a flag,
     ``list[...]`` repeats, ``int`` honours ``min``, ``Path`` and ``str`` take the text; ``parser`` (when given)
     turns the text into the value. ``default`` ``...`` means required; a ``str`` default goes through ``parser``.
     """
@@ -137,8 +137,7 @@ def roots(flag: str, kind: str, purpose: str = "default: the .NET SDK's bundle")
     return Opt(None, (flag,), metavar="FILE", help=f"Trusted {kind} roots, a PEM bundle or a DER .cer ({purpose}).")
 
 
-@dataclass(frozen=True)
-class TrustArgs:
+class TrustArgs(Struct, frozen=True):
     """What verify and install judge signatures with: the roots and the revocation settings."""
 
     trust_roots: Path | None
@@ -165,8 +164,7 @@ TRUST: dict[str, Opt] = {
 }
 
 
-@dataclass(frozen=True)
-class VerifyArgs:
+class VerifyArgs(Struct, frozen=True):
     """``nuseal verify``'s own arguments and options (the trust options are :class:`TrustArgs`)."""
 
     packages: list[str]
@@ -205,8 +203,7 @@ def parse_signing_fingerprint(text: str) -> str:
     return check_fingerprint(text, ("SHA1", "SHA256", "SHA384", "SHA512"))
 
 
-@dataclass(frozen=True)
-class SigningArgs:
+class SigningArgs(Struct, frozen=True):
     """The options ``sign`` and ``repo-sign`` share: key, hashes, timestamper, output, roots, verbosity."""
 
     certificate_path: Path | None
@@ -269,8 +266,7 @@ SIGNING: dict[str, Opt] = {
 }  # fmt: skip
 
 
-@dataclass(frozen=True)
-class SignArgs:
+class SignArgs(Struct, frozen=True):
     """``nuseal sign``'s own arguments (its options are :class:`SigningArgs`)."""
 
     packages: list[str]

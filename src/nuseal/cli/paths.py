@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import glob
-from dataclasses import dataclass
 from pathlib import Path
+
+from msgspec import Struct
 
 from nuseal.cli.guard import fail
 from nuseal.verify.paths import expand_paths
 
 
-@dataclass(frozen=True)
-class Unresolved:
+class Unresolved(Struct, frozen=True):
     """A package argument that names no file, and why (the message names the argument)."""
 
     pattern: str

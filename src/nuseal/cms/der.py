@@ -25,9 +25,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+from msgspec import Struct
 
 from nuseal import oids
 
@@ -71,8 +72,7 @@ def where(name: str) -> Iterator[None]:
         raise ValueError(f"{name}: {reason(exc)}") from exc
 
 
-@dataclass(frozen=True)
-class Algorithm:
+class Algorithm(Struct, frozen=True):
     """An AlgorithmIdentifier as .NET reads it: the OID and the raw parameters value (None when absent)."""
 
     oid: str
@@ -87,8 +87,7 @@ def algorithm(contents: bytes) -> Algorithm:
     return Algorithm(oid_of(parts[0]), parts[1] if len(parts) == 2 else None)
 
 
-@dataclass(frozen=True)
-class Attribute:
+class Attribute(Struct, frozen=True):
     """A CMS attribute as .NET's ``AttributeAsn`` holds it: the type OID and the DER of each value."""
 
     oid: str
@@ -109,8 +108,7 @@ def values_of(attrs: tuple[Attribute, ...] | None, oid: str) -> list[tuple[bytes
     return [a.values for a in attrs or () if a.oid == oid]
 
 
-@dataclass(frozen=True)
-class SignerFields:
+class SignerFields(Struct, frozen=True):
     """One SignerInfo, decoded as .NET's ``SignerInfoAsn`` (+ its signed attributes set) is."""
 
     version: int
@@ -127,8 +125,7 @@ class SignerFields:
     raw: bytes = b""
 
 
-@dataclass(frozen=True)
-class SignedDataFields:
+class SignedDataFields(Struct, frozen=True):
     """A SignedData (inside its ContentInfo), decoded as .NET's ``SignedDataAsn`` is."""
 
     version: int

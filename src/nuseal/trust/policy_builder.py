@@ -15,10 +15,11 @@ The builders read nothing themselves: settings, fingerprints and documents are p
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
+
+from msgspec.structs import replace
 
 from nuseal.codes import Messages, NuCode
 from nuseal.enums import HashAlgorithmName, RevocationMode, SignatureKind
@@ -76,7 +77,7 @@ def policy_from_config(
         changes["unsigned_message"] = Messages.REQUIRE_MODE_UNSIGNED
     if warnings is not None:
         warnings.extend(found)
-    return dataclasses.replace(base, **changes)
+    return replace(base, **changes)
 
 
 def fingerprint_allow_list(fingerprints: Iterable[str]) -> AllowList:
@@ -96,7 +97,7 @@ def verify_command_policy(settings: NuGetSettings, fingerprints: Sequence[str] =
     policy = policy_from_config(settings, VerificationPolicy.verify_command(), warnings=warnings)
     if not fingerprints:
         return policy
-    return dataclasses.replace(policy, allow_lists=(*policy.allow_lists, fingerprint_allow_list(fingerprints)))
+    return replace(policy, allow_lists=(*policy.allow_lists, fingerprint_allow_list(fingerprints)))
 
 
 def repository_allow_list(info: RepositorySignatureInfo) -> AllowList:
@@ -135,7 +136,7 @@ def apply_repository_info(policy: VerificationPolicy, info: RepositorySignatureI
         changes["allow_untrusted"] = False
         if policy.unsigned_message == Messages.NOT_SIGNED:
             changes["unsigned_message"] = Messages.REPO_ALL_SIGNED_UNSIGNED
-    return dataclasses.replace(policy, **changes)
+    return replace(policy, **changes)
 
 
 def feed_push_policy(allowed_fingerprints: Iterable[str] | None = None) -> VerificationPolicy:
@@ -161,7 +162,7 @@ def feed_push_policy(allowed_fingerprints: Iterable[str] | None = None) -> Verif
         for fp in dict.fromkeys(fp.strip().upper() for fp in fingerprints))
     allow_list = AllowList(entries, require_non_empty=True, empty_message=FEED_PUSH_NO_CERTIFICATES,
                            no_match_message=FEED_PUSH_NOT_ACCEPTED, name="feed push")
-    return dataclasses.replace(policy, allow_lists=(allow_list,))
+    return replace(policy, allow_lists=(allow_list,))
 
 
 def feed_push_setup(trust_store: TrustStore, *, revocation_mode: RevocationMode = RevocationMode.ONLINE,

@@ -26,12 +26,12 @@ import threading
 import unicodedata
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, overload
 
 from cryptography import x509
+from msgspec import Struct
 
 from nuseal.errors import TrustConfigError
 from nuseal.x509.facts import facts, load_der, quiet
@@ -245,8 +245,7 @@ def _bundled_set(name: str) -> RootSet:
 Roots = tuple[x509.Certificate, ...] | RootSet
 
 
-@dataclass(frozen=True)
-class TrustStore:
+class TrustStore(Struct, frozen=True):
     """Root certificates trusted for code signing (author/repository signers) and for timestamping (TSAs): tuples
     of certificates or :class:`RootSet` s (chain building indexes a tuple on first use)."""
 

@@ -9,10 +9,10 @@ import os
 import pickle
 import signal
 import threading
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 from tests.support.pki import TestPki
 from tests.support.signed_packages import Packages
 
