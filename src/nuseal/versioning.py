@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import cache
 from typing import TYPE_CHECKING, ClassVar
 
 from msgspec import Struct
@@ -33,14 +34,32 @@ from msgspec.structs import force_setattr
 _INT32_MAX = 2**31 - 1
 # ASCII only: NuGet accepts [0-9A-Za-z-] and Python's \d would also match other scripts' digits.
 _LABEL = r"[0-9A-Za-z-]+"
-_VERSION = re.compile(
-    rf"(?P<parts>[0-9]+(?:\.[0-9]+){{0,3}})"
-    rf"(?:-(?P<release>{_LABEL}(?:\.{_LABEL})*))?"
-    rf"(?:\+(?P<meta>{_LABEL}(?:\.{_LABEL})*))?"
-)
-_NUMERIC_LABEL = re.compile(r"-?[0-9]+")
-_LABEL_RE = re.compile(_LABEL)
-_METADATA_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+# The patterns are compiled on first use (~0.5 ms each): most runs parse a version or two, or none.
+
+
+@cache
+def _version_re() -> re.Pattern[str]:
+    return re.compile(
+        rf"(?P<parts>[0-9]+(?:\.[0-9]+){{0,3}})"
+        rf"(?:-(?P<release>{_LABEL}(?:\.{_LABEL})*))?"
+        rf"(?:\+(?P<meta>{_LABEL}(?:\.{_LABEL})*))?"
+    )
+
+
+@cache
+def _numeric_label_re() -> re.Pattern[str]:
+    return re.compile(r"-?[0-9]+")
+
+
+@cache
+def _label_re() -> re.Pattern[str]:
+    return re.compile(_LABEL)
+
+
+@cache
+def _metadata_re() -> re.Pattern[str]:
+    return re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+
 
 #: How a prerelease label sorts: (0, value, text) for numeric labels, (1, 0, TEXT) for the others.
 _LabelKey = tuple[int, int, str]
@@ -49,7 +68,7 @@ _VersionKey = tuple[int, int, int, int, int, tuple[_LabelKey, ...]]
 
 def _label_key(label: str) -> _LabelKey:
     # NuGet calls a label numeric when int.TryParse accepts it: an optional sign and a 32-bit value.
-    if _NUMERIC_LABEL.fullmatch(label) and -(2**31) <= (value := int(label)) <= _INT32_MAX:
+    if _numeric_label_re().fullmatch(label) and -(2**31) <= (value := int(label)) <= _INT32_MAX:
         return (0, value, label)
     # OrdinalIgnoreCase compares upper-cased characters ordinally.
     return (1, 0, label.upper())
@@ -64,11 +83,11 @@ def _problem(numbers: Iterable[int], labels: Iterable[str], metadata: str | None
     if any(not 0 <= n <= _INT32_MAX for n in numbers):
         return f"a numeric part is outside 0..{_INT32_MAX}"
     for label in labels:
-        if not _LABEL_RE.fullmatch(label):
+        if not _label_re().fullmatch(label):
             return f"the prerelease label '{label}' is not made of [0-9A-Za-z-]"
         if len(label) > 1 and label[0] == "0" and label.isdigit():
             return f"the numeric prerelease label '{label}' has a leading zero"
-    if metadata is not None and not _METADATA_RE.fullmatch(metadata):
+    if metadata is not None and not _metadata_re().fullmatch(metadata):
         return f"the build metadata '{metadata}' is not dot-separated [0-9A-Za-z-] labels"
     return ""
 
@@ -97,7 +116,7 @@ class NuGetVersion(Struct, frozen=True, dict=True):
     def parse(cls, text: str, *, strict: bool = False) -> NuGetVersion:
         """``text`` as NuGet reads it; ``ValueError`` naming ``text`` (and why) when it is not a version."""
         raw = text if strict else text.strip()
-        match = _VERSION.fullmatch(raw)
+        match = _version_re().fullmatch(raw)
         if match is None:
             raise _invalid(text)
         parts = match["parts"].split(".")

@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from msgspec import Struct
@@ -298,8 +299,12 @@ def octet_string(tlv: bytes) -> bytes:
     return _definite(tlv)
 
 
-_UTC_TIME = re.compile(rb"([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})Z")
-_GENERALIZED_TIME = re.compile(rb"([0-9]{4})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})(?:\.([0-9]{1,6}))?Z")
+@cache
+def _time_re(tag: int) -> re.Pattern[bytes]:
+    """The UTCTime (tag 0x17) or GeneralizedTime pattern, compiled on first use."""
+    if tag == 0x17:
+        return re.compile(rb"([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})Z")
+    return re.compile(rb"([0-9]{4})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})(?:\.([0-9]{1,6}))?Z")
 
 
 def simple_time(tlv: bytes) -> datetime:
@@ -308,7 +313,7 @@ def simple_time(tlv: bytes) -> datetime:
     if not tlv or tlv[0] not in (0x17, 0x18):
         raise Unusual
     text = _definite(tlv)
-    match = (_UTC_TIME if tlv[0] == 0x17 else _GENERALIZED_TIME).fullmatch(text)
+    match = _time_re(tlv[0]).fullmatch(text)
     if match is None:
         raise Unusual
     year, month, day, hour, minute, second = (int(group) for group in match.groups()[:6])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from msgspec.structs import replace
@@ -45,7 +46,11 @@ __all__ = [
 FEED_PUSH_NOT_ACCEPTED = "The package's signing certificate is not one this feed accepts for the package."
 FEED_PUSH_NO_CERTIFICATES = "The package is signed, but this feed accepts no signing certificate for the package."
 FEED_REPOSITORY_NOT_LISTED = "The repository signature is not made with one of this feed's repository certificates."
-_SHA256_HEX = re.compile(r"[0-9A-Fa-f]{64}")
+
+
+@cache
+def _sha256_hex() -> re.Pattern[str]:  # compiled on first use: only fingerprint options need it
+    return re.compile(r"[0-9A-Fa-f]{64}")
 
 
 def policy_from_config(
@@ -153,7 +158,7 @@ def feed_push_policy(allowed_fingerprints: Iterable[str] | None = None) -> Verif
         return policy
     fingerprints = list(allowed_fingerprints)
     for fp in fingerprints:
-        if not _SHA256_HEX.fullmatch(fp.strip()):
+        if not _sha256_hex().fullmatch(fp.strip()):
             raise TrustConfigError(f"Invalid acceptable signing certificate fingerprint {fp!r}: expected a SHA-256 "
                                    "fingerprint (64 hexadecimal characters).", NuCode.NU3043)
     # Uppercase on both sides: fingerprints come from a database or a form, not from NuGet's ordinal world.
