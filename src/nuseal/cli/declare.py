@@ -112,9 +112,9 @@ FINGERPRINT_LENGTHS = {"SHA1": 40, "SHA256": 64, "SHA384": 96, "SHA512": 128}
 
 def check_fingerprint(text: str, algorithms: tuple[str, ...]) -> str:
     """``text`` stripped, if it is hex of the length of one of ``algorithms``; ``BadParameter`` otherwise."""
-    value = text.strip()
     import string  # only fingerprint options need it
 
+    value = text.strip()
     lengths = {FINGERPRINT_LENGTHS[a]: a for a in algorithms}
     if len(value) in lengths and all(ch in string.hexdigits for ch in value):
         return value
