@@ -15,8 +15,9 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
+
+from msgspec import Struct
 
 from nuseal.errors import NusealError, PackageFormatError
 from nuseal.oids import SHA2_HASHES
@@ -39,8 +40,7 @@ CHUNK_SIZE = fileio.READ_CHUNK
 SUPPORTED_ALGORITHMS = ("sha256", "sha384", "sha512")
 
 
-@dataclass(frozen=True, slots=True)
-class FileRange:
+class FileRange(Struct, frozen=True):
     """Bytes ``[start, end)`` of the input file."""
 
     start: int
@@ -73,8 +73,7 @@ def _entry_sizes(layout: ArchiveLayout) -> dict[int, int]:
     return sizes
 
 
-@dataclass(frozen=True, slots=True)
-class ArchiveParts:
+class ArchiveParts(Struct, frozen=True):
     """An archive cut where a signature entry goes: entries, central directory, EOCD head, counts, tail.
 
     ``entries`` are the bytes before the central directory in output order (prefix bytes included);
@@ -250,8 +249,7 @@ SIGNED_ALGORITHM = "signed"
 PREFETCH_SWITCH_INTERVAL = 0.0001
 
 
-@dataclass
-class _Prefetch:
+class _Prefetch(Struct):
     identity: tuple[int, int, int, int]
     plan: list[Segment]
     algorithms: tuple[str, ...]
