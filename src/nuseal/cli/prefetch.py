@@ -1,22 +1,19 @@
 """Starting the hash of the package ``nuseal verify`` checks before the verifier is imported (issue 12).
 
 Verifying a large package is mostly hashing it, and importing the verifier is most of the rest: the hash runs on
-another core meanwhile (``nuseal.package.hashing.prefetch``) and the verifier takes its digest when it gets there.
-The earlier it starts the more of it is hidden, so the console entry starts it from the raw command line before
-even the command-line parser is imported (``from_command_line``), and ``nuseal.cli.verify_run`` once more from the
-parsed, expanded paths (``for_paths``: globs, and command lines typer parses), where it finds the first one running.
-Nothing beyond ``os`` is imported until a prefetch starts, and then only the hashing modules (not even ``pathlib``).
+another core meanwhile and the verifier takes its digest when it gets there. The earlier it starts the more of it
+is hidden, so the console entry starts a SHA-256 pass from the file's first byte from the raw command line, before
+even the command-line parser or the zip reader is imported (``from_command_line``, ``nuseal.package.headstart``:
+standard library only). ``nuseal.cli.verify_run`` then calls ``for_paths`` with the parsed, expanded paths
+(``nuseal.package.hashing.prefetch``): it reads the zip layout, carries that pass on to the §2.2 stream when it
+fits, and starts one itself otherwise (globs, command lines typer parses, another algorithm).
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-    from pathlib import Path
+from collections.abc import Sequence  # loaded with os already; typing and pathlib are not, and wait
 
 #: Below this size the hash is over before a thread would help.
 PREFETCH_MIN_BYTES = 4 << 20
@@ -41,19 +38,19 @@ def from_command_line(words: Sequence[str]) -> None:
     """
     large = [word for word in words if not word.startswith("-") and _large_file(word)]
     if len(large) == 1:
-        from nuseal.package import hashing
+        from nuseal.package import headstart
 
-        hashing.prefetch(large[0])
+        headstart.start(large[0])
 
 
-def for_paths(paths: Sequence[Path], workers: int) -> None:
+def for_paths(paths: Sequence[os.PathLike[str]], workers: int) -> None:
     """Start hashing the first package on another core when it is large and this process verifies it, so that its
     hash overlaps the import of the rest of the library. Not for batches run by worker processes: they hash their
     own packages, and a running thread here would make the pool start them through a forkserver
     (``nuseal.parallel``)."""
     if not paths or (len(paths) > 1 and workers > 1):
         return
-    if _large_file(str(paths[0])):
+    if _large_file(os.fspath(paths[0])):
         from nuseal.package import hashing
 
-        hashing.prefetch(paths[0])
+        hashing.prefetch(os.fspath(paths[0]))

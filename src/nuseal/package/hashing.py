@@ -12,16 +12,15 @@ import base64
 import contextlib
 import hashlib
 import os
-import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, BinaryIO
 
 from msgspec import Struct
 
 from nuseal.errors import NusealError, PackageFormatError
 from nuseal.oids import SHA2_HASHES
-from nuseal.package import fileio
+from nuseal.package import fileio, headstart
 from nuseal.package.zipformat import (
     ArchiveLayout,
     SignatureEntry,
@@ -187,9 +186,21 @@ def plan_digests(f: BinaryIO, plan: list[Segment], algorithms: tuple[str, ...]) 
 
 
 def _plan_digests(f: BinaryIO, plan: list[Segment], algorithms: tuple[str, ...],
-                  stopped: Callable[[], bool] | None = None) -> tuple[bytes, ...]:
-    """The digests; ``_Stopped`` before the next window once ``stopped()`` is true."""
-    digests = [_new_hash(name) for name in algorithms]
+                  stopped: Callable[[], bool] | None = None,
+                  head: headstart.RawPass | None = None) -> tuple[bytes, ...]:
+    """The digests; ``_Stopped`` before the next window once ``stopped()`` is true.
+
+    ``head``: a SHA-256 pass over the file from byte 0, already running; the plan must then be SHA-256 only and
+    start with a file range from byte 0, which is taken from the pass as far as it got.
+    """
+    if head is not None:
+        first = plan[0]
+        assert algorithms == ("sha256",) and isinstance(first, FileRange) and first.start == 0
+        position, state = head.state_at(first.end)
+        digests = [state]
+        plan = [FileRange(position, first.end), *plan[1:]]
+    else:
+        digests = [_new_hash(name) for name in algorithms]
 
     def update(chunk: memoryview) -> None:
         if stopped is not None and stopped():
@@ -237,16 +248,8 @@ def content_hash(path: Path) -> str:
 #: In ``prefetch``'s algorithms: the package hash algorithm the package's signature names.
 SIGNED_ALGORITHM = "signed"
 
-#: The GIL switch interval while a prefetch runs (seconds; Python's default is 0.005).
-#:
-#: The hashing thread needs the GIL back after every window it hashed (and after each mmap/munmap around it). While
-#: the main thread runs Python code (importing the verifier, verifying the previous package) it gives the GIL up
-#: only when asked and only after the switch interval: at the default 5 ms the thread waited ~1.3 ms for every ms
-#: of hashing, so a 200 MB hash that takes 0.16 s alone took 0.32 s next to the imports (docs/performance.md,
-#: "earlyhash"). At 0.1 ms the wait is ~0.1 ms per ms. The main thread pays only the switches the hashing thread
-#: asks for (a few hundred per 200 MB, microseconds each): with no other thread waiting the interval changes
-#: nothing. Larger windows would also mean fewer switches, but every mapped byte counts in the resident set.
-PREFETCH_SWITCH_INTERVAL = 0.0001
+#: The GIL switch interval while a prefetch runs (``headstart.SWITCH_INTERVAL``, which says why).
+PREFETCH_SWITCH_INTERVAL = headstart.SWITCH_INTERVAL
 
 
 class _Prefetch(Struct):
@@ -270,29 +273,6 @@ class _Generation:
     """Prefetches started before the last ``stop_prefetches`` stop at their next window."""
 
     current = 0
-
-
-class _SwitchInterval:
-    """``PREFETCH_SWITCH_INTERVAL`` while at least one prefetch runs; the interval found before, after the last."""
-
-    running = 0
-    saved = 0.0
-
-    @classmethod
-    @contextlib.contextmanager
-    def shortened(cls) -> Iterator[None]:
-        with _prefetch_lock:
-            if cls.running == 0:
-                cls.saved = sys.getswitchinterval()
-                sys.setswitchinterval(min(cls.saved, PREFETCH_SWITCH_INTERVAL))
-            cls.running += 1
-        try:
-            yield
-        finally:
-            with _prefetch_lock:
-                cls.running -= 1
-                if cls.running == 0:
-                    sys.setswitchinterval(cls.saved)
 
 
 def _identity(f: BinaryIO) -> tuple[int, int, int, int] | None:
@@ -350,20 +330,27 @@ def prefetch(path: str | Path, algorithms: tuple[str, ...] = (SIGNED_ALGORITHM,)
     if identity is None:
         f.close()
         return False
-    job = _Prefetch(identity, plan, algorithms)
-    generation = _Generation.current
-
-    def run() -> None:
-        # A failure leaves ``result`` unset: the verifier then reads the file itself and reports what is wrong.
-        with contextlib.suppress(Exception), f, _SwitchInterval.shortened():
-            job.result = _plan_digests(f, plan, algorithms, lambda: _Generation.current != generation)
-
-    job.thread = threading.Thread(target=run, name="nuseal-prefetch-hash", daemon=True)
     with _prefetch_lock:
         running = _prefetches.get(identity)
         if running is not None and running.plan == plan and set(algorithms) <= set(running.algorithms):
             f.close()
             return True
+    job = _Prefetch(identity, plan, algorithms)
+    generation = _Generation.current
+    # A pass from byte 0 started before the layout was known (``headstart``) carries on if it fits this stream.
+    head = headstart.take(identity)
+    first = plan[0] if plan else None
+    if head is not None and not (algorithms == ("sha256",) and isinstance(first, FileRange) and first.start == 0):
+        head.stop()
+        head = None
+
+    def run() -> None:
+        # A failure leaves ``result`` unset: the verifier then reads the file itself and reports what is wrong.
+        with contextlib.suppress(Exception), f, headstart.SwitchInterval.shortened():
+            job.result = _plan_digests(f, plan, algorithms, lambda: _Generation.current != generation, head)
+
+    job.thread = threading.Thread(target=run, name="nuseal-prefetch-hash", daemon=True)
+    with _prefetch_lock:
         _prefetches[identity] = job
         while len(_prefetches) > _MAX_PREFETCHES:  # never used (say the verifier stopped before hashing): forget
             del _prefetches[next(iter(_prefetches))]
@@ -379,6 +366,7 @@ def stop_prefetches() -> None:
         _Generation.current += 1
         jobs = list(_prefetches.values())
         _prefetches.clear()
+    headstart.stop_all()
     for job in jobs:
         if job.thread is not None:
             job.thread.join()

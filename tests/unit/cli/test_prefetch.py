@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -14,7 +14,9 @@ from tests.conftest import VECTORS
 from tests.support import tamper
 
 from nuseal.cli import entry, prefetch
-from nuseal.package import hashing
+from nuseal.package import hashing, headstart
+from nuseal.package.hashing import unsigned_view_plan
+from nuseal.package.zipformat import find_signature_entry, read_layout
 from nuseal.verify import batch
 
 SIGNED = VECTORS / "fixtures" / "TestPackage.AuthorSigned.1.0.0.nupkg"
@@ -27,10 +29,9 @@ def hash_passes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     threads: list[str] = []
     real = hashing._plan_digests
 
-    def spy(f: BinaryIO, plan: list[hashing.Segment], algorithms: tuple[str, ...],
-            stopped: Callable[[], bool] | None = None) -> tuple[bytes, ...]:
+    def spy(f: BinaryIO, plan: list[hashing.Segment], algorithms: tuple[str, ...], *rest: Any) -> tuple[bytes, ...]:
         threads.append(threading.current_thread().name)
-        return real(f, plan, algorithms, stopped)
+        return real(f, plan, algorithms, *rest)
 
     monkeypatch.setattr(hashing, "_plan_digests", spy)
     monkeypatch.setattr(hashing, "_prefetches", {})
@@ -40,14 +41,19 @@ def hash_passes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
 @pytest.fixture
 def started(monkeypatch: pytest.MonkeyPatch) -> list[str | Path]:
-    """The paths ``hashing.prefetch`` is called with (nothing is hashed)."""
+    """The paths ``hashing.prefetch`` and ``headstart.start`` are called with (nothing is hashed)."""
     calls: list[str | Path] = []
 
     def fake(path: str | Path, algorithms: tuple[str, ...] = (hashing.SIGNED_ALGORITHM,)) -> bool:
         calls.append(path)
         return True
 
+    def fake_start(path: str) -> bool:
+        calls.append(path)
+        return True
+
     monkeypatch.setattr(hashing, "prefetch", fake)
+    monkeypatch.setattr(headstart, "start", fake_start)
     return calls
 
 
@@ -87,7 +93,7 @@ def test_the_command_line_names_the_package_to_prefetch(words: list[str], expect
 def test_parsed_paths_prefetch_only_what_this_process_verifies(names: list[str], workers: int, expected: list[str],
                                                                files: Path, started: list[str | Path]) -> None:
     prefetch.for_paths([Path(name) for name in names], workers)
-    assert started == [Path(name) for name in expected]
+    assert [Path(path) for path in started] == [Path(name) for name in expected]
 
 
 def _verify(*args: str) -> int:
@@ -98,13 +104,27 @@ def _verify(*args: str) -> int:
 
 
 def test_the_verifier_takes_the_prefetched_digest(files: Path, hash_passes: list[str],
+                                                  monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    resumed: list[int] = []
+    real_state_at = headstart.RawPass.state_at
+
+    def state_at(self: headstart.RawPass, offset: int) -> Any:
+        resumed.append(offset)
+        return real_state_at(self, offset)
+
+    monkeypatch.setattr(headstart.RawPass, "state_at", state_at)
     _verify("big.nupkg")
     out = capsys.readouterr().out
     (package,) = json.loads(out)["packages"]
     assert package["valid"] and "NU3008" not in out  # the package hash matched...
     assert hash_passes == [PREFETCH_THREAD]  # ...and it was computed once, ahead, on the prefetch thread
     assert hashing._prefetches == {}  # taken
+    # The pass from byte 0, started from the command line, carried the stream up to the signature entry.
+    with open(files / "big.nupkg", "rb") as f:
+        layout = read_layout(f)
+        first = unsigned_view_plan(f, layout, find_signature_entry(f, layout))[0]
+    assert isinstance(first, hashing.FileRange) and resumed == [first.end]
 
 
 def test_a_prefetched_digest_still_catches_a_modified_package(files: Path, hash_passes: list[str],
@@ -131,12 +151,12 @@ def test_a_batch_for_worker_processes_stops_the_prefetch_first(files: Path, hash
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     (files / "small.nupkg").write_bytes(SIGNED.read_bytes()[:900])  # below the lowered threshold
     seen: list[tuple[list[str], int]] = []
-    real_prefetch = hashing.prefetch
+    real_start = headstart.start
     prefetched: list[bool] = []
-    monkeypatch.setattr(hashing, "prefetch", lambda *args: prefetched.append(real_prefetch(*args)) or True)
+    monkeypatch.setattr(headstart, "start", lambda *args: prefetched.append(real_start(*args)) or True)
 
     def fake_pool(work: Any, items: list[Any], *, workers: int, on_failure: Any, **_: Any) -> Iterator[Any]:
-        running = [t.name for t in threading.enumerate() if t.name == PREFETCH_THREAD]
+        running = [t.name for t in threading.enumerate() if t.name in (PREFETCH_THREAD, headstart.THREAD_NAME)]
         seen.append((running, len(hashing._prefetches)))
         for item in items:
             yield on_failure(item, "not run (test)")

@@ -10,10 +10,10 @@ import struct
 import sys
 import threading
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pytest
 from tests.conftest import VECTORS
@@ -30,7 +30,7 @@ from tests.unit.package.helpers import (
 from tests.unit.sign.helpers import make_package, signer_for
 
 from nuseal.errors import PackageFormatError
-from nuseal.package import hashing
+from nuseal.package import hashing, headstart
 from nuseal.package.hashing import content_hash, feed_plan, package_hash, unsigned_view_plan
 from nuseal.package.zipformat import ArchiveLayout, SignatureEntry, find_signature_entry, read_layout
 from nuseal.sign.author import AuthorSignRequest, sign_package
@@ -232,10 +232,9 @@ def hashing_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     threads: list[str] = []
     real = hashing._plan_digests
 
-    def spy(f: BinaryIO, plan: list[hashing.Segment], algorithms: tuple[str, ...],
-            stopped: Callable[[], bool] | None = None) -> tuple[bytes, ...]:
+    def spy(f: BinaryIO, plan: list[hashing.Segment], algorithms: tuple[str, ...], *rest: Any) -> tuple[bytes, ...]:
         threads.append(threading.current_thread().name)
-        return real(f, plan, algorithms, stopped)
+        return real(f, plan, algorithms, *rest)
 
     monkeypatch.setattr(hashing, "_plan_digests", spy)
     monkeypatch.setattr(hashing, "_prefetches", {})  # nothing left over from other tests
@@ -357,10 +356,9 @@ def test_the_switch_interval_is_short_while_a_prefetch_runs(tmp_path: Path, monk
     seen: list[float] = []
     real = hashing._plan_digests
 
-    def spy(f: BinaryIO, plan: list[hashing.Segment], algorithms: tuple[str, ...],
-            stopped: Callable[[], bool] | None = None) -> tuple[bytes, ...]:
+    def spy(f: BinaryIO, plan: list[hashing.Segment], algorithms: tuple[str, ...], *rest: Any) -> tuple[bytes, ...]:
         seen.append(sys.getswitchinterval())
-        return real(f, plan, algorithms, stopped)
+        return real(f, plan, algorithms, *rest)
 
     hashing.stop_prefetches()  # none left running by other tests
     monkeypatch.setattr(hashing, "_plan_digests", spy)
@@ -372,5 +370,5 @@ def test_the_switch_interval_is_short_while_a_prefetch_runs(tmp_path: Path, monk
     (job,) = hashing._prefetches.values()
     assert job.thread is not None
     job.thread.join()
-    assert seen == [pytest.approx(hashing.PREFETCH_SWITCH_INTERVAL)]
+    assert seen == [pytest.approx(headstart.SWITCH_INTERVAL)]
     assert sys.getswitchinterval() == before  # restored when the last prefetch ended
