@@ -311,14 +311,13 @@ def prefetch(path: str | Path, algorithms: tuple[str, ...] = (SIGNED_ALGORITHM,)
         f = open(path, "rb")  # noqa: SIM115 (the hashing thread closes it)
     except OSError:
         return False
+    identity = _identity(f)
     try:
         layout = read_layout(f)
-        if not has_signature_entry(layout):
-            f.close()
-            return False
+        if identity is None or not has_signature_entry(layout):
+            raise ValueError("not a signed package")
         entry = find_signature_entry(f, layout, check_fields=False)
         plan = unsigned_view_plan(f, layout, entry)
-        identity = _identity(f)
         if SIGNED_ALGORITHM in algorithms:
             signed = _signed_algorithm(f, entry)
             algorithms = tuple(dict.fromkeys(signed if name == SIGNED_ALGORITHM else name for name in algorithms))
@@ -326,9 +325,9 @@ def prefetch(path: str | Path, algorithms: tuple[str, ...] = (SIGNED_ALGORITHM,)
             _new_hash(name)
     except (NusealError, OSError, ValueError):
         f.close()
-        return False
-    if identity is None:
-        f.close()
+        head = headstart.take(identity) if identity is not None else None
+        if head is not None:
+            head.stop()  # nothing to carry it on to
         return False
     with _prefetch_lock:
         running = _prefetches.get(identity)

@@ -121,13 +121,15 @@ class RawPass:
 
     def state_at(self, offset: int) -> tuple[int, hashlib._Hash]:
         """``(position, state)``: a SHA-256 state after bytes ``[0, position)``, ``position`` <= ``offset`` and as
-        close to it as the pass got; waits until the pass has reached ``offset`` or ended, and stops it there.
-        The caller hashes bytes ``[position, offset)`` itself (none when the pass got there)."""
+        close to it as the pass got; waits until the pass has reached ``offset`` or ended, stops it there and
+        returns once its thread has ended (so that the command can exit without waiting for it). The caller hashes
+        bytes ``[position, offset)`` itself (none when the pass got there)."""
         with self._changed:
             self._stop_at = min(self._stop_at, offset)
             while not self._done and self._checkpoints[-1][0] < offset:
                 self._changed.wait()
             position, state = max((c for c in self._checkpoints if c[0] <= offset), key=lambda c: c[0])
+        self.thread.join()  # it stops at ``offset``: at most the window it is in
         return position, state.copy()
 
     def stop(self) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import mmap
 import os
 import sys
+import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -140,3 +141,24 @@ def _bytes(f: object, plan: list[hashing.Segment]) -> bytes:
     out = bytearray()
     hashing.feed_plan(f, plan, out.extend)  # type: ignore[arg-type]
     return bytes(out)
+
+
+def test_a_pass_over_a_file_that_is_no_signed_package_is_stopped(tmp_path: Path) -> None:
+    unsigned = tmp_path / "u.nupkg"
+    with zipfile.ZipFile(unsigned, "w") as zf:
+        zf.writestr("a.bin", os.urandom(8 * WINDOW))
+    junk = tmp_path / "junk.nupkg"
+    junk.write_bytes(os.urandom(8 * WINDOW))
+    for path in (unsigned, junk):
+        assert headstart.start(str(path))
+        job = headstart._passes[headstart.identity_of(path.stat())]
+        assert not hashing.prefetch(path)
+        assert job.taken and not job.thread.is_alive()  # a thread left running would slow the exit (guard.exit_now)
+
+
+def test_the_pass_has_ended_when_its_state_is_handed_over(tmp_path: Path) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(os.urandom(8 * WINDOW))
+    job = _pass(path)
+    job.state_at(3 * WINDOW)
+    assert not job.thread.is_alive()
