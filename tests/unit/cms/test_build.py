@@ -386,7 +386,8 @@ def test_building_a_signature_does_not_import_asn1crypto(pki: TestPki, tmp_path:
     leaf = pki.leaf.write_pfx(tmp_path / "leaf.pfx")
     code = (
         "import sys\nfrom datetime import UTC, datetime\nfrom pathlib import Path\n"
-        "from nuseal.cms import build\nfrom nuseal.enums import HashAlgorithmName\nfrom nuseal.sign.signers import PfxSigner\n"
+        "from nuseal.cms import build\nfrom nuseal.enums import HashAlgorithmName\n"
+        "from nuseal.sign.signers import PfxSigner\n"
         f"s = PfxSigner.load(Path({str(leaf)!r}), {TEST_PASSWORD!r})\n"
         "b = build.PrimarySignatureBuilder.repository_signature('https://x.example/v3/index.json', ['o'])\n"
         "b = b.with_signer(s.certificate, s.chain).with_signing_time(datetime(2060, 1, 1, tzinfo=UTC))"
