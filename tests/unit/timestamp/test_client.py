@@ -460,3 +460,32 @@ def test_timestamping_over_plain_http_imports_no_http_library_and_no_asn1crypto(
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_tst_info_reads_are_remembered_by_their_exact_bytes(tsa_authority: TimestampAuthority) -> None:
+    from nuseal.cms import der
+    from nuseal.timestamp import token as token_rules
+
+    def tst_of(request: TimestampRequest) -> bytes:
+        token = read_response(tsa_authority.respond(request.to_der()), request, "'test'")
+        content = der.read_signed_data(token).content
+        assert content is not None
+        return content
+
+    first = TimestampRequest.over(SIGNATURE_VALUE, "SHA256")
+    second = TimestampRequest.over(SIGNATURE_VALUE, "SHA256")
+    tst_one, tst_two = tst_of(first), tst_of(second)
+    token_rules.read_tst_info.cache_clear()
+    one = token_rules.read_tst_info(tst_one)
+    assert token_rules.read_tst_info(bytes(bytearray(tst_one))) is one  # equal bytes: a hit
+    assert token_rules.read_tst_info.cache_info().hits == 1
+    two = token_rules.read_tst_info(tst_two)  # another TSTInfo (another nonce): a miss, its own fields
+    assert token_rules.read_tst_info.cache_info().misses == 2
+    assert one.nonce == int.from_bytes(first.nonce, "big") and two.nonce == int.from_bytes(second.nonce, "big")
+    for _ in range(2):  # a refusal is not remembered: raised every time
+        with pytest.raises(der.DECODE_ERRORS):
+            token_rules.read_tst_info(b"\x30\x03\x02\x01\x01")
+    assert token_rules.read_tst_info.cache_info().currsize == 2
+    for _ in range(20):  # bounded: the last few only
+        token_rules.read_tst_info(tst_of(TimestampRequest.over(SIGNATURE_VALUE, "SHA256")))
+    assert token_rules.read_tst_info.cache_info().currsize == 16
