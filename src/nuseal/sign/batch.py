@@ -38,7 +38,7 @@ from nuseal.timestamp.client import HttpTimestamper
 from nuseal.x509 import certs
 
 if TYPE_CHECKING:
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 #: Packages one worker process has in flight at once (its run of packages, signed on that many threads). Four
 #: cover a loopback TSA's round trip and two fsyncs per package with the CPU work of the others (bench/timestamp).
@@ -119,10 +119,17 @@ def sign_batch(pairs: Sequence[tuple[Path, Path]], job: SignJob, *, parallel: in
     try:
         if len(pairs) > 1 and isinstance(job.request.signer, KeySigner) and (
                 stamper is None or isinstance(stamper, HttpTimestamper)):
+            # As in a worker: each output is fsynced before its rename, and the folders once per group of outcomes
+            # ready together, before they are reported (a folder fsync per package cost ~0.2 ms of CPU and a disk
+            # round trip).
+            grouped = job.request.options.durable and job.request.options.sync_folder
+            threaded = _without_folder_sync(job) if grouped else job
             # The warning filters are process-wide: set once around the threads (see _sign_run_in_worker).
             with certs.quiet():
-                for outcome in _in_flight(pairs, lambda pair: sign_one(job, Path(pair[0]), Path(pair[1]), stamper)):
-                    record(outcome)
+                for group in _in_flight(pairs, lambda pair: sign_one(threaded, Path(pair[0]), Path(pair[1]),
+                                                                     stamper)):
+                    for outcome in _sync_folders(group) if grouped else group:
+                        record(outcome)
         else:
             for src, dst in pairs:
                 record(sign_one(job, Path(src), Path(dst), stamper))
@@ -133,10 +140,11 @@ def sign_batch(pairs: Sequence[tuple[Path, Path]], job: SignJob, *, parallel: in
 
 
 def _in_flight(pairs: Sequence[tuple[Path, Path]], work: Callable[[tuple[Path, Path]], SignOutcome]
-               ) -> Iterator[SignOutcome]:
-    """``work`` for every pair on ``IN_FLIGHT`` threads of this process, outcomes in input order; at most twice
-    that many packages started ahead of the one reported, and none started after the caller stops."""
-    from concurrent.futures import Future, ThreadPoolExecutor
+               ) -> Iterator[list[SignOutcome]]:
+    """``work`` for every pair on ``IN_FLIGHT`` threads of this process, outcomes in input order, in groups: the
+    next outcome (waited for) and those after it that are already done, at most ``IN_FLIGHT``. At most twice
+    ``IN_FLIGHT`` packages are started ahead of the group reported, and none after the caller stops."""
+    from concurrent.futures import ThreadPoolExecutor
 
     threads = ThreadPoolExecutor(min(IN_FLIGHT, len(pairs)), thread_name_prefix="nuseal-sign")
     pending: deque[Future[SignOutcome]] = deque()
@@ -144,11 +152,19 @@ def _in_flight(pairs: Sequence[tuple[Path, Path]], work: Callable[[tuple[Path, P
         for pair in pairs:
             pending.append(threads.submit(work, pair))
             if len(pending) >= 2 * IN_FLIGHT:
-                yield pending.popleft().result()
+                yield _ready(pending)
         while pending:
-            yield pending.popleft().result()
+            yield _ready(pending)
     finally:
         threads.shutdown(wait=True, cancel_futures=True)
+
+
+def _ready(pending: deque[Future[SignOutcome]]) -> list[SignOutcome]:
+    """The first pending outcome (waited for) and the done ones right after it, up to ``IN_FLIGHT`` in all."""
+    group = [pending.popleft().result()]
+    while pending and len(group) < IN_FLIGHT and pending[0].done():
+        group.append(pending.popleft().result())
+    return group
 
 
 def _http_timestamper(job: SignJob) -> HttpTimestamper:
@@ -178,9 +194,14 @@ def _open_worker(job: SignJob, in_flight: int = 1) -> None:
         if job.request.options.durable:
             # Each output is still fsynced before its rename; the folder (which makes the renames durable) is
             # fsynced once per run by ``_sign_run_in_worker``, before the run's outcomes are reported.
-            options = replace(job.request.options, sync_folder=False)
-            job = replace(job, request=replace(job.request, options=options))
+            job = _without_folder_sync(job)
     _worker = (job, _http_timestamper(job) if job.timestamper_url is not None else None, threads)
+
+
+def _without_folder_sync(job: SignJob) -> SignJob:
+    """``job`` leaving the fsync of each output's folder to the caller (``_sync_folders``)."""
+    options = replace(job.request.options, sync_folder=False)
+    return replace(job, request=replace(job.request, options=options))
 
 
 def _sign_in_worker(pair: tuple[Path, Path]) -> SignOutcome:
