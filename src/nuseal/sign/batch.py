@@ -32,13 +32,17 @@ from nuseal import parallel as process_pool
 from nuseal.errors import NusealError
 from nuseal.sign.author import AuthorSignRequest, sign_package
 from nuseal.sign.common import SignResult, Timestamper
-from nuseal.sign.repository import RepositorySignRequest, repo_sign_package
 from nuseal.sign.signers import KeySigner
 from nuseal.timestamp.client import HttpTimestamper
 from nuseal.x509 import certs
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
+
+    from nuseal.sign.repository import RepositorySignRequest
+
+# nuseal.sign.repository (and the signature parser it brings) is imported by the first repository signature: author
+# signing does not load it.
 
 #: Packages one worker process has in flight at once (its run of packages, signed on that many threads). Four
 #: cover a loopback TSA's round trip and two fsyncs per package with the CPU work of the others (bench/timestamp).
@@ -77,10 +81,12 @@ def sign_one(job: SignJob, src: Path, dst: Path, timestamper: Timestamper | None
     """Sign ``src`` into ``dst`` as ``job`` says; every failure becomes the outcome's ``error``."""
     try:
         now = job.clock()
-        if isinstance(job.request, RepositorySignRequest):
-            result = repo_sign_package(src, dst, job.request, timestamper=timestamper, now=now)
-        else:
+        if isinstance(job.request, AuthorSignRequest):
             result = sign_package(src, dst, job.request, timestamper=timestamper, now=now)
+        else:
+            from nuseal.sign.repository import repo_sign_package
+
+            result = repo_sign_package(src, dst, job.request, timestamper=timestamper, now=now)
     except (NusealError, OSError) as exc:
         return SignOutcome(src, dst, error=exc)
     except Exception as exc:  # a bug must cost this package, not the batch
