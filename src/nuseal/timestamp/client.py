@@ -358,8 +358,8 @@ class _PlainHttpPool:
         except ValueError:
             return None
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        if any(c in target for c in " \r\n"):
-            return None  # httpx quotes what a request line cannot carry
+        if any(c in target for c in " \r\n") or not (target.isascii() and parts.hostname.isascii()):
+            return None  # httpx quotes (and IDNA-encodes) what a request line or Host header cannot carry as is
         return cls(url, parts.hostname, port, target, timeout)
 
     def post(self, body: bytes) -> tuple[int, str, bytes]:

@@ -489,3 +489,13 @@ def test_tst_info_reads_are_remembered_by_their_exact_bytes(tsa_authority: Times
     for _ in range(20):  # bounded: the last few only
         token_rules.read_tst_info(tst_of(TimestampRequest.over(SIGNATURE_VALUE, "SHA256")))
     assert token_rules.read_tst_info.cache_info().currsize == 16
+
+
+@pytest.mark.parametrize("url", ["http://tsa.example/a b", "http://tsa.example/zeit/stempel-ä",
+                                 "http://bücher.example/tsa"])
+def test_urls_a_request_line_cannot_carry_as_is_stay_with_httpx(url: str, no_proxy: None) -> None:
+    with HttpTimestamper(url) as stamper:
+        assert stamper._plain is None
+    with HttpTimestamper("http://tsa.example:8080/tsa?q=1") as stamper:
+        assert stamper._plain is not None and stamper._plain._head.startswith(
+            b"POST /tsa?q=1 HTTP/1.1\r\nHost: tsa.example:8080\r\n")
