@@ -16,7 +16,9 @@ Only in-memory keys (``KeySigner``: PFX and PEM files) go to worker processes; a
 a fork, so a token signs in this process whatever ``parallel`` says, one package after the other (a token session
 serves one operation at a time). ``parallel=1`` signs in this process too (no pool start-up), with the same
 ``IN_FLIGHT`` packages in flight on threads when the key is in memory and the timestamper an ``HttpTimestamper``
-(or none), which are safe to share between threads.
+(or none), which are safe to share between threads. Durable outputs are fsynced one by one before their renames in
+both cases; their folders once per run in a worker, once per group of outcomes ready together in this process,
+always before those outcomes are reported (docs/decisions.md, "Durable outputs").
 """
 
 from __future__ import annotations
