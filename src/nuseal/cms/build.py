@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -28,6 +27,8 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from msgspec import Struct
+from msgspec.structs import replace
 
 from nuseal import oids
 from nuseal.codes import NuCode
@@ -228,8 +229,7 @@ def _integer(value: int) -> bytes:
 # --- builders ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _SignerFields:
+class _SignerFields(Struct, frozen=True):
     """What every NuGet signer needs: its certificate, the chain to embed, hash algorithm, signing time."""
 
     certificate: x509.Certificate | None = None
@@ -288,8 +288,7 @@ def _dedupe(certificates: Iterable[x509.Certificate]) -> list[x509.Certificate]:
     return unique
 
 
-@dataclass(frozen=True)
-class PrimarySignatureBuilder(_SignerFields):
+class PrimarySignatureBuilder(_SignerFields, frozen=True):
     """Immutable builder for an author or repository primary signature (spec §4.2).
 
     Start from ``PrimarySignatureBuilder.author()`` or ``.repository(service_index_url)``, set fields with the
@@ -373,8 +372,7 @@ def _repository_attributes(repository: bool, url: str | None, owners: Sequence[s
     return attributes
 
 
-@dataclass(frozen=True)
-class CountersignatureBuilder(_SignerFields):
+class CountersignatureBuilder(_SignerFields, frozen=True):
     """Immutable builder for a repository countersignature over a primary signature value (spec §4.6).
 
     ``signed_attributes(primary_signature_value)`` -> raw-sign -> ``build(...)`` gives the countersigner

@@ -25,10 +25,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from nuseal import parallel as process_pool
 from nuseal.errors import NusealError
@@ -51,8 +53,7 @@ if TYPE_CHECKING:
 IN_FLIGHT = 4
 
 
-@dataclass(frozen=True)
-class SignJob:
+class SignJob(Struct, frozen=True):
     """What every package of a batch is signed with.
 
     ``clock`` gives each package's signing time (and, as local time, its zip entry time); it must be a
@@ -66,8 +67,7 @@ class SignJob:
     timestamp_timeout: float = 10.0
 
 
-@dataclass(frozen=True)
-class SignOutcome:
+class SignOutcome(Struct, frozen=True):
     """One package of a batch: the result, or the error that stopped it (nothing was written then)."""
 
     src: Path

@@ -23,10 +23,11 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 from urllib.parse import urlsplit
+
+from msgspec import Struct
 
 from nuseal import oids
 from nuseal.cms import der as _walker
@@ -64,8 +65,7 @@ def new_nonce() -> bytes:
     return bytes(nonce)
 
 
-@dataclass(frozen=True)
-class TimestampRequest:
+class TimestampRequest(Struct, frozen=True):
     """One request as sent, with what the response must echo."""
 
     algorithm: str

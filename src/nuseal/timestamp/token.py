@@ -9,12 +9,12 @@ TSA certificate is the verifier's job (``nuseal.x509.chain``), as in NuGet.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from cryptography import x509
+from msgspec import Struct
 
 from nuseal import oids
 from nuseal.cms import der
@@ -28,8 +28,7 @@ if TYPE_CHECKING:
     from asn1crypto import tsp
 
 
-@dataclass(frozen=True)
-class Timestamp:
+class Timestamp(Struct, frozen=True):
     """A loaded timestamp token with its time window (genTime ± accuracy)."""
 
     raw: bytes
@@ -118,8 +117,7 @@ def _load_timestamp(token: bytes, owner: str, invalid: str) -> Timestamp:
                      imprint=tst.imprint, nonce=tst.nonce, serial_number=tst.serial_number)
 
 
-@dataclass(frozen=True)
-class TstInfo:
+class TstInfo(Struct, frozen=True):
     """The TSTInfo fields NuGet reads (RFC 3161 §2.4.2)."""
 
     policy_oid: str

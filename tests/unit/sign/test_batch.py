@@ -12,11 +12,11 @@ import threading
 import time
 import zipfile
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 from tests.support.pki import TestPki
 from tests.unit.sign.helpers import make_package, signer_for
 
