@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from cryptography import x509
@@ -139,9 +140,14 @@ def _accuracy_of(seconds: int | None, millis: int | None, micros: int | None, pr
     return timedelta(milliseconds=total_ms)
 
 
+@lru_cache(maxsize=16)
 def read_tst_info(tst_der: bytes) -> TstInfo:
     """TSTInfo by the DER walker, for the form every TSA writes (tags in order, definite lengths, a plain
-    GeneralizedTime); ``Unusual`` for anything else, which asn1crypto reads (``_tst_info_by_asn1crypto``)."""
+    GeneralizedTime); ``Unusual`` for anything else, which asn1crypto reads (``_tst_info_by_asn1crypto``).
+
+    Remembered for the last few TSTInfos (by their exact bytes; the result is immutable, a refusal is not kept): a
+    fresh token's TSTInfo is read by the client, which matches it to its request, and again by ``load_timestamp``.
+    """
     fields = der.tlvs(der.contents_of(tst_der, 0x30))
     tags = [f[0] for f in fields]
     if any(f[0] & 0x1F == 0x1F or f[1] == 0x80 for f in fields) or tags[:5] != [0x02, 0x06, 0x30, 0x02, 0x18]:
