@@ -18,6 +18,10 @@ def main(argv: list[str] | None = None) -> None:
     The root group has no option that takes a value, so the first word that is not an option is the command.
     """
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["verify"]:
+        from nuseal.cli import prefetch
+
+        prefetch.from_command_line(args[1:])  # a large package's hash starts now, on another core
     if args[:1] == ["verify"] or args[:1] == ["sign"]:  # nuseal.cli.lean.COMMANDS (a test checks they agree)
         from nuseal.cli import lean
 

@@ -42,24 +42,3 @@ def expand_all(patterns: list[str]) -> list[Path]:
         fail(unresolved[0].message)
     return found
 
-
-
-#: Below this size the hash is over before a thread would help.
-PREFETCH_MIN_BYTES = 4 << 20
-
-
-def prefetch_hashes(paths: list[Path], workers: int) -> None:
-    """Start hashing the first package on another core (``nuseal.package.hashing.prefetch``) when it is large and
-    this process verifies it, so that its hash overlaps the import of the rest of the library; the verifier takes
-    the digest when it gets there. Not for batches run by worker processes: they hash their own packages, and a
-    running thread here would make the pool start them through a forkserver (``nuseal.parallel``)."""
-    if not paths or (len(paths) > 1 and workers > 1):
-        return
-    try:
-        large = paths[0].stat().st_size >= PREFETCH_MIN_BYTES
-    except OSError:
-        return  # its verdict will say so
-    if large:
-        from nuseal.package import hashing
-
-        hashing.prefetch(paths[0])

@@ -3,7 +3,7 @@ build the policy and the trust setup, verify, print, and return the exit code (s
 
 Both front doors call :func:`run`: the typer command (``nuseal.cli.verify``: help, usage errors, anything unusual)
 and the lean path (``nuseal.cli.lean``: an ordinary command line, parsed from the same declarations). The library
-is imported inside :func:`run`, after the first package's hash has started (``prefetch_hashes``).
+is imported inside :func:`run`, after the first package's hash has started (``nuseal.cli.prefetch``).
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 
 from msgspec.structs import replace
 
+from nuseal.cli import prefetch
 from nuseal.cli.declare import TrustArgs, VerifyArgs
 from nuseal.cli.guard import echo
-from nuseal.cli.paths import expand, prefetch_hashes
+from nuseal.cli.paths import expand
 from nuseal.cli.progress import batch_progress
 from nuseal.codes import NuCode
 from nuseal.parallel import default_workers
@@ -63,7 +64,7 @@ def run(args: VerifyArgs, trust: TrustArgs) -> int:
     """Verify ``args.packages``; the exit code is 0 only when every package is valid."""
     paths, unresolved = expand(args.packages)
     workers = args.parallel if args.parallel is not None else default_workers()
-    prefetch_hashes(paths, workers)  # a large package is hashed on another core while the library loads
+    prefetch.for_paths(paths, workers)  # a large package is hashed on another core while the library loads
     from nuseal.trust.nuget_config import NuGetSettings
     from nuseal.trust.policy_builder import verify_command_policy
     from nuseal.verify.batch import exit_code, missing_verdict, verify_batch

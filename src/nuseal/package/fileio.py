@@ -31,10 +31,12 @@ import os
 import stat
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from nuseal.errors import PackageFormatError
+
+if TYPE_CHECKING:
+    from pathlib import Path  # imported where a path is made: hashing ahead (nuseal verify) starts before pathlib
 
 #: Ranges at least this long are memory-mapped for reading; shorter ones are read into a buffer.
 MAP_THRESHOLD = 1 << 20
@@ -362,8 +364,10 @@ def atomic_output_path(
     that file's permission bits (temporary files are created 0600). On any exception the temporary file is
     deleted and ``dst`` is left as it was.
     """
-    dst = Path(dst)
     import tempfile  # here: verification reads through this module and never writes
+    from pathlib import Path
+
+    dst = Path(dst)
 
     fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
     tmp = Path(tmp_name)

@@ -14,13 +14,13 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable
-from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from msgspec import Struct
 
 from nuseal.errors import NusealError, PackageFormatError
-from nuseal.package import fileio
+from nuseal.oids import SHA2_HASHES
+from nuseal.package import fileio, headstart
 from nuseal.package.zipformat import (
     ArchiveLayout,
     SignatureEntry,
@@ -29,7 +29,11 @@ from nuseal.package.zipformat import (
     pack_eocd_counts,
     read_eocd_counts,
     read_layout,
+    read_signature_bytes,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path  # not imported to run: ``nuseal verify`` starts a prefetch before pathlib is loaded
 
 CHUNK_SIZE = fileio.READ_CHUNK
 SUPPORTED_ALGORITHMS = ("sha256", "sha384", "sha512")
@@ -183,14 +187,30 @@ def plan_digests(f: BinaryIO, plan: list[Segment], algorithms: tuple[str, ...]) 
     return _plan_digests(f, plan, algorithms)
 
 
-def _plan_digests(f: BinaryIO, plan: list[Segment], algorithms: tuple[str, ...]) -> tuple[bytes, ...]:
-    digests = [_new_hash(name) for name in algorithms]
+def _plan_digests(f: BinaryIO, plan: list[Segment], algorithms: tuple[str, ...],
+                  stopped: Callable[[], bool] | None = None,
+                  head: headstart.RawPass | None = None) -> tuple[bytes, ...]:
+    """The digests; ``_Stopped`` before the next window once ``stopped()`` is true.
+
+    ``head``: a SHA-256 pass over the file from byte 0, already running; the plan must then be SHA-256 only and
+    start with a file range from byte 0, which is taken from the pass as far as it got.
+    """
+    if head is not None:
+        first = plan[0]
+        assert algorithms == ("sha256",) and isinstance(first, FileRange) and first.start == 0
+        position, state = head.state_at(first.end)
+        digests = [state]
+        plan = [FileRange(position, first.end), *plan[1:]]
+    else:
+        digests = [_new_hash(name) for name in algorithms]
 
     def update(chunk: memoryview) -> None:
+        if stopped is not None and stopped():
+            raise _Stopped
         for digest in digests:
             digest.update(chunk)
 
-    feed_plan(f, plan, digests[0].update if len(digests) == 1 else update)
+    feed_plan(f, plan, digests[0].update if len(digests) == 1 and stopped is None else update)
     return tuple(digest.digest() for digest in digests)
 
 
@@ -227,6 +247,12 @@ def content_hash(path: Path) -> str:
 
 # --- hashing ahead of time ----------------------------------------------------------------------------------------
 
+#: In ``prefetch``'s algorithms: the package hash algorithm the package's signature names.
+SIGNED_ALGORITHM = "signed"
+
+#: The GIL switch interval while a prefetch runs (``headstart.SWITCH_INTERVAL``, which says why).
+PREFETCH_SWITCH_INTERVAL = headstart.SWITCH_INTERVAL
+
 
 class _Prefetch(Struct):
     identity: tuple[int, int, int, int]
@@ -241,6 +267,16 @@ _MAX_PREFETCHES = 8
 _prefetch_lock = threading.Lock()
 
 
+class _Stopped(Exception):
+    """A prefetch was stopped (``stop_prefetches``)."""
+
+
+class _Generation:
+    """Prefetches started before the last ``stop_prefetches`` stop at their next window."""
+
+    current = 0
+
+
 def _identity(f: BinaryIO) -> tuple[int, int, int, int] | None:
     try:
         st = os.fstat(f.fileno())
@@ -249,48 +285,92 @@ def _identity(f: BinaryIO) -> tuple[int, int, int, int] | None:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
-def prefetch(path: Path, algorithms: tuple[str, ...] = ("sha256",)) -> bool:
+def _signed_algorithm(f: BinaryIO, entry: SignatureEntry) -> str:
+    """The package hash algorithm the signature names, found as the ``<oid>-Hash:`` text of its signed content
+    (spec §3) in the signature file's bytes: a guess, good enough to choose what to hash ahead (the verifier
+    parses the signature and hashes again if the guess was wrong), for the cost of a byte search instead of the
+    CMS parser's imports. SHA-256 when no such text is found."""
+    try:
+        data = read_signature_bytes(f, entry)
+    except NusealError:
+        return "sha256"
+    found = [(data.find(oid.encode("ascii") + b"-Hash:"), name) for oid, name in SHA2_HASHES.items()]
+    return min(((at, name) for at, name in found if at >= 0), default=(0, "sha256"))[1]
+
+
+def prefetch(path: str | Path, algorithms: tuple[str, ...] = (SIGNED_ALGORITHM,)) -> bool:
     """Start hashing the §2.2 stream of the signed package ``path`` in a background thread.
 
-    A later ``package_hash``/``plan_digests`` of the same file (same device, inode, size and mtime) and plan then
-    waits for that result instead of reading the file again. ``hashlib`` releases the GIL, so the hash runs on
-    another core while this thread does something else: importing the verifier, verifying the previous package of
-    a batch. Returns False (and starts nothing) for an unsigned, unreadable or malformed package: the verifier
-    reports those itself.
+    ``algorithms`` are hashlib names or ``SIGNED_ALGORITHM`` (the one the package's signature names). A later
+    ``package_hash``/``plan_digests`` of the same file (same device, inode, size and mtime) and plan, with
+    algorithms among these, then waits for that result instead of reading the file again. ``hashlib`` releases the
+    GIL, so the hash runs on another core while this thread does something else: importing the verifier, verifying
+    the previous package of a batch. Returns False (and starts nothing) for an unsigned, unreadable or malformed
+    package: the verifier reports those itself; True also when a prefetch of the same file and algorithms is
+    already running (a second one would only hash it twice).
     """
     try:
         f = open(path, "rb")  # noqa: SIM115 (the hashing thread closes it)
     except OSError:
         return False
+    identity = _identity(f)
     try:
         layout = read_layout(f)
-        if not has_signature_entry(layout):
-            f.close()
-            return False
-        plan = unsigned_view_plan(f, layout, find_signature_entry(f, layout, check_fields=False))
-        identity = _identity(f)
+        if identity is None or not has_signature_entry(layout):
+            raise ValueError("not a signed package")
+        entry = find_signature_entry(f, layout, check_fields=False)
+        plan = unsigned_view_plan(f, layout, entry)
+        if SIGNED_ALGORITHM in algorithms:
+            signed = _signed_algorithm(f, entry)
+            algorithms = tuple(dict.fromkeys(signed if name == SIGNED_ALGORITHM else name for name in algorithms))
         for name in algorithms:
             _new_hash(name)
     except (NusealError, OSError, ValueError):
         f.close()
+        head = headstart.take(identity) if identity is not None else None
+        if head is not None:
+            head.stop()  # nothing to carry it on to
         return False
-    if identity is None:
-        f.close()
-        return False
+    with _prefetch_lock:
+        running = _prefetches.get(identity)
+        if running is not None and running.plan == plan and set(algorithms) <= set(running.algorithms):
+            f.close()
+            return True
     job = _Prefetch(identity, plan, algorithms)
+    generation = _Generation.current
+    # A pass from byte 0 started before the layout was known (``headstart``) carries on if it fits this stream.
+    head = headstart.take(identity)
+    first = plan[0] if plan else None
+    if head is not None and not (algorithms == ("sha256",) and isinstance(first, FileRange) and first.start == 0):
+        head.stop()
+        head = None
 
     def run() -> None:
         # A failure leaves ``result`` unset: the verifier then reads the file itself and reports what is wrong.
-        with contextlib.suppress(Exception), f:
-            job.result = _plan_digests(f, plan, algorithms)
+        with contextlib.suppress(Exception), f, headstart.SwitchInterval.shortened():
+            job.result = _plan_digests(f, plan, algorithms, lambda: _Generation.current != generation, head)
 
     job.thread = threading.Thread(target=run, name="nuseal-prefetch-hash", daemon=True)
     with _prefetch_lock:
         _prefetches[identity] = job
         while len(_prefetches) > _MAX_PREFETCHES:  # never used (say the verifier stopped before hashing): forget
             del _prefetches[next(iter(_prefetches))]
-    job.thread.start()
+        job.thread.start()  # under the lock: ``stop_prefetches`` never sees a registered job not yet started
     return True
+
+
+def stop_prefetches() -> None:
+    """Stop every prefetch that is running (within a window) and forget them all; returns once their threads have
+    ended. For a caller about to fork worker processes that hash their own packages: a process with other threads
+    running cannot fork them safely (``nuseal.parallel``)."""
+    with _prefetch_lock:
+        _Generation.current += 1
+        jobs = list(_prefetches.values())
+        _prefetches.clear()
+    headstart.stop_all()
+    for job in jobs:
+        if job.thread is not None:
+            job.thread.join()
 
 
 def _take_prefetched(f: BinaryIO, plan: list[Segment], algorithms: tuple[str, ...]) -> tuple[bytes, ...] | None:

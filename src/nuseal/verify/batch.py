@@ -69,6 +69,7 @@ def verify_batch(paths: Sequence[Path], setup: VerificationSetup, *, now: dateti
     """
     verdicts: list[PackageVerdict] = []
     if parallel > 1 and len(paths) > 1 and client is None:
+        hashing.stop_prefetches()  # workers hash their own packages, and a running thread would spoil the fork
         results = process_pool.ordered_map(
             _verify_in_worker, [(str(p), now, compute_content_hash) for p in paths],
             workers=min(parallel, len(paths)), on_failure=_worker_failed,
@@ -102,7 +103,8 @@ def _hash_ahead(path: Path, compute_content_hash: bool) -> None:
     except OSError:
         return  # its verdict will say so
     if large:
-        hashing.prefetch(Path(path), ("sha256", "sha512") if compute_content_hash else ("sha256",))
+        signed = hashing.SIGNED_ALGORITHM
+        hashing.prefetch(Path(path), (signed, "sha512") if compute_content_hash else (signed,))
 
 
 # --- worker processes ---------------------------------------------------------------------------------------------

@@ -207,6 +207,17 @@ def _verify_open(f: BinaryIO, layout: zipformat.ArchiveLayout, path: Path, polic
         status = Status.VALID if policy.allow_illegal else Status.DISALLOWED
         return replace(base, statuses=(status,), findings=tuple(log.findings))
 
+    # Steps 2 and 3 run before step 1 but are logged after it, in NuGet's order: a package hash started ahead
+    # (``hashing.prefetch``, the CLI does so for a large package) then finishes on another core meanwhile.
+    countersignature, counter_error = _countersignature(signature)
+    checks = _Log()
+    # 2. Allow lists, in the order the policy lists them.
+    list_statuses = [_check_allow_list(allow_list, signature, countersignature, policy, checks)
+                     for allow_list in policy.allow_lists]
+    # 3. Trust and validity of the signatures.
+    verdicts, trust_status = _trust_and_validity(signature, countersignature, counter_error, policy, trust, now,
+                                                 checks)
+
     statuses: list[Status] = []
     # 1. Integrity: the package hash over the package without its signature entry (spec §2.2).
     digest_name = signature.content.hash_name
@@ -227,14 +238,8 @@ def _verify_open(f: BinaryIO, layout: zipformat.ArchiveLayout, path: Path, polic
         statuses.append(Status.SUSPECT)
     else:
         statuses.append(Status.VALID)
-
-    countersignature, counter_error = _countersignature(signature)
-    # 2. Allow lists, in the order the policy lists them.
-    for allow_list in policy.allow_lists:
-        statuses.append(_check_allow_list(allow_list, signature, countersignature, policy, log))
-    # 3. Trust and validity of the signatures.
-    verdicts, trust_status = _trust_and_validity(signature, countersignature, counter_error, policy, trust, now, log)
-    statuses.append(trust_status)
+    statuses += [*list_statuses, trust_status]
+    log.findings.extend(checks.findings)
     return replace(base, statuses=tuple(statuses), signatures=tuple(verdicts), findings=tuple(log.findings),
                    content_hash=content_hash)
 

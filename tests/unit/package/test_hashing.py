@@ -7,14 +7,18 @@ import hashlib
 import io
 import os
 import struct
+import sys
 import threading
 import zipfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pytest
 from tests.conftest import VECTORS
 from tests.support import tamper
+from tests.support.pki import TestPki
 from tests.unit.package.helpers import (
     ManifestRow,
     embedded_hash,
@@ -23,11 +27,15 @@ from tests.unit.package.helpers import (
     signed_rows,
     unsigned_rows,
 )
+from tests.unit.sign.helpers import make_package, signer_for
 
 from nuseal.errors import PackageFormatError
-from nuseal.package import hashing
+from nuseal.package import hashing, headstart
 from nuseal.package.hashing import content_hash, feed_plan, package_hash, unsigned_view_plan
 from nuseal.package.zipformat import ArchiveLayout, SignatureEntry, find_signature_entry, read_layout
+from nuseal.sign.author import AuthorSignRequest, sign_package
+from nuseal.sign.common import SignOptions
+from nuseal.verify.policy import HashAlgorithmName
 
 SIGNED = VECTORS / "fixtures" / "TestPackage.AuthorSigned.1.0.0.nupkg"
 MODIFIED = "Newtonsoft.Json.12.0.2__MODIFIED-psmdcp-removed.nupkg"
@@ -219,18 +227,19 @@ def test_large_ranges_stream_in_chunks() -> None:
 
 
 @pytest.fixture
-def hashing_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The name of the thread of every real hash pass."""
+def hashing_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The name of the thread of every real hash pass (prefetches a test leaves running are stopped after it)."""
     threads: list[str] = []
     real = hashing._plan_digests
 
-    def spy(f: BinaryIO, plan: list[hashing.Segment], algorithms: tuple[str, ...]) -> tuple[bytes, ...]:
+    def spy(f: BinaryIO, plan: list[hashing.Segment], algorithms: tuple[str, ...], *rest: Any) -> tuple[bytes, ...]:
         threads.append(threading.current_thread().name)
-        return real(f, plan, algorithms)
+        return real(f, plan, algorithms, *rest)
 
     monkeypatch.setattr(hashing, "_plan_digests", spy)
     monkeypatch.setattr(hashing, "_prefetches", {})  # nothing left over from other tests
-    return threads
+    yield threads
+    hashing.stop_prefetches()
 
 
 def test_a_prefetched_hash_is_used_instead_of_reading_again(tmp_path: Path, hashing_threads: list[str]) -> None:
@@ -278,3 +287,88 @@ def test_unused_prefetches_are_forgotten(tmp_path: Path, hashing_threads: list[s
     assert _hash(copies[-1], "sha256") == hashlib.sha256(_view(copies[-1])).digest()
     assert _hash(copies[0], "sha256") == hashlib.sha256(_view(copies[0])).digest()  # forgotten: hashed here
     assert hashing_threads.count("MainThread") == 1
+
+
+@pytest.mark.parametrize("algorithm", [HashAlgorithmName.SHA256, HashAlgorithmName.SHA384, HashAlgorithmName.SHA512])
+def test_a_prefetch_hashes_with_the_algorithm_the_signature_names(
+    algorithm: HashAlgorithmName, pki: TestPki, tmp_path: Path, hashing_threads: list[str]
+) -> None:
+    package = make_package(tmp_path / "p.nupkg")
+    sign_package(package, package, AuthorSignRequest(signer_for(pki.leaf), SignOptions(hash_algorithm=algorithm)),
+                 timestamper=None, now=datetime.now(UTC))
+    hashing_threads.clear()
+    assert hashing.prefetch(package)  # SIGNED_ALGORITHM: the signature's, not always SHA-256
+    (job,) = hashing._prefetches.values()
+    assert job.algorithms == (algorithm.hashlib_name,)
+    assert _hash(package, algorithm.hashlib_name) == hashlib.new(algorithm.hashlib_name, _view(package)).digest()
+    assert hashing_threads == ["nuseal-prefetch-hash"]  # the verifier's hash was the prefetched one
+
+
+def test_signed_algorithm_with_extra_algorithms_hashes_each_once(tmp_path: Path, hashing_threads: list[str]) -> None:
+    package = tmp_path / "p.nupkg"
+    package.write_bytes(SIGNED.read_bytes())  # signed with SHA-256
+    assert hashing.prefetch(package, (hashing.SIGNED_ALGORITHM, "sha512", "sha256"))
+    (job,) = hashing._prefetches.values()
+    assert job.algorithms == ("sha256", "sha512")
+
+
+def test_a_second_prefetch_of_the_same_file_joins_the_first(tmp_path: Path, hashing_threads: list[str]) -> None:
+    package = tmp_path / "p.nupkg"
+    package.write_bytes(SIGNED.read_bytes())
+    assert hashing.prefetch(package, ("sha256", "sha512"))
+    (first,) = hashing._prefetches.values()
+    assert hashing.prefetch(package, ("sha256",))  # already covered: nothing new starts
+    assert list(hashing._prefetches.values()) == [first]
+    assert _hash(package, "sha256") == hashlib.sha256(_view(package)).digest()
+    assert hashing_threads == ["nuseal-prefetch-hash"]
+    assert hashing.prefetch(package)  # taken since: this one starts a new pass
+    assert hashing._prefetches and next(iter(hashing._prefetches.values())) is not first
+
+
+def test_stopped_prefetches_end_and_are_forgotten(tmp_path: Path, hashing_threads: list[str]) -> None:
+    packages = []
+    for index in range(3):
+        packages.append(tmp_path / f"p{index}.nupkg")
+        packages[-1].write_bytes(SIGNED.read_bytes())
+        assert hashing.prefetch(packages[-1])
+    threads = [job.thread for job in hashing._prefetches.values()]
+    hashing.stop_prefetches()
+    assert hashing._prefetches == {}
+    assert not any(thread is not None and thread.is_alive() for thread in threads)
+    assert _hash(packages[0], "sha256") == hashlib.sha256(_view(packages[0])).digest()
+    assert hashing_threads.count("MainThread") == 1  # nothing left to take: hashed here
+
+
+def test_a_stopped_hash_pass_ends_before_its_next_window() -> None:
+    payload = b"x" * (3 * hashing.CHUNK_SIZE)
+    windows = []
+
+    def stopped() -> bool:
+        windows.append(1)
+        return len(windows) > 1
+
+    with pytest.raises(hashing._Stopped):
+        hashing._plan_digests(io.BytesIO(payload), [hashing.FileRange(0, len(payload))], ("sha256",), stopped)
+    assert len(windows) == 2  # the first window was hashed, the second was not
+
+
+def test_the_switch_interval_is_short_while_a_prefetch_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[float] = []
+    real = hashing._plan_digests
+
+    def spy(f: BinaryIO, plan: list[hashing.Segment], algorithms: tuple[str, ...], *rest: Any) -> tuple[bytes, ...]:
+        seen.append(sys.getswitchinterval())
+        return real(f, plan, algorithms, *rest)
+
+    hashing.stop_prefetches()  # none left running by other tests
+    monkeypatch.setattr(hashing, "_plan_digests", spy)
+    monkeypatch.setattr(hashing, "_prefetches", {})
+    before = sys.getswitchinterval()
+    package = tmp_path / "p.nupkg"
+    package.write_bytes(SIGNED.read_bytes())
+    assert hashing.prefetch(package)
+    (job,) = hashing._prefetches.values()
+    assert job.thread is not None
+    job.thread.join()
+    assert seen == [pytest.approx(headstart.SWITCH_INTERVAL)]
+    assert sys.getswitchinterval() == before  # restored when the last prefetch ended
