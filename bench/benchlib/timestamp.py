@@ -5,8 +5,9 @@ The POSTs (``curl`` with the TSA's URL 200 times: one connection, requests one a
 TSA itself can do for one client; nuseal signs, timestamps and writes every package within the same call, start-up
 included. Packages are ~150 KB; outputs go to a folder emptied before every run (untimed). ``--parallel 1`` and
 ``--no-fsync`` are shown for information, and so are the CPU figures that decide the rate on a machine whose cores
-the signer and the TSA share: the signer's CPU (user+sys of the command and its workers) per signature and the
-TSA process's CPU per request (read from /proc between runs, which run one at a time).
+the signer and the TSA share: the signer's CPU (user+sys of the command and its workers) per signature, with the
+default workers and with ``--parallel 1``, and the TSA process's CPU per request (read from /proc between runs,
+which run one at a time).
 
 Target (issue 12): >= 300 signatures/s with the default options (durable outputs, one worker per core).
 """
@@ -127,6 +128,7 @@ def main(argv: list[str]) -> int:
             report.value_check(AREA, "timestamped signing --no-fsync", rates[labels[3]], "/s", "info", 0),
             report.value_check(AREA, "signer CPU per signature (user+sys, workers included)", signer_ms[labels[0]],
                                "ms", "info", 0),
+            report.value_check(AREA, "signer CPU per signature, --parallel 1", signer_ms[labels[2]], "ms", "info", 0),
             report.value_check(AREA, "TSA CPU per request, while signing", tsa_ms[labels[0]], "ms", "info", 0),
             report.value_check(AREA, "TSA CPU per request, curl's keep-alive POSTs", tsa_ms[labels[1]], "ms", "info",
                                0),

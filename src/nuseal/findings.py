@@ -12,9 +12,10 @@ package identity).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any
+
+from msgspec import Struct
 
 from nuseal.codes import IssueCode, NuCode
 
@@ -41,9 +42,8 @@ class Target:
     CONFIG = "config"
 
 
-@dataclass(frozen=True)
-class Finding:
-    """One coded observation. Frozen; ``dataclasses.replace`` derives a re-worded or re-levelled copy."""
+class Finding(Struct, frozen=True):
+    """One coded observation. Frozen; ``msgspec.structs.replace`` derives a re-worded or re-levelled copy."""
 
     code: NuCode | IssueCode
     severity: Severity

@@ -25,20 +25,41 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import ClassVar
+from functools import cache
+from typing import TYPE_CHECKING, ClassVar
+
+from msgspec import Struct
+from msgspec.structs import force_setattr
 
 _INT32_MAX = 2**31 - 1
 # ASCII only: NuGet accepts [0-9A-Za-z-] and Python's \d would also match other scripts' digits.
 _LABEL = r"[0-9A-Za-z-]+"
-_VERSION = re.compile(
-    rf"(?P<parts>[0-9]+(?:\.[0-9]+){{0,3}})"
-    rf"(?:-(?P<release>{_LABEL}(?:\.{_LABEL})*))?"
-    rf"(?:\+(?P<meta>{_LABEL}(?:\.{_LABEL})*))?"
-)
-_NUMERIC_LABEL = re.compile(r"-?[0-9]+")
-_LABEL_RE = re.compile(_LABEL)
-_METADATA_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+# The patterns are compiled on first use (~0.5 ms each): most runs parse a version or two, or none.
+
+
+@cache
+def _version_re() -> re.Pattern[str]:
+    return re.compile(
+        rf"(?P<parts>[0-9]+(?:\.[0-9]+){{0,3}})"
+        rf"(?:-(?P<release>{_LABEL}(?:\.{_LABEL})*))?"
+        rf"(?:\+(?P<meta>{_LABEL}(?:\.{_LABEL})*))?"
+    )
+
+
+@cache
+def _numeric_label_re() -> re.Pattern[str]:
+    return re.compile(r"-?[0-9]+")
+
+
+@cache
+def _label_re() -> re.Pattern[str]:
+    return re.compile(_LABEL)
+
+
+@cache
+def _metadata_re() -> re.Pattern[str]:
+    return re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+
 
 #: How a prerelease label sorts: (0, value, text) for numeric labels, (1, 0, TEXT) for the others.
 _LabelKey = tuple[int, int, str]
@@ -47,7 +68,7 @@ _VersionKey = tuple[int, int, int, int, int, tuple[_LabelKey, ...]]
 
 def _label_key(label: str) -> _LabelKey:
     # NuGet calls a label numeric when int.TryParse accepts it: an optional sign and a 32-bit value.
-    if _NUMERIC_LABEL.fullmatch(label) and -(2**31) <= (value := int(label)) <= _INT32_MAX:
+    if _numeric_label_re().fullmatch(label) and -(2**31) <= (value := int(label)) <= _INT32_MAX:
         return (0, value, label)
     # OrdinalIgnoreCase compares upper-cased characters ordinally.
     return (1, 0, label.upper())
@@ -62,17 +83,16 @@ def _problem(numbers: Iterable[int], labels: Iterable[str], metadata: str | None
     if any(not 0 <= n <= _INT32_MAX for n in numbers):
         return f"a numeric part is outside 0..{_INT32_MAX}"
     for label in labels:
-        if not _LABEL_RE.fullmatch(label):
+        if not _label_re().fullmatch(label):
             return f"the prerelease label '{label}' is not made of [0-9A-Za-z-]"
         if len(label) > 1 and label[0] == "0" and label.isdigit():
             return f"the numeric prerelease label '{label}' has a leading zero"
-    if metadata is not None and not _METADATA_RE.fullmatch(metadata):
+    if metadata is not None and not _metadata_re().fullmatch(metadata):
         return f"the build metadata '{metadata}' is not dot-separated [0-9A-Za-z-] labels"
     return ""
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class NuGetVersion:
+class NuGetVersion(Struct, frozen=True, dict=True):
     """A parsed NuGet version. ``str(v)`` is the normalized form; ordering and equality are NuGet's."""
 
     major: int
@@ -81,21 +101,22 @@ class NuGetVersion:
     revision: int = 0
     release_labels: tuple[str, ...] = ()
     metadata: str | None = None
-    _key: _VersionKey = field(init=False, repr=False)
+    if TYPE_CHECKING:  # not a field (so not a constructor argument): the sort key, set once by __post_init__
+        _key: ClassVar[_VersionKey]
 
     def __post_init__(self) -> None:
         if problem := _problem((self.major, self.minor, self.patch, self.revision), self.release_labels,
                                self.metadata):
             raise ValueError(f"not a valid NuGet version: {problem}")
-        object.__setattr__(self, "_key", (self.major, self.minor, self.patch, self.revision,
-                                          0 if self.release_labels else 1,
-                                          tuple(_label_key(label) for label in self.release_labels)))
+        # A frozen struct refuses attribute writes; dict=True gives it a __dict__ for this derived value.
+        self.__dict__["_key"] = (self.major, self.minor, self.patch, self.revision, 0 if self.release_labels else 1,
+                                 tuple(_label_key(label) for label in self.release_labels))
 
     @classmethod
     def parse(cls, text: str, *, strict: bool = False) -> NuGetVersion:
         """``text`` as NuGet reads it; ``ValueError`` naming ``text`` (and why) when it is not a version."""
         raw = text if strict else text.strip()
-        match = _VERSION.fullmatch(raw)
+        match = _version_re().fullmatch(raw)
         if match is None:
             raise _invalid(text)
         parts = match["parts"].split(".")
@@ -199,8 +220,7 @@ def _bound(text: str, part: str) -> NuGetVersion | None:
         raise _invalid_range(text, str(exc)) from None
 
 
-@dataclass(frozen=True, slots=True)
-class VersionRange:
+class VersionRange(Struct, frozen=True):
     """A NuGet version range. An absent bound is unbounded (its ``*_inclusive`` flag is then False).
 
     ``original`` is the text it was parsed from (``None`` when built); ``str()`` gives it back when known,
@@ -211,16 +231,27 @@ class VersionRange:
     min_inclusive: bool = False
     max_version: NuGetVersion | None = None
     max_inclusive: bool = False
-    original: str | None = field(default=None, compare=False)
+    original: str | None = None  # not compared nor hashed (__eq__, __hash__)
 
     ALL: ClassVar[VersionRange]
 
     def __post_init__(self) -> None:
         # One representation per meaning: inclusiveness of a missing bound means nothing.
         if self.min_version is None:
-            object.__setattr__(self, "min_inclusive", False)
+            force_setattr(self, "min_inclusive", False)
         if self.max_version is None:
-            object.__setattr__(self, "max_inclusive", False)
+            force_setattr(self, "max_inclusive", False)
+
+    def _compared(self) -> tuple[NuGetVersion | None, bool, NuGetVersion | None, bool]:
+        return (self.min_version, self.min_inclusive, self.max_version, self.max_inclusive)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not VersionRange:
+            return NotImplemented
+        return self._compared() == other._compared()
+
+    def __hash__(self) -> int:
+        return hash(self._compared())
 
     @classmethod
     def parse(cls, text: str) -> VersionRange:

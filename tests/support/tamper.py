@@ -7,7 +7,6 @@ place so that nothing else moves. ``src`` and ``dst`` may be the same path.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import random
 import struct
@@ -16,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
+
+from msgspec.structs import replace
 
 from nuseal.package import archive
 from nuseal.package.zipformat import (
@@ -136,7 +137,7 @@ def _reencode(entry: _Entry, content: bytes, method: int | None = None) -> _Entr
         compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
         data = compressor.compress(content) + compressor.flush()
     crc = zlib.crc32(content)
-    local = dataclasses.replace(
+    local = replace(
         entry.local,
         flags=entry.local.flags & ~_DATA_DESCRIPTOR_FLAG,
         method=method,
@@ -144,7 +145,7 @@ def _reencode(entry: _Entry, content: bytes, method: int | None = None) -> _Entr
         compressed_size=len(data),
         uncompressed_size=len(content),
     )
-    central = dataclasses.replace(
+    central = replace(
         entry.central,
         flags=entry.central.flags & ~_DATA_DESCRIPTOR_FLAG,
         method=method,
@@ -255,7 +256,7 @@ def randomize_signature(src: Path, dst: Path, *, seed: int = 0) -> None:
     crc = zlib.crc32(noise)
     head = entry.block[:14] + struct.pack("<I", crc) + entry.block[18 : local.header_size]
     entry.block = head + noise + entry.block[local.header_size + size :]
-    entry.central = dataclasses.replace(entry.central, crc32=crc)
+    entry.central = replace(entry.central, crc32=crc)
     _save(model, dst)
 
 
@@ -316,7 +317,7 @@ def change_entry_time(src: Path, dst: Path, *, name: str | None = None, seconds:
     moment += timedelta(seconds=seconds)
     packed = dos_datetime(moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
     new_time, new_date = packed & 0xFFFF, packed >> 16
-    entry.central = dataclasses.replace(entry.central, dos_time=new_time, dos_date=new_date)
+    entry.central = replace(entry.central, dos_time=new_time, dos_date=new_date)
     entry.block = entry.block[:10] + struct.pack("<HH", new_time, new_date) + entry.block[14:]
     _save(model, dst)
 

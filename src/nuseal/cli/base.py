@@ -199,9 +199,10 @@ def group(name: str, help: str, parent: typer.Typer | None = None) -> typer.Type
 
 @dataclass(frozen=True)
 class OptionGroup:
-    """Options several commands share, declared once: ``type`` is a frozen dataclass whose fields are the options,
-    ``options`` maps each field to its typer declaration, and a command receives the filled dataclass as its
-    keyword-only parameter ``parameter`` (see :func:`command`)."""
+    """Options several commands share, declared once: ``type`` is a frozen record (a dataclass, or a msgspec struct
+    for the groups the lean path shares) whose fields are the options, ``options`` maps each field to its typer
+    declaration, and a command receives the filled record as its keyword-only parameter ``parameter`` (see
+    :func:`command`)."""
 
     type: type[Any]
     options: Mapping[str, Any]
@@ -224,7 +225,7 @@ def command(owner: typer.Typer, name: str, *groups: OptionGroup) -> Decorator:
     """``@command(app, "verify", TRUST)``: register a command with nuseal's help layout.
 
     Typer reads options from the function's signature; each group's options are appended to it here (and handed
-    to the function as one dataclass), so a set of options is declared once rather than in every command.
+    to the function as one record), so a set of options is declared once rather than in every command.
     """
 
     def decorate(func: Callable[..., None]) -> Callable[..., None]:

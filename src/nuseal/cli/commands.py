@@ -9,7 +9,7 @@ cannot drift apart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from msgspec import Struct
 
 from nuseal.cli.declare import Opt
 
@@ -20,8 +20,7 @@ ROOT_DOC = "Sign, verify and trust NuGet packages, byte-compatible with the NuGe
 VERSION = Opt(False, ("--version",), help="Print nuseal's version and exit.")
 
 
-@dataclass(frozen=True)
-class CommandEntry:
+class CommandEntry(Struct, frozen=True):
     """Where a command (or group) is defined, and its summary as the root help page shows it: the first sentence
     of its help, shortened by click to the page's width (``worker``'s ends in ``...``)."""
 

@@ -12,12 +12,12 @@ What a value *refers to* (a missing file, an unreachable URL) is checked when th
 
 from __future__ import annotations
 
-import string
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+from msgspec import Struct
 
 from nuseal.enums import HashAlgorithmName, RevocationMode
 from nuseal.render.text import Verbosity
@@ -33,11 +33,10 @@ HELP_WIDTH = 100
 REVOCATION_ENV = "NUGET_CERT_REVOCATION_MODE"
 
 
-@dataclass(frozen=True)
-class Opt:
+class Opt(Struct, frozen=True):
     """One option (``flags`` given) or argument (no ``flags``) of a command, as typer and the lean parser read it.
 
-    The value's type is the annotation of the command parameter (or dataclass field) it fills: ``bool`` is a flag,
+    The value's type is the annotation of the command parameter (or record field) it fills: ``bool`` is a flag,
     ``list[...]`` repeats, ``int`` honours ``min``, ``Path`` and ``str`` take the text; ``parser`` (when given)
     turns the text into the value. ``default`` ``...`` means required; a ``str`` default goes through ``parser``.
     """
@@ -113,6 +112,8 @@ FINGERPRINT_LENGTHS = {"SHA1": 40, "SHA256": 64, "SHA384": 96, "SHA512": 128}
 
 def check_fingerprint(text: str, algorithms: tuple[str, ...]) -> str:
     """``text`` stripped, if it is hex of the length of one of ``algorithms``; ``BadParameter`` otherwise."""
+    import string  # only fingerprint options need it
+
     value = text.strip()
     lengths = {FINGERPRINT_LENGTHS[a]: a for a in algorithms}
     if len(value) in lengths and all(ch in string.hexdigits for ch in value):
@@ -137,8 +138,7 @@ def roots(flag: str, kind: str, purpose: str = "default: the .NET SDK's bundle")
     return Opt(None, (flag,), metavar="FILE", help=f"Trusted {kind} roots, a PEM bundle or a DER .cer ({purpose}).")
 
 
-@dataclass(frozen=True)
-class TrustArgs:
+class TrustArgs(Struct, frozen=True):
     """What verify and install judge signatures with: the roots and the revocation settings."""
 
     trust_roots: Path | None
@@ -165,8 +165,7 @@ TRUST: dict[str, Opt] = {
 }
 
 
-@dataclass(frozen=True)
-class VerifyArgs:
+class VerifyArgs(Struct, frozen=True):
     """``nuseal verify``'s own arguments and options (the trust options are :class:`TrustArgs`)."""
 
     packages: list[str]
@@ -205,8 +204,7 @@ def parse_signing_fingerprint(text: str) -> str:
     return check_fingerprint(text, ("SHA1", "SHA256", "SHA384", "SHA512"))
 
 
-@dataclass(frozen=True)
-class SigningArgs:
+class SigningArgs(Struct, frozen=True):
     """The options ``sign`` and ``repo-sign`` share: key, hashes, timestamper, output, roots, verbosity."""
 
     certificate_path: Path | None
@@ -269,8 +267,7 @@ SIGNING: dict[str, Opt] = {
 }  # fmt: skip
 
 
-@dataclass(frozen=True)
-class SignArgs:
+class SignArgs(Struct, frozen=True):
     """``nuseal sign``'s own arguments (its options are :class:`SigningArgs`)."""
 
     packages: list[str]

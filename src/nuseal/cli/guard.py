@@ -13,6 +13,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -28,14 +29,16 @@ EXIT_USAGE = 2
 
 # click's ``strip_ansi`` pattern: ``echo`` drops these escapes when the stream is not a terminal, as click.echo
 # does, so the lean path prints byte for byte what the typer path prints (a package id may hold anything).
-_ANSI = re.compile(r"\033\[[;?0-9]*[a-zA-Z]")
+@cache
+def _ansi() -> re.Pattern[str]:
+    return re.compile(r"\033\[[;?0-9]*[a-zA-Z]")
 
 
 def echo(line: str, *, err: bool = False) -> None:
     """``line`` and a newline on stdout (or stderr), flushed: what ``typer.echo`` does with a ``str``."""
     stream: TextIO = sys.stderr if err else sys.stdout
     if not stream.isatty():
-        line = _ANSI.sub("", line)
+        line = _ansi().sub("", line)
     stream.write(line + "\n")
     stream.flush()
 

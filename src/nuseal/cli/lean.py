@@ -16,9 +16,10 @@ import os
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct
 
 from nuseal.cli import declare
 from nuseal.cli.declare import Opt
@@ -135,9 +136,8 @@ def parse(argv: Sequence[str], options: Mapping[str, Opt], hints: Mapping[str, A
 HELP_FLAGS = ("-h", "--help")
 
 
-@dataclass(frozen=True)
-class LeanCommand:
-    """A command the lean path runs: its help text, its parameters as (dataclass, declarations) groups in help
+class LeanCommand(Struct, frozen=True):
+    """A command the lean path runs: its help text, its parameters as (record type, declarations) groups in help
     order, and the function (``module``'s ``function``, looked up when it runs) that takes one instance of each."""
 
     doc: str

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import glob
-from dataclasses import dataclass
 from pathlib import Path
 
+from msgspec import Struct
+
 from nuseal.cli.guard import fail
-from nuseal.verify.paths import expand_paths
+from nuseal.verify.paths import expand_paths, has_magic
 
 
-@dataclass(frozen=True)
-class Unresolved:
+class Unresolved(Struct, frozen=True):
     """A package argument that names no file, and why (the message names the argument)."""
 
     pattern: str
@@ -29,7 +28,7 @@ def expand(patterns: list[str]) -> tuple[list[Path], list[Unresolved]]:
 
 
 def _why(pattern: str) -> str:
-    if glob.has_magic(pattern):
+    if has_magic(pattern):
         return f"No file matches the pattern ({pattern})"
     if Path(pattern).is_dir():
         return f"The path is a directory, not a package file ({pattern})"

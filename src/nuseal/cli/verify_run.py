@@ -9,10 +9,11 @@ is imported inside :func:`run`, after the first package's hash has started (``pr
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from msgspec.structs import replace
 
 from nuseal.cli.declare import TrustArgs, VerifyArgs
 from nuseal.cli.guard import echo

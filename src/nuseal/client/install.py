@@ -17,9 +17,11 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+
+from msgspec.structs import replace
 
 from nuseal.client.extract import ExtractionLimits, UnsafePackageError, extract_content
 from nuseal.client.resolve import Dependency, Nuspec, ResolveError, read_nuspec, resolve

@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
-from asn1crypto import core
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from msgspec import Struct
+from msgspec.structs import replace
 
 from nuseal import oids
 from nuseal.codes import NuCode
@@ -38,9 +38,10 @@ from nuseal.x509 import certs
 if TYPE_CHECKING:
     from asn1crypto import cms
 
-# asn1crypto.cms (with its x509, algos, crl, ocsp modules) is imported only by the functions that edit a loaded
-# signature (timestamping an existing one, countersigning, stripping): building a new signature does not need it,
-# and it cost ~30 ms of every signing command's start-up.
+# asn1crypto (core, and cms with its x509, algos, crl, ocsp modules) is imported only by the functions that edit a
+# loaded signature (timestamping an existing one, countersigning, stripping): building a new signature writes its
+# few primitive types by hand below (byte for byte asn1crypto's encodings, tested), and importing asn1crypto.core
+# alone cost ~30-45 ms of every signing command's start-up (issue 12).
 
 #: hashlib name -> digest OID, for the three hash algorithms NuGet allows.
 HASH_OIDS: dict[str, str] = {name: oid for oid, name in oids.SHA2_HASHES.items()}
@@ -82,8 +83,23 @@ def _der_set(elements: Iterable[bytes]) -> bytes:
 
 @lru_cache(maxsize=256)
 def _oid(dotted: str) -> bytes:
-    """An OBJECT IDENTIFIER's DER; remembered, as signing encodes the same dozen OIDs for every signature."""
-    return _dump(core.ObjectIdentifier(dotted))
+    """An OBJECT IDENTIFIER's DER (X.690 §8.19: the first two arcs as 40·a + b, then base 128, high bit set on all
+    but the last octet of each arc); remembered, as signing encodes the same dozen OIDs for every signature."""
+    try:
+        arcs = [int(arc) for arc in dotted.split(".")]
+    except ValueError:
+        raise ValueError(f"invalid object identifier {dotted!r}") from None
+    if len(arcs) < 2 or arcs[0] > 2 or (arcs[0] < 2 and arcs[1] > 39) or min(arcs) < 0:
+        raise ValueError(f"invalid object identifier {dotted!r}")
+    body = bytearray()
+    for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        body += bytes(reversed(chunk))
+    return _tlv(0x06, bytes(body))
 
 
 _DATA_OID = bytes.fromhex("06092a864886f70d010701")
@@ -116,7 +132,7 @@ def _signing_time_value(when: datetime) -> bytes:
     # RFC 5652 §11.3: UTCTime for 1950-2049 (what .NET writes, spec §4.2), GeneralizedTime otherwise.
     if 1950 <= when.year < 2050:
         return _tlv(0x17, when.strftime("%y%m%d%H%M%SZ").encode("ascii"))  # as asn1crypto's UTCTime (tested)
-    return _dump(core.GeneralizedTime(when))
+    return _tlv(0x18, f"{when.year:04d}{when:%m%d%H%M%S}Z".encode("ascii"))  # as its GeneralizedTime (tested)
 
 
 def signing_certificate_v2_value(certificate: x509.Certificate, hash_algorithm: str) -> bytes:
@@ -145,13 +161,13 @@ def signing_certificate_v2_value(certificate: x509.Certificate, hash_algorithm: 
 def service_index_url_value(url: str) -> bytes:
     """``nuget-v3-service-index-url ::= IA5String`` (spec §4.5); ``ValueError`` unless absolute https."""
     check_service_index_url(url)
-    return _dump(core.IA5String(url))
+    return _tlv(0x16, url.encode("ascii"))  # checked ASCII above
 
 
 def package_owners_value(owners: Sequence[str]) -> bytes:
     """``nuget-package-owners ::= SEQUENCE SIZE(1..MAX) OF UTF8String`` (spec §4.5)."""
     check_owners(owners)
-    return _sequence(*(core.UTF8String(owner).dump() for owner in owners))
+    return _sequence(*(_tlv(0x0C, owner.encode("utf-8")) for owner in owners))
 
 
 def check_service_index_url(url: str) -> None:
@@ -213,8 +229,7 @@ def _integer(value: int) -> bytes:
 # --- builders ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _SignerFields:
+class _SignerFields(Struct, frozen=True):
     """What every NuGet signer needs: its certificate, the chain to embed, hash algorithm, signing time."""
 
     certificate: x509.Certificate | None = None
@@ -273,8 +288,7 @@ def _dedupe(certificates: Iterable[x509.Certificate]) -> list[x509.Certificate]:
     return unique
 
 
-@dataclass(frozen=True)
-class PrimarySignatureBuilder(_SignerFields):
+class PrimarySignatureBuilder(_SignerFields, frozen=True):
     """Immutable builder for an author or repository primary signature (spec §4.2).
 
     Start from ``PrimarySignatureBuilder.author()`` or ``.repository(service_index_url)``, set fields with the
@@ -358,8 +372,7 @@ def _repository_attributes(repository: bool, url: str | None, owners: Sequence[s
     return attributes
 
 
-@dataclass(frozen=True)
-class CountersignatureBuilder(_SignerFields):
+class CountersignatureBuilder(_SignerFields, frozen=True):
     """Immutable builder for a repository countersignature over a primary signature value (spec §4.6).
 
     ``signed_attributes(primary_signature_value)`` -> raw-sign -> ``build(...)`` gives the countersigner
@@ -448,6 +461,8 @@ def _encoded(value: Any) -> bytes:
     tokens and a countersignature never finishes) and would drop a DEFAULT written out (NuGet's ESSCertIDv2
     ``hashAlgorithm``) from signed bytes.
     """
+    from asn1crypto import core
+
     if isinstance(value, core.Choice):
         return _explicit(value, _encoded(value.chosen))
     header: bytes | None = value._header
@@ -498,7 +513,7 @@ def _with_unsigned(signer: cms.SignerInfo, attributes: list[cms.CMSAttribute]) -
 
 
 def _existing_unsigned(signer: cms.SignerInfo) -> list[cms.CMSAttribute]:
-    from asn1crypto import cms
+    from asn1crypto import cms, core
 
     unsigned = signer["unsigned_attrs"]
     if isinstance(unsigned, core.Void):  # never touch .native here: it decodes every nested token
@@ -545,6 +560,8 @@ def _append_certificates(signed_data: cms.SignedData, certificates: Sequence[x50
 
 
 def _certificate_ders(signed_data: cms.SignedData) -> list[bytes]:
+    from asn1crypto import core
+
     existing = signed_data["certificates"]
     return [] if isinstance(existing, core.Void) else [_encoded(c) for c in existing]
 
@@ -558,6 +575,8 @@ def _set_certificates(signed_data: cms.SignedData, ders: Sequence[bytes]) -> Non
 
 def countersigner_commitments(signer_info: cms.SignerInfo) -> list[str]:
     """The commitment-type OIDs of a (counter)signer's signed attributes (empty when absent)."""
+    from asn1crypto import core
+
     found: list[str] = []
     for attribute in signer_info["signed_attrs"]:
         if attribute["type"].dotted != oids.COMMITMENT_TYPE_INDICATION:

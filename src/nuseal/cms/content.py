@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from nuseal import oids
 from nuseal.codes import Messages, NuCode
@@ -18,8 +19,7 @@ from nuseal.errors import SignatureFormatError
 _KEY = re.compile(r"^[a-zA-Z0-9.\-/]+$")
 
 
-@dataclass(frozen=True)
-class SignatureContent:
+class SignatureContent(Struct, frozen=True):
     """The package hash a signature commits to: the hash algorithm OID and the raw digest."""
 
     hash_algorithm_oid: str

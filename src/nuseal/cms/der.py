@@ -25,9 +25,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any
+
+from msgspec import Struct
 
 from nuseal import oids
 
@@ -71,8 +73,7 @@ def where(name: str) -> Iterator[None]:
         raise ValueError(f"{name}: {reason(exc)}") from exc
 
 
-@dataclass(frozen=True)
-class Algorithm:
+class Algorithm(Struct, frozen=True):
     """An AlgorithmIdentifier as .NET reads it: the OID and the raw parameters value (None when absent)."""
 
     oid: str
@@ -87,8 +88,7 @@ def algorithm(contents: bytes) -> Algorithm:
     return Algorithm(oid_of(parts[0]), parts[1] if len(parts) == 2 else None)
 
 
-@dataclass(frozen=True)
-class Attribute:
+class Attribute(Struct, frozen=True):
     """A CMS attribute as .NET's ``AttributeAsn`` holds it: the type OID and the DER of each value."""
 
     oid: str
@@ -109,8 +109,7 @@ def values_of(attrs: tuple[Attribute, ...] | None, oid: str) -> list[tuple[bytes
     return [a.values for a in attrs or () if a.oid == oid]
 
 
-@dataclass(frozen=True)
-class SignerFields:
+class SignerFields(Struct, frozen=True):
     """One SignerInfo, decoded as .NET's ``SignerInfoAsn`` (+ its signed attributes set) is."""
 
     version: int
@@ -127,8 +126,7 @@ class SignerFields:
     raw: bytes = b""
 
 
-@dataclass(frozen=True)
-class SignedDataFields:
+class SignedDataFields(Struct, frozen=True):
     """A SignedData (inside its ContentInfo), decoded as .NET's ``SignedDataAsn`` is."""
 
     version: int
@@ -301,8 +299,12 @@ def octet_string(tlv: bytes) -> bytes:
     return _definite(tlv)
 
 
-_UTC_TIME = re.compile(rb"([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})Z")
-_GENERALIZED_TIME = re.compile(rb"([0-9]{4})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})(?:\.([0-9]{1,6}))?Z")
+@cache
+def _time_re(tag: int) -> re.Pattern[bytes]:
+    """The UTCTime (tag 0x17) or GeneralizedTime pattern, compiled on first use."""
+    if tag == 0x17:
+        return re.compile(rb"([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})Z")
+    return re.compile(rb"([0-9]{4})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})(?:\.([0-9]{1,6}))?Z")
 
 
 def simple_time(tlv: bytes) -> datetime:
@@ -311,7 +313,7 @@ def simple_time(tlv: bytes) -> datetime:
     if not tlv or tlv[0] not in (0x17, 0x18):
         raise Unusual
     text = _definite(tlv)
-    match = (_UTC_TIME if tlv[0] == 0x17 else _GENERALIZED_TIME).fullmatch(text)
+    match = _time_re(tlv[0]).fullmatch(text)
     if match is None:
         raise Unusual
     year, month, day, hour, minute, second = (int(group) for group in match.groups()[:6])

@@ -12,12 +12,13 @@ point of its pipeline.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from cryptography import x509
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from nuseal import oids
 from nuseal.cms import der
@@ -50,8 +51,7 @@ def hash_name(oid: str) -> str:
     return names[oid]
 
 
-@dataclass(frozen=True)
-class EssCertId:
+class EssCertId(Struct, frozen=True):
     """One ESSCertID(v2) entry of a signing-certificate(-v2) attribute."""
 
     hash_algorithm_oid: str
@@ -60,8 +60,7 @@ class EssCertId:
     serial_number: int | None
 
 
-@dataclass(frozen=True)
-class SignerView:
+class SignerView(Struct, frozen=True):
     """Facts about one SignerInfo (primary, countersigner, or timestamp token signer), all read at load time."""
 
     raw: bytes  # the SignerInfo's DER
@@ -106,6 +105,7 @@ class SignerView:
 class _SignerFacts:
     """What a signature says through its signer: certificate, repository service index and owners."""
 
+    __slots__ = ()  # a mixin of slotted structs (msgspec.Struct)
     signer: SignerView
 
     @property
@@ -121,16 +121,14 @@ class _SignerFacts:
         return self.signer.owners
 
 
-@dataclass(frozen=True)
-class RepositoryCountersignature(_SignerFacts):
+class RepositoryCountersignature(_SignerFacts, Struct, frozen=True):
     """The repository countersignature on an author primary signature (spec §4.6)."""
 
     signer: SignerView
     primary_signature_value: bytes
 
 
-@dataclass(frozen=True)
-class PrimarySignature(_SignerFacts):
+class PrimarySignature(_SignerFacts, Struct, frozen=True):
     """A loaded ``.signature.p7s``: the one primary signer, its certificates and content."""
 
     raw: bytes

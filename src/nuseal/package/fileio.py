@@ -197,7 +197,8 @@ class RangeCopier:
 
 def _copy(src: BinaryIO, ranges: Sequence[tuple[int, int]], out_offset: int, sink: Sink | None,
           writer: _InlineWriter | _BackgroundWriter) -> int:
-    buffer = bytearray(READ_CHUNK)
+    # Sized to the copy when it is small (see hashing.feed_plan): a 1 MiB buffer is not free to allocate.
+    buffer = bytearray(min(READ_CHUNK, max(1, sum(max(0, end - start) for start, end in ranges))))
     position = out_offset
     for start, end in ranges:
         for window in windows(src, start, end, buffer):

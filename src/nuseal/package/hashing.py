@@ -14,9 +14,10 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from msgspec import Struct
 
 from nuseal.errors import NusealError, PackageFormatError
 from nuseal.package import fileio
@@ -34,8 +35,7 @@ CHUNK_SIZE = fileio.READ_CHUNK
 SUPPORTED_ALGORITHMS = ("sha256", "sha384", "sha512")
 
 
-@dataclass(frozen=True, slots=True)
-class FileRange:
+class FileRange(Struct, frozen=True):
     """Bytes ``[start, end)`` of the input file."""
 
     start: int
@@ -68,8 +68,7 @@ def _entry_sizes(layout: ArchiveLayout) -> dict[int, int]:
     return sizes
 
 
-@dataclass(frozen=True, slots=True)
-class ArchiveParts:
+class ArchiveParts(Struct, frozen=True):
     """An archive cut where a signature entry goes: entries, central directory, EOCD head, counts, tail.
 
     ``entries`` are the bytes before the central directory in output order (prefix bytes included);
@@ -157,7 +156,9 @@ def feed_plan(f: BinaryIO, plan: list[Segment], sink: Callable[[memoryview], obj
 
     ``sink`` must consume each chunk before returning (the memory is unmapped or overwritten afterwards).
     """
-    buffer = bytearray(CHUNK_SIZE)
+    # No larger than the ranges need: a 1 MiB buffer for a few KB (a small package, a central directory) cost more to
+    # allocate and fault in than reading them (~0.1-0.2 ms per call, several calls per signature).
+    buffer = bytearray(min(CHUNK_SIZE, max(1, sum(s.end - s.start for s in plan if not isinstance(s, bytes)))))
     for segment in plan:
         if isinstance(segment, bytes):
             sink(memoryview(segment))
@@ -227,8 +228,7 @@ def content_hash(path: Path) -> str:
 # --- hashing ahead of time ----------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Prefetch:
+class _Prefetch(Struct):
     identity: tuple[int, int, int, int]
     plan: list[Segment]
     algorithms: tuple[str, ...]

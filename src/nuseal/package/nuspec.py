@@ -31,9 +31,10 @@ import lzma
 import struct
 import zipfile
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from msgspec import Struct
 
 from nuseal.errors import PackageFormatError
 from nuseal.package.nuspec_xml import MAX_NUSPEC_BYTES as MAX_NUSPEC_BYTES
@@ -85,8 +86,7 @@ def _read_bounded(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path | 
     return data
 
 
-@dataclass(frozen=True, slots=True)
-class NuspecFile:
+class NuspecFile(Struct, frozen=True):
     """The root nuspec of a package: its entry name and its bytes (bounded by ``MAX_NUSPEC_BYTES``)."""
 
     entry_name: str

@@ -4,9 +4,8 @@ element, the id and version. The rules are described in :mod:`nuseal.package.nus
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from lxml import etree
+from msgspec import Struct
 
 from nuseal.errors import PackageFormatError
 from nuseal.package.xmlsafe import declares_dtd, hardened_parser, prolog_declares_dtd
@@ -18,8 +17,7 @@ MAX_NUSPEC_BYTES = 4 * 1024 * 1024
 _PARSER = hardened_parser()
 
 
-@dataclass(frozen=True, slots=True)
-class PackageIdentity:
+class PackageIdentity(Struct, frozen=True):
     """A package id as written in the nuspec and its version normalized like NuGet."""
 
     id: str

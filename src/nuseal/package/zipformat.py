@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import BinaryIO, ClassVar
+
+from msgspec import Struct
 
 from nuseal.codes import Messages, NuCode
 from nuseal.errors import PackageFormatError, SignatureEntryError, SignatureFormatError
@@ -42,8 +43,7 @@ _SCAN_CHUNK = 4096
 MAX_SIGNATURE_BYTES = 8 * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class EndOfCentralDirectory:
+class EndOfCentralDirectory(Struct, frozen=True):
     """The EOCD record found at ``position`` (its variable comment is not kept: it is copied verbatim)."""
 
     SIZE: ClassVar[int] = _EOCD.size
@@ -71,8 +71,7 @@ class EndOfCentralDirectory:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class CentralDirectoryHeader:
+class CentralDirectoryHeader(Struct, frozen=True):
     """One CD header at ``position``; ``name``/``extra``/``comment`` are the raw bytes as stored."""
 
     FIXED_SIZE: ClassVar[int] = _CD.size
@@ -129,8 +128,7 @@ class CentralDirectoryHeader:
         return fixed + self.name + self.extra + self.comment
 
 
-@dataclass(frozen=True, slots=True)
-class LocalFileHeader:
+class LocalFileHeader(Struct, frozen=True):
     """One LFH at ``position``; the entry data starts at ``data_offset``."""
 
     FIXED_SIZE: ClassVar[int] = _LFH.size
@@ -172,8 +170,7 @@ class LocalFileHeader:
         return fixed + self.name + self.extra
 
 
-@dataclass(frozen=True, slots=True)
-class ArchiveLayout:
+class ArchiveLayout(Struct, frozen=True):
     """What NuGet's ``ReadSignedArchiveMetadata`` collects: the EOCD and every CD header in file order."""
 
     file_size: int
@@ -196,8 +193,7 @@ class ArchiveLayout:
         return min(self.file_size, min(h.local_header_offset for h in self.headers))
 
 
-@dataclass(frozen=True, slots=True)
-class SignatureEntry:
+class SignatureEntry(Struct, frozen=True):
     """The ``.signature.p7s`` entry: its CD header (and index in CD order) and the LFH it points to."""
 
     index: int

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+
+from msgspec import Struct, field
 
 from nuseal.cms.build import PrimarySignatureBuilder
 from nuseal.sign.common import SignOptions, SignResult, Timestamper, sign_primary
 from nuseal.sign.signers import Signer
 
 
-@dataclass(frozen=True)
-class AuthorSignRequest:
+class AuthorSignRequest(Struct, frozen=True):
     """Who signs (``signer``) and how (hash algorithms, overwrite)."""
 
     signer: Signer

@@ -16,37 +16,44 @@ Only in-memory keys (``KeySigner``: PFX and PEM files) go to worker processes; a
 a fork, so a token signs in this process whatever ``parallel`` says, one package after the other (a token session
 serves one operation at a time). ``parallel=1`` signs in this process too (no pool start-up), with the same
 ``IN_FLIGHT`` packages in flight on threads when the key is in memory and the timestamper an ``HttpTimestamper``
-(or none), which are safe to share between threads.
+(or none), which are safe to share between threads. Durable outputs are fsynced one by one before their renames in
+both cases; their folders once per run in a worker, once per group of outcomes ready together in this process,
+always before those outcomes are reported (docs/decisions.md, "Durable outputs").
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from nuseal import parallel as process_pool
 from nuseal.errors import NusealError
 from nuseal.sign.author import AuthorSignRequest, sign_package
 from nuseal.sign.common import SignResult, Timestamper
-from nuseal.sign.repository import RepositorySignRequest, repo_sign_package
 from nuseal.sign.signers import KeySigner
 from nuseal.timestamp.client import HttpTimestamper
 from nuseal.x509 import certs
 
 if TYPE_CHECKING:
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from nuseal.sign.repository import RepositorySignRequest
+
+# nuseal.sign.repository (and the signature parser it brings) is imported by the first repository signature: author
+# signing does not load it.
 
 #: Packages one worker process has in flight at once (its run of packages, signed on that many threads). Four
 #: cover a loopback TSA's round trip and two fsyncs per package with the CPU work of the others (bench/timestamp).
 IN_FLIGHT = 4
 
 
-@dataclass(frozen=True)
-class SignJob:
+class SignJob(Struct, frozen=True):
     """What every package of a batch is signed with.
 
     ``clock`` gives each package's signing time (and, as local time, its zip entry time); it must be a
@@ -60,8 +67,7 @@ class SignJob:
     timestamp_timeout: float = 10.0
 
 
-@dataclass(frozen=True)
-class SignOutcome:
+class SignOutcome(Struct, frozen=True):
     """One package of a batch: the result, or the error that stopped it (nothing was written then)."""
 
     src: Path
@@ -77,10 +83,12 @@ def sign_one(job: SignJob, src: Path, dst: Path, timestamper: Timestamper | None
     """Sign ``src`` into ``dst`` as ``job`` says; every failure becomes the outcome's ``error``."""
     try:
         now = job.clock()
-        if isinstance(job.request, RepositorySignRequest):
-            result = repo_sign_package(src, dst, job.request, timestamper=timestamper, now=now)
-        else:
+        if isinstance(job.request, AuthorSignRequest):
             result = sign_package(src, dst, job.request, timestamper=timestamper, now=now)
+        else:
+            from nuseal.sign.repository import repo_sign_package
+
+            result = repo_sign_package(src, dst, job.request, timestamper=timestamper, now=now)
     except (NusealError, OSError) as exc:
         return SignOutcome(src, dst, error=exc)
     except Exception as exc:  # a bug must cost this package, not the batch
@@ -119,10 +127,17 @@ def sign_batch(pairs: Sequence[tuple[Path, Path]], job: SignJob, *, parallel: in
     try:
         if len(pairs) > 1 and isinstance(job.request.signer, KeySigner) and (
                 stamper is None or isinstance(stamper, HttpTimestamper)):
+            # As in a worker: each output is fsynced before its rename, and the folders once per group of outcomes
+            # ready together, before they are reported (a folder fsync per package cost ~0.2 ms of CPU and a disk
+            # round trip).
+            grouped = job.request.options.durable and job.request.options.sync_folder
+            threaded = _without_folder_sync(job) if grouped else job
             # The warning filters are process-wide: set once around the threads (see _sign_run_in_worker).
             with certs.quiet():
-                for outcome in _in_flight(pairs, lambda pair: sign_one(job, Path(pair[0]), Path(pair[1]), stamper)):
-                    record(outcome)
+                for group in _in_flight(pairs, lambda pair: sign_one(threaded, Path(pair[0]), Path(pair[1]),
+                                                                     stamper)):
+                    for outcome in _sync_folders(group) if grouped else group:
+                        record(outcome)
         else:
             for src, dst in pairs:
                 record(sign_one(job, Path(src), Path(dst), stamper))
@@ -133,10 +148,11 @@ def sign_batch(pairs: Sequence[tuple[Path, Path]], job: SignJob, *, parallel: in
 
 
 def _in_flight(pairs: Sequence[tuple[Path, Path]], work: Callable[[tuple[Path, Path]], SignOutcome]
-               ) -> Iterator[SignOutcome]:
-    """``work`` for every pair on ``IN_FLIGHT`` threads of this process, outcomes in input order; at most twice
-    that many packages started ahead of the one reported, and none started after the caller stops."""
-    from concurrent.futures import Future, ThreadPoolExecutor
+               ) -> Iterator[list[SignOutcome]]:
+    """``work`` for every pair on ``IN_FLIGHT`` threads of this process, outcomes in input order, in groups: the
+    next outcome (waited for) and those after it that are already done, at most ``IN_FLIGHT``. At most twice
+    ``IN_FLIGHT`` packages are started ahead of the group reported, and none after the caller stops."""
+    from concurrent.futures import ThreadPoolExecutor
 
     threads = ThreadPoolExecutor(min(IN_FLIGHT, len(pairs)), thread_name_prefix="nuseal-sign")
     pending: deque[Future[SignOutcome]] = deque()
@@ -144,11 +160,19 @@ def _in_flight(pairs: Sequence[tuple[Path, Path]], work: Callable[[tuple[Path, P
         for pair in pairs:
             pending.append(threads.submit(work, pair))
             if len(pending) >= 2 * IN_FLIGHT:
-                yield pending.popleft().result()
+                yield _ready(pending)
         while pending:
-            yield pending.popleft().result()
+            yield _ready(pending)
     finally:
         threads.shutdown(wait=True, cancel_futures=True)
+
+
+def _ready(pending: deque[Future[SignOutcome]]) -> list[SignOutcome]:
+    """The first pending outcome (waited for) and the done ones right after it, up to ``IN_FLIGHT`` in all."""
+    group = [pending.popleft().result()]
+    while pending and len(group) < IN_FLIGHT and pending[0].done():
+        group.append(pending.popleft().result())
+    return group
 
 
 def _http_timestamper(job: SignJob) -> HttpTimestamper:
@@ -178,9 +202,14 @@ def _open_worker(job: SignJob, in_flight: int = 1) -> None:
         if job.request.options.durable:
             # Each output is still fsynced before its rename; the folder (which makes the renames durable) is
             # fsynced once per run by ``_sign_run_in_worker``, before the run's outcomes are reported.
-            options = replace(job.request.options, sync_folder=False)
-            job = replace(job, request=replace(job.request, options=options))
+            job = _without_folder_sync(job)
     _worker = (job, _http_timestamper(job) if job.timestamper_url is not None else None, threads)
+
+
+def _without_folder_sync(job: SignJob) -> SignJob:
+    """``job`` leaving the fsync of each output's folder to the caller (``_sync_folders``)."""
+    options = replace(job.request.options, sync_folder=False)
+    return replace(job, request=replace(job.request, options=options))
 
 
 def _sign_in_worker(pair: tuple[Path, Path]) -> SignOutcome:

@@ -9,10 +9,11 @@ written to that file by the same pass that hashes them (``archive.SignedPackageW
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
+
+from msgspec import Struct
 
 from nuseal.cms.build import PrimarySignatureBuilder
 from nuseal.cms.content import SignatureContent
@@ -34,8 +35,7 @@ class Timestamper(Protocol):
     def timestamp(self, data: bytes, hash_algorithm: HashAlgorithmName) -> bytes: ...
 
 
-@dataclass(frozen=True)
-class SignOptions:
+class SignOptions(Struct, frozen=True):
     """Hash algorithms, overwrite behaviour, (optionally) the roots to build chains against at sign time, and
     whether outputs are fsynced before ``sign_package`` returns (``durable``; docs/decisions.md "Durable outputs":
     turn it off only where something else is the durability point, such as a feed's database commit).
@@ -51,8 +51,7 @@ class SignOptions:
     sync_folder: bool = True
 
 
-@dataclass(frozen=True)
-class SignResult:
+class SignResult(Struct, frozen=True):
     """What was written: the output path, which signature was added, its bytes, warnings to log."""
 
     path: Path

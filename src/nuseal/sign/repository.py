@@ -4,9 +4,11 @@ or a repository countersignature on an author-signed one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from nuseal import oids
 from nuseal.cms import build
@@ -27,8 +29,7 @@ from nuseal.sign.common import (
 from nuseal.sign.signers import Signer
 
 
-@dataclass(frozen=True)
-class RepositorySignRequest:
+class RepositorySignRequest(Struct, frozen=True):
     """A repository signer, its v3 service index URL (absolute https) and optional package owners."""
 
     signer: Signer
@@ -47,8 +48,7 @@ class RepositorySignRequest:
         return self
 
 
-@dataclass(frozen=True)
-class ReadSignature:
+class ReadSignature(Struct, frozen=True):
     """A package's signature entry as a caller already read and parsed it (``sign_for_feed`` loads it whole to
     judge the package first): :func:`repo_sign_package` then neither reads nor parses it again."""
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,6 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
+from msgspec import Struct, field
 
 from nuseal.codes import NuCode
 from nuseal.enums import HashAlgorithmName
@@ -78,8 +78,7 @@ def check_signature(
 # --- certificate selection -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Selection:
+class Selection(Struct, frozen=True):
     """The chosen certificate plus any warnings that choosing it produced (NU3043 for SHA-1)."""
 
     certificate: x509.Certificate
@@ -177,8 +176,7 @@ def _issued(child: x509.Certificate, parent: x509.Certificate) -> bool:
 # --- in-memory key -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class KeySigner:
+class KeySigner(Struct, frozen=True):
     """A signer over an in-memory RSA private key (what PFX and PEM files load into)."""
 
     key: rsa.RSAPrivateKey
@@ -309,8 +307,7 @@ _PKCS11_MECHANISMS = {
 }
 
 
-@dataclass(frozen=True)
-class Pkcs11Config:
+class Pkcs11Config(Struct, frozen=True):
     """Where the key lives: module path, token label, key label or hex id, and the user PIN."""
 
     module: Path

@@ -9,11 +9,12 @@ TSA certificate is the verifier's job (``nuseal.x509.chain``), as in NuGet.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from cryptography import x509
+from msgspec import Struct
 
 from nuseal import oids
 from nuseal.cms import der
@@ -27,8 +28,7 @@ if TYPE_CHECKING:
     from asn1crypto import tsp
 
 
-@dataclass(frozen=True)
-class Timestamp:
+class Timestamp(Struct, frozen=True):
     """A loaded timestamp token with its time window (genTime ± accuracy)."""
 
     raw: bytes
@@ -117,8 +117,7 @@ def _load_timestamp(token: bytes, owner: str, invalid: str) -> Timestamp:
                      imprint=tst.imprint, nonce=tst.nonce, serial_number=tst.serial_number)
 
 
-@dataclass(frozen=True)
-class TstInfo:
+class TstInfo(Struct, frozen=True):
     """The TSTInfo fields NuGet reads (RFC 3161 §2.4.2)."""
 
     policy_oid: str
@@ -141,9 +140,14 @@ def _accuracy_of(seconds: int | None, millis: int | None, micros: int | None, pr
     return timedelta(milliseconds=total_ms)
 
 
+@lru_cache(maxsize=16)
 def read_tst_info(tst_der: bytes) -> TstInfo:
     """TSTInfo by the DER walker, for the form every TSA writes (tags in order, definite lengths, a plain
-    GeneralizedTime); ``Unusual`` for anything else, which asn1crypto reads (``_tst_info_by_asn1crypto``)."""
+    GeneralizedTime); ``Unusual`` for anything else, which asn1crypto reads (``_tst_info_by_asn1crypto``).
+
+    Remembered for the last few TSTInfos (by their exact bytes; the result is immutable, a refusal is not kept): a
+    fresh token's TSTInfo is read by the client, which matches it to its request, and again by ``load_timestamp``.
+    """
     fields = der.tlvs(der.contents_of(tst_der, 0x30))
     tags = [f[0] for f in fields]
     if any(f[0] & 0x1F == 0x1F or f[1] == 0x80 for f in fields) or tags[:5] != [0x02, 0x06, 0x30, 0x02, 0x18]:

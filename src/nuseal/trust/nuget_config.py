@@ -15,11 +15,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from lxml import etree
+from msgspec import Struct
 
 from nuseal.enums import HashAlgorithmName
 from nuseal.errors import TrustConfigError
@@ -53,8 +53,7 @@ _T = TypeVar("_T")
 _PARSER = hardened_parser(keep_comments=True)
 
 
-@dataclass(frozen=True)
-class PackageSource:
+class PackageSource(Struct, frozen=True):
     """``<packageSources><add key value protocolVersion>``."""
 
     name: str
@@ -62,8 +61,7 @@ class PackageSource:
     protocol_version: str | None = None
 
 
-@dataclass(frozen=True)
-class _Span:
+class _Span(Struct, frozen=True):
     """Where an original node sits in the original text (character offsets)."""
 
     start: int

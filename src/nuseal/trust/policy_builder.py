@@ -15,10 +15,12 @@ The builders read nothing themselves: settings, fingerprints and documents are p
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterable, Sequence
+from functools import cache
 from typing import TYPE_CHECKING, Any
+
+from msgspec.structs import replace
 
 from nuseal.codes import Messages, NuCode
 from nuseal.enums import HashAlgorithmName, RevocationMode, SignatureKind
@@ -44,7 +46,11 @@ __all__ = [
 FEED_PUSH_NOT_ACCEPTED = "The package's signing certificate is not one this feed accepts for the package."
 FEED_PUSH_NO_CERTIFICATES = "The package is signed, but this feed accepts no signing certificate for the package."
 FEED_REPOSITORY_NOT_LISTED = "The repository signature is not made with one of this feed's repository certificates."
-_SHA256_HEX = re.compile(r"[0-9A-Fa-f]{64}")
+
+
+@cache
+def _sha256_hex() -> re.Pattern[str]:  # compiled on first use: only fingerprint options need it
+    return re.compile(r"[0-9A-Fa-f]{64}")
 
 
 def policy_from_config(
@@ -76,7 +82,7 @@ def policy_from_config(
         changes["unsigned_message"] = Messages.REQUIRE_MODE_UNSIGNED
     if warnings is not None:
         warnings.extend(found)
-    return dataclasses.replace(base, **changes)
+    return replace(base, **changes)
 
 
 def fingerprint_allow_list(fingerprints: Iterable[str]) -> AllowList:
@@ -96,7 +102,7 @@ def verify_command_policy(settings: NuGetSettings, fingerprints: Sequence[str] =
     policy = policy_from_config(settings, VerificationPolicy.verify_command(), warnings=warnings)
     if not fingerprints:
         return policy
-    return dataclasses.replace(policy, allow_lists=(*policy.allow_lists, fingerprint_allow_list(fingerprints)))
+    return replace(policy, allow_lists=(*policy.allow_lists, fingerprint_allow_list(fingerprints)))
 
 
 def repository_allow_list(info: RepositorySignatureInfo) -> AllowList:
@@ -135,7 +141,7 @@ def apply_repository_info(policy: VerificationPolicy, info: RepositorySignatureI
         changes["allow_untrusted"] = False
         if policy.unsigned_message == Messages.NOT_SIGNED:
             changes["unsigned_message"] = Messages.REPO_ALL_SIGNED_UNSIGNED
-    return dataclasses.replace(policy, **changes)
+    return replace(policy, **changes)
 
 
 def feed_push_policy(allowed_fingerprints: Iterable[str] | None = None) -> VerificationPolicy:
@@ -152,7 +158,7 @@ def feed_push_policy(allowed_fingerprints: Iterable[str] | None = None) -> Verif
         return policy
     fingerprints = list(allowed_fingerprints)
     for fp in fingerprints:
-        if not _SHA256_HEX.fullmatch(fp.strip()):
+        if not _sha256_hex().fullmatch(fp.strip()):
             raise TrustConfigError(f"Invalid acceptable signing certificate fingerprint {fp!r}: expected a SHA-256 "
                                    "fingerprint (64 hexadecimal characters).", NuCode.NU3043)
     # Uppercase on both sides: fingerprints come from a database or a form, not from NuGet's ordinal world.
@@ -161,7 +167,7 @@ def feed_push_policy(allowed_fingerprints: Iterable[str] | None = None) -> Verif
         for fp in dict.fromkeys(fp.strip().upper() for fp in fingerprints))
     allow_list = AllowList(entries, require_non_empty=True, empty_message=FEED_PUSH_NO_CERTIFICATES,
                            no_match_message=FEED_PUSH_NOT_ACCEPTED, name="feed push")
-    return dataclasses.replace(policy, allow_lists=(allow_list,))
+    return replace(policy, allow_lists=(allow_list,))
 
 
 def feed_push_setup(trust_store: TrustStore, *, revocation_mode: RevocationMode = RevocationMode.ONLINE,

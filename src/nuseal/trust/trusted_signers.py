@@ -8,8 +8,9 @@ items give repository/any-placement entries with owners, and certificates are me
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
+
+from msgspec import Struct
 
 from nuseal.codes import Messages, NuCode
 from nuseal.enums import HashAlgorithmName, SignatureKind
@@ -35,8 +36,7 @@ class SignatureValidationMode(StrEnum):
     REQUIRE = "require"
 
 
-@dataclass(frozen=True)
-class TrustedCertificate:
+class TrustedCertificate(Struct, frozen=True):
     """One ``<certificate fingerprint hashAlgorithm allowUntrustedRoot>``; fingerprint kept as written."""
 
     fingerprint: str
@@ -44,8 +44,7 @@ class TrustedCertificate:
     allow_untrusted_root: bool = False
 
 
-@dataclass(frozen=True)
-class TrustedSigner:
+class TrustedSigner(Struct, frozen=True):
     """An ``<author>`` or ``<repository>`` item; repositories carry a service index and optional owners."""
 
     kind: SignerKind
@@ -79,8 +78,7 @@ CONFLICTING_ALLOW_UNTRUSTED_ROOT = (
 )
 
 
-@dataclass
-class _Merged:
+class _Merged(Struct):
     targets: set[SignatureKind]
     placement: Placement
     certificate: TrustedCertificate

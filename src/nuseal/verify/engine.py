@@ -12,13 +12,14 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Flag, auto
 from pathlib import Path
 from typing import BinaryIO
 
 from cryptography import x509
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from nuseal import oids
 from nuseal.cms.parse import PrimarySignature, RepositoryCountersignature, SignerView, load_primary_signature
@@ -98,16 +99,14 @@ def _status_from_flags(flags: _Flags) -> Status:
     return Status.UNKNOWN
 
 
-@dataclass(frozen=True)
-class TrustContext:
+class TrustContext(Struct, frozen=True):
     """Where trust comes from: root bundles and a revocation checker (online or offline)."""
 
     trust_store: TrustStore
     revocation: RevocationChecker
 
 
-@dataclass
-class _Log:
+class _Log(Struct):
     """Findings in the order NuGet would log them."""
 
     findings: list[Finding] = field(default_factory=list)
@@ -297,8 +296,7 @@ def _check_allow_list(allow_list: AllowList, signature: PrimarySignature,
 
 # --- trust and validity (spec §5.4, §6.4) ------------------------------------------------------------------------
 
-@dataclass
-class _SignatureOutcome:
+class _SignatureOutcome(Struct):
     verdict: SignatureVerdict
     flags: _Flags
     status: Status

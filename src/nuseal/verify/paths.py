@@ -6,11 +6,16 @@ large package (``nuseal.package.hashing.prefetch``), before it imports the verif
 
 from __future__ import annotations
 
-import glob
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["expand_paths"]
+__all__ = ["expand_paths", "has_magic"]
+
+
+def has_magic(pattern: str) -> bool:
+    """``glob.has_magic``: the pattern holds ``*``, ``?`` or ``[``. Written out so that a command line of plain
+    paths never imports ``glob`` (its import compiles two regular expressions)."""
+    return any(ch in pattern for ch in "*?[")
 
 
 def expand_paths(patterns: Sequence[str]) -> tuple[list[Path], list[str]]:
@@ -19,7 +24,9 @@ def expand_paths(patterns: Sequence[str]) -> tuple[list[Path], list[str]]:
     found: list[Path] = []
     missing: list[str] = []
     for pattern in patterns:
-        if glob.has_magic(pattern):
+        if has_magic(pattern):
+            import glob
+
             matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
         else:
             matches = [Path(pattern)] if Path(pattern).is_file() else []

@@ -2,8 +2,9 @@
 
 ``VerificationPolicy`` mirrors NuGet's ``SignedPackageVerifierSettings`` field for field, in snake_case,
 with the three presets NuGet ships (accept, require, verify command) plus nuget.org's push settings
-(``feed_push``). Callers change a preset with ``dataclasses.replace``; ``nuseal.trust.policy_builder`` builds the
-policies the CLI and the server use. Every field changes some verdict (``tests/unit/verify/test_policy_fields.py``).
+(``feed_push``). Callers change a preset with ``msgspec.structs.replace``; ``nuseal.trust.policy_builder``
+builds the policies the CLI and the server use. Every field changes some verdict
+(``tests/unit/verify/test_policy_fields.py``).
 Where trust comes from (root bundles, online or offline revocation) is not policy but the ``TrustContext``
 (``nuseal.verify.setup``); NuGet's current settings have no revocation mode either.
 
@@ -14,8 +15,9 @@ severity of every finding from these flags, never from the check that produced t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import Enum, Flag, auto
+
+from msgspec import Struct, field
 
 from nuseal.enums import HashAlgorithmName, SignatureKind
 
@@ -42,8 +44,7 @@ class CountersignatureBehavior(str, Enum):
     ALWAYS = "always"
 
 
-@dataclass(frozen=True)
-class AllowListEntry:
+class AllowListEntry(Struct, frozen=True):
     """One certificate that an allow list accepts (NuGet ``(Trusted)CertificateHashAllowListEntry``).
 
     ``fingerprint`` is hex as configured; matching is case-insensitive (spec §6.5), but the
@@ -59,8 +60,7 @@ class AllowListEntry:
     allow_untrusted_root: bool = False
 
 
-@dataclass(frozen=True)
-class AllowList:
+class AllowList(Struct, frozen=True):
     """An allow list plus how to report a miss (NuGet ``AllowListVerificationProvider``)."""
 
     entries: tuple[AllowListEntry, ...]
@@ -72,9 +72,8 @@ class AllowList:
     name: str = "allow list"
 
 
-@dataclass(frozen=True)
-class VerificationPolicy:
-    """NuGet's ``SignedPackageVerifierSettings`` (spec §6.2). Use a preset and ``dataclasses.replace``."""
+class VerificationPolicy(Struct, frozen=True):
+    """NuGet's ``SignedPackageVerifierSettings`` (spec §6.2). Use a preset and ``msgspec.structs.replace``."""
 
     allow_unsigned: bool
     allow_illegal: bool

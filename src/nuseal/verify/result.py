@@ -5,10 +5,11 @@ Nothing here prints. ``render/`` turns a ``PackageVerdict`` into NuGet-like text
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
 from typing import Any
+
+from msgspec import Struct, field
 
 from nuseal.codes import IssueCode
 from nuseal.enums import SignatureKind
@@ -29,8 +30,7 @@ class Status(IntEnum):
     VALID = 3
 
 
-@dataclass(frozen=True)
-class TimestampSummary:
+class TimestampSummary(Struct, frozen=True):
     """A timestamp as verified: its time, accuracy window and TSA certificate."""
 
     time: datetime
@@ -49,8 +49,7 @@ class TimestampSummary:
                 "chain": [c.to_dict() for c in self.chain]}
 
 
-@dataclass(frozen=True)
-class SignatureVerdict:
+class SignatureVerdict(Struct, frozen=True):
     """One signature (primary or repository countersignature) with what was checked about it."""
 
     kind: SignatureKind
@@ -73,8 +72,7 @@ class SignatureVerdict:
                 "status": self.status.name.lower(), "chain": [c.to_dict() for c in self.chain]}
 
 
-@dataclass(frozen=True)
-class PackageVerdict:
+class PackageVerdict(Struct, frozen=True):
     """The verdict on one package: valid iff at least one check ran and every status is Valid (spec §6.3)."""
 
     path: str

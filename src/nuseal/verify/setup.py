@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
+from msgspec import Struct
 
 from nuseal.enums import RevocationMode
 from nuseal.verify.engine import TrustContext
@@ -29,8 +29,7 @@ if TYPE_CHECKING:
 DEFAULT_REVOCATION_TIMEOUT = 10.0
 
 
-@dataclass(frozen=True)
-class VerificationSetup:
+class VerificationSetup(Struct, frozen=True):
     """A policy, the trusted roots and the revocation mode/timeout. Frozen; derive variants with ``replace``."""
 
     policy: VerificationPolicy

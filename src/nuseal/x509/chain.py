@@ -43,10 +43,10 @@ from __future__ import annotations
 import enum
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
+from msgspec import Struct
 
 from nuseal import oids
 from nuseal.x509 import certs
@@ -121,8 +121,7 @@ STATUS_INFORMATION: dict[ChainStatus, str] = {
 }
 
 
-@dataclass(frozen=True)
-class ChainElement:
+class ChainElement(Struct, frozen=True):
     """One certificate of a built chain, its own status flags and (if checked) its revocation answer."""
 
     certificate: x509.Certificate
@@ -130,8 +129,7 @@ class ChainElement:
     revocation: RevocationResult | None
 
 
-@dataclass(frozen=True)
-class ChainResult:
+class ChainResult(Struct, frozen=True):
     """A built chain, leaf first and root (or the last certificate found) last."""
 
     elements: tuple[ChainElement, ...]

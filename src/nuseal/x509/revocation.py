@@ -38,7 +38,6 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Literal
@@ -49,6 +48,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives._serialization import Encoding, PublicFormat  # see _ENUMS_NOTE
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from nuseal.enums import RevocationMode
 from nuseal.errors import TrustConfigError
@@ -78,8 +79,7 @@ SUPPLIED = "supplied"
 CACHE = "cache"
 
 
-@dataclass(frozen=True)
-class RevocationResult:
+class RevocationResult(Struct, frozen=True):
     """The revocation status of one certificate and where it came from.
 
     ``source`` is the URL that answered, ``"cache"`` for a cached answer or ``"supplied"`` for data handed in by the
@@ -93,24 +93,22 @@ class RevocationResult:
     detail: str = ""
 
 
-@dataclass
-class _Cached:
+class _Cached(Struct):
     result: RevocationResult
     expires: datetime | None
 
 
-@dataclass
-class RevocationCache:
+class RevocationCache(Struct):
     """In-memory, thread-safe cache shared by checkers: answers per (issuer, serial), CRLs per URL, dead URLs.
 
     Share one instance between the checkers of a run so that verifying many packages fetches each CRL and asks
     each responder once.
     """
 
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _results: dict[tuple[bytes, int], _Cached] = field(default_factory=dict, repr=False)
-    _crls: dict[str, x509.CertificateRevocationList] = field(default_factory=dict, repr=False)
-    _unreachable: dict[str, tuple[str, datetime | None]] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _results: dict[tuple[bytes, int], _Cached] = field(default_factory=dict)
+    _crls: dict[str, x509.CertificateRevocationList] = field(default_factory=dict)
+    _unreachable: dict[str, tuple[str, datetime | None]] = field(default_factory=dict)
 
     def result(self, key: tuple[bytes, int], now: datetime | None) -> RevocationResult | None:
         with self._lock:

@@ -21,17 +21,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import threading
-import unicodedata
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, overload
 
 from cryptography import x509
+from msgspec import Struct
 
 from nuseal.errors import TrustConfigError
 from nuseal.x509.facts import facts, load_der, quiet
@@ -245,8 +243,7 @@ def _bundled_set(name: str) -> RootSet:
 Roots = tuple[x509.Certificate, ...] | RootSet
 
 
-@dataclass(frozen=True)
-class TrustStore:
+class TrustStore(Struct, frozen=True):
     """Root certificates trusted for code signing (author/repository signers) and for timestamping (TSAs): tuples
     of certificates or :class:`RootSet` s (chain building indexes a tuple on first use)."""
 
@@ -360,6 +357,9 @@ def bundle_index(data: bytes) -> dict[str, Any]:
 def write_index(path: Path) -> None:
     """Write ``roots/index.json`` for the bundles next to it (``scripts/roots-index``); one root per line, so that
     a bundle update reads as a diff."""
+    import json
+    import unicodedata
+
     folder = path.parent
     lines = [f'{{"format":{INDEX_FORMAT},"unicode":"{unicodedata.unidata_version}","bundles":{{']
     names = (CODE_SIGNING_BUNDLE, TIMESTAMPING_BUNDLE)
@@ -375,6 +375,8 @@ def write_index(path: Path) -> None:
 
 @lru_cache(maxsize=1)
 def _prebuilt_index() -> dict[str, Any] | None:
+    import json  # only the built-in bundles have an index: a run with its own roots files never loads json
+
     try:
         document = json.loads((_ROOTS_FOLDER / INDEX_FILE).read_bytes())
     except (OSError, ValueError):
@@ -393,6 +395,8 @@ def _prebuilt_entries(name: str, data: bytes) -> list[list[Any]] | None:
     entries = bundle.get("roots")
     if not isinstance(entries, list):
         return None
+    import unicodedata
+
     if document.get("unicode") != unicodedata.unidata_version:
         # Subject keys of non-ASCII names (casefold, white space) are computed again under this Python.
         entries = [e if e[4] else [*e[:4], None] for e in entries]

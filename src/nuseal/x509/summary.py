@@ -6,15 +6,15 @@ them import no cryptography: ``nuseal verify --help`` and the other commands' st
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from msgspec import Struct
 
 __all__ = ["CertificateSummary"]
 
 
-@dataclass(frozen=True)
-class CertificateSummary:
+class CertificateSummary(Struct, frozen=True):
     """What ``dotnet nuget verify`` prints about a certificate."""
 
     subject: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
-from tests.support.pki import IssuedCert, TestPki, new_rsa_key
+from tests.support.pki import TEST_PASSWORD, IssuedCert, TestPki, new_rsa_key
 
 from nuseal import oids
 from nuseal.cms import build
@@ -346,3 +347,53 @@ def test_signing_time_is_encoded_as_asn1crypto_encodes_it(when: datetime) -> Non
     utc = when.astimezone(UTC).replace(microsecond=0)
     reference = core.UTCTime(utc) if 1950 <= utc.year < 2050 else core.GeneralizedTime(utc)
     assert build._signing_time_value(when) == reference.dump()
+
+
+@pytest.mark.parametrize("when", [datetime(1949, 12, 31, 23, 59, 59, tzinfo=UTC), datetime(1000, 1, 2, tzinfo=UTC),
+                                  datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)])
+def test_signing_time_outside_utctime_is_asn1crypto_generalized_time(when: datetime) -> None:
+    from asn1crypto import core
+
+    assert build._signing_time_value(when) == core.GeneralizedTime(when).dump()
+
+
+def test_object_identifiers_are_encoded_as_asn1crypto_encodes_them() -> None:
+    from asn1crypto import core
+
+    every = [v for v in vars(oids).values() if isinstance(v, str) and v[:2] in ("0.", "1.", "2.")]
+    assert len(every) > 20  # the probe saw nuseal's table
+    for dotted in [*every, "2.999.1", "1.39.128", "2.5.4.3", "1.2.840.113549.1.9.16.2.47", "0.0"]:
+        build._oid.cache_clear()
+        assert build._oid(dotted) == core.ObjectIdentifier(dotted).dump(), dotted
+
+
+@pytest.mark.parametrize("bad", ["", "1", "3.1", "1.40", "1.x.3", "1.-2"])
+def test_invalid_object_identifiers_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="invalid object identifier"):
+        build._oid(bad)
+
+
+def test_repository_attribute_values_are_encoded_as_asn1crypto_encodes_them() -> None:
+    from asn1crypto import core
+
+    url = "https://api.example.org/v3/index.json?" + "q" * 200  # a long form length
+    assert build.service_index_url_value(url) == core.IA5String(url).dump()
+    owners = ["microsoft", "Zoë Ünïcode", "x" * 300]
+    assert build.package_owners_value(owners) == core.SequenceOf(spec=core.UTF8String, value=owners).dump()
+
+
+def test_building_a_signature_does_not_import_asn1crypto(pki: TestPki, tmp_path: Path) -> None:
+    leaf = pki.leaf.write_pfx(tmp_path / "leaf.pfx")
+    code = (
+        "import sys\nfrom datetime import UTC, datetime\nfrom pathlib import Path\n"
+        "from nuseal.cms import build\nfrom nuseal.enums import HashAlgorithmName\n"
+        "from nuseal.sign.signers import PfxSigner\n"
+        f"s = PfxSigner.load(Path({str(leaf)!r}), {TEST_PASSWORD!r})\n"
+        "b = build.PrimarySignatureBuilder.repository_signature('https://x.example/v3/index.json', ['o'])\n"
+        "b = b.with_signer(s.certificate, s.chain).with_signing_time(datetime(2060, 1, 1, tzinfo=UTC))"
+        ".with_content(b'c')\n"
+        "attrs = b.signed_attributes()\nb.build(s.sign_raw(attrs, HashAlgorithmName.SHA256), signed_attributes=attrs)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('asn1crypto')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout

@@ -12,11 +12,11 @@ import threading
 import time
 import zipfile
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 from tests.support.pki import TestPki
 from tests.unit.sign.helpers import make_package, signer_for
 
@@ -323,3 +323,74 @@ def test_no_fsync_jobs_sync_no_folder(pki: TestPki, tmp_path: Path, monkeypatch:
         batch._worker = None
     assert [o.error for o in outcomes] == [None, None]
     assert synced == []
+
+
+def test_in_process_batches_fsync_each_folder_once_per_group_before_reporting(
+    pki: TestPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nuseal.package import fileio
+
+    events: list[tuple[str, str]] = []
+    file_syncs: list[int] = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(fileio, "fsync_directory", lambda folder: events.append(("sync", Path(folder).name)))
+    monkeypatch.setattr(fileio.os, "fsync", lambda fd: (file_syncs.append(fd), real_fsync(fd))[1])
+    monkeypatch.setattr(fileio.os, "replace", lambda a, b: (real_replace(a, b), events.append(("write", str(b))))[0])
+    pairs = _packages(tmp_path, 2 * batch.IN_FLIGHT + 2)
+    pairs[1] = (pairs[1][0], tmp_path / "elsewhere" / pairs[1][1].name)
+    (tmp_path / "elsewhere").mkdir()
+    job = batch.SignJob(AuthorSignRequest(signer_for(pki.leaf)), utc_now)
+    outcomes = batch.sign_batch(pairs, job, parallel=1, on_outcome=lambda o: events.append(("report", str(o.dst))))
+    assert [o.error for o in outcomes] == [None] * len(pairs)
+    assert len(file_syncs) == len(pairs)  # every output is still fsynced before its rename
+    reports = [i for i, (kind, _) in enumerate(events) if kind == "report"]
+    assert [events[i][1] for i in reports] == [str(dst) for _, dst in pairs]  # input order
+    for i in reports:  # a sync of its folder after it was written and before it is reported
+        dst = Path(events[i][1])
+        written = events.index(("write", str(dst)))
+        assert ("sync", dst.parent.name) in events[written:i], (dst, events)
+    syncs = [e for e in events if e[0] == "sync"]
+    assert len(syncs) <= len(pairs) + 1  # one per folder of a group (a group of one syncs one folder)
+
+
+@pytest.mark.parametrize(("done", "expected"), [
+    ([True, True, True, True, True, True], 4),  # at most IN_FLIGHT
+    ([False, True, True], 3),  # the first is waited for, whatever is done after it comes along
+    ([True, False, True], 1),  # stops at the first not yet done
+    ([True], 1),
+])
+def test_in_flight_groups_take_the_done_outcomes_after_the_first(done: list[bool], expected: int) -> None:
+    from collections import deque
+    from concurrent.futures import Future
+
+    futures: deque[Future[batch.SignOutcome]] = deque()
+    for index, finished in enumerate(done):
+        future: Future[batch.SignOutcome] = Future()
+        outcome = batch.SignOutcome(Path(f"{index}"), Path(f"{index}"))
+        if finished:
+            future.set_result(outcome)
+        elif index == 0:  # completes while it is waited for
+            threading.Timer(0.05, future.set_result, args=(outcome,)).start()
+        futures.append(future)
+    group = batch._ready(futures)
+    assert [o.src.name for o in group] == [str(i) for i in range(expected)]
+    assert len(futures) == len(done) - expected
+
+
+def test_in_process_batches_report_a_folder_that_cannot_be_synced(
+    pki: TestPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nuseal.package import fileio
+
+    def fail_for_out(folder: Path) -> None:
+        if Path(folder).name == "out":
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(fileio, "fsync_directory", fail_for_out)
+    pairs = _packages(tmp_path, 3)
+    pairs[2] = (pairs[2][0], tmp_path / "elsewhere" / pairs[2][1].name)
+    (tmp_path / "elsewhere").mkdir()
+    job = batch.SignJob(AuthorSignRequest(signer_for(pki.leaf)), utc_now)
+    outcomes = batch.sign_batch(pairs, job, parallel=1)
+    assert [type(o.error) for o in outcomes] == [OSError, OSError, type(None)]
+    assert outcomes[2].result is not None

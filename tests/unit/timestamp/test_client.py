@@ -14,7 +14,7 @@ from asn1crypto import cms, tsp
 from tests.support.pki import TestPki
 
 from nuseal.codes import NuCode
-from nuseal.errors import TimestampError
+from nuseal.errors import FetchError, TimestampError
 from nuseal.timestamp.client import (
     HttpTimestamper,
     InProcessTimestamper,
@@ -292,3 +292,210 @@ def test_plain_http_clients_skip_the_ca_bundle_and_fail_closed() -> None:
     assert http_context.verify_mode is ssl.CERT_REQUIRED and http_context.check_hostname
     https_context = _client_for("https://tsa.example/")._transport._pool._ssl_context  # type: ignore[attr-defined]
     assert https_context.cert_store_stats()["x509_ca"] > 0 and https_context.verify_mode is ssl.CERT_REQUIRED
+
+
+# --- the plain-HTTP pool against answers shaped by hand ------------------------------------------------------------
+
+
+class _RawServer:
+    """127.0.0.1 in a thread: reads each request (head + Content-Length body) and writes what ``answer(body)``
+    returns, raw; closes the connection after an answer when ``close_after`` says so. Records requests and
+    connections."""
+
+    def __init__(self, answer: Callable[[bytes], bytes], *, close_after: bool = False) -> None:
+        import socket
+
+        self.answer = answer
+        self.close_after = close_after
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/tsa?x=1"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
+
+    def _connection(self, conn: object) -> None:
+        import socket
+
+        assert isinstance(conn, socket.socket)
+        reader = conn.makefile("rb")
+        with conn, reader:
+            while True:
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    line = reader.readline()
+                    if not line:
+                        return
+                    head += line
+                length = next(int(h.split(b":")[1]) for h in head.split(b"\r\n")
+                              if h.lower().startswith(b"content-length"))
+                body = reader.read(length)
+                self.requests.append(head + body)
+                conn.sendall(self.answer(body))
+                if self.close_after:
+                    return
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _answered(tsa: TimestampAuthority, head: bytes, *, chunked: bool = False, length: bool = True
+              ) -> Callable[[bytes], bytes]:
+    def answer(body: bytes) -> bytes:
+        token = tsa.respond(body)
+        if chunked:
+            half = len(token) // 2
+            payload = b"%x;ext=1\r\n%s\r\n%X\r\n%s\r\n0\r\nX-Trailer: t\r\n\r\n" % (
+                half, token[:half], len(token) - half, token[half:])
+            return head + b"Transfer-Encoding: chunked\r\n\r\n" + payload
+        return head + (b"Content-Length: %d\r\n" % len(token) if length else b"") + b"\r\n" + token
+    return answer
+
+
+@pytest.fixture
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize(("head", "options", "connections"), [
+    (b"HTTP/1.1 200 OK\r\nContent-Type: application/timestamp-reply\r\n", {}, 1),
+    (b"HTTP/1.1 200 OK\r\n", {"chunked": True}, 1),
+    (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n", {}, 1),
+    (b"HTTP/1.1 200 OK\r\nConnection: close\r\n", {}, 3),
+    (b"HTTP/1.0 200 OK\r\n", {}, 3),
+    (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n", {}, 1),
+    (b"HTTP/1.1 200 OK\r\n", {"length": False}, 3),  # the body ends with the connection
+], ids=["length", "chunked", "100-continue", "close", "http/1.0", "http/1.0 keep-alive", "until-close"])
+def test_plain_http_reads_every_response_framing(tsa_authority: TimestampAuthority, no_proxy: None, head: bytes,
+                                                 options: dict[str, bool], connections: int) -> None:
+    server = _RawServer(_answered(tsa_authority, head, **options),
+                        close_after=connections > 1)
+    try:
+        with HttpTimestamper(server.url) as stamper:
+            assert stamper._plain is not None
+            tokens = [stamper.timestamp(SIGNATURE_VALUE, "SHA256") for _ in range(3)]
+        assert len(set(tokens)) == 3
+        assert server.connections == connections
+        request = server.requests[0]
+        port = server.url.split(":")[2].split("/")[0]
+        assert request.startswith(b"POST /tsa?x=1 HTTP/1.1\r\n")
+        assert f"\r\nHost: 127.0.0.1:{port}\r\n".encode() in request
+        assert b"\r\nContent-Type: application/timestamp-query\r\n" in request
+        body = request.split(b"\r\n\r\n", 1)[1]
+        assert b"\r\nContent-Length: %d\r\n" % len(body) in request
+        assert tsp.TimeStampReq.load(body)["message_imprint"]["hashed_message"].native == hashlib.sha256(
+            SIGNATURE_VALUE).digest()
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(("response", "error", "message"), [
+    (b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops", TimestampError,
+     r"HTTP status code '500' \('Internal Server Error'\)"),
+    (b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n", TimestampError,
+     r"HTTP status code '302'"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n" + b"\0" * 2_000_000, TimestampError, "larger than 1 MiB"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"100000\r\n" + b"\0" * 0x100000 + b"\r\n"
+     + b"10\r\n" + b"\0" * 16 + b"\r\n0\r\n\r\n", TimestampError, "larger than 1 MiB"),
+    (b"SMTP ready\r\n\r\n", FetchError, "could not be reached: not an HTTP/1.x status line"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort", FetchError, "ended after 5 of 100 bytes"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", FetchError, "invalid Content-Length"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", FetchError, "invalid chunk size"),
+    (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", FetchError, "malformed header line"),
+    (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 101 + b"\r\n", FetchError, "more than 100 header lines"),
+], ids=["500", "redirect", "too large", "too large chunked", "not http", "truncated", "bad length", "bad chunk",
+        "bad header", "too many headers"])
+def test_plain_http_refuses_bad_answers_with_one_clear_error(no_proxy: None, response: bytes,
+                                                             error: type[Exception], message: str) -> None:
+    server = _RawServer(lambda body: response, close_after=True)
+    try:
+        with HttpTimestamper(server.url) as stamper, pytest.raises(error, match=message) as caught:
+            stamper.timestamp(SIGNATURE_VALUE, "SHA256")
+        assert "127.0.0.1" in str(caught.value) or error is TimestampError
+    finally:
+        server.close()
+
+
+def test_plain_http_names_an_unreachable_or_silent_service(no_proxy: None) -> None:
+    import socket
+
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    with HttpTimestamper(f"http://127.0.0.1:{port}/") as stamper, pytest.raises(FetchError,
+                                                                                 match="could not be reached"):
+        stamper.timestamp(SIGNATURE_VALUE, "SHA256")
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (backlog) and never answers
+    try:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+        with HttpTimestamper(url, timeout=0.3) as stamper, pytest.raises(FetchError,
+                                                                          match=r"did not answer within 0\.3 seconds"):
+            stamper.timestamp(SIGNATURE_VALUE, "SHA256")
+    finally:
+        silent.close()
+
+
+def test_timestamping_over_plain_http_imports_no_http_library_and_no_asn1crypto(tsa_server: object, pki: TestPki,
+                                                                                no_proxy: None) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom nuseal.timestamp.client import HttpTimestamper\n"
+        f"with HttpTimestamper({pki.tsa_url!r}) as s:\n"
+        "    assert s._plain is not None\n"
+        "    for _ in range(2): s.timestamp(b'x' * 256, 'SHA256')\n"
+        "heavy = ('http', 'email.parser', 'email.message', 'httpx', 'asn1crypto')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_tst_info_reads_are_remembered_by_their_exact_bytes(tsa_authority: TimestampAuthority) -> None:
+    from nuseal.cms import der
+    from nuseal.timestamp import token as token_rules
+
+    def tst_of(request: TimestampRequest) -> bytes:
+        token = read_response(tsa_authority.respond(request.to_der()), request, "'test'")
+        content = der.read_signed_data(token).content
+        assert content is not None
+        return content
+
+    first = TimestampRequest.over(SIGNATURE_VALUE, "SHA256")
+    second = TimestampRequest.over(SIGNATURE_VALUE, "SHA256")
+    tst_one, tst_two = tst_of(first), tst_of(second)
+    token_rules.read_tst_info.cache_clear()
+    one = token_rules.read_tst_info(tst_one)
+    assert token_rules.read_tst_info(bytes(bytearray(tst_one))) is one  # equal bytes: a hit
+    assert token_rules.read_tst_info.cache_info().hits == 1
+    two = token_rules.read_tst_info(tst_two)  # another TSTInfo (another nonce): a miss, its own fields
+    assert token_rules.read_tst_info.cache_info().misses == 2
+    assert one.nonce == int.from_bytes(first.nonce, "big") and two.nonce == int.from_bytes(second.nonce, "big")
+    for _ in range(2):  # a refusal is not remembered: raised every time
+        with pytest.raises(der.DECODE_ERRORS):
+            token_rules.read_tst_info(b"\x30\x03\x02\x01\x01")
+    assert token_rules.read_tst_info.cache_info().currsize == 2
+    for _ in range(20):  # bounded: the last few only
+        token_rules.read_tst_info(tst_of(TimestampRequest.over(SIGNATURE_VALUE, "SHA256")))
+    assert token_rules.read_tst_info.cache_info().currsize == 16
+
+
+@pytest.mark.parametrize("url", ["http://tsa.example/a b", "http://tsa.example/zeit/stempel-ä",
+                                 "http://bücher.example/tsa"])
+def test_urls_a_request_line_cannot_carry_as_is_stay_with_httpx(url: str, no_proxy: None) -> None:
+    with HttpTimestamper(url) as stamper:
+        assert stamper._plain is None
+    with HttpTimestamper("http://tsa.example:8080/tsa?q=1") as stamper:
+        assert stamper._plain is not None and stamper._plain._head.startswith(
+            b"POST /tsa?q=1 HTTP/1.1\r\nHost: tsa.example:8080\r\n")

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from msgspec.structs import replace
 from tests.unit.trust.nuget_org_document import repository_signatures_document as document
 
 from nuseal.codes import Messages
@@ -137,5 +138,5 @@ def test_not_all_signed_leaves_accept_mode_alone_but_adds_the_list() -> None:
 def test_require_mode_message_wins_over_the_repository_message() -> None:
     info = _info(document(all_signed=True))
     base = VerificationPolicy.require_mode()
-    base = type(base)(**{**base.__dict__, "unsigned_message": Messages.REQUIRE_MODE_UNSIGNED})
+    base = replace(base, unsigned_message=Messages.REQUIRE_MODE_UNSIGNED)
     assert apply_repository_info(base, info).unsigned_message == Messages.REQUIRE_MODE_UNSIGNED

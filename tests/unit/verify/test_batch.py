@@ -9,10 +9,10 @@ import os
 import pickle
 import signal
 import threading
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 from tests.support.pki import TestPki
 from tests.support.signed_packages import Packages
 
@@ -21,6 +21,7 @@ from nuseal.codes import IssueCode
 from nuseal.enums import RevocationMode
 from nuseal.findings import Finding, Severity
 from nuseal.verify import batch
+from nuseal.verify import paths as verify_paths
 from nuseal.verify.policy import VerificationPolicy
 from nuseal.verify.result import PackageVerdict, Status
 from nuseal.verify.setup import VerificationSetup
@@ -102,6 +103,13 @@ def test_expand_paths_keeps_pattern_order_and_reports_misses(tmp_path: Path) -> 
     assert missing == [str(tmp_path / "none*.nupkg"), str(tmp_path / "gone.nupkg")]
     recursive, _ = batch.expand_paths([str(tmp_path / "**" / "*.nupkg")])
     assert {p.name for p in recursive} == {"a.nupkg", "b.nupkg", "c.nupkg"}
+
+
+@pytest.mark.parametrize("pattern", ["a.nupkg", "*.nupkg", "a?.nupkg", "[ab].nupkg", "a]b.nupkg", "**/x", "", "{a,b}"])
+def test_has_magic_agrees_with_glob(pattern: str) -> None:
+    import glob
+
+    assert verify_paths.has_magic(pattern) is glob.has_magic(pattern)
 
 
 def test_the_setup_pickles_for_worker_processes(pki: TestPki, signed_packages: Packages) -> None:

@@ -6,13 +6,13 @@ must differ. Adding a field without a scenario fails ``test_every_field_has_a_sc
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from msgspec.structs import fields, replace
 from tests.support.pki import TestPki
 from tests.support.signed_packages import Packages, trust_for
 
@@ -106,7 +106,7 @@ SCENARIOS: dict[str, Scenario] = {
 
 
 def test_every_field_has_a_scenario() -> None:
-    assert set(SCENARIOS) == {f.name for f in dataclasses.fields(VerificationPolicy)}
+    assert set(SCENARIOS) == {f.name for f in fields(VerificationPolicy)}
 
 
 @pytest.mark.parametrize("field", sorted(SCENARIOS))

@@ -1,7 +1,9 @@
 """What a verification of real packages does not load (issue 12, after the lean CLI): cryptography's public
 ``serialization`` package (SSH and cipher modules), its OCSP module when no responder is asked,
-``importlib.resources`` (the bundled roots are read by path) and the full-manifest reader (verification reads the
-identity only). Measured in a fresh interpreter through the console script's entry point."""
+``importlib.resources`` (the bundled roots are read by path), the full-manifest reader (verification reads the
+identity only) and ``dataclasses`` (the records on the path are msgspec structs); against its own roots files, not
+``json`` either (the built-in roots' index). Measured in a fresh interpreter through the console script's entry
+point."""
 
 from __future__ import annotations
 
@@ -10,10 +12,12 @@ import sys
 from pathlib import Path
 
 from tests.conftest import VECTORS
+from tests.support.pki import TEST_PASSWORD, TestPki
+from tests.unit.sign.helpers import make_package
 
 #: Modules the verify path used to import and no longer needs.
 REMOVED = ("cryptography.hazmat.primitives.serialization", "cryptography.x509.ocsp", "importlib.resources",
-           "nuseal.package.manifest")
+           "nuseal.package.manifest", "dataclasses")
 _PROBE = """
 import atexit, sys
 REMOVED = {removed!r}
@@ -44,3 +48,44 @@ def test_the_probe_sees_a_removed_module_when_it_is_loaded(tmp_path: Path) -> No
                            str(VECTORS / "real" / "Dapper.2.0.78.nupkg")], capture_output=True, text=True,
                           cwd=tmp_path)
     assert "LOADED importlib.resources" in done.stderr
+
+
+#: What a verification against its own roots files (``--trust-roots``, ``--timestamp-roots``: bench/verify's 1 MB
+#: case) does not load: ``dataclasses`` (records are msgspec structs; creating ~50 frozen dataclasses cost ~60 ms),
+#: ``json`` and ``unicodedata`` (read only with the built-in roots' index), ``glob`` (only for arguments that are
+#: patterns).
+OWN_ROOTS_UNUSED = ("dataclasses", "json", "unicodedata", "glob")
+_OWN_ROOTS_PROBE = """
+import atexit, sys
+UNUSED = {unused!r}
+atexit.register(lambda: print("LOADED", *[m for m in UNUSED if m in sys.modules], file=sys.stderr))
+{preload}
+from nuseal.cli.entry import main
+main(sys.argv[1:])
+"""
+
+
+def _own_roots_run(pki: TestPki, tmp_path: Path, preload: str = "") -> list[str]:
+    package = make_package(tmp_path / "A.1.0.0.nupkg")
+    pfx = pki.leaf.write_pfx(tmp_path / "leaf.pfx")
+    signed = subprocess.run([sys.executable, "-m", "nuseal", "sign", str(package), "--certificate-path", str(pfx),
+                             "--certificate-password", TEST_PASSWORD], capture_output=True, text=True, cwd=tmp_path)
+    assert signed.returncode == 0, signed.stderr
+    root = str(pki.root.write_cert(tmp_path / "root.pem"))
+    probe = _OWN_ROOTS_PROBE.format(unused=OWN_ROOTS_UNUSED, preload=preload)
+    done = subprocess.run([sys.executable, "-c", probe, "verify", "--trust-roots", root, "--timestamp-roots", root,
+                           "--revocation-mode", "offline", "-v", "n", str(package)], capture_output=True, text=True,
+                          cwd=tmp_path)
+    # it did verify:
+    assert "Successfully verified package 'Test.Package.1.0.0'" in done.stdout, done.stdout + done.stderr
+    line = next(line for line in done.stderr.splitlines() if line.startswith("LOADED"))
+    return line.split()[1:]
+
+
+def test_verifying_against_own_roots_files_loads_no_dataclasses_and_no_roots_index(pki: TestPki,
+                                                                                    tmp_path: Path) -> None:
+    assert _own_roots_run(pki, tmp_path) == []
+
+
+def test_the_own_roots_probe_sees_dataclasses_when_it_is_loaded(pki: TestPki, tmp_path: Path) -> None:
+    assert _own_roots_run(pki, tmp_path, preload="import dataclasses") == ["dataclasses"]
