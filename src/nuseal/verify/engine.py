@@ -127,7 +127,7 @@ def _friendly(kind: SignatureKind, placement: str) -> str:
 
 
 def verify_package(path: Path, *, policy: VerificationPolicy, trust: TrustContext, now: datetime,
-                   compute_content_hash: bool = False) -> PackageVerdict:
+                   compute_content_hash: bool = False, read_identity: bool = True) -> PackageVerdict:
     """Verify one package file under ``policy`` as of ``now``. Never raises for a bad package: a file that is
     not a readable zip gives a verdict with ``error`` set (invalid); everything else is findings.
 
@@ -136,21 +136,24 @@ def verify_package(path: Path, *, policy: VerificationPolicy, trust: TrustContex
     (invalid, ``error`` and an NU3003 finding naming the exception and where it was raised, and
     ``extra["internal_error"]``) so that a batch goes on with the next package. Tests assert that the marker never
     appears, so such bugs are found and fixed rather than hidden.
+
+    ``read_identity=False`` leaves the verdict's ``package_id`` and ``version`` None: a caller that knows which
+    package it verifies (a feed re-signing its own) skips reading the nuspec, which judges nothing.
     """
     path = Path(path)
     try:
         with certs.quiet():
-            return _verify_path(path, policy, trust, now, compute_content_hash)
+            return _verify_path(path, policy, trust, now, compute_content_hash, read_identity)
     except Exception as exc:  # last resort for one package, see the docstring
         return _internal_error(path, exc)
 
 
 def _verify_path(path: Path, policy: VerificationPolicy, trust: TrustContext, now: datetime,
-                 compute_content_hash: bool) -> PackageVerdict:
+                 compute_content_hash: bool, read_identity: bool = True) -> PackageVerdict:
     try:
         with path.open("rb") as f:
             layout = zipformat.read_layout(f)
-            return _verify_open(f, layout, path, policy, trust, now, compute_content_hash)
+            return _verify_open(f, layout, path, policy, trust, now, compute_content_hash, read_identity)
     except PackageFormatError as exc:
         return PackageVerdict(str(path), None, None, False, (), error=f"'{path}' is not a valid package file: "
                                                                      f"{exc.message}")
@@ -185,8 +188,9 @@ def _identity(path: Path) -> tuple[str | None, str | None]:
 
 
 def _verify_open(f: BinaryIO, layout: zipformat.ArchiveLayout, path: Path, policy: VerificationPolicy,
-                 trust: TrustContext, now: datetime, compute_content_hash: bool) -> PackageVerdict:
-    package_id, version = _identity(path)
+                 trust: TrustContext, now: datetime, compute_content_hash: bool,
+                 read_identity: bool = True) -> PackageVerdict:
+    package_id, version = _identity(path) if read_identity else (None, None)
     log = _Log()
     base = PackageVerdict(str(path), package_id, version, False, ())
     if not zipformat.has_signature_entry(layout):

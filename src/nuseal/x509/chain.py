@@ -28,13 +28,21 @@ Decisions where .NET leaves a choice:
   ``verification_time``. Otherwise it gets no flag and ``ChainElement.revocation`` records the later revocation:
   signatures timestamped before a non-compromise revocation stay valid, as Authenticode and nuget.org's server
   treat them.
+
+Cache: a feed server's re-signing verifies the same repository and TSA certificates in package after package, so
+the outcome of path building and of the per-element checks (everything but revocation) is remembered per process,
+keyed by the exact inputs: the leaf's and every supplied certificate's SHA-256 in order, the anchor set (by
+identity), the usage. The only time-dependent inputs, "is this certificate time-valid at ``verification_time``", are
+recorded for every certificate the build looked at, and an entry serves another time only when each of those answers
+is the same then; otherwise the chain is built again. Revocation is asked again on every call (answers change, and a
+revoked certificate must never come from a cache). So a hit returns exactly what a build would.
 """
 
 from __future__ import annotations
 
 import enum
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 
 from cryptography import x509
@@ -46,7 +54,7 @@ from nuseal.x509.facts import facts
 from nuseal.x509.revocation import COMPROMISE_REASONS, RevocationChecker, RevocationResult
 from nuseal.x509.roots import RootSet
 
-__all__ = ["STATUS_INFORMATION", "ChainElement", "ChainResult", "ChainStatus", "build_chain"]
+__all__ = ["STATUS_INFORMATION", "ChainElement", "ChainResult", "ChainStatus", "build_chain", "chain_cache"]
 
 #: Longest chain we try to build (leaf included); real NuGet chains have 3-4 elements.
 MAX_DEPTH = 10
@@ -142,7 +150,20 @@ class ChainResult(Struct, frozen=True):
 
     def status_messages(self) -> list[str]:
         """``"{DotNetName}: {information}"`` per flag set, lowest bit first (NU3012 / NU3028 texts)."""
-        return [f"{flag.dotnet_name}: {STATUS_INFORMATION[flag]}" for flag in self.status.flags()]
+        return list(_status_messages(self.status))
+
+
+_messages_by_status: dict[int, tuple[str, ...]] = {}
+
+
+def _status_messages(status: ChainStatus) -> tuple[str, ...]:
+    """The messages of a status value, made once per value (``Flag`` arithmetic is slow; there are few values)."""
+    found = _messages_by_status.get(status.value)
+    if found is None:
+        found = tuple(f"{flag.dotnet_name}: {STATUS_INFORMATION[flag]}" for flag in status.flags())
+        if len(_messages_by_status) < 1024:
+            _messages_by_status[status.value] = found
+    return found
 
 
 def build_chain(
@@ -161,9 +182,7 @@ def build_chain(
     """
     with certs.quiet():
         anchors = _anchor_set(trust_anchors)
-        pool = _CertificatePool(extra_certificates, base=anchors)
-        path, ending = _Builder(pool, anchors, verification_time).build(leaf)
-        statuses = _element_statuses(path, ending, usage_eku, verification_time)
+        path, statuses = chain_cache.path(leaf, extra_certificates, anchors, usage_eku, verification_time)
     elements: list[ChainElement] = []
     for index, certificate in enumerate(path):
         status = statuses[index]
@@ -262,6 +281,74 @@ class _CertificatePool:
         return self._by_subject.get(key, []) + self._base.named(key)
 
 
+# --- the chain cache (see the module docstring) ----------------------------------------------------------------------
+
+#: Chains remembered per process; a feed meets a handful (its repository certificates, its TSA, its authors).
+MAX_CACHED_CHAINS = 256
+
+_Key = tuple[bytes, tuple[bytes, ...], int, str]
+
+
+class _Cached:
+    __slots__ = ("anchors", "asked", "path", "statuses")
+
+    def __init__(self, anchors: RootSet, path: tuple[x509.Certificate, ...], statuses: tuple[ChainStatus, ...],
+                 asked: tuple[tuple[x509.Certificate, bool], ...]) -> None:
+        self.anchors = anchors  # held, so that the id in the key is never reused by another anchor set meanwhile
+        self.path = path
+        self.statuses = statuses
+        self.asked = asked
+
+    def holds_at(self, at: datetime) -> bool:
+        """Every time-validity answer the build depended on is the same at ``at``."""
+        return all(_time_valid(certificate, at) is was for certificate, was in self.asked)
+
+
+class _ChainCache:
+    """Path building and per-element statuses, remembered by exact inputs (bounded, thread-safe; see the module
+    docstring). ``enabled`` is for tests that compare verdicts with and without it."""
+
+    def __init__(self, size: int = MAX_CACHED_CHAINS) -> None:
+        self.size = size
+        self.enabled = True
+        self.hits = 0
+        self.misses = 0
+        self._entries: dict[_Key, _Cached] = {}
+        self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.hits = self.misses = 0
+
+    def path(self, leaf: x509.Certificate, extra: Sequence[x509.Certificate], anchors: RootSet, usage_eku: str,
+             at: datetime) -> tuple[tuple[x509.Certificate, ...], tuple[ChainStatus, ...]]:
+        """The path from ``leaf`` and each element's status without revocation, built or remembered."""
+        key: _Key | None = None
+        if self.enabled:
+            key = (facts(leaf).sha256, tuple(facts(c).sha256 for c in extra), id(anchors), usage_eku)
+            with self._lock:
+                cached = self._entries.get(key)
+            if cached is not None and cached.anchors is anchors and cached.holds_at(at):
+                self.hits += 1
+                return cached.path, cached.statuses
+        valid = _Validity(at)
+        found, ending = _Builder(_CertificatePool(extra, base=anchors), anchors, valid).build(leaf)
+        path, statuses = tuple(found), tuple(_element_statuses(found, ending, usage_eku, valid))
+        if key is not None:
+            entry = _Cached(anchors, path, statuses, tuple(valid.asked.values()))
+            with self._lock:
+                self.misses += 1
+                if key not in self._entries and len(self._entries) >= self.size:
+                    del self._entries[next(iter(self._entries))]  # the oldest
+                self._entries[key] = entry
+        return path, statuses
+
+
+#: The process's chain cache (``chain_cache.enabled = False`` builds every chain).
+chain_cache = _ChainCache()
+
+
 # --- path building --------------------------------------------------------------------------------------------------
 
 
@@ -272,11 +359,28 @@ class _Ending(enum.Enum):
     CYCLIC = 0
 
 
+class _Validity:
+    """``_time_valid`` at one moment, with a record of every certificate asked about and the answer: the only
+    time-dependent inputs of a build, which decide whether its outcome holds at another moment (``_ChainCache``)."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+        self.asked: dict[bytes, tuple[x509.Certificate, bool]] = {}
+
+    def __call__(self, certificate: x509.Certificate) -> bool:
+        entry = facts(certificate)
+        known = self.asked.get(entry.sha256)
+        if known is None:
+            known = (certificate, _time_valid(certificate, self.at))
+            self.asked[entry.sha256] = known
+        return known[1]
+
+
 class _Builder:
-    def __init__(self, pool: _CertificatePool, anchors: RootSet, at: datetime) -> None:
+    def __init__(self, pool: _CertificatePool, anchors: RootSet, valid: Callable[[x509.Certificate], bool]) -> None:
         self.pool = pool
         self.anchors = anchors
-        self.at = at
+        self.valid = valid
         self.attempts = 0
         self.best: tuple[list[x509.Certificate], _Ending] | None = None
 
@@ -345,7 +449,7 @@ class _Builder:
         # The anchor itself first (so a chain ends at the store's copy of a root, not at a cross-signed twin from
         # the bag), then certificates trusted through an anchor's subject and key, then time-valid ones.
         candidates.sort(key=lambda c: (
-            not self.anchors.contains(c), not self.anchors.trusts(c), not _time_valid(c, self.at)
+            not self.anchors.contains(c), not self.anchors.trusts(c), not self.valid(c)
         ))
         yield from candidates
 
@@ -358,14 +462,14 @@ class _Builder:
 
 
 def _element_statuses(
-    path: list[x509.Certificate], ending: _Ending, usage_eku: str, at: datetime
+    path: list[x509.Certificate], ending: _Ending, usage_eku: str, valid: Callable[[x509.Certificate], bool]
 ) -> list[ChainStatus]:
     statuses: list[ChainStatus] = []
     for index, certificate in enumerate(path):
         status = ChainStatus.NO_ERROR
         if facts(certificate).extensions is None:
             status |= ChainStatus.INVALID_EXTENSION
-        if not _time_valid(certificate, at):
+        if not valid(certificate):
             status |= ChainStatus.NOT_TIME_VALID
         if not _valid_for_usage(certificate, usage_eku):
             status |= ChainStatus.NOT_VALID_FOR_USAGE

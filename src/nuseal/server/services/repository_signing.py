@@ -33,6 +33,7 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
+from nuseal.cms import der
 from nuseal.cms.build import check_service_index_url, strip_repository_countersignatures
 from nuseal.cms.parse import PrimarySignature, load_primary_signature
 from nuseal.codes import NuCode
@@ -229,15 +230,35 @@ def _verify(path: Path, repo_cert: RepositoryCert, now: datetime) -> PackageVerd
     setup = VerificationSetup(feed_repository_policy([repo_cert.sha256]), repo_cert.trust_store,
                               RevocationMode.OFFLINE)  # fmt: skip
     with setup.open() as trust:
-        return verify_package(path, policy=setup.policy, trust=trust, now=now, compute_content_hash=True)
+        # read_identity=False: the feed knows the package (the nuspec's id and version judge nothing here).
+        return verify_package(path, policy=setup.policy, trust=trust, now=now, compute_content_hash=True,
+                              read_identity=False)  # fmt: skip
 
 
-def _author_parts(signature: bytes) -> tuple[bytes, bytes, bytes, bytes, frozenset[bytes]]:
+_AuthorParts = tuple[bytes, bytes, bytes, bytes, frozenset[bytes]]
+
+
+def _author_parts(signature: bytes) -> _AuthorParts:
     """What a repository countersignature must leave alone, as DER: the primary signer's identifier, signed
     attributes and signature value, the signed content, and the certificates (countersigning only adds some).
 
-    Read with asn1crypto's lazy parser (only these fields are decoded): the output was verified as a whole just
-    before, so this only has to see that the author's part is byte-identical, not parse it again."""
+    Read with the DER walker (offsets, no objects: ~20 times cheaper than asn1crypto's lazy parse, which this took
+    ~0.3 ms per call with): the output was verified as a whole just before, so this only has to see that the
+    author's part is byte-identical, not parse it again. The two sides of a comparison are always read the same way
+    (see :func:`_check_author_signature_intact`)."""
+    signed_data = der.contents_of(der.tlvs(der.contents_of(signature, 0x30))[1], 0xA0)  # ContentInfo's [0] content
+    fields = der.tlvs(der.contents_of(signed_data, 0x30))
+    version, _digests, encap, *middle, signer_infos = fields
+    der.contents_of(version, 0x02)
+    certificates = next((der.tlvs(der.contents_of(f)) for f in middle if f[:1] == b"\xa0"), [])
+    signer = der.tlvs(der.contents_of(der.tlvs(der.contents_of(signer_infos, 0x31))[0], 0x30))
+    signed_attrs = next((f for f in signer[3:4] if f[:1] == b"\xa0"), b"")
+    signature_value = signer[5 if signed_attrs else 4]
+    return (signer[1], signed_attrs, der.contents_of(signature_value, 0x04), encap, frozenset(certificates))
+
+
+def _author_parts_asn1(signature: bytes) -> _AuthorParts:
+    """:func:`_author_parts` by asn1crypto, for what the walker cannot read (BER the pushed signature may carry)."""
     from asn1crypto import cms
 
     signed_data = cms.ContentInfo.load(signature)["content"]
@@ -251,8 +272,12 @@ def _check_author_signature_intact(before: bytes, after: bytes) -> None:
     """``after`` (the signature written) keeps the author signature of ``before`` (the one pushed) byte for byte.
     The certificates that only ``before``'s repository countersignatures needed go with them (they are replaced)."""
     try:
-        *kept, certificates = _author_parts(strip_repository_countersignatures(before))
-        *now, certificates_now = _author_parts(after)
+        stripped = strip_repository_countersignatures(before)
+        try:
+            parts = _author_parts(stripped), _author_parts(after)
+        except der.DECODE_ERRORS:
+            parts = _author_parts_asn1(stripped), _author_parts_asn1(after)
+        (*kept, certificates), (*now, certificates_now) = parts
         intact = kept == now and certificates <= certificates_now
     except (ValueError, TypeError, KeyError, IndexError, SignatureFormatError):
         intact = False

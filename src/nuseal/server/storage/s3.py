@@ -129,6 +129,10 @@ class S3BlobStore:
             retries={"max_attempts": 3, "mode": "standard"},
             connect_timeout=10,
             read_timeout=60,
+            # botocore checks every call's arguments against the service model (~0.4-0.8 ms of CPU per request here,
+            # measured against rclone); ours are built by this class from checked keys, bytes and fixed names, and
+            # S3 itself still refuses a bad request. A re-sign makes three requests per package.
+            parameter_validation=False,
         )
         self._client: Any = boto3.session.Session().client(
             "s3",
