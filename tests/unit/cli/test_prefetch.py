@@ -7,11 +7,12 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import pytest
 from tests.conftest import VECTORS
 from tests.support import tamper
+from tests.support.hash_spy import hash_pass_threads
 
 from nuseal.cli import entry, prefetch
 from nuseal.package import hashing, headstart
@@ -26,17 +27,7 @@ PREFETCH_THREAD = "nuseal-prefetch-hash"
 @pytest.fixture
 def hash_passes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """The thread name of every real hash pass over a package (prefetched or not)."""
-    threads: list[str] = []
-    real = hashing._plan_digests
-
-    def spy(f: BinaryIO, plan: list[hashing.Segment], algorithms: tuple[str, ...], *rest: Any) -> tuple[bytes, ...]:
-        threads.append(threading.current_thread().name)
-        return real(f, plan, algorithms, *rest)
-
-    monkeypatch.setattr(hashing, "_plan_digests", spy)
-    monkeypatch.setattr(hashing, "_prefetches", {})
-    yield threads
-    hashing.stop_prefetches()
+    yield from hash_pass_threads(monkeypatch)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import io
 import os
 import struct
 import sys
-import threading
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from typing import Any, BinaryIO
 import pytest
 from tests.conftest import VECTORS
 from tests.support import tamper
+from tests.support.hash_spy import hash_pass_threads
 from tests.support.pki import TestPki
 from tests.unit.package.helpers import (
     ManifestRow,
@@ -229,17 +229,7 @@ def test_large_ranges_stream_in_chunks() -> None:
 @pytest.fixture
 def hashing_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """The name of the thread of every real hash pass (prefetches a test leaves running are stopped after it)."""
-    threads: list[str] = []
-    real = hashing._plan_digests
-
-    def spy(f: BinaryIO, plan: list[hashing.Segment], algorithms: tuple[str, ...], *rest: Any) -> tuple[bytes, ...]:
-        threads.append(threading.current_thread().name)
-        return real(f, plan, algorithms, *rest)
-
-    monkeypatch.setattr(hashing, "_plan_digests", spy)
-    monkeypatch.setattr(hashing, "_prefetches", {})  # nothing left over from other tests
-    yield threads
-    hashing.stop_prefetches()
+    yield from hash_pass_threads(monkeypatch)
 
 
 def test_a_prefetched_hash_is_used_instead_of_reading_again(tmp_path: Path, hashing_threads: list[str]) -> None:

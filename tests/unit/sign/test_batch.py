@@ -292,9 +292,10 @@ def test_a_worker_fsyncs_each_output_folder_once_per_run_before_reporting(
     assert sorted(synced) == sorted([tmp_path / "out", tmp_path / "elsewhere"])  # each folder once, not per package
 
 
-def test_an_output_folder_that_cannot_be_synced_fails_its_packages(
-    pki: TestPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _three_packages_with_an_unsyncable_out_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[Path, Path]]:
+    """Three packages, the first two written to ``out`` (whose fsync fails with EIO), the third to ``elsewhere``."""
     from nuseal.package import fileio
 
     def fail_for_out(folder: Path) -> None:
@@ -305,6 +306,13 @@ def test_an_output_folder_that_cannot_be_synced_fails_its_packages(
     pairs = _packages(tmp_path, 3)
     pairs[2] = (pairs[2][0], tmp_path / "elsewhere" / pairs[2][1].name)
     (tmp_path / "elsewhere").mkdir()
+    return pairs
+
+
+def test_an_output_folder_that_cannot_be_synced_fails_its_packages(
+    pki: TestPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pairs = _three_packages_with_an_unsyncable_out_folder(tmp_path, monkeypatch)
     outcomes = _run_in_one_worker(pki, pairs)
     assert [type(o.error) for o in outcomes] == [OSError, OSError, type(None)]
     assert outcomes[2].result is not None
@@ -380,16 +388,7 @@ def test_in_flight_groups_take_the_done_outcomes_after_the_first(done: list[bool
 def test_in_process_batches_report_a_folder_that_cannot_be_synced(
     pki: TestPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nuseal.package import fileio
-
-    def fail_for_out(folder: Path) -> None:
-        if Path(folder).name == "out":
-            raise OSError(5, "Input/output error")
-
-    monkeypatch.setattr(fileio, "fsync_directory", fail_for_out)
-    pairs = _packages(tmp_path, 3)
-    pairs[2] = (pairs[2][0], tmp_path / "elsewhere" / pairs[2][1].name)
-    (tmp_path / "elsewhere").mkdir()
+    pairs = _three_packages_with_an_unsyncable_out_folder(tmp_path, monkeypatch)
     job = batch.SignJob(AuthorSignRequest(signer_for(pki.leaf)), utc_now)
     outcomes = batch.sign_batch(pairs, job, parallel=1)
     assert [type(o.error) for o in outcomes] == [OSError, OSError, type(None)]
