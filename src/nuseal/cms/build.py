@@ -31,6 +31,7 @@ from msgspec import Struct
 from msgspec.structs import replace
 
 from nuseal import oids
+from nuseal.cms import encode
 from nuseal.codes import NuCode
 from nuseal.errors import SignatureFormatError
 from nuseal.x509 import certs
@@ -61,45 +62,10 @@ def _dump(value: Any) -> bytes:
     return encoded
 
 
-def _der_length(length: int) -> bytes:
-    if length < 0x80:
-        return bytes([length])
-    body = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(body)]) + body
-
-
-def _tlv(tag: int, content: bytes) -> bytes:
-    return bytes([tag]) + _der_length(len(content)) + content
-
-
-def _sequence(*parts: bytes) -> bytes:
-    return _tlv(0x30, b"".join(parts))
-
-
-def _der_set(elements: Iterable[bytes]) -> bytes:
-    """DER ``SET OF``: elements sorted by their encodings (X.690 §11.6)."""
-    return _tlv(0x31, b"".join(sorted(elements)))
-
-
 @lru_cache(maxsize=256)
 def _oid(dotted: str) -> bytes:
-    """An OBJECT IDENTIFIER's DER (X.690 §8.19: the first two arcs as 40·a + b, then base 128, high bit set on all
-    but the last octet of each arc); remembered, as signing encodes the same dozen OIDs for every signature."""
-    try:
-        arcs = [int(arc) for arc in dotted.split(".")]
-    except ValueError:
-        raise ValueError(f"invalid object identifier {dotted!r}") from None
-    if len(arcs) < 2 or arcs[0] > 2 or (arcs[0] < 2 and arcs[1] > 39) or min(arcs) < 0:
-        raise ValueError(f"invalid object identifier {dotted!r}")
-    body = bytearray()
-    for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        body += bytes(reversed(chunk))
-    return _tlv(0x06, bytes(body))
+    """An OBJECT IDENTIFIER's DER; remembered, as signing encodes the same dozen OIDs for every signature."""
+    return encode.object_identifier(dotted)
 
 
 _DATA_OID = bytes.fromhex("06092a864886f70d010701")
@@ -108,7 +74,7 @@ _SIGNED_DATA_OID = bytes.fromhex("06092a864886f70d010702")
 
 def _attribute(oid: str, value_der: bytes) -> bytes:
     """``Attribute ::= SEQUENCE { attrType OID, attrValues SET OF value }`` with one value."""
-    return _sequence(_oid(oid), _der_set([value_der]))
+    return encode.sequence(_oid(oid), encode.set_of(value_der))
 
 
 def encode_attribute(oid: str, value_der: bytes) -> bytes:
@@ -129,10 +95,7 @@ def _signing_time_value(when: datetime) -> bytes:
     if when.tzinfo is None:
         raise ValueError("signing time must be timezone-aware")
     when = when.astimezone(UTC).replace(microsecond=0)
-    # RFC 5652 §11.3: UTCTime for 1950-2049 (what .NET writes, spec §4.2), GeneralizedTime otherwise.
-    if 1950 <= when.year < 2050:
-        return _tlv(0x17, when.strftime("%y%m%d%H%M%SZ").encode("ascii"))  # as asn1crypto's UTCTime (tested)
-    return _tlv(0x18, f"{when.year:04d}{when:%m%d%H%M%S}Z".encode("ascii"))  # as its GeneralizedTime (tested)
+    return encode.cms_time(when)  # RFC 5652 §11.3; UTCTime for 1950-2049 is what .NET writes (spec §4.2)
 
 
 def signing_certificate_v2_value(certificate: x509.Certificate, hash_algorithm: str) -> bytes:
@@ -147,13 +110,13 @@ def signing_certificate_v2_value(certificate: x509.Certificate, hash_algorithm: 
     cached = entry.memo.get(key)
     if isinstance(cached, bytes):
         return cached
-    algorithm = _sequence(_oid(HASH_OIDS[hash_algorithm]))
-    cert_hash = _tlv(0x04, hashlib.new(hash_algorithm, entry.der).digest())
+    algorithm = encode.sequence(_oid(HASH_OIDS[hash_algorithm]))
+    cert_hash = encode.tlv(0x04, hashlib.new(hash_algorithm, entry.der).digest())
     # GeneralNames ::= SEQUENCE { [4] directoryName } ; [4] is EXPLICIT (a Name is a CHOICE), so constructed.
-    general_names = _sequence(_tlv(0xA4, entry.raw_issuer))
+    general_names = encode.sequence(encode.tlv(0xA4, entry.raw_issuer))
     # The serial exactly as the certificate encodes it, so byte comparison in the verifier matches.
-    issuer_serial = _sequence(general_names, entry.raw_serial_number)
-    value = _sequence(_sequence(_sequence(algorithm, cert_hash, issuer_serial)))
+    issuer_serial = encode.sequence(general_names, entry.raw_serial_number)
+    value = encode.sequence(encode.sequence(encode.sequence(algorithm, cert_hash, issuer_serial)))
     entry.memo[key] = value
     return value
 
@@ -161,13 +124,13 @@ def signing_certificate_v2_value(certificate: x509.Certificate, hash_algorithm: 
 def service_index_url_value(url: str) -> bytes:
     """``nuget-v3-service-index-url ::= IA5String`` (spec §4.5); ``ValueError`` unless absolute https."""
     check_service_index_url(url)
-    return _tlv(0x16, url.encode("ascii"))  # checked ASCII above
+    return encode.tlv(0x16, url.encode("ascii"))  # checked ASCII above
 
 
 def package_owners_value(owners: Sequence[str]) -> bytes:
     """``nuget-package-owners ::= SEQUENCE SIZE(1..MAX) OF UTF8String`` (spec §4.5)."""
     check_owners(owners)
-    return _sequence(*(_tlv(0x0C, owner.encode("utf-8")) for owner in owners))
+    return encode.sequence(*(encode.tlv(0x0C, owner.encode("utf-8")) for owner in owners))
 
 
 def check_service_index_url(url: str) -> None:
@@ -204,13 +167,13 @@ def _signer_identifier(certificate: x509.Certificate) -> tuple[bytes, int]:
     entry = certs.facts(certificate)
     ski = entry.subject_key_identifier
     if ski is not None:
-        return _tlv(0x80, ski), 3  # [0] IMPLICIT SubjectKeyIdentifier
-    return _sequence(entry.raw_issuer, entry.raw_serial_number), 1  # IssuerAndSerialNumber
+        return encode.tlv(0x80, ski), 3  # [0] IMPLICIT SubjectKeyIdentifier
+    return encode.sequence(entry.raw_issuer, entry.raw_serial_number), 1  # IssuerAndSerialNumber
 
 
 def _digest_algorithm(hash_algorithm: str) -> bytes:
     # The real vectors carry NULL parameters on digest algorithms; we write the same.
-    return _sequence(_oid(HASH_OIDS[hash_algorithm]), _NULL)
+    return encode.sequence(_oid(HASH_OIDS[hash_algorithm]), _NULL)
 
 
 #: spec §4.2: rsaEncryption. Every nuget.org vector writes it with NULL parameters (05 00); so do we.
@@ -220,10 +183,6 @@ _RSA_SIGNATURE_ALGORITHM = bytes.fromhex("300d06092a864886f70d0101010500")
 
 def _timestamp_attribute(token: bytes) -> bytes:
     return _attribute(oids.SIGNATURE_TIMESTAMP_TOKEN, token)
-
-
-def _integer(value: int) -> bytes:
-    return _tlv(0x02, value.to_bytes((value + (value < 0)).bit_length() // 8 + 1, "big", signed=True))
 
 
 # --- builders ------------------------------------------------------------------------------------------
@@ -254,7 +213,7 @@ class _SignerFields(Struct, frozen=True):
             _attribute(oids.CONTENT_TYPE, _oid(oids.DATA)),
             _attribute(oids.SIGNING_TIME, _signing_time_value(self.signing_time)),
             _attribute(oids.COMMITMENT_TYPE_INDICATION, commitment),
-            _attribute(oids.MESSAGE_DIGEST, _tlv(0x04, digest)),
+            _attribute(oids.MESSAGE_DIGEST, encode.tlv(0x04, digest)),
             _attribute(oids.SIGNING_CERTIFICATE_V2, signing_certificate),
         ]
 
@@ -265,13 +224,13 @@ class _SignerFields(Struct, frozen=True):
         certificate = self._require_signer()
         sid, version = _signer_identifier(certificate)
         parts = [
-            _integer(version), sid, _digest_algorithm(self.hash_algorithm),
+            encode.integer(version), sid, _digest_algorithm(self.hash_algorithm),
             b"\xa0" + signed_attributes[1:],  # [0] IMPLICIT SET OF Attribute: the signed SET, retagged
-            _RSA_SIGNATURE_ALGORITHM, _tlv(0x04, signature_value),
+            _RSA_SIGNATURE_ALGORITHM, encode.tlv(0x04, signature_value),
         ]
         if unsigned:
-            parts.append(_tlv(0xA1, b"".join(unsigned)))  # [1] IMPLICIT, in the order given (as asn1crypto kept)
-        return _sequence(*parts), version
+            parts.append(encode.tlv(0xA1, b"".join(unsigned)))  # [1] IMPLICIT, in the order given (as asn1crypto kept)
+        return encode.sequence(*parts), version
 
     def _embedded_chain(self, certificate: x509.Certificate) -> list[x509.Certificate]:
         return _dedupe([certificate, *self.chain])
@@ -338,7 +297,7 @@ class PrimarySignatureBuilder(_SignerFields, frozen=True):
         commitment = _PROOF_OF_RECEIPT_VALUE if self.repository else _PROOF_OF_ORIGIN_VALUE
         attributes = self._common_attributes(certificate, commitment, digest)
         attributes += _repository_attributes(self.repository, self.service_index_url, self.owners)
-        return _der_set(attributes)
+        return encode.set_of(*attributes)
 
     def build(self, signature_value: bytes, *, timestamp: bytes | None = None,
               signed_attributes: bytes | None = None) -> bytes:
@@ -350,14 +309,14 @@ class PrimarySignatureBuilder(_SignerFields, frozen=True):
         assert self.content is not None
         unsigned = [_timestamp_attribute(timestamp)] if timestamp is not None else []
         signer_info, version = self._signer_info(signed_attributes, signature_value, unsigned)
-        signed_data = _sequence(
-            _integer(version),  # RFC 5652 §5.1: v3 iff a SignerInfo is v3 (SKI sid); spec §4.2 observes exactly that
-            _der_set([_digest_algorithm(self.hash_algorithm)]),
-            _sequence(_DATA_OID, _tlv(0xA0, _tlv(0x04, self.content))),  # encapContentInfo
-            _tlv(0xA0, b"".join(sorted(certs.der(c) for c in self._embedded_chain(certificate)))),  # [0] SET OF
-            _der_set([signer_info]),
+        signed_data = encode.sequence(
+            encode.integer(version),  # RFC 5652 §5.1: v3 iff a SignerInfo is v3 (SKI sid), as spec §4.2 observes
+            encode.set_of(_digest_algorithm(self.hash_algorithm)),
+            encode.sequence(_DATA_OID, encode.tlv(0xA0, encode.tlv(0x04, self.content))),  # encapContentInfo
+            encode.tlv(0xA0, b"".join(sorted(certs.der(c) for c in self._embedded_chain(certificate)))),  # [0] SET OF
+            encode.set_of(signer_info),
         )
-        return _sequence(_SIGNED_DATA_OID, _tlv(0xA0, signed_data))
+        return encode.sequence(_SIGNED_DATA_OID, encode.tlv(0xA0, signed_data))
 
 
 def _repository_attributes(repository: bool, url: str | None, owners: Sequence[str]) -> list[bytes]:
@@ -405,7 +364,7 @@ class CountersignatureBuilder(_SignerFields, frozen=True):
         # countersignatures; we write it too, for structural equivalence with the real vectors.
         attributes = self._common_attributes(certificate, _PROOF_OF_RECEIPT_VALUE, digest)
         attributes += _repository_attributes(True, self.service_index_url, self.owners)
-        return _der_set(attributes)
+        return encode.set_of(*attributes)
 
     def build(
         self, primary_signature_value: bytes, signature_value: bytes, *, timestamp: bytes | None = None
@@ -491,13 +450,13 @@ def _encoded(value: Any) -> bytes:
         contents = b"".join(sorted(parts) if isinstance(value, core.SetOf) else parts)
     if value.tag >= 31:
         raise ValueError(f"cannot encode tag number {value.tag}")
-    return _explicit(value, bytes([value.class_ << 6 | 0x20 | value.tag]) + _der_length(len(contents)) + contents)
+    return _explicit(value, bytes([value.class_ << 6 | 0x20 | value.tag]) + encode.length(len(contents)) + contents)
 
 
 def _explicit(value: Any, encoded: bytes) -> bytes:
     """``encoded`` inside the EXPLICIT tags of ``value``'s field, outermost last in the list (as asn1crypto)."""
     for class_, tag in value.explicit or ():
-        encoded = bytes([class_ << 6 | 0x20 | tag]) + _der_length(len(encoded)) + encoded
+        encoded = bytes([class_ << 6 | 0x20 | tag]) + encode.length(len(encoded)) + encoded
     return encoded
 
 
@@ -620,7 +579,7 @@ def strip_repository_countersignatures(signature: bytes) -> bytes:
                 values.append(_encoded(value))
                 remaining.append(counter)
         if values:
-            kept.append(cms.CMSAttribute.load(_sequence(_oid(oids.COUNTERSIGNATURE), _der_set(values))))
+            kept.append(cms.CMSAttribute.load(encode.sequence(_oid(oids.COUNTERSIGNATURE), encode.set_of(*values))))
     _with_unsigned(signer, kept)
     present = _certificate_ders(signed_data)
     needed = {der for s in remaining for der in _bag_chain(present, s)}

@@ -31,9 +31,9 @@ from msgspec import Struct
 
 from nuseal import oids
 from nuseal.cms import der as _walker
+from nuseal.cms import encode
 from nuseal.codes import Messages, NuCode
 from nuseal.errors import FetchError, TimestampError
-from nuseal.timestamp import _der
 from nuseal.timestamp import token as token_rules
 
 QUERY_CONTENT_TYPE = "application/timestamp-query"
@@ -80,10 +80,12 @@ class TimestampRequest(Struct, frozen=True):
     def to_der(self) -> bytes:
         """``TimeStampReq`` DER (RFC 3161 §2.4.1), by hand: byte for byte what asn1crypto's ``TimeStampReq`` gives
         (tested), without building its object tree for every request."""
-        return _der.sequence(
-            _der.integer(1),  # version v1
-            _der.sequence(_der.sequence(_HASH_OID_TLVS[self.algorithm], b"\x05\x00"), _der.octet_string(self.digest)),
-            _der.integer(int.from_bytes(self.nonce, "big")),
+        return encode.sequence(
+            encode.integer(1),  # version v1
+            encode.sequence(
+                encode.sequence(_HASH_OID_TLVS[self.algorithm], b"\x05\x00"), encode.octet_string(self.digest)
+            ),
+            encode.integer(int.from_bytes(self.nonce, "big")),
             b"\x01\x01\xff",  # certReq TRUE
         )
 

@@ -7,7 +7,7 @@ with a failInfo; ``respond`` never raises for anything a client can send.
 
 Requests in the form every client sends (NuGet's, OpenSSL's: DER, the three SHA-2 imprints, no policy, no
 extensions) are read by the DER walker (``_read_plain_request``); anything else, malformed or merely unusual, is
-judged by asn1crypto, whose wording the rejections keep. Tokens are assembled from DER pieces (``_der``):
+judged by asn1crypto, whose wording the rejections keep. Tokens are assembled from DER pieces (``nuseal.cms.encode``):
 everything that does not change between tokens (the TSA name, the issuer and serial, the signing-certificate-v2
 attribute, the certificate set) is encoded once with asn1crypto when the authority is made, and each token only
 encodes its TSTInfo, its signed attributes and the signature around them. Building every token with asn1crypto
@@ -40,8 +40,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from nuseal import oids
+from nuseal.cms import encode
 from nuseal.errors import CertificateError
-from nuseal.timestamp import _der
 from nuseal.x509 import der as walker
 
 #: Imprint hash algorithms the TSA accepts: the ones NuGet accepts (spec §5.2-5.3); anything else is badAlg.
@@ -196,7 +196,7 @@ class TimestampAuthority:
             token = self._issue_token(request)
         except Exception as exc:  # a signing failure is the TSA's fault: report it, never crash the server
             return self._rejection("system_failure", f"The timestamp could not be signed: {exc}")
-        return _der.sequence(_GRANTED, token)
+        return encode.sequence(_GRANTED, token)
 
     # --- request --------------------------------------------------------------------------------------------
 
@@ -248,42 +248,42 @@ class TimestampAuthority:
             raise ValueError("the TSA clock must return timezone-aware datetimes")
         gen_time = gen_time.astimezone(UTC)
         nonce = request.nonce
-        tst_der = _der.sequence(
+        tst_der = encode.sequence(
             self._tst_info_head,
             request.message_imprint,
-            _der.integer(self._next_serial(gen_time)),
-            _der.generalized_time(gen_time),
+            encode.integer(self._next_serial(gen_time)),
+            encode.generalized_time(gen_time),
             self._accuracy,
-            _der.integer(nonce) if nonce is not None else b"",
+            encode.integer(nonce) if nonce is not None else b"",
             self._tsa_name,
         )
         signed_attrs = b"".join(sorted((
             _CONTENT_TYPE_TST_INFO,
-            _der.sequence(_SIGNING_TIME_OID, _der.set_of(_der.cms_time(gen_time))),
-            _der.sequence(_MESSAGE_DIGEST_OID, _der.set_of(_der.octet_string(hashlib.sha256(tst_der).digest()))),
+            encode.sequence(_SIGNING_TIME_OID, encode.set_of(encode.cms_time(gen_time))),
+            encode.sequence(_MESSAGE_DIGEST_OID, encode.set_of(encode.octet_string(hashlib.sha256(tst_der).digest()))),
             self._signing_certificate_attribute,
         )))  # fmt: skip
         # The signature covers the attributes as a SET OF (tag 0x31); the SignerInfo carries them as [0] IMPLICIT.
-        signature = self.private_key.sign(_der.tlv(0x31, signed_attrs), padding.PKCS1v15(), hashes.SHA256())
-        signer_info = _der.sequence(
-            _der.integer(1), self._signer_identifier, _SHA256_ALGORITHM, _der.tlv(0xA0, signed_attrs),
-            _RSA_ALGORITHM, _der.octet_string(signature),
+        signature = self.private_key.sign(encode.tlv(0x31, signed_attrs), padding.PKCS1v15(), hashes.SHA256())
+        signer_info = encode.sequence(
+            encode.integer(1), self._signer_identifier, _SHA256_ALGORITHM, encode.tlv(0xA0, signed_attrs),
+            _RSA_ALGORITHM, encode.octet_string(signature),
         )  # fmt: skip
-        signed_data = _der.sequence(
-            _der.integer(3),  # RFC 5652 §5.1: eContentType other than id-data
-            _der.set_of(_SHA256_ALGORITHM),
-            _der.sequence(_TST_INFO_OID, _der.tlv(0xA0, _der.octet_string(tst_der))),
+        signed_data = encode.sequence(
+            encode.integer(3),  # RFC 5652 §5.1: eContentType other than id-data
+            encode.set_of(_SHA256_ALGORITHM),
+            encode.sequence(_TST_INFO_OID, encode.tlv(0xA0, encode.octet_string(tst_der))),
             self._certificates if request.cert_req else b"",
-            _der.set_of(signer_info),
+            encode.set_of(signer_info),
         )
-        return _der.sequence(_SIGNED_DATA_OID, _der.tlv(0xA0, signed_data))
+        return encode.sequence(_SIGNED_DATA_OID, encode.tlv(0xA0, signed_data))
 
     def _encode_constant_parts(self) -> None:
         """Encode, once and with asn1crypto, every part of a token that is the same for all tokens."""
         tsa_name = asn1_x509.GeneralName({"directory_name": self._asn1_cert.subject}).dump()
-        self._tsa_name = _der.tlv(0xA0, tsa_name)  # tsa [0] EXPLICIT GeneralName
-        self._tst_info_head = _der.integer(1) + core.ObjectIdentifier(self.policy_oid).dump()
-        self._accuracy = _der.sequence(_der.integer(self.accuracy_seconds))
+        self._tsa_name = encode.tlv(0xA0, tsa_name)  # tsa [0] EXPLICIT GeneralName
+        self._tst_info_head = encode.integer(1) + core.ObjectIdentifier(self.policy_oid).dump()
+        self._accuracy = encode.sequence(encode.integer(self.accuracy_seconds))
         self._signer_identifier = cms.IssuerAndSerialNumber(
             {"issuer": self._asn1_cert.issuer, "serial_number": self._asn1_cert.serial_number}
         ).dump()

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from tests.support.pki import TestPki
 from tests.support.servers import timestamp_request as make_request
 
+from nuseal.cms import encode
 from nuseal.errors import CertificateError
-from nuseal.timestamp import _der
 from nuseal.timestamp import tsa as tsa_module
 from nuseal.timestamp.tsa import TimestampAuthority, TimeStampResponse
 
@@ -272,20 +272,20 @@ def test_tokens_are_byte_identical_to_an_asn1crypto_build(
 
 @pytest.mark.parametrize("value", [0, 1, 127, 128, 255, 256, -1, -128, -129, 2**64, 2**255 - 1])
 def test_der_integers_match_asn1crypto(value: int) -> None:
-    assert _der.integer(value) == core.Integer(value).dump()
+    assert encode.integer(value) == core.Integer(value).dump()
 
 
 @pytest.mark.parametrize("size", [0, 127, 128, 255, 256, 65535, 65536])
 def test_der_lengths_match_asn1crypto(size: int) -> None:
-    assert _der.octet_string(b"x" * size) == core.OctetString(b"x" * size).dump()
+    assert encode.octet_string(b"x" * size) == core.OctetString(b"x" * size).dump()
 
 
 def test_signing_time_switches_to_generalized_time_after_2049() -> None:
     # Fixed dates on purpose: the encoding switches at the year 2050 (RFC 5280), not relative to any clock.
     early = datetime(2049, 12, 31, 23, 59, 59, tzinfo=UTC)
     late = datetime(2050, 1, 1, tzinfo=UTC)
-    assert _der.cms_time(early) == cms.Time({"utc_time": early}).dump()
-    assert _der.cms_time(late) == cms.Time({"generalized_time": late}).dump()
+    assert encode.cms_time(early) == cms.Time({"utc_time": early}).dump()
+    assert encode.cms_time(late) == cms.Time({"generalized_time": late}).dump()
 
 
 def _asn1crypto_reading(tsa: TimestampAuthority, request_der: bytes, monkeypatch: pytest.MonkeyPatch) -> object:
@@ -301,9 +301,9 @@ def _without_null_parameters(request_der: bytes) -> bytes:
     algorithm = core.Sequence.load(imprint["hash_algorithm"].dump())
     oid = algorithm.contents[: algorithm.contents.index(b"\x05\x00")] if b"\x05\x00" in algorithm.contents else b""
     assert oid, "asn1crypto wrote NULL parameters"
-    new_imprint = _der.sequence(_der.sequence(oid), imprint["hashed_message"].dump())
+    new_imprint = encode.sequence(encode.sequence(oid), imprint["hashed_message"].dump())
     rest = b"".join(request[name].dump() for name in ("nonce", "cert_req") if request[name].native is not None)
-    return _der.sequence(request["version"].dump(), new_imprint, rest)
+    return encode.sequence(request["version"].dump(), new_imprint, rest)
 
 
 @pytest.mark.parametrize(
@@ -341,3 +341,16 @@ def test_the_walker_reads_usual_requests_as_asn1crypto_does(
 )
 def test_unusual_requests_are_left_to_asn1crypto(request_der: bytes) -> None:
     assert tsa_module._read_plain_request(request_der) is None
+
+
+@pytest.mark.parametrize("year", [50, 999, 1949, 2050, 9999])
+def test_shared_der_times_and_lengths_match_asn1crypto(year: int) -> None:
+    from asn1crypto import core
+
+    moment = datetime(year, 3, 4, 5, 6, 7, tzinfo=UTC)
+    expected = b"\x18\x0f" + b"%04d0304050607Z" % year  # X.690 §11.7: always four year digits
+    assert encode.generalized_time(moment) == expected
+    if year >= 1000:  # asn1crypto formats with strftime, which does not pad smaller years
+        assert expected == core.GeneralizedTime(moment).dump()
+    for size in (0, 127, 128, 255, 256, 70_000):
+        assert encode.tlv(0x04, b"x" * size) == core.OctetString(b"x" * size).dump()

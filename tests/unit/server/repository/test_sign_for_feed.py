@@ -17,7 +17,7 @@ from tests.support.repository_signing import SERVICE_INDEX, SigningFeed, signatu
 from tests.unit.sign.helpers import signer_for
 
 from nuseal import oids
-from nuseal.cms import build
+from nuseal.cms import build, encode
 from nuseal.cms.build import PrimarySignatureBuilder
 from nuseal.cms.parse import load_primary_signature
 from nuseal.enums import SignatureKind
@@ -167,7 +167,7 @@ class _NoCommitmentType(PrimarySignatureBuilder):
         digest = hashlib.new(self.hash_algorithm, self.content).digest()
         marker = build.encode_attribute(oids.COMMITMENT_TYPE_INDICATION, b"")[:16]
         attributes = [a for a in self._common_attributes(certificate, b"", digest) if not a.startswith(marker)]
-        return build._der_set(attributes)
+        return encode.set_of(*attributes)
 
 
 def test_a_primary_signature_that_is_neither_author_nor_repository_is_refused(feed: SigningFeed,
