@@ -495,7 +495,19 @@ def add_timestamp(signature: bytes, token: bytes) -> bytes:
 def add_countersignature(
     signature: bytes, countersigner_info: bytes, certificates: Sequence[x509.Certificate]
 ) -> bytes:
-    """Attach a countersigner SignerInfo (unsigned attr 1.2.840.113549.1.9.6), append its chain (§4.6)."""
+    """Attach a countersigner SignerInfo (unsigned attr 1.2.840.113549.1.9.6), append its chain (§4.6).
+
+    Done by DER offsets in :mod:`nuseal.cms.countersign` (the same bytes as :func:`add_countersignature_asn1`)."""
+    from nuseal.cms import countersign  # it builds on this module
+
+    return countersign.add_countersignature(signature, countersigner_info, certificates)
+
+
+def add_countersignature_asn1(
+    signature: bytes, countersigner_info: bytes, certificates: Sequence[x509.Certificate]
+) -> bytes:
+    """:func:`add_countersignature` with asn1crypto objects: the reference the DER editor is tested against, and
+    what it hands the inputs it does not read itself (so that errors keep asn1crypto's wording)."""
     from asn1crypto import cms
 
     info, signed_data, signer = _load(signature)
@@ -546,14 +558,19 @@ def countersigner_commitments(signer_info: cms.SignerInfo) -> list[str]:
     return found
 
 
-@lru_cache(maxsize=8)
 def strip_repository_countersignatures(signature: bytes) -> bytes:
     """Remove every countersigner with proof-of-receipt and re-encode (NuGet ``RemoveRepositorySignatures``).
 
-    Cached per input (bytes in, bytes out, no state): a feed's re-sign strips the same pushed signature when
-    countersigning and again when checking that the author signature came through intact (~1 ms each). The two
-    calls come close together on one signing thread, so a few entries serve a worker's threads; a larger cache
-    would only hold signature entries (up to 8 MiB each) in a long-running worker.
+    Done by DER offsets in :mod:`nuseal.cms.countersign` (the same bytes as
+    :func:`strip_repository_countersignatures_asn1`, cached per input there)."""
+    from nuseal.cms import countersign  # it builds on this module
+
+    return countersign.strip_repository_countersignatures(signature)
+
+
+def strip_repository_countersignatures_asn1(signature: bytes) -> bytes:
+    """:func:`strip_repository_countersignatures` with asn1crypto objects: the reference the DER editor is tested
+    against, and what it hands the inputs it does not read itself (so that errors keep asn1crypto's wording).
 
     Other countersigners and the timestamp stay. Unlike NuGet, the certificates that only the removed
     countersigners need (their chains as found in ``certificates``) are dropped too, and the others keep their
@@ -593,14 +610,23 @@ def _bag_chain(bag: Sequence[bytes], signer: cms.SignerInfo) -> list[bytes]:
     """The DER certificates of ``bag`` that form ``signer``'s chain: its certificate (by issuer and serial or by
     subject key identifier), then issuers matched by name up to a self-issued one. Every candidate issuer of a
     name is followed (a cross-signed or renewed CA), so nothing a chain could use is counted as unused."""
-    facts = {der: _chain_facts(der) for der in bag}
     sid = signer["sid"]
     if sid.name == "issuer_and_serial_number":
-        issuer, serial = sid.chosen["issuer"].hashable, sid.chosen["serial_number"].native
+        return chain_in_bag(bag, issuer_serial=(sid.chosen["issuer"].hashable, sid.chosen["serial_number"].native))
+    return chain_in_bag(bag, key_identifier=sid.chosen.native)
+
+
+def chain_in_bag(
+    bag: Sequence[bytes], *, issuer_serial: tuple[str, int] | None = None, key_identifier: bytes | None = None
+) -> list[bytes]:
+    """:func:`_bag_chain` for a signer identified by its issuer's prepared name (asn1crypto's ``Name.hashable``)
+    and serial number, or else by its subject key identifier (shared with :mod:`nuseal.cms.countersign`)."""
+    facts = {der: _chain_facts(der) for der in bag}
+    if issuer_serial is not None:
+        issuer, serial = issuer_serial
         todo = [der for der, f in facts.items() if f.issuer == issuer and f.serial == serial]
     else:
-        key_id = sid.chosen.native
-        todo = [der for der, f in facts.items() if f.key_identifier == key_id]
+        todo = [der for der, f in facts.items() if f.key_identifier == key_identifier]
     chain: list[bytes] = []
     while todo:
         der = todo.pop()
