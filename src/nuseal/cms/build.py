@@ -10,7 +10,8 @@ Signing is split so that any key backend can sit in the middle and nothing here 
 2. the caller raw-signs it (RSA PKCS#1 v1.5 over HASH(signed attributes));
 3. optionally the caller timestamps the signature value (imprint = HASH_ts(signature value), spec §5.1);
 4. ``builder.build(signature_value, timestamp=token)`` assembles the ContentInfo (primary) or the
-   SignerInfo (countersignature); ``add_countersignature`` grafts the latter onto a primary signature.
+   SignerInfo (countersignature); ``nuseal.cms.countersign.add_countersignature`` grafts the latter onto a primary
+   signature.
 
 Hash algorithms are named as hashlib names (``"sha256"``, ``"sha384"``, ``"sha512"``), like
 ``SignatureContent.hash_name`` and ``package.hashing``.
@@ -335,7 +336,7 @@ class CountersignatureBuilder(_SignerFields, frozen=True):
     """Immutable builder for a repository countersignature over a primary signature value (spec §4.6).
 
     ``signed_attributes(primary_signature_value)`` -> raw-sign -> ``build(...)`` gives the countersigner
-    SignerInfo DER; ``add_countersignature`` puts it on the primary signature.
+    SignerInfo DER; ``nuseal.cms.countersign.add_countersignature`` puts it on the primary signature.
     """
 
     service_index_url: str | None = None
@@ -492,22 +493,13 @@ def add_timestamp(signature: bytes, token: bytes) -> bytes:
     return _encoded(info)
 
 
-def add_countersignature(
-    signature: bytes, countersigner_info: bytes, certificates: Sequence[x509.Certificate]
-) -> bytes:
-    """Attach a countersigner SignerInfo (unsigned attr 1.2.840.113549.1.9.6), append its chain (§4.6).
-
-    Done by DER offsets in :mod:`nuseal.cms.countersign` (the same bytes as :func:`add_countersignature_asn1`)."""
-    from nuseal.cms import countersign  # it builds on this module
-
-    return countersign.add_countersignature(signature, countersigner_info, certificates)
-
-
 def add_countersignature_asn1(
     signature: bytes, countersigner_info: bytes, certificates: Sequence[x509.Certificate]
 ) -> bytes:
-    """:func:`add_countersignature` with asn1crypto objects: the reference the DER editor is tested against, and
-    what it hands the inputs it does not read itself (so that errors keep asn1crypto's wording)."""
+    """Attach a countersigner SignerInfo (unsigned attr 1.2.840.113549.1.9.6), append its chain (§4.6), with
+    asn1crypto objects. Callers use :func:`nuseal.cms.countersign.add_countersignature` (the same bytes by DER
+    offsets); this is the reference it is tested against and what it hands the inputs it does not read itself (so
+    that errors keep asn1crypto's wording)."""
     from asn1crypto import cms
 
     info, signed_data, signer = _load(signature)
@@ -558,23 +550,15 @@ def countersigner_commitments(signer_info: cms.SignerInfo) -> list[str]:
     return found
 
 
-def strip_repository_countersignatures(signature: bytes) -> bytes:
-    """Remove every countersigner with proof-of-receipt and re-encode (NuGet ``RemoveRepositorySignatures``).
-
-    Done by DER offsets in :mod:`nuseal.cms.countersign` (the same bytes as
-    :func:`strip_repository_countersignatures_asn1`, cached per input there)."""
-    from nuseal.cms import countersign  # it builds on this module
-
-    return countersign.strip_repository_countersignatures(signature)
-
-
 def strip_repository_countersignatures_asn1(signature: bytes) -> bytes:
-    """:func:`strip_repository_countersignatures` with asn1crypto objects: the reference the DER editor is tested
-    against, and what it hands the inputs it does not read itself (so that errors keep asn1crypto's wording).
+    """Remove every countersigner with proof-of-receipt and re-encode (NuGet ``RemoveRepositorySignatures``), with
+    asn1crypto objects. Callers use :func:`nuseal.cms.countersign.strip_repository_countersignatures` (the same bytes
+    by DER offsets, cached per input); this is the reference it is tested against and what it hands the inputs it does
+    not read itself (so that errors keep asn1crypto's wording).
 
     Other countersigners and the timestamp stay. Unlike NuGet, the certificates that only the removed
     countersigners need (their chains as found in ``certificates``) are dropped too, and the others keep their
-    encoding and order, so that this undoes ``add_countersignature`` byte for byte (a certificate the remaining
+    encoding and order, so that this undoes ``add_countersignature_asn1`` byte for byte (a certificate the remaining
     signers' chains use, such as a root both chains share, stays).
     """
     from asn1crypto import cms

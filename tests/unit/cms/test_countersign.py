@@ -225,7 +225,7 @@ def _variants(signature: bytes, author_counter: bytes) -> dict[str, tuple[bytes,
     two_counters = encode.sequence(encode.object_identifier(oids.COUNTERSIGNATURE),
                                    encode.set_of(*counter_values, author_counter))  # fmt: skip
     others = [a for a in unsigned if a != counter_attribute]
-    two_signers = encode.set_of(encode.sequence(*signer), encode.sequence(*signer[:-1]))
+    two_signers = encode.sequence(*fields[:-1], encode.set_of(encode.sequence(*signer), encode.sequence(*signer[:-1])))
 
     def with_unsigned(attributes: list[bytes]) -> bytes:
         return _join(content_type, fields, [*signer[:-1], encode.tlv(0xA1, b"".join(attributes))])
@@ -246,8 +246,7 @@ def _variants(signature: bytes, author_counter: bytes) -> dict[str, tuple[bytes,
                                                          True),
         "indefinite-length ContentInfo": (indefinite, False),
         "trailing bytes": (signature + b"\x00\x00", False),
-        "two signer infos": (encode.sequence(content_type, encode.tlv(0xA0, encode.sequence(*fields[:-1], two_signers))),
-                             False),
+        "two signer infos": (encode.sequence(content_type, encode.tlv(0xA0, two_signers)), False),
         "not a SignedData": (encode.sequence(encode.object_identifier(oids.DATA), signature[2:]), False),
     }
 

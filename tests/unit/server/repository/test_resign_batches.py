@@ -220,7 +220,7 @@ def test_the_author_signature_check_sees_any_change(feed: SigningFeed, tmp_path:
     before, after = read_signature(src), read_signature(dst)
     assert before is not None and after is not None and before != after
     repository_signing._check_author_signature_intact(before, after)  # countersigned: the author's part is intact
-    from nuseal.cms.build import strip_repository_countersignatures
+    from nuseal.cms.countersign import strip_repository_countersignatures
 
     for signature in (strip_repository_countersignatures(before), after):  # the DER walker reads what asn1crypto does
         assert repository_signing._author_parts(signature) == repository_signing._author_parts_asn1(signature)
