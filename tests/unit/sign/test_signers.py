@@ -96,6 +96,7 @@ def test_sign_raw_checked_checks_an_in_memory_key_once_and_other_signers_every_t
     from nuseal.sign import common
 
     checks: list[bytes] = []
+    monkeypatch.setattr(common, "_MATCHED", {})  # other tests signed with the session PKI's keys already
     real_check = common.check_signature
     monkeypatch.setattr(common, "check_signature", lambda *args: (checks.append(args[1]), real_check(*args))[1])
     mismatched = KeySigner(pki.tsa.key, pki.leaf.cert, (pki.leaf.cert,))
