@@ -286,8 +286,10 @@ def _attributes(tlv: bytes) -> tuple[Attribute, ...]:
         # The SEQUENCE is split once (above), not again by _attribute: this runs for every signed attribute of
         # every signature and timestamp token. Same checks, same errors (_attribute's, for the value SET).
         oid = oid_of(parts[0])
-        with where(f"attribute {oid}"):
+        try:  # ``where``'s wording, without a context manager per attribute
             values = tuple(tlvs(contents_of(parts[1])))
+        except ASN1_ERRORS as exc:
+            raise ValueError(f"attribute {oid}: {reason(exc)}") from exc
         found.append(Attribute(oid, values))
     return tuple(found)
 

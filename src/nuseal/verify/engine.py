@@ -528,8 +528,18 @@ def _verify_signature(signer: SignerView, signed_content: bytes, placement: str,
 
 
 def _messages_for(chain: ChainResult, statuses: ChainStatus) -> list[str]:
-    messages = [m for m in chain.status_messages() if any(m.startswith(s.dotnet_name) for s in statuses.flags())]
-    return messages or [", ".join(s.dotnet_name for s in statuses.flags())]
+    key = (chain.status.value, statuses.value)
+    found = _messages_by_status.get(key)
+    if found is None:  # ``Flag`` arithmetic is slow and there are few status values: each pair is worked out once
+        names = [s.dotnet_name for s in statuses.flags()]
+        found = tuple(m for m in chain.status_messages() if any(m.startswith(name) for name in names))
+        found = found or (", ".join(names),)
+        if len(_messages_by_status) < 1024:
+            _messages_by_status[key] = found
+    return list(found)
+
+
+_messages_by_status: dict[tuple[int, int], tuple[str, ...]] = {}
 
 
 def _revocation_message(chain: ChainResult, name: str) -> str:

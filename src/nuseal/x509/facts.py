@@ -175,12 +175,16 @@ class Facts:
         return parts[2] if parts is not None else b"\x00unreadable:" + self.der
 
     @cached_property
+    def serial_number(self) -> int:
+        return self.certificate.serial_number
+
+    @cached_property
     def raw_serial_number(self) -> bytes:
         """The serialNumber INTEGER's DER exactly as encoded (the DER of ``serial_number`` when unreadable)."""
         parts = self._tbs_parts
         if parts is not None and parts[0][:1] == b"\x02":
             return parts[0]
-        value = self.certificate.serial_number
+        value = self.serial_number
         octets = value.to_bytes((value + (value < 0)).bit_length() // 8 + 1, "big", signed=True)
         return b"\x02" + bytes([len(octets)]) + octets  # RFC 5280 serials are at most 20 octets
 
