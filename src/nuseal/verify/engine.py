@@ -179,18 +179,38 @@ def _internal_error(path: Path, exc: Exception) -> PackageVerdict:
                           extra={"internal_error": f"{what} at {site}"})
 
 
-def _identity(path: Path) -> tuple[str | None, str | None]:
+def _identity(f: BinaryIO, layout: zipformat.ArchiveLayout, path: Path) -> tuple[str | None, str | None]:
     try:
-        identity = nuspec.read_identity(path)
+        data = _root_nuspec(f, layout, path)
+        identity = nuspec.parse_identity(*data) if data is not None else nuspec.read_identity(path)
     except NusealError:
         return None, None
     return identity.id, identity.version
 
 
+def _root_nuspec(f: BinaryIO, layout: zipformat.ArchiveLayout, path: Path) -> tuple[bytes, str] | None:
+    """The root nuspec's bytes and where-label exactly as ``nuspec.read_identity`` would read them with zipfile,
+    from the layout already read (``zipformat.zipfile_names``); None when that cannot be vouched for, or when
+    ``nuspec`` would refuse the archive (no, several or an oversized root nuspec): then ``read_identity`` decides.
+    The candidate rule is ``nuspec._nuspec_entry``'s (a root entry named ``*.nuspec``, case-insensitive); a test
+    compares both readings on every vector and on archives built to differ."""
+    names = zipformat.zipfile_names(f, layout)
+    if names is None:
+        return None
+    found = [index for index, name in enumerate(names)
+             if "/" not in name and "\\" not in name and name.lower().endswith(".nuspec")]
+    if len(found) != 1:
+        return None
+    data = zipformat.read_entry_as_zipfile(f, layout, found[0], nuspec.MAX_NUSPEC_BYTES)
+    if data is None:
+        return None
+    return data, f"{path}!{names[found[0]]}"
+
+
 def _verify_open(f: BinaryIO, layout: zipformat.ArchiveLayout, path: Path, policy: VerificationPolicy,
                  trust: TrustContext, now: datetime, compute_content_hash: bool,
                  read_identity: bool = True) -> PackageVerdict:
-    package_id, version = _identity(path) if read_identity else (None, None)
+    package_id, version = _identity(f, layout, path) if read_identity else (None, None)
     log = _Log()
     base = PackageVerdict(str(path), package_id, version, False, ())
     if not zipformat.has_signature_entry(layout):
