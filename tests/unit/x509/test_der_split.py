@@ -94,8 +94,8 @@ def test_contents_of_matches_the_plain_reading(seed: int) -> None:
             outcomes.add(expected[0])
             assert _outcome(der.contents_of, candidate) == expected
             tag = candidate[0] if candidate else 0x30
-            assert _outcome(lambda d: der.contents_of(d, tag), candidate) == _outcome(
-                lambda d: _reference_contents(d, tag), candidate)
+            assert _outcome(lambda d, t=tag: der.contents_of(d, t), candidate) == _outcome(
+                lambda d, t=tag: _reference_contents(d, t), candidate)
     assert outcomes == {"ok", "error"}
 
 
