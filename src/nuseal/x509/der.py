@@ -9,7 +9,7 @@ contents, tested), without importing it: verification start-up does not load asn
 
 from __future__ import annotations
 
-__all__ = ["ASN1_ERRORS", "contents_of", "dotted", "integer_of", "name_text", "oid_of", "tlvs"]
+__all__ = ["ASN1_ERRORS", "contents_of", "dotted", "integer_of", "name_attributes", "name_text", "oid_of", "tlvs"]
 
 #: What asn1crypto raises on malformed input (besides ``ValueError``, its documented error, a few edge cases).
 ASN1_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, KeyError, IndexError, OverflowError)
@@ -206,4 +206,50 @@ def _read_name_text(raw: bytes) -> _NameText:
             text = contents_of(parts[1]).decode(codec) if codec else "#" + parts[1].hex()
             pairs.append((oid_of(parts[0]), text))
         rdns.append(tuple(pairs))
+    return tuple(rdns)
+
+
+#: String types whose text cryptography reads exactly as the codec here does: UTF8String, BMPString and
+#: UniversalString by the same decoding; the others it reads as UTF-8, which is the same text when they are ASCII.
+_CRYPTOGRAPHY_TEXT = {0x0C: "utf-8", 0x12: "ascii", 0x13: "ascii", 0x14: "ascii", 0x16: "ascii", 0x1A: "ascii",
+                      0x1C: "utf-32-be", 0x1E: "utf-16-be"}
+_NameAttributes = tuple[tuple[tuple[str, str], ...], ...]
+_name_attributes: dict[bytes, _NameAttributes | None] = {}
+
+
+def name_attributes(raw: bytes) -> _NameAttributes | None:
+    """A certificate Name's RDNs as (attribute OID, value) pairs with exactly the values cryptography's ``Name``
+    gives, read from the DER without building cryptography's objects (~60 µs per name); None whenever that cannot
+    be vouched for: a value of another type or one cryptography would decode differently (non-ASCII bytes in an
+    ASCII string type), an empty RDN or one repeating an attribute (cryptography refuses both), undecodable text,
+    malformed DER. Then the caller asks cryptography. Remembered by the exact bytes (bounded)."""
+    if type(raw) is not bytes:
+        return _read_name_attributes(raw)
+    if raw in _name_attributes:
+        return _name_attributes[raw]
+    found = _read_name_attributes(raw)
+    if len(_name_attributes) >= 4096:
+        _name_attributes.clear()
+    _name_attributes[raw] = found
+    return found
+
+
+def _read_name_attributes(raw: bytes) -> _NameAttributes | None:
+    try:
+        rdns: list[tuple[tuple[str, str], ...]] = []
+        for rdn in tlvs(contents_of(raw, _SEQUENCE)):
+            pairs: list[tuple[str, str]] = []
+            for pair in tlvs(contents_of(rdn, _SET)):
+                parts = tlvs(contents_of(pair, _SEQUENCE))
+                if len(parts) != 2:
+                    return None
+                codec = _CRYPTOGRAPHY_TEXT.get(parts[1][0])
+                if codec is None:
+                    return None
+                pairs.append((oid_of(parts[0]), contents_of(parts[1]).decode(codec)))
+            if not pairs or len(set(pairs)) != len(pairs):
+                return None
+            rdns.append(tuple(pairs))
+    except ASN1_ERRORS:
+        return None
     return tuple(rdns)

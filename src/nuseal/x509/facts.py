@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from functools import cached_property
@@ -86,14 +86,29 @@ def name_key_digest(name: x509.Name) -> bytes:
 
     Length-prefixed before hashing, so that distinct names never share an encoding.
     """
+    return _pairs_key_digest([(attribute.oid.dotted_string, attribute.value) for rdn in name.rdns for attribute in rdn])
+
+
+def _pairs_key_digest(pairs: Iterable[tuple[str, object]]) -> bytes:
+    """:func:`name_key_digest` of a name's (OID, value) pairs in order (``der_walker.name_attributes`` gives them
+    without building cryptography's name objects)."""
     digest = hashlib.sha256(b"name:")
-    for rdn in name.rdns:
-        for attribute in rdn:
-            value = " ".join(str(attribute.value).casefold().split())
-            for part in (attribute.oid.dotted_string.encode(), value.encode("utf-8", "surrogatepass")):
-                digest.update(len(part).to_bytes(4, "big"))
-                digest.update(part)
+    for oid, raw_value in pairs:
+        value = " ".join(str(raw_value).casefold().split())
+        for part in (oid.encode(), value.encode("utf-8", "surrogatepass")):
+            digest.update(len(part).to_bytes(4, "big"))
+            digest.update(part)
     return digest.digest()
+
+
+def _name_key(raw: bytes, decoded: Callable[[], x509.Name | None]) -> bytes:
+    """The comparison key of the name whose DER is ``raw``: from the DER when the walker vouches for reading it as
+    cryptography does, else from cryptography's ``Name`` (``decoded``), else from the DER itself."""
+    attributes = der_walker.name_attributes(raw)
+    if attributes is not None:
+        return _pairs_key_digest(pair for rdn in attributes for pair in rdn)
+    name = decoded()
+    return name_key_digest(name) if name is not None else _raw_name_key(raw)
 
 
 def _raw_name_key(raw: bytes) -> bytes:
@@ -196,13 +211,11 @@ class Facts:
     @cached_property
     def subject_key(self) -> bytes:
         """Comparison key of the subject (:func:`name_key_digest`; the DER when the name cannot be decoded)."""
-        name = self.subject
-        return name_key_digest(name) if name is not None else _raw_name_key(self.raw_subject)
+        return _name_key(self.raw_subject, lambda: self.subject)
 
     @cached_property
     def issuer_key(self) -> bytes:
-        name = self.issuer
-        return name_key_digest(name) if name is not None else _raw_name_key(self.raw_issuer)
+        return _name_key(self.raw_issuer, lambda: self.issuer)
 
     @cached_property
     def issuer_text(self) -> tuple[tuple[tuple[str, str], ...], ...] | None:
