@@ -20,10 +20,11 @@ from __future__ import annotations
 import hashlib
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from datetime import datetime
 from functools import cached_property
+from types import TracebackType
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -53,8 +54,7 @@ MAX_CERTIFICATES = 4096
 _quiet_state = threading.local()
 
 
-@contextmanager
-def quiet() -> Iterator[None]:
+def quiet() -> AbstractContextManager[None]:
     """Silence cryptography's warnings about RFC 5280 deviations that .NET accepts: name attributes longer than the
     X.520 upper bounds (``UserWarning``) and non-positive serial numbers (``CryptographyDeprecationWarning``).
 
@@ -62,22 +62,39 @@ def quiet() -> Iterator[None]:
     noise into ``verify``/``inspect`` output, and ``-W error`` would turn them into crashes. Nested uses in one
     thread cost nothing: the outermost one has installed the filters already.
     """
-    depth = getattr(_quiet_state, "depth", 0)
-    if depth:
-        _quiet_state.depth = depth + 1
+    return _Quiet()
+
+
+class _Quiet:
+    """:func:`quiet`'s context manager: a plain class, not a generator, because a verification enters it a few
+    dozen times (nested, so doing nothing) per package."""
+
+    __slots__ = ("_outer",)
+
+    def __enter__(self) -> None:
+        depth = getattr(_quiet_state, "depth", 0)
+        if depth:
+            _quiet_state.depth = depth + 1
+            self._outer: warnings.catch_warnings[None] | None = None
+            return
+        outer = warnings.catch_warnings()
+        outer.__enter__()
         try:
-            yield
-        finally:
-            _quiet_state.depth = depth
-        return
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Attribute's length", category=UserWarning)
-        warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning)
+            warnings.filterwarnings("ignore", message="Attribute's length", category=UserWarning)
+            warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning)
+        except BaseException:
+            outer.__exit__(None, None, None)
+            raise
+        self._outer = outer
         _quiet_state.depth = 1
-        try:
-            yield
-        finally:
-            _quiet_state.depth = 0
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._outer is None:
+            _quiet_state.depth -= 1
+            return
+        _quiet_state.depth = 0
+        self._outer.__exit__(exc_type, exc, tb)
 
 
 def name_key_digest(name: x509.Name) -> bytes:
