@@ -182,6 +182,9 @@ def _internal_error(path: Path, exc: Exception) -> PackageVerdict:
 def _identity(f: BinaryIO, layout: zipformat.ArchiveLayout, path: Path) -> tuple[str | None, str | None]:
     try:
         data = _root_nuspec(f, layout, path)
+    except OSError:
+        data = None  # zipfile reads it, and words whatever fails, as before
+    try:
         identity = nuspec.parse_identity(*data) if data is not None else nuspec.read_identity(path)
     except NusealError:
         return None, None
