@@ -54,7 +54,8 @@ from nuseal.x509.facts import facts
 from nuseal.x509.revocation import COMPROMISE_REASONS, RevocationChecker, RevocationResult
 from nuseal.x509.roots import RootSet
 
-__all__ = ["STATUS_INFORMATION", "ChainElement", "ChainResult", "ChainStatus", "build_chain", "chain_cache"]
+__all__ = ["STATUS_INFORMATION", "ChainElement", "ChainResult", "ChainStatus", "build_chain", "chain_cache",
+           "status_of"]
 
 #: Longest chain we try to build (leaf included); real NuGet chains have 3-4 elements.
 MAX_DEPTH = 10
@@ -192,16 +193,16 @@ def build_chain(
             result = _revocation(revocation, certificate, path[index + 1], verification_time)
             found = _revocation_status(result, verification_time).value
             if found & ~status.value:
-                status = _status_of(status.value | found)
+                status = status_of(status.value | found)
         elements.append(ChainElement(certificate, status, result))
         total |= status.value
-    return ChainResult(tuple(elements), _status_of(total))
+    return ChainResult(tuple(elements), status_of(total))
 
 
 _statuses_by_value: dict[int, ChainStatus] = {}
 
 
-def _status_of(value: int) -> ChainStatus:
+def status_of(value: int) -> ChainStatus:
     """``ChainStatus(value)``, remembered (there are few combinations)."""
     status = _statuses_by_value.get(value)
     if status is None:
