@@ -186,7 +186,7 @@ def _resolve_signer_certificate(fields: SignerFields, loaded: tuple[x509.Certifi
     if fields.issuer is not None:
         wanted = der.name_text(fields.issuer)
         for cert in loaded:
-            if cert.serial_number == fields.serial_number and _issuer_text(cert) == wanted:
+            if certs.facts(cert).serial_number == fields.serial_number and _issuer_text(cert) == wanted:
                 return cert
         return None
     for cert in loaded:
@@ -333,7 +333,7 @@ def _issuer_serial_matches(entry: EssCertId, certificate: x509.Certificate) -> b
     ``X500DistinguishedName.Name`` string equal to the certificate's issuer's, ordinally (``der.name_text``)."""
     if entry.serial_number is None or entry.issuer_name is None:
         return True
-    if entry.serial_number != certificate.serial_number:
+    if entry.serial_number != certs.facts(certificate).serial_number:
         return False
     issuer = _issuer_text(certificate)
     if issuer is None:  # unreadable: raise the parse error, as .NET's decoder does (NU3003 at the load boundary)
