@@ -36,8 +36,6 @@ _EOCD_COUNTS = struct.Struct("<HHII")  # entries on disk, total entries, CD size
 _EXTRA_FIELD_HEADER = struct.Struct("<HH")
 
 _SCAN_CHUNK = 4096
-#: Bytes read at a time while walking the central directory.
-_CD_READ = 64 * 1024
 
 #: Largest ``.signature.p7s`` nuseal reads. NuGet has no bound (it allocates whatever the local header says); real
 #: signatures are a few KiB (the largest vector: 26 KiB) and parsing costs several times the size in memory, so
@@ -266,21 +264,9 @@ def find_eocd(f: BinaryIO) -> EndOfCentralDirectory:
 def _iter_central_directory(f: BinaryIO, start: int, file_size: int) -> Iterator[CentralDirectoryHeader]:
     """CD headers from ``start`` for as long as the next 4 bytes are ``PK\\x01\\x02`` (EOCD count unused)."""
     position = start
-    # The headers are read through one buffer (``_CD_READ`` bytes at a time) instead of two reads each: the same
-    # bytes, a fraction of the calls (a package has tens of entries, and every verification walks them).
-    window = b""
-    window_start = start
-
-    def take(offset: int, size: int) -> bytes:
-        nonlocal window, window_start
-        if offset < window_start or offset + size > window_start + len(window):
-            f.seek(offset)
-            window = f.read(max(size, _CD_READ))  # shorter at the end of the file, as a plain read would be
-            window_start = offset
-        return window[offset - window_start : offset - window_start + size]
-
     while position + 4 <= file_size:
-        fixed = take(position, _CD.size)
+        f.seek(position)
+        fixed = f.read(_CD.size)
         if fixed[:4] != CD_MAGIC:
             return
         if len(fixed) != _CD.size:
@@ -289,7 +275,7 @@ def _iter_central_directory(f: BinaryIO, start: int, file_size: int) -> Iterator
             )
         fields = _CD.unpack(fixed)
         name_len, extra_len, comment_len = fields[10], fields[11], fields[12]
-        variable = take(position + _CD.size, name_len + extra_len + comment_len)
+        variable = f.read(name_len + extra_len + comment_len)
         if len(variable) != name_len + extra_len + comment_len:
             raise PackageFormatError(
                 f"Truncated zip archive: central directory header at offset {position} is cut off."
