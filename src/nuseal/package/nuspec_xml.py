@@ -19,10 +19,9 @@ import re
 from typing import TYPE_CHECKING
 from xml.parsers import expat
 
-from msgspec import Struct
-
 from nuseal.errors import PackageFormatError
 from nuseal.package.xmlsafe import declares_dtd, hardened_parser, prolog_declares_dtd
+from nuseal.record import Struct
 from nuseal.versioning import NuGetVersion
 
 if TYPE_CHECKING:

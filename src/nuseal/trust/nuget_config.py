@@ -19,11 +19,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from msgspec import Struct
-
 from nuseal.enums import HashAlgorithmName
 from nuseal.errors import TrustConfigError
 from nuseal.package.xmlsafe import declares_dtd, hardened_parser, prolog_declares_dtd
+from nuseal.record import Struct
 from nuseal.trust.trusted_signers import (
     SignatureValidationMode,
     SignerKind,
