@@ -130,7 +130,7 @@ class Struct:
 
 
 #: How many records of a class the generic constructor makes before the class gets its own (see _specialize).
-SPECIALIZE_AFTER = 32
+SPECIALIZE_AFTER = 8
 _made: dict[type[Struct], int] = {}
 
 
@@ -162,8 +162,8 @@ def _generic_init(self: Struct, *args: Any, **kwargs: Any) -> None:
 
 def _specialize(cls: type[Struct]) -> None:
     """Give a class that makes many records (a batch of packages) a constructor of its own, compiled once: about
-    five times faster than the generic one. Not done at class creation, where compiling it for every class is what
-    made dataclasses slow to import; a single verification makes fewer than this many records of most classes."""
+    twice as fast as the generic one. Not done at class creation, where compiling code for every class is what made
+    dataclasses slow to import; classes a run uses only a few times never pay for it."""
     if cls.__dict__.get("__init__") is not Struct.__init__:
         return
     names = cls.__record_fields__
