@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from asn1crypto import tsp
+from tests.support.pki import TestPki
 from tests.support.servers import LoopbackServer
 from tests.support.servers import timestamp_request as make_request
 
@@ -146,3 +147,62 @@ def test_requests_without_a_length_or_malformed_are_refused_and_closed(nuseal_ts
     assert _status(answer) == 411 and b"Connection: close" in answer
     answer = _raw_exchange(nuseal_tsa_url, b"NOT HTTP AT ALL\r\n\r\n")[0]
     assert _status(answer) == 400 and b"Connection: close" in answer
+
+
+def test_plain_requests_are_answered_with_the_bytes_h11_writes(
+    pki: TestPki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path (``_plain_head``) and h11 answer the same request with the same bytes: one server answers it
+    in the plain form, another (a fresh authority with the same fixed clock) after a ``Connection: keep-alive``
+    header, which sends it to h11."""
+    from nuseal.timestamp import tsa as tsa_module
+
+    monkeypatch.setattr(tsa_module, "_http_date", lambda: "Wed, 02 Dec 2026 03:00:00 GMT")
+    moment = pki.now.replace(microsecond=0)
+    body = make_request(nonce=11)
+    answers = []
+    for extra in (b"", b"Connection: keep-alive\r\n"):
+        authority = TimestampAuthority(pki.tsa.cert, pki.tsa.key, pki.tsa.chain, clock=lambda: moment)
+        server = make_server(authority, "127.0.0.1", 0)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            answers.append(_raw_exchange(f"http://127.0.0.1:{server.server_address[1]}/", _post(body, extra))[0])
+        finally:
+            server.shutdown()
+            server.server_close()
+    assert answers[0] == answers[1]
+    assert _status(answers[0]) == 200 and _token_nonce(answers[0]) == 11
+
+
+@pytest.mark.parametrize("second", [
+    b"POST / HTTP/1.1\r\nHost: tsa\r\nContent-Type: application/timestamp-query\r\nTransfer-Encoding: chunked\r\n"
+    b"\r\n",
+    b"POST http://tsa/ HTTP/1.1\r\nHost: tsa\r\nContent-Type: application/timestamp-query\r\n",
+    # obsolete line folding: h11 unfolds it
+    b"POST / HTTP/1.1\r\nHost: tsa\r\nContent-Type: application/timestamp-query\r\nX-Folded: a\r\n b\r\n",
+])  # fmt: skip
+def test_a_connection_goes_on_with_h11_after_a_request_the_fast_path_does_not_read(
+    nuseal_tsa_url: str, second: bytes
+) -> None:
+    body = make_request(nonce=22)
+    if b"chunked" in second:
+        request = second + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    else:
+        request = second + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    answers = _raw_exchange(nuseal_tsa_url, _post(make_request(nonce=21)) + request + _post(make_request(nonce=23)),
+                            replies=3)
+    assert [_status(a) for a in answers] == [200, 200, 200]
+    assert _token_nonce(answers[0]) == 21
+    assert [_token_nonce(answers[1]), _token_nonce(answers[2])] == [22, 23]
+
+
+def test_a_client_closing_mid_body_or_mid_head_does_not_stop_the_server(nuseal_tsa_url: str) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(nuseal_tsa_url)
+    for partial in (_post(make_request(nonce=31))[:-5], b"POST / HTTP/1.1\r\nHost: tsa\r\n"):
+        with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+            sock.sendall(partial)
+    assert _token_nonce(_raw_exchange(nuseal_tsa_url, _post(make_request(nonce=32)))[0]) == 32

@@ -235,6 +235,13 @@ class _SignerFields(Struct, frozen=True):
         return _dedupe([certificate, *self.chain])
 
 
+@lru_cache(maxsize=16)
+def _certificate_set(certificate: x509.Certificate, chain: tuple[x509.Certificate, ...]) -> bytes:
+    """``certificates [0] IMPLICIT CertificateSet`` of a primary signature: the signer's certificate and chain,
+    without duplicates, DER-sorted. The same for every signature of a signer, so made once per chain."""
+    return encode.tlv(0xA0, b"".join(sorted(certs.der(c) for c in _dedupe([certificate, *chain]))))
+
+
 def _dedupe(certificates: Iterable[x509.Certificate]) -> list[x509.Certificate]:
     seen: set[bytes] = set()
     unique: list[x509.Certificate] = []
@@ -312,7 +319,7 @@ class PrimarySignatureBuilder(_SignerFields, frozen=True):
             encode.integer(version),  # RFC 5652 §5.1: v3 iff a SignerInfo is v3 (SKI sid), as spec §4.2 observes
             encode.set_of(_digest_algorithm(self.hash_algorithm)),
             encode.sequence(_DATA_OID, encode.tlv(0xA0, encode.tlv(0x04, self.content))),  # encapContentInfo
-            encode.tlv(0xA0, b"".join(sorted(certs.der(c) for c in self._embedded_chain(certificate)))),  # [0] SET OF
+            _certificate_set(certificate, self.chain),  # [0] IMPLICIT SET OF, DER-sorted
             encode.set_of(signer_info),
         )
         return encode.sequence(_SIGNED_DATA_OID, encode.tlv(0xA0, signed_data))

@@ -3,11 +3,11 @@
 A package that cannot be signed (refused, unreadable, a timestamp failure) is that package's outcome, never the end
 of the batch; so is a bug hit while signing it (``error`` then says "internal error"). ``parallel=N`` signs in N
 worker processes (``nuseal.parallel.ordered_map``), each with a few packages in flight at once: a worker takes a
-run of up to ``IN_FLIGHT`` packages and signs them on a small thread pool made once per worker, so their timestamp
-requests are concurrent on the worker's keep-alive connections (one ``HttpTimestamper``, whose client pools them)
-and their fsyncs overlap, while the CPU work of one package runs as the others wait (issue 12: a timestamped
-signature is mostly waiting, for the TSA and for the disk). No thread is started per package. Outcomes still
-arrive, and reach ``on_outcome``, in input order.
+run of up to ``RUN_SIZE`` packages and signs them ``IN_FLIGHT`` at a time on a small thread pool made once per
+worker, so their timestamp requests are concurrent on the worker's keep-alive connections (one ``HttpTimestamper``,
+whose client pools them) and their fsyncs overlap, while the CPU work of one package runs as the others wait
+(issue 12: a timestamped signature is mostly waiting, for the TSA and for the disk). No thread is started per
+package. Outcomes still arrive, and reach ``on_outcome``, in input order.
 
 A worker that dies loses its whole run; the run's packages are then signed again one at a time, each in a process
 of its own, so that only the package that kills its process is lost (as ``ordered_map`` does for single items).
@@ -49,6 +49,10 @@ if TYPE_CHECKING:
 #: Packages one worker process has in flight at once (its run of packages, signed on that many threads). Four
 #: cover a loopback TSA's round trip and two fsyncs per package with the CPU work of the others (bench/timestamp).
 IN_FLIGHT = 4
+#: Packages a worker process is given per task (signed ``IN_FLIGHT`` at a time on its threads). Each task costs the
+#: pool ~0.5-0.9 ms of the parent's CPU under load (pickling, the pool's threads waking, the result read back);
+#: runs of 8 halve that against runs of 4 and still spread 200 packages over 25 tasks (bench/timestamp).
+RUN_SIZE = 8
 
 
 class SignJob(Struct, frozen=True):
@@ -111,11 +115,11 @@ def sign_batch(pairs: Sequence[tuple[Path, Path]], job: SignJob, *, parallel: in
 
     if parallel > 1 and len(pairs) > 1 and isinstance(job.request.signer, KeySigner):
         workers = min(parallel, len(pairs))
-        size = max(1, min(IN_FLIGHT, -(-len(pairs) // workers)))  # every worker gets work in a short batch
+        size = max(1, min(RUN_SIZE, -(-len(pairs) // workers)))  # every worker gets work in a short batch
         runs = [[(Path(s), Path(d)) for s, d in pairs[i : i + size]] for i in range(0, len(pairs), size)]
         for run, signed in zip(runs, process_pool.ordered_map(
             _sign_run_in_worker, runs, workers=min(workers, len(runs)), on_failure=_run_failed,
-            initializer=_open_worker, initargs=(job, size),
+            initializer=_open_worker, initargs=(job, min(size, IN_FLIGHT)),
         ), strict=True):  # fmt: skip
             for outcome in signed if signed is not None else _one_by_one(run, job):
                 record(outcome)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from cryptography import x509
@@ -42,7 +43,38 @@ def check_signing_certificate(
     certificates given: an incomplete chain or a self-issued certificate is a NU3018 *warning*. With one, the
     chain is built as NuGet does: an untrusted root is a NU3018 warning for a self-issued certificate and an
     error otherwise; a certificate not valid for code signing anywhere in the chain is a NU3018 error.
+
+    The verdict depends on nothing but ``chain``, ``now`` and ``trust_store``, so the last few are remembered
+    (a batch signs every package with the same chain within the same second; errors are never remembered and
+    raise again).
     """
+    return list(_signing_certificate_verdict(tuple(chain), now, _Same(trust_store)))
+
+
+class _Same:
+    """Hashes and compares by identity: a ``TrustStore`` is immutable but costly to hash (tuples of roots)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: TrustStore | None) -> None:
+        self.value = value
+
+    def __hash__(self) -> int:
+        return id(self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.value is self.value
+
+
+@lru_cache(maxsize=16)
+def _signing_certificate_verdict(chain: tuple[x509.Certificate, ...], now: datetime, store: _Same
+                                 ) -> tuple[Finding, ...]:
+    return tuple(_check_signing_certificate(chain, now, store.value))
+
+
+def _check_signing_certificate(
+    chain: Sequence[x509.Certificate], now: datetime, trust_store: TrustStore | None
+) -> list[Finding]:
     leaf = chain[0]
     fp = certs.fingerprint(leaf)
     for code, message in certs.check_signing_certificate(leaf, now):

@@ -21,7 +21,7 @@ from nuseal.findings import Finding, Severity
 from nuseal.package import archive
 from nuseal.record import Struct
 from nuseal.sign.checks import check_signing_certificate, check_timestamp_token
-from nuseal.sign.signers import Signer, check_signature
+from nuseal.sign.signers import KeySigner, Signer, check_signature
 from nuseal.timestamp.client import HttpTimestamper, InProcessTimestamper
 
 if TYPE_CHECKING:
@@ -75,10 +75,36 @@ def signer_warnings(
 
 
 def sign_raw_checked(signer: Signer, data: bytes, hash_algorithm: HashAlgorithmName) -> bytes:
-    """Raw-sign and verify the result against the certificate (a mismatched key is NU3001, not a bad file)."""
+    """Raw-sign and verify the result against the certificate (a mismatched key is NU3001, not a bad file).
+
+    An in-memory key (``KeySigner``) is checked on its first signature only: whether a key matches a certificate
+    is a property of the pair, and OpenSSL already checks every RSA-CRT result against the public key before
+    returning it (a faulty computation never leaves the library). A PKCS#11 token (or any other backend) is
+    checked on every signature: its key and its computation are outside this process.
+    """
     value = signer.sign_raw(data, hash_algorithm)
-    check_signature(signer.certificate, data, value, hash_algorithm)
+    if not (isinstance(signer, KeySigner) and _matched_key(signer)):
+        check_signature(signer.certificate, data, value, hash_algorithm)
+        if isinstance(signer, KeySigner):
+            _remember_match(signer)
     return value
+
+
+#: In-memory keys whose first signature verified against their certificate, by the identity of (key, certificate);
+#: the objects are kept so that their ids are not reused. Bounded: a process signs with a handful of keys.
+_MATCHED: dict[tuple[int, int], tuple[object, object]] = {}
+_MATCHED_LIMIT = 16
+
+
+def _matched_key(signer: KeySigner) -> bool:
+    known = _MATCHED.get((id(signer.key), id(signer.certificate)))
+    return known is not None and known[0] is signer.key and known[1] is signer.certificate
+
+
+def _remember_match(signer: KeySigner) -> None:
+    if len(_MATCHED) >= _MATCHED_LIMIT:
+        _MATCHED.clear()
+    _MATCHED[(id(signer.key), id(signer.certificate))] = (signer.key, signer.certificate)
 
 
 def timestamp_value(

@@ -393,3 +393,25 @@ def test_in_process_batches_report_a_folder_that_cannot_be_synced(
     outcomes = batch.sign_batch(pairs, job, parallel=1)
     assert [type(o.error) for o in outcomes] == [OSError, OSError, type(None)]
     assert outcomes[2].result is not None
+
+
+def test_workers_take_runs_of_run_size_packages_and_sign_in_flight_at_a_time(
+    pki: TestPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs: list[int] = []
+    in_flight: list[int] = []
+    real_map = process_pool.ordered_map
+
+    def spying_map(work, items, **kwargs):  # type: ignore[no-untyped-def]
+        runs.extend(len(item) for item in items)
+        in_flight.append(kwargs["initargs"][1])
+        return real_map(work, items, **kwargs)
+
+    monkeypatch.setattr(batch.process_pool, "ordered_map", spying_map)
+    pairs = _packages(tmp_path, 2 * batch.RUN_SIZE + 3)
+    job = batch.SignJob(AuthorSignRequest(signer_for(pki.leaf)), utc_now)
+    outcomes = batch.sign_batch(pairs, job, parallel=2)
+    assert [o.src for o in outcomes] == [src for src, _ in pairs]
+    assert all(o.error is None and o.result is not None for o in outcomes)
+    assert runs == [batch.RUN_SIZE, batch.RUN_SIZE, 3]
+    assert in_flight == [batch.IN_FLIGHT]

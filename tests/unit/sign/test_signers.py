@@ -11,7 +11,7 @@ from tests.support.pki import TEST_PASSWORD, TestPki
 
 from nuseal.codes import NuCode
 from nuseal.errors import SigningError
-from nuseal.sign.signers import PemSigner, PfxSigner, check_signature
+from nuseal.sign.signers import KeySigner, PemSigner, PfxSigner, check_signature
 from nuseal.verify.policy import HashAlgorithmName
 
 
@@ -88,3 +88,34 @@ def test_check_signature_catches_a_key_that_does_not_match(pki: TestPki) -> None
     with pytest.raises(SigningError, match="does not match") as caught:
         check_signature(pki.leaf.cert, b"data", value, HashAlgorithmName.SHA256)
     assert caught.value.code is NuCode.NU3001
+
+
+def test_sign_raw_checked_checks_an_in_memory_key_once_and_other_signers_every_time(
+    pki: TestPki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nuseal.sign import common
+
+    checks: list[bytes] = []
+    monkeypatch.setattr(common, "_MATCHED", {})  # other tests signed with the session PKI's keys already
+    real_check = common.check_signature
+    monkeypatch.setattr(common, "check_signature", lambda *args: (checks.append(args[1]), real_check(*args))[1])
+    mismatched = KeySigner(pki.tsa.key, pki.leaf.cert, (pki.leaf.cert,))
+    for _ in range(2):  # a key that does not match is refused every time, never remembered
+        with pytest.raises(SigningError, match="does not match"):
+            common.sign_raw_checked(mismatched, b"a", HashAlgorithmName.SHA256)
+    assert len(checks) == 2
+    signer = KeySigner(pki.leaf.key, pki.leaf.cert, (pki.leaf.cert,))
+    for data in (b"b", b"c", b"d"):
+        common.sign_raw_checked(signer, data, HashAlgorithmName.SHA256)
+    assert checks[2:] == [b"b"]  # matched once: the pair is known
+
+    class TokenLike:  # any other backend (a PKCS#11 token): checked on every signature
+        certificate = pki.leaf.cert
+        chain = (pki.leaf.cert,)
+
+        def sign_raw(self, data: bytes, hash_algorithm: HashAlgorithmName) -> bytes:
+            return signer.sign_raw(data, hash_algorithm)
+
+    for data in (b"e", b"f"):
+        common.sign_raw_checked(TokenLike(), data, HashAlgorithmName.SHA256)
+    assert checks[3:] == [b"e", b"f"]

@@ -354,3 +354,39 @@ def test_shared_der_times_and_lengths_match_asn1crypto(year: int) -> None:
         assert expected == core.GeneralizedTime(moment).dump()
     for size in (0, 127, 128, 255, 256, 70_000):
         assert encode.tlv(0x04, b"x" * size) == core.OctetString(b"x" * size).dump()
+
+
+_PLAIN = (b"POST /tsa HTTP/1.1\r\nHost: tsa.example\r\nContent-Type: application/timestamp-query\r\n"
+          b"Content-Length: 59\r\nAccept: */*")
+
+
+def test_the_http_fast_path_reads_what_timestamp_clients_send() -> None:
+    from nuseal.timestamp.tsa import _plain_head
+
+    assert _plain_head(_PLAIN) == (b"/tsa", 59)
+    assert _plain_head(_PLAIN.replace(b"Content-Type: application/timestamp-query",
+                                      b"content-type:APPLICATION/Timestamp-Query; charset=x")) == (b"/tsa", 59)
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    (b"POST /tsa HTTP/1.1", b"POST /tsa HTTP/1.0"),  # HTTP/1.0
+    (b"POST /tsa", b"PUT /tsa"),
+    (b"POST /tsa", b"POST http://tsa.example/tsa"),  # absolute form
+    (b"Host: tsa.example\r\n", b""),  # no Host
+    (b"Host: tsa.example", b"Host: a\r\nHost: b"),
+    (b"Content-Length: 59", b"Content-Length: 59\r\nContent-Length: 59"),
+    (b"Content-Length: 59", b"Content-Length: +59"),
+    (b"Content-Length: 59", b"Content-Length: 999999"),  # over MAX_REQUEST_BYTES
+    (b"Content-Length: 59", b"Transfer-Encoding: chunked"),
+    (b"Accept: */*", b"Expect: 100-continue"),
+    (b"Accept: */*", b"Connection: close"),
+    (b"Accept: */*", b"Accept: a\r\n b"),  # obsolete line folding
+    (b"Accept: */*", b"Bad Name: x"),
+    (b"Content-Type: application/timestamp-query", b"Content-Type: text/plain"),
+    (b"Content-Type: application/timestamp-query\r\n", b""),  # h11's path applies the default
+])  # fmt: skip
+def test_the_http_fast_path_leaves_everything_else_to_h11(old: bytes, new: bytes) -> None:
+    from nuseal.timestamp.tsa import _plain_head
+
+    assert old in _PLAIN
+    assert _plain_head(_PLAIN.replace(old, new)) is None
