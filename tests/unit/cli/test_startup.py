@@ -6,6 +6,7 @@ point."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +36,9 @@ main(sys.argv[1:])
 
 def _loaded(*args: str, cwd: Path, heavy: tuple[str, ...] = HEAVY) -> set[str]:
     code = f"HEAVY = {heavy!r}\n{_PROBE}"
-    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd)
+    # HOME in cwd: no user nuget.config (one would load lxml, rightly)
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "HOME": str(cwd)})
     line = next(line for line in done.stderr.splitlines() if line.startswith("LOADED"))
     return set(line.split()[1:])
 

@@ -9,6 +9,7 @@ fresh interpreter through the console script's entry point."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,9 +31,14 @@ main(sys.argv[1:])
 """
 
 
+def _no_user_config(home: Path) -> dict[str, str]:
+    """The environment with ``home`` as HOME: no user nuget.config (one would load lxml, rightly)."""
+    return {**os.environ, "HOME": str(home)}
+
+
 def _loaded(*args: str, cwd: Path) -> list[str]:
     done = subprocess.run([sys.executable, "-c", _PROBE.format(removed=REMOVED), *args], capture_output=True,
-                          text=True, cwd=cwd)
+                          text=True, cwd=cwd, env=_no_user_config(cwd))
     line = next(line for line in done.stderr.splitlines() if line.startswith("LOADED"))
     assert "Dapper" in done.stdout, done.stdout  # a verification happened
     return line.split()[1:]
@@ -80,7 +86,7 @@ def _own_roots_run(pki: TestPki, tmp_path: Path, preload: str = "") -> list[str]
     probe = _OWN_ROOTS_PROBE.format(unused=OWN_ROOTS_UNUSED, preload=preload)
     done = subprocess.run([sys.executable, "-c", probe, "verify", "--trust-roots", root, "--timestamp-roots", root,
                            "--revocation-mode", "offline", "-v", "n", str(package)], capture_output=True, text=True,
-                          cwd=tmp_path)
+                          cwd=tmp_path, env=_no_user_config(tmp_path))
     # it did verify:
     assert "Successfully verified package 'Test.Package.1.0.0'" in done.stdout, done.stdout + done.stderr
     line = next(line for line in done.stderr.splitlines() if line.startswith("LOADED"))
