@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from msgspec import Struct
-
 from nuseal.cli.guard import fail
+from nuseal.record import Struct
 from nuseal.verify.paths import expand_paths, has_magic
 
 
