@@ -100,7 +100,7 @@ def main(argv: list[str]) -> int:
                 def prepare() -> None:
                     if clear:
                         # Moved aside, not deleted: on ext4 without a journal (this VM) every new inode skips the
-                        # inodes freed in the last ~5-35 s, one buffer-cache lookup each, so deleting 200 outputs
+                        # inodes freed in the last 60-360 s, one buffer-cache lookup each, so deleting 200 outputs
                         # right before a run added 0.1-1 ms of kernel CPU to each file the run created. Users sign
                         # into folders they did not just empty; everything is deleted after the last run.
                         if out.exists():
