@@ -194,8 +194,9 @@ class SignedPackageWriter:
 
     def __init__(self, src: Path, dst: Path, *, replace_signature: bool = False, name_source: bool = False,
                  durable: bool = True, sync_folder: bool = True) -> None:
-        self._src = Path(src)
-        self._dst = Path(dst)
+        # Path(p) parses p again even when it is a Path already (~5 us each).
+        self._src = src if isinstance(src, Path) else Path(src)
+        self._dst = dst if isinstance(dst, Path) else Path(dst)
         self._replace = replace_signature
         self._where = str(self._src) if name_source else ""
         self._durable = durable
