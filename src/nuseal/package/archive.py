@@ -289,7 +289,8 @@ def _read_small(path: Path) -> tuple[bytes | None, int]:
     """``path``'s bytes and permission bits if it is a regular file of at most ``fileio.IN_MEMORY_LIMIT`` bytes;
     ``(None, 0)`` otherwise (then it is opened as a stream, which also words the errors of odd paths)."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        # O_NONBLOCK: a FIFO's open must not wait for a writer here (no effect on regular files).
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         return None, 0
     try:

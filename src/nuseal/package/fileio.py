@@ -427,6 +427,8 @@ def pwrite_all(fd: int, views: Sequence[bytes | memoryview], offset: int = 0) ->
     pending = [memoryview(v) for v in views if len(v)]
     while pending:
         done = os.pwritev(fd, pending[:_IOV_MAX], offset)
+        if done == 0:  # never for a regular file with room; do not spin
+            raise OSError(errno.EIO, "the output accepted no bytes")
         offset += done
         while pending and done >= len(pending[0]):
             done -= len(pending[0])

@@ -181,3 +181,18 @@ def test_pwrite_all_writes_every_piece_in_order(tmp_path: Path) -> None:
         os.close(fd)
     assert (tmp_path / "out").read_bytes() == b"x" * 10 + b"".join(pieces)
     assert end == 10 + sum(map(len, pieces))
+
+
+def test_a_fifo_source_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.nupkg"
+    os.mkfifo(fifo)
+    # The in-memory reader must not block on the FIFO; the stream path then opens it (a writer is there) and the
+    # archive checks refuse what it reads.
+    writer_fd = os.open(fifo, os.O_RDWR)  # holds the pipe open so that the stream path's open does not block
+    try:
+        os.write(writer_fd, b"not a zip")
+        with pytest.raises(OSError, match="not seekable"), SignedPackageWriter(fifo, tmp_path / "out.nupkg"):
+            pass
+    finally:
+        os.close(writer_fd)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe.nupkg"]
