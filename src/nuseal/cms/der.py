@@ -153,7 +153,47 @@ def _definite(tlv: bytes) -> bytes:
 
 def _children(tlv: bytes, tag: int) -> list[bytes]:
     """The values inside a definite-length constructed value tagged ``tag``, each with a one-octet tag and a
-    definite length."""
+    definite length.
+
+    One pass over the bytes for the forms every real signature uses (lengths in at most two octets), reading each
+    header once where ``_definite`` + ``tlvs`` read it twice: this runs for every structure of every signature and
+    timestamp token. Any other form goes through ``_children_by_parts``, which reads it or raises as before."""
+    size = len(tlv)
+    if size < 2 or tlv[0] != tag:
+        raise Unusual
+    first = tlv[1]
+    if first < 0x80:
+        position, stop = 2, 2 + first
+    elif first == 0x81 and size >= 3:
+        position, stop = 3, 3 + tlv[2]
+    elif first == 0x82 and size >= 4:
+        position, stop = 4, 4 + (tlv[2] << 8 | tlv[3])
+    else:
+        return _children_by_parts(tlv, tag)
+    if stop != size:
+        return _children_by_parts(tlv, tag)
+    parts: list[bytes] = []
+    while position < size:
+        if position + 2 > size or tlv[position] & 0x1F == 0x1F:
+            return _children_by_parts(tlv, tag)
+        length = tlv[position + 1]
+        if length < 0x80:
+            end = position + 2 + length
+        elif length == 0x81 and position + 3 <= size:
+            end = position + 3 + tlv[position + 2]
+        elif length == 0x82 and position + 4 <= size:
+            end = position + 4 + (tlv[position + 2] << 8 | tlv[position + 3])
+        else:
+            return _children_by_parts(tlv, tag)
+        if end > size:
+            return _children_by_parts(tlv, tag)
+        parts.append(tlv[position:end])
+        position = end
+    return parts
+
+
+def _children_by_parts(tlv: bytes, tag: int) -> list[bytes]:
+    """``_children`` for every form: the contents split by ``tlvs``, then each value's form checked."""
     if not tlv or tlv[0] != tag:
         raise Unusual
     parts = tlvs(_definite(tlv))
@@ -286,8 +326,10 @@ def _attributes(tlv: bytes) -> tuple[Attribute, ...]:
         # The SEQUENCE is split once (above), not again by _attribute: this runs for every signed attribute of
         # every signature and timestamp token. Same checks, same errors (_attribute's, for the value SET).
         oid = oid_of(parts[0])
-        with where(f"attribute {oid}"):
+        try:  # ``where``'s wording, without a context manager per attribute
             values = tuple(tlvs(contents_of(parts[1])))
+        except ASN1_ERRORS as exc:
+            raise ValueError(f"attribute {oid}: {reason(exc)}") from exc
         found.append(Attribute(oid, values))
     return tuple(found)
 

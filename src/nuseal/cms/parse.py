@@ -186,7 +186,7 @@ def _resolve_signer_certificate(fields: SignerFields, loaded: tuple[x509.Certifi
     if fields.issuer is not None:
         wanted = der.name_text(fields.issuer)
         for cert in loaded:
-            if cert.serial_number == fields.serial_number and _issuer_text(cert) == wanted:
+            if certs.facts(cert).serial_number == fields.serial_number and _issuer_text(cert) == wanted:
                 return cert
         return None
     for cert in loaded:
@@ -333,7 +333,7 @@ def _issuer_serial_matches(entry: EssCertId, certificate: x509.Certificate) -> b
     ``X500DistinguishedName.Name`` string equal to the certificate's issuer's, ordinally (``der.name_text``)."""
     if entry.serial_number is None or entry.issuer_name is None:
         return True
-    if entry.serial_number != certificate.serial_number:
+    if entry.serial_number != certs.facts(certificate).serial_number:
         return False
     issuer = _issuer_text(certificate)
     if issuer is None:  # unreadable: raise the parse error, as .NET's decoder does (NU3003 at the load boundary)
@@ -456,8 +456,10 @@ def build_signer_view(
     """The facts of a SignerInfo read by ``nuseal.cms.der``; NuGet attribute rule violations raise
     ``SignatureFormatError``. ``loaded`` are the SignedData's certificates."""
     signed = fields.signed_attributes
-    with der.where("commitment-type-indication attribute"):
+    try:  # ``der.where``'s wording, without a context manager per signer
         kind = _signature_kind(signed) if with_nuget_attributes else SignatureKind.UNKNOWN
+    except ASN1_ERRORS as exc:
+        raise ValueError(f"commitment-type-indication attribute: {der.reason(exc)}") from exc
     return SignerView(
         raw=fields.raw,
         certificate=_resolve_signer_certificate(fields, loaded),
@@ -482,13 +484,23 @@ def load_certificates(bag: tuple[bytes, ...]) -> tuple[x509.Certificate, ...]:
     ``ValueError`` if one fails. The same certificate in another signature is the same object (``x509.facts``)."""
     loaded = []
     for index, certificate in enumerate(bag, start=1):
-        with der.where(f"certificate #{index}"):
-            try:
-                loaded.append(certs.load_der(certificate))
-            except ValueError:
-                _asn1crypto_reading(certificate)  # its wording of the error, when it has one
-                raise
+        try:
+            loaded.append(certs.load_der(certificate))
+        except ASN1_ERRORS:  # cryptography refuses it: load it again to raise the worded error
+            loaded.append(_load_worded(certificate, index))
     return tuple(loaded)
+
+
+def _load_worded(certificate: bytes, index: int) -> x509.Certificate:
+    """``certs.load_der`` with the error worded as the load boundary reports it (the certificate's number, and
+    asn1crypto's reason when it has one). Only for a certificate that failed to load, so that the bag of a valid
+    signature is loaded without a context manager per certificate."""
+    with der.where(f"certificate #{index}"):
+        try:
+            return certs.load_der(certificate)
+        except ValueError:
+            _asn1crypto_reading(certificate)  # its wording of the error, when it has one
+            raise
 
 
 def _asn1crypto_reading(certificate: bytes) -> None:

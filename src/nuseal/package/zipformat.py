@@ -494,6 +494,107 @@ def _local_extra(f: BinaryIO, offset: int) -> bytes:
     return f.read(extra_len)
 
 
+# --- reading one entry as Python's zipfile would (the verifier's nuspec identity) ---------------------------
+
+#: zipfile's ``MAX_EXTRACT_VERSION``: it refuses an archive naming a later one in any CD header.
+_ZIPFILE_MAX_EXTRACT_VERSION = 63
+#: Flags zipfile refuses to read (encrypted, compressed patched data, strong encryption).
+_ZIPFILE_REFUSED_FLAGS = 0x01 | 0x20 | 0x40
+
+
+def zipfile_names(f: BinaryIO, layout: ArchiveLayout) -> list[str] | None:
+    """The entry names ``zipfile.ZipFile(f).infolist()`` gives (``ZipInfo.filename``, in CD order), when zipfile
+    reads exactly this layout's headers and nothing else; None whenever it might not (then ask zipfile itself).
+
+    The verifier reads the nuspec identity from the archive it has already walked instead of having zipfile walk
+    it again (~0.3 ms of a small package's verification). Anything zipfile would read differently or refuse gives
+    None: an archive comment, zip64 records or extra fields, data before the archive, a CD that is not exactly the
+    one the EOCD sizes, a CD header naming a version or an extra field zipfile refuses, a name it cannot decode.
+    """
+    eocd = layout.eocd
+    if eocd.comment_length or eocd.position + _EOCD.size != layout.file_size:
+        return None  # zipfile reads the last 22 bytes as the EOCD only without a comment
+    if eocd.position >= ZIP64_LOCATOR_SIZE:
+        f.seek(eocd.position - ZIP64_LOCATOR_SIZE)
+        if f.read(4) == ZIP64_LOCATOR_MAGIC:
+            return None
+    if eocd.position != eocd.cd_offset + eocd.cd_size:  # zipfile's "concat": data before the archive
+        return None
+    headers = layout.headers
+    if headers[0].position != eocd.cd_offset or headers[-1].end != eocd.cd_offset + eocd.cd_size:
+        return None
+    names: list[str] = []
+    for header in headers:
+        if header.version_needed & 0xFF > _ZIPFILE_MAX_EXTRACT_VERSION or not _plain_extra(header.extra):
+            return None
+        if 0xFFFFFFFF in (header.compressed_size, header.uncompressed_size, header.local_header_offset):
+            return None
+        try:
+            name = header.name.decode("utf-8" if header.flags & UTF8_FLAG else "cp437")
+        except UnicodeDecodeError:
+            return None
+        end = name.find("\0")
+        names.append(name if end < 0 else name[:end])
+    return names
+
+
+def _plain_extra(extra: bytes) -> bool:
+    """zipfile's ``ZipInfo._decodeExtra`` accepts the extra field, and it holds no zip64 field."""
+    offset = 0
+    while len(extra) - offset >= 4:
+        field_id, field_size = _EXTRA_FIELD_HEADER.unpack_from(extra, offset)
+        if field_id == ZIP64_EXTRA_FIELD_ID or offset + 4 + field_size > len(extra):
+            return False
+        offset += 4 + field_size
+    return True
+
+
+def read_entry_as_zipfile(f: BinaryIO, layout: ArchiveLayout, index: int, limit: int) -> bytes | None:
+    """The bytes ``zipfile`` reads for the entry of CD header ``index`` (at most ``limit``), for an archive
+    :func:`zipfile_names` vouched for; None whenever zipfile might read other bytes or raise: a size over
+    ``limit``, a method other than stored or deflate, a refused flag, a local header that is missing or names
+    another file, data that overlaps the next entry, is cut off, does not inflate to exactly the declared size, or
+    fails its CRC."""
+    import zlib  # only for a compressed nuspec, which every package has
+
+    header = layout.headers[index]
+    if (header.uncompressed_size > limit or header.method not in (0, 8) or header.flags & _ZIPFILE_REFUSED_FLAGS):
+        return None
+    f.seek(header.local_header_offset)
+    fixed = f.read(_LFH.size)
+    if len(fixed) != _LFH.size or fixed[:4] != LFH_MAGIC:
+        return None
+    fields = _LFH.unpack(fixed)
+    local_name = f.read(fields[9])
+    try:
+        if local_name.decode("utf-8" if fields[2] & UTF8_FLAG else "cp437") != header.name.decode(
+                "utf-8" if header.flags & UTF8_FLAG else "cp437"):
+            return None
+    except UnicodeDecodeError:
+        return None
+    start = header.local_header_offset + _LFH.size + fields[9] + fields[10]
+    following = [h.local_header_offset for h in layout.headers if h.local_header_offset > header.local_header_offset]
+    if start + header.compressed_size > min(following, default=layout.eocd.cd_offset):
+        return None  # overlapping entries: newer zipfile versions refuse them
+    f.seek(start)
+    stored = f.read(header.compressed_size)
+    if len(stored) != header.compressed_size:
+        return None
+    if header.method == 0:
+        data = stored
+    else:
+        inflater = zlib.decompressobj(-15)
+        try:
+            data = inflater.decompress(stored, limit + 1)
+        except zlib.error:
+            return None
+        if not inflater.eof or inflater.unconsumed_tail:
+            return None
+    if len(data) != header.uncompressed_size or zlib.crc32(data) != header.crc32:
+        return None
+    return data
+
+
 # --- DOS time --------------------------------------------------------------------------------------
 
 _DOS_YEAR_MIN = 1980

@@ -45,7 +45,7 @@ from nuseal.verify.result import (
     TimestampSummary,
 )
 from nuseal.x509 import certs
-from nuseal.x509.chain import ChainResult, ChainStatus, build_chain
+from nuseal.x509.chain import ChainResult, ChainStatus, build_chain, status_of
 from nuseal.x509.revocation import RevocationChecker
 from nuseal.x509.roots import TrustStore
 
@@ -86,6 +86,11 @@ _HANDLED_CHAIN_STATUS = (ChainStatus.NOT_TIME_VALID | ChainStatus.NOT_TIME_NESTE
                          | ChainStatus.REVOCATION_STATUS_UNKNOWN | ChainStatus.OFFLINE_REVOCATION
                          | ChainStatus.UNTRUSTED_ROOT)
 _UNKNOWN_REVOCATION = ChainStatus.REVOCATION_STATUS_UNKNOWN | ChainStatus.OFFLINE_REVOCATION
+# The same as ints: a chain's status is tested a dozen times per signature, and ``Flag`` arithmetic costs
+# microseconds per operation (``status_of`` turns a value back into a ``ChainStatus`` where one is needed).
+_HANDLED, _UNKNOWN = _HANDLED_CHAIN_STATUS.value, _UNKNOWN_REVOCATION.value
+_REVOKED, _UNTRUSTED_ROOT = ChainStatus.REVOKED.value, ChainStatus.UNTRUSTED_ROOT.value
+_OFFLINE_REVOCATION = ChainStatus.OFFLINE_REVOCATION.value
 
 
 def _status_from_flags(flags: _Flags) -> Status:
@@ -179,18 +184,41 @@ def _internal_error(path: Path, exc: Exception) -> PackageVerdict:
                           extra={"internal_error": f"{what} at {site}"})
 
 
-def _identity(path: Path) -> tuple[str | None, str | None]:
+def _identity(f: BinaryIO, layout: zipformat.ArchiveLayout, path: Path) -> tuple[str | None, str | None]:
     try:
-        identity = nuspec.read_identity(path)
+        data = _root_nuspec(f, layout, path)
+    except OSError:
+        data = None  # zipfile reads it, and words whatever fails, as before
+    try:
+        identity = nuspec.parse_identity(*data) if data is not None else nuspec.read_identity(path)
     except NusealError:
         return None, None
     return identity.id, identity.version
 
 
+def _root_nuspec(f: BinaryIO, layout: zipformat.ArchiveLayout, path: Path) -> tuple[bytes, str] | None:
+    """The root nuspec's bytes and where-label exactly as ``nuspec.read_identity`` would read them with zipfile,
+    from the layout already read (``zipformat.zipfile_names``); None when that cannot be vouched for, or when
+    ``nuspec`` would refuse the archive (no, several or an oversized root nuspec): then ``read_identity`` decides.
+    The candidate rule is ``nuspec._nuspec_entry``'s (a root entry named ``*.nuspec``, case-insensitive); a test
+    compares both readings on every vector and on archives built to differ."""
+    names = zipformat.zipfile_names(f, layout)
+    if names is None:
+        return None
+    found = [index for index, name in enumerate(names)
+             if "/" not in name and "\\" not in name and name.lower().endswith(".nuspec")]
+    if len(found) != 1:
+        return None
+    data = zipformat.read_entry_as_zipfile(f, layout, found[0], nuspec.MAX_NUSPEC_BYTES)
+    if data is None:
+        return None
+    return data, f"{path}!{names[found[0]]}"
+
+
 def _verify_open(f: BinaryIO, layout: zipformat.ArchiveLayout, path: Path, policy: VerificationPolicy,
                  trust: TrustContext, now: datetime, compute_content_hash: bool,
                  read_identity: bool = True) -> PackageVerdict:
-    package_id, version = _identity(path) if read_identity else (None, None)
+    package_id, version = _identity(f, layout, path) if read_identity else (None, None)
     log = _Log()
     base = PackageVerdict(str(path), package_id, version, False, ())
     if not zipformat.has_signature_entry(layout):
@@ -488,17 +516,18 @@ def _verify_signature(signer: SignerView, signed_content: bytes, placement: str,
     chain = build_chain(certificate, extra_certificates=bag, trust_anchors=trust.trust_store.code_signing,
                         usage_eku=oids.CODE_SIGNING_EKU, verification_time=verification_time,
                         revocation=trust.revocation)
-    other = chain.status & ~_HANDLED_CHAIN_STATUS
+    status = chain.status.value
+    other = status & ~_HANDLED
     if other:
-        for message in _messages_for(chain, other):
+        for message in _messages_for(chain, status_of(other)):
             findings.add(NuCode.NU3012, not policy.allow_illegal, Messages.CHAIN_ISSUE.format(name, message),
                          placement, fingerprint)
         flags |= _Flags.CHAIN_BUILDING_FAILURE
-    if chain.status & ChainStatus.REVOKED:
+    if status & _REVOKED:
         for message in _messages_for(chain, ChainStatus.REVOKED):
             findings.add(NuCode.NU3012, True, Messages.CHAIN_ISSUE.format(name, message), placement, fingerprint)
         return flags | _Flags.CERTIFICATE_REVOKED, chain
-    if chain.status & ChainStatus.UNTRUSTED_ROOT:
+    if status & _UNTRUSTED_ROOT:
         # NuGet quirk: the allowUntrustedRoot lookup is ordinal against uppercase hex; we compare uppercase on both
         # sides so that a lowercase fingerprint in nuget.config still works (documented in docs/decisions).
         allowed_root = fingerprint in {fp.upper() for fp in policy.allow_untrusted_root_fingerprints}
@@ -509,7 +538,7 @@ def _verify_signature(signer: SignerView, signed_content: bytes, placement: str,
             findings.add(NuCode.NU3042, False, _root_not_in_bundle_message(root), placement, certs.fingerprint(root))
             if not policy.allow_untrusted:
                 flags |= _Flags.UNTRUSTED_ROOT
-    if chain.status & _UNKNOWN_REVOCATION and policy.report_unknown_revocation:
+    if status & _UNKNOWN and policy.report_unknown_revocation:
         message = _revocation_message(chain, name)
         # The checker's mode is authoritative: it is what actually decided whether the network was asked.
         if trust.revocation.mode is RevocationMode.ONLINE:
@@ -528,12 +557,22 @@ def _verify_signature(signer: SignerView, signed_content: bytes, placement: str,
 
 
 def _messages_for(chain: ChainResult, statuses: ChainStatus) -> list[str]:
-    messages = [m for m in chain.status_messages() if any(m.startswith(s.dotnet_name) for s in statuses.flags())]
-    return messages or [", ".join(s.dotnet_name for s in statuses.flags())]
+    key = (chain.status.value, statuses.value)
+    found = _messages_by_status.get(key)
+    if found is None:  # ``Flag`` arithmetic is slow and there are few status values: each pair is worked out once
+        names = [s.dotnet_name for s in statuses.flags()]
+        found = tuple(m for m in chain.status_messages() if any(m.startswith(name) for name in names))
+        found = found or (", ".join(names),)
+        if len(_messages_by_status) < 1024:
+            _messages_by_status[key] = found
+    return list(found)
+
+
+_messages_by_status: dict[tuple[int, int], tuple[str, ...]] = {}
 
 
 def _revocation_message(chain: ChainResult, name: str) -> str:
-    if chain.status & ChainStatus.OFFLINE_REVOCATION:
+    if chain.status.value & _OFFLINE_REVOCATION:
         return Messages.REVOCATION_OFFLINE.format(name)
     return Messages.REVOCATION_UNKNOWN.format(name)
 
@@ -586,21 +625,22 @@ def _timestamp_chain_ok(chain: ChainResult, name: str, target: str, policy: Veri
     """The TSA chain rules of spec §5.3: untrusted root and revocation are always errors."""
     ok = True
     subject = certs.fingerprint(chain.certificates[0])
-    if chain.status & ChainStatus.UNTRUSTED_ROOT:
+    status = chain.status.value
+    if status & _UNTRUSTED_ROOT:
         log.add(NuCode.NU3028, True, Messages.TIMESTAMP_UNTRUSTED_ROOT.format(name), target, subject)
         ok = False
-    if chain.status & ChainStatus.REVOKED:
+    if status & _REVOKED:
         for message in _messages_for(chain, ChainStatus.REVOKED):
             log.add(NuCode.NU3028, True, Messages.TIMESTAMP_CHAIN_ISSUE.format(name, message), target, subject)
         ok = False
-    other = chain.status & ~_HANDLED_CHAIN_STATUS
+    other = status & ~_HANDLED
     if other:
-        for message in _messages_for(chain, other):
+        for message in _messages_for(chain, status_of(other)):
             log.add(NuCode.NU3028, not policy.allow_ignore_timestamp,
                     Messages.TIMESTAMP_CHAIN_ISSUE.format(name, message), target, subject)
         ok = False
-    if chain.status & _UNKNOWN_REVOCATION and not policy.allow_ignore_timestamp:
-        reason = _messages_for(chain, chain.status & _UNKNOWN_REVOCATION)[0]
+    if status & _UNKNOWN and not policy.allow_ignore_timestamp:
+        reason = _messages_for(chain, status_of(status & _UNKNOWN))[0]
         message = Messages.TIMESTAMP_CHAIN_ISSUE.format(name, reason)
         if mode is RevocationMode.ONLINE:
             log.add(NuCode.NU3028, not policy.allow_unknown_revocation, message, target, subject)

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 
 from nuseal import oids
 from nuseal.codes import Messages, NuCode
+from nuseal.x509 import der as der_walker
 from nuseal.x509.facts import CERTIFICATE_ERRORS, Facts, facts, load_der, quiet
 from nuseal.x509.summary import CertificateSummary
 
@@ -67,10 +68,14 @@ def issuer_string(certificate: x509.Certificate) -> str:
 
 
 def _name_string_or_hex(entry: Facts, which: str) -> str:
+    raw = entry.raw_subject if which == "subject" else entry.raw_issuer
+    attributes = der_walker.name_attributes(raw)  # cryptography's values, without its objects (when vouched for)
+    if attributes is not None:
+        return _format_name([pair for rdn in reversed(attributes) for pair in rdn])
     name = entry.subject if which == "subject" else entry.issuer
     if name is not None:
         return name_string(name)
-    return "#" + (entry.raw_subject if which == "subject" else entry.raw_issuer).hex()
+    return "#" + raw.hex()
 
 
 def extensions(certificate: x509.Certificate) -> x509.Extensions | None:
@@ -98,14 +103,19 @@ def not_after(certificate: x509.Certificate) -> datetime:
 
 def name_string(name: x509.Name) -> str:
     """A distinguished name the way .NET prints ``X509Certificate2.Subject``: most specific first, ``, ``-joined."""
+    return _format_name([(attribute.oid.dotted_string, attribute.value)
+                         for rdn in reversed(list(name.rdns)) for attribute in rdn])
+
+
+def _format_name(pairs: list[tuple[str, str | bytes]]) -> str:
+    """``name_string`` of (OID, value) pairs, most specific first."""
     parts = []
-    for rdn in reversed(list(name.rdns)):
-        for attribute in rdn:
-            label = _LABELS.get(attribute.oid.dotted_string, "OID." + attribute.oid.dotted_string)
-            value = attribute.value if isinstance(attribute.value, str) else attribute.value.hex()
-            if any(c in value for c in ',+="\n<>#;') or value != value.strip():
-                value = '"' + value.replace('"', '""') + '"'
-            parts.append(f"{label}={value}")
+    for oid, raw_value in pairs:
+        label = _LABELS.get(oid, "OID." + oid)
+        value = raw_value if isinstance(raw_value, str) else raw_value.hex()
+        if any(c in value for c in ',+="\n<>#;') or value != value.strip():
+            value = '"' + value.replace('"', '""') + '"'
+        parts.append(f"{label}={value}")
     return ", ".join(parts)
 
 

@@ -54,7 +54,8 @@ from nuseal.x509.facts import facts
 from nuseal.x509.revocation import COMPROMISE_REASONS, RevocationChecker, RevocationResult
 from nuseal.x509.roots import RootSet
 
-__all__ = ["STATUS_INFORMATION", "ChainElement", "ChainResult", "ChainStatus", "build_chain", "chain_cache"]
+__all__ = ["STATUS_INFORMATION", "ChainElement", "ChainResult", "ChainStatus", "build_chain", "chain_cache",
+           "status_of"]
 
 #: Longest chain we try to build (leaf included); real NuGet chains have 3-4 elements.
 MAX_DEPTH = 10
@@ -184,17 +185,31 @@ def build_chain(
         anchors = _anchor_set(trust_anchors)
         path, statuses = chain_cache.path(leaf, extra_certificates, anchors, usage_eku, verification_time)
     elements: list[ChainElement] = []
+    total = 0  # status values are combined as ints: ``Flag`` arithmetic costs microseconds per operation
     for index, certificate in enumerate(path):
         status = statuses[index]
         result: RevocationResult | None = None
         if revocation is not None and index + 1 < len(path):  # ExcludeRoot: the last element is never checked
             result = _revocation(revocation, certificate, path[index + 1], verification_time)
-            status |= _revocation_status(result, verification_time)
+            found = _revocation_status(result, verification_time).value
+            if found & ~status.value:
+                status = status_of(status.value | found)
         elements.append(ChainElement(certificate, status, result))
-    total = ChainStatus.NO_ERROR
-    for element in elements:
-        total |= element.status
-    return ChainResult(tuple(elements), total)
+        total |= status.value
+    return ChainResult(tuple(elements), status_of(total))
+
+
+_statuses_by_value: dict[int, ChainStatus] = {}
+
+
+def status_of(value: int) -> ChainStatus:
+    """``ChainStatus(value)``, remembered (there are few combinations)."""
+    status = _statuses_by_value.get(value)
+    if status is None:
+        status = ChainStatus(value)
+        if len(_statuses_by_value) < 1024:
+            _statuses_by_value[value] = status
+    return status
 
 
 # --- revocation mapping --------------------------------------------------------------------------------------------
@@ -210,6 +225,9 @@ def _revocation(checker: RevocationChecker, certificate: x509.Certificate, issue
         return RevocationResult("unknown", "certificate", detail=f"the certificate cannot be read ({exc})")
 
 
+_OFFLINE = ChainStatus.OFFLINE_REVOCATION | ChainStatus.REVOCATION_STATUS_UNKNOWN
+
+
 def _revocation_status(result: RevocationResult, verification_time: datetime) -> ChainStatus:
     if result.status == "revoked":
         if (
@@ -220,7 +238,7 @@ def _revocation_status(result: RevocationResult, verification_time: datetime) ->
             return ChainStatus.REVOKED
         return ChainStatus.NO_ERROR  # revoked later, for a non-compromise reason: see the module docstring
     if result.status == "offline":
-        return ChainStatus.OFFLINE_REVOCATION | ChainStatus.REVOCATION_STATUS_UNKNOWN
+        return _OFFLINE
     if result.status == "unknown":
         return ChainStatus.REVOCATION_STATUS_UNKNOWN
     return ChainStatus.NO_ERROR

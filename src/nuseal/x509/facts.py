@@ -20,10 +20,11 @@ from __future__ import annotations
 import hashlib
 import threading
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from datetime import datetime
 from functools import cached_property
+from types import TracebackType
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -53,8 +54,7 @@ MAX_CERTIFICATES = 4096
 _quiet_state = threading.local()
 
 
-@contextmanager
-def quiet() -> Iterator[None]:
+def quiet() -> AbstractContextManager[None]:
     """Silence cryptography's warnings about RFC 5280 deviations that .NET accepts: name attributes longer than the
     X.520 upper bounds (``UserWarning``) and non-positive serial numbers (``CryptographyDeprecationWarning``).
 
@@ -62,22 +62,39 @@ def quiet() -> Iterator[None]:
     noise into ``verify``/``inspect`` output, and ``-W error`` would turn them into crashes. Nested uses in one
     thread cost nothing: the outermost one has installed the filters already.
     """
-    depth = getattr(_quiet_state, "depth", 0)
-    if depth:
-        _quiet_state.depth = depth + 1
+    return _Quiet()
+
+
+class _Quiet:
+    """:func:`quiet`'s context manager: a plain class, not a generator, because a verification enters it a few
+    dozen times (nested, so doing nothing) per package."""
+
+    __slots__ = ("_outer",)
+
+    def __enter__(self) -> None:
+        depth = getattr(_quiet_state, "depth", 0)
+        if depth:
+            _quiet_state.depth = depth + 1
+            self._outer: warnings.catch_warnings[None] | None = None
+            return
+        outer = warnings.catch_warnings()
+        outer.__enter__()
         try:
-            yield
-        finally:
-            _quiet_state.depth = depth
-        return
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Attribute's length", category=UserWarning)
-        warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning)
+            warnings.filterwarnings("ignore", message="Attribute's length", category=UserWarning)
+            warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning)
+        except BaseException:
+            outer.__exit__(None, None, None)
+            raise
+        self._outer = outer
         _quiet_state.depth = 1
-        try:
-            yield
-        finally:
-            _quiet_state.depth = 0
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._outer is None:
+            _quiet_state.depth -= 1
+            return
+        _quiet_state.depth = 0
+        self._outer.__exit__(exc_type, exc, tb)
 
 
 def name_key_digest(name: x509.Name) -> bytes:
@@ -86,14 +103,29 @@ def name_key_digest(name: x509.Name) -> bytes:
 
     Length-prefixed before hashing, so that distinct names never share an encoding.
     """
+    return _pairs_key_digest([(attribute.oid.dotted_string, attribute.value) for rdn in name.rdns for attribute in rdn])
+
+
+def _pairs_key_digest(pairs: Iterable[tuple[str, object]]) -> bytes:
+    """:func:`name_key_digest` of a name's (OID, value) pairs in order (``der_walker.name_attributes`` gives them
+    without building cryptography's name objects)."""
     digest = hashlib.sha256(b"name:")
-    for rdn in name.rdns:
-        for attribute in rdn:
-            value = " ".join(str(attribute.value).casefold().split())
-            for part in (attribute.oid.dotted_string.encode(), value.encode("utf-8", "surrogatepass")):
-                digest.update(len(part).to_bytes(4, "big"))
-                digest.update(part)
+    for oid, raw_value in pairs:
+        value = " ".join(str(raw_value).casefold().split())
+        for part in (oid.encode(), value.encode("utf-8", "surrogatepass")):
+            digest.update(len(part).to_bytes(4, "big"))
+            digest.update(part)
     return digest.digest()
+
+
+def _name_key(raw: bytes, decoded: Callable[[], x509.Name | None]) -> bytes:
+    """The comparison key of the name whose DER is ``raw``: from the DER when the walker vouches for reading it as
+    cryptography does, else from cryptography's ``Name`` (``decoded``), else from the DER itself."""
+    attributes = der_walker.name_attributes(raw)
+    if attributes is not None:
+        return _pairs_key_digest(pair for rdn in attributes for pair in rdn)
+    name = decoded()
+    return name_key_digest(name) if name is not None else _raw_name_key(raw)
 
 
 def _raw_name_key(raw: bytes) -> bytes:
@@ -175,12 +207,16 @@ class Facts:
         return parts[2] if parts is not None else b"\x00unreadable:" + self.der
 
     @cached_property
+    def serial_number(self) -> int:
+        return self.certificate.serial_number
+
+    @cached_property
     def raw_serial_number(self) -> bytes:
         """The serialNumber INTEGER's DER exactly as encoded (the DER of ``serial_number`` when unreadable)."""
         parts = self._tbs_parts
         if parts is not None and parts[0][:1] == b"\x02":
             return parts[0]
-        value = self.certificate.serial_number
+        value = self.serial_number
         octets = value.to_bytes((value + (value < 0)).bit_length() // 8 + 1, "big", signed=True)
         return b"\x02" + bytes([len(octets)]) + octets  # RFC 5280 serials are at most 20 octets
 
@@ -192,13 +228,11 @@ class Facts:
     @cached_property
     def subject_key(self) -> bytes:
         """Comparison key of the subject (:func:`name_key_digest`; the DER when the name cannot be decoded)."""
-        name = self.subject
-        return name_key_digest(name) if name is not None else _raw_name_key(self.raw_subject)
+        return _name_key(self.raw_subject, lambda: self.subject)
 
     @cached_property
     def issuer_key(self) -> bytes:
-        name = self.issuer
-        return name_key_digest(name) if name is not None else _raw_name_key(self.raw_issuer)
+        return _name_key(self.raw_issuer, lambda: self.issuer)
 
     @cached_property
     def issuer_text(self) -> tuple[tuple[tuple[str, str], ...], ...] | None:

@@ -53,6 +53,7 @@ from msgspec.structs import replace
 
 from nuseal.enums import RevocationMode
 from nuseal.errors import TrustConfigError
+from nuseal.x509.facts import facts
 
 # _ENUMS_NOTE: Encoding and PublicFormat come from the module that defines them, which cryptography.x509 loads
 # anyway: the public ``serialization`` package also imports cryptography's SSH and cipher modules, ~25 ms of CPU
@@ -354,7 +355,19 @@ class RevocationChecker:
 
 
 def _cache_key(certificate: x509.Certificate, issuer: x509.Certificate) -> tuple[bytes, int]:
-    return issuer.subject.public_bytes() + _key_hash(issuer, "sha1"), certificate.serial_number
+    return _issuer_part(issuer), facts(certificate).serial_number
+
+
+def _issuer_part(issuer: x509.Certificate) -> bytes:
+    """The issuer's half of a cache key (its encoded subject and key hash), made once per certificate and kept with
+    its facts: a batch asks about the same intermediates and TSA issuers in package after package. A certificate
+    whose name or key cannot be read raises every time (nothing is kept), as before."""
+    memo = facts(issuer).memo
+    part = memo.get("revocation_issuer_key")
+    if not isinstance(part, bytes):
+        part = issuer.subject.public_bytes() + _key_hash(issuer, "sha1")
+        memo["revocation_issuer_key"] = part
+    return part
 
 
 def _key_hash(certificate: x509.Certificate, algorithm: str) -> bytes:
@@ -390,6 +403,26 @@ def _extension(certificate: x509.Certificate, kind: type[x509.ExtensionType]) ->
 
 
 def _ocsp_urls(certificate: x509.Certificate) -> list[str]:
+    return list(_memo_urls(certificate, "ocsp_urls", _read_ocsp_urls))
+
+
+def _crl_urls(certificate: x509.Certificate) -> list[str]:
+    return list(_memo_urls(certificate, "crl_urls", _read_crl_urls))
+
+
+def _memo_urls(certificate: x509.Certificate, name: str, read: Callable[[x509.Certificate], list[str]]
+               ) -> tuple[str, ...]:
+    """A certificate's OCSP or CRL URLs, read from its extensions once and kept with its facts (offline, every chain
+    element of every package asks for them). An error while reading is raised again on the next call."""
+    memo = facts(certificate).memo
+    urls = memo.get(name)
+    if not isinstance(urls, tuple):
+        urls = tuple(read(certificate))
+        memo[name] = urls
+    return urls
+
+
+def _read_ocsp_urls(certificate: x509.Certificate) -> list[str]:
     aia = _extension(certificate, x509.AuthorityInformationAccess)
     if not isinstance(aia, x509.AuthorityInformationAccess):
         return []
@@ -400,7 +433,7 @@ def _ocsp_urls(certificate: x509.Certificate) -> list[str]:
     ]  # fmt: skip
 
 
-def _crl_urls(certificate: x509.Certificate) -> list[str]:
+def _read_crl_urls(certificate: x509.Certificate) -> list[str]:
     cdp = _extension(certificate, x509.CRLDistributionPoints)
     if not isinstance(cdp, x509.CRLDistributionPoints):
         return []
