@@ -15,9 +15,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from msgspec import Struct
-
 from nuseal.codes import IssueCode, NuCode
+from nuseal.record import Struct
 
 __all__ = ["Finding", "IssueCode", "NuCode", "Severity", "Target"]
 
@@ -43,7 +42,7 @@ class Target:
 
 
 class Finding(Struct, frozen=True):
-    """One coded observation. Frozen; ``msgspec.structs.replace`` derives a re-worded or re-levelled copy."""
+    """One coded observation. Frozen; ``nuseal.record.replace`` derives a re-worded or re-levelled copy."""
 
     code: NuCode | IssueCode
     severity: Severity

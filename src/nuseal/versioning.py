@@ -28,8 +28,7 @@ from collections.abc import Iterable
 from functools import cache
 from typing import TYPE_CHECKING, ClassVar
 
-from msgspec import Struct
-from msgspec.structs import force_setattr
+from nuseal.record import Struct, force_setattr
 
 _INT32_MAX = 2**31 - 1
 # ASCII only: NuGet accepts [0-9A-Za-z-] and Python's \d would also match other scripts' digits.

@@ -16,8 +16,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from msgspec.structs import replace
-
 from nuseal.package import archive
 from nuseal.package.zipformat import (
     EOCD_MAGIC,
@@ -29,6 +27,7 @@ from nuseal.package.zipformat import (
     read_layout,
     read_local_header,
 )
+from nuseal.record import replace
 
 Header = Literal["central", "local", "both"]
 

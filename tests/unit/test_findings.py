@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from msgspec.structs import replace
 
 from nuseal.codes import IssueCode, NuCode
 from nuseal.findings import Finding, Severity, Target
+from nuseal.record import replace
 from nuseal.verify.result import PackageVerdict, issue_dict
 
 FINDING = Finding(NuCode.NU3018, Severity.WARNING, "untrusted root", Target.PRIMARY, "AB" * 32)

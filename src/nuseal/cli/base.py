@@ -199,7 +199,7 @@ def group(name: str, help: str, parent: typer.Typer | None = None) -> typer.Type
 
 @dataclass(frozen=True)
 class OptionGroup:
-    """Options several commands share, declared once: ``type`` is a frozen record (a dataclass, or a msgspec struct
+    """Options several commands share, declared once: ``type`` is a frozen record (a dataclass, or a record
     for the groups the lean path shares) whose fields are the options, ``options`` maps each field to its typer
     declaration, and a command receives the filled record as its keyword-only parameter ``parameter`` (see
     :func:`command`)."""

@@ -9,9 +9,8 @@ cannot drift apart.
 
 from __future__ import annotations
 
-from msgspec import Struct
-
 from nuseal.cli.declare import Opt
+from nuseal.record import Struct
 
 #: The root group's help text (``nuseal --help``).
 ROOT_DOC = "Sign, verify and trust NuGet packages, byte-compatible with the NuGet client."

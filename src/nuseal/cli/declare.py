@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from msgspec import Struct
-
 from nuseal.enums import HashAlgorithmName, RevocationMode
+from nuseal.record import Struct
 from nuseal.render.text import Verbosity
 
 if TYPE_CHECKING:

@@ -19,10 +19,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from msgspec import Struct
-
 from nuseal.cli import declare
 from nuseal.cli.declare import Opt
+from nuseal.record import Struct
 
 _DIGITS = frozenset("0123456789")
 

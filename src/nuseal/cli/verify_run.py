@@ -13,8 +13,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from msgspec.structs import replace
-
 from nuseal.cli import prefetch
 from nuseal.cli.declare import TrustArgs, VerifyArgs
 from nuseal.cli.guard import echo
@@ -22,6 +20,7 @@ from nuseal.cli.paths import expand
 from nuseal.cli.progress import batch_progress
 from nuseal.codes import NuCode
 from nuseal.parallel import default_workers
+from nuseal.record import replace
 from nuseal.render import text as render_text
 from nuseal.render.text import Verbosity
 

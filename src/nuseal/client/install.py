@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from msgspec.structs import replace
-
 from nuseal.client.extract import ExtractionLimits, UnsafePackageError, extract_content
 from nuseal.client.resolve import Dependency, Nuspec, ResolveError, read_nuspec, resolve
 from nuseal.client.source import FeedSource, ProgressCallback
@@ -30,6 +28,7 @@ from nuseal.codes import IssueCode
 from nuseal.errors import FetchError, NusealError
 from nuseal.findings import Finding, Severity
 from nuseal.package.hashing import file_sha512_base64
+from nuseal.record import replace
 from nuseal.trust.policy_builder import apply_repository_info
 from nuseal.verify.batch import accepted, verify_guarded
 from nuseal.verify.engine import TrustContext

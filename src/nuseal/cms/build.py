@@ -28,13 +28,12 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from msgspec import Struct
-from msgspec.structs import replace
 
 from nuseal import oids
 from nuseal.cms import encode
 from nuseal.codes import NuCode
 from nuseal.errors import SignatureFormatError
+from nuseal.record import Struct, replace
 from nuseal.x509 import certs
 
 if TYPE_CHECKING:

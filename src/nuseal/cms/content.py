@@ -10,11 +10,10 @@ import base64
 import binascii
 import re
 
-from msgspec import Struct
-
 from nuseal import oids
 from nuseal.codes import Messages, NuCode
 from nuseal.errors import SignatureFormatError
+from nuseal.record import Struct
 
 _KEY = re.compile(r"^[a-zA-Z0-9.\-/]+$")
 

@@ -29,9 +29,8 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from msgspec import Struct
-
 from nuseal import oids
+from nuseal.record import Struct
 
 # The generic walker (TLV splitting, OIDs, integers, names) lives in ``nuseal.x509.der``, which certificates need
 # too; it is re-exported here so that CMS code reads ``der.tlvs``, ``der.name_text``.

@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from cryptography import x509
-from msgspec import Struct, field
-from msgspec.structs import replace
 
 from nuseal import oids
 from nuseal.cms import der
@@ -28,6 +26,7 @@ from nuseal.cms.der import ASN1_ERRORS, Algorithm, Attribute, SignerFields, Unus
 from nuseal.codes import Messages, NuCode
 from nuseal.enums import SignatureKind
 from nuseal.errors import SignatureFormatError
+from nuseal.record import Struct, field, replace
 from nuseal.x509 import certs
 
 if TYPE_CHECKING:
@@ -105,7 +104,7 @@ class SignerView(Struct, frozen=True):
 class _SignerFacts:
     """What a signature says through its signer: certificate, repository service index and owners."""
 
-    __slots__ = ()  # a mixin of slotted structs (msgspec.Struct)
+    __slots__ = ()  # a mixin of records (nuseal.record.Struct)
     signer: SignerView
 
     @property

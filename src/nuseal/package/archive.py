@@ -7,8 +7,10 @@ local entries is copied by ``fileio.RangeCopier`` (in the same pass that hashes 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import io
+import os
+import stat
 import zlib
 from collections.abc import Callable
 from datetime import datetime
@@ -17,7 +19,14 @@ from typing import BinaryIO
 
 from nuseal.codes import Messages, NuCode
 from nuseal.errors import PackageFormatError, SigningError
-from nuseal.package.fileio import RangeCopier, atomic_output_path
+from nuseal.package.fileio import (
+    IN_MEMORY_LIMIT,
+    READ_CHUNK,
+    AtomicFile,
+    RangeCopier,
+    atomic_output_path,
+    pwrite_all,
+)
 from nuseal.package.hashing import (
     ArchiveParts,
     FileRange,
@@ -164,7 +173,7 @@ def _dos_time(moment: datetime | None) -> int:
 class SignedPackageWriter:
     """Writes ``src`` with a signature entry added to ``dst`` (may equal ``src``), all or nothing.
 
-    Entering checks that ``src`` can be signed and opens a temporary output next to ``dst``. ``package_hash``
+    Entering checks that ``src`` can be signed and creates a temporary output next to ``dst``. ``package_hash``
     then reads ``src`` once: the local entries, which the signature does not change, are hashed and written to
     the output in the same pass (large packages: written by a writer thread while the next window is hashed,
     ``fileio.RangeCopier``). The caller meanwhile has nothing else to wait for; it signs and timestamps, and
@@ -172,46 +181,69 @@ class SignedPackageWriter:
     ``durable=False``) and renames into place. Leaving the block without ``finish`` (or with an exception)
     deletes the temporary file and leaves ``dst`` untouched.
 
+    A source of at most ``fileio.IN_MEMORY_LIMIT`` bytes (the usual package) is read whole by one ``read`` and its
+    descriptor closed at once; ``finish`` writes the whole output with one ``pwritev`` from that memory (about 10
+    system calls per package instead of ~40, and no windows, file objects or Paths: issue 12).
+
     ``replace_signature=True`` accepts a signed ``src`` and writes it without its old signature entry
     (``--overwrite``): the same bytes as removing the signature and then signing, in one pass.
     ``name_source=True`` puts ``src``'s path in the refusals (NU3006/NU3001/NU3039). ``durable`` and
-    ``sync_folder``: see ``fileio.atomic_output_path``.
+    ``sync_folder``: see ``fileio.atomic_output_path``. The output gets ``src``'s permission bits (as read when
+    entering).
     """
 
     def __init__(self, src: Path, dst: Path, *, replace_signature: bool = False, name_source: bool = False,
                  durable: bool = True, sync_folder: bool = True) -> None:
-        self._src = Path(src)
-        self._dst = Path(dst)
+        # Path(p) parses p again even when it is a Path already (~5 us each).
+        self._src = src if isinstance(src, Path) else Path(src)
+        self._dst = dst if isinstance(dst, Path) else Path(dst)
         self._replace = replace_signature
         self._where = str(self._src) if name_source else ""
         self._durable = durable
         self._sync_folder = sync_folder
-        self._stack = contextlib.ExitStack()
         self._done = False
         self._written: int | None = None  # output bytes so far, once the entries are written
+        self._data: bytes | None = None  # the whole source, when small
+        self._source: BinaryIO | None = None
+        self._output: AtomicFile | None = None
 
     def __enter__(self) -> SignedPackageWriter:
         try:
-            self._source = self._stack.enter_context(open(self._src, "rb"))
-            self._parts = _signable_parts(self._source, replace_signature=self._replace, where=self._where)
-            self._tmp, self._out = self._stack.enter_context(
-                atomic_output_path(self._dst, mode_from=self._src, durable=self._durable,
-                                   sync_folder=self._sync_folder)
-            )
+            self._data, self._mode = _read_small(self._src)
+            source = self._source = io.BytesIO(self._data) if self._data is not None else open(self._src, "rb")
+            if self._data is None:
+                self._mode = os.fstat(source.fileno()).st_mode & 0o7777
+            self._parts = _signable_parts(source, replace_signature=self._replace, where=self._where)
+            self._output = AtomicFile(self._dst)
         except BaseException:
-            self._stack.close()
+            self._close()
             raise
         return self
 
+    def _close(self) -> None:
+        if self._output is not None:
+            self._output.abort()
+            self._output = None
+        if self._source is not None:
+            self._source.close()
+            self._source = None
+
     def _write_entries(self, sink: Callable[[memoryview], object] | None) -> None:
+        assert self._source is not None and self._output is not None
         ranges = [(r.start, r.end) for r in self._parts.entries]
-        self._written = RangeCopier.copy(self._source, ranges, self._tmp, 0, sink)
+        self._written = RangeCopier.copy(self._source, ranges, Path(self._output.tmp), 0, sink)
 
     def package_hash(self, algorithm: str) -> bytes:
         """The package hash to sign (spec §2.1): of ``src`` without any signature entry, in one streaming pass that
         also writes the entries to the output."""
+        assert self._source is not None
         digest = hashlib.new(algorithm)
-        if self._written is None:
+        if self._data is not None:  # in memory: the entries are written by finish(), from the same bytes
+            view = memoryview(self._data)
+            for entries in self._parts.entries:
+                digest.update(view[entries.start:entries.end])
+            _feed_memory(view, _without_entries(self._parts), digest.update)
+        elif self._written is None:
             self._write_entries(digest.update)
             feed_plan(self._source, _without_entries(self._parts), digest.update)
         else:  # a second hash (another algorithm): the entries are written already, only read them again
@@ -222,23 +254,64 @@ class SignedPackageWriter:
         """Complete the output with ``signature`` as ``.signature.p7s`` stamped ``when`` (local time)."""
         if self._done:
             raise RuntimeError("SignedPackageWriter.finish() called twice")
+        assert self._source is not None and self._output is not None
         plan = _signed_plan(self._parts, signature, _dos_time(when))
-        if self._written is None:
-            self._write_entries(None)
-        self._out.seek(self._parts.entries_size)
-        feed_plan(self._source, plan[len(self._parts.entries):], self._out.write)
+        fd = self._output.fd
+        try:
+            if self._data is not None:
+                view = memoryview(self._data)
+                pwrite_all(fd, [s if isinstance(s, bytes) else view[s.start:s.end] for s in plan])
+            else:
+                if self._written is None:
+                    self._write_entries(None)
+                position = self._parts.entries_size
+                pieces: list[bytes] = []
+                feed_plan(self._source, plan[len(self._parts.entries):], lambda v: pieces.append(bytes(v)))
+                pwrite_all(fd, pieces, position)
+        except BaseException:
+            self._close()
+            raise
+        output, self._output = self._output, None
         self._done = True
-        self._stack.close()  # fsync and rename
+        self._close()
+        output.commit(mode=self._mode, durable=self._durable, sync_folder=self._sync_folder)  # fsync and rename
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if self._done:
             return
+        self._close()  # deletes the temporary file
         if exc is not None:
-            self._stack.__exit__(type(exc), exc, exc.__traceback__)  # deletes the temporary file
             return
-        abandoned = RuntimeError(f"signing {self._src} ended without finish(): nothing was written")
-        self._stack.__exit__(RuntimeError, abandoned, None)
-        raise abandoned
+        raise RuntimeError(f"signing {self._src} ended without finish(): nothing was written")
+
+
+def _read_small(path: Path) -> tuple[bytes | None, int]:
+    """``path``'s bytes and permission bits if it is a regular file of at most ``fileio.IN_MEMORY_LIMIT`` bytes;
+    ``(None, 0)`` otherwise (then it is opened as a stream, which also words the errors of odd paths)."""
+    try:
+        # O_NONBLOCK: a FIFO's open must not wait for a writer here (no effect on regular files).
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None, 0
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode) or status.st_size > IN_MEMORY_LIMIT:
+            return None, 0
+        data = os.read(fd, status.st_size + 1)  # one read; an extra byte means the file grew since fstat
+        if len(data) > status.st_size:
+            chunks = [data]
+            while chunk := os.read(fd, READ_CHUNK):
+                chunks.append(chunk)
+            data = b"".join(chunks)
+        return data, status.st_mode & 0o7777
+    finally:
+        os.close(fd)
+
+
+def _feed_memory(view: memoryview, plan: list[Segment], sink: Callable[[memoryview], object]) -> None:
+    """``hashing.feed_plan`` over bytes already in memory."""
+    for segment in plan:
+        sink(memoryview(segment) if isinstance(segment, bytes) else view[segment.start:segment.end])
 
 
 def _without_entries(parts: ArchiveParts) -> list[Segment]:

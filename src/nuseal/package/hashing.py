@@ -16,8 +16,6 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, BinaryIO
 
-from msgspec import Struct
-
 from nuseal.errors import NusealError, PackageFormatError
 from nuseal.oids import SHA2_HASHES
 from nuseal.package import fileio, headstart
@@ -31,6 +29,7 @@ from nuseal.package.zipformat import (
     read_layout,
     read_signature_bytes,
 )
+from nuseal.record import Struct
 
 if TYPE_CHECKING:
     from pathlib import Path  # not imported to run: ``nuseal verify`` starts a prefetch before pathlib is loaded

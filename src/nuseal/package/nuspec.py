@@ -34,12 +34,11 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from msgspec import Struct
-
 from nuseal.errors import PackageFormatError
 from nuseal.package.nuspec_xml import MAX_NUSPEC_BYTES as MAX_NUSPEC_BYTES
 from nuseal.package.nuspec_xml import PackageIdentity as PackageIdentity
 from nuseal.package.nuspec_xml import parse_identity as parse_identity
+from nuseal.record import Struct
 
 if TYPE_CHECKING:
     from nuseal.package.manifest import Manifest as Manifest

@@ -4,13 +4,18 @@
 nuseal does the same, and never resolves entities or touches the network while parsing. The refusal is checked
 twice: on the prolog text before libxml2 sees it (so it never depends on libxml2's own limits or on whether the
 rest parses) and on what libxml2 parsed (:func:`declares_dtd`).
+
+``lxml`` is imported by the functions that use it, not by this module: verification reads a nuspec's identity with
+the standard library's expat (:mod:`nuseal.package.nuspec_xml`) and needs only :func:`prolog_declares_dtd`.
 """
 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from lxml import etree
+if TYPE_CHECKING:
+    from lxml import etree
 
 #: What may precede the root element without being a DTD: white space, the XML declaration, processing
 #: instructions and comments.
@@ -39,6 +44,8 @@ def declares_dtd(root: etree._Element) -> bool:
 
 def hardened_parser(*, keep_comments: bool = False) -> etree.XMLParser:
     """An lxml parser that loads no DTD, resolves no entity, never uses the network and refuses huge trees."""
+    from lxml import etree
+
     return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
                            remove_comments=not keep_comments, remove_pis=not keep_comments,
                            remove_blank_text=False)

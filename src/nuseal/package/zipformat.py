@@ -14,10 +14,9 @@ import struct
 from collections.abc import Iterator
 from typing import BinaryIO, ClassVar
 
-from msgspec import Struct
-
 from nuseal.codes import Messages, NuCode
 from nuseal.errors import PackageFormatError, SignatureEntryError, SignatureFormatError
+from nuseal.record import Struct
 
 SIGNATURE_FILE_NAME = b".signature.p7s"
 UTF8_FLAG = 0x0800

@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from msgspec import Struct, field
-
 from nuseal.cms.build import PrimarySignatureBuilder
+from nuseal.record import Struct, field
 from nuseal.sign.common import SignOptions, SignResult, Timestamper, sign_primary
 from nuseal.sign.signers import Signer
 

@@ -29,11 +29,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from msgspec import Struct
-from msgspec.structs import replace
-
 from nuseal import parallel as process_pool
 from nuseal.errors import NusealError
+from nuseal.record import Struct, replace
 from nuseal.sign.author import AuthorSignRequest, sign_package
 from nuseal.sign.common import SignResult, Timestamper
 from nuseal.sign.signers import KeySigner

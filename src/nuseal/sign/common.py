@@ -13,14 +13,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from msgspec import Struct
-
 from nuseal.cms.build import PrimarySignatureBuilder
 from nuseal.cms.content import SignatureContent
 from nuseal.codes import Messages, NuCode
 from nuseal.enums import HashAlgorithmName
 from nuseal.findings import Finding, Severity
 from nuseal.package import archive
+from nuseal.record import Struct
 from nuseal.sign.checks import check_signing_certificate, check_timestamp_token
 from nuseal.sign.signers import KeySigner, Signer, check_signature
 from nuseal.timestamp.client import HttpTimestamper, InProcessTimestamper

@@ -7,9 +7,6 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from msgspec import Struct, field
-from msgspec.structs import replace
-
 from nuseal import oids
 from nuseal.cms import build, countersign
 from nuseal.cms.parse import PrimarySignature
@@ -17,6 +14,7 @@ from nuseal.codes import Messages, NuCode
 from nuseal.enums import SignatureKind
 from nuseal.errors import SigningError
 from nuseal.package import archive, zipformat
+from nuseal.record import Struct, field, replace
 from nuseal.sign.common import (
     SignOptions,
     SignResult,

@@ -20,12 +20,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
-from msgspec import Struct, field
 
 from nuseal.codes import NuCode
 from nuseal.enums import HashAlgorithmName
 from nuseal.errors import CertificateError, SigningError
 from nuseal.findings import Finding, Severity
+from nuseal.record import Struct, field
 
 _HASHES: dict[HashAlgorithmName, type[hashes.HashAlgorithm]] = {
     HashAlgorithmName.SHA256: hashes.SHA256,

@@ -27,13 +27,12 @@ from datetime import datetime
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from msgspec import Struct
-
 from nuseal import oids
 from nuseal.cms import der as _walker
 from nuseal.cms import encode
 from nuseal.codes import Messages, NuCode
 from nuseal.errors import FetchError, TimestampError
+from nuseal.record import Struct
 from nuseal.timestamp import token as token_rules
 
 QUERY_CONTENT_TYPE = "application/timestamp-query"

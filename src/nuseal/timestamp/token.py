@@ -14,7 +14,6 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from cryptography import x509
-from msgspec import Struct
 
 from nuseal import oids
 from nuseal.cms import der
@@ -22,6 +21,7 @@ from nuseal.cms.der import ASN1_ERRORS, Unusual, reason
 from nuseal.cms.parse import SignerView, build_signer_view, load_certificates, verify_signer_signature
 from nuseal.codes import Messages, NuCode
 from nuseal.errors import TimestampError
+from nuseal.record import Struct
 from nuseal.x509 import certs
 
 if TYPE_CHECKING:

@@ -12,24 +12,26 @@ This module never reads the environment: callers pass the working directory and 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
-
-from lxml import etree
-from msgspec import Struct
+from typing import TYPE_CHECKING, TypeVar
 
 from nuseal.enums import HashAlgorithmName
 from nuseal.errors import TrustConfigError
 from nuseal.package.xmlsafe import declares_dtd, hardened_parser, prolog_declares_dtd
+from nuseal.record import Struct
 from nuseal.trust.trusted_signers import (
     SignatureValidationMode,
     SignerKind,
     TrustedCertificate,
     TrustedSigner,
 )
+
+if TYPE_CHECKING:  # imported where a file is parsed or edited: a verification without nuget.config needs no lxml
+    from lxml import etree
 
 #: File names NuGet looks for in each directory, in precedence order (case-sensitive file systems).
 CONFIG_FILE_NAMES = ("nuget.config", "NuGet.config", "NuGet.Config")
@@ -49,8 +51,11 @@ EMPTY_CONFIG = '<?xml version="1.0" encoding="utf-8"?>\n<configuration>\n</confi
 
 _T = TypeVar("_T")
 
-# Comments and processing instructions are kept: the file is rewritten losslessly.
-_PARSER = hardened_parser(keep_comments=True)
+
+@functools.cache
+def _parser() -> etree.XMLParser:
+    # Comments and processing instructions are kept: the file is rewritten losslessly.
+    return hardened_parser(keep_comments=True)
 
 
 class PackageSource(Struct, frozen=True):
@@ -194,8 +199,19 @@ class ConfigFile:
         self._original = data
         self._encoding = "utf-8"
         self._bom = b""
-        self._parse(data)
+        self._tree: etree._Element | None = None
+        if exists:
+            self._parse(data)
+        # else: nuseal's own template (``new``), parsed on first use: ``nuseal verify`` without any nuget.config
+        # reads nothing from the user config it would create, and so never imports lxml (issue 12).
         self.modified = False
+
+    @property
+    def _root(self) -> etree._Element:
+        if self._tree is None:
+            self._parse(self._original)
+            assert self._tree is not None
+        return self._tree
 
     # -- loading -----------------------------------------------------------------------------------
     @classmethod
@@ -215,6 +231,8 @@ class ConfigFile:
         return cls(Path(path), template.encode("utf-8"), exists=False)
 
     def _parse(self, data: bytes) -> None:
+        from lxml import etree
+
         if data.startswith(b"\xef\xbb\xbf"):
             self._bom, body = data[:3], data[3:]
         else:
@@ -233,21 +251,21 @@ class ConfigFile:
                 f"NuGet.Config is not valid XML (DTDs are not allowed). Path: '{self.path}'."
             )
         try:
-            self._root = etree.fromstring(data, _PARSER)
+            root = etree.fromstring(data, _parser())
         except etree.XMLSyntaxError as exc:
             raise TrustConfigError(f"NuGet.Config is not valid XML. Path: '{self.path}'. {exc}") from exc
-        if declares_dtd(self._root):
+        if declares_dtd(root):
             raise TrustConfigError(
                 f"NuGet.Config is not valid XML (DTDs are not allowed). Path: '{self.path}'."
             )
-        if self._root.tag != "configuration":
+        if root.tag != "configuration":
             raise TrustConfigError(
                 "NuGet.Config does not contain the expected root element: 'configuration'. "
                 f"Path: '{self.path}'."
             )
         root_start = self._find_root_start()
         spans = _scan_nodes(self._text, root_start)
-        nodes = [n for n in self._root.iter() if not isinstance(n, etree._Entity)]
+        nodes = [n for n in root.iter() if not isinstance(n, etree._Entity)]
         if len(spans) != len(nodes):
             raise TrustConfigError(f"NuGet.Config is malformed. Path: '{self.path}'.")
         self._spans: dict[etree._Element, _Span] = dict(zip(nodes, spans, strict=True))
@@ -255,6 +273,7 @@ class ConfigFile:
         self._dirty_tail: set[etree._Element] = set()
         self._restructured: set[etree._Element] = set()
         self._newline = "\r\n" if "\r\n" in self._text else "\n"
+        self._tree = root
         self._validate()
 
     def _find_root_start(self) -> int:
@@ -264,6 +283,10 @@ class ConfigFile:
 
     # -- reading -------------------------------------------------------------------------------------
     def _section(self, name: str) -> etree._Element | None:
+        if self._tree is None and re.search(rb"<" + re.escape(name.encode()) + rb"[\s/>]", self._original) is None:
+            # Not parsed yet (nuseal's own template, UTF-8): an element ``name`` in no namespace needs the text
+            # ``<name`` (no DTD, so no entity makes one), so a template without it has no such section.
+            return None
         for child in self._root:
             if child.tag == name:
                 return child
@@ -451,6 +474,8 @@ class ConfigFile:
         self._mark_restructured(parent)
 
     def _ensure_section(self, name: str) -> etree._Element:
+        from lxml import etree
+
         sec = self._section(name)
         if sec is None:
             sec = etree.Element(name)
@@ -458,6 +483,8 @@ class ConfigFile:
         return sec
 
     def _signer_element(self, signer: TrustedSigner, indent: str) -> etree._Element:
+        from lxml import etree
+
         unit = self._unit()
         inner = indent + unit
         el = etree.Element(signer.kind.value)
@@ -477,6 +504,8 @@ class ConfigFile:
 
     @staticmethod
     def _certificate_element(cert: TrustedCertificate) -> etree._Element:
+        from lxml import etree
+
         el = etree.Element("certificate")
         el.set("fingerprint", cert.fingerprint)
         el.set("hashAlgorithm", cert.algorithm.value)
@@ -503,6 +532,8 @@ class ConfigFile:
         Certificates already present (same fingerprint and algorithm, ordinal) are left as written; others
         are removed or appended. ``KeyError`` if the file has no such signer.
         """
+        from lxml import etree
+
         el = self._find_signer_element(signer)
         if el is None:
             raise KeyError(signer.name)
@@ -538,6 +569,8 @@ class ConfigFile:
 
     def add_package_source(self, name: str, url: str, protocol_version: str | None = None) -> None:
         """Append ``<add key value [protocolVersion]/>`` to ``<packageSources>``."""
+        from lxml import etree
+
         section = self._ensure_section("packageSources")
         el = etree.Element("add")
         el.set("key", name)
@@ -556,6 +589,8 @@ class ConfigFile:
 
     def set_config_value(self, key: str, value: str) -> None:
         """Set ``<config><add key value/>``: changes the attribute in place, or appends a new item."""
+        from lxml import etree
+
         for item in self._items("config"):
             if _local(item.tag) == "add" and item.get("key") == key:
                 if item.get("value") != value:
@@ -615,6 +650,8 @@ class ConfigFile:
         return _escape_text(node.tail or "").replace("\n", self._newline)
 
     def _serialize_new(self, node: etree._Element) -> str:
+        from lxml import etree
+
         s = etree.tostring(node, with_tail=False, encoding="unicode")
         # XDocument (NuGet) writes empty elements as "<x a="b" />"; lxml writes "<x a="b"/>".
         s = re.sub(r"(?<! )/>", " />", s)

@@ -20,12 +20,11 @@ from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from msgspec.structs import replace
-
 from nuseal.codes import Messages, NuCode
 from nuseal.enums import HashAlgorithmName, RevocationMode, SignatureKind
 from nuseal.errors import TrustConfigError
 from nuseal.findings import Finding
+from nuseal.record import replace
 from nuseal.trust.trusted_signers import SignatureValidationMode, to_allow_list, untrusted_root_fingerprints
 from nuseal.verify.policy import AllowList, AllowListEntry, CountersignatureBehavior, Placement, VerificationPolicy
 from nuseal.verify.setup import DEFAULT_REVOCATION_TIMEOUT, VerificationSetup

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from msgspec import Struct
-
 from nuseal.codes import Messages, NuCode
 from nuseal.enums import HashAlgorithmName, SignatureKind
 from nuseal.findings import Finding, Severity, Target
+from nuseal.record import Struct
 from nuseal.verify.policy import (
     AllowList,
     AllowListEntry,

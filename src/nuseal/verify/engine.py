@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 from cryptography import x509
-from msgspec import Struct, field
-from msgspec.structs import replace
 
 from nuseal import oids
 from nuseal.cms.parse import PrimarySignature, RepositoryCountersignature, SignerView, load_primary_signature
@@ -28,6 +26,7 @@ from nuseal.codes import IssueCode, Messages, NuCode
 from nuseal.enums import RevocationMode, SignatureKind
 from nuseal.errors import NusealError, PackageFormatError, SignatureEntryError, SignatureFormatError, TimestampError
 from nuseal.package import hashing, nuspec, zipformat
+from nuseal.record import Struct, field, replace
 from nuseal.timestamp.token import Timestamp, check_timestamp, load_timestamp
 from nuseal.verify.policy import (
     AllowList,

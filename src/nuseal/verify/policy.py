@@ -2,7 +2,7 @@
 
 ``VerificationPolicy`` mirrors NuGet's ``SignedPackageVerifierSettings`` field for field, in snake_case,
 with the three presets NuGet ships (accept, require, verify command) plus nuget.org's push settings
-(``feed_push``). Callers change a preset with ``msgspec.structs.replace``; ``nuseal.trust.policy_builder``
+(``feed_push``). Callers change a preset with ``nuseal.record.replace``; ``nuseal.trust.policy_builder``
 builds the policies the CLI and the server use. Every field changes some verdict
 (``tests/unit/verify/test_policy_fields.py``).
 Where trust comes from (root bundles, online or offline revocation) is not policy but the ``TrustContext``
@@ -17,9 +17,8 @@ from __future__ import annotations
 
 from enum import Enum, Flag, auto
 
-from msgspec import Struct, field
-
 from nuseal.enums import HashAlgorithmName, SignatureKind
+from nuseal.record import Struct, field
 
 __all__ = [
     "AllowList", "AllowListEntry", "CountersignatureBehavior", "HashAlgorithmName", "Placement", "SignatureKind",
@@ -73,7 +72,7 @@ class AllowList(Struct, frozen=True):
 
 
 class VerificationPolicy(Struct, frozen=True):
-    """NuGet's ``SignedPackageVerifierSettings`` (spec §6.2). Use a preset and ``msgspec.structs.replace``."""
+    """NuGet's ``SignedPackageVerifierSettings`` (spec §6.2). Use a preset and ``nuseal.record.replace``."""
 
     allow_unsigned: bool
     allow_illegal: bool

@@ -9,11 +9,10 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Any
 
-from msgspec import Struct, field
-
 from nuseal.codes import IssueCode
 from nuseal.enums import SignatureKind
 from nuseal.findings import Finding, Severity
+from nuseal.record import Struct, field
 from nuseal.x509.summary import CertificateSummary
 
 # Finding and Severity are nuseal.findings' (one finding type for all of nuseal), re-exported for convenience.

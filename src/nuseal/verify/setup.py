@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
-from msgspec import Struct
 
 from nuseal.enums import RevocationMode
+from nuseal.record import Struct
 from nuseal.verify.engine import TrustContext
 from nuseal.verify.policy import VerificationPolicy
 from nuseal.x509 import certs

@@ -46,9 +46,9 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 
 from cryptography import x509
-from msgspec import Struct
 
 from nuseal import oids
+from nuseal.record import Struct
 from nuseal.x509 import certs
 from nuseal.x509.facts import facts
 from nuseal.x509.revocation import COMPROMISE_REASONS, RevocationChecker, RevocationResult

@@ -48,11 +48,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives._serialization import Encoding, PublicFormat  # see _ENUMS_NOTE
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
-from msgspec import Struct, field
-from msgspec.structs import replace
 
 from nuseal.enums import RevocationMode
 from nuseal.errors import TrustConfigError
+from nuseal.record import Struct, field, replace
 from nuseal.x509.facts import facts
 
 # _ENUMS_NOTE: Encoding and PublicFormat come from the module that defines them, which cryptography.x509 loads

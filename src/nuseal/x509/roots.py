@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any, overload
 
 from cryptography import x509
-from msgspec import Struct
 
 from nuseal.errors import TrustConfigError
+from nuseal.record import Struct
 from nuseal.x509.facts import facts, load_der, quiet
 
 __all__ = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from msgspec import Struct
+from nuseal.record import Struct
 
 __all__ = ["CertificateSummary"]
 

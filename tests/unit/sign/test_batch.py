@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from msgspec.structs import replace
 from tests.support.pki import TestPki
 from tests.unit.sign.helpers import make_package, signer_for
 
 from nuseal import parallel as process_pool
 from nuseal.codes import NuCode
 from nuseal.errors import NusealError, SigningError
+from nuseal.record import replace
 from nuseal.sign import batch
 from nuseal.sign.author import AuthorSignRequest
 from nuseal.sign.common import SignOptions, SignResult

@@ -10,12 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
-from msgspec.structs import replace
 from tests.unit.trust.nuget_org_document import repository_signatures_document as document
 
 from nuseal.codes import Messages
 from nuseal.errors import FetchError, ProtocolError
 from nuseal.protocol.repository_signatures import RepositorySignatures
+from nuseal.record import replace
 from nuseal.trust.policy_builder import apply_repository_info, repository_allow_list
 from nuseal.trust.repository_signatures import (
     RepositorySignatureInfo,

@@ -12,7 +12,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from msgspec.structs import replace
 from tests.support.pki import TestPki
 from tests.support.signed_packages import Packages
 
@@ -20,6 +19,7 @@ from nuseal import parallel as process_pool
 from nuseal.codes import IssueCode
 from nuseal.enums import RevocationMode
 from nuseal.findings import Finding, Severity
+from nuseal.record import replace
 from nuseal.verify import batch
 from nuseal.verify import paths as verify_paths
 from nuseal.verify.policy import VerificationPolicy

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from msgspec.structs import fields, replace
 from tests.support.pki import TestPki
 from tests.support.signed_packages import Packages, trust_for
 
 from nuseal.codes import IssueCode, NuCode
 from nuseal.enums import SignatureKind
 from nuseal.findings import Severity
+from nuseal.record import fields, replace
 from nuseal.trust.policy_builder import fingerprint_allow_list
 from nuseal.verify.engine import TrustContext, verify_package
 from nuseal.verify.policy import CountersignatureBehavior, Placement, VerificationPolicy

@@ -9,7 +9,6 @@ import hashlib
 import re
 from pathlib import Path
 
-import msgspec
 import pytest
 from asn1crypto import cms
 from tests.support.pki import TestPki
@@ -22,6 +21,7 @@ from nuseal.cms.build import PrimarySignatureBuilder
 from nuseal.cms.parse import load_primary_signature
 from nuseal.enums import SignatureKind
 from nuseal.package import archive, hashing, zipformat
+from nuseal.record import replace as record_replace
 from nuseal.server.db.session import Database
 from nuseal.server.services.repository_keys import RepositoryCert
 from nuseal.server.services.repository_signing import (
@@ -196,7 +196,7 @@ def test_the_output_is_verified_before_it_is_returned(server_db: Database, pki: 
     with signing_feed(server_db, pki, tmp_path / "feed") as feed:
         feed.add_certificate()
         cert = _cert(feed)
-        narrowed = dataclasses.replace(cert, trust_store=msgspec.structs.replace(
+        narrowed = dataclasses.replace(cert, trust_store=record_replace(
             cert.trust_store, timestamping=(pki.untrusted_root.cert,)))  # fmt: skip
         src = feed.build("Contoso.Lib", "1.0.0", author_signed=False)
         dst = tmp_path / "out.nupkg"

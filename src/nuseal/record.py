@@ -1,0 +1,233 @@
+"""The record type of the library: ``class Name(Struct, frozen=True)`` with annotated fields, spelled as
+``msgspec.Struct`` is, which it replaces (issue 12, docs/decisions.md "Records").
+
+Why hand-written: a record class must be cheap to create at import (``nuseal verify`` creates ~60 of them before
+it reads a byte), which ruled out frozen dataclasses (each compiles six methods with ``exec``); msgspec's structs
+are cheap, but ``import msgspec`` loads ``typing_extensions`` (installed for typer and pydantic), which loads
+``inspect``, ``ast``, ``dis``, ``tokenize``, plus ``uuid``, ``platform``, ``decimal``: ~70 M instructions, a
+third of what nuseal's own start-up costs, for a feature set the library uses a small part of. This base class
+generates nothing: ``__init_subclass__`` records the field names and defaults once, and the methods below read
+them. What it keeps of the structs: positional and keyword construction, defaults and ``field(default_factory=)``,
+``__post_init__``, equality by type and fields, hashing of frozen records (and none for mutable ones), the repr
+``Name(a=1, b=2)``, immutability of frozen records (``AttributeError``), pickling, ``__match_args__``, field
+inheritance, ``ClassVar`` class attributes. Instances keep their fields in ``__dict__`` (a subclass may set other
+attributes through :func:`force_setattr`, as ``NuGetVersion`` does with its sort key).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar, dataclass_transform, overload
+
+_T = TypeVar("_T")
+_R = TypeVar("_R", bound="Struct")
+_MISSING: Any = object()
+
+
+class _Field:
+    __slots__ = ("default", "default_factory")
+
+    def __init__(self, default: Any, default_factory: Callable[[], Any] | None) -> None:
+        self.default = default
+        self.default_factory = default_factory
+
+
+@overload
+def field(*, default: _T) -> _T: ...
+@overload
+def field(*, default_factory: Callable[[], _T]) -> _T: ...
+def field(*, default: Any = _MISSING, default_factory: Callable[[], Any] | None = None) -> Any:
+    """A field's default (``default=``) or a callable that makes a fresh one per record (``default_factory=``)."""
+    return _Field(default, default_factory)
+
+
+class FieldInfo:
+    """What :func:`fields` reports of one field."""
+
+    __slots__ = ("default", "default_factory", "name")
+
+    def __init__(self, name: str, default: Any, default_factory: Callable[[], Any] | None) -> None:
+        self.name, self.default, self.default_factory = name, default, default_factory
+
+    @property
+    def required(self) -> bool:
+        return self.default is _MISSING and self.default_factory is None
+
+
+def _is_class_var(annotation: object) -> bool:
+    if isinstance(annotation, str):  # postponed annotations (``from __future__ import annotations``)
+        return annotation.startswith(("ClassVar", "typing.ClassVar"))
+    return annotation is ClassVar or getattr(annotation, "__origin__", None) is ClassVar
+
+
+@dataclass_transform(field_specifiers=(field,))
+class Struct:
+    """Base of every record; subclass with ``frozen=True`` for an immutable, hashable record."""
+
+    __slots__ = ()
+    __record_fields__: ClassVar[tuple[str, ...]] = ()
+    __record_defaults__: ClassVar[dict[str, Any]] = {}
+    __record_factories__: ClassVar[dict[str, Callable[[], Any]]] = {}
+    __record_frozen__: ClassVar[bool] = False
+    __record_post_init__: ClassVar[bool] = False
+
+    def __init_subclass__(cls, *, frozen: bool = False, dict: bool = False, **kwargs: Any) -> None:
+        # ``dict`` is accepted for the spelling msgspec had (``dict=True``: attributes besides the fields); every
+        # record has a ``__dict__`` here.
+        super().__init_subclass__(**kwargs)
+        names = list(cls.__record_fields__)
+        defaults = cls.__record_defaults__.copy()
+        factories = cls.__record_factories__.copy()
+        # The class's own annotations (inspect.get_annotations would import inspect, which this module avoids).
+        for name, annotation in cls.__dict__.get("__annotations__", {}).items():  # noqa: RUF063
+            if _is_class_var(annotation):
+                continue
+            if name not in names:
+                names.append(name)
+            value = cls.__dict__.get(name, _MISSING)
+            defaults.pop(name, None)
+            factories.pop(name, None)
+            if isinstance(value, _Field):
+                delattr(cls, name)
+                if value.default_factory is not None:
+                    factories[name] = value.default_factory
+                elif value.default is not _MISSING:
+                    defaults[name] = value.default
+            elif value is not _MISSING:
+                defaults[name] = value
+        cls.__record_fields__ = tuple(names)
+        cls.__record_defaults__ = defaults
+        cls.__record_factories__ = factories
+        cls.__record_frozen__ = frozen or cls.__record_frozen__
+        setattr(cls, "__match_args__", cls.__record_fields__)  # noqa: B010 (not declared on the base)
+        cls.__record_post_init__ = hasattr(cls, "__post_init__")
+        if "__init__" not in cls.__dict__:  # not a specialized __init__ inherited from a base with other fields
+            cls.__init__ = Struct.__init__  # type: ignore[method-assign]
+        if cls.__dict__.get("__hash__") is None:  # a class's own __hash__ (with its own __eq__) stays
+            cls.__hash__ = _hash if cls.__record_frozen__ else None  # type: ignore[method-assign, assignment]
+        if cls.__record_frozen__:
+            cls.__setattr__ = _refuse_setattr  # type: ignore[method-assign, assignment]
+            cls.__delattr__ = _refuse_delattr  # type: ignore[method-assign, assignment]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _generic_init(self, *args, **kwargs)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        mine, theirs = self.__dict__, other.__dict__
+        return all(mine[name] == theirs[name] for name in self.__record_fields__)
+
+    def __repr__(self) -> str:
+        values = self.__dict__
+        inner = ", ".join(f"{name}={values[name]!r}" for name in self.__record_fields__)
+        return f"{type(self).__name__}({inner})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as the class and its state: unpickling restores the fields (and any attribute a subclass set
+        # with force_setattr) without running __init__ or the frozen __setattr__.
+        return (_restore, (type(self), self.__dict__.copy()))
+
+
+#: How many records of a class the generic constructor makes before the class gets its own (see _specialize).
+SPECIALIZE_AFTER = 8
+_made: dict[type[Struct], int] = {}
+
+
+def _generic_init(self: Struct, *args: Any, **kwargs: Any) -> None:
+    cls = type(self)
+    names = cls.__record_fields__
+    if len(args) > len(names):
+        raise TypeError(f"{cls.__name__}: {len(args)} positional arguments for {len(names)} fields")
+    values = self.__dict__
+    values.update(zip(names, args, strict=False))
+    if len(args) < len(names) or kwargs:
+        for name in names[len(args):]:
+            if name in kwargs:
+                values[name] = kwargs.pop(name)
+            elif name in cls.__record_defaults__:
+                values[name] = cls.__record_defaults__[name]
+            elif name in cls.__record_factories__:
+                values[name] = cls.__record_factories__[name]()
+            else:
+                raise TypeError(f"{cls.__name__}: missing required argument '{name}'")
+        if kwargs:
+            raise TypeError(f"{cls.__name__}: unexpected keyword argument '{next(iter(kwargs))}'")
+    if cls.__record_post_init__:
+        self.__post_init__()  # type: ignore[attr-defined]
+    made = _made[cls] = _made.get(cls, 0) + 1
+    if made == SPECIALIZE_AFTER:
+        _specialize(cls)
+
+
+def _specialize(cls: type[Struct]) -> None:
+    """Give a class that makes many records (a batch of packages) a constructor of its own, compiled once: about
+    twice as fast as the generic one. Not done at class creation, where compiling code for every class is what made
+    dataclasses slow to import; classes a run uses only a few times never pay for it."""
+    if cls.__dict__.get("__init__") is not Struct.__init__:
+        return
+    names = cls.__record_fields__
+    if {"__record", "__values", "_MISSING"} & set(names) or any(name.startswith(("_d", "_f")) for name in names):
+        return  # a field would shadow a name the generated code uses
+    params, body = [], []
+    namespace: dict[str, Any] = {"_MISSING": _MISSING}
+    for index, name in enumerate(names):
+        if name in cls.__record_defaults__:
+            namespace[f"_d{index}"] = cls.__record_defaults__[name]
+            params.append(f"{name}=_d{index}")
+        elif name in cls.__record_factories__:
+            namespace[f"_f{index}"] = cls.__record_factories__[name]
+            params.append(f"{name}=_MISSING")
+            body.append(f"    if {name} is _MISSING: {name} = _f{index}()")
+        elif params and "=" in params[-1]:
+            return  # a required field after one with a default: only the generic constructor takes that
+        else:
+            params.append(name)
+        body.append(f"    __values[{name!r}] = {name}")
+    if cls.__record_post_init__:
+        body.append("    __record.__post_init__()")
+    source = (f"def __init__(__record, {', '.join(params)}):\n    __values = __record.__dict__\n" + "\n".join(body)
+              + "\n")
+    exec(source, namespace)  # the source is made above from field names, which are identifiers
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = init  # type: ignore[method-assign]
+
+
+def _restore(cls: type[_R], state: dict[str, Any]) -> _R:
+    record = cls.__new__(cls)
+    record.__dict__.update(state)
+    return record
+
+
+def _refuse_setattr(self: Struct, name: str, value: object) -> None:
+    raise AttributeError(f"immutable type: '{type(self).__name__}'")
+
+
+def _refuse_delattr(self: Struct, name: str) -> None:
+    raise AttributeError(f"immutable type: '{type(self).__name__}'")
+
+
+def _hash(self: Struct) -> int:
+    values = self.__dict__
+    return hash(tuple(values[name] for name in self.__record_fields__))
+
+
+def replace(record: _R, /, **changes: Any) -> _R:
+    """A copy of ``record`` with ``changes`` (made through the constructor, so ``__post_init__`` checks them)."""
+    values = record.__dict__
+    merged = {name: values[name] for name in record.__record_fields__}
+    merged.update(changes)
+    return type(record)(**merged)
+
+
+def fields(record: Struct | type[Struct]) -> tuple[FieldInfo, ...]:
+    """The fields of a record or record class, in order."""
+    cls = record if isinstance(record, type) else type(record)
+    return tuple(FieldInfo(name, cls.__record_defaults__.get(name, _MISSING), cls.__record_factories__.get(name))
+                 for name in cls.__record_fields__)
+
+
+def force_setattr(record: Struct, name: str, value: object) -> None:
+    """Set an attribute of a frozen record (for ``__post_init__`` normalizing a field or caching a derived value)."""
+    object.__setattr__(record, name, value)
