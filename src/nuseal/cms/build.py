@@ -10,7 +10,8 @@ Signing is split so that any key backend can sit in the middle and nothing here 
 2. the caller raw-signs it (RSA PKCS#1 v1.5 over HASH(signed attributes));
 3. optionally the caller timestamps the signature value (imprint = HASH_ts(signature value), spec §5.1);
 4. ``builder.build(signature_value, timestamp=token)`` assembles the ContentInfo (primary) or the
-   SignerInfo (countersignature); ``add_countersignature`` grafts the latter onto a primary signature.
+   SignerInfo (countersignature); ``nuseal.cms.countersign.add_countersignature`` grafts the latter onto a primary
+   signature.
 
 Hash algorithms are named as hashlib names (``"sha256"``, ``"sha384"``, ``"sha512"``), like
 ``SignatureContent.hash_name`` and ``package.hashing``.
@@ -341,7 +342,7 @@ class CountersignatureBuilder(_SignerFields, frozen=True):
     """Immutable builder for a repository countersignature over a primary signature value (spec §4.6).
 
     ``signed_attributes(primary_signature_value)`` -> raw-sign -> ``build(...)`` gives the countersigner
-    SignerInfo DER; ``add_countersignature`` puts it on the primary signature.
+    SignerInfo DER; ``nuseal.cms.countersign.add_countersignature`` puts it on the primary signature.
     """
 
     service_index_url: str | None = None
@@ -498,10 +499,13 @@ def add_timestamp(signature: bytes, token: bytes) -> bytes:
     return _encoded(info)
 
 
-def add_countersignature(
+def add_countersignature_asn1(
     signature: bytes, countersigner_info: bytes, certificates: Sequence[x509.Certificate]
 ) -> bytes:
-    """Attach a countersigner SignerInfo (unsigned attr 1.2.840.113549.1.9.6), append its chain (§4.6)."""
+    """Attach a countersigner SignerInfo (unsigned attr 1.2.840.113549.1.9.6), append its chain (§4.6), with
+    asn1crypto objects. Callers use :func:`nuseal.cms.countersign.add_countersignature` (the same bytes by DER
+    offsets); this is the reference it is tested against and what it hands the inputs it does not read itself (so
+    that errors keep asn1crypto's wording)."""
     from asn1crypto import cms
 
     info, signed_data, signer = _load(signature)
@@ -552,18 +556,15 @@ def countersigner_commitments(signer_info: cms.SignerInfo) -> list[str]:
     return found
 
 
-@lru_cache(maxsize=8)
-def strip_repository_countersignatures(signature: bytes) -> bytes:
-    """Remove every countersigner with proof-of-receipt and re-encode (NuGet ``RemoveRepositorySignatures``).
-
-    Cached per input (bytes in, bytes out, no state): a feed's re-sign strips the same pushed signature when
-    countersigning and again when checking that the author signature came through intact (~1 ms each). The two
-    calls come close together on one signing thread, so a few entries serve a worker's threads; a larger cache
-    would only hold signature entries (up to 8 MiB each) in a long-running worker.
+def strip_repository_countersignatures_asn1(signature: bytes) -> bytes:
+    """Remove every countersigner with proof-of-receipt and re-encode (NuGet ``RemoveRepositorySignatures``), with
+    asn1crypto objects. Callers use :func:`nuseal.cms.countersign.strip_repository_countersignatures` (the same bytes
+    by DER offsets, cached per input); this is the reference it is tested against and what it hands the inputs it does
+    not read itself (so that errors keep asn1crypto's wording).
 
     Other countersigners and the timestamp stay. Unlike NuGet, the certificates that only the removed
     countersigners need (their chains as found in ``certificates``) are dropped too, and the others keep their
-    encoding and order, so that this undoes ``add_countersignature`` byte for byte (a certificate the remaining
+    encoding and order, so that this undoes ``add_countersignature_asn1`` byte for byte (a certificate the remaining
     signers' chains use, such as a root both chains share, stays).
     """
     from asn1crypto import cms
@@ -599,14 +600,23 @@ def _bag_chain(bag: Sequence[bytes], signer: cms.SignerInfo) -> list[bytes]:
     """The DER certificates of ``bag`` that form ``signer``'s chain: its certificate (by issuer and serial or by
     subject key identifier), then issuers matched by name up to a self-issued one. Every candidate issuer of a
     name is followed (a cross-signed or renewed CA), so nothing a chain could use is counted as unused."""
-    facts = {der: _chain_facts(der) for der in bag}
     sid = signer["sid"]
     if sid.name == "issuer_and_serial_number":
-        issuer, serial = sid.chosen["issuer"].hashable, sid.chosen["serial_number"].native
+        return chain_in_bag(bag, issuer_serial=(sid.chosen["issuer"].hashable, sid.chosen["serial_number"].native))
+    return chain_in_bag(bag, key_identifier=sid.chosen.native)
+
+
+def chain_in_bag(
+    bag: Sequence[bytes], *, issuer_serial: tuple[str, int] | None = None, key_identifier: bytes | None = None
+) -> list[bytes]:
+    """:func:`_bag_chain` for a signer identified by its issuer's prepared name (asn1crypto's ``Name.hashable``)
+    and serial number, or else by its subject key identifier (shared with :mod:`nuseal.cms.countersign`)."""
+    facts = {der: _chain_facts(der) for der in bag}
+    if issuer_serial is not None:
+        issuer, serial = issuer_serial
         todo = [der for der, f in facts.items() if f.issuer == issuer and f.serial == serial]
     else:
-        key_id = sid.chosen.native
-        todo = [der for der, f in facts.items() if f.key_identifier == key_id]
+        todo = [der for der, f in facts.items() if f.key_identifier == key_identifier]
     chain: list[bytes] = []
     while todo:
         der = todo.pop()

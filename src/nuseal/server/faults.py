@@ -22,6 +22,7 @@ CRASH_POINTS: Final = (
     "resign.claimed",  # leases taken, nothing done yet
     "resign.signed",  # the new package is signed in a temporary folder
     "resign.blob_written",  # the new blob is stored, the database still serves the old one
+    "resign.synced",  # the batch's new blobs are durable, the database still serves the old ones
     "resign.committed",  # the database serves the new blob, the old blob is not deleted yet
     "resign.old_blob_deleted",  # the version is done
     "resign.finalizing",  # nothing left for the run: about to complete it

@@ -7,7 +7,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from nuseal import oids
-from nuseal.cms import build
+from nuseal.cms import build, countersign
 from nuseal.codes import Messages, NuCode
 from nuseal.errors import SigningError
 from nuseal.package import archive
@@ -47,7 +47,7 @@ def remove_signature(
         return Removal.SIGNATURE_REMOVED
     if build.repository_countersigner_count(signature) == 0:
         return Removal.NOTHING_TO_REMOVE
-    signature = build.strip_repository_countersignatures(signature)
+    signature = countersign.strip_repository_countersignatures(signature)
     when = entry_time if entry_time is not None else now
     archive.insert_signature(path, target, signature, when=when, replace_signature=True)
     return Removal.COUNTERSIGNATURES_REMOVED

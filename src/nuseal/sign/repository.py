@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from nuseal import oids
-from nuseal.cms import build
+from nuseal.cms import build, countersign
 from nuseal.cms.parse import PrimarySignature
 from nuseal.codes import Messages, NuCode
 from nuseal.enums import SignatureKind
@@ -152,7 +152,7 @@ def _countersign(
                 f"signature before adding a new signature ({src}).",
                 NuCode.NU3032,
             )
-        primary = build.strip_repository_countersignatures(primary)
+        primary = countersign.strip_repository_countersignatures(primary)
     signer = request.signer
     options = request.options
     warnings = signer_warnings(signer, now, timestamper, options.trust_store)
@@ -168,7 +168,7 @@ def _countersign(
     # The countersignature's own timestamp covers the countersignature value and sits inside it (spec §4.6).
     token = timestamp_value(timestamper, value, options.timestamp_hash_algorithm, now, options.trust_store)
     countersigner = builder.build(primary_value, value, timestamp=token)
-    signature = build.add_countersignature(primary, countersigner, builder.embedded_chain())
+    signature = countersign.add_countersignature(primary, countersigner, builder.embedded_chain())
     # The package hash is unchanged: only the signature entry is swapped. It keeps its DOS time (NuGet stamps
     # it now; nothing reads it), so removing the countersignature gives back the author-signed bytes.
     when = entry_time if entry_time is not None else now

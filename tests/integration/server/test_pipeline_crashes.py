@@ -58,8 +58,8 @@ class KillPoint:
 
 
 VALIDATION = ("validate.leased", "validate.judged", "validate.signed", "validate.blob_written", "validate.committed")
-RESIGN = ("resign.claimed", "resign.signed", "resign.blob_written", "resign.committed", "resign.old_blob_deleted",
-          "resign.finalizing")
+RESIGN = ("resign.claimed", "resign.signed", "resign.blob_written", "resign.synced", "resign.committed",
+          "resign.old_blob_deleted", "resign.finalizing")
 KILL_POINTS = (
     [KillPoint("worker", p) for p in VALIDATION]
     + [KillPoint("worker", p, signed=True) for p in VALIDATION]

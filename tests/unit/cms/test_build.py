@@ -19,6 +19,7 @@ from tests.support.pki import TEST_PASSWORD, IssuedCert, TestPki, new_rsa_key
 
 from nuseal import oids
 from nuseal.cms import build
+from nuseal.cms import countersign as editor
 from nuseal.cms.content import SignatureContent
 from nuseal.cms.parse import load_primary_signature
 
@@ -239,7 +240,7 @@ def countersign(
     primary_value = build.primary_signature_value(signature)
     value = issued.key.sign(builder.signed_attributes(primary_value), padding.PKCS1v15(), hashes.SHA256())
     counter = builder.build(primary_value, value)
-    return build.add_countersignature(signature, counter, builder.embedded_chain()), builder
+    return editor.add_countersignature(signature, counter, builder.embedded_chain()), builder
 
 
 def test_countersignature_signs_the_primary_signature_value(pki: TestPki) -> None:
@@ -277,7 +278,7 @@ def test_strip_repository_countersignatures_keeps_primary_intact(pki: TestPki) -
     repo = pki.issue_leaf("repo-strip")
     signature = sign(author_builder(pki.leaf), pki.leaf)
     countersigned, _ = countersign(signature, repo, [])
-    stripped = build.strip_repository_countersignatures(countersigned)
+    stripped = editor.strip_repository_countersignatures(countersigned)
     assert build.repository_countersigner_count(stripped) == 0
     assert signer_info(stripped)["unsigned_attrs"].native is None
     assert signer_info(stripped)["signed_attrs"].dump() == signer_info(signature)["signed_attrs"].dump()

@@ -16,7 +16,7 @@ import asn1crypto.tsp  # noqa: F401  the feed's state: asn1crypto then types ESS
 import pytest
 from tests.support.pki import IssuedCert, TestPki
 
-from nuseal.cms import build
+from nuseal.cms import build, countersign
 from nuseal.cms.der import read_signed_data
 
 
@@ -45,12 +45,12 @@ def test_countersigning_copies_what_it_does_not_change_at_every_length(
 ) -> None:
     primary = _primary(pki.leaf, pki, content_length)
     countersigner, builder = _countersigner(repository, pki, content_length % 200 + 5)
-    signed = build.add_countersignature(primary, countersigner, builder.embedded_chain())
+    signed = countersign.add_countersignature(primary, countersigner, builder.embedded_chain())
     before, after = read_signed_data(primary), read_signed_data(signed)
     assert after.signer_infos[0].signed_attributes_der == before.signer_infos[0].signed_attributes_der
     assert after.content == before.content and set(before.certificates) <= set(after.certificates)
     assert countersigner in signed  # verbatim, ESSCertIDv2 hashAlgorithm included
-    stripped = build.strip_repository_countersignatures(signed)
+    stripped = countersign.strip_repository_countersignatures(signed)
     kept = read_signed_data(stripped).signer_infos[0]
     assert kept.signed_attributes_der == before.signer_infos[0].signed_attributes_der
     assert countersigner not in stripped and build.repository_countersigner_count(stripped) == 0

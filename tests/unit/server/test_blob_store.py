@@ -94,6 +94,29 @@ def test_put_new_writes_bytes_in_memory_without_overwriting(blob_store: BlobStor
     assert blob_store.put(key, io.BytesIO(first)) is PutResult.ALREADY_EXISTS
 
 
+def test_put_new_not_durable_then_sync(blob_store: BlobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    keys = ["packages/a/1.0.0/n1.nupkg", "packages/a/1.0.0/n2.nupkg", "packages/b/1.0.0/n3.nupkg"]
+    for index, key in enumerate(keys):
+        data = f"signed bytes {index}".encode()
+        assert blob_store.put_new(key, data, digests_of(data), durable=False) is PutResult.CREATED
+        assert read_all(blob_store, key) == data  # complete for readers at once
+    assert synced == []  # nothing waited for the disk
+    blob_store.sync(keys)
+    # The folder store fsyncs each file and each folder once; S3's PutObject was durable already.
+    assert len(synced) == (5 if blob_store.describe().startswith("file:") else 0)
+    assert list(blob_store.list_keys("incoming/")) == []
+
+
+def test_sync_of_a_missing_blob_is_a_storage_error_on_the_folder_store(tmp_path: Path) -> None:
+    store = FilesystemBlobStore(tmp_path / "blobs")
+    store.check()
+    with pytest.raises(StorageError, match="cannot make the blobs durable"):
+        store.sync(["packages/a/1.0.0/missing.nupkg"])
+
+
 def test_discard_removes_a_blob_and_ignores_a_missing_one(blob_store: BlobStore) -> None:
     blob_store.put("packages/a/1/a.nupkg", io.BytesIO(b"old bytes"))
     blob_store.discard("packages/a/1/a.nupkg")

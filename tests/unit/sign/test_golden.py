@@ -42,6 +42,8 @@ GOLDEN = {
     "author-sha512-ts384": "f6ad1d1cfa41d532e9d9d354bd2ed46551bbc5b1ef08c2fa56b0eb5bdec414a0",
     "author-no-timestamp": "f59a3f10736c50fd95081e8f3e6384f3ba67549af759a79d80e9475fc87efa5c",
     "repository-ts256": "39c854ea7422e910010e9d20d0d39743f3ecc50e518a51da06c1e781e9174d0f",
+    "repository-countersignature-ts256": "0e8d2a85ee594079083cd6a31f571a1a4baf5f6f83f3cc683084d495470d8ed2",
+    "repository-countersignature-replaced": "2518590db27b34bf71865d4d997512b12fcaa3f7551d1f437332b10c23b6a8d2",
     "tsa-response": "eff475108e72a5b2ec11ef0f4c2270c719861fa3d27e3d9b772a4826241aaaf4",
 }
 
@@ -149,3 +151,23 @@ def test_tsa_answers_are_unchanged_in_process_and_over_http(tmp_path: Path, sign
             dst = tmp_path / f"{golden}.nupkg"
             sign_package(src, dst, AuthorSignRequest(signer, SignOptions()), timestamper=stamper, now=SIGNING_TIME)
             _check(golden, _digest(dst))
+
+
+def test_repository_countersignature_and_its_replacement_bytes_are_unchanged(tmp_path: Path,
+                                                                             signer: KeySigner) -> None:
+    # A feed's rotation: an author-signed package gets a repository countersignature, which a later re-sign strips
+    # and replaces (nuseal.cms.countersign's DER edits since issue 11; asn1crypto's before). Digests taken from
+    # 94e0378's code and checked against main at c22d871 (both asn1crypto's edit).
+    src = _package(tmp_path / "Golden.Package.1.0.0.nupkg")
+    stamper = InProcessTimestamper(_tsa(), clock=lambda: TSA_TIME)
+    sign_package(src, src, AuthorSignRequest(signer), timestamper=stamper, now=SIGNING_TIME)
+    request = RepositorySignRequest(signer, "https://golden.example/v3/index.json", ("golden", "Other"),
+                                    SignOptions(overwrite=True))  # fmt: skip
+    first, second = tmp_path / "countersigned.nupkg", tmp_path / "re-signed.nupkg"
+    repo_sign_package(src, first, request, timestamper=InProcessTimestamper(_tsa(), clock=lambda: TSA_TIME),
+                      now=SIGNING_TIME)  # fmt: skip
+    later = RepositorySignRequest(signer, "https://golden.example/v3/index.json", ("golden",),
+                                  SignOptions(overwrite=True))  # fmt: skip
+    repo_sign_package(first, second, later, timestamper=None, now=SIGNING_TIME)
+    _check("repository-countersignature-ts256", _digest(first))
+    _check("repository-countersignature-replaced", _digest(second))

@@ -19,7 +19,7 @@ from tests.unit.sign.helpers import (
 )
 
 from nuseal import oids
-from nuseal.cms import build
+from nuseal.cms import build, countersign
 from nuseal.cms.parse import load_primary_signature
 from nuseal.codes import NuCode
 from nuseal.errors import SigningError
@@ -262,3 +262,30 @@ def test_a_signature_read_by_the_caller_gives_the_same_facts_and_bytes(
         repo_sign_package(src, theirs, request, timestamper=None, now=later,
                           read=ReadSignature.of(raw, entry_time[1], load_primary_signature(raw)))  # fmt: skip
         assert mine.read_bytes() == theirs.read_bytes()
+
+
+def test_re_signing_writes_the_same_bytes_as_the_asn1crypto_edit(
+    pki: TestPki, tmp_path: Path, repository_cert: IssuedCert, sibling_ca_cert: IssuedCert,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # A rotation's re-sign of a fixed input (author-signed, carrying the old certificate's countersignature), with a
+    # fixed key and time and no timestamp (RSA PKCS#1 v1.5 is deterministic): the countersignature edited by DER
+    # offsets (nuseal.cms.countersign) and by asn1crypto (how nuseal edited it before) give the same package bytes,
+    # and so does taking the new countersignature off again.
+    src = author_signed(pki, tmp_path / "a.nupkg")
+    repo_sign_package(src, src, RepositorySignRequest(signer_for(repository_cert), URL, ("alice",)),
+                      timestamper=LocalTimestamper(pki.tsa), now=pki.now)  # fmt: skip
+    request = RepositorySignRequest(signer_for(sibling_ca_cert), URL, ("alice", "Bob"), SignOptions(overwrite=True))
+    written: dict[str, tuple[bytes, bytes]] = {}
+    for path in ("der", "asn1"):
+        if path == "asn1":
+            monkeypatch.setattr(countersign, "add_countersignature", build.add_countersignature_asn1)
+            monkeypatch.setattr(countersign, "strip_repository_countersignatures",
+                                build.strip_repository_countersignatures_asn1)  # fmt: skip
+        dst, removed = tmp_path / f"{path}.nupkg", tmp_path / f"{path}.removed.nupkg"
+        repo_sign_package(src, dst, request, timestamper=None, now=pki.now + timedelta(hours=2))
+        assert remove_signature(dst, repository_only=True, dst=removed) is Removal.COUNTERSIGNATURES_REMOVED
+        written[path] = dst.read_bytes(), removed.read_bytes()
+    assert written["der"] == written["asn1"]
+    assert build.repository_countersigner_count(signed_part(tmp_path / "der.nupkg")) == 1
+    assert written["der"][0] != src.read_bytes()  # the old countersignature was replaced, not kept

@@ -34,7 +34,8 @@ from enum import StrEnum
 from pathlib import Path
 
 from nuseal.cms import der
-from nuseal.cms.build import check_service_index_url, strip_repository_countersignatures
+from nuseal.cms.build import check_service_index_url
+from nuseal.cms.countersign import strip_repository_countersignatures
 from nuseal.cms.parse import PrimarySignature, load_primary_signature
 from nuseal.codes import NuCode
 from nuseal.enums import RevocationMode, SignatureKind

@@ -498,6 +498,14 @@ def _sign_all(ctx: ServiceContext, keyring: Keyring, cert: RepositoryCert, jobs:
                 outcomes.append(future.result())
             except BaseException as exc:  # a service is down or this process cannot sign: raised after the commit
                 error = error or exc
+    try:
+        # The new blobs were written without waiting for the disk (put_new durable=False): durable all at once here,
+        # before the commit that serves them (the folder store: one run of fsyncs instead of two per blob).
+        ctx.blobs.sync([o.key for o in outcomes if isinstance(o, _Signed)])
+    except (StorageError, OSError) as exc:
+        # Not durable: switch none of them (orphans, never served); their leases go back and the task is retried.
+        return [o for o in outcomes if isinstance(o, _Failed)], error or exc
+    faults.checkpoint("resign.synced")
     return outcomes, error
 
 
@@ -546,7 +554,7 @@ def _sign_one(ctx: ServiceContext, keyring: Keyring, cert: RepositoryCert, job: 
             data = dst.read_bytes()
             staged = digests_of(data)
             key = package_blob_key(job.lower_id, job.lower_version, staged.sha256)
-            result = ctx.blobs.put_new(key, data, staged)
+            result = ctx.blobs.put_new(key, data, staged, durable=False)  # durable with the batch: _sign_all
         else:
             with dst.open("rb") as stream:
                 staged = ctx.blobs.stage(stream)

@@ -200,10 +200,18 @@ class BlobStore(Protocol):
         """Stage then publish ``data`` under ``key``."""
         ...
 
-    def put_new(self, key: str, data: bytes, digests: StagedBlob) -> PutResult:
+    def put_new(self, key: str, data: bytes, digests: StagedBlob, *, durable: bool = True) -> PutResult:
         """Write ``data`` (already in memory, ``digests`` its size and hashes, as :func:`digests_of` gives them)
         under ``key`` without overwriting, as ``publish`` would: readers see all of it or nothing, and it is durable
-        on return. For small blobs whose key is derived from their content (a re-signed package): no staged copy."""
+        on return. For small blobs whose key is derived from their content (a re-signed package): no staged copy.
+
+        ``durable=False``: durable only once :meth:`sync` was called with ``key`` (a batch makes all its blobs
+        durable at once, before the commit that references them; until then a crash may lose them: orphans)."""
+        ...
+
+    def sync(self, keys: Sequence[str]) -> None:
+        """Make the blobs ``put_new(..., durable=False)`` wrote under ``keys`` durable (a no-op where every write is
+        durable on return, as on S3); :class:`StorageError` when that fails."""
         ...
 
     def delete(self, key: str) -> bool:

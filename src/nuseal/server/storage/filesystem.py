@@ -3,6 +3,13 @@
 Staged files are written and fsynced under ``incoming/``; publishing hard-links them to the final key (a link
 never replaces an existing file, so two publishers of the same key cannot clobber each other), fsyncs the folder
 and removes the staged name. Readers therefore only ever see complete files.
+
+``put_new(..., durable=False)`` (a re-signing batch) leaves the two fsyncs to :meth:`FilesystemBlobStore.sync`,
+called once for the whole batch before the commit that references the blobs: one thread then fsyncs every file and
+folder in a row, and after the first one, which commits the file system's journal with every link of the batch,
+the others find little left to write (measured here: ~0.3-0.8 ms of CPU less per blob than two fsyncs each, and
+less waiting). Until then the blobs are complete for readers but not durable: a crash makes orphans that no row
+references (their key names new bytes), as a crash before the commit always did.
 """
 
 from __future__ import annotations
@@ -99,7 +106,7 @@ class FilesystemBlobStore:
             raise
         return reader.staged(key)
 
-    def publish(self, staged: StagedBlob, key: str) -> PutResult:
+    def publish(self, staged: StagedBlob, key: str, *, durable: bool = True) -> PutResult:
         source, target = self._path(staged.key), self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -111,14 +118,15 @@ class FilesystemBlobStore:
             where = f"'{staged.key}' as '{key}' in {self.describe()}"
             raise StorageError(f"cannot publish {where}: {exc.strerror}") from None
         source.unlink(missing_ok=True)
-        _fsync_directory(target.parent)
+        if durable:
+            _fsync_directory(target.parent)
         return result
 
     def put(self, key: str, data: BinaryIO) -> PutResult:
         check_key(key)
         return self.publish(self.stage(data, suffix=".tmp"), key)
 
-    def put_new(self, key: str, data: bytes, digests: StagedBlob) -> PutResult:
+    def put_new(self, key: str, data: bytes, digests: StagedBlob, *, durable: bool = True) -> PutResult:
         # A file appears whole or not at all only through a link from a complete, fsynced file: staged, then published
         # as usual. The bytes are in memory and their digests known, so they are written with plain os calls rather
         # than stage()'s hashing reader (a re-sign writes one per package: ~0.3 ms of CPU less each).
@@ -135,13 +143,30 @@ class FilesystemBlobStore:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(descriptor, view):]
-                os.fsync(descriptor)
+                if durable:
+                    os.fsync(descriptor)
             finally:
                 os.close(descriptor)
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        return self.publish(StagedBlob(staged_key, len(data), digests.sha256, digests.sha512), key)
+        return self.publish(StagedBlob(staged_key, len(data), digests.sha256, digests.sha512), key, durable=durable)
+
+    def sync(self, keys: Sequence[str]) -> None:
+        folders: dict[Path, None] = {}
+        try:
+            for key in keys:
+                path = self._path(key)
+                descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                try:
+                    os.fsync(descriptor)
+                finally:
+                    os.close(descriptor)
+                folders[path.parent] = None
+            for folder in folders:
+                _fsync_directory(folder)
+        except OSError as exc:
+            raise StorageError(f"cannot make the blobs durable in {self.describe()}: {exc.strerror or exc}") from None
 
     def delete(self, key: str) -> bool:
         try:

@@ -275,7 +275,7 @@ class S3BlobStore:
         check_key(key)
         return self.publish(self.stage(data, suffix=".tmp"), key)
 
-    def put_new(self, key: str, data: bytes, digests: StagedBlob) -> PutResult:
+    def put_new(self, key: str, data: bytes, digests: StagedBlob, *, durable: bool = True) -> PutResult:
         """HEAD (never overwrite), then one PutObject straight to ``key``: a PUT is atomic on S3 (the object appears
         whole or not at all), so bytes already in memory need no staged copy; 2 requests instead of stage + publish's
         4 (PUT, HEAD, CopyObject, DELETE), ~3 ms of boto3 CPU each."""
@@ -289,6 +289,9 @@ class S3BlobStore:
         except (ClientError, BotoCoreError) as exc:
             raise self._error("write", key, exc) from None
         return PutResult.CREATED
+
+    def sync(self, keys: Sequence[str]) -> None:
+        return None  # a PutObject is durable once answered
 
     def delete(self, key: str) -> bool:
         if self._head(key) is None:

@@ -153,6 +153,59 @@ def test_an_outage_in_the_middle_of_a_batch_keeps_what_was_done(
     _check_done(feed, versions, new, tmp_path)
 
 
+def test_a_batch_makes_its_new_blobs_durable_once_before_the_commit(
+    feed: SigningFeed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, new, versions, run_id = _start(feed, 4)
+    blobs = feed.ctx.blobs
+    calls: list[tuple[str, Any]] = []
+    real_put_new, real_sync, real_switch = blobs.put_new, blobs.sync, rotation._switch_batch
+
+    def put_new(key: str, data: bytes, digests: Any, *, durable: bool = True) -> Any:
+        calls.append(("put_new", durable))
+        return real_put_new(key, data, digests, durable=durable)
+
+    def sync(keys: Any) -> None:
+        calls.append(("sync", sorted(keys)))
+        real_sync(keys)
+
+    def switch(*args: Any) -> set[int]:
+        calls.append(("switch", None))
+        return real_switch(*args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(blobs, "put_new", put_new)
+        patch.setattr(blobs, "sync", sync)
+        patch.setattr(rotation, "_switch_batch", switch)
+        rotation.process_batch(feed.ctx, feed.keyring, run_id, service_index_url=SERVICE_INDEX, limit=4)
+    served = sorted(str(feed.served(v)[0].package_blob) for v in versions)
+    # Four writes that do not wait for the disk, then one sync of exactly the blobs the commit then serves.
+    assert calls == [("put_new", False)] * 4 + [("sync", served), ("switch", None)]
+    _check_done(feed, versions, new, tmp_path)
+
+
+def test_blobs_that_cannot_be_made_durable_are_not_served(
+    feed: SigningFeed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, new, versions, run_id = _start(feed, 3)
+    before = {v: feed.served(v)[0].package_blob for v in versions}
+
+    def failing(keys: Any) -> None:
+        raise StorageError("cannot make the blobs durable (simulated: disk full)")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(feed.ctx.blobs, "sync", failing)
+        with pytest.raises(StorageError, match="durable"):
+            rotation.process_batch(feed.ctx, feed.keyring, run_id, service_index_url=SERVICE_INDEX, limit=3)
+    rows = [feed.served(v)[0] for v in versions]
+    assert [r.package_blob for r in rows] == [before[v] for v in versions]  # still the old bytes
+    assert {r.repo_cert_sha256 for r in rows} == {old} and all(r.lease_owner is None for r in rows)  # given back
+    report = rotation.run_report(feed.ctx, run_id)
+    assert (report.resigned, report.failed, _events(feed)) == (0, 0, {})  # an outage is no package's failure
+    assert _drain(feed, run_id).resigned == 3
+    _check_done(feed, versions, new, tmp_path)
+
+
 def test_the_author_signature_check_sees_any_change(feed: SigningFeed, tmp_path: Path) -> None:
     src = feed.build("Contoso.Author", "1.0.0", author_signed=True)
     with feed.ctx.db.reading() as session:
@@ -167,7 +220,7 @@ def test_the_author_signature_check_sees_any_change(feed: SigningFeed, tmp_path:
     before, after = read_signature(src), read_signature(dst)
     assert before is not None and after is not None and before != after
     repository_signing._check_author_signature_intact(before, after)  # countersigned: the author's part is intact
-    from nuseal.cms.build import strip_repository_countersignatures
+    from nuseal.cms.countersign import strip_repository_countersignatures
 
     for signature in (strip_repository_countersignatures(before), after):  # the DER walker reads what asn1crypto does
         assert repository_signing._author_parts(signature) == repository_signing._author_parts_asn1(signature)

@@ -16,7 +16,7 @@ from tests.support.repository_signing import SERVICE_INDEX, SigningFeed, signatu
 from tests.unit.sign.helpers import signer_for
 
 from nuseal import oids
-from nuseal.cms import build, encode
+from nuseal.cms import build, countersign, encode
 from nuseal.cms.build import PrimarySignatureBuilder
 from nuseal.cms.parse import load_primary_signature
 from nuseal.enums import SignatureKind
@@ -150,7 +150,7 @@ def test_two_repository_countersignatures_are_both_stripped(feed: SigningFeed, t
     counter = next(a for a in cms.ContentInfo.load(second)["content"]["signer_infos"][0]["unsigned_attrs"]
                    if a["type"].dotted == oids.COUNTERSIGNATURE)["values"][0].dump()  # fmt: skip
     doubled = tmp_path / "doubled.nupkg"
-    archive.insert_signature(one, doubled, build.add_countersignature(first, counter, []), replace_signature=True)
+    archive.insert_signature(one, doubled, countersign.add_countersignature(first, counter, []), replace_signature=True)
     assert build.repository_countersigner_count(read_signature(doubled) or b"") == 2
     result, dst = _sign(feed, doubled)
     assert result.stripped == ("2 repository countersignatures",)
