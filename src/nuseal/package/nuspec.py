@@ -52,14 +52,14 @@ if TYPE_CHECKING:
 # --- finding the nuspec in a package ----------------------------------------------------------------------------
 
 
+def is_root_nuspec_name(name: str) -> bool:
+    """Whether a zip entry name is a candidate manifest: a ``*.nuspec`` (any case) at the root. The one rule for
+    every reader of the identity (``_nuspec_entry`` here, the verifier's reading from its walked layout)."""
+    return "/" not in name and "\\" not in name and name.lower().endswith(".nuspec")
+
+
 def _nuspec_entry(archive: zipfile.ZipFile, path: Path | str) -> zipfile.ZipInfo:
-    candidates = [
-        info
-        for info in archive.infolist()
-        if "/" not in info.filename
-        and "\\" not in info.filename
-        and info.filename.lower().endswith(".nuspec")
-    ]
+    candidates = [info for info in archive.infolist() if is_root_nuspec_name(info.filename)]
     if not candidates:
         raise PackageFormatError(f"{path}: the package has no .nuspec file at its root.")
     if len(candidates) > 1:

@@ -199,13 +199,12 @@ def _root_nuspec(f: BinaryIO, layout: zipformat.ArchiveLayout, path: Path) -> tu
     """The root nuspec's bytes and where-label exactly as ``nuspec.read_identity`` would read them with zipfile,
     from the layout already read (``zipformat.zipfile_names``); None when that cannot be vouched for, or when
     ``nuspec`` would refuse the archive (no, several or an oversized root nuspec): then ``read_identity`` decides.
-    The candidate rule is ``nuspec._nuspec_entry``'s (a root entry named ``*.nuspec``, case-insensitive); a test
-    compares both readings on every vector and on archives built to differ."""
+    The candidates are chosen by ``nuspec.is_root_nuspec_name``, as ``read_identity`` chooses them; a test compares
+    both readings on every vector and on archives built to differ."""
     names = zipformat.zipfile_names(f, layout)
     if names is None:
         return None
-    found = [index for index, name in enumerate(names)
-             if "/" not in name and "\\" not in name and name.lower().endswith(".nuspec")]
+    found = [index for index, name in enumerate(names) if nuspec.is_root_nuspec_name(name)]
     if len(found) != 1:
         return None
     data = zipformat.read_entry_as_zipfile(f, layout, found[0], nuspec.MAX_NUSPEC_BYTES)
