@@ -27,7 +27,7 @@ from cryptography import x509
 
 from nuseal import oids
 from nuseal.cms import build, encode
-from nuseal.cms.der import DECODE_ERRORS, Unusual, contents_of, integer_of, oid_of, tlvs
+from nuseal.cms.der import DECODE_ERRORS, Unusual, children, contents_of, integer_of, oid_of
 from nuseal.x509 import certs
 
 __all__ = ["add_countersignature", "strip_repository_countersignatures"]
@@ -80,12 +80,12 @@ def _strip(signature: bytes) -> bytes:
     removed: list[bytes] = []  # signer identifiers
     remaining: list[bytes] = [parts.signer[1]]
     for attribute in parts.unsigned:
-        attribute_type, values_tlv = _fields(attribute, _SEQUENCE)
+        attribute_type, values_tlv = children(attribute, _SEQUENCE)
         if oid_of(attribute_type) != oids.COUNTERSIGNATURE:
             kept.append(attribute)
             continue
         values: list[bytes] = []
-        for value in _fields(values_tlv, _SET):
+        for value in children(values_tlv, _SET):
             counter = _signer_fields(value)
             if oids.PROOF_OF_RECEIPT in _commitments(counter):
                 removed.append(counter[1])
@@ -118,11 +118,11 @@ class _Parts(NamedTuple):
 
     @classmethod
     def read(cls, signature: bytes) -> _Parts:
-        content_type, content = _fields(signature, _SEQUENCE)
+        content_type, content = children(signature, _SEQUENCE)
         if content_type != _SIGNED_DATA_OID:
             raise Unusual  # not a SignedData, or its OID encoded unusually: asn1crypto words it
-        (signed_data,) = _fields(content, _CONTEXT_0)
-        fields = _fields(signed_data, _SEQUENCE)
+        (signed_data,) = children(content, _CONTEXT_0)
+        fields = children(signed_data, _SEQUENCE)
         if len(fields) < 4 or [f[0] for f in fields[:3]] != [_INTEGER, _SET, _SEQUENCE] or fields[-1][0] != _SET:
             raise Unusual
         optional = {f[0]: f for f in fields[3:-1]}
@@ -131,18 +131,18 @@ class _Parts(NamedTuple):
             raise Unusual
         certificates = None
         if _CONTEXT_0 in optional:
-            certificates = _fields(optional[_CONTEXT_0], _CONTEXT_0)
+            certificates = children(optional[_CONTEXT_0], _CONTEXT_0)
             if any(c[0] != _SEQUENCE for c in certificates):
                 raise Unusual  # other CertificateChoices: asn1crypto's path
-        signers = _fields(fields[-1], _SET)
+        signers = children(fields[-1], _SET)
         if len(signers) != 1:
             raise Unusual  # asn1crypto's path refuses it with NU3009
         signer = _signer_fields(signers[0])
         unsigned: list[bytes] = []
         if signer[-1][0] == _CONTEXT_1:
-            unsigned = _fields(signer.pop(), _CONTEXT_1)
+            unsigned = children(signer.pop(), _CONTEXT_1)
             for attribute in unsigned:
-                attribute_type, _ = _fields(attribute, _SEQUENCE)
+                attribute_type, _ = children(attribute, _SEQUENCE)
                 if attribute_type[0] != _OID:
                     raise Unusual
         return cls(content_type, fields[:3], certificates, optional.get(_CONTEXT_0), optional.get(_CONTEXT_1), signer,
@@ -165,22 +165,10 @@ class _Parts(NamedTuple):
         return encode.sequence(self.content_type, encode.tlv(_CONTEXT_0, encode.sequence(*fields)))
 
 
-def _fields(tlv: bytes, tag: int) -> list[bytes]:
-    """The values inside one constructed value tagged ``tag`` (definite length, nothing after it), each with a
-    one-octet tag and a definite length; :class:`Unusual` for any other form."""
-    if len(tlv) < 2 or tlv[0] != tag or tlv[1] == 0x80:
-        raise Unusual
-    parts = tlvs(contents_of(tlv))
-    for part in parts:
-        if part[0] & 0x1F == 0x1F or part[1] == 0x80:
-            raise Unusual
-    return parts
-
-
 def _signer_fields(tlv: bytes) -> list[bytes]:
     """A SignerInfo's fields, checked in the order asn1crypto's schema reads them: version, sid, digestAlgorithm,
     [0] signedAttrs (optional), signatureAlgorithm, signature, [1] unsignedAttrs (optional)."""
-    fields = _fields(tlv, _SEQUENCE)
+    fields = children(tlv, _SEQUENCE)
     tags = [f[0] for f in fields]
     if tags and tags[-1] == _CONTEXT_1:
         tags.pop()
@@ -198,12 +186,12 @@ def _commitments(signer: list[bytes]) -> list[str]:
     if signer[3][0] != _CONTEXT_0:
         raise Unusual  # no signed attributes: asn1crypto's path
     found: list[str] = []
-    for attribute in _fields(signer[3], _CONTEXT_0):
-        attribute_type, values = _fields(attribute, _SEQUENCE)
+    for attribute in children(signer[3], _CONTEXT_0):
+        attribute_type, values = children(attribute, _SEQUENCE)
         if oid_of(attribute_type) != oids.COMMITMENT_TYPE_INDICATION:
             continue
-        for value in _fields(values, _SET):
-            (commitment,) = _fields(value, _SEQUENCE)
+        for value in children(values, _SET):
+            (commitment,) = children(value, _SEQUENCE)
             found.append(oid_of(commitment))
     return found
 
@@ -212,7 +200,7 @@ def _bag_chain(bag: Sequence[bytes], sid: bytes) -> list[bytes]:
     """The certificates of ``bag`` forming the chain of the signer identified by ``sid`` (as
     ``build.chain_in_bag`` finds it for asn1crypto's path)."""
     if sid[0] == _SEQUENCE:
-        issuer, serial = _fields(sid, _SEQUENCE)
+        issuer, serial = children(sid, _SEQUENCE)
         return build.chain_in_bag(bag, issuer_serial=(_hashable_name(issuer), integer_of(serial)))
     return build.chain_in_bag(bag, key_identifier=contents_of(sid))
 

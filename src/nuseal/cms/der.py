@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from asn1crypto import cms, core
 
 __all__ = ["ASN1_ERRORS", "DECODE_ERRORS", "Algorithm", "Attribute", "SignedDataFields", "SignerFields", "Unusual",
-           "algorithm", "attributes", "contents_of", "dotted", "encapsulated_content", "integer_of",
+           "algorithm", "attributes", "children", "contents_of", "dotted", "encapsulated_content", "integer_of",
            "load_signed_data", "name_text", "octet_string", "oid_of", "read_signed_data", "read_signer_info",
            "reason", "signed_data_fields", "signer_info_fields", "simple_time", "tlvs", "values_of", "where"]
 
@@ -150,7 +150,7 @@ def _definite(tlv: bytes) -> bytes:
     return contents_of(tlv)
 
 
-def _children(tlv: bytes, tag: int) -> list[bytes]:
+def children(tlv: bytes, tag: int) -> list[bytes]:
     """The values inside a definite-length constructed value tagged ``tag``, each with a one-octet tag and a
     definite length.
 
@@ -192,7 +192,7 @@ def _children(tlv: bytes, tag: int) -> list[bytes]:
 
 
 def _children_by_parts(tlv: bytes, tag: int) -> list[bytes]:
-    """``_children`` for every form: the contents split by ``tlvs``, then each value's form checked."""
+    """``children`` for every form: the contents split by ``tlvs``, then each value's form checked."""
     if not tlv or tlv[0] != tag:
         raise Unusual
     parts = tlvs(_definite(tlv))
@@ -222,47 +222,47 @@ def read_signed_data(data: bytes) -> SignedDataFields:
 
 
 def _read_signed_data(data: bytes) -> SignedDataFields:
-    outer = _children(data, _SEQUENCE)
+    outer = children(data, _SEQUENCE)
     if len(outer) != 2 or _tag(outer[0]) != 0x06 or _tag(outer[1]) != _CONTEXT_0:
         raise Unusual
     if oid_of(outer[0]) != oids.SIGNED_DATA:
         raise Unusual
-    wrapped = _children(outer[1], _CONTEXT_0)
+    wrapped = children(outer[1], _CONTEXT_0)
     if len(wrapped) != 1:
         raise Unusual
-    fields = _children(wrapped[0], _SEQUENCE)
+    fields = children(wrapped[0], _SEQUENCE)
     tags = [_tag(f) for f in fields]
     if tags[:3] != [0x02, _SET, _SEQUENCE] or tags[-1] != _SET or tags[3:-1] not in ([], [0xA0], [0xA1],
                                                                                    [0xA0, 0xA1]):
         raise Unusual
     version = integer_of(fields[0])
-    for digest_algorithm in _children(fields[1], _SET):
+    for digest_algorithm in children(fields[1], _SET):
         if _tag(digest_algorithm) != _SEQUENCE:
             raise Unusual
         algorithm(_definite(digest_algorithm))
     encap = fields[2]
-    encap_parts = _children(encap, _SEQUENCE)
+    encap_parts = children(encap, _SEQUENCE)
     if not encap_parts or _tag(encap_parts[0]) != 0x06:
         raise Unusual
     if len(encap_parts) > 2 or (len(encap_parts) == 2 and (
-            _tag(encap_parts[1]) != _CONTEXT_0 or len(_children(encap_parts[1], _CONTEXT_0)) != 1)):
+            _tag(encap_parts[1]) != _CONTEXT_0 or len(children(encap_parts[1], _CONTEXT_0)) != 1)):
         raise Unusual  # asn1crypto words what is wrong with it
     content_type = oid_of(encap_parts[0])
     content, content_error = _content_or_error(encap, encap_parts)
     certificates: list[bytes] = []
     if tags[3:4] == [0xA0]:
-        for choice in _children(fields[3], 0xA0):
+        for choice in children(fields[3], 0xA0):
             if _tag(choice) == _SEQUENCE:
                 certificates.append(choice)
             elif _tag(choice) not in (0xA0, 0xA1, 0xA2, 0xA3):
                 raise Unusual
-    signer_infos = tuple(read_signer_info(info) for info in _children(fields[-1], _SET))
+    signer_infos = tuple(read_signer_info(info) for info in children(fields[-1], _SET))
     return SignedDataFields(version, content_type, content, content_error, tuple(certificates), signer_infos)
 
 
 def _content_or_error(encap: bytes, encap_parts: list[bytes]) -> tuple[bytes | None, str | None]:
     if len(encap_parts) == 2:
-        inner = _children(encap_parts[1], _CONTEXT_0)
+        inner = children(encap_parts[1], _CONTEXT_0)
         if len(inner) == 1 and _tag(inner[0]) == 0x24:
             raise Unusual  # a constructed OCTET STRING: asn1crypto concatenates it
     try:
@@ -273,7 +273,7 @@ def _content_or_error(encap: bytes, encap_parts: list[bytes]) -> tuple[bytes | N
 
 def read_signer_info(raw: bytes) -> SignerFields:
     """One SignerInfo by the DER walker; ``Unusual`` (or ``ValueError``) for what asn1crypto must judge."""
-    fields = _children(raw, _SEQUENCE)
+    fields = children(raw, _SEQUENCE)
     tags = [_tag(f) for f in fields]
     has_signed = len(tags) > 3 and tags[3] == _CONTEXT_0
     expected = [0x02, tags[1] if tags[1:2] in ([_SEQUENCE], [0x80]) else -1, _SEQUENCE,
@@ -285,7 +285,7 @@ def read_signer_info(raw: bytes) -> SignerFields:
     serial: int | None = None
     key_id: bytes | None = None
     if _tag(sid) == _SEQUENCE:
-        parts = _children(sid, _SEQUENCE)
+        parts = children(sid, _SEQUENCE)
         if len(parts) != 2 or _tag(parts[0]) != _SEQUENCE or _tag(parts[1]) != 0x02:
             raise Unusual
         issuer, serial = parts[0], integer_of(parts[1])
@@ -318,8 +318,8 @@ def read_signer_info(raw: bytes) -> SignerFields:
 
 def _attributes(tlv: bytes) -> tuple[Attribute, ...]:
     found: list[Attribute] = []
-    for attribute in _children(tlv, _tag(tlv)):
-        parts = _children(attribute, _SEQUENCE)
+    for attribute in children(tlv, _tag(tlv)):
+        parts = children(attribute, _SEQUENCE)
         if not parts or _tag(parts[0]) != 0x06 or len(parts) != 2 or _tag(parts[1]) != _SET:
             raise Unusual
         # The SEQUENCE is split once (above), not again by _attribute: this runs for every signed attribute of
