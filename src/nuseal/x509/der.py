@@ -9,12 +9,18 @@ contents, tested), without importing it: verification start-up does not load asn
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 __all__ = ["ASN1_ERRORS", "contents_of", "dotted", "integer_of", "name_attributes", "name_text", "oid_of", "tlvs"]
 
 #: What asn1crypto raises on malformed input (besides ``ValueError``, its documented error, a few edge cases).
 ASN1_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, KeyError, IndexError, OverflowError)
 
 _SEQUENCE, _SET, _OID, _INTEGER = 0x30, 0x31, 0x06, 0x02
+_T = TypeVar("_T")
 
 #: Deeper nesting than any real signature has; bounds the recursion over indefinite-length values.
 _MAX_DEPTH = 64
@@ -182,31 +188,46 @@ def name_text(raw: bytes) -> _NameText:
     Remembered by the exact bytes (bounded; a name that fails is not kept and fails again): signatures and
     timestamp tokens name the same few issuers in package after package.
     """
-    if type(raw) is not bytes:  # only immutable bytes are keys
-        return _read_name_text(raw)
-    known = _name_texts.get(raw)
-    if known is not None:
-        return known
-    text = _read_name_text(raw)
-    if len(_name_texts) >= 4096:
-        _name_texts.clear()
-    _name_texts[raw] = text
-    return text
+    return _remembered(_name_texts, raw, _read_name_text)
 
 
-def _read_name_text(raw: bytes) -> _NameText:
-    rdns: list[tuple[tuple[str, str], ...]] = []
+def _remembered(cache: dict[bytes, _T], raw: bytes, read: Callable[[bytes], _T]) -> _T:
+    """``read(raw)``, remembered in ``cache`` by the exact bytes (bounded to 4096 names; a read that raises is
+    not kept and raises again). Only immutable ``bytes`` are keys."""
+    if type(raw) is not bytes:
+        return read(raw)
+    if raw in cache:
+        return cache[raw]
+    found = read(raw)
+    if len(cache) >= 4096:
+        cache.clear()
+    cache[raw] = found
+    return found
+
+
+def _rdns(raw: bytes) -> list[list[tuple[bytes, bytes]]]:
+    """A Name's RDNs, each as its (attribute type, value) TLV pairs; an ``ASN1_ERRORS`` error for malformed DER."""
+    rdns: list[list[tuple[bytes, bytes]]] = []
     for rdn in tlvs(contents_of(raw, _SEQUENCE)):
-        pairs: list[tuple[str, str]] = []
+        pairs: list[tuple[bytes, bytes]] = []
         for pair in tlvs(contents_of(rdn, _SET)):
             parts = tlvs(contents_of(pair, _SEQUENCE))
             if len(parts) != 2:
                 raise ValueError("malformed AttributeTypeAndValue")
-            codec = _STRING_CODECS.get(parts[1][0])
-            text = contents_of(parts[1]).decode(codec) if codec else "#" + parts[1].hex()
-            pairs.append((oid_of(parts[0]), text))
-        rdns.append(tuple(pairs))
-    return tuple(rdns)
+            pairs.append((parts[0], parts[1]))
+        rdns.append(pairs)
+    return rdns
+
+
+def _read_name_text(raw: bytes) -> _NameText:
+    texts: list[tuple[tuple[str, str], ...]] = []
+    for rdn in _rdns(raw):
+        pairs: list[tuple[str, str]] = []
+        for attribute_type, value in rdn:
+            codec = _STRING_CODECS.get(value[0])
+            pairs.append((oid_of(attribute_type), contents_of(value).decode(codec) if codec else "#" + value.hex()))
+        texts.append(tuple(pairs))
+    return tuple(texts)
 
 
 #: String types whose text cryptography reads exactly as the codec here does: UTF8String, BMPString and
@@ -223,33 +244,22 @@ def name_attributes(raw: bytes) -> _NameAttributes | None:
     be vouched for: a value of another type or one cryptography would decode differently (non-ASCII bytes in an
     ASCII string type), an empty RDN or one repeating an attribute (cryptography refuses both), undecodable text,
     malformed DER. Then the caller asks cryptography. Remembered by the exact bytes (bounded)."""
-    if type(raw) is not bytes:
-        return _read_name_attributes(raw)
-    if raw in _name_attributes:
-        return _name_attributes[raw]
-    found = _read_name_attributes(raw)
-    if len(_name_attributes) >= 4096:
-        _name_attributes.clear()
-    _name_attributes[raw] = found
-    return found
+    return _remembered(_name_attributes, raw, _read_name_attributes)
 
 
 def _read_name_attributes(raw: bytes) -> _NameAttributes | None:
     try:
-        rdns: list[tuple[tuple[str, str], ...]] = []
-        for rdn in tlvs(contents_of(raw, _SEQUENCE)):
+        found: list[tuple[tuple[str, str], ...]] = []
+        for rdn in _rdns(raw):
             pairs: list[tuple[str, str]] = []
-            for pair in tlvs(contents_of(rdn, _SET)):
-                parts = tlvs(contents_of(pair, _SEQUENCE))
-                if len(parts) != 2:
-                    return None
-                codec = _CRYPTOGRAPHY_TEXT.get(parts[1][0])
+            for attribute_type, value in rdn:
+                codec = _CRYPTOGRAPHY_TEXT.get(value[0])
                 if codec is None:
                     return None
-                pairs.append((oid_of(parts[0]), contents_of(parts[1]).decode(codec)))
+                pairs.append((oid_of(attribute_type), contents_of(value).decode(codec)))
             if not pairs or len(set(pairs)) != len(pairs):
                 return None
-            rdns.append(tuple(pairs))
+            found.append(tuple(pairs))
     except ASN1_ERRORS:
         return None
-    return tuple(rdns)
+    return tuple(found)
