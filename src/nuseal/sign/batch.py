@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from nuseal import parallel as process_pool
 from nuseal.errors import NusealError
 from nuseal.record import Struct, replace
+from nuseal.sign import pool
 from nuseal.sign.author import AuthorSignRequest, sign_package
 from nuseal.sign.common import SignResult, Timestamper
 from nuseal.sign.signers import KeySigner
@@ -116,6 +117,13 @@ def sign_batch(pairs: Sequence[tuple[Path, Path]], job: SignJob, *, parallel: in
     if parallel > 1 and len(pairs) > 1 and isinstance(job.request.signer, KeySigner):
         workers = min(parallel, len(pairs))
         size = max(1, min(RUN_SIZE, -(-len(pairs) // workers)))  # every worker gets work in a short batch
+        if pool.can_fork():
+            for outcome in pool.streamed(pairs, workers=workers, threads=min(size, IN_FLIGHT),
+                                         start=lambda: _streaming_side(job), rerun=lambda lost: _one_by_one(lost, job)):
+                record(outcome)
+            return outcomes
+        # Forking is unsafe with other threads running: a pool of forkserver (or spawned) processes, to which the
+        # job travels pickled, signs runs of packages (each run drains before the worker takes the next).
         runs = [[(Path(s), Path(d)) for s, d in pairs[i : i + size]] for i in range(0, len(pairs), size)]
         for run, signed in zip(runs, process_pool.ordered_map(
             _sign_run_in_worker, runs, workers=min(workers, len(runs)), on_failure=_run_failed,
@@ -206,6 +214,23 @@ def _open_worker(job: SignJob, in_flight: int = 1) -> None:
             # fsynced once per run by ``_sign_run_in_worker``, before the run's outcomes are reported.
             job = _without_folder_sync(job)
     _worker = (job, _http_timestamper(job) if job.timestamper_url is not None else None, threads)
+
+
+def _streaming_side(job: SignJob) -> pool.Side[tuple[Path, Path], SignOutcome]:
+    """What a forked streaming worker does (``pool.streamed``, in the worker): sign on its own keep-alive timestamp
+    connections; each output fsynced before its rename, and the folders once per group, before the group leaves
+    the worker."""
+    grouped = job.request.options.durable and job.request.options.sync_folder
+    if grouped:
+        job = _without_folder_sync(job)
+    stamper = _http_timestamper(job) if job.timestamper_url is not None else None
+
+    def failed(pair: tuple[Path, Path], exc: BaseException) -> SignOutcome:
+        return SignOutcome(pair[0], pair[1], error=_internal_error(pair[0], f"{type(exc).__name__}: {exc}"))
+
+    # The warning filters are process-wide: set once around the threads (see _sign_run_in_worker).
+    return pool.Side(lambda pair: sign_one(job, pair[0], pair[1], stamper), failed,
+                     _sync_folders if grouped else None, certs.quiet())
 
 
 def _without_folder_sync(job: SignJob) -> SignJob:
