@@ -155,10 +155,12 @@ class _Crew:
         """The messages of the workers that sent one (``None``: the worker is gone with items in hand)."""
         import select
 
-        live = [w for w in self.workers if w.sock.fileno() >= 0]
-        ready, _, _ = select.select([w.sock for w in live], [], [])  # a few sockets: select is enough
+        live = {w.sock.fileno(): w for w in self.workers if w.sock.fileno() >= 0}
+        poll = select.poll()  # not select(): no limit on descriptor numbers (fork means POSIX, which has poll)
+        for fd in live:
+            poll.register(fd, select.POLLIN)
         found: list[tuple[_Worker, list[tuple[int, Any]] | None]] = []
-        for worker in (w for w in live if w.sock in ready):
+        for worker in (live[fd] for fd, _ in poll.poll()):
             message = _receive(worker.sock)
             if message is None:
                 worker.sock.close()
