@@ -73,6 +73,7 @@ def streamed(items: Sequence[T], *, workers: int, threads: int, start: Callable[
     todo = deque(range(len(items)))  # not yet handed to a worker
     reported = 0
     while reported < len(items):
+        assert todo, "every item given out was reported or re-run when the last worker ended"
         crew = _Crew(start, min(workers, len(todo)), threads)
         try:
             share = -(-len(todo) // len(crew.workers))  # a short batch still reaches every worker
@@ -145,11 +146,14 @@ class _Crew:
             index = todo.popleft()
             given.append((index, items[index]))
             worker.held.add(index)
-        if given:
-            _send(worker.sock, given)
-        elif not worker.held and worker.pid not in self._ended:
-            self._ended.add(worker.pid)
-            worker.sock.shutdown(socket.SHUT_WR)  # the worker finishes and exits
+        try:
+            if given:
+                _send(worker.sock, given)
+            elif not worker.held and worker.pid not in self._ended:
+                self._ended.add(worker.pid)
+                worker.sock.shutdown(socket.SHUT_WR)  # the worker finishes and exits
+        except OSError:
+            pass  # the worker is gone: the next wait() finds its socket at the end and re-runs what it held
 
     def wait(self) -> list[tuple[_Worker, list[tuple[int, Any]] | None]]:
         """The messages of the workers that sent one (``None``: the worker is gone with items in hand)."""
@@ -246,7 +250,10 @@ def _serve(sock: socket.socket, side: Side[Any, Any], threads: int) -> None:
             try:
                 result = side.work(item)
             except BaseException as exc:  # work() catches its own errors; anything else costs only its item
-                result = side.failed(item, exc)
+                try:
+                    result = side.failed(item, exc)
+                except BaseException:
+                    os._exit(1)  # never reported otherwise: the parent re-runs what this worker held, one per process
             done.put((index, result))
 
     runners = [threading.Thread(target=run, name="nuseal-worker", daemon=True) for _ in range(threads)]

@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 import zipfile
+from collections import deque
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -525,3 +526,15 @@ def test_forked_workers_stop_when_the_caller_stops(
     for pid in pids:  # both workers were waited for
         with pytest.raises(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
+
+
+def test_handing_packages_to_a_worker_that_just_died_is_left_to_the_next_wait() -> None:
+    mine, theirs = socket.socketpair()
+    theirs.close()  # the worker is gone
+    crew = object.__new__(pool._Crew)
+    crew.workers, crew._ended = [pool._Worker(-1, mine)], set()
+    todo = deque([0, 1, 2])
+    crew.give(crew.workers[0], todo, ["a", "b", "c"], 2)  # no BrokenPipeError out of the batch
+    assert crew.workers[0].held == {0, 1} and list(todo) == [2]
+    assert pool._receive(mine) is None  # what wait() then reads: the end, so the held packages are re-run
+    mine.close()
