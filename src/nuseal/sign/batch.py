@@ -2,15 +2,17 @@
 
 A package that cannot be signed (refused, unreadable, a timestamp failure) is that package's outcome, never the end
 of the batch; so is a bug hit while signing it (``error`` then says "internal error"). ``parallel=N`` signs in N
-worker processes (``nuseal.parallel.ordered_map``), each with a few packages in flight at once: a worker takes a
-run of up to ``RUN_SIZE`` packages and signs them ``IN_FLIGHT`` at a time on a small thread pool made once per
-worker, so their timestamp requests are concurrent on the worker's keep-alive connections (one ``HttpTimestamper``,
-whose client pools them) and their fsyncs overlap, while the CPU work of one package runs as the others wait
-(issue 12: a timestamped signature is mostly waiting, for the TSA and for the disk). No thread is started per
-package. Outcomes still arrive, and reach ``on_outcome``, in input order.
+worker processes, each with ``IN_FLIGHT`` packages in flight at once on its threads, so that their timestamp
+requests are concurrent on the worker's keep-alive connections (one ``HttpTimestamper``, whose client pools them)
+and their fsyncs overlap, while the CPU work of one package runs as the others wait (issue 12: a timestamped
+signature is mostly waiting, for the TSA and for the disk). From a single-threaded process the workers are forked
+by ``nuseal.sign.pool`` and stream: they never drain between packages and report outcomes in groups, each after
+one fsync per folder. Otherwise (other threads running) ``nuseal.parallel.ordered_map`` runs them: a worker takes a
+run of up to ``RUN_SIZE`` packages, signs them on a thread pool made once per worker and reports the run. No thread
+is started per package. Outcomes still arrive, and reach ``on_outcome``, in input order.
 
-A worker that dies loses its whole run; the run's packages are then signed again one at a time, each in a process
-of its own, so that only the package that kills its process is lost (as ``ordered_map`` does for single items).
+A worker that dies loses the packages it held; they are then signed again one at a time, each in a process of its
+own, so that only the package that kills its process is lost (as ``ordered_map`` does for single items).
 
 Only in-memory keys (``KeySigner``: PFX and PEM files) go to worker processes; a PKCS#11 session does not survive
 a fork, so a token signs in this process whatever ``parallel`` says, one package after the other (a token session
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING
 from nuseal import parallel as process_pool
 from nuseal.errors import NusealError
 from nuseal.record import Struct, replace
+from nuseal.sign import pool
 from nuseal.sign.author import AuthorSignRequest, sign_package
 from nuseal.sign.common import SignResult, Timestamper
 from nuseal.sign.signers import KeySigner
@@ -116,7 +119,15 @@ def sign_batch(pairs: Sequence[tuple[Path, Path]], job: SignJob, *, parallel: in
     if parallel > 1 and len(pairs) > 1 and isinstance(job.request.signer, KeySigner):
         workers = min(parallel, len(pairs))
         size = max(1, min(RUN_SIZE, -(-len(pairs) // workers)))  # every worker gets work in a short batch
-        runs = [[(Path(s), Path(d)) for s, d in pairs[i : i + size]] for i in range(0, len(pairs), size)]
+        items = [(Path(s), Path(d)) for s, d in pairs]
+        if pool.can_fork():
+            for outcome in pool.streamed(items, workers=workers, threads=min(size, IN_FLIGHT),
+                                         start=lambda: _streaming_side(job), rerun=lambda lost: _one_by_one(lost, job)):
+                record(outcome)
+            return outcomes
+        # Forking is unsafe with other threads running: a pool of forkserver (or spawned) processes, to which the
+        # job travels pickled, signs runs of packages (each run drains before the worker takes the next).
+        runs = [items[i : i + size] for i in range(0, len(items), size)]
         for run, signed in zip(runs, process_pool.ordered_map(
             _sign_run_in_worker, runs, workers=min(workers, len(runs)), on_failure=_run_failed,
             initializer=_open_worker, initargs=(job, min(size, IN_FLIGHT)),
@@ -206,6 +217,23 @@ def _open_worker(job: SignJob, in_flight: int = 1) -> None:
             # fsynced once per run by ``_sign_run_in_worker``, before the run's outcomes are reported.
             job = _without_folder_sync(job)
     _worker = (job, _http_timestamper(job) if job.timestamper_url is not None else None, threads)
+
+
+def _streaming_side(job: SignJob) -> pool.Side[tuple[Path, Path], SignOutcome]:
+    """What a forked streaming worker does (``pool.streamed``, in the worker): sign on its own keep-alive timestamp
+    connections; each output fsynced before its rename, and the folders once per group, before the group leaves
+    the worker."""
+    grouped = job.request.options.durable and job.request.options.sync_folder
+    if grouped:
+        job = _without_folder_sync(job)
+    stamper = _http_timestamper(job) if job.timestamper_url is not None else None
+
+    def failed(pair: tuple[Path, Path], exc: BaseException) -> SignOutcome:
+        return SignOutcome(pair[0], pair[1], error=_internal_error(pair[0], f"{type(exc).__name__}: {exc}"))
+
+    # The warning filters are process-wide: set once around the threads (see _sign_run_in_worker).
+    return pool.Side(lambda pair: sign_one(job, pair[0], pair[1], stamper), failed,
+                     _sync_folders if grouped else None, certs.quiet())
 
 
 def _without_folder_sync(job: SignJob) -> SignJob:

@@ -8,9 +8,11 @@ import multiprocessing
 import os
 import pickle
 import signal
+import socket
 import threading
 import time
 import zipfile
+from collections import deque
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +25,7 @@ from nuseal import parallel as process_pool
 from nuseal.codes import NuCode
 from nuseal.errors import NusealError, SigningError
 from nuseal.record import replace
-from nuseal.sign import batch
+from nuseal.sign import batch, pool
 from nuseal.sign.author import AuthorSignRequest
 from nuseal.sign.common import SignOptions, SignResult
 from nuseal.sign.repository import RepositorySignRequest
@@ -95,6 +97,14 @@ def tsa(pki: TestPki) -> Iterator[Tsa]:
 def forked_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     """Workers forked from this process even with threads running, so that monkeypatches reach them."""
     monkeypatch.setattr(process_pool, "_context", lambda preload: multiprocessing.get_context("fork"))
+    monkeypatch.setattr(pool, "can_fork", lambda: True)
+
+
+@pytest.fixture
+def pool_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``ordered_map`` pool (what ``sign_batch`` uses where it may not fork), forked so monkeypatches reach it."""
+    monkeypatch.setattr(process_pool, "_context", lambda preload: multiprocessing.get_context("fork"))
+    monkeypatch.setattr(pool, "can_fork", lambda: False)
 
 
 def _packages(tmp_path: Path, count: int) -> list[tuple[Path, Path]]:
@@ -111,9 +121,11 @@ def _has_timestamp(path: Path) -> bool:
         return b"\x06\x0b\x2a\x86\x48\x86\xf7\x0d\x01\x09\x10\x02\x0e" in zf.read(".signature.p7s")  # id-aa-tst
 
 
+@pytest.mark.parametrize("workers", ["forked_workers", "pool_workers"])
 def test_parallel_outcomes_keep_input_order_and_a_bad_package_costs_only_itself(
-    pki: TestPki, tsa: Tsa, tmp_path: Path
+    pki: TestPki, tsa: Tsa, tmp_path: Path, request: pytest.FixtureRequest, workers: str
 ) -> None:
+    request.getfixturevalue(workers)
     pairs = _packages(tmp_path, 6)
     broken = tmp_path / "broken.nupkg"
     broken.write_bytes(b"not a zip")
@@ -169,10 +181,11 @@ def test_repository_jobs_and_refusals(pki: TestPki, tmp_path: Path) -> None:
     assert all(isinstance(o.error, SigningError) and o.error.code is NuCode.NU3033 for o in again)
 
 
-@pytest.mark.usefixtures("forked_workers")
+@pytest.mark.parametrize("workers", ["forked_workers", "pool_workers"])
 def test_a_signing_process_that_dies_costs_only_its_package(
-    pki: TestPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pki: TestPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, workers: str
 ) -> None:
+    request.getfixturevalue(workers)
     pairs = _packages(tmp_path, 5)
     victim = pairs[1][0]
     real = batch.sign_package
@@ -395,7 +408,8 @@ def test_in_process_batches_report_a_folder_that_cannot_be_synced(
     assert outcomes[2].result is not None
 
 
-def test_workers_take_runs_of_run_size_packages_and_sign_in_flight_at_a_time(
+@pytest.mark.usefixtures("pool_workers")
+def test_pool_workers_take_runs_of_run_size_packages_and_sign_in_flight_at_a_time(
     pki: TestPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runs: list[int] = []
@@ -415,3 +429,112 @@ def test_workers_take_runs_of_run_size_packages_and_sign_in_flight_at_a_time(
     assert all(o.error is None and o.result is not None for o in outcomes)
     assert runs == [batch.RUN_SIZE, batch.RUN_SIZE, 3]
     assert in_flight == [batch.IN_FLIGHT]
+
+
+def _serving(pki: TestPki) -> tuple[socket.socket, threading.Thread]:
+    """``pool._serve`` (a forked worker's loop) on a thread of this process, and this process's end of its socket."""
+    mine, theirs = socket.socketpair()
+    job = batch.SignJob(AuthorSignRequest(signer_for(pki.leaf)), utc_now)
+    thread = threading.Thread(target=pool._serve, args=(theirs, batch._streaming_side(job), 4), daemon=True)
+    thread.start()
+    return mine, thread
+
+
+def test_a_forked_worker_goes_on_signing_while_it_syncs_and_reports_a_group(
+    pki: TestPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nuseal.package import fileio
+
+    pairs = _packages(tmp_path, 3 * pool.REPORT)
+    started: list[Path] = []
+    events: list[tuple[str, str]] = []
+    real_sign_one, real_replace = batch.sign_one, os.replace
+    later = threading.Event()
+
+    def watched_sign_one(job: batch.SignJob, src: Path, dst: Path, stamper: object) -> batch.SignOutcome:
+        started.append(src)
+        if len(started) > pool.REPORT + 4:  # a package beyond the first group and the threads' first round
+            later.set()
+        return real_sign_one(job, src, dst, stamper)  # type: ignore[arg-type]
+
+    def slow_sync(folder: Path) -> None:
+        events.append(("sync", Path(folder).name))
+        if events.count(("sync", "out")) == 1:
+            assert later.wait(10), "no package was started while the first group's folder was being synced"
+
+    monkeypatch.setattr(batch, "sign_one", watched_sign_one)
+    monkeypatch.setattr(fileio, "fsync_directory", slow_sync)
+    monkeypatch.setattr(fileio.os, "replace", lambda a, b: (real_replace(a, b), events.append(("write", str(b))))[0])
+    mine, thread = _serving(pki)
+    pool._send(mine, list(enumerate(pairs)))
+    mine.shutdown(socket.SHUT_WR)
+    groups = []
+    while (message := pool._receive(mine)) is not None:
+        groups.append(message)
+        events.append(("report", ",".join(str(i) for i, _ in message)))
+    thread.join(10)
+    assert sorted(i for group in groups for i, _ in group) == list(range(len(pairs)))
+    assert all(1 <= len(group) <= pool.REPORT for group in groups)
+    assert all(o.error is None and o.result is not None for group in groups for _, o in group)
+    for group in groups:  # each output was written, then its folder synced, then it was reported
+        at = events.index(("report", ",".join(str(i) for i, _ in group)))
+        for index, _ in group:
+            written = events.index(("write", str(pairs[index][1])))
+            assert ("sync", "out") in events[written:at]
+    assert len([e for e in events if e[0] == "sync"]) == len(groups)  # one folder fsync per group
+
+
+def test_a_forked_worker_reports_a_folder_that_cannot_be_synced(
+    pki: TestPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pairs = _three_packages_with_an_unsyncable_out_folder(tmp_path, monkeypatch)
+    mine, thread = _serving(pki)
+    pool._send(mine, list(enumerate(pairs)))
+    mine.shutdown(socket.SHUT_WR)
+    outcomes: dict[int, batch.SignOutcome] = {}
+    while (message := pool._receive(mine)) is not None:
+        outcomes.update(message)
+    thread.join(10)
+    assert [type(outcomes[i].error) for i in range(3)] == [OSError, OSError, type(None)]
+
+
+@pytest.mark.usefixtures("forked_workers")
+def test_forked_workers_stop_when_the_caller_stops(
+    pki: TestPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pids: list[int] = []
+
+    class Watched(pool._Worker):
+        def __init__(self, pid: int, sock: socket.socket) -> None:
+            super().__init__(pid, sock)
+            pids.append(pid)
+
+    monkeypatch.setattr(pool, "_Worker", Watched)
+    pairs = _packages(tmp_path, 80)
+    job = batch.SignJob(AuthorSignRequest(signer_for(pki.leaf)), utc_now)
+
+    def stop(outcome: batch.SignOutcome) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        batch.sign_batch(pairs, job, parallel=2, on_outcome=stop)
+    written = [dst for _, dst in pairs if dst.exists()]
+    held = 2 * (batch.IN_FLIGHT + pool.REPORT + pool.AHEAD)
+    assert 1 <= len(written) <= held + 2 * pool.REPORT  # what the two workers held, and what replaced reports
+    assert not list((tmp_path / "out").glob(".*.tmp"))  # nothing half-written: the workers finished or stopped
+    assert len(pids) == 2
+    for pid in pids:  # both workers were waited for
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+def test_handing_packages_to_a_worker_that_just_died_is_left_to_the_next_wait() -> None:
+    mine, theirs = socket.socketpair()
+    theirs.close()  # the worker is gone
+    crew = object.__new__(pool._Crew)
+    crew.workers, crew._ended = [pool._Worker(-1, mine)], set()
+    todo = deque([0, 1, 2])
+    crew.give(crew.workers[0], todo, ["a", "b", "c"], 2)  # no BrokenPipeError out of the batch
+    assert crew.workers[0].held == {0, 1} and list(todo) == [2]
+    assert pool._receive(mine) is None  # what wait() then reads: the end, so the held packages are re-run
+    mine.close()
