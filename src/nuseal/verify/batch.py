@@ -20,8 +20,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import pickle
-import signal
 import struct
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -177,6 +175,8 @@ def _verify_split(paths: Sequence[Path], setup: VerificationSetup, now: datetime
     sent are kept and the rest of its share goes to the process pool, where a crash costs only the package that
     caused it: the guarantee of a pooled batch.
     """
+    import signal  # here: ``pickle`` and ``signal`` are start-up time that a batch in one process does not need
+
     shares = _shares(len(paths), processes)
     owner = {index: helper for helper, share in enumerate(shares) for index in share}
     helpers: list[tuple[int, BinaryIO]] = []  # (pid, read end) per share; pid 0 once reaped
@@ -237,6 +237,8 @@ def _shares(count: int, processes: int) -> list[list[int]]:
 
 def _helper(share: Sequence[Path], setup: VerificationSetup, now: datetime, compute_content_hash: bool,
             write_end: int) -> NoReturn:
+    import pickle
+
     code = 1
     try:
         with os.fdopen(write_end, "wb") as pipe, setup.open() as trust:
@@ -253,6 +255,8 @@ def _helper(share: Sequence[Path], setup: VerificationSetup, now: datetime, comp
 
 def _received(pipe: BinaryIO) -> Iterator[PackageVerdict]:
     """The verdicts a helper wrote, until its pipe ends or holds something else than a whole verdict."""
+    import pickle
+
     while len(head := pipe.read(_LENGTH.size)) == _LENGTH.size:
         (length,) = _LENGTH.unpack(head)
         data = pipe.read(length)
