@@ -77,7 +77,9 @@ def verify_batch(paths: Sequence[Path], setup: VerificationSetup, *, now: dateti
     if parallel > 1 and len(paths) > 1 and client is None:
         hashing.stop_prefetches()  # workers hash their own packages, and a running thread would spoil the fork
         if len(paths) <= SPLIT_MAX_PACKAGES and _can_fork():
-            return _verify_split(paths, setup, now, on_verdict, compute_content_hash, min(parallel, len(paths)))
+            split = _verify_split(paths, setup, now, on_verdict, compute_content_hash, min(parallel, len(paths)))
+            if split is not None:
+                return split
         results = process_pool.ordered_map(
             _verify_in_worker, [(str(p), now, compute_content_hash) for p in paths],
             workers=min(parallel, len(paths)), on_failure=_worker_failed,
@@ -167,8 +169,9 @@ _LENGTH = struct.Struct("<I")
 
 def _verify_split(paths: Sequence[Path], setup: VerificationSetup, now: datetime,
                   on_verdict: VerdictCallback | None, compute_content_hash: bool, processes: int,
-                  ) -> list[PackageVerdict]:
-    """``verify_batch`` of a small batch by ``processes`` helpers forked from this process, each with its share.
+                  ) -> list[PackageVerdict] | None:
+    """``verify_batch`` of a small batch by ``processes`` helpers forked from this process, each with its share;
+    ``None`` (nothing verified, no helper left) when the system refuses a process or a pipe.
 
     A helper writes each verdict to its pipe as soon as it has it (length, then pickle); this process reads them in
     input order and reports each as it arrives. When a helper dies (a crash in a native library), the verdicts it
@@ -186,8 +189,16 @@ def _verify_split(paths: Sequence[Path], setup: VerificationSetup, now: datetime
     gc.freeze()  # the helpers' collections then leave the inherited objects (and their memory pages) alone
     try:
         for share in shares:
-            read_end, write_end = os.pipe()
-            pid = os.fork()
+            try:
+                read_end, write_end = os.pipe()
+            except OSError:
+                return None  # the helpers already forked are ended below
+            try:
+                pid = os.fork()
+            except OSError:
+                os.close(read_end)
+                os.close(write_end)
+                return None
             if pid == 0:  # the helper never returns: it ends here without this process's clean-up
                 os.close(read_end)
                 _helper([paths[index] for index in share], setup, now, compute_content_hash, write_end)

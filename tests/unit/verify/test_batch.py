@@ -309,3 +309,35 @@ def test_forking_waits_for_a_single_thread() -> None:
         stop.set()
         thread.join()
     assert batch._can_fork() is (threading.active_count() == 1)
+
+
+@pytest.mark.usefixtures("helpers_fork", "forked_workers")
+def test_when_the_system_refuses_a_helper_the_pool_verifies_the_whole_batch(
+    pki: TestPki, signed_packages: Packages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_fork = os.fork
+    forks: list[int] = []
+
+    def second_fork_fails() -> int:
+        forks.append(1)
+        if len(forks) == 2:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return real_fork()
+
+    calls: list[int] = []
+    real_map = process_pool.ordered_map
+
+    def spying_map(work: object, items: list[object], **kwargs: object) -> object:
+        calls.append(len(items))
+        monkeypatch.setattr(os, "fork", real_fork)  # the pool's own workers
+        return real_map(work, items, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "fork", second_fork_fails)
+    monkeypatch.setattr(batch.process_pool, "ordered_map", spying_map)
+    pkgs = signed_packages
+    seen: list[str] = []
+    verdicts = batch.verify_batch([pkgs.author, pkgs.untrusted, pkgs.author], _setup(pki), now=pkgs.now, parallel=2,
+                                  on_verdict=lambda v: seen.append(v.path))
+    assert len(forks) == 2 and calls == [3]
+    assert [v.valid for v in verdicts] == [True, False, True]
+    assert seen == [str(pkgs.author), str(pkgs.untrusted), str(pkgs.author)]  # each reported once
