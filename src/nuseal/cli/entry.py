@@ -19,9 +19,10 @@ def main(argv: list[str] | None = None) -> None:
     """
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["verify"]:
-        from nuseal.cli import prefetch
+        from nuseal.cli import prefetch, regexes
 
         prefetch.from_command_line(args[1:])  # a large package's hash starts now, on another core
+        regexes.seed()  # before anything compiles them (cryptography.x509 and its email.utils)
     if args[:1] == ["verify"] or args[:1] == ["sign"]:  # nuseal.cli.lean.COMMANDS (a test checks they agree)
         from nuseal.cli import lean
 

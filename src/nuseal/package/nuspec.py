@@ -27,10 +27,9 @@ zip here; every name is importable from this module.
 
 from __future__ import annotations
 
-import lzma
 import struct
-import zipfile
 import zlib
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +40,8 @@ from nuseal.package.nuspec_xml import parse_identity as parse_identity
 from nuseal.record import Struct
 
 if TYPE_CHECKING:
+    import zipfile
+
     from nuseal.package.manifest import Manifest as Manifest
     from nuseal.package.manifest import ManifestDependency as ManifestDependency
     from nuseal.package.manifest import ManifestDependencyGroup as ManifestDependencyGroup
@@ -106,9 +107,11 @@ def read_nuspec_file(path: Path) -> NuspecFile:
     """The root nuspec of the package at ``path``; :class:`PackageFormatError` naming the file otherwise."""
     path = Path(path)
     try:
+        import zipfile  # imported here: a verification reads the nuspec from its own walk of the zip (issue 12)
+
         with zipfile.ZipFile(path) as archive:
             return nuspec_in_archive(archive, path)
-    except _ZIP_ERRORS as exc:
+    except _zip_errors() as exc:
         if isinstance(exc, FileNotFoundError):
             raise
         raise PackageFormatError(f"{path}: cannot read the package as a zip archive: {exc}") from exc
@@ -129,14 +132,20 @@ def read_manifest(path: Path) -> Manifest:
     return parse_manifest(found.data, found.where(path))
 
 
-#: What ``zipfile`` lets through on a damaged archive besides ``BadZipFile``: corrupt deflate data (``zlib.error``),
-#: unsupported methods, versions or flags (``NotImplementedError``), encrypted entries (``RuntimeError``), names
-#: that are not valid UTF-8 (``UnicodeDecodeError``), truncated records (``EOFError``, ``struct.error``).
-ZIP_ERRORS: tuple[type[Exception], ...] = (
-    zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error, lzma.LZMAError, NotImplementedError,
-    RuntimeError, ValueError, struct.error,
-)
-_ZIP_ERRORS = ZIP_ERRORS
+if TYPE_CHECKING:
+    #: What ``zipfile`` lets through on a damaged archive (made on first use, see ``__getattr__``).
+    ZIP_ERRORS: tuple[type[Exception], ...]
+
+
+@cache
+def _zip_errors() -> tuple[type[Exception], ...]:
+    """``ZIP_ERRORS``, made on first use: ``zipfile`` and ``lzma`` (with ``shutil``, ``bz2``, ...) cost start-up
+    time that a verification, which reads the nuspec from its own walk of the zip, does not need (issue 12)."""
+    import lzma
+    import zipfile
+
+    return (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error, lzma.LZMAError,
+            NotImplementedError, RuntimeError, ValueError, struct.error)
 
 
 #: The full manifest's names, defined in :mod:`nuseal.package.manifest` and loaded on first use: verification
@@ -148,6 +157,12 @@ _MANIFEST_NAMES = frozenset({
 
 
 def __getattr__(name: str) -> object:
+    if name == "ZIP_ERRORS":
+        # What ``zipfile`` lets through on a damaged archive besides ``BadZipFile``: corrupt deflate data
+        # (``zlib.error``), unsupported methods, versions or flags (``NotImplementedError``), encrypted entries
+        # (``RuntimeError``), names that are not valid UTF-8 (``UnicodeDecodeError``), truncated records
+        # (``EOFError``, ``struct.error``).
+        return _zip_errors()
     if name in _MANIFEST_NAMES:
         from nuseal.package import manifest
 

@@ -137,26 +137,40 @@ def test_without_a_prefetch_the_verifier_hashes_itself(files: Path, hash_passes:
     assert hash_passes == ["MainThread"]  # the spy sees every pass: the test above would see this one too
 
 
+@pytest.mark.parametrize("processes", ["pool", "forked helpers"])
 def test_a_batch_for_worker_processes_stops_the_prefetch_first(files: Path, hash_passes: list[str],
                                                                monkeypatch: pytest.MonkeyPatch,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
+                                                               capsys: pytest.CaptureFixture[str],
+                                                               processes: str) -> None:
     (files / "small.nupkg").write_bytes(SIGNED.read_bytes()[:900])  # below the lowered threshold
     seen: list[tuple[list[str], int]] = []
     real_start = headstart.start
     prefetched: list[bool] = []
     monkeypatch.setattr(headstart, "start", lambda *args: prefetched.append(real_start(*args)) or True)
 
+    def running() -> tuple[list[str], int]:
+        names = [t.name for t in threading.enumerate() if t.name in (PREFETCH_THREAD, headstart.THREAD_NAME)]
+        return names, len(hashing._prefetches)
+
     def fake_pool(work: Any, items: list[Any], *, workers: int, on_failure: Any, **_: Any) -> Iterator[Any]:
-        running = [t.name for t in threading.enumerate() if t.name in (PREFETCH_THREAD, headstart.THREAD_NAME)]
-        seen.append((running, len(hashing._prefetches)))
+        seen.append(running())
         for item in items:
             yield on_failure(item, "not run (test)")
 
+    def fake_split(paths: list[Path], setup: Any, now: Any, on_verdict: Any, *_: Any) -> list[Any]:
+        seen.append(running())
+        verdicts = [batch._worker_failed((str(p), now, False), "not run (test)") for p in paths]
+        for verdict in verdicts:
+            on_verdict(verdict)
+        return verdicts
+
     monkeypatch.setattr(batch.process_pool, "ordered_map", fake_pool)
+    monkeypatch.setattr(batch, "_verify_split", fake_split)
+    monkeypatch.setattr(batch, "_can_fork", lambda: processes != "pool")
     _verify("--parallel", "2", "big.nupkg", "small.nupkg")
     capsys.readouterr()
     assert prefetched == [True]  # from the command line, before the paths were parsed
-    assert seen == [([], 0)]  # stopped and forgotten by the time the pool started
+    assert seen == [([], 0)]  # stopped and forgotten by the time the pool started or the helpers were forked
 
 
 def test_the_verifier_checks_the_signatures_before_it_waits_for_the_hash(files: Path, hash_passes: list[str],

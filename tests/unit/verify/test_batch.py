@@ -210,3 +210,134 @@ def test_a_pickled_setup_reaches_workers_that_do_not_inherit_memory(
         stop.set()
         thread.join()
     assert [v.valid for v in verdicts] == [True, False, False, False, True, False, True, True]
+
+
+# --- a small parallel batch: forked helpers, each with every n-th package --------------------------------------------
+
+
+@pytest.fixture
+def helpers_fork(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The forked helpers even if session fixtures left server threads running (the CLI forks only when this process
+    has no other thread)."""
+    monkeypatch.setattr(batch, "_can_fork", lambda: True)
+
+
+def _tag_pids(monkeypatch: pytest.MonkeyPatch, crash_on: Path | None = None) -> None:
+    real = batch.verify_package
+
+    def tagged(path: Path, **kwargs: object) -> PackageVerdict:
+        if crash_on is not None and Path(path) == crash_on:
+            faulthandler.disable()  # pytest's handler would print the crash; a user's run prints nothing
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return replace(real(path, **kwargs), extra={"pid": os.getpid()})  # type: ignore[arg-type]
+
+    monkeypatch.setattr(batch, "verify_package", tagged)
+
+
+@pytest.mark.usefixtures("helpers_fork")
+def test_a_small_parallel_batch_is_shared_among_forked_helpers_without_a_pool(
+    pki: TestPki, signed_packages: Packages, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = _batch_paths(signed_packages, tmp_path)
+    setup = _setup(pki)
+    serial = batch.verify_batch(paths, setup, now=signed_packages.now)
+
+    def no_pool(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a small batch needs no pool")
+
+    monkeypatch.setattr(batch.process_pool, "ordered_map", no_pool)
+    _tag_pids(monkeypatch)
+    seen: list[str] = []
+    split = batch.verify_batch(paths, setup, now=signed_packages.now, parallel=2,
+                               on_verdict=lambda v: seen.append(v.path))
+    assert [replace(v, extra={}).to_dict() for v in split] == [v.to_dict() for v in serial]
+    assert seen == [str(p) for p in paths]
+    pids = [v.extra["pid"] for v in split]
+    assert os.getpid() not in pids and len(set(pids)) == 2
+    assert len(set(pids[0::2])) == len(set(pids[1::2])) == 1  # every other package: one helper each
+
+
+@pytest.mark.usefixtures("helpers_fork", "forked_workers")
+def test_a_helper_that_dies_keeps_what_it_sent_and_costs_only_its_package(
+    pki: TestPki, signed_packages: Packages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pkgs = signed_packages
+    _tag_pids(monkeypatch, crash_on=pkgs.untrusted)
+    paths = [pkgs.author, pkgs.author, pkgs.author, pkgs.untrusted, pkgs.author, pkgs.author]
+    seen: list[str] = []
+    verdicts = batch.verify_batch(paths, _setup(pki), now=pkgs.now, parallel=2,
+                                  on_verdict=lambda v: seen.append(v.path))
+    assert seen == [str(p) for p in paths]
+    assert [v.valid for v in verdicts] == [True, True, True, False, True, True]
+    crashed = verdicts[3]
+    assert crashed.error_code is IssueCode.VERIFICATION_FAILED
+    assert crashed.error == f"'{pkgs.untrusted}' could not be verified: internal error: the worker process was " \
+                           "killed by SIGSEGV"
+    helper_pid = verdicts[1].extra["pid"]  # the dead helper's first package, sent before it died
+    assert helper_pid != os.getpid()
+    assert verdicts[5].extra["pid"] not in (helper_pid, os.getpid())  # the rest of its share: a pool worker
+    assert verdicts[0].extra["pid"] == verdicts[2].extra["pid"] == verdicts[4].extra["pid"]  # the other helper
+
+
+@pytest.mark.usefixtures("helpers_fork", "forked_workers")
+def test_a_batch_above_the_split_limit_goes_to_the_pool(
+    pki: TestPki, signed_packages: Packages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    real_map = process_pool.ordered_map
+
+    def spying_map(work: object, items: list[object], **kwargs: object) -> object:
+        calls.append(len(items))
+        return real_map(work, items, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(batch.process_pool, "ordered_map", spying_map)
+    monkeypatch.setattr(batch, "SPLIT_MAX_PACKAGES", 3)
+    pkgs = signed_packages
+    verdicts = batch.verify_batch([pkgs.author] * 4, _setup(pki), now=pkgs.now, parallel=2)
+    assert calls == [4] and all(v.valid for v in verdicts)
+    assert batch.verify_batch([pkgs.author] * 3, _setup(pki), now=pkgs.now, parallel=2)[2].valid
+    assert calls == [4]  # three packages: the forked helpers
+
+
+def test_forking_waits_for_a_single_thread() -> None:
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, daemon=True)
+    thread.start()
+    try:
+        assert not batch._can_fork()
+    finally:
+        stop.set()
+        thread.join()
+    assert batch._can_fork() is (threading.active_count() == 1)
+
+
+@pytest.mark.usefixtures("helpers_fork", "forked_workers")
+def test_when_the_system_refuses_a_helper_the_pool_verifies_the_whole_batch(
+    pki: TestPki, signed_packages: Packages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_fork = os.fork
+    forks: list[int] = []
+
+    def second_fork_fails() -> int:
+        forks.append(1)
+        if len(forks) == 2:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return real_fork()
+
+    calls: list[int] = []
+    real_map = process_pool.ordered_map
+
+    def spying_map(work: object, items: list[object], **kwargs: object) -> object:
+        calls.append(len(items))
+        monkeypatch.setattr(os, "fork", real_fork)  # the pool's own workers
+        return real_map(work, items, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "fork", second_fork_fails)
+    monkeypatch.setattr(batch.process_pool, "ordered_map", spying_map)
+    pkgs = signed_packages
+    seen: list[str] = []
+    verdicts = batch.verify_batch([pkgs.author, pkgs.untrusted, pkgs.author], _setup(pki), now=pkgs.now, parallel=2,
+                                  on_verdict=lambda v: seen.append(v.path))
+    assert len(forks) == 2 and calls == [3]
+    assert [v.valid for v in verdicts] == [True, False, True]
+    assert seen == [str(pkgs.author), str(pkgs.untrusted), str(pkgs.author)]  # each reported once

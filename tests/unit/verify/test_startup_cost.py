@@ -21,7 +21,7 @@ from tests.unit.sign.helpers import make_package
 #: Modules the verify path used to import and no longer needs.
 REMOVED = ("cryptography.hazmat.primitives.serialization", "cryptography.x509.ocsp", "importlib.resources",
            "nuseal.package.manifest", "dataclasses", "msgspec", "typing_extensions", "inspect", "lxml", "uuid",
-           "decimal")
+           "decimal", "zipfile", "lzma", "bz2", "shutil")
 _PROBE = """
 import atexit, sys
 REMOVED = {removed!r}
