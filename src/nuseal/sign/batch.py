@@ -6,7 +6,7 @@ worker processes, each with ``IN_FLIGHT`` packages in flight at once on its thre
 requests are concurrent on the worker's keep-alive connections (one ``HttpTimestamper``, whose client pools them)
 and their fsyncs overlap, while the CPU work of one package runs as the others wait (issue 12: a timestamped
 signature is mostly waiting, for the TSA and for the disk). From a single-threaded process the workers are forked
-by ``nuseal.sign.pool`` and stream: they never drain between packages and report outcomes in groups, each after
+by ``nuseal.forked`` and stream: they never drain between packages and report outcomes in groups, each after
 one fsync per folder. Otherwise (other threads running) ``nuseal.parallel.ordered_map`` runs them: a worker takes a
 run of up to ``RUN_SIZE`` packages, signs them on a thread pool made once per worker and reports the run. No thread
 is started per package. Outcomes still arrive, and reach ``on_outcome``, in input order.
@@ -31,10 +31,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from nuseal import forked
 from nuseal import parallel as process_pool
 from nuseal.errors import NusealError
 from nuseal.record import Struct, replace
-from nuseal.sign import pool
 from nuseal.sign.author import AuthorSignRequest, sign_package
 from nuseal.sign.common import SignResult, Timestamper
 from nuseal.sign.signers import KeySigner
@@ -120,8 +120,8 @@ def sign_batch(pairs: Sequence[tuple[Path, Path]], job: SignJob, *, parallel: in
         workers = min(parallel, len(pairs))
         size = max(1, min(RUN_SIZE, -(-len(pairs) // workers)))  # every worker gets work in a short batch
         items = [(Path(s), Path(d)) for s, d in pairs]
-        if pool.can_fork():
-            for outcome in pool.streamed(items, workers=workers, threads=min(size, IN_FLIGHT),
+        if forked.can_fork():
+            for outcome in forked.streamed(items, workers=workers, threads=min(size, IN_FLIGHT),
                                          start=lambda: _streaming_side(job), rerun=lambda lost: _one_by_one(lost, job)):
                 record(outcome)
             return outcomes
@@ -219,8 +219,8 @@ def _open_worker(job: SignJob, in_flight: int = 1) -> None:
     _worker = (job, _http_timestamper(job) if job.timestamper_url is not None else None, threads)
 
 
-def _streaming_side(job: SignJob) -> pool.Side[tuple[Path, Path], SignOutcome]:
-    """What a forked streaming worker does (``pool.streamed``, in the worker): sign on its own keep-alive timestamp
+def _streaming_side(job: SignJob) -> forked.Side[tuple[Path, Path], SignOutcome]:
+    """What a forked streaming worker does (``forked.streamed``, in the worker): sign on its own keep-alive timestamp
     connections; each output fsynced before its rename, and the folders once per group, before the group leaves
     the worker."""
     grouped = job.request.options.durable and job.request.options.sync_folder
@@ -232,7 +232,7 @@ def _streaming_side(job: SignJob) -> pool.Side[tuple[Path, Path], SignOutcome]:
         return SignOutcome(pair[0], pair[1], error=_internal_error(pair[0], f"{type(exc).__name__}: {exc}"))
 
     # The warning filters are process-wide: set once around the threads (see _sign_run_in_worker).
-    return pool.Side(lambda pair: sign_one(job, pair[0], pair[1], stamper), failed,
+    return forked.Side(lambda pair: sign_one(job, pair[0], pair[1], stamper), failed,
                      _sync_folders if grouped else None, certs.quiet())
 
 

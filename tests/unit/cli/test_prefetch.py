@@ -137,7 +137,7 @@ def test_without_a_prefetch_the_verifier_hashes_itself(files: Path, hash_passes:
     assert hash_passes == ["MainThread"]  # the spy sees every pass: the test above would see this one too
 
 
-@pytest.mark.parametrize("processes", ["pool", "forked helpers"])
+@pytest.mark.parametrize("processes", ["pool", "forked workers"])
 def test_a_batch_for_worker_processes_stops_the_prefetch_first(files: Path, hash_passes: list[str],
                                                                monkeypatch: pytest.MonkeyPatch,
                                                                capsys: pytest.CaptureFixture[str],
@@ -157,20 +157,18 @@ def test_a_batch_for_worker_processes_stops_the_prefetch_first(files: Path, hash
         for item in items:
             yield on_failure(item, "not run (test)")
 
-    def fake_split(paths: list[Path], setup: Any, now: Any, on_verdict: Any, *_: Any) -> list[Any]:
+    def fake_forked(tasks: list[Any], setup: Any, workers: int) -> Iterator[Any]:
         seen.append(running())
-        verdicts = [batch._worker_failed((str(p), now, False), "not run (test)") for p in paths]
-        for verdict in verdicts:
-            on_verdict(verdict)
-        return verdicts
+        for task in tasks:
+            yield batch._worker_failed(task, "not run (test)")
 
     monkeypatch.setattr(batch.process_pool, "ordered_map", fake_pool)
-    monkeypatch.setattr(batch, "_verify_split", fake_split)
+    monkeypatch.setattr(batch, "_forked", fake_forked)
     monkeypatch.setattr(batch, "_can_fork", lambda: processes != "pool")
     _verify("--parallel", "2", "big.nupkg", "small.nupkg")
     capsys.readouterr()
     assert prefetched == [True]  # from the command line, before the paths were parsed
-    assert seen == [([], 0)]  # stopped and forgotten by the time the pool started or the helpers were forked
+    assert seen == [([], 0)]  # stopped and forgotten by the time the pool started or the workers were forked
 
 
 def test_the_verifier_checks_the_signatures_before_it_waits_for_the_hash(files: Path, hash_passes: list[str],

@@ -21,11 +21,12 @@ import pytest
 from tests.support.pki import TestPki
 from tests.unit.sign.helpers import make_package, signer_for
 
+from nuseal import forked
 from nuseal import parallel as process_pool
 from nuseal.codes import NuCode
 from nuseal.errors import NusealError, SigningError
 from nuseal.record import replace
-from nuseal.sign import batch, pool
+from nuseal.sign import batch
 from nuseal.sign.author import AuthorSignRequest
 from nuseal.sign.common import SignOptions, SignResult
 from nuseal.sign.repository import RepositorySignRequest
@@ -97,14 +98,14 @@ def tsa(pki: TestPki) -> Iterator[Tsa]:
 def forked_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     """Workers forked from this process even with threads running, so that monkeypatches reach them."""
     monkeypatch.setattr(process_pool, "_context", lambda preload: multiprocessing.get_context("fork"))
-    monkeypatch.setattr(pool, "can_fork", lambda: True)
+    monkeypatch.setattr(forked, "can_fork", lambda: True)
 
 
 @pytest.fixture
 def pool_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     """The ``ordered_map`` pool (what ``sign_batch`` uses where it may not fork), forked so monkeypatches reach it."""
     monkeypatch.setattr(process_pool, "_context", lambda preload: multiprocessing.get_context("fork"))
-    monkeypatch.setattr(pool, "can_fork", lambda: False)
+    monkeypatch.setattr(forked, "can_fork", lambda: False)
 
 
 def _packages(tmp_path: Path, count: int) -> list[tuple[Path, Path]]:
@@ -432,10 +433,11 @@ def test_pool_workers_take_runs_of_run_size_packages_and_sign_in_flight_at_a_tim
 
 
 def _serving(pki: TestPki) -> tuple[socket.socket, threading.Thread]:
-    """``pool._serve`` (a forked worker's loop) on a thread of this process, and this process's end of its socket."""
+    """``forked._serve`` (a forked worker's loop) on a thread of this process, and this process's end of its socket."""
     mine, theirs = socket.socketpair()
     job = batch.SignJob(AuthorSignRequest(signer_for(pki.leaf)), utc_now)
-    thread = threading.Thread(target=pool._serve, args=(theirs, batch._streaming_side(job), 4), daemon=True)
+    side = batch._streaming_side(job)
+    thread = threading.Thread(target=forked._serve, args=(theirs, side, 4, forked.REPORT), daemon=True)
     thread.start()
     return mine, thread
 
@@ -445,7 +447,7 @@ def test_a_forked_worker_goes_on_signing_while_it_syncs_and_reports_a_group(
 ) -> None:
     from nuseal.package import fileio
 
-    pairs = _packages(tmp_path, 3 * pool.REPORT)
+    pairs = _packages(tmp_path, 3 * forked.REPORT)
     started: list[Path] = []
     events: list[tuple[str, str]] = []
     real_sign_one, real_replace = batch.sign_one, os.replace
@@ -453,7 +455,7 @@ def test_a_forked_worker_goes_on_signing_while_it_syncs_and_reports_a_group(
 
     def watched_sign_one(job: batch.SignJob, src: Path, dst: Path, stamper: object) -> batch.SignOutcome:
         started.append(src)
-        if len(started) > pool.REPORT + 4:  # a package beyond the first group and the threads' first round
+        if len(started) > forked.REPORT + 4:  # a package beyond the first group and the threads' first round
             later.set()
         return real_sign_one(job, src, dst, stamper)  # type: ignore[arg-type]
 
@@ -466,15 +468,15 @@ def test_a_forked_worker_goes_on_signing_while_it_syncs_and_reports_a_group(
     monkeypatch.setattr(fileio, "fsync_directory", slow_sync)
     monkeypatch.setattr(fileio.os, "replace", lambda a, b: (real_replace(a, b), events.append(("write", str(b))))[0])
     mine, thread = _serving(pki)
-    pool._send(mine, list(enumerate(pairs)))
+    forked._send(mine, list(enumerate(pairs)))
     mine.shutdown(socket.SHUT_WR)
     groups = []
-    while (message := pool._receive(mine)) is not None:
+    while (message := forked._receive(mine)) is not None:
         groups.append(message)
         events.append(("report", ",".join(str(i) for i, _ in message)))
     thread.join(10)
     assert sorted(i for group in groups for i, _ in group) == list(range(len(pairs)))
-    assert all(1 <= len(group) <= pool.REPORT for group in groups)
+    assert all(1 <= len(group) <= forked.REPORT for group in groups)
     assert all(o.error is None and o.result is not None for group in groups for _, o in group)
     for group in groups:  # each output was written, then its folder synced, then it was reported
         at = events.index(("report", ",".join(str(i) for i, _ in group)))
@@ -489,10 +491,10 @@ def test_a_forked_worker_reports_a_folder_that_cannot_be_synced(
 ) -> None:
     pairs = _three_packages_with_an_unsyncable_out_folder(tmp_path, monkeypatch)
     mine, thread = _serving(pki)
-    pool._send(mine, list(enumerate(pairs)))
+    forked._send(mine, list(enumerate(pairs)))
     mine.shutdown(socket.SHUT_WR)
     outcomes: dict[int, batch.SignOutcome] = {}
-    while (message := pool._receive(mine)) is not None:
+    while (message := forked._receive(mine)) is not None:
         outcomes.update(message)
     thread.join(10)
     assert [type(outcomes[i].error) for i in range(3)] == [OSError, OSError, type(None)]
@@ -504,12 +506,12 @@ def test_forked_workers_stop_when_the_caller_stops(
 ) -> None:
     pids: list[int] = []
 
-    class Watched(pool._Worker):
+    class Watched(forked._Worker):
         def __init__(self, pid: int, sock: socket.socket) -> None:
             super().__init__(pid, sock)
             pids.append(pid)
 
-    monkeypatch.setattr(pool, "_Worker", Watched)
+    monkeypatch.setattr(forked, "_Worker", Watched)
     pairs = _packages(tmp_path, 80)
     job = batch.SignJob(AuthorSignRequest(signer_for(pki.leaf)), utc_now)
 
@@ -519,8 +521,8 @@ def test_forked_workers_stop_when_the_caller_stops(
     with pytest.raises(KeyboardInterrupt):
         batch.sign_batch(pairs, job, parallel=2, on_outcome=stop)
     written = [dst for _, dst in pairs if dst.exists()]
-    held = 2 * (batch.IN_FLIGHT + pool.REPORT + pool.AHEAD)
-    assert 1 <= len(written) <= held + 2 * pool.REPORT  # what the two workers held, and what replaced reports
+    held = 2 * (batch.IN_FLIGHT + forked.REPORT + forked.AHEAD)
+    assert 1 <= len(written) <= held + 2 * forked.REPORT  # what the two workers held, and what replaced reports
     assert not list((tmp_path / "out").glob(".*.tmp"))  # nothing half-written: the workers finished or stopped
     assert len(pids) == 2
     for pid in pids:  # both workers were waited for
@@ -531,10 +533,10 @@ def test_forked_workers_stop_when_the_caller_stops(
 def test_handing_packages_to_a_worker_that_just_died_is_left_to_the_next_wait() -> None:
     mine, theirs = socket.socketpair()
     theirs.close()  # the worker is gone
-    crew = object.__new__(pool._Crew)
-    crew.workers, crew._ended = [pool._Worker(-1, mine)], set()
+    crew = object.__new__(forked._Crew)
+    crew.workers, crew._ended = [forked._Worker(-1, mine)], set()
     todo = deque([0, 1, 2])
     crew.give(crew.workers[0], todo, ["a", "b", "c"], 2)  # no BrokenPipeError out of the batch
     assert crew.workers[0].held == {0, 1} and list(todo) == [2]
-    assert pool._receive(mine) is None  # what wait() then reads: the end, so the held packages are re-run
+    assert forked._receive(mine) is None  # what wait() then reads: the end, so the held packages are re-run
     mine.close()

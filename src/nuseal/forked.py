@@ -1,12 +1,12 @@
-"""Forked worker processes that stream (``sign_batch(parallel=N)`` when this process may fork): each worker keeps
-its threads busy with items all the time and sends results back in groups; this process hands out items as
-results come back and yields the results in input order.
+"""Forked worker processes that stream, for ``sign_batch`` and ``verify_batch`` with ``parallel=N`` when this process
+may fork: each worker keeps its threads busy with items all the time and sends results back in groups; this process
+hands out items as results come back and yields the results in input order.
 
-``streamed(items, workers=N, threads=T, start=..., rerun=...)``: ``start()`` runs in each worker right after the
-fork and gives a ``Side`` (what to do with one item, what to do to a group of results before they leave the
-worker, and a context held while the threads run); nothing is pickled but items and results.
+``streamed(items, workers=N, threads=T, start=..., rerun=..., report=...)``: ``start()`` runs in each worker right
+after the fork and gives a ``Side`` (what to do with one item, what to do to a group of results before they leave
+the worker, and a context held while the threads run); nothing is pickled but items and results.
 
-Why not ``nuseal.parallel.ordered_map`` (which ``sign_batch`` still uses where it cannot fork): a pool task is a
+Why not ``nuseal.parallel.ordered_map`` (which both batches still use where they cannot fork): a pool task is a
 function call, so a signing worker took a run of packages, waited for the slowest, fsynced the folder and only then
 took the next run; each worker spent ~30 % of a 200-package batch with fewer packages in flight than threads, its
 core idle while it waited for the disk or the TSA (bench/timestamp, issue 12). Here a worker never drains: its main
@@ -15,8 +15,8 @@ items it holds. ``ProcessPoolExecutor`` also cost this process two threads, a pi
 and ~25 ms of imports (``multiprocessing``, ``concurrent.futures.process``, ``logging``); a socket pair per worker,
 ``pickle`` and plain threads do here.
 
-A worker that dies loses the items it held: ``rerun(items)`` gives their results (``sign_batch`` signs them again
-one at a time, each in a process of its own, so that only the package that kills its process fails); the other
+A worker that dies loses the items it held: ``rerun(items)`` gives their results (both batches run them again one
+at a time, each in a process of its own, so that only the package that kills its process fails); the other
 workers go on, and if none is left a new round of workers takes what no worker was given.
 
 Workers are forked only from a single-threaded process (``can_fork``): forking a process that has other threads
@@ -31,7 +31,7 @@ import socket
 import struct
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Generic, TypeVar
 
@@ -65,8 +65,9 @@ def can_fork() -> bool:
 
 
 def streamed(items: Sequence[T], *, workers: int, threads: int, start: Callable[[], Side[T, R]],
-             rerun: Callable[[list[T]], list[R]]) -> Iterator[R]:
-    """A result for every item, in input order, from ``workers`` forked processes with ``threads`` threads each."""
+             rerun: Callable[[list[T]], list[R]], report: int = REPORT) -> Generator[R, None, None]:
+    """A result for every item, in input order, from ``workers`` forked processes with ``threads`` threads each,
+    which send their results in groups of up to ``report``."""
     import queue  # noqa: F401  (the workers' import, made once here before they are forked)
 
     results: dict[int, R] = {}
@@ -74,11 +75,11 @@ def streamed(items: Sequence[T], *, workers: int, threads: int, start: Callable[
     reported = 0
     while reported < len(items):
         assert todo, "every item given out was reported or re-run when the last worker ended"
-        crew = _Crew(start, min(workers, len(todo)), threads)
+        crew = _Crew(start, min(workers, len(todo)), threads, report)
         try:
             share = -(-len(todo) // len(crew.workers))  # a short batch still reaches every worker
             for worker in crew.workers:
-                crew.give(worker, todo, items, min(threads + REPORT + AHEAD, share))
+                crew.give(worker, todo, items, min(threads + report + AHEAD, share))
             while crew.live() and reported < len(items):
                 for worker, received in crew.wait():
                     if received is None:  # the worker died with items in hand
@@ -109,7 +110,7 @@ class _Worker:
 class _Crew:
     """The forked workers of one round (a new round starts only if every worker of the last one died)."""
 
-    def __init__(self, start: Callable[[], Side[Any, Any]], count: int, threads: int) -> None:
+    def __init__(self, start: Callable[[], Side[Any, Any]], count: int, threads: int, report: int) -> None:
         import sys
 
         for stream in (sys.stdout, sys.stderr):  # nothing buffered here is written twice by a child
@@ -126,7 +127,7 @@ class _Crew:
                         mine.close()
                         for other in self.workers:  # else a worker would keep another's socket open
                             other.sock.close()
-                        _serve(theirs, start(), threads)
+                        _serve(theirs, start(), threads, report)
                         code = 0
                     finally:
                         os._exit(code)
@@ -220,7 +221,7 @@ def _exactly(sock: socket.socket, size: int) -> bytes | None:
 # --- in the worker ------------------------------------------------------------------------------------------------
 
 
-def _serve(sock: socket.socket, side: Side[Any, Any], threads: int) -> None:
+def _serve(sock: socket.socket, side: Side[Any, Any], threads: int, report: int) -> None:
     """Work on what arrives on ``sock`` with ``threads`` threads; send the results back in groups until this
     process closes its end and nothing is left. Plain threads and ``queue.SimpleQueue`` rather than a
     ``ThreadPoolExecutor``: ``concurrent.futures`` imports ``logging`` and ``traceback``, which each worker would
@@ -262,7 +263,7 @@ def _serve(sock: socket.socket, side: Side[Any, Any], threads: int) -> None:
             runner.start()
         threading.Thread(target=take, name="nuseal-worker-reader", daemon=True).start()
         try:
-            _report(sock, done, started, side.commit)
+            _report(sock, done, started, side.commit, report)
         finally:
             stopping.set()
             for _ in runners:
@@ -272,11 +273,11 @@ def _serve(sock: socket.socket, side: Side[Any, Any], threads: int) -> None:
     sock.close()
 
 
-def _report(sock: socket.socket, done: Any, started: list[int], commit: Callable[[list[Any]], list[Any]] | None
-            ) -> None:
+def _report(sock: socket.socket, done: Any, started: list[int], commit: Callable[[list[Any]], list[Any]] | None,
+            report: int) -> None:
     """Send the results in ``done`` in groups until the stream of items ended and every one is reported.
 
-    A group is sent when it is ``REPORT`` results long or when nothing else is in hand (this process gives more
+    A group is sent when it is ``report`` results long or when nothing else is in hand (this process gives more
     items only for results it received): one ``commit`` and one message per group, while the threads go on."""
     finished, ended = 0, False
     indices: list[int] = []
@@ -289,7 +290,7 @@ def _report(sock: socket.socket, done: Any, started: list[int], commit: Callable
             indices.append(entry[0])
             results.append(entry[1])
             finished += 1
-        if indices and (len(indices) >= REPORT or finished == started[0]):
+        if indices and (len(indices) >= report or finished == started[0]):
             if commit is not None:
                 results = commit(results)
             try:
