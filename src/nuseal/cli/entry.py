@@ -19,13 +19,13 @@ def main(argv: list[str] | None = None) -> None:
     """
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["verify"]:
-        from nuseal.cli import prefetch, regexes
+        from nuseal.cli import prefetch
 
         prefetch.from_command_line(args[1:])  # a large package's hash starts now, on another core
-        regexes.seed()  # before anything compiles them (cryptography.x509 and its email.utils)
     if args[:1] == ["verify"] or args[:1] == ["sign"]:  # nuseal.cli.lean.COMMANDS (a test checks they agree)
-        from nuseal.cli import lean
+        from nuseal.cli import lean, regexes
 
+        regexes.seed()  # before anything compiles them (cryptography.x509 and its email.utils: sign's too)
         code = lean.run(args[0], args[1:])
         if code is not None:
             if argv is None:  # the console script: this process ends here (not a caller's, such as a test's)
