@@ -31,7 +31,10 @@ def test_rclone_ignores_if_none_match_so_writes_check_first(s3_server: S3Server)
     assert isinstance(store, S3BlobStore)
     assert store.conditional_puts() is False  # the fact the HEAD before each write rests on
     assert list(store.list_keys("incoming/")) == []  # the probe object is gone
+    sent: list[str] = []
+    store._client.meta.events.register("before-send.s3.*", lambda request, **_: sent.append(request.method))
     assert store.put_new(KEY, DATA, digests_of(DATA)) is PutResult.CREATED
+    assert sent == ["HEAD", "PUT"]  # probed once per store: two requests per new blob from then on
     other = b"other bytes under the same key"
     assert store.put_new(KEY, other, digests_of(other)) is PutResult.CONFLICT
     with store.open(KEY) as reader:
