@@ -29,8 +29,9 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -483,9 +484,15 @@ def process_batch(
 def _sign_all(ctx: ServiceContext, keyring: Keyring, cert: RepositoryCert, jobs: Sequence[_Job],
               service_index_url: str) -> tuple[list[_Outcome], BaseException | None]:  # fmt: skip
     """Sign and publish every job on the keyring's threads; the outcomes, and the first error that is not a
-    package's own (the jobs it stopped are left out: their leases are given back)."""
+    package's own (the jobs it stopped are left out: their leases are given back).
+
+    The new blobs are written without waiting for the disk (``put_new(durable=False)``) and made durable here
+    before returning, so before the commit that serves them: each blob's ``sync`` is handed to the sync threads as
+    soon as its package is signed, so the waits for the disk overlap each other and the signing of the rest of the
+    batch instead of following it one after the other."""
     outcomes: list[_Outcome] = []
     error: BaseException | None = None
+    syncs: list[Future[None]] = []
     with tempfile.TemporaryDirectory(prefix="nuseal-resign-", dir=_scratch_dir(jobs)) as folder:
         if keyring.shareable(cert):
             pool = keyring.executor()
@@ -495,18 +502,38 @@ def _sign_all(ctx: ServiceContext, keyring: Keyring, cert: RepositoryCert, jobs:
             futures = [_run_here(_sign_one, ctx, keyring, cert, job, service_index_url, Path(folder)) for job in jobs]
         for future in futures:
             try:
-                outcomes.append(future.result())
+                outcome = future.result()
             except BaseException as exc:  # a service is down or this process cannot sign: raised after the commit
                 error = error or exc
-    try:
-        # The new blobs were written without waiting for the disk (put_new durable=False): durable all at once here,
-        # before the commit that serves them (the folder store: one run of fsyncs instead of two per blob).
-        ctx.blobs.sync([o.key for o in outcomes if isinstance(o, _Signed)])
-    except (StorageError, OSError) as exc:
+                continue
+            outcomes.append(outcome)
+            if isinstance(outcome, _Signed):
+                syncs.append(_sync_threads().submit(ctx.blobs.sync, [outcome.key]))
+    failure: BaseException | None = None
+    for pending in syncs:  # every one is waited for: nothing is still writing when the batch goes on
+        try:
+            pending.result()
+        except (StorageError, OSError) as exc:
+            failure = failure or exc
+    if failure is not None:
         # Not durable: switch none of them (orphans, never served); their leases go back and the task is retried.
-        return [o for o in outcomes if isinstance(o, _Failed)], error or exc
+        return [o for o in outcomes if isinstance(o, _Failed)], error or failure
     faults.checkpoint("resign.synced")
     return outcomes, error
+
+
+#: Threads that make new blobs durable (they wait on the disk, holding no GIL): enough to keep a batch's fsyncs
+#: overlapping each other; one pool per process, started on first use and kept.
+SYNC_THREADS: Final = 8
+_sync_pool: list[ThreadPoolExecutor] = []
+_sync_pool_lock = threading.Lock()
+
+
+def _sync_threads() -> ThreadPoolExecutor:
+    with _sync_pool_lock:
+        if not _sync_pool:
+            _sync_pool.append(ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="nuseal-sync"))
+        return _sync_pool[0]
 
 
 def _run_here(function: Callable[..., _Outcome], *args: Any) -> Future[_Outcome]:

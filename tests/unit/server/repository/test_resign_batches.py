@@ -4,6 +4,7 @@ served bytes are always whole)."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -166,8 +167,8 @@ def test_a_batch_makes_its_new_blobs_durable_once_before_the_commit(
         return real_put_new(key, data, digests, durable=durable)
 
     def sync(keys: Any) -> None:
-        calls.append(("sync", sorted(keys)))
         real_sync(keys)
+        calls.append(("sync", sorted(keys)))  # recorded once durable
 
     def switch(*args: Any) -> set[int]:
         calls.append(("switch", None))
@@ -179,8 +180,12 @@ def test_a_batch_makes_its_new_blobs_durable_once_before_the_commit(
         patch.setattr(rotation, "_switch_batch", switch)
         rotation.process_batch(feed.ctx, feed.keyring, run_id, service_index_url=SERVICE_INDEX, limit=4)
     served = sorted(str(feed.served(v)[0].package_blob) for v in versions)
-    # Four writes that do not wait for the disk, then one sync of exactly the blobs the commit then serves.
-    assert calls == [("put_new", False)] * 4 + [("sync", served), ("switch", None)]
+    # Four writes that do not wait for the disk; each blob is made durable (on the sync threads, as soon as its
+    # package is signed), and every one of them is durable before the one switch that serves them.
+    assert sorted(c for c in calls if c[0] == "put_new") == [("put_new", False)] * 4
+    synced = sorted(key for name, keys in calls if name == "sync" for key in keys)
+    assert synced == served
+    assert calls[-1] == ("switch", None) and calls.count(("switch", None)) == 1
     _check_done(feed, versions, new, tmp_path)
 
 
@@ -203,6 +208,35 @@ def test_blobs_that_cannot_be_made_durable_are_not_served(
     report = rotation.run_report(feed.ctx, run_id)
     assert (report.resigned, report.failed, _events(feed)) == (0, 0, {})  # an outage is no package's failure
     assert _drain(feed, run_id).resigned == 3
+    _check_done(feed, versions, new, tmp_path)
+
+
+def test_one_blob_that_cannot_be_made_durable_keeps_the_whole_batch_unserved(
+    feed: SigningFeed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, new, versions, run_id = _start(feed, 4)
+    before = {v: feed.served(v)[0].package_blob for v in versions}
+    real_sync = feed.ctx.blobs.sync
+    synced: list[str] = []
+    lock = threading.Lock()
+
+    def third_fails(keys: Any) -> None:
+        with lock:  # called from the sync threads
+            synced.extend(keys)
+            third = len(synced) == 3
+        if third:
+            raise StorageError("cannot make the blob durable (simulated: I/O error)")
+        real_sync(keys)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(feed.ctx.blobs, "sync", third_fails)
+        with pytest.raises(StorageError, match="durable"):
+            rotation.process_batch(feed.ctx, feed.keyring, run_id, service_index_url=SERVICE_INDEX, limit=4)
+    assert len(synced) == 4  # the others were still waited for before giving up
+    rows = [feed.served(v)[0] for v in versions]
+    assert [r.package_blob for r in rows] == [before[v] for v in versions]  # none switched, not even the durable ones
+    assert {r.repo_cert_sha256 for r in rows} == {old} and all(r.lease_owner is None for r in rows)
+    assert _drain(feed, run_id).resigned == 4
     _check_done(feed, versions, new, tmp_path)
 
 
