@@ -79,6 +79,7 @@ from nuseal.server.services.repository_signing import (
     trial_sign,
 )
 from nuseal.server.storage import BlobNotFoundError, PutResult, StorageError, digests_of
+from nuseal.server.storage.filesystem import FilesystemBlobStore
 
 _log = logging.getLogger(__name__)
 
@@ -560,9 +561,18 @@ def _scratch_dir(jobs: Sequence[_Job]) -> str | None:
 
 def _sign_one(ctx: ServiceContext, keyring: Keyring, cert: RepositoryCert, job: _Job, service_index_url: str,
               folder: Path) -> _Outcome:  # fmt: skip
-    src, dst = folder / f"{job.version_id}.nupkg", folder / f"{job.version_id}.signed.nupkg"
+    dst = folder / f"{job.version_id}.signed.nupkg"
+    copy: Path | None = None
     try:
-        _download(ctx, job.old_blob, src)
+        if isinstance(ctx.blobs, FilesystemBlobStore):
+            # Signed straight from the served file, only read (a blob is never written after it is published):
+            # no copy to make and delete. A blob deleted meanwhile reads as missing, like the store's open().
+            src = ctx.blobs.local_path(job.old_blob)
+            if not src.is_file():
+                raise BlobNotFoundError(f"no blob '{job.old_blob}' in {ctx.blobs.describe()}")
+        else:
+            src = copy = folder / f"{job.version_id}.nupkg"
+            _download(ctx, job.old_blob, copy)
         sign_for_feed(src, dst, owners=job.owners, service_index_url=service_index_url, repo_cert=cert,
                       timestamper=keyring.timestamper(cert), now=ctx.now())  # fmt: skip
     except (RepositorySigningError, BlobNotFoundError) as exc:
@@ -572,7 +582,8 @@ def _sign_one(ctx: ServiceContext, keyring: Keyring, cert: RepositoryCert, job: 
             raise
         return _Failed(job, str(exc))
     finally:
-        src.unlink(missing_ok=True)
+        if copy is not None:  # never the served file
+            copy.unlink(missing_ok=True)
     faults.checkpoint("resign.signed")
     try:
         if dst.stat().st_size <= SMALL_PACKAGE_BYTES:
