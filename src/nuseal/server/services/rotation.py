@@ -563,18 +563,23 @@ def _sign_one(ctx: ServiceContext, keyring: Keyring, cert: RepositoryCert, job: 
               folder: Path) -> _Outcome:  # fmt: skip
     dst = folder / f"{job.version_id}.signed.nupkg"
     copy: Path | None = None
+    missing = BlobNotFoundError(f"no blob '{job.old_blob}' in {ctx.blobs.describe()}")  # the store's open() words
     try:
         if isinstance(ctx.blobs, FilesystemBlobStore):
-            # Signed straight from the served file, only read (a blob is never written after it is published):
-            # no copy to make and delete. A blob deleted meanwhile reads as missing, like the store's open().
+            # Signed straight from the served file, which is only read (a blob is never written after it is
+            # published): no copy to make and delete. A blob deleted before or while it is read is a missing blob,
+            # as when it was downloaded first.
             src = ctx.blobs.local_path(job.old_blob)
-            if not src.is_file():
-                raise BlobNotFoundError(f"no blob '{job.old_blob}' in {ctx.blobs.describe()}")
+            try:
+                _sign_file(src, dst, job, cert, keyring, service_index_url, ctx.now())
+            except FileNotFoundError:
+                if src.is_file():
+                    raise  # something else is missing (the scratch folder): not this package's failure
+                raise missing from None
         else:
             src = copy = folder / f"{job.version_id}.nupkg"
             _download(ctx, job.old_blob, copy)
-        sign_for_feed(src, dst, owners=job.owners, service_index_url=service_index_url, repo_cert=cert,
-                      timestamper=keyring.timestamper(cert), now=ctx.now())  # fmt: skip
+            _sign_file(src, dst, job, cert, keyring, service_index_url, ctx.now())
     except (RepositorySigningError, BlobNotFoundError) as exc:
         return _Failed(job, str(exc))
     except SigningError as exc:
@@ -604,6 +609,12 @@ def _sign_one(ctx: ServiceContext, keyring: Keyring, cert: RepositoryCert, job: 
         raise StorageError(f"blob '{key}' exists with other bytes (a 48-bit prefix collision): not overwritten")
     faults.checkpoint("resign.blob_written")
     return _Signed(job, key, staged.sha512, staged.size)
+
+
+def _sign_file(src: Path, dst: Path, job: _Job, cert: RepositoryCert, keyring: Keyring, service_index_url: str,
+               now: datetime) -> None:  # fmt: skip
+    sign_for_feed(src, dst, owners=job.owners, service_index_url=service_index_url, repo_cert=cert,
+                  timestamper=keyring.timestamper(cert), now=now)  # fmt: skip
 
 
 def _download(ctx: ServiceContext, key: str, path: Path) -> None:

@@ -17,6 +17,7 @@ from nuseal.server.db.models import AuditEvent, PackageVersion
 from nuseal.server.services import leases, repository_signing, rotation
 from nuseal.server.services import repository_certificates as repo
 from nuseal.server.storage import StorageError
+from nuseal.server.storage.filesystem import FilesystemBlobStore
 
 
 class SimulatedCrash(BaseException):
@@ -238,6 +239,41 @@ def test_one_blob_that_cannot_be_made_durable_keeps_the_whole_batch_unserved(
     assert {r.repo_cert_sha256 for r in rows} == {old} and all(r.lease_owner is None for r in rows)
     assert _drain(feed, run_id).resigned == 4
     _check_done(feed, versions, new, tmp_path)
+
+
+@pytest.mark.parametrize("when", ["before", "while"])
+def test_a_served_blob_that_vanished_is_that_package_s_failure(
+    feed: SigningFeed, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """The folder store's packages are signed from the served file itself: one deleted before or while it is read
+    is recorded as a missing blob (as when every blob was downloaded first), and never deleted by the batch."""
+    _, new, versions, run_id = _start(feed, 3)
+    gone = versions[1]
+    row, _ = feed.served(gone)
+    key = str(row.package_blob)
+    real = rotation._sign_file
+
+    def vanishing(src: Path, *rest: Any) -> None:
+        if src.name == key.rsplit("/", 1)[1] or (when == "while" and src.name.startswith(f"{gone}.")):
+            feed.ctx.blobs.delete(key)
+        real(src, *rest)
+
+    if when == "before":
+        feed.ctx.blobs.delete(key)
+    monkeypatch.setattr(rotation, "_sign_file", vanishing if when == "while" else real)
+    result = rotation.process_batch(feed.ctx, feed.keyring, run_id, service_index_url=SERVICE_INDEX, limit=3)
+    downloaded = not isinstance(feed.ctx.blobs, FilesystemBlobStore)
+    if when == "while" and downloaded:  # S3: the copy was read, the object's deletion comes too late to matter
+        assert (result.resigned, result.failed) == (3, 0)
+        return
+    assert (result.resigned, result.failed) == (2, 1)
+    report = rotation.run_report(feed.ctx, run_id)
+    [failure] = report.failures
+    assert failure.reason == f"no blob '{key}' in {feed.ctx.blobs.describe()}"
+    for version in versions:
+        if version != gone:
+            assert feed.served(version)[0].repo_cert_sha256 == new
+    assert feed.ctx.blobs.stat(key) is None
 
 
 def test_the_author_signature_check_sees_any_change(feed: SigningFeed, tmp_path: Path) -> None:
