@@ -537,6 +537,16 @@ def _sync_threads() -> ThreadPoolExecutor:
         return _sync_pool[0]
 
 
+def _forget_sync_threads() -> None:
+    """In a forked child: the parent's sync threads do not exist there, so a new pool is started on first use."""
+    global _sync_pool_lock
+    _sync_pool.clear()
+    _sync_pool_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_sync_threads)
+
+
 def _run_here(function: Callable[..., _Outcome], *args: Any) -> Future[_Outcome]:
     done: Future[_Outcome] = Future()
     try:

@@ -4,6 +4,7 @@ served bytes are always whole)."""
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -322,3 +323,17 @@ def test_versions_stay_whole_while_a_batch_is_signed(
     with feed.ctx.db.reading() as session:
         assert session.scalar(select(func.count()).select_from(PackageVersion)
                               .where(PackageVersion.repo_cert_sha256 == new)) == 3  # fmt: skip
+
+
+def test_a_forked_child_starts_its_own_sync_threads() -> None:
+    pool = rotation._sync_threads()
+    assert pool.submit(lambda: 1).result(timeout=5) == 1  # the parent's threads are running
+    pid = os.fork()
+    if pid == 0:  # the parent's threads do not exist here: a pool that thinks they do would never run anything
+        try:
+            fresh = rotation._sync_threads()
+            os._exit(0 if fresh is not pool and fresh.submit(lambda: 2).result(timeout=5) == 2 else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
