@@ -11,10 +11,11 @@ Measured, per backend: rotation 1 (active = certificate 2, ``nuseal admin repo-c
 ``nuseal worker``, then rotation 2 (certificate 3 retires certificate 2: the packages now carry the signatures the
 first rotation made) with two. The workers are started and ready (their "signing ready" log line: key unsealed,
 trial signature made) before the retire command; the clock runs from the retire command to the run's completion
-(read from the database every 0.2 s). Packages/s = re-signed packages / that time; the ratio is the 2-worker rate
-over the 1-worker rate. Also printed: the *steady* rate (from the run's first batch commit to its last, read from
-the per-package audit events: what a long run approaches, without the fixed costs that dominate a short one), worker
-and TSA CPU per package, and how many cores they kept busy. A run still going after ``--time-limit`` seconds is
+(the run's finished_at, watched with one single-row SELECT every 0.2 s). Packages/s = re-signed packages / that
+time; the ratio is the 2-worker rate over the 1-worker rate. Also printed: the *steady* rate (from the run's first
+batch commit to its last, read from the per-package audit events: what a long run approaches, without the fixed
+costs that dominate a short one), worker and TSA CPU per package, how many cores they kept busy, and the CPU the
+bench spent watching the run. A run still going after ``--time-limit`` seconds is
 stopped there and its rate is what it did so far (marked "incomplete").
 
 Targets (issue 11): >= 100 packages/s per worker, >= 1.8x with 2 workers. The workers and the TSA share the
