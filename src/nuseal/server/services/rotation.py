@@ -514,7 +514,7 @@ def _sign_all(ctx: ServiceContext, keyring: Keyring, cert: RepositoryCert, jobs:
     for pending in syncs:  # every one is waited for: nothing is still writing when the batch goes on
         try:
             pending.result()
-        except (StorageError, OSError) as exc:
+        except BaseException as exc:  # StorageError, OSError: the blob is not durable
             failure = failure or exc
     if failure is not None:
         # Not durable: switch none of them (orphans, never served); their leases go back and the task is retried.
@@ -573,7 +573,6 @@ def _sign_one(ctx: ServiceContext, keyring: Keyring, cert: RepositoryCert, job: 
               folder: Path) -> _Outcome:  # fmt: skip
     dst = folder / f"{job.version_id}.signed.nupkg"
     copy: Path | None = None
-    missing = BlobNotFoundError(f"no blob '{job.old_blob}' in {ctx.blobs.describe()}")  # the store's open() words
     try:
         if isinstance(ctx.blobs, FilesystemBlobStore):
             # Signed straight from the served file, which is only read (a blob is never written after it is
@@ -585,7 +584,7 @@ def _sign_one(ctx: ServiceContext, keyring: Keyring, cert: RepositoryCert, job: 
             except FileNotFoundError:
                 if src.is_file():
                     raise  # something else is missing (the scratch folder): not this package's failure
-                raise missing from None
+                raise BlobNotFoundError(f"no blob '{job.old_blob}' in {ctx.blobs.describe()}") from None  # as open()
         else:
             src = copy = folder / f"{job.version_id}.nupkg"
             _download(ctx, job.old_blob, copy)
