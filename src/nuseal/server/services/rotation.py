@@ -29,8 +29,9 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -78,6 +79,7 @@ from nuseal.server.services.repository_signing import (
     trial_sign,
 )
 from nuseal.server.storage import BlobNotFoundError, PutResult, StorageError, digests_of
+from nuseal.server.storage.filesystem import FilesystemBlobStore
 
 _log = logging.getLogger(__name__)
 
@@ -483,9 +485,15 @@ def process_batch(
 def _sign_all(ctx: ServiceContext, keyring: Keyring, cert: RepositoryCert, jobs: Sequence[_Job],
               service_index_url: str) -> tuple[list[_Outcome], BaseException | None]:  # fmt: skip
     """Sign and publish every job on the keyring's threads; the outcomes, and the first error that is not a
-    package's own (the jobs it stopped are left out: their leases are given back)."""
+    package's own (the jobs it stopped are left out: their leases are given back).
+
+    The new blobs are written without waiting for the disk (``put_new(durable=False)``) and made durable here
+    before returning, so before the commit that serves them: each blob's ``sync`` is handed to the sync threads as
+    soon as its package is signed, so the waits for the disk overlap each other and the signing of the rest of the
+    batch instead of following it one after the other."""
     outcomes: list[_Outcome] = []
     error: BaseException | None = None
+    syncs: list[Future[None]] = []
     with tempfile.TemporaryDirectory(prefix="nuseal-resign-", dir=_scratch_dir(jobs)) as folder:
         if keyring.shareable(cert):
             pool = keyring.executor()
@@ -495,18 +503,48 @@ def _sign_all(ctx: ServiceContext, keyring: Keyring, cert: RepositoryCert, jobs:
             futures = [_run_here(_sign_one, ctx, keyring, cert, job, service_index_url, Path(folder)) for job in jobs]
         for future in futures:
             try:
-                outcomes.append(future.result())
+                outcome = future.result()
             except BaseException as exc:  # a service is down or this process cannot sign: raised after the commit
                 error = error or exc
-    try:
-        # The new blobs were written without waiting for the disk (put_new durable=False): durable all at once here,
-        # before the commit that serves them (the folder store: one run of fsyncs instead of two per blob).
-        ctx.blobs.sync([o.key for o in outcomes if isinstance(o, _Signed)])
-    except (StorageError, OSError) as exc:
+                continue
+            outcomes.append(outcome)
+            if isinstance(outcome, _Signed):
+                syncs.append(_sync_threads().submit(ctx.blobs.sync, [outcome.key]))
+    failure: BaseException | None = None
+    for pending in syncs:  # every one is waited for: nothing is still writing when the batch goes on
+        try:
+            pending.result()
+        except BaseException as exc:  # StorageError, OSError: the blob is not durable
+            failure = failure or exc
+    if failure is not None:
         # Not durable: switch none of them (orphans, never served); their leases go back and the task is retried.
-        return [o for o in outcomes if isinstance(o, _Failed)], error or exc
+        return [o for o in outcomes if isinstance(o, _Failed)], error or failure
     faults.checkpoint("resign.synced")
     return outcomes, error
+
+
+#: Threads that make new blobs durable (they wait on the disk, holding no GIL): enough to keep a batch's fsyncs
+#: overlapping each other; one pool per process, started on first use and kept.
+SYNC_THREADS: Final = 8
+_sync_pool: list[ThreadPoolExecutor] = []
+_sync_pool_lock = threading.Lock()
+
+
+def _sync_threads() -> ThreadPoolExecutor:
+    with _sync_pool_lock:
+        if not _sync_pool:
+            _sync_pool.append(ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="nuseal-sync"))
+        return _sync_pool[0]
+
+
+def _forget_sync_threads() -> None:
+    """In a forked child: the parent's sync threads do not exist there, so a new pool is started on first use."""
+    global _sync_pool_lock
+    _sync_pool.clear()
+    _sync_pool_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_sync_threads)
 
 
 def _run_here(function: Callable[..., _Outcome], *args: Any) -> Future[_Outcome]:
@@ -533,11 +571,24 @@ def _scratch_dir(jobs: Sequence[_Job]) -> str | None:
 
 def _sign_one(ctx: ServiceContext, keyring: Keyring, cert: RepositoryCert, job: _Job, service_index_url: str,
               folder: Path) -> _Outcome:  # fmt: skip
-    src, dst = folder / f"{job.version_id}.nupkg", folder / f"{job.version_id}.signed.nupkg"
+    dst = folder / f"{job.version_id}.signed.nupkg"
+    copy: Path | None = None
     try:
-        _download(ctx, job.old_blob, src)
-        sign_for_feed(src, dst, owners=job.owners, service_index_url=service_index_url, repo_cert=cert,
-                      timestamper=keyring.timestamper(cert), now=ctx.now())  # fmt: skip
+        if isinstance(ctx.blobs, FilesystemBlobStore):
+            # Signed straight from the served file, which is only read (a blob is never written after it is
+            # published): no copy to make and delete. A blob deleted before or while it is read is a missing blob,
+            # as when it was downloaded first.
+            src = ctx.blobs.local_path(job.old_blob)
+            try:
+                _sign_file(src, dst, job, cert, keyring, service_index_url, ctx.now())
+            except FileNotFoundError:
+                if src.is_file():
+                    raise  # something else is missing (the scratch folder): not this package's failure
+                raise BlobNotFoundError(f"no blob '{job.old_blob}' in {ctx.blobs.describe()}") from None  # as open()
+        else:
+            src = copy = folder / f"{job.version_id}.nupkg"
+            _download(ctx, job.old_blob, copy)
+            _sign_file(src, dst, job, cert, keyring, service_index_url, ctx.now())
     except (RepositorySigningError, BlobNotFoundError) as exc:
         return _Failed(job, str(exc))
     except SigningError as exc:
@@ -545,7 +596,8 @@ def _sign_one(ctx: ServiceContext, keyring: Keyring, cert: RepositoryCert, job: 
             raise
         return _Failed(job, str(exc))
     finally:
-        src.unlink(missing_ok=True)
+        if copy is not None:  # never the served file
+            copy.unlink(missing_ok=True)
     faults.checkpoint("resign.signed")
     try:
         if dst.stat().st_size <= SMALL_PACKAGE_BYTES:
@@ -566,6 +618,12 @@ def _sign_one(ctx: ServiceContext, keyring: Keyring, cert: RepositoryCert, job: 
         raise StorageError(f"blob '{key}' exists with other bytes (a 48-bit prefix collision): not overwritten")
     faults.checkpoint("resign.blob_written")
     return _Signed(job, key, staged.sha512, staged.size)
+
+
+def _sign_file(src: Path, dst: Path, job: _Job, cert: RepositoryCert, keyring: Keyring, service_index_url: str,
+               now: datetime) -> None:  # fmt: skip
+    sign_for_feed(src, dst, owners=job.owners, service_index_url=service_index_url, repo_cert=cert,
+                  timestamper=keyring.timestamper(cert), now=now)  # fmt: skip
 
 
 def _download(ctx: ServiceContext, key: str, path: Path) -> None:

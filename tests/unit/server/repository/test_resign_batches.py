@@ -4,6 +4,8 @@ served bytes are always whole)."""
 
 from __future__ import annotations
 
+import os
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from nuseal.server.db.models import AuditEvent, PackageVersion
 from nuseal.server.services import leases, repository_signing, rotation
 from nuseal.server.services import repository_certificates as repo
 from nuseal.server.storage import StorageError
+from nuseal.server.storage.filesystem import FilesystemBlobStore
 
 
 class SimulatedCrash(BaseException):
@@ -166,8 +169,8 @@ def test_a_batch_makes_its_new_blobs_durable_once_before_the_commit(
         return real_put_new(key, data, digests, durable=durable)
 
     def sync(keys: Any) -> None:
-        calls.append(("sync", sorted(keys)))
         real_sync(keys)
+        calls.append(("sync", sorted(keys)))  # recorded once durable
 
     def switch(*args: Any) -> set[int]:
         calls.append(("switch", None))
@@ -179,8 +182,12 @@ def test_a_batch_makes_its_new_blobs_durable_once_before_the_commit(
         patch.setattr(rotation, "_switch_batch", switch)
         rotation.process_batch(feed.ctx, feed.keyring, run_id, service_index_url=SERVICE_INDEX, limit=4)
     served = sorted(str(feed.served(v)[0].package_blob) for v in versions)
-    # Four writes that do not wait for the disk, then one sync of exactly the blobs the commit then serves.
-    assert calls == [("put_new", False)] * 4 + [("sync", served), ("switch", None)]
+    # Four writes that do not wait for the disk; each blob is made durable (on the sync threads, as soon as its
+    # package is signed), and every one of them is durable before the one switch that serves them.
+    assert sorted(c for c in calls if c[0] == "put_new") == [("put_new", False)] * 4
+    synced = sorted(key for name, keys in calls if name == "sync" for key in keys)
+    assert synced == served
+    assert calls[-1] == ("switch", None) and calls.count(("switch", None)) == 1
     _check_done(feed, versions, new, tmp_path)
 
 
@@ -204,6 +211,70 @@ def test_blobs_that_cannot_be_made_durable_are_not_served(
     assert (report.resigned, report.failed, _events(feed)) == (0, 0, {})  # an outage is no package's failure
     assert _drain(feed, run_id).resigned == 3
     _check_done(feed, versions, new, tmp_path)
+
+
+def test_one_blob_that_cannot_be_made_durable_keeps_the_whole_batch_unserved(
+    feed: SigningFeed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, new, versions, run_id = _start(feed, 4)
+    before = {v: feed.served(v)[0].package_blob for v in versions}
+    real_sync = feed.ctx.blobs.sync
+    synced: list[str] = []
+    lock = threading.Lock()
+
+    def third_fails(keys: Any) -> None:
+        with lock:  # called from the sync threads
+            synced.extend(keys)
+            third = len(synced) == 3
+        if third:
+            raise StorageError("cannot make the blob durable (simulated: I/O error)")
+        real_sync(keys)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(feed.ctx.blobs, "sync", third_fails)
+        with pytest.raises(StorageError, match="durable"):
+            rotation.process_batch(feed.ctx, feed.keyring, run_id, service_index_url=SERVICE_INDEX, limit=4)
+    assert len(synced) == 4  # the others were still waited for before giving up
+    rows = [feed.served(v)[0] for v in versions]
+    assert [r.package_blob for r in rows] == [before[v] for v in versions]  # none switched, not even the durable ones
+    assert {r.repo_cert_sha256 for r in rows} == {old} and all(r.lease_owner is None for r in rows)
+    assert _drain(feed, run_id).resigned == 4
+    _check_done(feed, versions, new, tmp_path)
+
+
+@pytest.mark.parametrize("when", ["before", "while"])
+def test_a_served_blob_that_vanished_is_that_package_s_failure(
+    feed: SigningFeed, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """The folder store's packages are signed from the served file itself: one deleted before or while it is read
+    is recorded as a missing blob (as when every blob was downloaded first), and never deleted by the batch."""
+    _, new, versions, run_id = _start(feed, 3)
+    gone = versions[1]
+    row, _ = feed.served(gone)
+    key = str(row.package_blob)
+    real = rotation._sign_file
+
+    def vanishing(src: Path, *rest: Any) -> None:
+        if src.name == key.rsplit("/", 1)[1] or (when == "while" and src.name.startswith(f"{gone}.")):
+            feed.ctx.blobs.delete(key)
+        real(src, *rest)
+
+    if when == "before":
+        feed.ctx.blobs.delete(key)
+    monkeypatch.setattr(rotation, "_sign_file", vanishing if when == "while" else real)
+    result = rotation.process_batch(feed.ctx, feed.keyring, run_id, service_index_url=SERVICE_INDEX, limit=3)
+    downloaded = not isinstance(feed.ctx.blobs, FilesystemBlobStore)
+    if when == "while" and downloaded:  # S3: the copy was read, the object's deletion comes too late to matter
+        assert (result.resigned, result.failed) == (3, 0)
+        return
+    assert (result.resigned, result.failed) == (2, 1)
+    report = rotation.run_report(feed.ctx, run_id)
+    [failure] = report.failures
+    assert failure.reason == f"no blob '{key}' in {feed.ctx.blobs.describe()}"
+    for version in versions:
+        if version != gone:
+            assert feed.served(version)[0].repo_cert_sha256 == new
+    assert feed.ctx.blobs.stat(key) is None
 
 
 def test_the_author_signature_check_sees_any_change(feed: SigningFeed, tmp_path: Path) -> None:
@@ -252,3 +323,17 @@ def test_versions_stay_whole_while_a_batch_is_signed(
     with feed.ctx.db.reading() as session:
         assert session.scalar(select(func.count()).select_from(PackageVersion)
                               .where(PackageVersion.repo_cert_sha256 == new)) == 3  # fmt: skip
+
+
+def test_a_forked_child_starts_its_own_sync_threads() -> None:
+    pool = rotation._sync_threads()
+    assert pool.submit(lambda: 1).result(timeout=5) == 1  # the parent's threads are running
+    pid = os.fork()
+    if pid == 0:  # the parent's threads do not exist here: a pool that thinks they do would never run anything
+        try:
+            fresh = rotation._sync_threads()
+            os._exit(0 if fresh is not pool and fresh.submit(lambda: 2).result(timeout=5) == 2 else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
