@@ -160,16 +160,21 @@ def test_in_process_batches_keep_a_few_requests_in_flight_on_keep_alive_connecti
     assert len(tsa.connections) <= batch.IN_FLIGHT  # reused: 12 requests, at most 4 connections
 
 
-def test_in_process_batches_stop_starting_packages_when_the_caller_stops(pki: TestPki, tmp_path: Path) -> None:
-    pairs = _packages(tmp_path, 6 * batch.IN_FLIGHT)
+def _written_when_interrupted(pairs: list[tuple[Path, Path]], pki: TestPki, *, parallel: int) -> list[Path]:
+    """The outputs on disk after a batch whose caller stops (Ctrl+C) at the first outcome."""
     job = batch.SignJob(AuthorSignRequest(signer_for(pki.leaf)), utc_now)
 
     def stop(outcome: batch.SignOutcome) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        batch.sign_batch(pairs, job, parallel=1, on_outcome=stop)
-    written = [dst for _, dst in pairs if dst.exists()]
+        batch.sign_batch(pairs, job, parallel=parallel, on_outcome=stop)
+    return [dst for _, dst in pairs if dst.exists()]
+
+
+def test_in_process_batches_stop_starting_packages_when_the_caller_stops(pki: TestPki, tmp_path: Path) -> None:
+    pairs = _packages(tmp_path, 6 * batch.IN_FLIGHT)
+    written = _written_when_interrupted(pairs, pki, parallel=1)
     assert 1 <= len(written) <= 2 * batch.IN_FLIGHT + 1  # the window ahead of the first outcome, no more
 
 
@@ -513,14 +518,7 @@ def test_forked_workers_stop_when_the_caller_stops(
 
     monkeypatch.setattr(forked, "_Worker", Watched)
     pairs = _packages(tmp_path, 80)
-    job = batch.SignJob(AuthorSignRequest(signer_for(pki.leaf)), utc_now)
-
-    def stop(outcome: batch.SignOutcome) -> None:
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        batch.sign_batch(pairs, job, parallel=2, on_outcome=stop)
-    written = [dst for _, dst in pairs if dst.exists()]
+    written = _written_when_interrupted(pairs, pki, parallel=2)
     held = 2 * (batch.IN_FLIGHT + forked.REPORT + forked.AHEAD)
     assert 1 <= len(written) <= held + 2 * forked.REPORT  # what the two workers held, and what replaced reports
     assert not list((tmp_path / "out").glob(".*.tmp"))  # nothing half-written: the workers finished or stopped
