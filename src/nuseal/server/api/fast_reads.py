@@ -33,7 +33,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from nuseal.server.api.responses import BLOB_CACHE, DOCUMENT_CACHE, JSON
 from nuseal.server.services.feed_documents import BlobRef, FeedReader, Hive, Rendered
 from nuseal.server.storage import BlobStore
-from nuseal.server.storage.filesystem import FilesystemBlobStore
 from nuseal.versioning import NuGetVersion
 
 #: Blobs up to this size are kept in memory once read (most packages are far smaller).
@@ -135,8 +134,9 @@ class FastReads:
             (b"etag", ref.etag.encode()), (b"cache-control", BLOB_CACHE.encode()), (b"accept-ranges", b"bytes"),
             (b"content-disposition", f'attachment; filename="{name}"'.encode()),
         ]
-        if isinstance(self.blobs, FilesystemBlobStore):  # the route's FileResponse path sends it too
-            mtime = self.blobs.local_path(ref.key).stat().st_mtime
+        path = self.blobs.local_path(ref.key)
+        if path is not None:  # the route's FileResponse path sends it too
+            mtime = path.stat().st_mtime
             headers.append((b"last-modified", formatdate(mtime, usegmt=True).encode()))
         headers.append((b"content-type", media_type))
         self.cache.put(ref.key, data, headers)

@@ -23,7 +23,6 @@ from starlette.types import Receive, Scope, Send
 from nuseal.server.reason_phrase import send_with_reason, supports_reason
 from nuseal.server.services.feed_documents import BlobRef, Rendered
 from nuseal.server.storage import BlobStore, RangeNotSatisfiableError
-from nuseal.server.storage.filesystem import FilesystemBlobStore
 
 JSON: Final = "application/json; charset=utf-8"
 #: Indexes, registrations and search change with every push: clients may reuse them briefly, then revalidate.
@@ -110,8 +109,8 @@ def blob_response(request: Request, store: BlobStore, ref: BlobRef, *, media_typ
         headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     if _matches(request.headers.get("if-none-match"), ref.etag):
         return Response(status_code=304, headers={k: v for k, v in headers.items() if k != "Content-Disposition"})
-    if isinstance(store, FilesystemBlobStore):
-        path = store.local_path(ref.key)
+    path = store.local_path(ref.key)
+    if path is not None:
         try:
             stat = os.stat(path)
         except FileNotFoundError:  # the row points at a blob that is gone: an operator's problem, not the client's

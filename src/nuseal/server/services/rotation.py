@@ -79,7 +79,6 @@ from nuseal.server.services.repository_signing import (
     trial_sign,
 )
 from nuseal.server.storage import BlobNotFoundError, PutResult, StorageError, digests_of
-from nuseal.server.storage.filesystem import FilesystemBlobStore
 
 _log = logging.getLogger(__name__)
 
@@ -574,11 +573,12 @@ def _sign_one(ctx: ServiceContext, keyring: Keyring, cert: RepositoryCert, job: 
     dst = folder / f"{job.version_id}.signed.nupkg"
     copy: Path | None = None
     try:
-        if isinstance(ctx.blobs, FilesystemBlobStore):
+        served = ctx.blobs.local_path(job.old_blob)
+        if served is not None:
             # Signed straight from the served file, which is only read (a blob is never written after it is
             # published): no copy to make and delete. A blob deleted before or while it is read is a missing blob,
             # as when it was downloaded first.
-            src = ctx.blobs.local_path(job.old_blob)
+            src = served
             try:
                 _sign_file(src, dst, job, cert, keyring, service_index_url, ctx.now())
             except FileNotFoundError:

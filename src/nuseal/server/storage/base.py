@@ -15,6 +15,7 @@ import hashlib
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Protocol, Self
 
@@ -182,6 +183,11 @@ class BlobStore(Protocol):
 
     def stat(self, key: str) -> BlobInfo | None:
         """Size of the blob, or ``None`` when there is none."""
+        ...
+
+    def local_path(self, key: str) -> Path | None:
+        """Where the blob ``key`` is (or would be) a file on this machine, to read or send without a copy; ``None``
+        where blobs are not local files (S3)."""
         ...
 
     def open(self, key: str, *, offset: int = 0, length: int | None = None) -> BlobReader:

@@ -189,6 +189,9 @@ class S3BlobStore:
         where = f" at {self.location.endpoint}" if self.location.endpoint else ""
         return f"s3://{self.location.bucket}/{self.location.prefix}{where}"
 
+    def local_path(self, key: str) -> None:
+        return None  # objects are read over HTTP
+
     def _object(self, key: str) -> str:
         return self.location.prefix + check_key(key)
 
