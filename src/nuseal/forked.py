@@ -68,34 +68,43 @@ def streamed(items: Sequence[T], *, workers: int, threads: int, start: Callable[
              rerun: Callable[[list[T]], list[R]], report: int = REPORT) -> Generator[R, None, None]:
     """A result for every item, in input order, from ``workers`` forked processes with ``threads`` threads each,
     which send their results in groups of up to ``report``."""
+    import gc
     import queue  # noqa: F401  (the workers' import, made once here before they are forked)
 
     results: dict[int, R] = {}
     todo = deque(range(len(items)))  # not yet handed to a worker
     reported = 0
-    while reported < len(items):
-        assert todo, "every item given out was reported or re-run when the last worker ended"
-        crew = _Crew(start, min(workers, len(todo)), threads, report)
-        try:
-            share = -(-len(todo) // len(crew.workers))  # a short batch still reaches every worker
-            for worker in crew.workers:
-                crew.give(worker, todo, items, min(threads + report + AHEAD, share))
-            while crew.live() and reported < len(items):
-                for worker, received in crew.wait():
-                    if received is None:  # the worker died with items in hand
-                        lost = sorted(worker.held)
-                        worker.held.clear()
-                        results.update(zip(lost, rerun([items[i] for i in lost]), strict=True))
-                        continue
-                    for index, result in received:
-                        results[index] = result
-                        worker.held.discard(index)
-                    crew.give(worker, todo, items, len(received))
-                while reported in results:
-                    yield results.pop(reported)
-                    reported += 1
-        finally:
-            crew.close()
+    # Frozen objects are never collected: the workers' collections leave what they inherit (and its memory pages)
+    # alone. A caller that froze first (``nuseal sign``'s start-up) keeps its freeze.
+    thawed = gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        while reported < len(items):
+            assert todo, "every item given out was reported or re-run when the last worker ended"
+            crew = _Crew(start, min(workers, len(todo)), threads, report)
+            try:
+                share = -(-len(todo) // len(crew.workers))  # a short batch still reaches every worker
+                for worker in crew.workers:
+                    crew.give(worker, todo, items, min(threads + report + AHEAD, share))
+                while crew.live() and reported < len(items):
+                    for worker, received in crew.wait():
+                        if received is None:  # the worker died with items in hand
+                            lost = sorted(worker.held)
+                            worker.held.clear()
+                            results.update(zip(lost, rerun([items[i] for i in lost]), strict=True))
+                            continue
+                        for index, result in received:
+                            results[index] = result
+                            worker.held.discard(index)
+                        crew.give(worker, todo, items, len(received))
+                    while reported in results:
+                        yield results.pop(reported)
+                        reported += 1
+            finally:
+                crew.close()
+    finally:
+        if thawed:
+            gc.unfreeze()
 
 
 class _Worker:

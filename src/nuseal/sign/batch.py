@@ -143,8 +143,7 @@ def sign_batch(pairs: Sequence[tuple[Path, Path]], job: SignJob, *, parallel: in
             # As in a worker: each output is fsynced before its rename, and the folders once per group of outcomes
             # ready together, before they are reported (a folder fsync per package cost ~0.2 ms of CPU and a disk
             # round trip).
-            grouped = job.request.options.durable and job.request.options.sync_folder
-            threaded = _without_folder_sync(job) if grouped else job
+            threaded, grouped = _folder_sync_left_to_caller(job)
             # The warning filters are process-wide: set once around the threads (see _sign_run_in_worker).
             with certs.quiet():
                 for group in _in_flight(pairs, lambda pair: sign_one(threaded, Path(pair[0]), Path(pair[1]),
@@ -223,9 +222,7 @@ def _streaming_side(job: SignJob) -> forked.Side[tuple[Path, Path], SignOutcome]
     """What a forked streaming worker does (``forked.streamed``, in the worker): sign on its own keep-alive timestamp
     connections; each output fsynced before its rename, and the folders once per group, before the group leaves
     the worker."""
-    grouped = job.request.options.durable and job.request.options.sync_folder
-    if grouped:
-        job = _without_folder_sync(job)
+    job, grouped = _folder_sync_left_to_caller(job)
     stamper = _http_timestamper(job) if job.timestamper_url is not None else None
 
     def failed(pair: tuple[Path, Path], exc: BaseException) -> SignOutcome:
@@ -234,6 +231,14 @@ def _streaming_side(job: SignJob) -> forked.Side[tuple[Path, Path], SignOutcome]
     # The warning filters are process-wide: set once around the threads (see _sign_run_in_worker).
     return forked.Side(lambda pair: sign_one(job, pair[0], pair[1], stamper), failed,
                      _sync_folders if grouped else None, certs.quiet())
+
+
+def _folder_sync_left_to_caller(job: SignJob) -> tuple[SignJob, bool]:
+    """For a durable job that syncs folders: the job without that step and ``True`` (the caller fsyncs each folder
+    once per group, ``_sync_folders``); any other job as it is and ``False``."""
+    if job.request.options.durable and job.request.options.sync_folder:
+        return _without_folder_sync(job), True
+    return job, False
 
 
 def _without_folder_sync(job: SignJob) -> SignJob:

@@ -18,7 +18,6 @@ verified in this process.
 from __future__ import annotations
 
 import contextlib
-import gc
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -133,7 +132,6 @@ def _forked(tasks: list[_Task], setup: VerificationSetup, workers: int) -> Itera
     stream = forked.streamed(tasks, workers=workers, threads=1, start=lambda: _forked_side(setup),
                              rerun=lambda lost: list(_pooled(lost, setup, 1)), report=FORKED_REPORT)
     done = 0
-    gc.freeze()  # the workers' collections then leave the inherited objects (and their memory pages) alone
     try:
         while done < len(tasks):
             try:
@@ -145,7 +143,6 @@ def _forked(tasks: list[_Task], setup: VerificationSetup, workers: int) -> Itera
             yield verdict
     finally:
         stream.close()
-        gc.unfreeze()
 
 
 def _forked_side(setup: VerificationSetup) -> forked.Side[_Task, PackageVerdict]:
