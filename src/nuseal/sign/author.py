@@ -29,8 +29,8 @@ def sign_package(
     (NU3019-NU3030, NU3036). Warnings (NU3002, NU3018, NU3043) come back in the result.
     """
     return sign_primary(
-        Path(src),
-        Path(dst),
+        src,
+        dst,
         PrimarySignatureBuilder.author(),
         request.signer,
         request.options,

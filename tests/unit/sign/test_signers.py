@@ -119,3 +119,27 @@ def test_sign_raw_checked_checks_an_in_memory_key_once_and_other_signers_every_t
     for data in (b"e", b"f"):
         common.sign_raw_checked(TokenLike(), data, HashAlgorithmName.SHA256)
     assert checks[3:] == [b"e", b"f"]
+
+
+def test_a_damaged_key_loaded_without_the_prime_tests_is_refused_by_its_first_signature(
+    pki: TestPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Keys are loaded without cryptography's RSA validation (sign.pfx, _load_pem_key): a damaged private exponent
+    # (and CRT values to match it) loads, and the first signature's check against the certificate refuses it.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from nuseal.sign import common
+
+    monkeypatch.setattr(common, "_MATCHED", {})
+    good = pki.leaf.key.private_numbers()
+    d = good.d ^ (1 << 100)
+    damaged = rsa.RSAPrivateNumbers(good.p, good.q, d, d % (good.p - 1), d % (good.q - 1), good.iqmp,
+                                    good.public_numbers).private_key(unsafe_skip_rsa_key_validation=True)
+    path = tmp_path / "damaged.pem"
+    path.write_bytes(damaged.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()) + pki.leaf.chain_pem)
+    signer = PemSigner.load([path])
+    with pytest.raises(SigningError, match="does not match") as caught:
+        common.sign_raw_checked(signer, b"data", HashAlgorithmName.SHA256)
+    assert caught.value.code is NuCode.NU3001
