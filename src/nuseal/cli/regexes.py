@@ -91,8 +91,11 @@ def compiled_by_verify_path() -> list[_Row]:
 
 
 def _compile_first_uses() -> None:
-    """Compile what the verify path compiles while verifying rather than at import: the version pattern (every
-    nuspec identity), the ANSI pattern (every output line) and the warning filters ``x509.facts.quiet`` installs."""
+    """Compile what the verify path compiles after start-up's imports: ``json``'s patterns (imported to read the
+    built-in roots' index), the version pattern (every nuspec identity), the ANSI pattern (every output line) and
+    the warning filters ``x509.facts.quiet`` installs."""
+    import json  # noqa: F401
+
     from nuseal import versioning
     from nuseal.cli import guard
     from nuseal.x509 import facts
