@@ -27,10 +27,6 @@ def main(argv: list[str] | None = None) -> None:
         from nuseal.cli import lean, regexes
 
         regexes.seed()  # before anything compiles them (cryptography.x509 and its email.utils: sign's too)
-        if args[0] == "verify":
-            from nuseal.cli import x509_import
-
-            x509_import.load()  # without email.utils, which a verification never uses
         code = lean.run(args[0], args[1:])
         if code is not None:
             if argv is None:  # the console script: this process ends here (not a caller's, such as a test's)

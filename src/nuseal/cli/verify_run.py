@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nuseal.cli import collector, prefetch
+from nuseal.cli import collector, prefetch, x509_import
 from nuseal.cli.declare import TrustArgs, VerifyArgs
 from nuseal.cli.guard import echo
 from nuseal.cli.paths import expand
@@ -65,6 +65,7 @@ def run(args: VerifyArgs, trust: TrustArgs) -> int:
         paths, unresolved = expand(args.packages)
         workers = args.parallel if args.parallel is not None else default_workers()
         prefetch.for_paths(paths, workers)  # a large package is hashed on another core while the library loads
+        x509_import.load()  # first: without email.utils, which a verification never uses
         from nuseal.trust.nuget_config import NuGetSettings
         from nuseal.trust.policy_builder import verify_command_policy
         from nuseal.verify.batch import exit_code, missing_verdict, verify_batch
