@@ -19,8 +19,9 @@ def main(argv: list[str] | None = None) -> None:
     """
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["verify"]:
-        from nuseal.cli import prefetch
+        from nuseal.cli import collector, prefetch
 
+        collector.pause()  # start-up makes no garbage worth collecting (nuseal.cli.collector)
         prefetch.from_command_line(args[1:])  # a large package's hash starts now, on another core
     if args[:1] == ["verify"] or args[:1] == ["sign"]:  # nuseal.cli.lean.COMMANDS (a test checks they agree)
         from nuseal.cli import lean, regexes
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> None:
 
                 exit_now(code)
             sys.exit(code)
+        if args[0] == "verify":
+            collector.resume()  # typer's path: the collector as usual
     code = _root(args)
     if code is not None:
         sys.exit(code)

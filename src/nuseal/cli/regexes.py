@@ -84,9 +84,26 @@ def compiled_by_verify_path() -> list[_Row]:
 
     for module in VERIFY_PATH_MODULES:
         importlib.import_module(module)
+    _compile_first_uses()
     cache: dict[Any, Any] = re._cache  # type: ignore[attr-defined]
     keys = sorted((key[1], int(key[2])) for key in cache if key[0] is str)
     return [program_of(pattern, flags) for pattern, flags in keys]
+
+
+def _compile_first_uses() -> None:
+    """Compile what the verify path compiles after start-up's imports: ``json``'s patterns (imported to read the
+    built-in roots' index), the version pattern (every nuspec identity), the ANSI pattern (every output line) and
+    the warning filters ``x509.facts.quiet`` installs."""
+    import json  # noqa: F401
+
+    from nuseal import versioning
+    from nuseal.cli import guard
+    from nuseal.x509 import facts
+
+    versioning._version_re()
+    guard._ansi()
+    with facts.quiet():
+        pass
 
 
 def write_seed(path: Path) -> int:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nuseal.cli import prefetch
+from nuseal.cli import collector, prefetch, x509_import
 from nuseal.cli.declare import TrustArgs, VerifyArgs
 from nuseal.cli.guard import echo
 from nuseal.cli.paths import expand
@@ -61,25 +61,28 @@ class ConfigTrust:
 
 def run(args: VerifyArgs, trust: TrustArgs) -> int:
     """Verify ``args.packages``; the exit code is 0 only when every package is valid."""
-    paths, unresolved = expand(args.packages)
-    workers = args.parallel if args.parallel is not None else default_workers()
-    prefetch.for_paths(paths, workers)  # a large package is hashed on another core while the library loads
-    from nuseal.trust.nuget_config import NuGetSettings
-    from nuseal.trust.policy_builder import verify_command_policy
-    from nuseal.verify.batch import exit_code, missing_verdict, verify_batch
+    with collector.after_start_up() as start_collecting:
+        paths, unresolved = expand(args.packages)
+        workers = args.parallel if args.parallel is not None else default_workers()
+        prefetch.for_paths(paths, workers)  # a large package is hashed on another core while the library loads
+        x509_import.load()  # first: without email.utils, which a verification never uses
+        from nuseal.trust.nuget_config import NuGetSettings
+        from nuseal.trust.policy_builder import verify_command_policy
+        from nuseal.verify.batch import exit_code, missing_verdict, verify_batch
 
-    settings = NuGetSettings.load(configfile=args.configfile, cwd=Path.cwd(), home=Path.home())
-    policy = verify_command_policy(settings, args.certificate_fingerprint)
-    config_trust = ConfigTrust(settings, policy)
-    setup = trust.setup(policy)
-    with batch_progress(len(paths), "Verifying") as advance:
+        settings = NuGetSettings.load(configfile=args.configfile, cwd=Path.cwd(), home=Path.home())
+        policy = verify_command_policy(settings, args.certificate_fingerprint)
+        config_trust = ConfigTrust(settings, policy)
+        setup = trust.setup(policy)
+        start_collecting()
+        with batch_progress(len(paths), "Verifying") as advance:
 
-        def show(verdict: PackageVerdict) -> None:
-            if not args.as_json:
-                _print_verdict(verdict, args.verbosity, config_trust.note(verdict))
-            advance(Path(verdict.path).name)
+            def show(verdict: PackageVerdict) -> None:
+                if not args.as_json:
+                    _print_verdict(verdict, args.verbosity, config_trust.note(verdict))
+                advance(Path(verdict.path).name)
 
-        verdicts = verify_batch(paths, setup, now=datetime.now(UTC), on_verdict=show, parallel=workers)
+            verdicts = verify_batch(paths, setup, now=datetime.now(UTC), on_verdict=show, parallel=workers)
     for missing in unresolved:
         verdicts.append(replace(missing_verdict(missing.pattern), error=missing.message))
         if not args.as_json:

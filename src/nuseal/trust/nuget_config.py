@@ -283,7 +283,7 @@ class ConfigFile:
 
     # -- reading -------------------------------------------------------------------------------------
     def _section(self, name: str) -> etree._Element | None:
-        if self._tree is None and re.search(rb"<" + re.escape(name.encode()) + rb"[\s/>]", self._original) is None:
+        if self._tree is None and not _mentions_element(self._original, name.encode()):
             # Not parsed yet (nuseal's own template, UTF-8): an element ``name`` in no namespace needs the text
             # ``<name`` (no DTD, so no entity makes one), so a template without it has no such section.
             return None
@@ -834,3 +834,20 @@ def _merge_key(item: object) -> object:
 def encode_credentials_element_name(source_name: str) -> str:
     """The element name NuGet uses for a source under ``<packageSourceCredentials>``."""
     return _encode_element_name(source_name)
+
+
+#: What ``\s`` matches in a bytes regular expression, and the other two bytes that may end an element's name.
+_AFTER_NAME = frozenset(b" \t\n\r\f\v/>")
+
+
+def _mentions_element(text: bytes, name: bytes) -> bool:
+    """``re.search(rb"<" + re.escape(name) + rb"[\\s/>]", text) is not None`` without compiling a pattern per section
+    name at every start-up (issue 12; tests/unit/trust/test_mentions_element.py compares both)."""
+    needle = b"<" + name
+    at = text.find(needle)
+    while at != -1:
+        end = at + len(needle)
+        if end < len(text) and text[end] in _AFTER_NAME:
+            return True
+        at = text.find(needle, at + 1)
+    return False

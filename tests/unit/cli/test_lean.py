@@ -213,3 +213,14 @@ def test_parse_converts_only_the_types_it_knows() -> None:
     assert lean.parse(["--ratio", "1.5"], ratio, {"ratio": float | None}) is None
     paths = {"files": declare.Opt(..., metavar="FILE...", help="Files.")}
     assert lean.parse(["a", "b"], paths, {"files": list[Path]}) == {"files": [Path("a"), Path("b")]}
+
+
+@pytest.mark.parametrize("record", [type_ for command in lean.COMMANDS.values() for type_, _ in command.groups],
+                         ids=lambda record: record.__name__)
+def test_field_types_are_what_get_type_hints_gives(record: type[Any]) -> None:
+    import typing
+
+    ours = lean.field_types(record)
+    theirs = typing.get_type_hints(record)
+    assert set(ours) == set(record.__record_fields__)
+    assert all(ours[name] == theirs[name] for name in ours)

@@ -4,7 +4,9 @@
 identity only) and ``dataclasses`` (the records on the path are ``nuseal.record`` structs); since issue 12's
 ``startup2``: no ``msgspec`` (with ``typing_extensions`` → ``inspect``, ``uuid``, ``decimal``) and no ``lxml`` (the
 nuspec identity is read with expat; no nuget.config exists in these runs); against its own roots files, not ``json``
-either (the built-in roots' index), nor ``ast``, ``dis`` or ``tokenize`` (which ``inspect`` loaded). Measured in a
+either (the built-in roots' index), nor ``ast``, ``dis`` or ``tokenize`` (which ``inspect`` loaded); since issue 12's
+``verifyfirst``: no ``email`` package (``cryptography.x509`` imports ``email.utils`` only for ``RFC822Name(...)``;
+``nuseal.cli.x509_import``), so none of ``calendar``, ``locale``, ``quopri`` either. Measured in a
 fresh interpreter through the console script's entry point."""
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from tests.unit.sign.helpers import make_package
 #: Modules the verify path used to import and no longer needs.
 REMOVED = ("cryptography.hazmat.primitives.serialization", "cryptography.x509.ocsp", "importlib.resources",
            "nuseal.package.manifest", "dataclasses", "msgspec", "typing_extensions", "inspect", "lxml", "uuid",
-           "decimal", "zipfile", "lzma", "bz2", "shutil")
+           "decimal", "zipfile", "lzma", "bz2", "shutil", "email", "email.utils", "email.charset", "calendar", "locale",
+           "quopri")
 _PROBE = """
 import atexit, sys
 REMOVED = {removed!r}
