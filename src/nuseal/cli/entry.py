@@ -18,13 +18,14 @@ def main(argv: list[str] | None = None) -> None:
     The root group has no option that takes a value, so the first word that is not an option is the command.
     """
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["verify"]:
-        from nuseal.cli import collector, prefetch
+    if args[:1] == ["verify"] or args[:1] == ["sign"]:  # nuseal.cli.lean.COMMANDS (a test checks they agree)
+        from nuseal.cli import collector, lean, regexes
 
         collector.pause()  # start-up makes no garbage worth collecting (nuseal.cli.collector)
-        prefetch.from_command_line(args[1:])  # a large package's hash starts now, on another core
-    if args[:1] == ["verify"] or args[:1] == ["sign"]:  # nuseal.cli.lean.COMMANDS (a test checks they agree)
-        from nuseal.cli import lean, regexes
+        if args[0] == "verify":
+            from nuseal.cli import prefetch
+
+            prefetch.from_command_line(args[1:])  # a large package's hash starts now, on another core
 
         regexes.seed()  # before anything compiles them (cryptography.x509 and its email.utils: sign's too)
         code = lean.run(args[0], args[1:])
@@ -34,8 +35,7 @@ def main(argv: list[str] | None = None) -> None:
 
                 exit_now(code)
             sys.exit(code)
-        if args[0] == "verify":
-            collector.resume()  # typer's path: the collector as usual
+        collector.resume()  # typer's path: the collector as usual
     code = _root(args)
     if code is not None:
         sys.exit(code)

@@ -14,12 +14,12 @@ library is imported inside the functions: a command line that does not parse nev
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nuseal.cli import collector, x509_import
 from nuseal.cli.declare import SignArgs, SigningArgs
 from nuseal.cli.guard import BadOption, echo, existing_file, fail
 from nuseal.cli.paths import expand_all
@@ -135,7 +135,8 @@ _ADDED = {
 
 def run_signing(patterns: list[str], args: SigningArgs, make_request: MakeRequest) -> int:
     """Check every argument, load the key, then sign each package (a failed one does not stop the others)."""
-    with _collection_after_start_up() as start_collecting:
+    with collector.after_start_up() as start_collecting:
+        x509_import.load()  # first: without email.utils, which signing never uses
         from nuseal.sign.batch import SignJob
 
         packages = expand_all(patterns)
@@ -156,39 +157,6 @@ def run_signing(patterns: list[str], args: SigningArgs, make_request: MakeReques
             _close(signer)
             if timestamper is not None:
                 timestamper.close()
-
-
-@contextmanager
-def _collection_after_start_up() -> Iterator[Callable[[], None]]:
-    """No cyclic garbage collection during start-up, and none of start-up's objects looked at again afterwards.
-
-    Start-up (imports, the key, the chain) makes long-lived objects only, yet set off ~45 young and 4 middle
-    collections, ~15 ms of CPU before the first signature (issue 12). The callback given freezes what exists
-    (``gc.freeze``: moved to a generation that is never collected) and turns collection back on, right before
-    signing; forked workers then also leave the pages of those objects shared instead of copying them when a
-    collection writes their headers (the order Python's ``gc.freeze`` documentation gives: disable early, freeze
-    before the fork). Everything is undone on the way out, so that an in-process caller (tests) keeps its usual
-    collector."""
-    import gc
-
-    enabled = gc.isenabled()
-    frozen = False
-
-    def start_collecting() -> None:
-        nonlocal frozen
-        gc.freeze()
-        frozen = True
-        if enabled:
-            gc.enable()
-
-    gc.disable()
-    try:
-        yield start_collecting
-    finally:
-        if frozen:
-            gc.unfreeze()
-        if enabled:
-            gc.enable()
 
 
 def located(message: str, path: Path) -> str:

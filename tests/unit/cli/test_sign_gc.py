@@ -1,5 +1,6 @@
 """``nuseal sign`` start-up runs without cyclic garbage collection, signing with it (start-up's objects frozen), and
-an in-process signing leaves the collector as it found it, whatever happens."""
+an in-process signing leaves the collector as it found it, whatever happens (the mechanism, ``nuseal.cli.collector``,
+shared with ``verify``, is tested in test_verify_gc.py)."""
 
 from __future__ import annotations
 
@@ -20,31 +21,6 @@ def _collector_restored() -> Iterator[None]:
     assert gc.isenabled() and gc.get_freeze_count() == 0
     yield
     assert gc.isenabled() and gc.get_freeze_count() == 0
-
-
-def test_start_up_does_not_collect_and_signing_does_with_start_up_frozen() -> None:
-    with sign_run._collection_after_start_up() as start_collecting:
-        assert not gc.isenabled()
-        start_collecting()
-        assert gc.isenabled() and gc.get_freeze_count() > 0
-    assert gc.isenabled() and gc.get_freeze_count() == 0
-
-
-def test_the_collector_is_restored_when_start_up_fails() -> None:
-    with pytest.raises(SystemExit), sign_run._collection_after_start_up():
-        raise SystemExit(1)
-    assert gc.isenabled() and gc.get_freeze_count() == 0
-
-
-def test_a_disabled_collector_stays_disabled() -> None:
-    gc.disable()
-    try:
-        with sign_run._collection_after_start_up() as start_collecting:
-            start_collecting()
-            assert not gc.isenabled()
-        assert not gc.isenabled() and gc.get_freeze_count() == 0
-    finally:
-        gc.enable()
 
 
 @pytest.mark.parametrize("password", [TEST_PASSWORD, "wrong"])
