@@ -1,8 +1,9 @@
 """S3 writes that must never overwrite: the conditional PutObject (``If-None-Match: *``) where the server honours
 it, the HEAD-first path where it does not, and the probe that tells the two apart.
 
-The tests' real server (``rclone serve s3``) ignores the header and overwrites, so the HEAD path is tested against
-it (here and in test_blob_store.py); the conditional path is the answers of a server that honours it (AWS S3's 412
+A key that names the full SHA-256 of the bytes needs neither (one PutObject, tested against rclone). The tests' real
+server (``rclone serve s3``) ignores the header and overwrites, so the HEAD path is tested against it (here and in
+test_blob_store.py); the conditional path is the answers of a server that honours it (AWS S3's 412
 ``PreconditionFailed`` and 409 ``ConditionalRequestConflict``), given through botocore's own ``Stubber``.
 """
 
@@ -18,7 +19,9 @@ from botocore.stub import Stubber
 from tests.support.s3 import S3Server
 from tests.support.server_fixtures import s3_storage
 
+from nuseal.server.services.rotation import package_blob_key
 from nuseal.server.storage import PutResult, StorageError, digests_of
+from nuseal.server.storage.base import names_content
 from nuseal.server.storage.s3 import S3BlobStore, S3Location
 
 BUCKET = "feed"
@@ -41,6 +44,63 @@ def test_rclone_ignores_if_none_match_so_writes_check_first(s3_server: S3Server)
         assert reader.read() == DATA  # not overwritten
     # The store's own botocore session leaves answer timestamps unparsed (nuseal reads none).
     assert isinstance(store._client.head_object(Bucket=store.location.bucket, Key=KEY)["LastModified"], str)
+
+
+def test_a_key_that_names_the_full_sha256_is_written_with_one_put_and_nothing_else(s3_server: S3Server) -> None:
+    store = s3_storage(s3_server, s3_server.create_bucket()).open()
+    assert isinstance(store, S3BlobStore)
+    digests = digests_of(DATA)
+    key = package_blob_key("a", "1.0.0", digests.sha256)
+    assert key == f"packages/a/1.0.0/{digests.sha256}.nupkg"
+    sent: list[str] = []
+    store._client.meta.events.register("before-send.s3.*", lambda request, **_: sent.append(request.method))
+    assert store.put_new(key, DATA, digests) is PutResult.CREATED
+    assert store.put_new(key, DATA, digests) is PutResult.CREATED  # the same bytes again: written over, unchanged
+    assert sent == ["PUT", "PUT"]  # no HEAD, and no probe: nothing to guard against
+    assert store._conditional is None
+    with store.open(key) as reader:
+        assert reader.read() == DATA
+    head = store._client.head_object(Bucket=store.location.bucket, Key=key)
+    # rclone gives user metadata names back capitalised ("Sha256"): S3 names are case-insensitive.
+    assert {name.lower(): value for name, value in head["Metadata"].items()} == {"sha256": digests.sha256}
+    # A 12-digit key (written before full-hash keys, or by anyone else) keeps the guard: other bytes are refused.
+    short = f"packages/a/1.0.0/{digests.sha256[:12]}.nupkg"
+    assert store.put_new(short, DATA, digests) is PutResult.CREATED
+    other = b"other bytes whose hash shares nothing, under the short key"
+    assert store.put_new(short, other, digests_of(other)) is PutResult.CONFLICT
+
+
+def test_an_existing_object_is_told_apart_by_its_metadata_without_downloading_it(s3_server: S3Server) -> None:
+    store = s3_storage(s3_server, s3_server.create_bucket()).open()
+    assert isinstance(store, S3BlobStore)
+    assert store.put_new(KEY, DATA, digests_of(DATA)) is PutResult.CREATED
+    sent: list[str] = []
+    store._client.meta.events.register("before-send.s3.*", lambda request, **_: sent.append(request.method))
+    assert store.put_new(KEY, DATA, digests_of(DATA)) is PutResult.ALREADY_EXISTS
+    other = b"other bytes under the same key"
+    assert store.put_new(KEY, other, digests_of(other)) is PutResult.CONFLICT
+    assert sent == ["HEAD", "HEAD"]  # rclone's "Sha256" is the sha256 metadata: no GET to hash the object
+
+
+@pytest.mark.parametrize(
+    ("name", "named"),
+    [
+        ("{h}.nupkg", True),
+        ("{h}.nuspec", True),
+        ("{h12}.nupkg", False),  # a prefix only: other bytes can share it
+        ("{h}x.nupkg", False),
+        ("{h}", False),  # no suffix: not the key form
+        ("{other}.nupkg", False),
+        ("x{h}.nupkg", False),
+    ],
+)
+def test_names_content_needs_the_whole_digest_as_the_last_segment_name(name: str, named: bool) -> None:
+    digest = digests_of(DATA).sha256
+    other = digests_of(b"other").sha256
+    key = "packages/a/1.0.0/" + name.format(h=digest, h12=digest[:12], other=other)
+    assert names_content(key, digest) is named
+    assert names_content(f"packages/a/{digest}/1.nupkg", digest) is False  # in a folder name, not the blob's name
+    assert names_content(key, digest[:12]) is False
 
 
 @pytest.fixture

@@ -94,8 +94,11 @@ class NoActiveCertificateError(NusealError):
 
 
 def package_blob_key(lower_id: str, lower_version: str, sha256: str) -> str:
-    """Where a package's served bytes live: content-addressed, so new bytes never overwrite served ones."""
-    return f"packages/{lower_id}/{lower_version}/{sha256[:12]}.nupkg"
+    """Where a package's served bytes live: content-addressed, so new bytes never overwrite served ones. The full
+    SHA-256 (keys written before 2026-12-02 carry 12 hex digits and stay valid: each version's key is in the
+    database): only identical bytes can meet at a key, so the S3 store writes a re-signed package without a HEAD
+    first (docs/decisions.md)."""
+    return f"packages/{lower_id}/{lower_version}/{sha256}.nupkg"
 
 
 # --- reports ------------------------------------------------------------------------------------------------

@@ -212,7 +212,11 @@ class BlobStore(Protocol):
         on return. For small blobs whose key is derived from their content (a re-signed package): no staged copy.
 
         ``durable=False``: durable only once :meth:`sync` was called with ``key`` (a batch makes all its blobs
-        durable at once, before the commit that references them; until then a crash may lose them: orphans)."""
+        durable at once, before the commit that references them; until then a crash may lose them: orphans).
+
+        Where ``key`` names the full SHA-256 of ``data`` (:func:`names_content`), an object already there holds these
+        very bytes, so a store may write over it without looking (S3: one PutObject, no HEAD) and answer
+        ``CREATED``: readers see the same bytes before, during and after."""
         ...
 
     def sync(self, keys: Sequence[str]) -> None:
@@ -235,6 +239,14 @@ class BlobStore(Protocol):
     def list_keys(self, prefix: str = "") -> Iterator[str]:
         """Every key starting with ``prefix`` (for clean-up jobs and tests), in no particular order."""
         ...
+
+
+def names_content(key: str, sha256: str) -> bool:
+    """Whether ``key``'s last segment is the full SHA-256 ``sha256`` (64 hex digits) plus a suffix: then the key
+    can only ever hold bytes with that hash (every writer derives such keys from the bytes it writes), and two
+    different contents can share it only through a SHA-256 collision."""
+    name = key.rpartition("/")[2]
+    return len(sha256) == 64 and name.startswith(sha256) and name[64:65] == "."
 
 
 def digests_of(data: bytes, key: str = "") -> StagedBlob:

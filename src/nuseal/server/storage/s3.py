@@ -11,11 +11,12 @@ tell "same bytes" from "conflict" without downloading it (servers that drop meta
 S3 has no portable "create if absent", so publish is check-then-copy: keys are content-addressed, which makes
 the race harmless. Publishing is one CopyObject (objects up to 5 GiB).
 
-:meth:`S3BlobStore.put_new` (a re-signed package, bytes in memory) is one conditional PutObject
-(``If-None-Match: *``) where the server honours it (AWS S3, MinIO, recent SeaweedFS): probed once per store, since
-a server that ignores the header overwrites (``rclone serve s3``, the tests' server, does); elsewhere a HEAD comes
-first, as before. The database cannot stand in for either: it knows the blobs it serves, not the unreferenced ones
-(a crashed batch's, an old blob not yet deleted) that a 48-bit key prefix could meet.
+:meth:`S3BlobStore.put_new` (a re-signed package, bytes in memory) is one plain PutObject when the key names the
+full SHA-256 of the bytes (``packages/{id}/{version}/{sha256}.nupkg``, keys written since 2026-12-02): an object
+already there holds the same bytes, and a PUT over it changes nothing a reader can see (docs/decisions.md). A key
+with a shorter hash (12 hex digits, older keys) could meet other bytes: one conditional PutObject
+(``If-None-Match: *``) where the server honours it (AWS S3, MinIO, recent SeaweedFS; probed once per store, since a
+server that ignores the header overwrites, as ``rclone serve s3``, the tests' server, does), elsewhere a HEAD first.
 
 boto3 is imported, and the client made, on first use: a command that never touches a blob (``repo-cert retire``)
 does not pay ~0.3-0.6 s of CPU for them.
@@ -43,6 +44,7 @@ from nuseal.server.storage.base import (
     StagedBlob,
     StorageError,
     check_key,
+    names_content,
     resolve_range,
 )
 
@@ -283,8 +285,10 @@ class S3BlobStore:
 
     def _outcome_over(self, key: str, head: dict[str, Any], sha256: str) -> PutResult:
         """A write to ``key``, which exists (``head``): the same bytes already there, or a conflict."""
-        # Servers that drop user metadata (rclone on a plain folder) get the existing object hashed instead.
-        existing = head.get("Metadata", {}).get("sha256") or self._sha256(key)
+        # Metadata names are case-insensitive (rclone answers "Sha256"); servers that drop user metadata get the
+        # existing object hashed instead.
+        metadata = {str(name).lower(): value for name, value in head.get("Metadata", {}).items()}
+        existing = metadata.get("sha256") or self._sha256(key)
         return PutResult.ALREADY_EXISTS if existing == sha256 else PutResult.CONFLICT
 
     def publish(self, staged: StagedBlob, key: str) -> PutResult:
@@ -324,10 +328,18 @@ class S3BlobStore:
 
     def put_new(self, key: str, data: bytes, digests: StagedBlob, *, durable: bool = True) -> PutResult:
         """One PutObject straight to ``key`` (a PUT is atomic on S3: the object appears whole or not at all, so bytes
-        already in memory need no staged copy), never over an existing object: conditional (``If-None-Match: *``)
-        where the server honours that, else after a HEAD. 1-2 requests instead of stage + publish's 4 (PUT, HEAD,
-        CopyObject, DELETE), ~2-3 ms of boto3 CPU each."""
+        already in memory need no staged copy). A key that names the full SHA-256 of ``data`` is written without
+        looking (the same bytes or nothing can be there); any other key never over an existing object: conditional
+        (``If-None-Match: *``) where the server honours that, else after a HEAD. 1-2 requests instead of stage +
+        publish's 4 (PUT, HEAD, CopyObject, DELETE), ~1-3 ms of boto3 CPU each."""
         check_key(key)
+        if names_content(key, digests.sha256):  # nothing to guard: only these bytes can be at this key
+            try:
+                self._client.put_object(Bucket=self.location.bucket, Key=self._object(key), Body=data,
+                                        Metadata={"sha256": digests.sha256})  # fmt: skip
+            except (ClientError, BotoCoreError) as exc:
+                raise self._error("write", key, exc) from None
+            return PutResult.CREATED
         if self.conditional_puts():
             try:
                 self._client.put_object(Bucket=self.location.bucket, Key=self._object(key), Body=data,

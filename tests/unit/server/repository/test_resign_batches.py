@@ -4,6 +4,7 @@ served bytes are always whole)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from datetime import timedelta
@@ -19,6 +20,7 @@ from nuseal.server.services import leases, repository_signing, rotation
 from nuseal.server.services import repository_certificates as repo
 from nuseal.server.storage import StorageError
 from nuseal.server.storage.filesystem import FilesystemBlobStore
+from nuseal.server.storage.s3 import S3BlobStore
 
 
 class SimulatedCrash(BaseException):
@@ -80,6 +82,29 @@ def test_a_batch_is_switched_in_one_transaction_whatever_its_size(feed: SigningF
     assert (small.resigned, large.resigned, large.remaining, large.completed) == (2, 5, 0, True)
     # claim + switch (+ the completion for the last one): the same number of commits for 2 and for 5 packages
     assert small_commits == 2 and commits[0] == 3
+    _check_done(feed, versions, new, tmp_path)
+
+
+def test_new_blobs_are_named_by_their_full_sha256_and_s3_makes_two_requests_per_package(
+    feed: SigningFeed, tmp_path: Path
+) -> None:
+    _, new, versions, run_id = _start(feed, 4)
+    sent: list[str] = []
+    on_s3 = isinstance(feed.ctx.blobs, S3BlobStore)
+    if on_s3:
+        feed.ctx.blobs._client.meta.events.register("before-send.s3.*",
+                                                    lambda request, **_: sent.append(request.method))  # fmt: skip
+    result = rotation.process_batch(feed.ctx, feed.keyring, run_id, service_index_url=SERVICE_INDEX, limit=4)
+    assert (result.resigned, result.completed) == (4, True)
+    batch_requests = list(sent)
+    for version in versions:
+        row, data = feed.served(version)
+        assert row.package_blob == f"packages/contoso.batch{versions.index(version)}/1.0.0/" \
+                                   f"{hashlib.sha256(data).hexdigest()}.nupkg"  # fmt: skip
+    if on_s3:
+        # The source GET and one PutObject per package (no HEAD: only these bytes can be at a key that names their
+        # full SHA-256), then the old blobs in one DeleteObjects (a POST).
+        assert sorted(batch_requests) == sorted(["GET", "PUT"] * 4 + ["POST"]), " ".join(batch_requests)
     _check_done(feed, versions, new, tmp_path)
 
 
