@@ -90,11 +90,6 @@ def _error(code: IssueCode, message: str) -> Finding:
 # --- persist ------------------------------------------------------------------------------------------------------
 
 
-def package_key(lower_id: str, lower_version: str, sha256: str) -> str:
-    """Final, content-addressed key of a package's bytes (a re-sign writes a new key)."""
-    return f"packages/{lower_id}/{lower_version}/{sha256[:12]}.nupkg"
-
-
 def nuspec_key(lower_id: str, lower_version: str, data: bytes) -> str:
     return f"packages/{lower_id}/{lower_version}/{hashlib.sha256(data).hexdigest()[:12]}.nuspec"
 
