@@ -326,8 +326,11 @@ class TimestampAuthority:
 
 #: Largest request head (request line and headers) the TSA reads; a TimeStampReq client sends a few hundred bytes.
 MAX_HEAD_BYTES = 16 * 1024
-#: Idle keep-alive connections are closed after this many seconds (each holds a thread).
+#: Idle keep-alive connections are closed after this many seconds.
 IDLE_TIMEOUT_SECONDS = 300.0
+#: A ``respond`` call longer than this waited for something (an RSA signature takes well under a millisecond): the
+#: server then serves each connection on a thread of its own so that one slow token does not hold up the others.
+SLOW_RESPOND_SECONDS = 0.05
 _RECEIVE_BYTES = 64 * 1024
 
 
@@ -420,7 +423,8 @@ class _H11Connection:
         """Serve the connection, ``received`` being what was read from it and not answered yet."""
         self.sock.settimeout(IDLE_TIMEOUT_SECONDS)
         try:
-            self.connection.receive_data(received)
+            if received:  # (h11 takes empty data for the end of the stream)
+                self.connection.receive_data(received)
             while self._one_exchange():
                 self.connection.start_next_cycle()
         except (OSError, h11.LocalProtocolError):
@@ -539,6 +543,7 @@ class TimestampServer(ThreadingHTTPServer):
         self.log = log
         super().__init__(address, _handler_class(tsa, log))
         self._stop_requested = False
+        self._threaded = False  # set once a respond call has been seen to wait
         self._stopped = threading.Event()
         self._stopped.set()
         self._wake_reader, self._wake_writer = socket.socketpair()
@@ -616,6 +621,8 @@ class TimestampServer(ThreadingHTTPServer):
             client = _Client(sock, address)
             clients[sock.fileno()] = client
             selector.register(sock, selectors.EVENT_READ, client)
+            if self._threaded:
+                self._hand_to_h11(selector, clients, client)
 
     def _serve(self, selector: selectors.BaseSelector, clients: dict[int, _Client], client: _Client,
                events: int) -> None:
@@ -653,7 +660,9 @@ class TimestampServer(ThreadingHTTPServer):
         """Answer every complete plain request received, in one write; note a request that is not plain."""
         received = client.received
         replies: list[bytes] = []
-        while received:
+        if self._threaded:
+            client.handoff = True
+        while received and not client.handoff:
             end = received.find(b"\r\n\r\n", client.scanned)
             if end < 0:
                 client.scanned = max(0, len(received) - 3)
@@ -671,7 +680,13 @@ class TimestampServer(ThreadingHTTPServer):
                 if client.eof:
                     received = b""  # the body ended early: the client went away
                 break
+            began = time.monotonic()
             answer = self.tsa.respond(received[start:start + length])
+            if time.monotonic() - began > SLOW_RESPOND_SECONDS:
+                # An authority that waits (a signer on an HSM or across the network) would hold up every other
+                # connection of the loop: from now on each connection gets a thread of its own, as before.
+                self._threaded = True
+                client.handoff = True
             received = received[start + length:]
             client.scanned = 0
             replies.append(_plain_reply(answer))
