@@ -70,6 +70,13 @@ _TST_INFO_OID = cms.ContentType("tst_info").dump()
 _SIGNING_TIME_OID = cms.CMSAttributeType("signing_time").dump()
 _MESSAGE_DIGEST_OID = cms.CMSAttributeType("message_digest").dump()
 _CONTENT_TYPE_TST_INFO = cms.CMSAttribute({"type": "content_type", "values": ["tst_info"]}).dump()
+_VERSION_1 = encode.integer(1)
+_VERSION_3 = encode.integer(3)  # RFC 5652 §5.1: eContentType other than id-data
+_DIGEST_ALGORITHMS = encode.set_of(_SHA256_ALGORITHM)
+#: The message-digest attribute of a SHA-256 digest, but for the 32 digest octets that end it.
+_MESSAGE_DIGEST_HEAD = encode.sequence(_MESSAGE_DIGEST_OID, encode.set_of(encode.octet_string(bytes(32))))[:-32]
+_PKCS1V15 = padding.PKCS1v15()
+_SHA256 = hashes.SHA256()
 
 
 class TimeStampResponse(core.Sequence):  # type: ignore[misc]
@@ -191,6 +198,7 @@ class TimestampAuthority:
         self._asn1_cert = asn1_x509.Certificate.load(_cert_der(certificate))
         self._lock = threading.Lock()
         self._last_serial = 0
+        self._time_cache: tuple[datetime, bytes, bytes] | None = None
         self._encode_constant_parts()
 
     # --- public ---------------------------------------------------------------------------------------------
@@ -256,36 +264,46 @@ class TimestampAuthority:
         if gen_time.tzinfo is None:
             raise ValueError("the TSA clock must return timezone-aware datetimes")
         gen_time = gen_time.astimezone(UTC)
+        gen_time_der, signing_time_attribute = self._time_parts(gen_time)
         nonce = request.nonce
         tst_der = encode.sequence(
             self._tst_info_head,
             request.message_imprint,
             encode.integer(self._next_serial(gen_time)),
-            encode.generalized_time(gen_time),
+            gen_time_der,
             self._accuracy,
             encode.integer(nonce) if nonce is not None else b"",
             self._tsa_name,
         )
         signed_attrs = b"".join(sorted((
             _CONTENT_TYPE_TST_INFO,
-            encode.sequence(_SIGNING_TIME_OID, encode.set_of(encode.cms_time(gen_time))),
-            encode.sequence(_MESSAGE_DIGEST_OID, encode.set_of(encode.octet_string(hashlib.sha256(tst_der).digest()))),
+            signing_time_attribute,
+            _MESSAGE_DIGEST_HEAD + hashlib.sha256(tst_der).digest(),
             self._signing_certificate_attribute,
         )))  # fmt: skip
         # The signature covers the attributes as a SET OF (tag 0x31); the SignerInfo carries them as [0] IMPLICIT.
-        signature = self.private_key.sign(encode.tlv(0x31, signed_attrs), padding.PKCS1v15(), hashes.SHA256())
+        signature = self.private_key.sign(encode.tlv(0x31, signed_attrs), _PKCS1V15, _SHA256)
         signer_info = encode.sequence(
-            encode.integer(1), self._signer_identifier, _SHA256_ALGORITHM, encode.tlv(0xA0, signed_attrs),
-            _RSA_ALGORITHM, encode.octet_string(signature),
-        )  # fmt: skip
+            self._signer_info_head, encode.tlv(0xA0, signed_attrs), _RSA_ALGORITHM, encode.octet_string(signature))
         signed_data = encode.sequence(
-            encode.integer(3),  # RFC 5652 §5.1: eContentType other than id-data
-            encode.set_of(_SHA256_ALGORITHM),
+            _VERSION_3,
+            _DIGEST_ALGORITHMS,
             encode.sequence(_TST_INFO_OID, encode.tlv(0xA0, encode.octet_string(tst_der))),
             self._certificates if request.cert_req else b"",
-            encode.set_of(signer_info),
+            encode.tlv(0x31, signer_info),  # a SET OF one SignerInfo
         )
         return encode.sequence(_SIGNED_DATA_OID, encode.tlv(0xA0, signed_data))
+
+    def _time_parts(self, gen_time: datetime) -> tuple[bytes, bytes]:
+        """genTime's GeneralizedTime and the signing-time attribute: the same for every token of the same second,
+        so encoded once per second."""
+        cached = self._time_cache
+        if cached is not None and cached[0] == gen_time:
+            return cached[1], cached[2]
+        parts = (encode.generalized_time(gen_time),
+                 encode.sequence(_SIGNING_TIME_OID, encode.set_of(encode.cms_time(gen_time))))
+        self._time_cache = (gen_time, *parts)
+        return parts
 
     def _encode_constant_parts(self) -> None:
         """Encode, once and with asn1crypto, every part of a token that is the same for all tokens."""
@@ -296,6 +314,7 @@ class TimestampAuthority:
         self._signer_identifier = cms.IssuerAndSerialNumber(
             {"issuer": self._asn1_cert.issuer, "serial_number": self._asn1_cert.serial_number}
         ).dump()
+        self._signer_info_head = _VERSION_1 + self._signer_identifier + _SHA256_ALGORITHM
         self._signing_certificate_attribute = self._encode_signing_certificate_attribute()
         # certificates [0] IMPLICIT CertificateSet: the SET's encoding with its tag replaced (both constructed).
         self._certificates = b"\xa0" + self._certificate_set().dump()[1:]
@@ -391,11 +410,13 @@ def _plain_head(head: bytes) -> tuple[bytes, int] | None:
     return first[1], length
 
 
+_PLAIN_REPLY_HEAD = b"HTTP/1.1 200 \r\nContent-Type: " + REPLY_CONTENT_TYPE.encode() + b"\r\nContent-Length: "
+
+
 def _plain_reply(body: bytes) -> bytes:
     """The 200 answer to a plain request, byte for byte what the h11 path writes for it."""
-    return (b"HTTP/1.1 200 \r\nContent-Type: " + REPLY_CONTENT_TYPE.encode() + b"\r\nContent-Length: "
-            + str(len(body)).encode() + b"\r\nDate: " + _http_date().encode() + b"\r\nServer: nuseal-tsa\r\n\r\n"
-            + body)
+    return b"".join((_PLAIN_REPLY_HEAD, str(len(body)).encode(), b"\r\nDate: ", _http_date().encode(),
+                     b"\r\nServer: nuseal-tsa\r\n\r\n", body))
 
 
 class _Reply(Exception):
@@ -544,6 +565,7 @@ class TimestampServer(ThreadingHTTPServer):
         super().__init__(address, _handler_class(tsa, log))
         self._stop_requested = False
         self._threaded = False  # set once a respond call has been seen to wait
+        self._heads: dict[bytes, tuple[bytes, int] | None] = {}
         self._stopped = threading.Event()
         self._stopped.set()
         self._wake_reader, self._wake_writer = socket.socketpair()
@@ -669,7 +691,7 @@ class TimestampServer(ThreadingHTTPServer):
                 if len(received) > MAX_HEAD_BYTES or client.eof:
                     client.handoff = True  # h11 words the refusal (or reads what a half-closed client sent)
                 break
-            plain = _plain_head(received[:end]) if end <= MAX_HEAD_BYTES else None
+            plain = self._plain_head(received[:end]) if end <= MAX_HEAD_BYTES else None
             if plain is None:
                 client.handoff = True
                 break
@@ -695,6 +717,17 @@ class TimestampServer(ThreadingHTTPServer):
         client.received = received
         if replies:
             self._send(client, b"".join(replies) if len(replies) > 1 else replies[0])
+
+    def _plain_head(self, head: bytes) -> tuple[bytes, int] | None:
+        """``_plain_head``, remembered: a client sends the same head with every request (but for the length)."""
+        try:
+            return self._heads[head]
+        except KeyError:
+            pass
+        if len(self._heads) >= 256:
+            self._heads.clear()
+        found = self._heads[head] = _plain_head(head)
+        return found
 
     @staticmethod
     def _send(client: _Client, data: bytes) -> None:
