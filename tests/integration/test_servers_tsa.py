@@ -246,7 +246,7 @@ def _read_replies(sock: socket.socket, count: int) -> list[bytes]:
 
 
 def _h11_threads() -> int:
-    return sum(1 for t in threading.enumerate() if t.name == "nuseal-tsa-h11")
+    return sum(1 for t in threading.enumerate() if t.name == "nuseal-tsa-connection")
 
 
 def test_many_keep_alive_connections_are_served_together_by_the_loop(nuseal_tsa_url: str) -> None:
@@ -395,7 +395,8 @@ def test_an_authority_that_waits_gets_a_thread_per_connection(pki: TestPki) -> N
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}/"
     try:
-        assert _token_nonce(_raw_exchange(url, _post(make_request(nonce=90)))[0]) == 90  # seen to wait
+        for nonce in (89, 90):  # seen to wait twice: one slow call could be a stall of the machine
+            assert _token_nonce(_raw_exchange(url, _post(make_request(nonce=nonce)))[0]) == nonce
         connections = [_connect(url) for _ in range(4)]
         try:
             for index, sock in enumerate(connections):

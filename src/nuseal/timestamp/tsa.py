@@ -379,8 +379,8 @@ class TimestampAuthority:
 MAX_HEAD_BYTES = 16 * 1024
 #: Idle keep-alive connections are closed after this many seconds.
 IDLE_TIMEOUT_SECONDS = 300.0
-#: A ``respond`` call longer than this waited for something (an RSA signature takes well under a millisecond): the
-#: server then serves each connection on a thread of its own so that one slow token does not hold up the others.
+#: A ``respond`` call longer than this waited for something (an RSA signature takes well under a millisecond): after
+#: two, the server serves each connection on a thread of its own so that one slow token does not hold up the others.
 SLOW_RESPOND_SECONDS = 0.05
 _RECEIVE_BYTES = 64 * 1024
 
@@ -460,9 +460,10 @@ class _Reply(Exception):
         self.body = text.encode()
 
 
-class _H11Connection:
-    """One connection served through h11 on a thread of its own, from the first request the fast path does not read:
-    HTTP/1.1 requests one after the other (keep-alive), each answered in one write."""
+class _ConnectionThread:
+    """One connection served by a thread of its own (how every connection was served before the event loop): plain
+    requests read by hand until one is not in that form, then HTTP/1.1 through h11 (keep-alive, chunked bodies,
+    ``Expect: 100-continue``, worded refusals), each answer in one write."""
 
     def __init__(self, sock: socket.socket, address: tuple[str, int], tsa: TimestampAuthority,
                  log: Callable[[str], None] | None) -> None:
@@ -476,12 +477,45 @@ class _H11Connection:
         """Serve the connection, ``received`` being what was read from it and not answered yet."""
         self.sock.settimeout(IDLE_TIMEOUT_SECONDS)
         try:
-            if received:  # (h11 takes empty data for the end of the stream)
-                self.connection.receive_data(received)
+            rest = self._plain_exchanges(received)
+            if rest is None:
+                return  # the client closed the connection
+            self.connection.receive_data(rest)
             while self._one_exchange():
                 self.connection.start_next_cycle()
         except (OSError, h11.LocalProtocolError):
             pass  # the client went away (or timed out): nothing to answer
+
+    def _plain_exchanges(self, buffer: bytes) -> bytes | None:
+        """Answer requests in the plain form (``_plain_head``) until one is not, or the client closes (None).
+        Returns the bytes received and not answered, from the start of the first request that is not plain:
+        h11 reads them and serves the rest of the connection."""
+        while True:
+            end = buffer.find(b"\r\n\r\n")
+            while end < 0:
+                if len(buffer) > MAX_HEAD_BYTES:
+                    return buffer
+                data = self.sock.recv(_RECEIVE_BYTES)
+                if not data:
+                    return buffer or None
+                buffer += data
+                end = buffer.find(b"\r\n\r\n", max(0, len(buffer) - len(data) - 3))
+            plain = _plain_head(buffer[:end]) if end <= MAX_HEAD_BYTES else None
+            if plain is None:
+                return buffer
+            target, length = plain
+            start = end + 4
+            while len(buffer) - start < length:
+                data = self.sock.recv(_RECEIVE_BYTES)
+                if not data:
+                    return None  # the body ended early: the client went away
+                buffer += data
+            body = buffer[start:start + length]
+            buffer = buffer[start + length:]
+            answer = self.tsa.respond(body)
+            self.sock.sendall(_plain_reply(answer))
+            if self.log is not None:
+                self.log(f'{self.address[0]} "POST {target.decode("ascii")} HTTP/1.1" 200 {len(answer)}')
 
     def _one_exchange(self) -> bool:
         """Read one request and answer it; False when the connection must close."""
@@ -596,7 +630,8 @@ class TimestampServer(ThreadingHTTPServer):
         self.log = log
         super().__init__(address, _handler_class(tsa, log))
         self._stop_requested = False
-        self._threaded = False  # set once a respond call has been seen to wait
+        self._slow_calls = 0
+        self._threaded = False  # set once respond calls have been seen to wait
         self._heads: dict[bytes, tuple[bytes, int] | None] = {}
         self._stopped = threading.Event()
         self._stopped.set()
@@ -738,9 +773,12 @@ class TimestampServer(ThreadingHTTPServer):
             answer = self.tsa.respond(received[start:start + length])
             if time.monotonic() - began > SLOW_RESPOND_SECONDS:
                 # An authority that waits (a signer on an HSM or across the network) would hold up every other
-                # connection of the loop: from now on each connection gets a thread of its own, as before.
-                self._threaded = True
-                client.handoff = True
+                # connection of the loop: from the second such call on (one may be a stall of an overloaded
+                # machine), each connection gets a thread of its own, as before the loop.
+                self._slow_calls += 1
+                if self._slow_calls >= 2:
+                    self._threaded = True
+                    client.handoff = True
             received = received[start + length:]
             client.scanned = 0
             replies.append(_plain_reply(answer))
@@ -771,7 +809,7 @@ class TimestampServer(ThreadingHTTPServer):
         selector.unregister(client.sock)
         del clients[client.sock.fileno()]
         client.sock.setblocking(True)
-        worker = _H11Connection(client.sock, client.address, self.tsa, self.log)
+        worker = _ConnectionThread(client.sock, client.address, self.tsa, self.log)
 
         def serve() -> None:
             try:
@@ -779,7 +817,7 @@ class TimestampServer(ThreadingHTTPServer):
             finally:
                 self.shutdown_request(client.sock)
 
-        threading.Thread(target=serve, name="nuseal-tsa-h11", daemon=True).start()
+        threading.Thread(target=serve, name="nuseal-tsa-connection", daemon=True).start()
 
     def _drop(self, selector: selectors.BaseSelector, clients: dict[int, _Client], client: _Client) -> None:
         selector.unregister(client.sock)
@@ -791,11 +829,11 @@ def _handler_class(
     tsa: TimestampAuthority, log: Callable[[str], None] | None
 ) -> type[socketserver.BaseRequestHandler]:
     class TimestampHandler(socketserver.BaseRequestHandler):
-        """A whole connection through h11 (socketserver's ``handle_request``/``process_request``; the event loop
-        hands connections to ``_H11Connection`` itself)."""
+        """A whole connection on its thread (socketserver's ``handle_request``/``process_request``; the event loop
+        hands connections to ``_ConnectionThread`` itself)."""
 
         def handle(self) -> None:
-            _H11Connection(self.request, self.client_address, tsa, log).run(b"")
+            _ConnectionThread(self.request, self.client_address, tsa, log).run(b"")
 
     return TimestampHandler
 
