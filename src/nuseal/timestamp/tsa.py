@@ -10,18 +10,21 @@ extensions) are read by the DER walker (``_read_plain_request``); anything else,
 judged by asn1crypto, whose wording the rejections keep. Tokens are assembled from DER pieces (``nuseal.cms.encode``):
 everything that does not change between tokens (the TSA name, the issuer and serial, the signing-certificate-v2
 attribute, the certificate set) is encoded once with asn1crypto when the authority is made, and each token only
-encodes its TSTInfo, its signed attributes and the signature around them. Building every token with asn1crypto
-cost ~2 ms of CPU, more than the RSA signature, and a signing server's throughput is bounded by its TSA
-(bench/timestamp).
+encodes its TSTInfo and its signed attributes (their times once a second); the bytes around those two and the
+signature depend only on their sizes, so they are encoded once per set of sizes (``_frame``). Building every
+token with asn1crypto cost ~2 ms of CPU, more than the RSA signature, and a signing server's throughput is bounded
+by its TSA (bench/timestamp).
 
-HTTP is served by a thread per connection speaking HTTP/1.1 through ``h11`` (keep-alive, Content-Length or
-chunked bodies, ``Expect: 100-continue``); ``http.server``'s request parsing and multi-write replies cost about as
-much CPU per token as the token itself (docs/performance.md, "Timestamped signing"). The request every timestamp
-client sends (``POST`` of a Content-Length body with ``application/timestamp-query``, HTTP/1.1, no ``Expect``,
-``Connection`` or ``Transfer-Encoding`` header, strictly formed lines) is read and answered without h11, with the
-bytes h11 would write (``_plain_head``: h11's state machine cost ~0.3 ms of CPU per token, a third of the RSA
-signature); anything else, from the first request that is not in that form on, goes to h11, which judges and
-answers it as before.
+HTTP is served by one event loop (``TimestampServer``, non-blocking sockets and ``selectors``) for every connection
+whose requests are in the form every timestamp client sends (``POST`` of a Content-Length body with
+``application/timestamp-query``, HTTP/1.1, no ``Expect``, ``Connection`` or ``Transfer-Encoding`` header, strictly
+formed lines): they are read and answered without h11, with the bytes h11 would write (``_plain_head``: h11's state
+machine cost ~0.3 ms of CPU per token, a third of the RSA signature), pipelined answers in one write. A thread per
+connection cost ~25 futex calls per token with 8 clients (the GIL handed between connection threads around the RSA
+signature, which releases it). A connection whose next request is not in that form goes, with what was read of it,
+to a thread of its own speaking HTTP/1.1 through ``h11`` (keep-alive, Content-Length or chunked bodies,
+``Expect: 100-continue``, worded refusals), as every connection did before; so does every connection once
+``respond`` calls have been seen to wait (an authority signing on an HSM would otherwise hold up all clients).
 """
 
 from __future__ import annotations
