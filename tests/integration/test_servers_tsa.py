@@ -245,7 +245,7 @@ def _read_replies(sock: socket.socket, count: int) -> list[bytes]:
     return answers
 
 
-def _h11_threads() -> int:
+def _connection_threads() -> int:
     return sum(1 for t in threading.enumerate() if t.name == "nuseal-tsa-connection")
 
 
@@ -260,7 +260,7 @@ def test_many_keep_alive_connections_are_served_together_by_the_loop(nuseal_tsa_
     finally:
         for sock in connections:
             sock.close()
-    assert _h11_threads() == 0  # plain requests never leave the loop's thread
+    assert _connection_threads() == 0  # plain requests never leave the loop's thread
 
 
 def test_pipelined_requests_are_answered_in_order(nuseal_tsa_url: str) -> None:
