@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import subprocess
@@ -316,6 +317,27 @@ def test_a_client_that_reads_its_replies_late_gets_them_all(tsa_authority: Times
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def test_a_reply_to_a_full_socket_waits_in_the_outbox() -> None:
+    """A send to a socket whose buffer is full raises instead of returning 0: the reply must wait, not be lost."""
+    from nuseal.timestamp.tsa import TimestampServer, _Client
+
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        ours.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                ours.send(b"x" * 65536)
+        client = _Client(ours, ("127.0.0.1", 0))
+        TimestampServer._send(client, b"reply")
+        assert client.outbox == b"reply"
+        theirs.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while theirs.recv(1 << 20):
+                pass
+        TimestampServer._send(client, b"")
+        assert client.outbox == b""
 
 
 def test_clients_that_vanish_mid_exchange_do_not_stop_the_loop(nuseal_tsa_url: str) -> None:

@@ -805,7 +805,10 @@ class TimestampServer(ThreadingHTTPServer):
     @staticmethod
     def _send(client: _Client, data: bytes) -> None:
         pending = client.outbox + data if client.outbox else data
-        sent = client.sock.send(pending)
+        try:
+            sent = client.sock.send(pending)
+        except (BlockingIOError, InterruptedError):
+            sent = 0  # the socket's buffer is full: all of it waits for the client to read
         client.outbox = pending[sent:]
 
     def _hand_to_h11(self, selector: selectors.BaseSelector, clients: dict[int, _Client], client: _Client) -> None:
