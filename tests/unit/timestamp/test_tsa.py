@@ -270,6 +270,21 @@ def test_tokens_are_byte_identical_to_an_asn1crypto_build(
     assert response == _asn1crypto_token(fixed_tsa, request_der, serial_number, moment)
 
 
+def test_frames_reused_across_sizes_give_the_same_bytes_as_asn1crypto(pki: TestPki) -> None:
+    """The bytes around a token's variable parts are remembered per set of sizes: requests whose parts differ in
+    size, interleaved on one authority, each get the token asn1crypto builds."""
+    moment = fixed_moment(pki)
+    authority = TimestampAuthority(pki.tsa.cert, pki.tsa.key, pki.tsa.chain[1:], clock=lambda: moment)
+    requests = [make_request(b"a", nonce=1), make_request(b"b", nonce=None, cert_req=False),
+                make_request(b"c", nonce=2**70), make_request(b"d", algorithm="sha384", nonce=-5)]
+    for request_der in requests * 2:
+        response = authority.respond(request_der)
+        tst_info = TimeStampResponse.load(response)["time_stamp_token"]["content"]["encap_content_info"]["content"]
+        serial_number = tst_info.parsed["serial_number"].native
+        assert response == _asn1crypto_token(authority, request_der, serial_number, moment.replace(microsecond=0))
+    assert len(authority._frames) == len(requests)
+
+
 @pytest.mark.parametrize("value", [0, 1, 127, 128, 255, 256, -1, -128, -129, 2**64, 2**255 - 1])
 def test_der_integers_match_asn1crypto(value: int) -> None:
     assert encode.integer(value) == core.Integer(value).dump()
