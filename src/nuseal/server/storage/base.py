@@ -212,9 +212,7 @@ class BlobStore(Protocol):
         on return. For small blobs whose key is derived from their content (a re-signed package): no staged copy.
 
         ``durable=False``: durable only once :meth:`sync` was called with ``key`` (a batch makes all its blobs
-        durable at once, before the commit that references them; until then a crash may lose them: orphans). A store
-        may then also defer the write itself (S3, for a key that names the content): the result is the one the write
-        will give, readers may see the blob only once ``sync`` returned, and a write that fails makes ``sync`` raise.
+        durable at once, before the commit that references them; until then a crash may lose them: orphans).
 
         Where ``key`` names the full SHA-256 of ``data`` (:func:`names_content`), an object already there holds these
         very bytes, so a store may write over it without looking (S3: one PutObject, no HEAD) and answer
@@ -222,8 +220,8 @@ class BlobStore(Protocol):
         ...
 
     def sync(self, keys: Sequence[str]) -> None:
-        """Make the blobs ``put_new(..., durable=False)`` wrote under ``keys`` durable (S3: wait for the uploads it
-        deferred); :class:`StorageError` when that fails, after waiting for every one of them."""
+        """Make the blobs ``put_new(..., durable=False)`` wrote under ``keys`` durable (a no-op where every write is
+        durable on return, as on S3); :class:`StorageError` when that fails."""
         ...
 
     def delete(self, key: str) -> bool:

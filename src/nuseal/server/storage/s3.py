@@ -18,12 +18,6 @@ with a shorter hash (12 hex digits, older keys) could meet other bytes: one cond
 (``If-None-Match: *``) where the server honours it (AWS S3, MinIO, recent SeaweedFS; probed once per store, since a
 server that ignores the header overwrites, as ``rclone serve s3``, the tests' server, does), elsewhere a HEAD first.
 
-``put_new(..., durable=False)`` of a full-hash key (a re-signing batch) does not wait for its PutObject: the upload
-is handed to a few upload threads of the process (a boto3 client is thread-safe, and botocore waits for the server
-without the GIL) and :meth:`S3BlobStore.sync` waits for it, raising the upload's error, so the batch still commits
-only once every new blob is stored; meanwhile the signing thread goes on with the next package instead of waiting on
-the server. Until ``sync`` the object may not be there yet; nothing reads it before the commit that serves it.
-
 boto3 is imported, and the client made, on first use: a command that never touches a blob (``repo-cert retire``)
 does not pay ~0.3-0.6 s of CPU for them.
 """
@@ -31,14 +25,11 @@ does not pay ~0.3-0.6 s of CPU for them.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import uuid
-import weakref
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Final
+from typing import Any, BinaryIO
 from urllib.parse import parse_qs, urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -64,35 +55,6 @@ _PRECONDITION_STATUSES = frozenset({409, 412})
 _DELETE_BATCH = 1000
 #: Blobs up to this size are staged with one PutObject from memory (a re-signed small package is ~15 KB).
 SMALL_BLOB_BYTES = 1024 * 1024
-
-
-#: Threads that run deferred PutObjects (``put_new(..., durable=False)``), shared by the process's stores: a few keep
-#: a batch's uploads overlapping its signing; started on first use and kept.
-UPLOAD_THREADS: Final = 4
-_upload_pool: list[ThreadPoolExecutor] = []
-_upload_pool_lock = threading.Lock()
-#: Every store, so that a forked child forgets the uploads its parent had under way (their threads are not there).
-_stores: weakref.WeakSet[S3BlobStore] = weakref.WeakSet()
-
-
-def _upload_threads() -> ThreadPoolExecutor:
-    with _upload_pool_lock:
-        if not _upload_pool:
-            _upload_pool.append(ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="nuseal-upload"))
-        return _upload_pool[0]
-
-
-def _forget_uploads() -> None:
-    """In a forked child: a new pool is started on first use; the parent's pending uploads are not the child's."""
-    global _upload_pool_lock
-    _upload_pool.clear()
-    _upload_pool_lock = threading.Lock()
-    for store in list(_stores):
-        store._pending = {}
-        store._pending_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_uploads)
 
 
 def _read_up_to(reader: HashingReader, size: int) -> bytes:
@@ -213,10 +175,6 @@ class S3BlobStore:
         self._made: Any = None
         #: Whether the server refuses a conditional PutObject onto an existing key (None: not probed yet).
         self._conditional: bool | None = None
-        #: Deferred PutObjects by key, until :meth:`sync` waits for them (one that succeeded removes itself).
-        self._pending: dict[str, Future[None]] = {}
-        self._pending_lock = threading.Lock()
-        _stores.add(self)
 
     @property
     def _client(self) -> Any:  # botocore's S3 client has no static type
@@ -373,18 +331,15 @@ class S3BlobStore:
         already in memory need no staged copy). A key that names the full SHA-256 of ``data`` is written without
         looking (the same bytes or nothing can be there); any other key never over an existing object: conditional
         (``If-None-Match: *``) where the server honours that, else after a HEAD. 1-2 requests instead of stage +
-        publish's 4 (PUT, HEAD, CopyObject, DELETE), ~1-3 ms of boto3 CPU each.
-
-        ``durable=False`` with a full-hash key: the PutObject runs on the upload threads and this returns at once
-        with ``CREATED``, the one answer such a write gives; :meth:`sync` waits for it and raises its error. Other
-        keys are written here (their answer depends on what the server has)."""
+        publish's 4 (PUT, HEAD, CopyObject, DELETE), ~1-3 ms of boto3 CPU each."""
         check_key(key)
         if names_content(key, digests.sha256):  # nothing to guard: only these bytes can be at this key
-            if durable:
-                self._put_content(key, data, digests.sha256)
-            else:
-                self._defer(key, data, digests.sha256)
-            return PutResult.CREATED  # the only answer of such a write; a deferred one that fails raises in sync()
+            try:
+                self._client.put_object(Bucket=self.location.bucket, Key=self._object(key), Body=data,
+                                        Metadata={"sha256": digests.sha256})  # fmt: skip
+            except (ClientError, BotoCoreError) as exc:
+                raise self._error("write", key, exc) from None
+            return PutResult.CREATED
         if self.conditional_puts():
             try:
                 self._client.put_object(Bucket=self.location.bucket, Key=self._object(key), Body=data,
@@ -409,27 +364,6 @@ class S3BlobStore:
         except (ClientError, BotoCoreError) as exc:
             raise self._error("write", key, exc) from None
         return PutResult.CREATED
-
-    def _put_content(self, key: str, data: bytes, sha256: str) -> None:
-        try:
-            self._client.put_object(Bucket=self.location.bucket, Key=self._object(key), Body=data,
-                                    Metadata={"sha256": sha256})  # fmt: skip
-        except (ClientError, BotoCoreError) as exc:
-            raise self._error("write", key, exc) from None
-
-    def _defer(self, key: str, data: bytes, sha256: str) -> None:
-        """Start the PutObject of ``key`` on the upload threads; :meth:`sync` waits for it."""
-        upload = _upload_threads().submit(self._put_content, key, data, sha256)
-        with self._pending_lock:
-            self._pending[key] = upload  # a second write of the same bytes: waiting for the last one is enough
-
-        def forget(done: Future[None]) -> None:
-            if done.exception() is None:  # stored: nothing left for sync() to wait for or report
-                with self._pending_lock:
-                    if self._pending.get(key) is done:
-                        del self._pending[key]
-
-        upload.add_done_callback(forget)
 
     def conditional_puts(self) -> bool:
         """Whether the server refuses a PutObject with ``If-None-Match: *`` onto an existing key, probed once per store
@@ -460,18 +394,7 @@ class S3BlobStore:
         return honoured
 
     def sync(self, keys: Sequence[str]) -> None:
-        """Wait for the deferred PutObjects of ``keys`` (every one, even after a failure: none is still writing when
-        this returns) and raise the first one's error; a PutObject is durable once answered."""
-        with self._pending_lock:
-            uploads = [upload for key in keys if (upload := self._pending.pop(key, None)) is not None]
-        failure: BaseException | None = None
-        for upload in uploads:
-            try:
-                upload.result()
-            except BaseException as exc:  # StorageError from _put_content: the blob may not be stored
-                failure = failure or exc
-        if failure is not None:
-            raise failure
+        return None  # a PutObject is durable once answered
 
     def delete(self, key: str) -> bool:
         if self._head(key) is None:

@@ -4,7 +4,6 @@ served bytes are always whole)."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import threading
@@ -363,37 +362,3 @@ def test_a_forked_child_starts_its_own_sync_threads() -> None:
             os._exit(2)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-
-
-@pytest.mark.parametrize("server_backend", ["scale"])
-def test_an_s3_upload_that_fails_keeps_the_whole_batch_unserved(
-    feed: SigningFeed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    old, new, versions, run_id = _start(feed, 3)
-    before = {v: feed.served(v)[0].package_blob for v in versions}
-    blobs = feed.ctx.blobs
-    assert isinstance(blobs, S3BlobStore)
-    # The second upload goes to a bucket that does not exist: the server's real NoSuchBucket answer.
-    access_key_id, secret_access_key = blobs._credentials
-    missing = S3BlobStore(dataclasses.replace(blobs.location, bucket="nuseal-no-such-bucket"),
-                          access_key_id=access_key_id, secret_access_key=secret_access_key)  # fmt: skip
-    real = blobs._put_content
-    uploaders: list[str] = []
-
-    def put_content(key: str, data: bytes, sha256: str) -> None:
-        uploaders.append(threading.current_thread().name)
-        (missing._put_content if len(uploaders) == 2 else real)(key, data, sha256)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(blobs, "_put_content", put_content)
-        with pytest.raises(StorageError, match=r"^cannot write 'packages/.*NoSuchBucket"):
-            rotation.process_batch(feed.ctx, feed.keyring, run_id, service_index_url=SERVICE_INDEX, limit=3)
-    assert len(uploaders) == 3 and all(name.startswith("nuseal-upload") for name in uploaders)  # off the signers
-    assert blobs._pending == {}  # every upload ended before the batch did
-    rows = [feed.served(v)[0] for v in versions]
-    assert [r.package_blob for r in rows] == [before[v] for v in versions]  # none switched, not even the stored two
-    assert {r.repo_cert_sha256 for r in rows} == {old} and all(r.lease_owner is None for r in rows)  # given back
-    report = rotation.run_report(feed.ctx, run_id)
-    assert (report.resigned, report.failed, _events(feed)) == (0, 0, {})  # an outage is no package's failure
-    assert _drain(feed, run_id).resigned == 3
-    _check_done(feed, versions, new, tmp_path)
