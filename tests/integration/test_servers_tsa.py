@@ -81,34 +81,10 @@ def test_session_tsa_server_fixture(tsa_server: LoopbackServer) -> None:
 
 def _raw_exchange(url: str, payload: bytes, *, replies: int = 1) -> list[bytes]:
     """Send ``payload`` on one TCP connection and read ``replies`` complete HTTP responses (status line, headers and
-    a Content-Length body each)."""
-    import socket
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+    a Content-Length body each; a ``100 Continue`` counts as one)."""
+    with _connect(url) as sock:
         sock.sendall(payload)
-        buffer = b""
-        answers: list[bytes] = []
-        while len(answers) < replies:
-            while b"\r\n\r\n" not in buffer:
-                chunk = sock.recv(65536)
-                assert chunk, f"connection closed after {len(answers)} replies: {buffer!r}"
-                buffer += chunk
-            head, _, rest = buffer.partition(b"\r\n\r\n")
-            if head.startswith(b"HTTP/1.1 100"):
-                buffer = rest
-                answers.append(head)
-                continue
-            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(
-                b"content-length:")))
-            while len(rest) < length:
-                chunk = sock.recv(65536)
-                assert chunk, "connection closed in a body"
-                rest += chunk
-            answers.append(head + b"\r\n\r\n" + rest[:length])
-            buffer = rest[length:]
-        return answers
+        return _read_replies(sock, replies)
 
 
 def _post(body: bytes, extra: bytes = b"") -> bytes:
@@ -233,9 +209,13 @@ def _read_replies(sock: socket.socket, count: int) -> list[bytes]:
     while len(answers) < count:
         while b"\r\n\r\n" not in buffer:
             chunk = sock.recv(65536)
-            assert chunk, f"connection closed after {len(answers)} replies"
+            assert chunk, f"connection closed after {len(answers)} replies: {buffer!r}"
             buffer += chunk
         head, _, rest = buffer.partition(b"\r\n\r\n")
+        if head.startswith(b"HTTP/1.1 100"):
+            buffer = rest
+            answers.append(head)
+            continue
         length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
         while len(rest) < length:
             chunk = sock.recv(65536)

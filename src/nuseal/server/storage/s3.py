@@ -334,12 +334,7 @@ class S3BlobStore:
         publish's 4 (PUT, HEAD, CopyObject, DELETE), ~1-3 ms of boto3 CPU each."""
         check_key(key)
         if names_content(key, digests.sha256):  # nothing to guard: only these bytes can be at this key
-            try:
-                self._client.put_object(Bucket=self.location.bucket, Key=self._object(key), Body=data,
-                                        Metadata={"sha256": digests.sha256})  # fmt: skip
-            except (ClientError, BotoCoreError) as exc:
-                raise self._error("write", key, exc) from None
-            return PutResult.CREATED
+            return self._put_object(key, data, digests.sha256)
         if self.conditional_puts():
             try:
                 self._client.put_object(Bucket=self.location.bucket, Key=self._object(key), Body=data,
@@ -358,9 +353,13 @@ class S3BlobStore:
         head = self._head(key)
         if head is not None:
             return self._outcome_over(key, head, digests.sha256)
+        return self._put_object(key, data, digests.sha256)
+
+    def _put_object(self, key: str, data: bytes, sha256: str) -> PutResult:
+        """One unconditional PutObject of ``data`` (its SHA-256 in the object's metadata)."""
         try:
             self._client.put_object(Bucket=self.location.bucket, Key=self._object(key), Body=data,
-                                    Metadata={"sha256": digests.sha256})  # fmt: skip
+                                    Metadata={"sha256": sha256})  # fmt: skip
         except (ClientError, BotoCoreError) as exc:
             raise self._error("write", key, exc) from None
         return PutResult.CREATED
