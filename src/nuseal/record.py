@@ -136,8 +136,8 @@ class Struct:
 #: How many records of a class the generic constructor makes before the class gets its own (see _specialize).
 SPECIALIZE_AFTER = 8
 _made: dict[type[Struct], int] = {}
-#: The constructors compiled ahead of time (``nuseal.record_inits``), by source text; loaded on first use.
-_inits: dict[str, Any] | None = None
+#: The constructors compiled ahead of time (``nuseal.record_inits``), by layout; loaded on first use.
+_inits: dict[Layout, Any] | None = None
 
 
 def _generic_init(self: Struct, *args: Any, **kwargs: Any) -> None:
@@ -166,64 +166,80 @@ def _generic_init(self: Struct, *args: Any, **kwargs: Any) -> None:
         _specialize(cls, compiling=made == SPECIALIZE_AFTER)
 
 
-def init_source(cls: type[Struct]) -> tuple[str, dict[str, Any], tuple[Any, ...]] | None:
-    """The source of the constructor :func:`_specialize` gives ``cls``, the names its code reads (the default values
-    as ``_d<index>``, the factories as ``_f<index>``) and its parameters' default values in order; ``None`` when
-    only the generic constructor takes the class."""
+#: What a specialized constructor's code depends on: the field names in order, each field's kind (``r`` required,
+#: ``d`` with a default, ``f`` with a factory) and whether the class has ``__post_init__``.
+Layout = tuple[tuple[str, ...], str, bool]
+
+
+def layout(cls: type[Struct]) -> Layout | None:
+    """The layout of ``cls``'s specialized constructor; ``None`` when only the generic constructor takes the class."""
     names = cls.__record_fields__
     if {"__record", "__values", "_MISSING"} & set(names) or any(name.startswith(("_d", "_f")) for name in names):
         return None  # a field would shadow a name the generated code uses
-    params, body, argdefs = [], [], []
-    namespace: dict[str, Any] = {"_MISSING": _MISSING}
-    for index, name in enumerate(names):
-        if name in cls.__record_defaults__:
-            namespace[f"_d{index}"] = cls.__record_defaults__[name]
+    defaults, factories = cls.__record_defaults__, cls.__record_factories__
+    kinds = "".join("d" if name in defaults else "f" if name in factories else "r" for name in names)
+    if "dr" in kinds or "fr" in kinds:
+        return None  # a required field after one with a default: only the generic constructor takes that
+    return names, kinds, cls.__record_post_init__
+
+
+def init_source(shape: Layout) -> str:
+    """The source of the constructor of layout ``shape``: it reads the default values as ``_d<index>``, the
+    factories as ``_f<index>`` and ``_MISSING`` from its globals."""
+    names, kinds, post_init = shape
+    params, body = [], []
+    for index, (name, kind) in enumerate(zip(names, kinds, strict=True)):
+        if kind == "d":
             params.append(f"{name}=_d{index}")
-            argdefs.append(cls.__record_defaults__[name])
-        elif name in cls.__record_factories__:
-            namespace[f"_f{index}"] = cls.__record_factories__[name]
+        elif kind == "f":
             params.append(f"{name}=_MISSING")
-            argdefs.append(_MISSING)
             body.append(f"    if {name} is _MISSING: {name} = _f{index}()")
-        elif params and "=" in params[-1]:
-            return None  # a required field after one with a default: only the generic constructor takes that
         else:
             params.append(name)
         body.append(f"    __values[{name!r}] = {name}")
-    if cls.__record_post_init__:
+    if post_init:
         body.append("    __record.__post_init__()")
-    source = (f"def __init__(__record, {', '.join(params)}):\n    __values = __record.__dict__\n" + "\n".join(body)
-              + "\n")
-    return source, namespace, tuple(argdefs)
+    return (f"def __init__(__record, {', '.join(params)}):\n    __values = __record.__dict__\n" + "\n".join(body)
+            + "\n")
 
 
 def _specialize(cls: type[Struct], *, compiling: bool) -> None:
     """Give a class a constructor of its own, about twice as fast as the generic one: the function compiled ahead
-    of time for exactly its source (``nuseal.record_inits``) from its first record, or, for a class that table does
+    of time for exactly its layout (``nuseal.record_inits``) from its first record, or, for a class that table does
     not hold, one compiled now once it made ``SPECIALIZE_AFTER`` records (``compiling``). Compiling is not done at
     class creation, where compiling code for every class is what made dataclasses slow to import; each compile costs
     ~0.1-0.4 ms, which only a class that makes many records (a batch of packages) earns back."""
     if cls.__dict__.get("__init__") is not Struct.__init__:
         return
-    made = init_source(cls)
-    if made is None:
+    shape = layout(cls)
+    if shape is None:
         return
-    source, namespace, argdefs = made
-    ahead = _compiled_ahead().get(source)
+    ahead = _compiled_ahead().get(shape)
+    if ahead is None and not compiling:
+        return
+    names, kinds, _ = shape
+    defaults, factories = cls.__record_defaults__, cls.__record_factories__
+    namespace: dict[str, Any] = {"_MISSING": _MISSING}
+    argdefs: list[Any] = []
+    for index, (name, kind) in enumerate(zip(names, kinds, strict=True)):
+        if kind == "d":
+            namespace[f"_d{index}"] = defaults[name]
+            argdefs.append(defaults[name])
+        elif kind == "f":
+            namespace[f"_f{index}"] = factories[name]
+            argdefs.append(_MISSING)
     if ahead is not None:
-        # The same code as compiling ``source`` gives (tests/unit/test_record_inits.py compares them), given the
-        # names it reads and the default values the source's ``_d<index>`` would have evaluated to.
-        init = types.FunctionType(ahead.__code__, namespace, "__init__", argdefs)
-    elif compiling:
-        exec(source, namespace)  # the source is made above from field names, which are identifiers
-        init = namespace["__init__"]
+        # The code that compiling init_source(shape) gives (tests/unit/test_record_inits.py compares them), with the
+        # names it reads and the default values its ``_d<index>`` would have evaluated to.
+        init = types.FunctionType(ahead.__code__, namespace, "__init__", tuple(argdefs))
     else:
-        return
+        exec(init_source(shape), namespace)  # the source is made from field names, which are identifiers
+        init = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     cls.__init__ = init  # type: ignore[method-assign]
 
 
-def _compiled_ahead() -> dict[str, Any]:
+def _compiled_ahead() -> dict[Layout, Any]:
     global _inits
     if _inits is None:
         try:
@@ -262,22 +278,23 @@ def write_inits(path: Path, classes: Iterable[type[Struct]]) -> int:
     process. Returns how many distinct constructors it holds."""
     import re
 
-    sources = sorted({made[0] for cls in classes if (made := init_source(cls)) is not None})
+    shapes = sorted({shape for cls in classes if (shape := layout(cls)) is not None})
+    sources = [init_source(shape) for shape in shapes]
     placeholders = sorted({int(name[2:]) for source in sources for name in re.findall(r"\b_d\d+\b", source)})
     lines = ['"""Generated by ``scripts/record-inits`` (``nuseal.record.write_inits``); do not edit. The record',
-             "classes' constructors, compiled with this module instead of in every process",
-             "(``nuseal.record._specialize`` uses a function here only for exactly its source text, with its own",
-             'defaults and names)."""', "",
+             "classes' constructors by layout (field names, kinds, ``__post_init__``), compiled with this module",
+             "instead of in every process; ``nuseal.record._specialize`` gives each function the class's own",
+             'defaults and factories."""', "",
              "# ruff: noqa", "# fmt: off", "",
              "# Stand-ins while the definitions below run: each function gets the real default values when a class",
              "# takes it.",
-             " = ".join(["_MISSING", *(f"_d{index}" for index in placeholders), "None"]), "", "INITS = {}", ""]
-    for source in sources:
+             " = ".join(["_MISSING", *(f"_d{index}" for index in placeholders), "None"]), "", "INITS: dict = {}", ""]
+    for shape, source in zip(shapes, sources, strict=True):
         lines.append(source.rstrip("\n"))
-        lines.append(f"INITS[{source!r}] = __init__")
+        lines.append(f"INITS[{shape!r}] = __init__")
         lines.append("")
     path.write_text("\n".join(lines))
-    return len(sources)
+    return len(shapes)
 
 
 def _restore(cls: type[_R], state: dict[str, Any]) -> _R:

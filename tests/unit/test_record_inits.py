@@ -1,6 +1,6 @@
 """nuseal.record_inits: the record constructors compiled ahead of time (``scripts/record-inits``) are current, are
-the code that compiling their source gives, and a class takes one only for exactly its own source, with its own
-default values (docs/decisions.md "Record constructors compiled ahead of time")."""
+the code that compiling their layout's source gives, and a class takes one only for exactly its own layout, with its
+own default values and factories (docs/decisions.md "Record constructors compiled ahead of time")."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from nuseal import record, record_inits
-from nuseal.record import Struct, field, init_source, library_classes, write_inits
+from nuseal.record import Struct, field, init_source, layout, library_classes, write_inits
 
 _MODULE = Path(record_inits.__file__)
 
@@ -30,9 +30,9 @@ def _compiled(source: str) -> types.CodeType:
     return function.__code__
 
 
-@pytest.mark.parametrize("source", sorted(record_inits.INITS))
-def test_each_function_is_what_compiling_its_source_gives(source: str) -> None:
-    ahead, fresh = record_inits.INITS[source].__code__, _compiled(source)
+@pytest.mark.parametrize("shape", sorted(record_inits.INITS))
+def test_each_function_is_what_compiling_its_source_gives(shape: record.Layout) -> None:
+    ahead, fresh = record_inits.INITS[shape].__code__, _compiled(init_source(shape))
     for attribute in ("co_code", "co_consts", "co_names", "co_varnames", "co_argcount", "co_posonlyargcount",
                       "co_kwonlyargcount", "co_nlocals", "co_freevars", "co_cellvars"):
         assert getattr(ahead, attribute) == getattr(fresh, attribute), attribute
@@ -40,7 +40,7 @@ def test_each_function_is_what_compiling_its_source_gives(source: str) -> None:
 
 def test_every_library_class_that_can_be_specialized_is_in_the_table() -> None:
     missing = [cls.__qualname__ for cls in library_classes()
-               if (made := init_source(cls)) is not None and made[0] not in record_inits.INITS]
+               if (shape := layout(cls)) is not None and shape not in record_inits.INITS]
     assert missing == []
 
 
@@ -50,37 +50,35 @@ def test_a_class_takes_the_table_s_constructor_from_its_first_record_with_its_ow
         digest: bytes
         nonce: int
 
-    made = init_source(Hashes)
-    assert made is not None and made[0] in record_inits.INITS
+    shape = layout(Hashes)
+    assert shape is not None and shape in record_inits.INITS
     first = Hashes("sha256", b"\x01", nonce=7)
     assert Hashes.__init__ is not Struct.__init__
-    assert Hashes.__init__.__code__ is record_inits.INITS[made[0]].__code__
+    assert Hashes.__init__.__code__ is record_inits.INITS[shape].__code__
     assert Hashes.__init__.__qualname__.endswith("Hashes.__init__")
     assert first == Hashes(algorithm="sha256", digest=b"\x01", nonce=7) and first.nonce == 7
     with pytest.raises(TypeError):
         Hashes("sha256", b"\x01")  # type: ignore[call-arg]
 
-    with_defaults = [source for source in record_inits.INITS if "=_d" in source]
-    assert with_defaults  # a table entry whose defaults are stand-ins in the module
-    source = with_defaults[0]
-    names = source[source.index("(") + 1 : source.index(")")].split(", ")[1:]
-    annotations = {name.split("=")[0]: "object" for name in names}
-    namespace: dict[str, object] = {"__annotations__": annotations, "__module__": __name__}
-    for name in names:
-        if name.endswith("=_MISSING"):
-            namespace[name.split("=")[0]] = field(default_factory=lambda: ["made"])
-        elif "=" in name:
-            namespace[name.split("=")[0]] = ("own default", name)
+    mixed = [shape for shape in record_inits.INITS if "d" in shape[1] and "f" in shape[1]]
+    assert mixed  # a table entry with defaults (stand-ins in the module) and factories
+    shape = mixed[0]
+    names, kinds, _ = shape
+    namespace: dict[str, object] = {"__annotations__": dict.fromkeys(names, "object"), "__module__": __name__}
+    for name, kind in zip(names, kinds, strict=True):
+        if kind == "f":
+            namespace[name] = field(default_factory=lambda: ["made"])
+        elif kind == "d":
+            namespace[name] = ("own default", name)
+    if shape[2]:
+        namespace["__post_init__"] = lambda self: None
     cls = types.new_class("Shaped", (Struct,), {"frozen": True}, lambda ns: ns.update(namespace))
-    made = init_source(cls)
-    assert made is not None and made[0] == source
-    required = [name for name in names if "=" not in name]
-    value = cls(*range(len(required)))
-    assert cls.__init__.__code__ is record_inits.INITS[source].__code__
-    for position, name in enumerate(names):
-        bare = name.split("=")[0]
-        expected = position if "=" not in name else ["made"] if name.endswith("=_MISSING") else ("own default", name)
-        assert getattr(value, bare) == expected, bare
+    assert layout(cls) == shape
+    value = cls(*range(kinds.count("r")))
+    assert cls.__init__.__code__ is record_inits.INITS[shape].__code__
+    for position, (name, kind) in enumerate(zip(names, kinds, strict=True)):
+        expected = position if kind == "r" else ["made"] if kind == "f" else ("own default", name)
+        assert getattr(value, name) == expected, name
 
 
 def test_without_the_table_a_class_compiles_its_constructor_after_specialize_after(
