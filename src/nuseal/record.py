@@ -16,8 +16,12 @@ attributes through :func:`force_setattr`, as ``NuGetVersion`` does with its sort
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar, dataclass_transform, overload
+import types
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, dataclass_transform, overload
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 _T = TypeVar("_T")
 _R = TypeVar("_R", bound="Struct")
@@ -132,6 +136,8 @@ class Struct:
 #: How many records of a class the generic constructor makes before the class gets its own (see _specialize).
 SPECIALIZE_AFTER = 8
 _made: dict[type[Struct], int] = {}
+#: The constructors compiled ahead of time (``nuseal.record_inits``), by layout; loaded on first use.
+_inits: dict[Layout, Any] | None = None
 
 
 def _generic_init(self: Struct, *args: Any, **kwargs: Any) -> None:
@@ -156,42 +162,139 @@ def _generic_init(self: Struct, *args: Any, **kwargs: Any) -> None:
     if cls.__record_post_init__:
         self.__post_init__()  # type: ignore[attr-defined]
     made = _made[cls] = _made.get(cls, 0) + 1
-    if made == SPECIALIZE_AFTER:
-        _specialize(cls)
+    if made == 1 or made == SPECIALIZE_AFTER:
+        _specialize(cls, compiling=made == SPECIALIZE_AFTER)
 
 
-def _specialize(cls: type[Struct]) -> None:
-    """Give a class that makes many records (a batch of packages) a constructor of its own, compiled once: about
-    twice as fast as the generic one. Not done at class creation, where compiling code for every class is what made
-    dataclasses slow to import; classes a run uses only a few times never pay for it."""
-    if cls.__dict__.get("__init__") is not Struct.__init__:
-        return
+#: What a specialized constructor's code depends on: the field names in order, each field's kind (``r`` required,
+#: ``d`` with a default, ``f`` with a factory) and whether the class has ``__post_init__``.
+Layout = tuple[tuple[str, ...], str, bool]
+
+
+def layout(cls: type[Struct]) -> Layout | None:
+    """The layout of ``cls``'s specialized constructor; ``None`` when only the generic constructor takes the class."""
     names = cls.__record_fields__
     if {"__record", "__values", "_MISSING"} & set(names) or any(name.startswith(("_d", "_f")) for name in names):
-        return  # a field would shadow a name the generated code uses
+        return None  # a field would shadow a name the generated code uses
+    defaults, factories = cls.__record_defaults__, cls.__record_factories__
+    kinds = "".join("d" if name in defaults else "f" if name in factories else "r" for name in names)
+    if "dr" in kinds or "fr" in kinds:
+        return None  # a required field after one with a default: only the generic constructor takes that
+    return names, kinds, cls.__record_post_init__
+
+
+def init_source(shape: Layout) -> str:
+    """The source of the constructor of layout ``shape``: it reads the default values as ``_d<index>``, the
+    factories as ``_f<index>`` and ``_MISSING`` from its globals."""
+    names, kinds, post_init = shape
     params, body = [], []
-    namespace: dict[str, Any] = {"_MISSING": _MISSING}
-    for index, name in enumerate(names):
-        if name in cls.__record_defaults__:
-            namespace[f"_d{index}"] = cls.__record_defaults__[name]
+    for index, (name, kind) in enumerate(zip(names, kinds, strict=True)):
+        if kind == "d":
             params.append(f"{name}=_d{index}")
-        elif name in cls.__record_factories__:
-            namespace[f"_f{index}"] = cls.__record_factories__[name]
+        elif kind == "f":
             params.append(f"{name}=_MISSING")
             body.append(f"    if {name} is _MISSING: {name} = _f{index}()")
-        elif params and "=" in params[-1]:
-            return  # a required field after one with a default: only the generic constructor takes that
         else:
             params.append(name)
         body.append(f"    __values[{name!r}] = {name}")
-    if cls.__record_post_init__:
+    if post_init:
         body.append("    __record.__post_init__()")
-    source = (f"def __init__(__record, {', '.join(params)}):\n    __values = __record.__dict__\n" + "\n".join(body)
-              + "\n")
-    exec(source, namespace)  # the source is made above from field names, which are identifiers
-    init = namespace["__init__"]
+    return (f"def __init__(__record, {', '.join(params)}):\n    __values = __record.__dict__\n" + "\n".join(body)
+            + "\n")
+
+
+def _specialize(cls: type[Struct], *, compiling: bool) -> None:
+    """Give a class a constructor of its own, about twice as fast as the generic one: the function compiled ahead
+    of time for exactly its layout (``nuseal.record_inits``) from its first record, or, for a class that table does
+    not hold, one compiled now once it made ``SPECIALIZE_AFTER`` records (``compiling``). Compiling is not done at
+    class creation, where compiling code for every class is what made dataclasses slow to import; each compile costs
+    ~0.1-0.4 ms, which only a class that makes many records (a batch of packages) earns back."""
+    if cls.__dict__.get("__init__") is not Struct.__init__:
+        return
+    shape = layout(cls)
+    if shape is None:
+        return
+    ahead = _compiled_ahead().get(shape)
+    if ahead is None and not compiling:
+        return
+    names, kinds, _ = shape
+    defaults, factories = cls.__record_defaults__, cls.__record_factories__
+    namespace: dict[str, Any] = {"_MISSING": _MISSING}
+    argdefs: list[Any] = []
+    for index, (name, kind) in enumerate(zip(names, kinds, strict=True)):
+        if kind == "d":
+            namespace[f"_d{index}"] = defaults[name]
+            argdefs.append(defaults[name])
+        elif kind == "f":
+            namespace[f"_f{index}"] = factories[name]
+            argdefs.append(_MISSING)
+    if ahead is not None:
+        # The code that compiling init_source(shape) gives (tests/unit/test_record_inits.py compares them), with the
+        # names it reads and the default values its ``_d<index>`` would have evaluated to.
+        init = types.FunctionType(ahead.__code__, namespace, "__init__", tuple(argdefs))
+    else:
+        exec(init_source(shape), namespace)  # the source is made from field names, which are identifiers
+        init = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     cls.__init__ = init  # type: ignore[method-assign]
+
+
+def _compiled_ahead() -> dict[Layout, Any]:
+    global _inits
+    if _inits is None:
+        try:
+            from nuseal import record_inits
+        except ImportError:  # a source tree without the generated module: constructors are compiled as before
+            _inits = {}
+        else:
+            _inits = record_inits.INITS
+    return _inits
+
+
+def library_classes() -> list[type[Struct]]:
+    """Every record class of the nuseal package (each of its modules is imported), for :func:`write_inits`."""
+    import importlib
+    import pkgutil
+
+    import nuseal
+
+    for module in pkgutil.walk_packages(nuseal.__path__, "nuseal."):
+        # Not the console entry (it runs the CLI) nor alembic's migration scripts (they run only under alembic).
+        if module.name != "nuseal.__main__" and not module.name.startswith("nuseal.server.db.migrations"):
+            importlib.import_module(module.name)
+    found: list[type[Struct]] = []
+    pending = list(Struct.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if cls.__module__.startswith("nuseal.") and cls not in found:
+            found.append(cls)
+    return sorted(found, key=lambda cls: (cls.__module__, cls.__qualname__))
+
+
+def write_inits(path: Path, classes: Iterable[type[Struct]]) -> int:
+    """Write ``nuseal/record_inits.py``: the constructors of ``classes`` as :func:`_specialize` would compile
+    them, so that the interpreter compiles them once with the module (into its ``.pyc``) instead of once per
+    process. Returns how many distinct constructors it holds."""
+    import re
+
+    shapes = sorted({shape for cls in classes if (shape := layout(cls)) is not None})
+    sources = [init_source(shape) for shape in shapes]
+    placeholders = sorted({int(name[2:]) for source in sources for name in re.findall(r"\b_d\d+\b", source)})
+    lines = ['"""Generated by ``scripts/record-inits`` (``nuseal.record.write_inits``); do not edit. The record',
+             "classes' constructors by layout (field names, kinds, ``__post_init__``), compiled with this module",
+             "instead of in every process; ``nuseal.record._specialize`` gives each function the class's own",
+             'defaults and factories."""', "",
+             "# ruff: noqa", "# fmt: off", "",
+             "# Stand-ins while the definitions below run: each function gets the real default values when a class",
+             "# takes it.",
+             " = ".join(["_MISSING", *(f"_d{index}" for index in placeholders), "None"]), "", "INITS: dict = {}", ""]
+    for shape, source in zip(shapes, sources, strict=True):
+        lines.append(source.rstrip("\n"))
+        lines.append(f"INITS[{shape!r}] = __init__")
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return len(shapes)
 
 
 def _restore(cls: type[_R], state: dict[str, Any]) -> _R:

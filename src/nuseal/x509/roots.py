@@ -10,7 +10,7 @@ when that file exists. We never look at the system: the core does not read the e
 on the host's files is not reproducible. Callers that want that file pass it to :func:`trust_store_from_files`.
 
 Roots are a :class:`RootSet`: a sequence of certificates indexed for chain building (by DER fingerprint and by
-subject). The bundled sets are never parsed whole: ``roots/index.json`` (package data, made by
+subject). The bundled sets are never parsed whole: ``nuseal.x509.roots_index`` (a module made by
 ``scripts/roots-index`` from the two bundles, checked by a test) says where each root's PEM block is and what its
 fingerprint and subject key are, so a run parses only the roots its chains reach. The index is used only when it
 was made from exactly these bundle bytes (SHA-256) and with this Python's Unicode tables; otherwise the bundle is
@@ -23,7 +23,7 @@ import base64
 import hashlib
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, overload
@@ -41,9 +41,9 @@ __all__ = [
 
 CODE_SIGNING_BUNDLE = "codesignctl.pem"
 TIMESTAMPING_BUNDLE = "timestampctl.pem"
-#: The prebuilt index of both bundles (package data next to them).
-INDEX_FILE = "index.json"
-INDEX_FORMAT = 1
+#: One root of the prebuilt index (``nuseal.x509.roots_index``): where its PEM block starts and ends in the bundle,
+#: its DER's SHA-256, its subject key and whether that key holds under any Unicode tables (see :func:`bundle_index`).
+IndexEntry = tuple[int, int, bytes, bytes | None, bool]
 
 _BEGIN = b"-----BEGIN CERTIFICATE-----"
 _END = b"-----END CERTIFICATE-----"
@@ -101,21 +101,20 @@ class RootSet(Sequence[x509.Certificate]):
         return root_set
 
     @classmethod
-    def _indexed(cls, data: bytes, entries: list[list[Any]]) -> RootSet:
+    def _indexed(cls, data: bytes, entries: Sequence[IndexEntry]) -> RootSet:
         by_fingerprint: dict[bytes, int] = {}
         by_subject: dict[bytes, list[int]] = {}
         deferred: list[int] = []
         blocks: list[tuple[int, int]] = []
-        for index, (start, end, fingerprint, subject_key, portable) in enumerate(entries):
+        for index, (start, end, fingerprint, subject_key, _) in enumerate(entries):
             blocks.append((start, end))
-            digest = bytes.fromhex(fingerprint)
-            if digest in by_fingerprint:
+            if fingerprint in by_fingerprint:
                 continue
-            by_fingerprint[digest] = index
-            if portable is None:  # the stored key may not hold under this Python's Unicode tables
+            by_fingerprint[fingerprint] = index
+            if subject_key is None:  # the stored key may not hold under this Python's Unicode tables
                 deferred.append(index)
             else:
-                by_subject.setdefault(bytes.fromhex(subject_key), []).append(index)
+                by_subject.setdefault(subject_key, []).append(index)
 
         def load(index: int) -> x509.Certificate:
             start, end = blocks[index]
@@ -337,11 +336,11 @@ def _bundle_bytes(name: str) -> bytes:
     return (_ROOTS_FOLDER / name).read_bytes()
 
 
-def bundle_index(data: bytes) -> dict[str, Any]:
-    """The index of one PEM bundle as ``roots/index.json`` stores it: the bundle's SHA-256 and, per certificate
-    block in file order, ``[start, end, DER SHA-256, subject key, portable]`` (offsets of the BEGIN and END lines;
-    ``portable`` is false when the subject key depends on the Unicode tables, i.e. for non-ASCII names)."""
-    roots: list[list[Any]] = []
+def bundle_index(data: bytes) -> tuple[str, tuple[IndexEntry, ...]]:
+    """The index of one PEM bundle as ``nuseal.x509.roots_index`` stores it: the bundle's SHA-256 (hex) and, per
+    certificate block in file order, ``(start, end, DER SHA-256, subject key, portable)`` (offsets of the BEGIN and
+    END lines; ``portable`` is false when the subject key depends on the Unicode tables, i.e. for non-ASCII names)."""
+    roots: list[IndexEntry] = []
     start = data.find(_BEGIN)
     with quiet():
         while start != -1:
@@ -349,57 +348,59 @@ def bundle_index(data: bytes) -> dict[str, Any]:
             entry = facts(load_der(base64.b64decode(data[start + len(_BEGIN) : end])))
             name = entry.subject
             portable = name is not None and all(str(a.value).isascii() for a in name)
-            roots.append([start, end, entry.sha256.hex(), entry.subject_key.hex(), portable])
+            roots.append((start, end, entry.sha256, entry.subject_key, portable))
             start = data.find(_BEGIN, end)
-    return {"sha256": hashlib.sha256(data).hexdigest(), "roots": roots}
+    return hashlib.sha256(data).hexdigest(), tuple(roots)
 
 
 def write_index(path: Path) -> None:
-    """Write ``roots/index.json`` for the bundles next to it (``scripts/roots-index``); one root per line, so that
-    a bundle update reads as a diff."""
-    import json
+    """Write ``nuseal/x509/roots_index.py`` for the bundles (``scripts/roots-index``); one root per line, so that a
+    bundle update reads as a diff. A module rather than a data file: its constants load with the module's ``.pyc``,
+    where reading a JSON index cost the ``json`` import, the parse and a hex decoding per key (~7 M instructions of
+    every verification, docs/performance.md "Batch verify, part 5")."""
     import unicodedata
 
-    folder = path.parent
-    lines = [f'{{"format":{INDEX_FORMAT},"unicode":"{unicodedata.unidata_version}","bundles":{{']
-    names = (CODE_SIGNING_BUNDLE, TIMESTAMPING_BUNDLE)
-    for position, name in enumerate(names):
-        index = bundle_index((folder / name).read_bytes())
-        lines.append(f'"{name}":{{"sha256":"{index["sha256"]}","roots":[')
-        rows = [json.dumps(row, separators=(",", ":")) for row in index["roots"]]
-        lines.append(",\n".join(rows))
-        lines.append("]}" + ("," if position + 1 < len(names) else ""))
-    lines.append("}}")
+    lines = ['"""Generated by ``scripts/roots-index`` (``nuseal.x509.roots.write_index``) from the bundles in',
+             "``roots/``; do not edit. Per bundle: its SHA-256 and, per root in file order, ``(start, end,",
+             'DER SHA-256, subject key, portable)`` (``nuseal.x509.roots.bundle_index``)."""', "",
+             "# ruff: noqa: E501", "# fmt: off", "",
+             "#: The Unicode tables the subject keys of non-ASCII names were computed with.",
+             f"UNICODE = {unicodedata.unidata_version!r}", "",
+             "BUNDLES: dict[str, tuple[str, tuple[tuple[int, int, bytes, bytes, bool], ...]]] = {"]
+    for name in (CODE_SIGNING_BUNDLE, TIMESTAMPING_BUNDLE):
+        sha256, roots = bundle_index((_ROOTS_FOLDER / name).read_bytes())
+        lines.append(f"    {name!r}: ({sha256!r}, (")
+        lines.extend(f"        {root!r}," for root in roots)
+        lines.append("    )),")
+    lines.append("}")
     path.write_text("\n".join(lines) + "\n")
 
 
-@lru_cache(maxsize=1)
-def _prebuilt_index() -> dict[str, Any] | None:
-    import json  # only the built-in bundles have an index: a run with its own roots files never loads json
-
+def _prebuilt_index() -> tuple[str, Mapping[str, tuple[str, tuple[IndexEntry, ...]]]] | None:
+    """The Unicode version and the bundles of ``nuseal.x509.roots_index``; None without it (a source tree whose
+    index was not generated: the bundles are then parsed whole)."""
     try:
-        document = json.loads((_ROOTS_FOLDER / INDEX_FILE).read_bytes())
-    except (OSError, ValueError):
+        from nuseal.x509 import roots_index
+    except ImportError:
         return None
-    return document if isinstance(document, dict) and document.get("format") == INDEX_FORMAT else None
+    return roots_index.UNICODE, roots_index.BUNDLES
 
 
-def _prebuilt_entries(name: str, data: bytes) -> list[list[Any]] | None:
+def _prebuilt_entries(name: str, data: bytes) -> Sequence[IndexEntry] | None:
     """The index entries of bundle ``name`` when the index was made from exactly ``data``; None otherwise."""
-    document = _prebuilt_index()
-    if document is None:
+    index = _prebuilt_index()
+    if index is None:
         return None
-    bundle = document.get("bundles", {}).get(name)
-    if not isinstance(bundle, dict) or bundle.get("sha256") != hashlib.sha256(data).hexdigest():
+    unicode, bundles = index
+    bundle = bundles.get(name)
+    if bundle is None or bundle[0] != hashlib.sha256(data).hexdigest():
         return None
-    entries = bundle.get("roots")
-    if not isinstance(entries, list):
-        return None
+    entries = bundle[1]
     import unicodedata
 
-    if document.get("unicode") != unicodedata.unidata_version:
+    if unicode != unicodedata.unidata_version:
         # Subject keys of non-ASCII names (casefold, white space) are computed again under this Python.
-        entries = [e if e[4] else [*e[:4], None] for e in entries]
+        return [e if e[4] else (*e[:3], None, False) for e in entries]
     return entries
 
 

@@ -6,7 +6,8 @@ identity only) and ``dataclasses`` (the records on the path are ``nuseal.record`
 nuspec identity is read with expat; no nuget.config exists in these runs); against its own roots files, not ``json``
 either (the built-in roots' index), nor ``ast``, ``dis`` or ``tokenize`` (which ``inspect`` loaded); since issue 12's
 ``verifyfirst``: no ``email`` package (``cryptography.x509`` imports ``email.utils`` only for ``RFC822Name(...)``;
-``nuseal.cli.x509_import``), so none of ``calendar``, ``locale``, ``quopri`` either. Measured in a
+``nuseal.cli.x509_import``), so none of ``calendar``, ``locale``, ``quopri`` either; since issue 12's
+``verifyimp``: no ``json`` (the built-in roots' index is the module ``nuseal.x509.roots_index``). Measured in a
 fresh interpreter through the console script's entry point."""
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tests.unit.sign.helpers import make_package
 REMOVED = ("cryptography.hazmat.primitives.serialization", "cryptography.x509.ocsp", "importlib.resources",
            "nuseal.package.manifest", "dataclasses", "msgspec", "typing_extensions", "inspect", "lxml", "uuid",
            "decimal", "zipfile", "lzma", "bz2", "shutil", "email", "email.utils", "email.charset", "calendar", "locale",
-           "quopri")
+           "quopri", "json")
 _PROBE = """
 import atexit, sys
 REMOVED = {removed!r}
@@ -64,11 +65,12 @@ def test_the_probe_sees_a_removed_module_when_it_is_loaded(tmp_path: Path) -> No
 
 #: What a verification against its own roots files (``--trust-roots``, ``--timestamp-roots``: bench/verify's 1 MB
 #: case) does not load: ``dataclasses`` (records are ``nuseal.record`` structs; creating ~50 frozen dataclasses cost
-#: ~60 ms), ``json`` and ``unicodedata`` (read only with the built-in roots' index), ``glob`` (only for arguments that
-#: are patterns), ``msgspec`` and what it imported (``typing_extensions``, ``inspect`` with ``ast``, ``dis`` and
-#: ``tokenize``; ``uuid`` with ``platform``; ``decimal``), ``lxml`` (the nuspec identity is read with expat).
-OWN_ROOTS_UNUSED = ("dataclasses", "json", "unicodedata", "glob", "msgspec", "typing_extensions", "inspect", "ast",
-                    "dis", "tokenize", "uuid", "platform", "decimal", "lxml")
+#: ~60 ms), ``nuseal.x509.roots_index`` and ``unicodedata`` (read only for the built-in roots), ``json``, ``glob``
+#: (only for arguments that are patterns), ``msgspec`` and what it imported (``typing_extensions``, ``inspect`` with
+#: ``ast``, ``dis`` and ``tokenize``; ``uuid`` with ``platform``; ``decimal``), ``lxml`` (the nuspec identity is read
+#: with expat).
+OWN_ROOTS_UNUSED = ("dataclasses", "nuseal.x509.roots_index", "json", "unicodedata", "glob", "msgspec",
+                    "typing_extensions", "inspect", "ast", "dis", "tokenize", "uuid", "platform", "decimal", "lxml")
 _OWN_ROOTS_PROBE = """
 import atexit, sys
 UNUSED = {unused!r}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import pickle
 import re
 from pathlib import Path
@@ -13,7 +12,7 @@ from cryptography import x509
 from tests.support.pki import TestPki
 
 from nuseal.errors import TrustConfigError
-from nuseal.x509 import roots
+from nuseal.x509 import roots, roots_index
 from nuseal.x509.facts import facts
 from nuseal.x509.roots import (
     RootSet,
@@ -23,6 +22,7 @@ from nuseal.x509.roots import (
     load_roots_file,
     parse_pem_bundle,
     trust_store_from_files,
+    write_index,
 )
 
 ROOTS_DIR = Path(roots.__file__).parent / "roots"
@@ -121,11 +121,13 @@ def test_roots_file_that_is_neither_pem_nor_der_names_the_file(tmp_path: Path, c
 # --- the prebuilt index of the bundled roots ----------------------------------------------------------------------
 
 
-def test_the_shipped_index_is_the_index_of_the_shipped_bundles() -> None:
+def test_the_shipped_index_is_the_index_of_the_shipped_bundles(tmp_path: Path) -> None:
     # Fails after a bundle update until scripts/roots-index is run (nuseal then parses whole bundles every run).
-    document = json.loads((ROOTS_DIR / "index.json").read_text())
     for name in ("codesignctl.pem", "timestampctl.pem"):
-        assert document["bundles"][name] == bundle_index((ROOTS_DIR / name).read_bytes())
+        assert roots_index.BUNDLES[name] == bundle_index((ROOTS_DIR / name).read_bytes())
+    fresh = tmp_path / "roots_index.py"
+    write_index(fresh)
+    assert fresh.read_text() == Path(roots_index.__file__).read_text()
 
 
 def test_bundled_roots_are_parsed_only_when_a_lookup_reaches_them() -> None:
@@ -151,9 +153,9 @@ def test_indexed_lookups_equal_those_of_the_parsed_bundle(pki: TestPki) -> None:
 
 
 def test_a_stale_index_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    document = json.loads((ROOTS_DIR / "index.json").read_text())
-    document["bundles"]["codesignctl.pem"]["sha256"] = "00" * 32  # made from other bytes
-    monkeypatch.setattr(roots, "_prebuilt_index", lambda: document)
+    bundles = dict(roots_index.BUNDLES)
+    bundles["codesignctl.pem"] = ("00" * 32, bundles["codesignctl.pem"][1])  # made from other bytes
+    monkeypatch.setattr(roots, "_prebuilt_index", lambda: (roots_index.UNICODE, bundles))
     fallback = RootSet.bundled("codesignctl.pem")
     assert fallback.parsed == len(fallback) == 299  # parsed whole, as a user's roots file is
     first = fallback[0]
@@ -161,11 +163,9 @@ def test_a_stale_index_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_non_ascii_subject_keys_are_recomputed_under_other_unicode_tables(monkeypatch: pytest.MonkeyPatch) -> None:
-    document = json.loads((ROOTS_DIR / "index.json").read_text())
-    document["unicode"] = "0.0.0"
-    monkeypatch.setattr(roots, "_prebuilt_index", lambda: document)
+    monkeypatch.setattr(roots, "_prebuilt_index", lambda: ("0.0.0", roots_index.BUNDLES))
     bundled = RootSet.bundled("timestampctl.pem")
-    rows = document["bundles"]["timestampctl.pem"]["roots"]
+    rows = roots_index.BUNDLES["timestampctl.pem"][1]
     non_ascii = [i for i, row in enumerate(rows) if not row[4]]
     assert non_ascii, "the bundle has roots with non-ASCII names"
     assert bundled.parsed == 0
