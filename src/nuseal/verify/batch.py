@@ -111,9 +111,13 @@ def _hash_ahead(path: Path, compute_content_hash: bool) -> None:
 
 # --- worker processes ---------------------------------------------------------------------------------------------
 
-#: Verdicts a forked worker sends together: small, so that work is handed out as it ends (a run of costly packages is
-#: shared) and verdicts reach ``on_verdict`` soon; a message costs far less than a verification.
-FORKED_REPORT = 2
+#: Verdicts a forked worker sends together, and packages it holds beyond the one it verifies and those it reports:
+#: one each, so that work is handed out as it ends (the costly packages of a batch are shared: a worker holding
+#: several while the other ran out left one core idle at the end of a small batch) and verdicts reach
+#: ``on_verdict`` soon. A message costs far less than a verification, and the package held ahead covers this
+#: process's answer.
+FORKED_REPORT = 1
+FORKED_AHEAD = 1
 
 
 def _can_fork() -> bool:
@@ -130,7 +134,8 @@ def _forked(tasks: list[_Task], setup: VerificationSetup, workers: int) -> Itera
     from nuseal import forked
 
     stream = forked.streamed(tasks, workers=workers, threads=1, start=lambda: _forked_side(setup),
-                             rerun=lambda lost: list(_pooled(lost, setup, 1)), report=FORKED_REPORT)
+                             rerun=lambda lost: list(_pooled(lost, setup, 1)), report=FORKED_REPORT,
+                             ahead=FORKED_AHEAD)
     done = 0
     try:
         while done < len(tasks):
