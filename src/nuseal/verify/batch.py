@@ -111,13 +111,13 @@ def _hash_ahead(path: Path, compute_content_hash: bool) -> None:
 
 # --- worker processes ---------------------------------------------------------------------------------------------
 
-#: Verdicts a forked worker sends together, and packages it holds beyond the one it verifies and those it reports:
-#: one each, so that work is handed out as it ends (the costly packages of a batch are shared: a worker holding
-#: several while the other ran out left one core idle at the end of a small batch) and verdicts reach
-#: ``on_verdict`` soon. A message costs far less than a verification, and the package held ahead covers this
-#: process's answer.
+#: Verdicts a forked worker sends together (one: each verdict reaches ``on_verdict`` as soon as it can) and packages
+#: it holds beyond the one it verifies and the verdict it reports (two: they cover this process's answer, ~0.1 ms,
+#: and a late one on a busy machine). The pool of packages not yet given out is what evens out the end of a batch;
+#: a simulation of the 18 real vectors' measured costs put this within ~1.5 ms of an even split, the earlier
+#: groups of two with four ahead (seven held at first) ~2.5 ms from it (docs/performance.md, "Batch verify, part 5").
 FORKED_REPORT = 1
-FORKED_AHEAD = 1
+FORKED_AHEAD = 2
 
 
 def _can_fork() -> bool:
