@@ -80,11 +80,9 @@ def can_fork() -> bool:
 
 
 def streamed(items: Sequence[T], *, workers: int, threads: int, start: Callable[[], Side[T, R]],
-             rerun: Callable[[list[T]], list[R]], report: int = REPORT, ahead: int = AHEAD
-             ) -> Generator[R, None, None]:
+             rerun: Callable[[list[T]], list[R]], report: int = REPORT) -> Generator[R, None, None]:
     """A result for every item, in input order, from ``workers`` forked processes with ``threads`` threads each,
-    which send their results in groups of up to ``report`` and hold up to ``ahead`` items beyond those (fewer: the
-    last items of a batch are shared more evenly; more: a worker waits less for this process to answer)."""
+    which send their results in groups of up to ``report``."""
     import gc
 
     if threads > 1:
@@ -104,7 +102,7 @@ def streamed(items: Sequence[T], *, workers: int, threads: int, start: Callable[
             try:
                 share = -(-len(todo) // len(crew.workers))  # a short batch still reaches every worker
                 for worker in crew.workers:
-                    crew.give(worker, todo, items, min(threads + report + ahead, share))
+                    crew.give(worker, todo, items, min(threads + report + AHEAD, share))
                 while crew.live() and reported < len(items):
                     for worker, received in crew.wait():
                         if received is None:  # the worker died with items in hand

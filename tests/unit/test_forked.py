@@ -107,25 +107,9 @@ def test_streamed_results_in_input_order_from_forked_workers_on_pipes() -> None:
                            contextlib.nullcontext())
 
     results = list(forked.streamed(list(range(9)), workers=2, threads=1, start=start, rerun=lambda lost: [],
-                                   report=1, ahead=1))
+                                   report=2))
     assert [item for item, _ in results] == list(range(9))
     assert os.getpid() not in {pid for _, pid in results}
-
-
-def test_a_small_ahead_gives_what_follows_a_slow_item_to_the_other_worker() -> None:
-    """``ahead`` bounds what a worker holds: the items after a slow one are not stuck behind it."""
-    def start() -> forked.Side[int, int]:
-        def work(item: int) -> int:
-            if item == 0:
-                threading.Event().wait(1.0)
-            return os.getpid()
-
-        return forked.Side(work, lambda item, exc: 0, None, contextlib.nullcontext())
-
-    pids = list(forked.streamed(list(range(10)), workers=2, threads=1, start=start, rerun=lambda lost: [],
-                                report=1, ahead=1))
-    slow = pids[0]
-    assert sum(pid != slow for pid in pids[1:]) >= 7  # all but the two the slow worker held beside item 0
 
 
 def test_importing_forked_loads_neither_socket_nor_pickle_nor_queue() -> None:

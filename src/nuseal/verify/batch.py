@@ -111,13 +111,9 @@ def _hash_ahead(path: Path, compute_content_hash: bool) -> None:
 
 # --- worker processes ---------------------------------------------------------------------------------------------
 
-#: Verdicts a forked worker sends together (one: each verdict reaches ``on_verdict`` as soon as it can) and packages
-#: it holds beyond the one it verifies and the verdict it reports (two: they cover this process's answer, ~0.1 ms,
-#: and a late one on a busy machine). The pool of packages not yet given out is what evens out the end of a batch;
-#: a simulation of the 18 real vectors' measured costs put this within ~1.5 ms of an even split, the earlier
-#: groups of two with four ahead (seven held at first) ~2.5 ms from it (docs/performance.md, "Batch verify, part 5").
-FORKED_REPORT = 1
-FORKED_AHEAD = 2
+#: Verdicts a forked worker sends together: small, so that work is handed out as it ends (a run of costly packages is
+#: shared) and verdicts reach ``on_verdict`` soon; a message costs far less than a verification.
+FORKED_REPORT = 2
 
 
 def _can_fork() -> bool:
@@ -134,8 +130,7 @@ def _forked(tasks: list[_Task], setup: VerificationSetup, workers: int) -> Itera
     from nuseal import forked
 
     stream = forked.streamed(tasks, workers=workers, threads=1, start=lambda: _forked_side(setup),
-                             rerun=lambda lost: list(_pooled(lost, setup, 1)), report=FORKED_REPORT,
-                             ahead=FORKED_AHEAD)
+                             rerun=lambda lost: list(_pooled(lost, setup, 1)), report=FORKED_REPORT)
     done = 0
     try:
         while done < len(tasks):

@@ -275,27 +275,6 @@ def test_a_forked_worker_that_dies_costs_only_its_package(
     assert os.getpid() not in [v.extra["pid"] for v in verdicts if v.extra]
 
 
-@pytest.mark.usefixtures("helpers_fork")
-def test_the_packages_after_a_slow_one_go_to_the_other_worker(
-    pki: TestPki, signed_packages: Packages, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A worker holds few packages beyond the one it verifies: the rest of a batch is not stuck behind a slow one
-    while the other core runs out of work."""
-    pkgs = signed_packages
-    real = batch.verify_package
-
-    def tagged(path: Path, **kwargs: object) -> PackageVerdict:
-        if Path(path) == pkgs.untrusted:
-            threading.Event().wait(2.0)  # far longer than the other worker needs for the rest
-        return replace(real(path, **kwargs), extra={"pid": os.getpid()})  # type: ignore[arg-type]
-
-    monkeypatch.setattr(batch, "verify_package", tagged)
-    verdicts = batch.verify_batch([pkgs.untrusted] + [pkgs.author] * 9, _setup(pki), now=pkgs.now, parallel=2)
-    slow = verdicts[0].extra["pid"]
-    held = batch.FORKED_REPORT + batch.FORKED_AHEAD  # what the slow worker held beside it
-    assert held <= 3 and sum(v.extra["pid"] != slow for v in verdicts[1:]) == 9 - held
-
-
 def test_forking_waits_for_a_single_thread() -> None:
     stop = threading.Event()
     thread = threading.Thread(target=stop.wait, daemon=True)
