@@ -12,9 +12,8 @@ took the next run; each worker spent ~30 % of a 200-package batch with fewer pac
 core idle while it waited for the disk or the TSA (bench/timestamp, issue 12). Here a worker never drains: its main
 thread sends a group (after ``Side.commit``: the folder fsync, once per group) while its threads go on with the
 items it holds. ``ProcessPoolExecutor`` also cost this process two threads, a pickled task and a future per run,
-and ~25 ms of imports (``multiprocessing``, ``concurrent.futures.process``, ``logging``); two pipes per worker and
-``pickle`` do here, and plain threads where a worker runs more than one at a time (a worker with one thread and
-nothing to do between items, ``verify_batch``'s, runs its items on its main thread).
+and ~25 ms of imports (``multiprocessing``, ``concurrent.futures.process``, ``logging``); two pipes per worker,
+``pickle`` and plain threads do here.
 
 A worker that dies loses the items it held: ``rerun(items)`` gives their results (both batches run them again one
 at a time, each in a process of its own, so that only the package that kills its process fails); the other
@@ -84,9 +83,7 @@ def streamed(items: Sequence[T], *, workers: int, threads: int, start: Callable[
     """A result for every item, in input order, from ``workers`` forked processes with ``threads`` threads each,
     which send their results in groups of up to ``report``."""
     import gc
-
-    if threads > 1:
-        import queue  # noqa: F401  (the workers' import, made once here before they are forked)
+    import queue  # noqa: F401  (the workers' import, made once here before they are forked)
 
     results: dict[int, R] = {}
     todo = deque(range(len(items)))  # not yet handed to a worker
@@ -292,68 +289,13 @@ def _exactly(fd: int, size: int) -> bytes | None:
 
 def _serve(channel: _Channel, side: Side[Any, Any], threads: int, report: int) -> None:
     """Work on what arrives on ``channel`` with ``threads`` threads; send the results back in groups until this
-    process ends its stream and nothing is left."""
-    if threads == 1 and side.commit is None:
-        _serve_alone(channel, side, report)
-    else:
-        _serve_threads(channel, side, threads, report)
-    channel.close()
-
-
-def _outcome(side: Side[Any, Any], item: Any) -> Any:
-    try:
-        return side.work(item)
-    except BaseException as exc:  # work() catches its own errors; anything else costs only its item
-        try:
-            return side.failed(item, exc)
-        except BaseException:
-            os._exit(1)  # never reported otherwise: the parent re-runs what this worker held, one per process
-
-
-def _serve_alone(channel: _Channel, side: Side[Any, Any], report: int) -> None:
-    """One item at a time on this thread (one thread and no ``commit`` to overlap with the work, as for
-    ``verify_batch``): items are read whenever they have arrived, between two items, and a group is sent when it is
-    ``report`` results long or nothing else is in hand.
-
-    Not the reader and reporter threads of ``_serve_threads``: with one CPU-bound thread they only took the GIL
-    from it at every message (a forced switch after ``sys.getswitchinterval()`` while it verifies) and cost each
-    worker two thread starts and ``queue``."""
-    import select
-    from collections import deque
-
-    waiting = select.poll()
-    waiting.register(channel.fileno(), select.POLLIN)
-    held: deque[tuple[int, Any]] = deque()
-    ended = False
-    indices: list[int] = []
-    results: list[Any] = []
-    with side.context:
-        while True:
-            # Everything that has arrived, without waiting unless nothing is in hand.
-            while not ended and (not held or waiting.poll(0)):
-                message = _receive(channel)
-                if message is None:
-                    ended = True
-                else:
-                    held.extend(message)
-            if not held:
-                return  # the stream ended and everything was reported
-            index, item = held.popleft()
-            indices.append(index)
-            results.append(_outcome(side, item))
-            if len(indices) >= report or (not held and (ended or not waiting.poll(0))):
-                try:
-                    _send(channel, list(zip(indices, results, strict=True)))
-                except OSError:  # this process stopped listening: report nothing more
-                    return
-                indices, results = [], []
-
-
-def _serve_threads(channel: _Channel, side: Side[Any, Any], threads: int, report: int) -> None:
-    """``threads`` threads on the items, a reader thread queueing what arrives and this thread reporting, so that a
-    group's ``commit`` (a folder fsync) overlaps the work. Plain threads and ``queue.SimpleQueue`` rather than a
+    process ends its stream and nothing is left. Plain threads and ``queue.SimpleQueue`` rather than a
     ``ThreadPoolExecutor``: ``concurrent.futures`` imports ``logging`` and ``traceback``, which each worker would
-    pay after the fork."""
+    pay after the fork.
+
+    Also with one thread (``verify_batch``): a loop on the main thread that read items between two items saved
+    0.1-0.9 % of the workers' instructions, but on a loaded machine (load 7-9 on 2 cores) its batches took 15-55 %
+    longer (wall medians, same CPU; docs/performance.md "Batch verify, part 5")."""
     import queue
 
     work: queue.SimpleQueue[tuple[int, Any] | None] = queue.SimpleQueue()
@@ -391,6 +333,17 @@ def _serve_threads(channel: _Channel, side: Side[Any, Any], threads: int, report
                 work.put(None)
             for runner in runners:
                 runner.join()
+    channel.close()
+
+
+def _outcome(side: Side[Any, Any], item: Any) -> Any:
+    try:
+        return side.work(item)
+    except BaseException as exc:  # work() catches its own errors; anything else costs only its item
+        try:
+            return side.failed(item, exc)
+        except BaseException:
+            os._exit(1)  # never reported otherwise: the parent re-runs what this worker held, one per process
 
 
 def _report(channel: _Channel, done: Any, started: list[int], commit: Callable[[list[Any]], list[Any]] | None,

@@ -1,4 +1,4 @@
-"""nuseal.forked: the single-threaded worker loop, the pipes, and what the module costs a process that forks."""
+"""nuseal.forked: a worker on its pipes, and what the module costs a process that forks."""
 
 from __future__ import annotations
 
@@ -12,21 +12,13 @@ from pathlib import Path
 from nuseal import forked
 
 
-def _alone(work: forked.Side[int, int]) -> tuple[forked._Channel, threading.Thread, list[int]]:
-    """``forked._serve`` with one thread and no commit (``verify_batch``'s workers) on a thread of this process;
-    this process's end of its pipes and the thread counts seen while items were worked on."""
+def _serving(work: forked.Side[int, int]) -> tuple[forked._Channel, threading.Thread]:
+    """``forked._serve`` with one thread, groups of two and no commit (``verify_batch``'s workers) on a thread of
+    this process, and this process's end of its pipes."""
     mine, theirs = forked._channels()
-    counts: list[int] = []
-    real = work.work
-
-    def counted(item: int) -> int:
-        counts.append(threading.active_count())
-        return real(item)
-
-    work.work = counted
     thread = threading.Thread(target=forked._serve, args=(theirs, work, 1, 2), daemon=True)
     thread.start()
-    return mine, thread, counts
+    return mine, thread
 
 
 def _groups(mine: forked._Channel) -> list[list[tuple[int, int]]]:
@@ -37,26 +29,25 @@ def _groups(mine: forked._Channel) -> list[list[tuple[int, int]]]:
     return groups
 
 
-def test_a_worker_with_one_thread_and_nothing_to_commit_works_on_its_own_thread() -> None:
+def test_a_worker_reads_its_items_from_a_pipe_and_sends_the_results_in_groups() -> None:
     side: forked.Side[int, int] = forked.Side(lambda item: item * 10, lambda item, exc: -1, None,
                                               contextlib.nullcontext())
-    mine, thread, counts = _alone(side)
+    mine, thread = _serving(side)
     forked._send(mine, [(0, 0), (1, 1), (2, 2)])
-    forked._send(mine, [(3, 3), (4, 4)])  # a second message: read between two items or when the first are done
+    forked._send(mine, [(3, 3), (4, 4)])
     mine.end()
     groups = _groups(mine)
     thread.join(10)
     assert not thread.is_alive()
     assert sorted(entry for group in groups for entry in group) == [(i, i * 10) for i in range(5)]
     assert all(1 <= len(group) <= 2 for group in groups)
-    assert set(counts) == {threading.active_count() + 1}  # this thread and the worker's: no reader, no reporter
 
 
-def test_a_lone_worker_reports_what_it_holds_before_waiting_for_more() -> None:
+def test_a_worker_reports_what_it_holds_before_waiting_for_more() -> None:
     """This process gives more only for verdicts it has: a worker holding fewer than a group sends them."""
     side: forked.Side[int, int] = forked.Side(lambda item: item + 1, lambda item, exc: -1, None,
                                               contextlib.nullcontext())
-    mine, thread, _ = _alone(side)
+    mine, thread = _serving(side)
     forked._send(mine, [(7, 7)])
     assert forked._receive(mine) == [(7, 8)]  # one result, although a group is two
     forked._send(mine, [(8, 8)])
@@ -67,38 +58,19 @@ def test_a_lone_worker_reports_what_it_holds_before_waiting_for_more() -> None:
     assert not thread.is_alive()
 
 
-def test_a_lone_worker_turns_an_escaping_error_into_its_items_result() -> None:
+def test_a_worker_turns_an_escaping_error_into_its_items_result() -> None:
     def work(item: int) -> int:
         if item == 1:
             raise RuntimeError("bug")
         return item
 
     side: forked.Side[int, int] = forked.Side(work, lambda item, exc: -len(str(exc)), None, contextlib.nullcontext())
-    mine, thread, _ = _alone(side)
+    mine, thread = _serving(side)
     forked._send(mine, [(0, 0), (1, 1), (2, 2)])
     mine.end()
     results = dict(entry for group in _groups(mine) for entry in group)
     thread.join(10)
     assert results == {0: 0, 1: -3, 2: 2}
-
-
-def test_a_lone_worker_stops_when_this_process_stops_listening() -> None:
-    started: list[int] = []
-    gate = threading.Event()
-
-    def work(item: int) -> int:
-        started.append(item)
-        gate.wait(10)
-        return item
-
-    side: forked.Side[int, int] = forked.Side(work, lambda item, exc: -1, None, contextlib.nullcontext())
-    mine, thread, _ = _alone(side)
-    forked._send(mine, [(0, 0), (1, 1), (2, 2), (3, 3)])
-    mine.close()  # not listening any more: the worker's first report fails
-    gate.set()
-    thread.join(10)
-    assert not thread.is_alive()
-    assert started[:1] == [0] and len(started) <= 2  # a group of two at most, then nothing more was started
 
 
 def test_streamed_results_in_input_order_from_forked_workers_on_pipes() -> None:
