@@ -12,7 +12,7 @@ took the next run; each worker spent ~30 % of a 200-package batch with fewer pac
 core idle while it waited for the disk or the TSA (bench/timestamp, issue 12). Here a worker never drains: its main
 thread sends a group (after ``Side.commit``: the folder fsync, once per group) while its threads go on with the
 items it holds. ``ProcessPoolExecutor`` also cost this process two threads, a pickled task and a future per run,
-and ~25 ms of imports (``multiprocessing``, ``concurrent.futures.process``, ``logging``); a socket pair per worker,
+and ~25 ms of imports (``multiprocessing``, ``concurrent.futures.process``, ``logging``); two pipes per worker,
 ``pickle`` and plain threads do here.
 
 A worker that dies loses the items it held: ``rerun(items)`` gives their results (both batches run them again one
@@ -21,13 +21,15 @@ workers go on, and if none is left a new round of workers takes what no worker w
 
 Workers are forked only from a single-threaded process (``can_fork``): forking a process that has other threads
 can copy a lock some thread held.
+
+The wire is two pipes per worker (items one way, results the other), not a socket pair: ``socket`` brings
+``selectors`` and ``array`` along, ~2-3 ms of imports on the path of every parallel batch before the first fork.
+Closing this process's end of the items pipe tells a worker that nothing more comes.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
-import socket
 import struct
 import threading
 from collections import deque
@@ -47,6 +49,18 @@ REPORT = 8
 AHEAD = 4
 
 _LENGTH = struct.Struct("!I")
+
+try:
+    # The C pickler itself: the ``pickle`` module around it is ~1,800 lines of Python (its pure-Python pickler) that
+    # this process would load before forking, on the path of every parallel batch (issue 12). Same functions.
+    from _pickle import dumps as _dumps
+    from _pickle import loads as _loads
+except ImportError:  # an interpreter without the accelerator
+    from pickle import dumps as _dumps
+    from pickle import loads as _loads
+
+#: ``pickle.HIGHEST_PROTOCOL`` on every Python this runs on (3.11+), without importing ``pickle`` for it.
+_PROTOCOL = 5
 
 
 class Side(Generic[T, R]):
@@ -107,12 +121,50 @@ def streamed(items: Sequence[T], *, workers: int, threads: int, start: Callable[
             gc.unfreeze()
 
 
-class _Worker:
-    __slots__ = ("held", "pid", "sock")
+class _Channel:
+    """One end of a worker's two pipes: reads from one, writes to the other (``-1``: closed)."""
 
-    def __init__(self, pid: int, sock: socket.socket) -> None:
+    __slots__ = ("reading", "writing")
+
+    def __init__(self, reading: int, writing: int) -> None:
+        self.reading = reading
+        self.writing = writing
+
+    def fileno(self) -> int:
+        """The descriptor to wait on for a message (``-1`` once closed)."""
+        return self.reading
+
+    def end(self) -> None:
+        """Say that nothing more will be sent: the other side reads the end of the stream."""
+        if self.writing >= 0:
+            os.close(self.writing)
+            self.writing = -1
+
+    def close(self) -> None:
+        self.end()
+        if self.reading >= 0:
+            os.close(self.reading)
+            self.reading = -1
+
+
+def _channels() -> tuple[_Channel, _Channel]:
+    """This process's end and the worker's end of two new pipes."""
+    items_read, items_write = os.pipe()
+    try:
+        results_read, results_write = os.pipe()
+    except BaseException:
+        os.close(items_read)
+        os.close(items_write)
+        raise
+    return _Channel(results_read, items_write), _Channel(items_read, results_write)
+
+
+class _Worker:
+    __slots__ = ("channel", "held", "pid")
+
+    def __init__(self, pid: int, channel: _Channel) -> None:
         self.pid = pid
-        self.sock = sock
+        self.channel = channel
         self.held: set[int] = set()  # indices given and not yet reported
 
 
@@ -128,14 +180,19 @@ class _Crew:
         self._ended: set[int] = set()
         try:
             for _ in range(count):
-                mine, theirs = socket.socketpair()
-                pid = os.fork()
+                mine, theirs = _channels()
+                try:
+                    pid = os.fork()
+                except BaseException:
+                    mine.close()
+                    theirs.close()
+                    raise
                 if pid == 0:  # the worker; it never returns from here
                     code = 1
                     try:
                         mine.close()
-                        for other in self.workers:  # else a worker would keep another's socket open
-                            other.sock.close()
+                        for other in self.workers:  # else a worker would keep another's pipes open
+                            other.channel.close()
                         _serve(theirs, start(), threads, report)
                         code = 0
                     finally:
@@ -147,7 +204,7 @@ class _Crew:
             raise
 
     def live(self) -> bool:
-        return any(w.sock.fileno() >= 0 for w in self.workers)
+        return any(w.channel.fileno() >= 0 for w in self.workers)
 
     def give(self, worker: _Worker, todo: deque[int], items: Sequence[Any], count: int) -> None:
         """Hand ``worker`` up to ``count`` more items; tell it there are no more once it holds none."""
@@ -158,26 +215,26 @@ class _Crew:
             worker.held.add(index)
         try:
             if given:
-                _send(worker.sock, given)
+                _send(worker.channel, given)
             elif not worker.held and worker.pid not in self._ended:
                 self._ended.add(worker.pid)
-                worker.sock.shutdown(socket.SHUT_WR)  # the worker finishes and exits
+                worker.channel.end()  # the worker finishes and exits
         except OSError:
-            pass  # the worker is gone: the next wait() finds its socket at the end and re-runs what it held
+            pass  # the worker is gone: the next wait() finds its pipe at the end and re-runs what it held
 
     def wait(self) -> list[tuple[_Worker, list[tuple[int, Any]] | None]]:
         """The messages of the workers that sent one (``None``: the worker is gone with items in hand)."""
         import select
 
-        live = {w.sock.fileno(): w for w in self.workers if w.sock.fileno() >= 0}
+        live = {w.channel.fileno(): w for w in self.workers if w.channel.fileno() >= 0}
         poll = select.poll()  # not select(): no limit on descriptor numbers (fork means POSIX, which has poll)
         for fd in live:
             poll.register(fd, select.POLLIN)
         found: list[tuple[_Worker, list[tuple[int, Any]] | None]] = []
         for worker in (live[fd] for fd, _ in poll.poll()):
-            message = _receive(worker.sock)
+            message = _receive(worker.channel)
             if message is None:
-                worker.sock.close()
+                worker.channel.close()
                 self._reap(worker)
                 if not worker.held:
                     continue  # it had finished its work
@@ -190,9 +247,9 @@ class _Crew:
             worker.pid = -worker.pid
 
     def close(self) -> None:
-        """Close every socket (a worker finishes what is on its threads and exits) and wait for the workers."""
+        """Close every pipe (a worker finishes what is on its threads and exits) and wait for the workers."""
         for worker in self.workers:
-            worker.sock.close()
+            worker.channel.close()
         for worker in self.workers:
             self._reap(worker)
 
@@ -200,41 +257,45 @@ class _Crew:
 # --- the wire: length-prefixed pickles between this process and its own children -----------------------------------
 
 
-def _send(sock: socket.socket, value: object) -> None:
-    data = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
-    sock.sendall(_LENGTH.pack(len(data)) + data)
+def _send(channel: _Channel, value: object) -> None:
+    """``OSError`` (``BrokenPipeError``) when the other side is gone: Python ignores ``SIGPIPE``."""
+    data = _dumps(value, _PROTOCOL)
+    view = memoryview(_LENGTH.pack(len(data)) + data)
+    while view:
+        view = view[os.write(channel.writing, view):]
 
 
-def _receive(sock: socket.socket) -> Any:
+def _receive(channel: _Channel) -> Any:
     """The next message, or ``None`` at the end of the stream (also when it breaks off mid-message)."""
-    head = _exactly(sock, _LENGTH.size)
+    head = _exactly(channel.reading, _LENGTH.size)
     if head is None:
         return None
-    body = _exactly(sock, _LENGTH.unpack(head)[0])
-    return None if body is None else pickle.loads(body)
+    body = _exactly(channel.reading, _LENGTH.unpack(head)[0])
+    return None if body is None else _loads(body)
 
 
-def _exactly(sock: socket.socket, size: int) -> bytes | None:
-    data = bytearray()
+def _exactly(fd: int, size: int) -> bytes | None:
+    data = b""
     while len(data) < size:
-        try:
-            chunk = sock.recv(size - len(data))
-        except ConnectionResetError:
-            return None
+        chunk = os.read(fd, size - len(data))
         if not chunk:
             return None
         data += chunk
-    return bytes(data)
+    return data
 
 
 # --- in the worker ------------------------------------------------------------------------------------------------
 
 
-def _serve(sock: socket.socket, side: Side[Any, Any], threads: int, report: int) -> None:
-    """Work on what arrives on ``sock`` with ``threads`` threads; send the results back in groups until this
-    process closes its end and nothing is left. Plain threads and ``queue.SimpleQueue`` rather than a
+def _serve(channel: _Channel, side: Side[Any, Any], threads: int, report: int) -> None:
+    """Work on what arrives on ``channel`` with ``threads`` threads; send the results back in groups until this
+    process ends its stream and nothing is left. Plain threads and ``queue.SimpleQueue`` rather than a
     ``ThreadPoolExecutor``: ``concurrent.futures`` imports ``logging`` and ``traceback``, which each worker would
-    pay after the fork."""
+    pay after the fork.
+
+    Also with one thread (``verify_batch``): a loop on the main thread that read items between two items saved
+    0.1-0.9 % of the workers' instructions, but on a loaded machine (load 7-9 on 2 cores) its batches took 15-55 %
+    longer (wall medians, same CPU; docs/performance.md "Batch verify, part 5")."""
     import queue
 
     work: queue.SimpleQueue[tuple[int, Any] | None] = queue.SimpleQueue()
@@ -245,7 +306,7 @@ def _serve(sock: socket.socket, side: Side[Any, Any], threads: int, report: int)
     def take() -> None:
         """Reader thread: queue every item that arrives; ``None`` once the stream ends."""
         try:
-            while (message := _receive(sock)) is not None:
+            while (message := _receive(channel)) is not None:
                 for entry in message:
                     started[0] += 1
                     work.put(entry)
@@ -257,14 +318,7 @@ def _serve(sock: socket.socket, side: Side[Any, Any], threads: int, report: int)
             if stopping.is_set():
                 continue  # this process stopped listening: start nothing more
             index, item = entry
-            try:
-                result = side.work(item)
-            except BaseException as exc:  # work() catches its own errors; anything else costs only its item
-                try:
-                    result = side.failed(item, exc)
-                except BaseException:
-                    os._exit(1)  # never reported otherwise: the parent re-runs what this worker held, one per process
-            done.put((index, result))
+            done.put((index, _outcome(side, item)))
 
     runners = [threading.Thread(target=run, name="nuseal-worker", daemon=True) for _ in range(threads)]
     with side.context:
@@ -272,17 +326,27 @@ def _serve(sock: socket.socket, side: Side[Any, Any], threads: int, report: int)
             runner.start()
         threading.Thread(target=take, name="nuseal-worker-reader", daemon=True).start()
         try:
-            _report(sock, done, started, side.commit, report)
+            _report(channel, done, started, side.commit, report)
         finally:
             stopping.set()
             for _ in runners:
                 work.put(None)
             for runner in runners:
                 runner.join()
-    sock.close()
+    channel.close()
 
 
-def _report(sock: socket.socket, done: Any, started: list[int], commit: Callable[[list[Any]], list[Any]] | None,
+def _outcome(side: Side[Any, Any], item: Any) -> Any:
+    try:
+        return side.work(item)
+    except BaseException as exc:  # work() catches its own errors; anything else costs only its item
+        try:
+            return side.failed(item, exc)
+        except BaseException:
+            os._exit(1)  # never reported otherwise: the parent re-runs what this worker held, one per process
+
+
+def _report(channel: _Channel, done: Any, started: list[int], commit: Callable[[list[Any]], list[Any]] | None,
             report: int) -> None:
     """Send the results in ``done`` in groups until the stream of items ended and every one is reported.
 
@@ -303,7 +367,7 @@ def _report(sock: socket.socket, done: Any, started: list[int], commit: Callable
             if commit is not None:
                 results = commit(results)
             try:
-                _send(sock, list(zip(indices, results, strict=True)))
+                _send(channel, list(zip(indices, results, strict=True)))
             except OSError:  # this process stopped listening: finish what is on the threads, report nothing
                 return
             indices, results = [], []

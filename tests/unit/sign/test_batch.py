@@ -8,7 +8,6 @@ import multiprocessing
 import os
 import pickle
 import signal
-import socket
 import threading
 import time
 import zipfile
@@ -437,9 +436,9 @@ def test_pool_workers_take_runs_of_run_size_packages_and_sign_in_flight_at_a_tim
     assert in_flight == [batch.IN_FLIGHT]
 
 
-def _serving(pki: TestPki) -> tuple[socket.socket, threading.Thread]:
-    """``forked._serve`` (a forked worker's loop) on a thread of this process, and this process's end of its socket."""
-    mine, theirs = socket.socketpair()
+def _serving(pki: TestPki) -> tuple[forked._Channel, threading.Thread]:
+    """``forked._serve`` (a forked worker's loop) on a thread of this process, and this process's end of its pipes."""
+    mine, theirs = forked._channels()
     job = batch.SignJob(AuthorSignRequest(signer_for(pki.leaf)), utc_now)
     side = batch._streaming_side(job)
     thread = threading.Thread(target=forked._serve, args=(theirs, side, 4, forked.REPORT), daemon=True)
@@ -474,7 +473,7 @@ def test_a_forked_worker_goes_on_signing_while_it_syncs_and_reports_a_group(
     monkeypatch.setattr(fileio.os, "replace", lambda a, b: (real_replace(a, b), events.append(("write", str(b))))[0])
     mine, thread = _serving(pki)
     forked._send(mine, list(enumerate(pairs)))
-    mine.shutdown(socket.SHUT_WR)
+    mine.end()
     groups = []
     while (message := forked._receive(mine)) is not None:
         groups.append(message)
@@ -497,7 +496,7 @@ def test_a_forked_worker_reports_a_folder_that_cannot_be_synced(
     pairs = _three_packages_with_an_unsyncable_out_folder(tmp_path, monkeypatch)
     mine, thread = _serving(pki)
     forked._send(mine, list(enumerate(pairs)))
-    mine.shutdown(socket.SHUT_WR)
+    mine.end()
     outcomes: dict[int, batch.SignOutcome] = {}
     while (message := forked._receive(mine)) is not None:
         outcomes.update(message)
@@ -512,8 +511,8 @@ def test_forked_workers_stop_when_the_caller_stops(
     pids: list[int] = []
 
     class Watched(forked._Worker):
-        def __init__(self, pid: int, sock: socket.socket) -> None:
-            super().__init__(pid, sock)
+        def __init__(self, pid: int, channel: forked._Channel) -> None:
+            super().__init__(pid, channel)
             pids.append(pid)
 
     monkeypatch.setattr(forked, "_Worker", Watched)
@@ -529,7 +528,7 @@ def test_forked_workers_stop_when_the_caller_stops(
 
 
 def test_handing_packages_to_a_worker_that_just_died_is_left_to_the_next_wait() -> None:
-    mine, theirs = socket.socketpair()
+    mine, theirs = forked._channels()
     theirs.close()  # the worker is gone
     crew = object.__new__(forked._Crew)
     crew.workers, crew._ended = [forked._Worker(-1, mine)], set()
