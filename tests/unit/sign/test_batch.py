@@ -515,11 +515,22 @@ def test_forked_workers_stop_when_the_caller_stops(
             super().__init__(pid, channel)
             pids.append(pid)
 
+    sent: list[int] = []
+    real_send = forked._send
+
+    def counting_send(channel: forked._Channel, value: object) -> None:
+        if isinstance(value, list):
+            sent.append(len(value))
+        real_send(channel, value)
+
     monkeypatch.setattr(forked, "_Worker", Watched)
+    monkeypatch.setattr(forked, "_send", counting_send)
     pairs = _packages(tmp_path, 80)
     written = _written_when_interrupted(pairs, pki, parallel=2)
-    held = 2 * (batch.IN_FLIGHT + forked.REPORT + forked.AHEAD)
-    assert 1 <= len(written) <= held + 2 * forked.REPORT  # what the two workers held, and what replaced reports
+    # Only what the workers were handed was signed (what they held when the caller stopped, and what replaced the
+    # groups they had reported before: on a loaded machine the other worker may report several groups before the
+    # first package's own); the rest of the batch was never started.
+    assert 1 <= len(written) <= sum(sent) < len(pairs)
     assert not list((tmp_path / "out").glob(".*.tmp"))  # nothing half-written: the workers finished or stopped
     assert len(pids) == 2
     for pid in pids:  # both workers were waited for
