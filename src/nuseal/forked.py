@@ -275,13 +275,17 @@ def _receive(channel: _Channel) -> Any:
 
 
 def _exactly(fd: int, size: int) -> bytes | None:
-    data = b""
-    while len(data) < size:
-        chunk = os.read(fd, size - len(data))
+    """``size`` bytes from ``fd``, or ``None`` at the end of the stream. A pipe gives at most its buffer per read
+    (64 KiB on Linux): the chunks are joined once, not concatenated one by one."""
+    chunks: list[bytes] = []
+    left = size
+    while left:
+        chunk = os.read(fd, left)
         if not chunk:
             return None
-        data += chunk
-    return data
+        chunks.append(chunk)
+        left -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 # --- in the worker ------------------------------------------------------------------------------------------------
@@ -295,7 +299,7 @@ def _serve(channel: _Channel, side: Side[Any, Any], threads: int, report: int) -
 
     Also with one thread (``verify_batch``): a loop on the main thread that read items between two items saved
     0.1-0.9 % of the workers' instructions, but on a loaded machine (load 7-9 on 2 cores) its batches took 15-55 %
-    longer (wall medians, same CPU; docs/performance.md "Batch verify, part 5")."""
+    longer (wall medians, same CPU; docs/performance.md "Batch verify, part 6")."""
     import queue
 
     work: queue.SimpleQueue[tuple[int, Any] | None] = queue.SimpleQueue()

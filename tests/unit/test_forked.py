@@ -84,6 +84,19 @@ def test_streamed_results_in_input_order_from_forked_workers_on_pipes() -> None:
     assert os.getpid() not in {pid for _, pid in results}
 
 
+def test_a_message_larger_than_the_pipe_buffer_arrives_whole() -> None:
+    mine, theirs = forked._channels()
+    value = [(index, os.urandom(1000)) for index in range(300)]  # ~310 KB pickled: several 64 KiB pipe reads
+    writer = threading.Thread(target=forked._send, args=(theirs, value), daemon=True)
+    writer.start()
+    assert forked._receive(mine) == value
+    writer.join(10)
+    theirs.end()
+    assert forked._receive(mine) is None  # then the end of the stream
+    mine.close()
+    theirs.close()
+
+
 def test_importing_forked_loads_neither_socket_nor_pickle_nor_queue() -> None:
     """They are imports on the path of every parallel batch before its first fork (issue 12)."""
     code = ("import sys; import nuseal.forked; "
