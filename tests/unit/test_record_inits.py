@@ -1,6 +1,7 @@
 """nuseal.record_inits: the record constructors compiled ahead of time (``scripts/record-inits``) are current, are
 the code that compiling their layout's source gives, and a class takes one only for exactly its own layout, with its
-own default values and factories (docs/decisions.md "Record constructors compiled ahead of time")."""
+own default values and factories (docs/decisions.md "Code and data generated ahead of time instead of at every
+start-up")."""
 
 from __future__ import annotations
 
