@@ -71,7 +71,7 @@ def run_as_postgres() -> pwd.struct_passwd | None:
                             f"{INSTALL_HINT}") from exc
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec, after Popen's setuid
+def die_with_parent() -> None:  # runs in the child between fork and exec, after Popen's setuid
     _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
@@ -88,7 +88,7 @@ class ManagedProcess:
             try:
                 self.popen = subprocess.Popen(
                     self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                    start_new_session=True, preexec_fn=_die_with_parent,
+                    start_new_session=True, preexec_fn=die_with_parent,
                     user=user.pw_uid if user else None, group=user.pw_gid if user else None,
                     extra_groups=[] if user else None,
                 )

@@ -47,7 +47,7 @@ from nuseal.server.settings import load_settings
 from nuseal.server.storage import BlobStore, open_blob_store
 from tests.support.pki import TestPki
 from tests.support.postgres import PostgresServer
-from tests.support.processes import terminate
+from tests.support.processes import die_with_parent, terminate
 from tests.support.s3 import S3Server
 
 #: ``embedded`` = SQLite + folder, ``scale`` = PostgreSQL + S3.
@@ -253,11 +253,13 @@ class ServeProcess:
 
 def start_serve(args: list[str], log_path: Path, *, env: dict[str, str] | None = None) -> ServeProcess:
     """Start ``nuseal serve ARGS`` (add ``--port 0``) and wait for its "listening" line; fail with its log if it
-    exits or stays silent for 60 s."""
+    exits or stays silent for 60 s. Like the real parts, it gets SIGTERM when the test process that started it ends,
+    so a fixture that fails before its ``yield`` (or a killed run) leaves no server behind. Call it from the thread
+    that outlives the server (the kernel's signal follows the thread that forked)."""
     nuseal = str(Path(sys.executable).with_name("nuseal"))
     log = log_path.open("w")
     process = subprocess.Popen(
-        [nuseal, "serve", *args], stdout=subprocess.PIPE, stderr=log, text=True,
+        [nuseal, "serve", *args], stdout=subprocess.PIPE, stderr=log, text=True, preexec_fn=die_with_parent,
         env={k: v for k, v in os.environ.items() if not k.startswith("NUSEAL_")} | (env or {}),
     )  # fmt: skip
     log.close()

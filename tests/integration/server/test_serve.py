@@ -9,6 +9,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -137,3 +138,28 @@ def test_an_unmigrated_external_database_is_refused(database_factory: DatabaseFa
     assert result.returncode == 1
     assert "is empty, this nuseal needs revision" in result.stderr and "nuseal admin migrate" in result.stderr
     assert result.stderr.count("\n") == 1 and result.stdout == ""
+
+
+def test_a_server_the_tests_started_ends_with_the_process_that_started_it(tmp_path: Path) -> None:
+    # A fixture that fails before its yield never calls stop(): the server must not outlive the test process.
+    starter = ("import sys; from pathlib import Path; from tests.support.server_fixtures import start_serve; "
+               "folder = Path(sys.argv[1]); "
+               "print(start_serve(['--data', str(folder / 'data'), '--port', '0'], folder / 'serve.log').process.pid)")
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run([sys.executable, "-c", starter, str(tmp_path)], capture_output=True, text=True, timeout=120,
+                          cwd=root, check=True)  # fmt: skip
+    pid = int(done.stdout.split()[-1])
+    for _ in range(100):
+        if _gone(pid):
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    pytest.fail(f"nuseal serve (pid {pid}) still ran 10 s after the process that started it ended")
+
+
+def _gone(pid: int) -> bool:
+    """Ended: no such process, or a zombie not yet reaped by its new parent."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except (FileNotFoundError, IndexError):
+        return True
