@@ -81,7 +81,7 @@ def test_nuget_exe_push_list_install_delete(feed: FeedServer, nuget_exe: NuGetEx
     assert (out / "Interop.Feed.1.0.0" / "Interop.Feed.1.0.0.nupkg").read_bytes() == built["1.0.0"].read_bytes()
 
     code, stdout, stderr = nuget_exe.run("push", str(built["1.1.0"]), *source, "-ApiKey", key)
-    assert code != 0 and "409" in stdout + stderr  # the same version again
+    assert code != 0 and "409" in stdout + stderr, (code, stdout, stderr)  # the same version again
 
     stdout = _ok(nuget_exe.run("delete", "Interop.Feed", "1.1.0", *source, "-ApiKey", key))
     assert "Interop.Feed 1.1.0 was deleted successfully." in stdout
